@@ -1,0 +1,114 @@
+package dev.entanglement;
+
+import dev.entanglement.internal.CoalescingQueue;
+import dev.entanglement.protocol.Message;
+import dev.entanglement.transport.Link;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Subscriber;
+import tools.jackson.databind.node.ObjectNode;
+
+/**
+ * A node's session with one neighbour, over one {@link Link}.
+ *
+ * <p>State machine: {@code OPEN} (attached, HELLO not yet received) → {@code READY} (HELLO
+ * received; routes known) → {@code CLOSED} (link closed; terminal). All fields are confined to the
+ * engine's serial executor.
+ *
+ * <p>Invariants:
+ *
+ * <ul>
+ *   <li>{@code queue} holds at most one entry per (lane, key); frames are materialized from the
+ *       node's current state only when the link demands one, so the peer gets the latest state;
+ *   <li>{@code held} is what the peer holds according to what was sent to it or received from it; a
+ *       state is not sent to a peer that holds that version or a newer one;
+ *   <li>every id in {@code outstanding} names a request sent on this link and not yet answered; on
+ *       close each of their obligations is ended explicitly.
+ * </ul>
+ */
+final class Destination {
+  /** Lanes of the outbound queue: entries coalesce only within a lane and key. */
+  enum Lane {
+    CONTROL,
+    STATE,
+    TENTATIVE,
+    PROPOSE,
+    UNIQUE
+  }
+
+  record QueueKey(Lane lane, Object id) {}
+
+  /** What waits in the outbound queue; the frame is built at dequeue time. */
+  sealed interface Outbound {
+    /** The current state of {@code key} (or a withdrawal). */
+    record State(ObjectKey key) implements Outbound {}
+
+    /** The current tentative state of a transition. */
+    record Tentative(ObjectKey key, String transitionId) implements Outbound {}
+
+    /** This node's route table, computed for this peer at dequeue. */
+    record Routes() implements Outbound {}
+
+    /** A message built in advance (responses, errors, control). */
+    record Control(Message message) implements Outbound {}
+
+    /** A frame built in advance (events of unique types, relayed verbatim). */
+    record Raw(byte[] frame) implements Outbound {}
+
+    /** A request toward an owner; merges with a pending request for the same key. */
+    record Request(
+        Message.ProposalKind kind,
+        boolean create,
+        TypeBinding<?> binding,
+        @Nullable ObjectKey key,
+        OwnerId owner,
+        boolean partial,
+        ObjectNode attributes,
+        @Nullable String transitionId,
+        int hops,
+        List<Obligation> obligations)
+        implements Outbound {}
+  }
+
+  final Link link;
+  final PeerId peer;
+  final long order;
+  final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
+  final Map<ObjectKey, Version> held = new HashMap<>();
+  final Map<String, Long> tentativeSeen = new HashMap<>();
+  final Map<Long, List<Obligation>> outstanding = new HashMap<>();
+  Map<OwnerId, Integer> routes = Map.of();
+  @Nullable Map<OwnerId, Integer> lastAdvertised;
+  boolean ready;
+  boolean closed;
+  boolean closeWhenFlushed;
+  long nextRequestId = 1;
+  @Nullable Subscriber<? super byte[]> out;
+  long demand;
+
+  Destination(Link link, long order) {
+    this.link = link;
+    this.peer = link.remote();
+    this.order = order;
+  }
+
+  /** Removes every queued entry, returning the requests among them so they can be rerouted. */
+  List<Outbound.Request> drainRequests() {
+    List<Outbound.Request> requests = new ArrayList<>();
+    Outbound o;
+    while ((o = queue.poll()) != null) {
+      if (o instanceof Outbound.Request r) {
+        requests.add(r);
+      }
+    }
+    return requests;
+  }
+
+  @Override
+  public String toString() {
+    return "Destination[" + peer + "]";
+  }
+}

@@ -1,0 +1,2095 @@
+package dev.entanglement;
+
+import dev.entanglement.Destination.Lane;
+import dev.entanglement.Destination.Outbound;
+import dev.entanglement.Destination.QueueKey;
+import dev.entanglement.internal.ConflatingSubscription;
+import dev.entanglement.internal.SerialExecutor;
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import dev.entanglement.protocol.ProtocolException;
+import dev.entanglement.transport.Link;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Predicate;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Subscription;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.publisher.BaseSubscriber;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.FluxSink;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.MonoSink;
+import reactor.core.scheduler.Scheduler;
+import tools.jackson.core.JacksonException;
+import tools.jackson.databind.DeserializationFeature;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ObjectNode;
+
+/**
+ * The replication engine of one node.
+ *
+ * <h2>Design</h2>
+ *
+ * <p>Every piece of mutable state is confined to one {@link SerialExecutor}: API calls, frames
+ * received from links, link demand and timers all become tasks on it. The executor owns no thread;
+ * tasks run on the submitting thread when the engine is idle, so nothing blocks and nothing is
+ * handed to a pool. The only state read outside it is {@link #objects} (a concurrent map of
+ * immutable {@link StoredState}s) for {@link EntanglementNode#get}.
+ *
+ * <p>Replication is latest-state: a change marks its key dirty in the coalescing queue of every
+ * destination; the frame is built from the current state only when the link asks for one. So a
+ * slow link carries the newest state of every dirty key, once per round, and never a backlog.
+ * Receivers apply a state only if its {@link Version} is newer than what they hold, which makes
+ * duplicates and reordering harmless and lets meshes with cycles converge.
+ *
+ * <p>Requests (proposals, creates, delete requests) follow routes toward owners, learned as a
+ * distance vector from HELLO and ROUTES messages with split horizon; each relay keeps an {@link
+ * Obligation} per request and answers on the reverse path. Every obligation ends explicitly.
+ *
+ * <p>Transitions flood to every allowed node; the owner arbitrates (a newer transition breaks an
+ * older one, a commit confirms or breaks) and floods the terminal state; every node also expires a
+ * transition locally after the TTL with no update.
+ */
+final class Engine {
+  static final int MAX_HOPS = 16;
+  private static final int INBOUND_WINDOW = 256;
+  private static final int ENDED_TRANSITIONS_REMEMBERED = 65_536;
+  private static final int EVENTS_REMEMBERED = 65_536;
+  private static final Logger log = LoggerFactory.getLogger(Engine.class);
+
+  final String nodeId;
+  final Scheduler scheduler;
+  final SerialExecutor serial;
+  final FrameCodec codec = new FrameCodec();
+  final JsonMapper json;
+  private final Map<String, TypeBinding<?>> types;
+  private final Map<Class<?>, TypeBinding<?>> typesByClass;
+  private final Policy peerPolicy;
+  private final Duration decisionTimeout;
+  private final Duration requestTimeout;
+  private final Duration transitionTtl;
+
+  /** Current state of every object this node holds, tombstones included. */
+  final ConcurrentHashMap<ObjectKey, StoredState> objects = new ConcurrentHashMap<>();
+
+  private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
+  private final Map<OwnerId, Long> removedOwners = new HashMap<>();
+  private final List<Destination> destinations = new ArrayList<>();
+  private final Map<String, List<Watcher>> watchers = new HashMap<>();
+  private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
+  private final Map<String, List<FluxSink<Proposal<?>>>> proposalSinks = new HashMap<>();
+  private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
+  private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
+  private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
+  private long nextDestinationOrder;
+  private boolean closed;
+
+  private final AtomicLong framesSent = new AtomicLong();
+  private final AtomicLong bytesSent = new AtomicLong();
+  private final AtomicLong framesReceived = new AtomicLong();
+  private final AtomicLong statesEncoded = new AtomicLong();
+  private final AtomicLong errorsReceived = new AtomicLong();
+  private long updatesOffered;
+  private long updatesCoalesced;
+  private int pendingRequests;
+  private int pendingDecisions;
+
+  /** A local owner: its epoch and the last serial it assigned. */
+  private static final class LocalOwner {
+    final long epoch;
+    long serial;
+
+    LocalOwner(long epoch) {
+      this.epoch = epoch;
+    }
+  }
+
+  private record Watcher(
+      @Nullable ObjectKey key,
+      Predicate<Snapshot<?>> filter,
+      ConflatingSubscription<ObjectKey, Snapshot<?>> subscription) {}
+
+  private record TentativeKey(ObjectKey key, String transitionId) {}
+
+  private record TentativeWatcher(
+      @Nullable ObjectKey key, ConflatingSubscription<TentativeKey, Tentative<?>> subscription) {}
+
+  /** A transition this node tracks. */
+  private static final class TransitionSlot {
+    final TypeBinding<?> binding;
+    final ObjectKey key;
+    final OwnerId owner;
+    final String id;
+    final String origin;
+    long seq;
+    boolean partial = true;
+    ObjectNode attributes;
+    long lastUpdateNanos;
+    reactor.core.@Nullable Disposable expiry;
+
+    TransitionSlot(
+        TypeBinding<?> binding,
+        ObjectKey key,
+        OwnerId owner,
+        String id,
+        String origin,
+        ObjectNode attributes) {
+      this.binding = binding;
+      this.key = key;
+      this.owner = owner;
+      this.id = id;
+      this.origin = origin;
+      this.attributes = attributes;
+    }
+  }
+
+  Engine(
+      String nodeId,
+      Collection<Registry> registries,
+      Map<OwnerId, Long> owners,
+      Policy peerPolicy,
+      Scheduler scheduler,
+      Duration decisionTimeout,
+      Duration requestTimeout,
+      Duration transitionTtl) {
+    this.nodeId = nodeId;
+    this.scheduler = scheduler;
+    this.peerPolicy = peerPolicy;
+    this.decisionTimeout = decisionTimeout;
+    this.requestTimeout = requestTimeout;
+    this.transitionTtl = transitionTtl;
+    this.serial = new SerialExecutor(t -> log.error("engine task failed on node {}", nodeId, t));
+    this.json =
+        JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
+    Map<String, TypeBinding<?>> byName = new LinkedHashMap<>();
+    Map<Class<?>, TypeBinding<?>> byClass = new HashMap<>();
+    for (Registry r : registries) {
+      for (SyncType<?> t : r.types()) {
+        TypeBinding<?> b = new TypeBinding<>(t, r);
+        TypeBinding<?> previous = byName.putIfAbsent(t.name(), b);
+        if (previous != null) {
+          throw new IllegalArgumentException(
+              "type '"
+                  + t.name()
+                  + "' is declared by registries '"
+                  + previous.registry().name()
+                  + "' and '"
+                  + r.name()
+                  + "'");
+        }
+        // A class declared under several names cannot be published without naming its type.
+        if (byClass.putIfAbsent(t.javaType(), b) != null) {
+          byClass.put(t.javaType(), null);
+        }
+      }
+    }
+    byClass.values().removeIf(Objects::isNull);
+    this.types = byName;
+    this.typesByClass = byClass;
+    owners.forEach((o, epoch) -> localOwners.put(o, new LocalOwner(epoch)));
+  }
+
+  // ------------------------------------------------------------------ public operations (any thread)
+
+  Mono<Snapshot<?>> publish(@Nullable SyncType<?> declared, OwnerId owner, Object value) {
+    return Mono.create(
+        sink ->
+            serial.execute(
+                () -> {
+                  try {
+                    sink.success(publishNow(declared, owner, value));
+                  } catch (RuntimeException e) {
+                    sink.error(e);
+                  }
+                }));
+  }
+
+  Mono<Outcome<?>> delete(SyncType<?> type, Object keyValue) {
+    ObjectKey key = type.key(keyValue);
+    return request(
+        sink -> {
+          TypeBinding<?> b = binding(type);
+          StoredState cur = objects.get(key);
+          if (cur == null || cur.deleted()) {
+            sink.success(new Outcome.Rejected<>(ErrorCode.NOT_FOUND, key + " does not exist"));
+            return;
+          }
+          if (localOwners.containsKey(cur.owner())) {
+            StoredState st = commitLocal(b, key, cur.owner(), emptyObject(), null, true, null);
+            sink.success(new Outcome.Committed<>(st.snapshot));
+            return;
+          }
+          LocalWaiter w = localWaiter(sink);
+          sendRequest(
+              new Outbound.Request(
+                  Message.ProposalKind.DELETE,
+                  false,
+                  b,
+                  key,
+                  cur.owner(),
+                  true,
+                  emptyObject(),
+                  null,
+                  0,
+                  new ArrayList<>(List.of(w))),
+              null);
+        });
+  }
+
+  Mono<Outcome<?>> propose(
+      SyncType<?> type, Object keyValue, JsonNode attributes, boolean partial, @Nullable String tid) {
+    ObjectKey key = type.key(keyValue);
+    return request(
+        sink -> {
+          TypeBinding<?> b = binding(type);
+          StoredState cur = objects.get(key);
+          if (cur == null || cur.deleted()) {
+            sink.success(new Outcome.Rejected<>(ErrorCode.NOT_FOUND, key + " does not exist"));
+            return;
+          }
+          LocalWaiter w = localWaiter(sink);
+          Outbound.Request r =
+              new Outbound.Request(
+                  Message.ProposalKind.UPDATE,
+                  false,
+                  b,
+                  key,
+                  cur.owner(),
+                  partial,
+                  asObject(attributes),
+                  tid,
+                  0,
+                  new ArrayList<>(List.of(w)));
+          if (localOwners.containsKey(cur.owner())) {
+            offerProposal(r, null);
+          } else {
+            sendRequest(r, null);
+          }
+        });
+  }
+
+  Mono<Outcome<?>> create(SyncType<?> type, OwnerId owner, Object value) {
+    return request(
+        sink -> {
+          TypeBinding<?> b = binding(type);
+          LocalWaiter w = localWaiter(sink);
+          Outbound.Request r =
+              new Outbound.Request(
+                  Message.ProposalKind.UPDATE,
+                  true,
+                  b,
+                  null,
+                  owner,
+                  false,
+                  json.valueToTree(value),
+                  null,
+                  0,
+                  new ArrayList<>(List.of(w)));
+          if (localOwners.containsKey(owner)) {
+            offerProposal(r, null);
+          } else {
+            sendRequest(r, null);
+          }
+        });
+  }
+
+  <T> Flux<Snapshot<T>> watch(SyncType<T> type, @Nullable ObjectKey key, Predicate<Snapshot<T>> p) {
+    binding(type);
+    @SuppressWarnings("unchecked")
+    Predicate<Snapshot<?>> filter = s -> p.test((Snapshot<T>) s);
+    return Flux.<Snapshot<?>>from(
+            s -> {
+              Watcher[] holder = new Watcher[1];
+              ConflatingSubscription<ObjectKey, Snapshot<?>> cs =
+                  new ConflatingSubscription<>(
+                      s, () -> serial.execute(() -> removeWatcher(type.name(), holder[0])));
+              holder[0] = new Watcher(key, filter, cs);
+              s.onSubscribe(cs);
+              serial.execute(() -> addWatcher(type.name(), holder[0]));
+            })
+        .map(
+            s -> {
+              @SuppressWarnings("unchecked")
+              Snapshot<T> t = (Snapshot<T>) s;
+              return t;
+            });
+  }
+
+  <T> Flux<Tentative<T>> tentative(SyncType<T> type, @Nullable ObjectKey key) {
+    binding(type);
+    return Flux.<Tentative<?>>from(
+            s -> {
+              TentativeWatcher[] holder = new TentativeWatcher[1];
+              ConflatingSubscription<TentativeKey, Tentative<?>> cs =
+                  new ConflatingSubscription<>(
+                      s,
+                      () ->
+                          serial.execute(
+                              () -> removeFrom(tentativeWatchers, type.name(), holder[0])));
+              holder[0] = new TentativeWatcher(key, cs);
+              s.onSubscribe(cs);
+              serial.execute(() -> addTentativeWatcher(type.name(), holder[0]));
+            })
+        .map(
+            t -> {
+              @SuppressWarnings("unchecked")
+              Tentative<T> c = (Tentative<T>) t;
+              return c;
+            });
+  }
+
+  <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
+    binding(type);
+    return Flux.<Proposal<?>>create(
+            sink ->
+                serial.execute(
+                    () -> {
+                      if (closed) {
+                        sink.complete();
+                        return;
+                      }
+                      proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(sink);
+                      sink.onDispose(
+                          () -> serial.execute(() -> removeFrom(proposalSinks, type.name(), sink)));
+                    }))
+        .map(
+            p -> {
+              @SuppressWarnings("unchecked")
+              Proposal<T> t = (Proposal<T>) p;
+              return t;
+            });
+  }
+
+  Mono<Void> attach(Link link) {
+    return Mono.create(
+        sink -> {
+          sink.onCancel(link::dispose);
+          serial.execute(
+              () -> {
+                if (closed) {
+                  link.dispose();
+                  sink.error(new IllegalStateException("node " + nodeId + " is closed"));
+                  return;
+                }
+                attachNow(link, sink);
+              });
+        });
+  }
+
+  Mono<Void> removeOwner(OwnerId owner) {
+    return Mono.create(
+        sink ->
+            serial.execute(
+                () -> {
+                  LocalOwner lo = localOwners.remove(owner);
+                  if (lo == null) {
+                    sink.error(new IllegalArgumentException(owner + " is not a local owner"));
+                    return;
+                  }
+                  purgeOwner(owner, lo.epoch, null);
+                  routesChanged();
+                  sink.success();
+                }));
+  }
+
+  Mono<Void> addOwner(OwnerId owner, long epoch) {
+    return Mono.create(
+        sink ->
+            serial.execute(
+                () -> {
+                  if (localOwners.containsKey(owner)) {
+                    sink.error(new IllegalArgumentException(owner + " is already a local owner"));
+                    return;
+                  }
+                  localOwners.put(owner, new LocalOwner(epoch));
+                  removedOwners.remove(owner);
+                  routesChanged();
+                  sink.success();
+                }));
+  }
+
+  Mono<Void> refreshPolicy() {
+    return Mono.create(
+        sink ->
+            serial.execute(
+                () -> {
+                  for (Destination d : destinations) {
+                    for (StoredState st : objects.values()) {
+                      offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(),
+                          new Outbound.State(st.key()));
+                    }
+                    drain(d);
+                  }
+                  sink.success();
+                }));
+  }
+
+  Mono<Void> close() {
+    return Mono.create(
+        sink ->
+            serial.execute(
+                () -> {
+                  if (!closed) {
+                    closed = true;
+                    for (Destination d : new ArrayList<>(destinations)) {
+                      d.link.dispose();
+                    }
+                    watchers.values().forEach(l -> l.forEach(w -> w.subscription().complete()));
+                    tentativeWatchers
+                        .values()
+                        .forEach(l -> l.forEach(w -> w.subscription().complete()));
+                    proposalSinks.values().forEach(l -> new ArrayList<>(l).forEach(FluxSink::complete));
+                    for (Map<String, TransitionSlot> slots : transitions.values()) {
+                      slots.values().forEach(s -> cancelExpiry(s));
+                    }
+                  }
+                  sink.success();
+                }));
+  }
+
+  NodeStats stats() {
+    int queued = 0;
+    int active = 0;
+    // Reading sizes of confined collections from another thread is a benign race for statistics.
+    for (Destination d : List.copyOf(destinations)) {
+      queued += d.queue.size();
+    }
+    for (Map<String, TransitionSlot> m : List.copyOf(transitions.values())) {
+      active += m.size();
+    }
+    return new NodeStats(
+        framesSent.get(),
+        bytesSent.get(),
+        framesReceived.get(),
+        statesEncoded.get(),
+        updatesOffered,
+        updatesCoalesced,
+        queued,
+        pendingRequests,
+        pendingDecisions,
+        active,
+        errorsReceived.get());
+  }
+
+  Mono<NodeStats> statsConsistent() {
+    return Mono.create(sink -> serial.execute(() -> sink.success(stats())));
+  }
+
+  TypeBinding<?> binding(SyncType<?> type) {
+    TypeBinding<?> b = types.get(type.name());
+    if (b == null) {
+      throw new IllegalArgumentException(type + " is not registered on node " + nodeId);
+    }
+    return b;
+  }
+
+  TypeBinding<?> bindingOf(Class<?> cls) {
+    TypeBinding<?> b = typesByClass.get(cls);
+    if (b == null) {
+      throw new IllegalArgumentException(
+          "no unique type is registered for "
+              + cls.getName()
+              + " on node "
+              + nodeId
+              + "; use publish(type, value)");
+    }
+    return b;
+  }
+
+  OwnerId defaultOwner() {
+    return localOwners.keySet().iterator().next();
+  }
+
+  // ------------------------------------------------------------------ transitions (API side)
+
+  Transition<?> beginTransition(SyncType<?> type, Object keyValue) {
+    TypeBinding<?> b = binding(type);
+    ObjectKey key = type.key(keyValue);
+    StoredState cur = objects.get(key);
+    if (cur == null || cur.deleted()) {
+      throw new EntanglementException(ErrorCode.NOT_FOUND, key + " does not exist");
+    }
+    return new LocalTransition<>(b, key, cur.owner(), java.util.UUID.randomUUID().toString());
+  }
+
+  private final class LocalTransition<T> implements Transition<T> {
+    private final TypeBinding<?> binding;
+    private final ObjectKey key;
+    private final OwnerId owner;
+    private final String id;
+
+    LocalTransition(TypeBinding<?> binding, ObjectKey key, OwnerId owner, String id) {
+      this.binding = binding;
+      this.key = key;
+      this.owner = owner;
+      this.id = id;
+    }
+
+    @Override
+    public String id() {
+      return id;
+    }
+
+    @Override
+    public ObjectKey key() {
+      return key;
+    }
+
+    @Override
+    public void update(T value) {
+      ObjectNode tree = json.valueToTree(value);
+      serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
+    }
+
+    @Override
+    public void update(Map<String, ?> attributes) {
+      ObjectNode tree = json.valueToTree(attributes);
+      serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
+    }
+
+    @Override
+    public Mono<Outcome<T>> commit() {
+      Mono<Outcome<?>> m = request(sink -> commitTransition(binding, key, owner, id, sink));
+      return m.map(
+          o -> {
+            @SuppressWarnings("unchecked")
+            Outcome<T> t = (Outcome<T>) o;
+            return t;
+          });
+    }
+
+    @Override
+    public Mono<Void> abort() {
+      return Mono.create(
+          sink ->
+              serial.execute(
+                  () -> {
+                    endTransition(key, id, TransitionState.ABORTED, true, null);
+                    sink.success();
+                  }));
+    }
+  }
+
+  private void localTransitionUpdate(
+      TypeBinding<?> b, ObjectKey key, OwnerId owner, String tid, ObjectNode tree, boolean partial) {
+    if (endedTransitions.containsKey(tid)) {
+      log.debug("update of ended transition {} ignored", tid);
+      return;
+    }
+    TransitionSlot slot = transitionSlot(b, key, owner, tid, nodeId);
+    slot.seq++;
+    if (partial) {
+      slot.attributes = merge(slot.attributes, tree);
+    } else {
+      slot.attributes = tree;
+      slot.partial = false;
+    }
+    touch(slot);
+    emitTentative(slot, TransitionState.ACTIVE);
+    floodTentative(slot, null);
+  }
+
+  private void commitTransition(
+      TypeBinding<?> b, ObjectKey key, OwnerId owner, String tid, MonoSink<Outcome<?>> sink) {
+    TransitionState ended = endedTransitions.get(tid);
+    if (ended != null) {
+      sink.success(
+          new Outcome.Rejected<>(ErrorCode.BROKEN_TRANSITION, "transition " + tid + " " + ended));
+      return;
+    }
+    Map<String, TransitionSlot> slots = transitions.get(key);
+    TransitionSlot slot = slots == null ? null : slots.get(tid);
+    if (slot == null) {
+      sink.success(
+          new Outcome.Rejected<>(
+              ErrorCode.INVALID_OPERATION, "transition " + tid + " has no update to commit"));
+      return;
+    }
+    LocalWaiter w = localWaiter(sink);
+    Outbound.Request r =
+        new Outbound.Request(
+            Message.ProposalKind.UPDATE,
+            false,
+            b,
+            key,
+            owner,
+            slot.partial,
+            slot.attributes,
+            tid,
+            0,
+            new ArrayList<>(List.of(w)));
+    if (localOwners.containsKey(owner)) {
+      // The owner's own transition: no one to ask.
+      StoredState cur = objects.get(key);
+      if (cur == null || cur.deleted()) {
+        w.rejected(ErrorCode.NOT_FOUND, key + " does not exist");
+        return;
+      }
+      ObjectNode merged = slot.partial ? merge(cur.attributes, slot.attributes) : slot.attributes;
+      try {
+        Object value = json.treeToValue(merged, b.type().javaType());
+        w.committed(commitLocal(b, key, owner, merged, value, false, tid));
+      } catch (JacksonException e) {
+        w.rejected(ErrorCode.BAD_ENCODING, "tentative value does not decode: " + e.getOriginalMessage());
+      }
+      return;
+    }
+    sendRequest(r, null);
+  }
+
+  // ------------------------------------------------------------------ local commits
+
+  private Snapshot<?> publishNow(@Nullable SyncType<?> declared, OwnerId owner, Object value) {
+    TypeBinding<?> b = declared != null ? binding(declared) : bindingOf(value.getClass());
+    if (!b.type().javaType().isInstance(value)) {
+      throw new IllegalArgumentException(value.getClass() + " is not a " + b.type());
+    }
+    if (!localOwners.containsKey(owner)) {
+      throw new EntanglementException(ErrorCode.BAD_OWNER, owner + " is not a local owner of " + nodeId);
+    }
+    @SuppressWarnings("unchecked")
+    SyncType<Object> t = (SyncType<Object>) b.type();
+    ObjectKey key = t.keyOf(value);
+    ObjectNode tree = json.valueToTree(value);
+    if (t.isUnique()) {
+      return publishEvent(b, key, owner, tree, value);
+    }
+    StoredState cur = objects.get(key);
+    if (cur != null && !cur.deleted() && !cur.owner().equals(owner)) {
+      throw new EntanglementException(
+          ErrorCode.BAD_OWNER, key + " is owned by " + cur.owner() + "; propose a change instead");
+    }
+    return commitLocal(b, key, owner, tree, value, false, null).snapshot;
+  }
+
+  private Snapshot<?> publishEvent(
+      TypeBinding<?> b, ObjectKey key, OwnerId owner, ObjectNode tree, Object value) {
+    LocalOwner lo = localOwners.get(owner);
+    Snapshot<?> snap =
+        new Snapshot<>(key, value, owner, new Version(lo.epoch, ++lo.serial), false, now());
+    StoredState st = new StoredState(b, snap, tree, null);
+    recentEvents.put(key, Boolean.TRUE);
+    notifyWatchers(snap);
+    floodEvent(st, null);
+    return snap;
+  }
+
+  private StoredState commitLocal(
+      TypeBinding<?> b,
+      ObjectKey key,
+      OwnerId owner,
+      ObjectNode attributes,
+      @Nullable Object value,
+      boolean deleted,
+      @Nullable String confirmsTransition) {
+    LocalOwner lo = localOwners.get(owner);
+    Version v = new Version(lo.epoch, ++lo.serial);
+    Object typed = value;
+    if (typed == null && !deleted) {
+      typed = json.treeToValue(attributes, b.type().javaType());
+    }
+    Snapshot<?> snap = new Snapshot<>(key, deleted ? null : typed, owner, v, deleted, now());
+    StoredState st = new StoredState(b, snap, deleted ? emptyObject() : attributes, null);
+    objects.put(key, st);
+    notifyWatchers(snap);
+    markDirty(st, null);
+    settleTransitions(key, confirmsTransition);
+    return st;
+  }
+
+  // ------------------------------------------------------------------ links
+
+  private void attachNow(Link link, MonoSink<Void> sink) {
+    for (Destination existing : destinations) {
+      if (existing.peer.equals(link.remote())) {
+        log.info("node {}: new link to {} replaces the old one", nodeId, link.remote());
+        existing.link.dispose();
+        detach(existing);
+      }
+    }
+    Destination d = new Destination(link, nextDestinationOrder++);
+    destinations.add(d);
+    List<Message.OwnerAd> ads = new ArrayList<>();
+    localOwners.forEach((o, lo) -> ads.add(new Message.OwnerAd(o.value(), lo.epoch)));
+    offer(d, new QueueKey(Lane.CONTROL, "hello"), 0,
+        new Outbound.Control(new Message.Hello(FrameCodec.PROTOCOL_VERSION, nodeId, ads, 0)));
+    offer(d, new QueueKey(Lane.CONTROL, "routes"), 0, new Outbound.Routes());
+    removedOwners.forEach(
+        (o, epoch) ->
+            offer(d, new QueueKey(Lane.CONTROL, "removed:" + o), 1,
+                new Outbound.Control(new Message.OwnerRemoved(o.value(), epoch))));
+    for (StoredState st : objects.values()) {
+      offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+    }
+    for (Map<String, TransitionSlot> slots : transitions.values()) {
+      for (TransitionSlot s : slots.values()) {
+        offer(d, new QueueKey(Lane.TENTATIVE, s.id), s.binding.priority(),
+            new Outbound.Tentative(s.key, s.id));
+      }
+    }
+    link.receive()
+        .subscribe(
+            new BaseSubscriber<byte[]>() {
+              @Override
+              protected void hookOnSubscribe(Subscription s) {
+                s.request(INBOUND_WINDOW);
+              }
+
+              @Override
+              protected void hookOnNext(byte[] frame) {
+                serial.execute(
+                    () -> {
+                      if (!d.closed) {
+                        receive(d, frame);
+                      }
+                      request(1);
+                    });
+              }
+
+              @Override
+              protected void hookOnError(Throwable t) {
+                log.warn("node {}: link to {} failed", nodeId, d.peer, t);
+                link.dispose();
+              }
+
+              @Override
+              protected void hookOnComplete() {
+                link.dispose();
+              }
+            });
+    link.send(
+            s -> {
+              serial.execute(() -> d.out = s);
+              s.onSubscribe(
+                  new Subscription() {
+                    @Override
+                    public void request(long n) {
+                      serial.execute(
+                          () -> {
+                            d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
+                            drain(d);
+                          });
+                    }
+
+                    @Override
+                    public void cancel() {
+                      serial.execute(() -> d.out = null);
+                    }
+                  });
+            })
+        .subscribe(v -> {}, e -> log.warn("node {}: sending to {} failed", nodeId, d.peer, e));
+    link.onClose()
+        .subscribe(
+            v -> {},
+            e -> serial.execute(() -> {
+              detach(d);
+              sink.success();
+            }),
+            () ->
+                serial.execute(
+                    () -> {
+                      detach(d);
+                      sink.success();
+                    }));
+  }
+
+  private void detach(Destination d) {
+    if (d.closed) {
+      return;
+    }
+    d.closed = true;
+    destinations.remove(d);
+    d.out = null;
+    for (List<Obligation> obs : d.outstanding.values()) {
+      for (Obligation o : obs) {
+        fail(o, ErrorCode.NOT_CONNECTED, "link to " + d.peer + " lost before the answer");
+      }
+    }
+    d.outstanding.clear();
+    List<Outbound.Request> unsent = d.drainRequests();
+    routesChanged();
+    for (Outbound.Request r : unsent) {
+      sendRequest(r, null); // fail over to another neighbour that knows the owner
+    }
+    log.debug("node {}: detached {}", nodeId, d.peer);
+  }
+
+  /** Sends as many frames as the link demands, building each from the current state. */
+  private void drain(Destination d) {
+    while (d.demand > 0 && d.out != null && !d.closed) {
+      Outbound o = d.queue.poll();
+      if (o == null) {
+        if (d.closeWhenFlushed) {
+          d.link.dispose();
+        }
+        return;
+      }
+      byte[] frame;
+      try {
+        frame = materialize(d, o);
+      } catch (RuntimeException e) {
+        log.error("node {}: could not build a frame for {}", nodeId, d.peer, e);
+        continue;
+      }
+      if (frame == null) {
+        continue;
+      }
+      d.demand--;
+      framesSent.incrementAndGet();
+      bytesSent.addAndGet(frame.length);
+      d.out.onNext(frame);
+    }
+  }
+
+  private byte @Nullable [] materialize(Destination d, Outbound o) {
+    if (o instanceof Outbound.State s) {
+      return stateFrame(d, s.key());
+    } else if (o instanceof Outbound.Control c) {
+      return codec.encode(c.message());
+    } else if (o instanceof Outbound.Raw r) {
+      return r.frame();
+    } else if (o instanceof Outbound.Routes) {
+      Map<OwnerId, Integer> table = routesFor(d);
+      if (table.equals(d.lastAdvertised)) {
+        return null;
+      }
+      d.lastAdvertised = table;
+      Map<String, Integer> wire = new LinkedHashMap<>();
+      table.forEach((k, v) -> wire.put(k.value(), v));
+      return codec.encode(new Message.Routes(wire));
+    } else if (o instanceof Outbound.Tentative t) {
+      return tentativeFrame(d, t);
+    } else if (o instanceof Outbound.Request r) {
+      return requestFrame(d, r);
+    }
+    throw new IllegalStateException("unknown outbound " + o);
+  }
+
+  private byte @Nullable [] stateFrame(Destination d, ObjectKey key) {
+    StoredState st = objects.get(key);
+    Version held = d.held.get(key);
+    if (st == null || !sendAllowed(d.peer, st)) {
+      if (held != null) {
+        d.held.remove(key);
+        return codec.encode(new Message.Withdraw(key.type(), key.key()));
+      }
+      return null;
+    }
+    if (held != null && held.compareTo(st.version()) >= 0) {
+      return null;
+    }
+    d.held.put(key, st.version());
+    return st.frame(codec, statesEncoded);
+  }
+
+  private byte @Nullable [] tentativeFrame(Destination d, Outbound.Tentative t) {
+    Map<String, TransitionSlot> slots = transitions.get(t.key());
+    TransitionSlot slot = slots == null ? null : slots.get(t.transitionId());
+    if (slot == null) {
+      return null;
+    }
+    Long seen = d.tentativeSeen.get(slot.id);
+    if (seen != null && seen >= slot.seq) {
+      return null;
+    }
+    StoredState st = objects.get(t.key());
+    if (st != null && !sendAllowed(d.peer, st)) {
+      return null;
+    }
+    d.tentativeSeen.put(slot.id, slot.seq);
+    return codec.encode(
+        new Message.Transition(
+            t.key().type(),
+            t.key().key(),
+            slot.owner.value(),
+            slot.id,
+            slot.origin,
+            slot.seq,
+            slot.partial,
+            slot.attributes));
+  }
+
+  private byte @Nullable [] requestFrame(Destination d, Outbound.Request r) {
+    List<Obligation> live = new ArrayList<>();
+    for (Obligation o : r.obligations()) {
+      if (!o.isDone()) {
+        live.add(o);
+      }
+    }
+    if (live.isEmpty()) {
+      return null;
+    }
+    long id = d.nextRequestId++;
+    d.outstanding.put(id, live);
+    Message m =
+        r.create()
+            ? new Message.Create(id, r.binding().type().name(), r.owner().value(), r.attributes(), r.hops())
+            : new Message.Propose(
+                id,
+                r.kind(),
+                r.binding().type().name(),
+                Objects.requireNonNull(r.key()).key(),
+                r.owner().value(),
+                r.partial(),
+                r.attributes(),
+                r.transitionId(),
+                r.hops());
+    return codec.encode(m);
+  }
+
+  private void offer(Destination d, QueueKey key, int priority, Outbound entry) {
+    updatesOffered++;
+    if (d.queue.peek(key) != null) {
+      updatesCoalesced++;
+    }
+    d.queue.offer(key, priority, entry, Engine::mergeOutbound);
+  }
+
+  /** Last operation wins; requests merge their attributes and their obligations. */
+  private static Outbound mergeOutbound(Outbound pending, Outbound next) {
+    if (pending instanceof Outbound.Request p && next instanceof Outbound.Request n) {
+      List<Obligation> obligations = new ArrayList<>(p.obligations());
+      obligations.addAll(n.obligations());
+      boolean partial = p.partial() && n.partial();
+      ObjectNode attrs =
+          n.kind() == Message.ProposalKind.DELETE || !n.partial()
+              ? n.attributes()
+              : merge(p.attributes(), n.attributes());
+      return new Outbound.Request(
+          n.kind(),
+          n.create(),
+          n.binding(),
+          n.key(),
+          n.owner(),
+          n.kind() == Message.ProposalKind.DELETE || partial,
+          attrs,
+          n.transitionId(),
+          Math.max(p.hops(), n.hops()),
+          obligations);
+    }
+    return next;
+  }
+
+  private void markDirty(StoredState st, @Nullable Destination except) {
+    for (Destination d : destinations) {
+      if (d != except) {
+        offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+        drain(d);
+      }
+    }
+  }
+
+  private void sendControl(Destination d, Message m, int priority) {
+    if (d.closed) {
+      return;
+    }
+    offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, new Outbound.Control(m));
+    drain(d);
+  }
+
+  private void protocolError(Destination d, ErrorCode code, String message) {
+    log.warn("node {}: protocol error from {}: {}", nodeId, d.peer, message);
+    sendControl(d, new Message.Error(0, code.wire(), message), 0);
+    d.closeWhenFlushed = true;
+    drain(d);
+  }
+
+  // ------------------------------------------------------------------ receive
+
+  private void receive(Destination d, byte[] frame) {
+    framesReceived.incrementAndGet();
+    Message m;
+    try {
+      m = codec.decode(frame);
+    } catch (ProtocolException e) {
+      protocolError(d, ErrorCode.BAD_ENCODING, e.getMessage());
+      return;
+    }
+    if (!d.ready && !(m instanceof Message.Hello)) {
+      protocolError(d, ErrorCode.INVALID_OPERATION, "the first message must be HELLO");
+      return;
+    }
+    if (m instanceof Message.Hello h) {
+      onHello(d, h);
+    } else if (m instanceof Message.Routes r) {
+      onRoutes(d, r);
+    } else if (m instanceof Message.Sync s) {
+      onSync(d, s, frame);
+    } else if (m instanceof Message.Withdraw w) {
+      onWithdraw(d, w);
+    } else if (m instanceof Message.Propose p) {
+      onPropose(d, p);
+    } else if (m instanceof Message.Create c) {
+      onCreate(d, c);
+    } else if (m instanceof Message.Transition t) {
+      onTransition(d, t);
+    } else if (m instanceof Message.TransitionEnd e) {
+      onTransitionEnd(d, e);
+    } else if (m instanceof Message.Response r) {
+      onResponse(d, r);
+    } else if (m instanceof Message.Error e) {
+      onErrorMessage(d, e);
+    } else if (m instanceof Message.NoResponse n) {
+      List<Obligation> obs = d.outstanding.remove(n.inReplyTo());
+      if (obs != null) {
+        obs.forEach(o -> fail(o, ErrorCode.NO_RESPONSE, "a relay could not reach the owner"));
+      }
+    } else if (m instanceof Message.OwnerRemoved o) {
+      onOwnerRemoved(d, o);
+    } else if (m instanceof Message.Ping p) {
+      sendControl(d, new Message.Pong(p.nonce()), 0);
+    } else if (m instanceof Message.GoAway g) {
+      log.info("node {}: {} is going away: {} {}", nodeId, d.peer, g.code(), g.message());
+      d.link.dispose();
+    }
+  }
+
+  private void onHello(Destination d, Message.Hello h) {
+    if (d.ready) {
+      protocolError(d, ErrorCode.INVALID_OPERATION, "HELLO received twice");
+      return;
+    }
+    if (h.protocolVersion() != FrameCodec.PROTOCOL_VERSION) {
+      protocolError(
+          d, ErrorCode.INVALID_OPERATION, "unsupported protocol version " + h.protocolVersion());
+      return;
+    }
+    d.ready = true;
+    Map<OwnerId, Integer> r = new HashMap<>();
+    for (Message.OwnerAd ad : h.owners()) {
+      r.put(OwnerId.of(ad.owner()), 0);
+    }
+    d.routes = r;
+    routesChanged();
+  }
+
+  private void onRoutes(Destination d, Message.Routes m) {
+    Map<OwnerId, Integer> r = new HashMap<>();
+    m.hops().forEach((o, h) -> {
+      if (h >= 0 && h < MAX_HOPS) {
+        r.put(OwnerId.of(o), h);
+      }
+    });
+    d.routes = r;
+    routesChanged();
+  }
+
+  private void onSync(Destination d, Message.Sync s, byte[] frame) {
+    TypeBinding<?> b = types.get(s.objectType());
+    if (b == null) {
+      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + s.objectType()), 0);
+      return;
+    }
+    if (b.type().isUnique()) {
+      onEvent(d, b, s, frame);
+      return;
+    }
+    ErrorCode refused = applyState(d, b, s, frame);
+    if (refused != null) {
+      sendControl(d, new Message.Error(0, refused.wire(), refusalMessage(refused, s)), 0);
+    }
+  }
+
+  private static String refusalMessage(ErrorCode code, Message.Sync s) {
+    return code + " for " + s.objectType() + "/" + s.key() + " of owner " + s.owner();
+  }
+
+  /**
+   * Applies a received state if it is newer than the one held; returns the refusal code, or null
+   * if it was applied or was not newer.
+   */
+  private @Nullable ErrorCode applyState(
+      Destination from, TypeBinding<?> b, Message.Sync s, byte @Nullable [] frame) {
+    ObjectKey key = new ObjectKey(s.objectType(), s.key());
+    OwnerId owner = OwnerId.of(s.owner());
+    Version v = new Version(s.epoch(), s.serial());
+    if (localOwners.containsKey(owner)) {
+      return ErrorCode.BAD_OWNER;
+    }
+    Long removedEpoch = removedOwners.get(owner);
+    if (removedEpoch != null && removedEpoch >= s.epoch()) {
+      return null;
+    }
+    if (!onPath(from, owner)) {
+      return ErrorCode.BAD_OWNER;
+    }
+    if (!listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
+      return ErrorCode.UNAUTHORIZED;
+    }
+    from.held.merge(key, v, (a, c) -> a.compareTo(c) >= 0 ? a : c);
+    StoredState cur = objects.get(key);
+    if (cur != null) {
+      if (!cur.owner().equals(owner)) {
+        if (!cur.deleted()) {
+          return ErrorCode.BAD_OWNER;
+        }
+      } else if (!v.isNewerThan(cur.version())) {
+        if (cur.version().isNewerThan(v)) {
+          // The sender is behind: bring it up to date.
+          offer(from, new QueueKey(Lane.STATE, key), b.priority(), new Outbound.State(key));
+          drain(from);
+        }
+        return null;
+      }
+    }
+    Object value = null;
+    ObjectNode attrs = emptyObject();
+    if (!s.deleted()) {
+      if (!(s.attributes() instanceof ObjectNode o)) {
+        return ErrorCode.BAD_ENCODING;
+      }
+      attrs = o;
+      try {
+        value = json.treeToValue(attrs, b.type().javaType());
+      } catch (JacksonException | IllegalArgumentException e) {
+        return ErrorCode.BAD_ENCODING;
+      }
+    }
+    Snapshot<?> snap = new Snapshot<>(key, value, owner, v, s.deleted(), s.committedAt());
+    if (!constructedAllowed(from.peer, Operation.SYNC, b, snap)) {
+      return ErrorCode.UNAUTHORIZED;
+    }
+    StoredState st = new StoredState(b, snap, attrs, frame);
+    objects.put(key, st);
+    notifyWatchers(snap);
+    markDirty(st, from);
+    return null;
+  }
+
+  private void onEvent(Destination d, TypeBinding<?> b, Message.Sync s, byte[] frame) {
+    ObjectKey key = new ObjectKey(s.objectType(), s.key());
+    OwnerId owner = OwnerId.of(s.owner());
+    if (recentEvents.containsKey(key)) {
+      return;
+    }
+    if (localOwners.containsKey(owner) || !onPath(d, owner)) {
+      sendControl(d, new Message.Error(0, ErrorCode.BAD_OWNER.wire(), refusalMessage(ErrorCode.BAD_OWNER, s)), 0);
+      return;
+    }
+    if (!listenAllowed(d.peer, Operation.SYNC, b, key, owner) || !(s.attributes() instanceof ObjectNode attrs)) {
+      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), refusalMessage(ErrorCode.UNAUTHORIZED, s)), 0);
+      return;
+    }
+    Object value;
+    try {
+      value = json.treeToValue(attrs, b.type().javaType());
+    } catch (JacksonException | IllegalArgumentException e) {
+      sendControl(d, new Message.Error(0, ErrorCode.BAD_ENCODING.wire(), refusalMessage(ErrorCode.BAD_ENCODING, s)), 0);
+      return;
+    }
+    Snapshot<?> snap =
+        new Snapshot<>(key, value, owner, new Version(s.epoch(), s.serial()), false, s.committedAt());
+    if (!constructedAllowed(d.peer, Operation.SYNC, b, snap)) {
+      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), refusalMessage(ErrorCode.UNAUTHORIZED, s)), 0);
+      return;
+    }
+    recentEvents.put(key, Boolean.TRUE);
+    notifyWatchers(snap);
+    floodEvent(new StoredState(b, snap, attrs, frame), d);
+  }
+
+  private void floodEvent(StoredState st, @Nullable Destination except) {
+    for (Destination d : destinations) {
+      if (d != except && sendAllowed(d.peer, st)) {
+        offer(d, new QueueKey(Lane.UNIQUE, st.key()), st.binding.priority(),
+            new Outbound.Raw(st.frame(codec, statesEncoded)));
+        drain(d);
+      }
+    }
+  }
+
+  private void onWithdraw(Destination d, Message.Withdraw w) {
+    ObjectKey key = new ObjectKey(w.objectType(), w.key());
+    d.held.remove(key);
+    StoredState cur = objects.get(key);
+    if (cur == null || localOwners.containsKey(cur.owner()) || !onPath(d, cur.owner())) {
+      return;
+    }
+    objects.remove(key);
+    Snapshot<?> s = cur.snapshot;
+    notifyWatchers(new Snapshot<>(key, null, s.owner(), s.version(), true, s.committedAt()));
+    for (Destination other : destinations) {
+      if (other != d && other.held.containsKey(key)) {
+        offer(other, new QueueKey(Lane.STATE, key), cur.binding.priority(), new Outbound.State(key));
+        drain(other);
+      }
+    }
+  }
+
+  private void onPropose(Destination d, Message.Propose p) {
+    RelayObligation ob = relayObligation(d, p.requestId());
+    TypeBinding<?> b = types.get(p.objectType());
+    if (b == null) {
+      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + p.objectType());
+      return;
+    }
+    if (!(p.attributes() instanceof ObjectNode attrs)) {
+      ob.rejected(ErrorCode.BAD_ENCODING, "attributes must be a map");
+      return;
+    }
+    Outbound.Request r =
+        new Outbound.Request(
+            p.kind(),
+            false,
+            b,
+            new ObjectKey(p.objectType(), p.key()),
+            OwnerId.of(p.owner()),
+            p.partial(),
+            attrs,
+            p.transitionId(),
+            p.hops() + 1,
+            new ArrayList<>(List.of(ob)));
+    routeRequest(r, d);
+  }
+
+  private void onCreate(Destination d, Message.Create c) {
+    RelayObligation ob = relayObligation(d, c.requestId());
+    TypeBinding<?> b = types.get(c.objectType());
+    if (b == null) {
+      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + c.objectType());
+      return;
+    }
+    if (!(c.attributes() instanceof ObjectNode attrs)) {
+      ob.rejected(ErrorCode.BAD_ENCODING, "attributes must be a map");
+      return;
+    }
+    routeRequest(
+        new Outbound.Request(
+            Message.ProposalKind.UPDATE,
+            true,
+            b,
+            null,
+            OwnerId.of(c.owner()),
+            false,
+            attrs,
+            null,
+            c.hops() + 1,
+            new ArrayList<>(List.of(ob))),
+        d);
+  }
+
+  /** A request that arrived from {@code from}: decide it here if we own it, else pass it on. */
+  private void routeRequest(Outbound.Request r, Destination from) {
+    Operation op = operationOf(r);
+    ObjectKey checkKey = r.key() != null ? r.key() : new ObjectKey(r.binding().type().name(), "");
+    if (!listenAllowed(from.peer, op, r.binding(), checkKey, r.owner())) {
+      r.obligations().forEach(o -> o.rejected(ErrorCode.UNAUTHORIZED, op + " refused by policy"));
+      return;
+    }
+    if (localOwners.containsKey(r.owner())) {
+      offerProposal(r, from);
+    } else {
+      sendRequest(r, from);
+    }
+  }
+
+  private static Operation operationOf(Outbound.Request r) {
+    if (r.create()) {
+      return Operation.CREATE;
+    }
+    return r.kind() == Message.ProposalKind.DELETE ? Operation.DELETE : Operation.PROPOSE;
+  }
+
+  /** Queues a request toward its owner, or ends its obligations if there is no way there. */
+  private void sendRequest(Outbound.Request r, @Nullable Destination from) {
+    if (r.hops() > MAX_HOPS) {
+      r.obligations().forEach(o -> fail(o, ErrorCode.NO_RESPONSE, "hop limit reached"));
+      return;
+    }
+    Destination route = routeTo(r.owner(), from);
+    if (route == null) {
+      r.obligations()
+          .forEach(o -> fail(o, ErrorCode.NOT_CONNECTED, "no route to owner " + r.owner()));
+      return;
+    }
+    QueueKey qk =
+        r.create() || r.key() == null
+            ? new QueueKey(Lane.UNIQUE, new Object())
+            : new QueueKey(Lane.PROPOSE, r.key());
+    offer(route, qk, r.binding().priority(), r);
+    drain(route);
+  }
+
+  private void onResponse(Destination d, Message.Response r) {
+    List<Obligation> obs = d.outstanding.remove(r.inReplyTo());
+    if (obs == null) {
+      return;
+    }
+    TypeBinding<?> b = types.get(r.state().objectType());
+    if (b == null) {
+      obs.forEach(o -> o.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + r.state().objectType()));
+      return;
+    }
+    Message.Sync s = r.state();
+    if (applyState(d, b, s, null) != null) {
+      log.debug("node {}: committed state in a response was not applied locally", nodeId);
+    }
+    Object value = null;
+    if (!s.deleted() && s.attributes() instanceof ObjectNode attrs) {
+      try {
+        value = json.treeToValue(attrs, b.type().javaType());
+      } catch (JacksonException | IllegalArgumentException e) {
+        obs.forEach(o -> o.rejected(ErrorCode.BAD_ENCODING, "committed state does not decode"));
+        return;
+      }
+    }
+    Snapshot<?> snap =
+        new Snapshot<>(
+            new ObjectKey(s.objectType(), s.key()),
+            value,
+            OwnerId.of(s.owner()),
+            new Version(s.epoch(), s.serial()),
+            s.deleted(),
+            s.committedAt());
+    StoredState st =
+        new StoredState(b, snap, s.attributes() instanceof ObjectNode o ? o : emptyObject(), null);
+    obs.forEach(o -> o.committed(st));
+  }
+
+  private void onErrorMessage(Destination d, Message.Error e) {
+    if (e.inReplyTo() == 0) {
+      errorsReceived.incrementAndGet();
+      log.debug("node {}: {} refused a message: {} {}", nodeId, d.peer, e.code(), e.message());
+      return;
+    }
+    List<Obligation> obs = d.outstanding.remove(e.inReplyTo());
+    if (obs != null) {
+      obs.forEach(o -> o.rejected(ErrorCode.ofWire(e.code()), e.message()));
+    }
+  }
+
+  private void onOwnerRemoved(Destination d, Message.OwnerRemoved m) {
+    OwnerId owner = OwnerId.of(m.owner());
+    if (localOwners.containsKey(owner)) {
+      sendControl(d, new Message.Error(0, ErrorCode.BAD_OWNER.wire(), owner + " is local to " + nodeId), 0);
+      return;
+    }
+    Long known = removedOwners.get(owner);
+    if (known != null && known >= m.epoch()) {
+      return;
+    }
+    purgeOwner(owner, m.epoch(), d);
+  }
+
+  /** Drops every object of a removed owner and tells the neighbours (except {@code from}). */
+  private void purgeOwner(OwnerId owner, long epoch, @Nullable Destination from) {
+    removedOwners.put(owner, epoch);
+    for (StoredState st : List.copyOf(objects.values())) {
+      if (st.owner().equals(owner) && st.version().epoch() <= epoch) {
+        objects.remove(st.key());
+        Snapshot<?> s = st.snapshot;
+        if (!s.deleted()) {
+          notifyWatchers(new Snapshot<>(s.key(), null, owner, s.version(), true, s.committedAt()));
+        }
+        for (Destination d : destinations) {
+          d.held.remove(st.key());
+        }
+      }
+    }
+    for (Destination d : destinations) {
+      if (d != from) {
+        offer(d, new QueueKey(Lane.CONTROL, "removed:" + owner), 1,
+            new Outbound.Control(new Message.OwnerRemoved(owner.value(), epoch)));
+        drain(d);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ owner-side decisions
+
+  /** Builds a {@link Proposal} for a request this node owns and hands it to a decider. */
+  private void offerProposal(Outbound.Request r, @Nullable Destination from) {
+    TypeBinding<?> b = r.binding();
+    List<Obligation> obs = r.obligations();
+    ObjectKey key = r.key();
+    StoredState cur = key == null ? null : objects.get(key);
+    Object proposed = null;
+    Proposal.Kind kind;
+    if (r.create()) {
+      kind = Proposal.Kind.CREATE;
+      try {
+        proposed = json.treeToValue(r.attributes(), b.type().javaType());
+      } catch (JacksonException | IllegalArgumentException e) {
+        rejectAll(obs, ErrorCode.BAD_ENCODING, "value does not decode: " + e.getMessage());
+        return;
+      }
+      key = keyOrNull(b, proposed);
+      cur = key == null ? null : objects.get(key);
+      if (cur != null && !cur.deleted()) {
+        rejectAll(obs, ErrorCode.INVALID_OPERATION, key + " already exists");
+        return;
+      }
+    } else {
+      kind = r.kind() == Message.ProposalKind.DELETE ? Proposal.Kind.DELETE : Proposal.Kind.UPDATE;
+      if (cur == null || cur.deleted()) {
+        rejectAll(obs, ErrorCode.NOT_FOUND, key + " does not exist; a proposal cannot create");
+        return;
+      }
+      if (!cur.owner().equals(r.owner())) {
+        rejectAll(obs, ErrorCode.BAD_OWNER, key + " is owned by " + cur.owner());
+        return;
+      }
+      if (r.transitionId() != null && endedTransitions.containsKey(r.transitionId())) {
+        rejectAll(obs, ErrorCode.BROKEN_TRANSITION,
+            "transition " + r.transitionId() + " " + endedTransitions.get(r.transitionId()));
+        return;
+      }
+      if (kind == Proposal.Kind.UPDATE) {
+        ObjectNode merged = r.partial() ? merge(cur.attributes, r.attributes()) : r.attributes();
+        try {
+          proposed = json.treeToValue(merged, b.type().javaType());
+        } catch (JacksonException | IllegalArgumentException e) {
+          rejectAll(obs, ErrorCode.BAD_ENCODING, "proposed value does not decode");
+          return;
+        }
+        if (!key.equals(keyOrNull(b, proposed))) {
+          rejectAll(obs, ErrorCode.INVALID_OPERATION, "a proposal cannot change the key");
+          return;
+        }
+      }
+    }
+    if (from != null && proposed != null) {
+      Snapshot<?> candidate =
+          new Snapshot<>(
+              key != null ? key : new ObjectKey(b.type().name(), ""),
+              proposed,
+              r.owner(),
+              cur != null ? cur.version() : new Version(0, 0),
+              false,
+              now());
+      if (!constructedAllowed(from.peer, operationOf(r), b, candidate)) {
+        rejectAll(obs, ErrorCode.UNAUTHORIZED, operationOf(r) + " refused by policy");
+        return;
+      }
+    }
+    deliverProposal(b, kind, key, r, from, cur, proposed);
+  }
+
+  private <T> void deliverProposal(
+      TypeBinding<T> b,
+      Proposal.Kind kind,
+      @Nullable ObjectKey key,
+      Outbound.Request r,
+      @Nullable Destination from,
+      @Nullable StoredState cur,
+      @Nullable Object proposed) {
+    @SuppressWarnings("unchecked")
+    Snapshot<T> current = cur == null || cur.deleted() ? null : (Snapshot<T>) cur.snapshot;
+    reactor.core.Disposable[] timer = new reactor.core.Disposable[1];
+    Proposal<T> p =
+        new Proposal<>(
+            kind,
+            b.type(),
+            key,
+            from == null ? null : from.peer,
+            current,
+            b.type().javaType().cast(proposed),
+            r.transitionId(),
+            decision ->
+                serial.execute(
+                    () -> {
+                      pendingDecisions--;
+                      if (timer[0] != null) {
+                        timer[0].dispose();
+                      }
+                      applyDecision(b, kind, key, r, decision);
+                    }));
+    pendingDecisions++;
+    timer[0] =
+        scheduler.schedule(
+            () -> p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time"),
+            decisionTimeout.toNanos(),
+            TimeUnit.NANOSECONDS);
+    List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(b.type().name());
+    FluxSink<Proposal<?>> target = null;
+    if (sinks != null) {
+      for (FluxSink<Proposal<?>> s : sinks) {
+        if (!s.isCancelled()) {
+          target = s;
+          break;
+        }
+      }
+    }
+    try {
+      if (target != null) {
+        target.next(p);
+      } else {
+        b.registry().defaultDecision().accept(p);
+      }
+    } catch (RuntimeException e) {
+      log.error("node {}: proposal handler failed for {}", nodeId, p, e);
+      p.reject(ErrorCode.INVALID_OPERATION, "the owner failed to decide");
+    }
+  }
+
+  private <T> void applyDecision(
+      TypeBinding<T> b,
+      Proposal.Kind kind,
+      @Nullable ObjectKey proposedKey,
+      Outbound.Request r,
+      Proposal.Decision<T> decision) {
+    List<Obligation> obs = r.obligations();
+    String tid = r.transitionId();
+    if (decision instanceof Proposal.Decision.Reject<T> rej) {
+      rejectAll(obs, rej.code(), rej.message());
+      if (tid != null && proposedKey != null) {
+        endTransition(proposedKey, tid, TransitionState.REJECTED, true, null);
+      }
+      return;
+    }
+    T value = ((Proposal.Decision.Commit<T>) decision).value();
+    if (!localOwners.containsKey(r.owner())) {
+      rejectAll(obs, ErrorCode.BAD_OWNER, r.owner() + " is no longer local");
+      return;
+    }
+    ObjectKey key = kind == Proposal.Kind.DELETE ? proposedKey : keyOrNull(b, value);
+    if (key == null) {
+      rejectAll(obs, ErrorCode.INVALID_OPERATION, "the committed value has no key");
+      return;
+    }
+    StoredState cur = objects.get(key);
+    if (kind == Proposal.Kind.CREATE) {
+      if (cur != null && !cur.deleted()) {
+        rejectAll(obs, ErrorCode.INVALID_OPERATION, key + " already exists");
+        return;
+      }
+    } else {
+      if (!key.equals(proposedKey)) {
+        rejectAll(obs, ErrorCode.INVALID_OPERATION, "a commit cannot change the key");
+        return;
+      }
+      if (cur == null || cur.deleted() || !cur.owner().equals(r.owner())) {
+        rejectAll(obs, ErrorCode.NOT_FOUND, key + " no longer exists");
+        return;
+      }
+      if (tid != null && endedTransitions.containsKey(tid)) {
+        rejectAll(obs, ErrorCode.BROKEN_TRANSITION, "transition " + tid + " " + endedTransitions.get(tid));
+        return;
+      }
+    }
+    StoredState st =
+        kind == Proposal.Kind.DELETE
+            ? commitLocal(b, key, r.owner(), emptyObject(), null, true, tid)
+            : commitLocal(b, key, r.owner(), json.valueToTree(value), value, false, tid);
+    obs.forEach(o -> o.committed(st));
+  }
+
+  private @Nullable ObjectKey keyOrNull(TypeBinding<?> b, @Nullable Object value) {
+    if (value == null) {
+      return null;
+    }
+    try {
+      @SuppressWarnings("unchecked")
+      SyncType<Object> t = (SyncType<Object>) b.type();
+      return t.keyOf(value);
+    } catch (RuntimeException e) {
+      return null;
+    }
+  }
+
+  private static void rejectAll(List<Obligation> obs, ErrorCode code, String message) {
+    obs.forEach(o -> o.rejected(code, message));
+  }
+
+  // ------------------------------------------------------------------ transitions (receive side)
+
+  private void onTransition(Destination d, Message.Transition t) {
+    TypeBinding<?> b = types.get(t.objectType());
+    if (b == null) {
+      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + t.objectType()), 0);
+      return;
+    }
+    if (endedTransitions.containsKey(t.transitionId())) {
+      return;
+    }
+    ObjectKey key = new ObjectKey(t.objectType(), t.key());
+    OwnerId owner = OwnerId.of(t.owner());
+    if (!listenAllowed(d.peer, Operation.TRANSITION, b, key, owner)
+        || !(t.attributes() instanceof ObjectNode attrs)) {
+      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), "transition refused"), 0);
+      return;
+    }
+    Map<String, TransitionSlot> slots = transitions.get(key);
+    TransitionSlot slot = slots == null ? null : slots.get(t.transitionId());
+    if (slot != null && slot.seq >= t.seq()) {
+      return;
+    }
+    slot = transitionSlot(b, key, owner, t.transitionId(), t.origin());
+    slot.seq = t.seq();
+    slot.partial = t.partial();
+    slot.attributes = attrs;
+    d.tentativeSeen.put(slot.id, slot.seq);
+    touch(slot);
+    emitTentative(slot, TransitionState.ACTIVE);
+    floodTentative(slot, d);
+  }
+
+  private void onTransitionEnd(Destination d, Message.TransitionEnd e) {
+    TransitionState state;
+    try {
+      state = TransitionState.valueOf(e.state());
+    } catch (IllegalArgumentException ex) {
+      protocolError(d, ErrorCode.BAD_ENCODING, "unknown transition state " + e.state());
+      return;
+    }
+    if (!state.isTerminal()) {
+      protocolError(d, ErrorCode.BAD_ENCODING, "transition end with state ACTIVE");
+      return;
+    }
+    endTransition(new ObjectKey(e.objectType(), e.key()), e.transitionId(), state, true, d);
+  }
+
+  /** The slot of a transition, created on first sight; the owner lets the newest one win. */
+  private TransitionSlot transitionSlot(
+      TypeBinding<?> b, ObjectKey key, OwnerId owner, String tid, String origin) {
+    Map<String, TransitionSlot> slots = transitions.computeIfAbsent(key, k -> new LinkedHashMap<>());
+    TransitionSlot slot = slots.get(tid);
+    if (slot == null) {
+      if (localOwners.containsKey(owner)) {
+        for (String other : List.copyOf(slots.keySet())) {
+          endTransition(key, other, TransitionState.BROKEN, true, null);
+        }
+        slots = transitions.computeIfAbsent(key, k -> new LinkedHashMap<>());
+      }
+      slot = new TransitionSlot(b, key, owner, tid, origin, emptyObject());
+      slots.put(tid, slot);
+    }
+    return slot;
+  }
+
+  private void touch(TransitionSlot slot) {
+    slot.lastUpdateNanos = scheduler.now(TimeUnit.NANOSECONDS);
+    if (slot.expiry == null) {
+      scheduleExpiry(slot, transitionTtl.toNanos());
+    }
+  }
+
+  private void scheduleExpiry(TransitionSlot slot, long delayNanos) {
+    slot.expiry =
+        scheduler.schedule(
+            () ->
+                serial.execute(
+                    () -> {
+                      slot.expiry = null;
+                      Map<String, TransitionSlot> slots = transitions.get(slot.key);
+                      if (slots == null || slots.get(slot.id) != slot) {
+                        return;
+                      }
+                      long idle = scheduler.now(TimeUnit.NANOSECONDS) - slot.lastUpdateNanos;
+                      long ttl = transitionTtl.toNanos();
+                      if (idle >= ttl) {
+                        endTransition(slot.key, slot.id, TransitionState.EXPIRED, false, null);
+                      } else {
+                        scheduleExpiry(slot, ttl - idle);
+                      }
+                    }),
+            delayNanos,
+            TimeUnit.NANOSECONDS);
+  }
+
+  private static void cancelExpiry(TransitionSlot slot) {
+    if (slot.expiry != null) {
+      slot.expiry.dispose();
+      slot.expiry = null;
+    }
+  }
+
+  private void floodTentative(TransitionSlot slot, @Nullable Destination except) {
+    for (Destination d : destinations) {
+      if (d != except) {
+        offer(d, new QueueKey(Lane.TENTATIVE, slot.id), slot.binding.priority(),
+            new Outbound.Tentative(slot.key, slot.id));
+        drain(d);
+      }
+    }
+  }
+
+  /** Ends a transition once; terminal states other than EXPIRED flood to the neighbours. */
+  private void endTransition(
+      ObjectKey key, String tid, TransitionState state, boolean flood, @Nullable Destination from) {
+    if (endedTransitions.containsKey(tid)) {
+      return;
+    }
+    endedTransitions.put(tid, state);
+    Map<String, TransitionSlot> slots = transitions.get(key);
+    TransitionSlot slot = slots == null ? null : slots.remove(tid);
+    if (slots != null && slots.isEmpty()) {
+      transitions.remove(key);
+    }
+    if (slot != null) {
+      cancelExpiry(slot);
+      emitTentative(slot, state);
+    }
+    for (Destination d : destinations) {
+      d.tentativeSeen.remove(tid);
+    }
+    if (flood) {
+      TypeBinding<?> b = types.get(key.type());
+      int priority = b == null ? SyncType.DEFAULT_PRIORITY : b.priority();
+      for (Destination d : destinations) {
+        if (d != from) {
+          sendControl(d, new Message.TransitionEnd(key.type(), key.key(), tid, state.name()), priority);
+        }
+      }
+    }
+  }
+
+  /** At the owner: a commit confirms the transition it names and breaks every other one. */
+  private void settleTransitions(ObjectKey key, @Nullable String confirms) {
+    Map<String, TransitionSlot> slots = transitions.get(key);
+    if (slots != null) {
+      for (String tid : List.copyOf(slots.keySet())) {
+        endTransition(key, tid,
+            tid.equals(confirms) ? TransitionState.CONFIRMED : TransitionState.BROKEN, true, null);
+      }
+    }
+    if (confirms != null && !endedTransitions.containsKey(confirms)) {
+      endTransition(key, confirms, TransitionState.CONFIRMED, true, null);
+    }
+  }
+
+  private void emitTentative(TransitionSlot slot, TransitionState state) {
+    List<TentativeWatcher> ws = tentativeWatchers.get(slot.key.type());
+    if (ws == null || ws.isEmpty()) {
+      return;
+    }
+    Object value = state == TransitionState.ACTIVE ? tentativeValue(slot) : null;
+    Tentative<?> t = new Tentative<>(slot.key, slot.id, slot.origin, state, value);
+    TentativeKey tk = new TentativeKey(slot.key, slot.id);
+    for (TentativeWatcher w : ws) {
+      if (w.key() == null || w.key().equals(slot.key)) {
+        w.subscription().offer(tk, t);
+      }
+    }
+  }
+
+  private @Nullable Object tentativeValue(TransitionSlot slot) {
+    StoredState cur = objects.get(slot.key);
+    ObjectNode tree =
+        slot.partial && cur != null && !cur.deleted() ? merge(cur.attributes, slot.attributes) : slot.attributes;
+    try {
+      return json.treeToValue(tree, slot.binding.type().javaType());
+    } catch (JacksonException | IllegalArgumentException e) {
+      return null;
+    }
+  }
+
+  // ------------------------------------------------------------------ routes
+
+  /** The neighbour to send a request for {@code owner} through, avoiding {@code exclude}. */
+  private @Nullable Destination routeTo(OwnerId owner, @Nullable Destination exclude) {
+    Destination best = null;
+    int bestHops = Integer.MAX_VALUE;
+    for (Destination d : destinations) {
+      Integer h = d.routes.get(owner);
+      if (d == exclude || !d.ready || h == null) {
+        continue;
+      }
+      if (h < bestHops) {
+        best = d;
+        bestHops = h;
+      }
+    }
+    return best;
+  }
+
+  /** True unless a path to {@code owner} is known and {@code from} is not on it. */
+  private boolean onPath(Destination from, OwnerId owner) {
+    if (from.routes.containsKey(owner)) {
+      return true;
+    }
+    for (Destination d : destinations) {
+      if (d.routes.containsKey(owner)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Owners this node can reach, with hop counts, as advertised to {@code to} (split horizon). */
+  private Map<OwnerId, Integer> routesFor(Destination to) {
+    Map<OwnerId, Integer> table = new HashMap<>();
+    localOwners.keySet().forEach(o -> table.put(o, 0));
+    Map<OwnerId, Destination> via = new HashMap<>();
+    for (Destination d : destinations) {
+      if (!d.ready) {
+        continue;
+      }
+      d.routes.forEach(
+          (o, h) -> {
+            if (localOwners.containsKey(o) || h + 1 >= MAX_HOPS) {
+              return;
+            }
+            Integer cur = table.get(o);
+            if (cur == null || h + 1 < cur) {
+              table.put(o, h + 1);
+              via.put(o, d);
+            }
+          });
+    }
+    via.forEach(
+        (o, d) -> {
+          if (d == to) {
+            table.remove(o);
+          }
+        });
+    return table;
+  }
+
+  private void routesChanged() {
+    for (Destination d : destinations) {
+      offer(d, new QueueKey(Lane.CONTROL, "routes"), 0, new Outbound.Routes());
+      drain(d);
+    }
+  }
+
+  // ------------------------------------------------------------------ policy
+
+  private boolean sendAllowed(PeerId to, StoredState st) {
+    Snapshot<?> s = st.snapshot;
+    return peerPolicy.shouldSend(to, s)
+        && st.binding.registry().policy().shouldSend(to, s)
+        && st.binding.type().policy().shouldSend(to, s);
+  }
+
+  private boolean listenAllowed(
+      PeerId from, Operation op, TypeBinding<?> b, ObjectKey key, OwnerId owner) {
+    return peerPolicy.shouldListen(from, op, b.type(), key, owner)
+        && b.registry().policy().shouldListen(from, op, b.type(), key, owner)
+        && b.type().policy().shouldListen(from, op, b.type(), key, owner);
+  }
+
+  private static boolean constructedAllowed(
+      PeerId from, Operation op, TypeBinding<?> b, Snapshot<?> s) {
+    return b.registry().policy().shouldListenConstructed(from, op, s)
+        && b.type().policy().shouldListenConstructed(from, op, s);
+  }
+
+  // ------------------------------------------------------------------ watchers
+
+  private void addWatcher(String type, Watcher w) {
+    if (w.subscription().isCancelled()) {
+      return;
+    }
+    if (closed) {
+      w.subscription().complete();
+      return;
+    }
+    watchers.computeIfAbsent(type, k -> new ArrayList<>()).add(w);
+    if (w.key() != null) {
+      StoredState st = objects.get(w.key());
+      if (st != null && w.filter().test(st.snapshot)) {
+        w.subscription().offer(w.key(), st.snapshot);
+      }
+    } else {
+      for (StoredState st : objects.values()) {
+        if (st.key().type().equals(type) && !st.deleted() && w.filter().test(st.snapshot)) {
+          w.subscription().offer(st.key(), st.snapshot);
+        }
+      }
+    }
+  }
+
+  private void removeWatcher(String type, Watcher w) {
+    removeFrom(watchers, type, w);
+  }
+
+  private void addTentativeWatcher(String type, TentativeWatcher w) {
+    if (w.subscription().isCancelled()) {
+      return;
+    }
+    if (closed) {
+      w.subscription().complete();
+      return;
+    }
+    tentativeWatchers.computeIfAbsent(type, k -> new ArrayList<>()).add(w);
+    for (Map<String, TransitionSlot> slots : transitions.values()) {
+      for (TransitionSlot s : slots.values()) {
+        if (s.key.type().equals(type) && (w.key() == null || w.key().equals(s.key))) {
+          w.subscription()
+              .offer(new TentativeKey(s.key, s.id),
+                  new Tentative<>(s.key, s.id, s.origin, TransitionState.ACTIVE, tentativeValue(s)));
+        }
+      }
+    }
+  }
+
+  private static <V> void removeFrom(Map<String, List<V>> map, String type, @Nullable V v) {
+    List<V> l = map.get(type);
+    if (l != null) {
+      l.remove(v);
+    }
+  }
+
+  private void notifyWatchers(Snapshot<?> s) {
+    List<Watcher> ws = watchers.get(s.key().type());
+    if (ws == null) {
+      return;
+    }
+    for (Watcher w : ws) {
+      if ((w.key() == null || w.key().equals(s.key())) && w.filter().test(s)) {
+        w.subscription().offer(s.key(), s);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ obligations
+
+  private Mono<Outcome<?>> request(java.util.function.Consumer<MonoSink<Outcome<?>>> body) {
+    return Mono.create(
+        sink ->
+            serial.execute(
+                () -> {
+                  if (closed) {
+                    sink.error(new EntanglementException(ErrorCode.NOT_CONNECTED, "node is closed"));
+                    return;
+                  }
+                  try {
+                    body.accept(sink);
+                  } catch (RuntimeException e) {
+                    sink.error(e);
+                  }
+                }));
+  }
+
+  private LocalWaiter localWaiter(MonoSink<Outcome<?>> sink) {
+    LocalWaiter w = new LocalWaiter(sink);
+    start(w);
+    sink.onCancel(() -> serial.execute(() -> {
+      if (w.finish()) {
+        pendingRequests--;
+      }
+    }));
+    return w;
+  }
+
+  private RelayObligation relayObligation(Destination from, long requestId) {
+    RelayObligation o = new RelayObligation(from, requestId);
+    start(o);
+    return o;
+  }
+
+  private void start(Obligation o) {
+    pendingRequests++;
+    o.timer =
+        scheduler.schedule(
+            () -> serial.execute(() -> fail(o, ErrorCode.TIMEOUT, "no answer in " + requestTimeout)),
+            requestTimeout.toNanos(),
+            TimeUnit.NANOSECONDS);
+  }
+
+  private void fail(Obligation o, ErrorCode code, String message) {
+    o.failed(code, message);
+  }
+
+  private final class LocalWaiter extends Obligation {
+    private final MonoSink<Outcome<?>> sink;
+
+    LocalWaiter(MonoSink<Outcome<?>> sink) {
+      this.sink = sink;
+    }
+
+    @Override
+    void committed(StoredState state) {
+      if (finish()) {
+        pendingRequests--;
+        sink.success(new Outcome.Committed<>(state.snapshot));
+      }
+    }
+
+    @Override
+    void rejected(ErrorCode code, String message) {
+      if (finish()) {
+        pendingRequests--;
+        sink.success(new Outcome.Rejected<>(code, message));
+      }
+    }
+
+    @Override
+    void failed(ErrorCode code, String message) {
+      if (finish()) {
+        pendingRequests--;
+        sink.error(new EntanglementException(code, message));
+      }
+    }
+  }
+
+  private final class RelayObligation extends Obligation {
+    private final Destination from;
+    private final long inReplyTo;
+
+    RelayObligation(Destination from, long inReplyTo) {
+      this.from = from;
+      this.inReplyTo = inReplyTo;
+    }
+
+    @Override
+    void committed(StoredState state) {
+      if (finish()) {
+        pendingRequests--;
+        sendControl(from, new Message.Response(inReplyTo, state.toSync()), 0);
+      }
+    }
+
+    @Override
+    void rejected(ErrorCode code, String message) {
+      if (finish()) {
+        pendingRequests--;
+        sendControl(from, new Message.Error(inReplyTo, code.wire(), message), 0);
+      }
+    }
+
+    @Override
+    void failed(ErrorCode code, String message) {
+      if (finish()) {
+        pendingRequests--;
+        sendControl(from, new Message.NoResponse(inReplyTo), 0);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  long now() {
+    return scheduler.now(TimeUnit.MILLISECONDS);
+  }
+
+  private ObjectNode emptyObject() {
+    return json.createObjectNode();
+  }
+
+  private ObjectNode asObject(JsonNode n) {
+    if (n instanceof ObjectNode o) {
+      return o;
+    }
+    throw new IllegalArgumentException("attributes must be an object, not " + n.getNodeType());
+  }
+
+  /** A new tree: {@code base} with {@code patch}'s top-level attributes replacing its own. */
+  static ObjectNode merge(ObjectNode base, ObjectNode patch) {
+    ObjectNode out = base.deepCopy();
+    out.setAll(patch);
+    return out;
+  }
+
+  private static <K, V> Map<K, V> lru(int max) {
+    return new LinkedHashMap<>(16, 0.75f, false) {
+      @Override
+      protected boolean removeEldestEntry(Map.Entry<K, V> eldest) {
+        return size() > max;
+      }
+    };
+  }
+}

@@ -1,0 +1,350 @@
+package dev.entanglement;
+
+import dev.entanglement.transport.Link;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.function.Predicate;
+import org.jspecify.annotations.Nullable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Scheduler;
+import reactor.core.scheduler.Schedulers;
+import tools.jackson.databind.JsonNode;
+
+/**
+ * A node: holds objects, commits the state of those its local owners own, and keeps the rest in
+ * sync with its neighbours over {@link Link}s.
+ *
+ * <pre>{@code
+ * EntanglementNode node = EntanglementNode.builder()
+ *     .registry(Registry.builder("demo").type(CURSOR).build())
+ *     .build();
+ * node.watchAll(CURSOR).subscribe(s -> System.out.println(s.value()));
+ * node.publish(new Cursor("me", 10, 20)).block();
+ * }</pre>
+ *
+ * <p>All methods are non-blocking and thread-safe. Every publisher is cold: nothing happens until
+ * it is subscribed. State streams never complete on their own; they complete when the node is
+ * closed. Rejections are values ({@link Outcome.Rejected}); {@code onError} means a failure (no
+ * route, lost link, timeout).
+ */
+public final class EntanglementNode {
+  private final Engine engine;
+
+  private EntanglementNode(Engine engine) {
+    this.engine = engine;
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** This node's id, sent to neighbours in HELLO. */
+  public String id() {
+    return engine.nodeId;
+  }
+
+  /** The first local owner: the one {@link #publish(Object)} commits as. */
+  public OwnerId owner() {
+    return engine.defaultOwner();
+  }
+
+  /** Starts the node. The in-memory node has nothing to load; persistent stores load here. */
+  public Mono<Void> start() {
+    return Mono.empty();
+  }
+
+  /** Closes every link, completes every stream, and refuses further requests. */
+  public Mono<Void> close() {
+    return engine.close();
+  }
+
+  // ------------------------------------------------------------------ owner writes
+
+  /**
+   * Commits {@code value} as the new state of its object, owned by {@link #owner()}, and floods it.
+   * The type is found from the value's class; use {@link #publish(SyncType, Object)} when a class
+   * is declared under several types.
+   *
+   * <p>Fails with {@link EntanglementException} ({@link ErrorCode#BAD_OWNER}) if another owner owns
+   * the object: propose a change instead.
+   */
+  public <T> Mono<Snapshot<T>> publish(T value) {
+    Objects.requireNonNull(value, "value");
+    return cast(engine.publish(null, engine.defaultOwner(), value));
+  }
+
+  /** Commits {@code value} as an object of {@code type} owned by {@link #owner()}. */
+  public <T> Mono<Snapshot<T>> publish(SyncType<T> type, T value) {
+    Objects.requireNonNull(value, "value");
+    return cast(engine.publish(type, engine.defaultOwner(), value));
+  }
+
+  /** Commits {@code value} as an object of {@code type} owned by the local owner {@code owner}. */
+  public <T> Mono<Snapshot<T>> publish(SyncType<T> type, OwnerId owner, T value) {
+    Objects.requireNonNull(value, "value");
+    return cast(engine.publish(type, owner, value));
+  }
+
+  /**
+   * Deletes an object. If a local owner owns it, the delete is committed and floods as a versioned
+   * tombstone; otherwise it is a request routed to the owner, who decides.
+   */
+  public <T> Mono<Outcome<T>> delete(SyncType<T> type, Object key) {
+    return castOutcome(engine.delete(type, key));
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /**
+   * The state of one object: the current state first (if the node holds it), then every change. A
+   * delete emits a snapshot marked deleted. Backpressure keeps only the latest state: a slow
+   * subscriber never sees a backlog.
+   */
+  public <T> Flux<Snapshot<T>> watch(SyncType<T> type, Object key) {
+    return engine.watch(type, type.key(key), s -> true);
+  }
+
+  /**
+   * Every object of a type: the current live objects first, then every change. Backpressure is
+   * per key: a slow subscriber receives the latest state of every key and loses none.
+   */
+  public <T> Flux<Snapshot<T>> watchAll(SyncType<T> type) {
+    return engine.watch(type, null, s -> true);
+  }
+
+  /**
+   * As {@link #watchAll(SyncType)}, restricted to snapshots that pass {@code filter} (which also
+   * sees deleted snapshots, whose value is null).
+   */
+  public <T> Flux<Snapshot<T>> watchAll(SyncType<T> type, Predicate<Snapshot<T>> filter) {
+    return engine.watch(type, null, filter);
+  }
+
+  /** The latest snapshot this node holds (possibly a tombstone), or empty. */
+  public <T> Optional<Snapshot<T>> get(SyncType<T> type, Object key) {
+    StoredState st = engine.objects.get(type.key(key));
+    if (st == null) {
+      return Optional.empty();
+    }
+    @SuppressWarnings("unchecked")
+    Snapshot<T> s = (Snapshot<T>) st.snapshot;
+    return Optional.of(s);
+  }
+
+  // ------------------------------------------------------------------ proposals
+
+  /** Proposes a full new value for an object owned elsewhere (or here). */
+  public <T> Mono<Outcome<T>> propose(SyncType<T> type, Object key, T value) {
+    JsonNode tree = engine.json.valueToTree(value);
+    return castOutcome(engine.propose(type, key, tree, false, null));
+  }
+
+  /** Proposes new values for some attributes; the owner merges them into the current state. */
+  public <T> Mono<Outcome<T>> propose(SyncType<T> type, Object key, Map<String, ?> attributes) {
+    JsonNode tree = engine.json.valueToTree(new LinkedHashMap<>(attributes));
+    return castOutcome(engine.propose(type, key, tree, true, null));
+  }
+
+  /**
+   * Asks {@code owner} to create {@code value}. The owner may commit it as is, commit a value with
+   * a key it assigns, or reject.
+   */
+  public <T> Mono<Outcome<T>> create(SyncType<T> type, OwnerId owner, T value) {
+    return castOutcome(engine.create(type, owner, value));
+  }
+
+  /**
+   * Proposals for objects of {@code type} owned here. The first active subscriber receives each
+   * proposal and must decide it; with no subscriber the registry's default decision applies. Each
+   * proposal not decided within the decision timeout is rejected with {@link ErrorCode#TIMEOUT}.
+   */
+  public <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
+    return engine.proposals(type);
+  }
+
+  // ------------------------------------------------------------------ transitions
+
+  /**
+   * Starts a speculative change of an existing object. Nothing is sent until the first {@link
+   * Transition#update}.
+   *
+   * @throws EntanglementException with {@link ErrorCode#NOT_FOUND} if the node holds no such object
+   */
+  public <T> Transition<T> beginTransition(SyncType<T> type, Object key) {
+    @SuppressWarnings("unchecked")
+    Transition<T> t = (Transition<T>) engine.beginTransition(type, key);
+    return t;
+  }
+
+  /** Tentative updates and terminal signals of the transitions of one object. */
+  public <T> Flux<Tentative<T>> tentative(SyncType<T> type, Object key) {
+    return engine.tentative(type, type.key(key));
+  }
+
+  /** Tentative updates and terminal signals of every transition of a type. */
+  public <T> Flux<Tentative<T>> tentativeAll(SyncType<T> type) {
+    return engine.tentative(type, null);
+  }
+
+  // ------------------------------------------------------------------ topology and owners
+
+  /**
+   * Runs the protocol over {@code link} until it closes. Subscribing attaches the link; the Mono
+   * completes when the link closes; cancelling it closes the link. A new link to a peer replaces
+   * the old one.
+   */
+  public Mono<Void> attach(Link link) {
+    return engine.attach(link);
+  }
+
+  /** Adds a local owner with a new epoch. */
+  public Mono<Void> addOwner(OwnerId owner) {
+    return engine.addOwner(owner, System.currentTimeMillis());
+  }
+
+  /** Removes a local owner: its objects disappear here and on every node that learns of it. */
+  public Mono<Void> removeOwner(OwnerId owner) {
+    return engine.removeOwner(owner);
+  }
+
+  /**
+   * Re-applies the send policies to every open link after what they decide has changed: objects
+   * that became visible are sent, and objects that became hidden are withdrawn.
+   */
+  public Mono<Void> refreshPolicy() {
+    return engine.refreshPolicy();
+  }
+
+  /** Counters, read without synchronization (approximate while the node is busy). */
+  public NodeStats stats() {
+    return engine.stats();
+  }
+
+  /** Counters, read on the engine, consistent with every task submitted before the call. */
+  public Mono<NodeStats> statsConsistent() {
+    return engine.statsConsistent();
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <T> Mono<Snapshot<T>> cast(Mono<Snapshot<?>> m) {
+    return m.map(s -> (Snapshot<T>) s);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <T> Mono<Outcome<T>> castOutcome(Mono<Outcome<?>> m) {
+    return m.map(o -> (Outcome<T>) o);
+  }
+
+  /**
+   * Builds an {@link EntanglementNode}. Defaults: a random node id; one random local owner; {@link
+   * Policy#ALLOW_ALL} for peers; {@link Schedulers#parallel()} for timers; decision timeout 10 s;
+   * request timeout 30 s; transition TTL 5 s.
+   */
+  public static final class Builder {
+    private String id = UUID.randomUUID().toString();
+    private final List<Registry> registries = new ArrayList<>();
+    private final Map<OwnerId, Long> owners = new LinkedHashMap<>();
+    private Policy peerPolicy = Policy.ALLOW_ALL;
+    private Scheduler scheduler = Schedulers.parallel();
+    private Duration decisionTimeout = Duration.ofSeconds(10);
+    private Duration requestTimeout = Duration.ofSeconds(30);
+    private Duration transitionTtl = Duration.ofSeconds(5);
+    private @Nullable Long epoch;
+
+    private Builder() {}
+
+    /** The node id. Default: a random UUID. */
+    public Builder id(String id) {
+      this.id = Objects.requireNonNull(id, "id");
+      return this;
+    }
+
+    /** Adds a registry. Type names must be unique across all registries of a node. */
+    public Builder registry(Registry registry) {
+      registries.add(Objects.requireNonNull(registry, "registry"));
+      return this;
+    }
+
+    /** Adds a local owner. Default: one random owner if none is added. */
+    public Builder owner(OwnerId owner) {
+      owners.put(Objects.requireNonNull(owner, "owner"), null);
+      return this;
+    }
+
+    /**
+     * The epoch of the local owners' versions. Default: the wall-clock time at build, so that an
+     * in-memory node that restarts starts a newer epoch and receivers replace its old states.
+     */
+    public Builder epoch(long epoch) {
+      this.epoch = epoch;
+      return this;
+    }
+
+    /** The node-level policy, consulted first for every destination and sender. */
+    public Builder peerPolicy(Policy policy) {
+      this.peerPolicy = Objects.requireNonNull(policy, "policy");
+      return this;
+    }
+
+    /** Supplies time and timers. Default {@link Schedulers#parallel()}; tests use virtual time. */
+    public Builder scheduler(Scheduler scheduler) {
+      this.scheduler = Objects.requireNonNull(scheduler, "scheduler");
+      return this;
+    }
+
+    /** How long an owner may leave a proposal undecided. Default 10 s. */
+    public Builder decisionTimeout(Duration timeout) {
+      this.decisionTimeout = positive(timeout);
+      return this;
+    }
+
+    /** How long a request may wait for an answer before failing with TIMEOUT. Default 30 s. */
+    public Builder requestTimeout(Duration timeout) {
+      this.requestTimeout = positive(timeout);
+      return this;
+    }
+
+    /** How long a transition lives without an update before it expires. Default 5 s. */
+    public Builder transitionTtl(Duration ttl) {
+      this.transitionTtl = positive(ttl);
+      return this;
+    }
+
+    public EntanglementNode build() {
+      if (registries.isEmpty()) {
+        throw new IllegalStateException("a node needs at least one registry");
+      }
+      long e = epoch != null ? epoch : System.currentTimeMillis();
+      Map<OwnerId, Long> withEpochs = new LinkedHashMap<>();
+      if (owners.isEmpty()) {
+        withEpochs.put(OwnerId.random(), e);
+      } else {
+        owners.keySet().forEach(o -> withEpochs.put(o, e));
+      }
+      return new EntanglementNode(
+          new Engine(
+              id,
+              registries,
+              withEpochs,
+              peerPolicy,
+              scheduler,
+              decisionTimeout,
+              requestTimeout,
+              transitionTtl));
+    }
+
+    private static Duration positive(Duration d) {
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("duration must be positive: " + d);
+      }
+      return d;
+    }
+  }
+}

@@ -1,0 +1,44 @@
+package dev.entanglement;
+
+/**
+ * Typed errors. Those that an owner or a relay decides travel back to the requester and surface as
+ * {@link Outcome.Rejected}; {@link #NOT_CONNECTED}, {@link #NO_RESPONSE} and a requester-side {@link
+ * #TIMEOUT} are failures and surface as {@code onError} with an {@link EntanglementException}.
+ */
+public enum ErrorCode {
+  /** A policy hook refused the message. */
+  UNAUTHORIZED,
+  /** The sender has no authority for the owner it claims, or the object has another owner. */
+  BAD_OWNER,
+  /** The object does not exist (a proposal cannot create). */
+  NOT_FOUND,
+  /** The message or the value could not be decoded into the declared type. */
+  BAD_ENCODING,
+  /** The receiver does not know the type's wire name. */
+  UNKNOWN_TYPE,
+  /** The operation is not valid for this object or state. */
+  INVALID_OPERATION,
+  /** The transition was broken, expired or already ended. */
+  BROKEN_TRANSITION,
+  /** No decision or answer arrived in time. */
+  TIMEOUT,
+  /** No route to the owner, or the link was lost while the request was pending. */
+  NOT_CONNECTED,
+  /** A relay reported that the request will never be answered. */
+  NO_RESPONSE;
+
+  /** The wire string of this code. */
+  public String wire() {
+    return name();
+  }
+
+  /** The code for a wire string; unknown strings map to {@link #INVALID_OPERATION}. */
+  public static ErrorCode ofWire(String wire) {
+    try {
+      return valueOf(wire);
+    } catch (IllegalArgumentException e) {
+      return INVALID_OPERATION;
+    }
+  }
+
+}

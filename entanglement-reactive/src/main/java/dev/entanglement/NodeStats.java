@@ -1,0 +1,30 @@
+package dev.entanglement;
+
+/**
+ * Counters of one node since it was built.
+ *
+ * @param framesSent frames handed to links
+ * @param bytesSent bytes of those frames
+ * @param framesReceived frames received from links
+ * @param statesEncoded SYNC frames encoded; at most one per committed version, whatever the number
+ *     of destinations (compare with {@code framesSent})
+ * @param updatesOffered state changes offered to outbound queues, one per destination
+ * @param updatesCoalesced offers that merged into a pending entry instead of adding one
+ * @param queuedEntries entries waiting in outbound queues now
+ * @param pendingRequests requests (local or relayed) waiting for an answer now
+ * @param pendingDecisions proposals waiting for an owner's decision now
+ * @param activeTransitions transitions this node tracks now
+ * @param errorsReceived unsolicited ERROR frames received (for example a policy veto of a SYNC)
+ */
+public record NodeStats(
+    long framesSent,
+    long bytesSent,
+    long framesReceived,
+    long statesEncoded,
+    long updatesOffered,
+    long updatesCoalesced,
+    int queuedEntries,
+    int pendingRequests,
+    int pendingDecisions,
+    int activeTransitions,
+    long errorsReceived) {}

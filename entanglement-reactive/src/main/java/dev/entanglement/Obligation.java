@@ -1,0 +1,38 @@
+package dev.entanglement;
+
+import org.jspecify.annotations.Nullable;
+import reactor.core.Disposable;
+
+/**
+ * Someone waiting for the answer to a request: a local caller, or the neighbour a relayed request
+ * came from. Each obligation ends exactly once, explicitly: committed, rejected or failed (timeout,
+ * no response, link lost). A timer bounds its life, so none can leak.
+ */
+abstract class Obligation {
+  private boolean done;
+  @Nullable Disposable timer;
+
+  /** True once ended; confined to the engine's serial executor. */
+  final boolean isDone() {
+    return done;
+  }
+
+  /** Marks the obligation ended; returns false if it already was. */
+  final boolean finish() {
+    if (done) {
+      return false;
+    }
+    done = true;
+    Disposable t = timer;
+    if (t != null) {
+      t.dispose();
+    }
+    return true;
+  }
+
+  abstract void committed(StoredState state);
+
+  abstract void rejected(ErrorCode code, String message);
+
+  abstract void failed(ErrorCode code, String message);
+}

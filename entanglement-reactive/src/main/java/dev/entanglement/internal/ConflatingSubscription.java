@@ -1,0 +1,132 @@
+package dev.entanglement.internal;
+
+import java.util.Map;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import org.reactivestreams.Subscriber;
+import org.reactivestreams.Subscription;
+import reactor.core.publisher.Operators;
+
+/**
+ * Per-key latest-value backpressure for one subscriber: for every key, only the newest undelivered
+ * value is kept, and keys are delivered in the order they first became pending. A slow subscriber
+ * therefore receives the latest state of <em>every</em> key, never a growing backlog, and never
+ * loses a key (a plain {@code onBackpressureLatest} over all keys would).
+ *
+ * <p>Producers call {@link #offer} from any thread. Delivery is serialized by a work-in-progress
+ * counter: whoever moves {@code wip} from 0 drains while there is demand. Invariant: a key is in
+ * {@code order} at most once, exactly while it has a value in {@code pending} that has not been
+ * claimed by the drain loop.
+ */
+public final class ConflatingSubscription<K, V> implements Subscription {
+  private final Subscriber<? super V> actual;
+  private final Runnable onCancel;
+  private final Map<K, V> pending = new ConcurrentHashMap<>();
+  private final Queue<K> order = new ConcurrentLinkedQueue<>();
+  private final AtomicLong requested = new AtomicLong();
+  private final AtomicInteger wip = new AtomicInteger();
+  private volatile boolean cancelled;
+  private volatile boolean done;
+
+  public ConflatingSubscription(Subscriber<? super V> actual, Runnable onCancel) {
+    this.actual = actual;
+    this.onCancel = onCancel;
+  }
+
+  /** Makes {@code value} the pending value of {@code key}. */
+  public void offer(K key, V value) {
+    if (cancelled || done) {
+      return;
+    }
+    if (pending.put(key, value) == null) {
+      order.offer(key);
+    }
+    drain();
+  }
+
+  /** Completes after the pending values are delivered. */
+  public void complete() {
+    done = true;
+    drain();
+  }
+
+  public boolean isCancelled() {
+    return cancelled;
+  }
+
+  /** Keys with an undelivered value. */
+  public int pendingKeys() {
+    return pending.size();
+  }
+
+  @Override
+  public void request(long n) {
+    if (Operators.validate(n)) {
+      long r;
+      long u;
+      do {
+        r = requested.get();
+        u = r + n < 0 ? Long.MAX_VALUE : r + n;
+      } while (r != Long.MAX_VALUE && !requested.compareAndSet(r, u));
+      drain();
+    }
+  }
+
+  @Override
+  public void cancel() {
+    if (!cancelled) {
+      cancelled = true;
+      onCancel.run();
+      if (wip.getAndIncrement() == 0) {
+        pending.clear();
+        order.clear();
+      }
+    }
+  }
+
+  private void drain() {
+    if (wip.getAndIncrement() != 0) {
+      return;
+    }
+    int missed = 1;
+    do {
+      long r = requested.get();
+      long e = 0;
+      while (e != r) {
+        if (cancelled) {
+          pending.clear();
+          order.clear();
+          return;
+        }
+        K key = order.poll();
+        if (key == null) {
+          break;
+        }
+        V v = pending.remove(key);
+        if (v == null) {
+          continue;
+        }
+        actual.onNext(v);
+        e++;
+      }
+      if (cancelled) {
+        pending.clear();
+        order.clear();
+        return;
+      }
+      if (done && order.isEmpty()) {
+        cancelled = true;
+        actual.onComplete();
+        return;
+      }
+      if (e != 0 && r != Long.MAX_VALUE) {
+        requested.addAndGet(-e);
+      }
+      missed = wip.addAndGet(-missed);
+    } while (missed != 0);
+  }
+
+}

@@ -1,0 +1,38 @@
+package dev.entanglement.transport;
+
+import dev.entanglement.PeerId;
+import org.reactivestreams.Publisher;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+/**
+ * One authenticated connection to a neighbour, carrying whole frame bodies in order in both
+ * directions. Contract for implementations:
+ *
+ * <ul>
+ *   <li>{@link #remote()} is established by the transport (certificate fingerprint, peer
+ *       credentials, upgrade hook) before the link is handed to a node, and never changes;
+ *   <li>{@link #receive()} accepts one subscriber, honours its demand, delivers frames in the order
+ *       sent, and completes when the link closes; it MUST NOT signal {@code onError} for a close;
+ *   <li>{@link #send(Publisher)} is called once; the transport MUST request frames only as it can
+ *       carry them (channel writability, bandwidth), so that nothing outside the engine's coalescing
+ *       queue buffers without bound; the returned {@code Mono} completes when the link closes;
+ *   <li>{@link #onClose()} completes once, when either side closes or the connection is lost;
+ *   <li>{@link #dispose()} closes the link; it is idempotent.
+ * </ul>
+ */
+public interface Link extends Disposable {
+
+  /** The authenticated identity of the other end. */
+  PeerId remote();
+
+  /** Frames received, in order. */
+  Flux<byte[]> receive();
+
+  /** Sends frames pulled from {@code frames} as capacity allows. */
+  Mono<Void> send(Publisher<byte[]> frames);
+
+  /** Completes when the link is closed. */
+  Mono<Void> onClose();
+}

@@ -1,0 +1,26 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import org.junit.jupiter.api.Test;
+
+class EntanglementNodeTest {
+
+  @Test
+  void publish_replicatesToNeighbour() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      EntanglementNode b = mesh.node("b");
+      mesh.connect("a", "b");
+      a.publish(new Cursor("c1", 1, 2)).block();
+      mesh.settle();
+      Snapshot<Cursor> s = b.get(CURSOR, "c1").orElseThrow();
+      assertEquals(new Cursor("c1", 1, 2), s.value());
+      assertEquals(a.owner(), s.owner());
+      assertTrue(s.version().serial() > 0);
+    }
+  }
+}
