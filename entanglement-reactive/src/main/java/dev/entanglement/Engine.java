@@ -887,7 +887,7 @@ final class Engine {
       }
       return null;
     }
-    if (held != null && held.compareTo(st.version()) >= 0) {
+    if (held != null && held.compareTo(st.version()) >= 0 || ownedBy(d, st.owner())) {
       return null;
     }
     d.held.put(key, st.version());
@@ -1078,8 +1078,8 @@ final class Engine {
   private void onRoutes(Destination d, Message.Routes m) {
     Map<OwnerId, Integer> r = new HashMap<>();
     m.hops().forEach((o, h) -> {
-      if (h >= 0 && h < MAX_HOPS) {
-        r.put(OwnerId.of(o), h);
+      if (h >= 0) {
+        r.put(OwnerId.of(o), Math.min(h, MAX_HOPS));
       }
     });
     d.routes = r;
@@ -1202,7 +1202,7 @@ final class Engine {
 
   private void floodEvent(StoredState st, @Nullable Destination except) {
     for (Destination d : destinations) {
-      if (d != except && sendAllowed(d.peer, st)) {
+      if (d != except && !ownedBy(d, st.owner()) && sendAllowed(d.peer, st)) {
         offer(d, new QueueKey(Lane.UNIQUE, st.key()), st.binding.priority(),
             new Outbound.Raw(st.frame(codec, statesEncoded)));
         drain(d);
@@ -1794,7 +1794,7 @@ final class Engine {
     int bestHops = Integer.MAX_VALUE;
     for (Destination d : destinations) {
       Integer h = d.routes.get(owner);
-      if (d == exclude || !d.ready || h == null) {
+      if (d == exclude || !d.ready || h == null || h >= MAX_HOPS) {
         continue;
       }
       if (h < bestHops) {
@@ -1805,7 +1805,17 @@ final class Engine {
     return best;
   }
 
-  /** True unless a path to {@code owner} is known and {@code from} is not on it. */
+  /** True if the peer itself holds {@code owner} as a local owner: it never needs its own states. */
+  private static boolean ownedBy(Destination d, OwnerId owner) {
+    Integer hops = d.routes.get(owner);
+    return hops != null && hops == 0;
+  }
+
+  /**
+   * True unless a path to {@code owner} is known and {@code from} is not on it. A neighbour is on
+   * an owner's path if it announces the owner at all, even as unreachable through us: in a mesh
+   * with cycles it relays that owner's states.
+   */
   private boolean onPath(Destination from, OwnerId owner) {
     if (from.routes.containsKey(owner)) {
       return true;
@@ -1818,7 +1828,10 @@ final class Engine {
     return true;
   }
 
-  /** Owners this node can reach, with hop counts, as advertised to {@code to} (split horizon). */
+  /**
+   * Owners this node can reach, with hop counts, as advertised to {@code to}: split horizon with
+   * poisoned reverse ({@value #MAX_HOPS} means known but not reachable through this node).
+   */
   private Map<OwnerId, Integer> routesFor(Destination to) {
     Map<OwnerId, Integer> table = new HashMap<>();
     localOwners.keySet().forEach(o -> table.put(o, 0));
@@ -1839,10 +1852,12 @@ final class Engine {
             }
           });
     }
+    // Poisoned reverse: an owner reached through `to` is still announced, as unreachable, so that
+    // `to` knows this node relays that owner's states (see onPath) but never routes through it.
     via.forEach(
         (o, d) -> {
           if (d == to) {
-            table.remove(o);
+            table.put(o, MAX_HOPS);
           }
         });
     return table;

@@ -1,0 +1,319 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.transport.LocalTransport;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import reactor.core.Disposable;
+import reactor.test.StepVerifier;
+
+/** Proposals, creates and delete requests routed toward owners (reference §2.4, §4.3–§4.5). */
+class ProposalTest {
+
+  private static TestMesh gateway() {
+    return ReplicationTest.line("client", "server", "manager");
+  }
+
+  private static void assertNoPending(TestMesh mesh) {
+    for (var e : mesh.nodes.entrySet()) {
+      NodeStats s = e.getValue().statsConsistent().block();
+      assertEquals(0, s.pendingRequests(), e.getKey() + " pending requests");
+      assertEquals(0, s.pendingDecisions(), e.getKey() + " pending decisions");
+    }
+  }
+
+  @Test
+  @DisplayName("forward: a proposal crosses a relay, the owner commits, and the proposer gets the committed state")
+  void forwardAndResponse() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", Map.of("y", 9.0)).block();
+      Outcome.Committed<Cursor> c = assertInstanceOf(Outcome.Committed.class, o);
+      assertEquals(new Cursor("t", 1, 9), c.snapshot().value());
+      assertEquals(OwnerId.of("owner-client"), c.snapshot().owner());
+      for (String n : List.of("client", "server", "manager")) {
+        assertEquals(c.snapshot().version(), mesh.get(n).get(CURSOR, "t").orElseThrow().version());
+      }
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("combined updates: two partial proposals on disjoint attributes both take effect")
+  void combinedPartialUpdates() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 0, 0)).block();
+      mesh.get("server").propose(CURSOR, "t", Map.of("x", 1.0)).block();
+      mesh.get("server").propose(CURSOR, "t", Map.of("y", 2.0)).block();
+      assertEquals(new Cursor("t", 1, 2), mesh.get("client").get(CURSOR, "t").orElseThrow().value());
+    }
+  }
+
+  @Test
+  @DisplayName("pending proposals for one key coalesce on a slow link, and every proposer gets the outcome")
+  void pendingProposalsCoalesce() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p", LocalTransport.builder().scheduler(mesh.clock).bandwidth(200).build());
+      mesh.advance(Duration.ofSeconds(5));
+      mesh.get("owner").publish(new Cursor("t", 0, 0)).block();
+      mesh.advance(Duration.ofSeconds(5));
+      List<Proposal<Cursor>> seen = new ArrayList<>();
+      mesh.get("owner").proposals(CURSOR).subscribe(p -> {
+        seen.add(p);
+        p.commit();
+      });
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 1.0)).subscribe(outcomes::add);
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(outcomes::add);
+      mesh.get("p").propose(CURSOR, "t", Map.of("y", 3.0)).subscribe(outcomes::add);
+      mesh.advance(Duration.ofSeconds(10));
+      assertEquals(3, outcomes.size());
+      assertTrue(seen.size() <= 2, "proposals seen by the owner: " + seen.size());
+      assertEquals(new Cursor("t", 2, 3), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("owner decisions: reject travels back as a value with its code")
+  void ownerRejects() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      Disposable d =
+          mesh.get("client")
+              .proposals(CURSOR)
+              .subscribe(p -> p.reject(ErrorCode.UNAUTHORIZED, "locked"));
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", Map.of("x", 5.0)).block();
+      assertEquals(new Outcome.Rejected<Cursor>(ErrorCode.UNAUTHORIZED, "locked"), o);
+      assertEquals(new Cursor("t", 1, 1), mesh.get("client").get(CURSOR, "t").orElseThrow().value());
+      d.dispose();
+      // With the subscriber gone, the registry's default (commit) decides again.
+      assertTrue(mesh.get("manager").propose(CURSOR, "t", Map.of("x", 5.0)).block().isCommitted());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("owner decisions: commit(modified) commits the owner's value")
+  void ownerCommitsModifiedValue() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      mesh.get("client")
+          .proposals(CURSOR)
+          .subscribe(p -> p.commit(new Cursor("t", Math.min(p.proposed().x(), 10), p.proposed().y())));
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", new Cursor("t", 50, 2)).block();
+      assertEquals(new Cursor("t", 10, 2), ((Outcome.Committed<Cursor>) o).snapshot().value());
+    }
+  }
+
+  @Test
+  @DisplayName("error: a proposal whose value does not decode is rejected with BAD_ENCODING")
+  void badEncoding() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", Map.of("x", "not a number")).block();
+      assertEquals(ErrorCode.BAD_ENCODING, ((Outcome.Rejected<Cursor>) o).code());
+      Outcome<Cursor> unknown = mesh.get("manager").propose(CURSOR, "t", Map.of("z", 1)).block();
+      assertEquals(ErrorCode.BAD_ENCODING, ((Outcome.Rejected<Cursor>) unknown).code());
+    }
+  }
+
+  @Test
+  @DisplayName("a proposal cannot create, and one about an unknown object is NOT_FOUND")
+  void proposalCannotCreate() {
+    try (TestMesh mesh = gateway()) {
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "nope", Map.of("x", 1.0)).block();
+      assertEquals(ErrorCode.NOT_FOUND, ((Outcome.Rejected<Cursor>) o).code());
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      mesh.get("client").delete(CURSOR, "t").block();
+      o = mesh.get("manager").propose(CURSOR, "t", Map.of("x", 1.0)).block();
+      assertEquals(ErrorCode.NOT_FOUND, ((Outcome.Rejected<Cursor>) o).code());
+    }
+  }
+
+  @Test
+  @DisplayName("create: a non-owner asks the owner to create; a second create of the same key is refused")
+  void create() {
+    try (TestMesh mesh = gateway()) {
+      OwnerId owner = OwnerId.of("owner-client");
+      Outcome<Cursor> o = mesh.get("manager").create(CURSOR, owner, new Cursor("new", 3, 4)).block();
+      Outcome.Committed<Cursor> c = assertInstanceOf(Outcome.Committed.class, o);
+      assertEquals(owner, c.snapshot().owner());
+      assertEquals(new Cursor("new", 3, 4), mesh.get("client").get(CURSOR, "new").orElseThrow().value());
+      assertEquals(new Cursor("new", 3, 4), mesh.get("manager").get(CURSOR, "new").orElseThrow().value());
+      Outcome<Cursor> again = mesh.get("server").create(CURSOR, owner, new Cursor("new", 0, 0)).block();
+      assertEquals(ErrorCode.INVALID_OPERATION, ((Outcome.Rejected<Cursor>) again).code());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("create: the owner may assign the key")
+  void createWithOwnerAssignedKey() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client")
+          .proposals(CURSOR)
+          .subscribe(p -> p.commit(new Cursor("assigned-1", p.proposed().x(), p.proposed().y())));
+      Outcome<Cursor> o =
+          mesh.get("manager").create(CURSOR, OwnerId.of("owner-client"), new Cursor("", 3, 4)).block();
+      assertEquals("assigned-1", ((Outcome.Committed<Cursor>) o).snapshot().value().id());
+      assertTrue(mesh.get("manager").get(CURSOR, "assigned-1").isPresent());
+    }
+  }
+
+  @Test
+  @DisplayName("non-owner delete: a request to the owner, which deletes and floods a tombstone")
+  void nonOwnerDelete() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      Outcome<Cursor> o = mesh.get("manager").delete(CURSOR, "t").block();
+      Outcome.Committed<Cursor> c = assertInstanceOf(Outcome.Committed.class, o);
+      assertTrue(c.snapshot().deleted());
+      for (String n : List.of("client", "server", "manager")) {
+        assertTrue(mesh.get(n).get(CURSOR, "t").orElseThrow().deleted(), n);
+      }
+      assertEquals(ErrorCode.NOT_FOUND,
+          ((Outcome.Rejected<Cursor>) mesh.get("manager").delete(CURSOR, "t").block()).code());
+    }
+  }
+
+  @Test
+  @DisplayName("an undecided proposal is rejected with TIMEOUT after the decision timeout")
+  void decisionTimeout() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner", b -> b.decisionTimeout(Duration.ofSeconds(3)));
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      List<Proposal<Cursor>> ignored = new ArrayList<>();
+      mesh.get("owner").proposals(CURSOR).subscribe(ignored::add);
+      AtomicReference<Outcome<Cursor>> out = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(out::set);
+      mesh.advance(Duration.ofSeconds(2));
+      assertEquals(null, out.get());
+      mesh.advance(Duration.ofSeconds(2));
+      assertEquals(ErrorCode.TIMEOUT, ((Outcome.Rejected<Cursor>) out.get()).code());
+      assertEquals(1, ignored.size());
+      assertTrue(!ignored.get(0).commit(), "a late decision must not count");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("no route to the owner fails with NOT_CONNECTED; a lost link mid-flight ends as NO_RESPONSE")
+  void noRouteAndNoResponse() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("client");
+      mesh.node("server");
+      mesh.node("manager");
+      mesh.connect("client", "server",
+          LocalTransport.builder().scheduler(mesh.clock).latency(Duration.ofSeconds(1)).build());
+      mesh.connect("server", "manager");
+      mesh.advance(Duration.ofSeconds(5));
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(5));
+      assertTrue(mesh.get("manager").get(CURSOR, "t").isPresent());
+      StepVerifier.create(mesh.get("manager").propose(CURSOR, "t", Map.of("x", 2.0)))
+          .then(() -> mesh.advance(Duration.ofMillis(500)))
+          .then(() -> mesh.disconnect("client", "server")) // the relay has sent it; the answer is lost
+          .expectErrorSatisfies(e -> assertEquals(ErrorCode.NO_RESPONSE, ((EntanglementException) e).code()))
+          .verify(Duration.ofSeconds(5));
+      // The relay no longer announces the owner: there is no route at all.
+      StepVerifier.create(mesh.get("manager").propose(CURSOR, "t", Map.of("x", 3.0)))
+          .expectErrorSatisfies(e -> assertEquals(ErrorCode.NOT_CONNECTED, ((EntanglementException) e).code()))
+          .verify(Duration.ofSeconds(5));
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("a request that gets no answer fails with TIMEOUT and leaves nothing pending")
+  void requestTimeout() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p", b -> b.requestTimeout(Duration.ofSeconds(2)));
+      mesh.connect("owner", "p", LocalTransport.builder().scheduler(mesh.clock).latency(Duration.ofSeconds(3)).build());
+      mesh.advance(Duration.ofSeconds(10));
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(10));
+      AtomicReference<Throwable> error = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(o -> {}, error::set);
+      mesh.advance(Duration.ofSeconds(2));
+      assertEquals(ErrorCode.TIMEOUT, ((EntanglementException) error.get()).code());
+      mesh.advance(Duration.ofSeconds(10)); // the late answer arrives and is dropped
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("failover: when the route to the owner drops, proposals go through another neighbour")
+  void failover() {
+    try (TestMesh mesh = new TestMesh()) {
+      for (String n : List.of("a", "b", "c", "d")) {
+        mesh.node(n);
+      }
+      mesh.connect("a", "b");
+      mesh.connect("a", "c");
+      mesh.connect("b", "d");
+      mesh.connect("c", "d");
+      mesh.get("d").publish(new Cursor("t", 0, 0)).block();
+      assertTrue(mesh.get("a").propose(CURSOR, "t", Map.of("x", 1.0)).block().isCommitted());
+      mesh.disconnect("a", "b");
+      assertTrue(mesh.get("a").propose(CURSOR, "t", Map.of("x", 2.0)).block().isCommitted());
+      mesh.disconnect("c", "d");
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("a").propose(CURSOR, "t", Map.of("x", 3.0)).block().isCommitted());
+      assertEquals(3.0, mesh.get("a").get(CURSOR, "t").orElseThrow().value().x());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("cancelling a proposal's subscription releases its pending request")
+  void cancellationReleasesRequest() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p", LocalTransport.builder().scheduler(mesh.clock).latency(Duration.ofSeconds(1)).build());
+      mesh.advance(Duration.ofSeconds(5));
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(5));
+      Disposable d = mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe();
+      assertEquals(1, mesh.get("p").statsConsistent().block().pendingRequests());
+      d.dispose();
+      assertEquals(0, mesh.get("p").statsConsistent().block().pendingRequests());
+      mesh.advance(Duration.ofSeconds(5));
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("the registry's default decision applies when no one subscribes to proposals")
+  void registryDefaultDecision() {
+    Registry rejectAll =
+        Registry.builder("strict")
+            .type(CURSOR)
+            .defaultDecision(p -> p.reject(ErrorCode.UNAUTHORIZED, "read-only"))
+            .build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.nodes.put("owner", EntanglementNode.builder().id("owner").registry(rejectAll).scheduler(mesh.clock).build());
+      mesh.nodes.put("p", EntanglementNode.builder().id("p").registry(rejectAll).scheduler(mesh.clock).build());
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      Outcome<Cursor> o = mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).block();
+      assertEquals(new Outcome.Rejected<Cursor>(ErrorCode.UNAUTHORIZED, "read-only"), o);
+    }
+  }
+}

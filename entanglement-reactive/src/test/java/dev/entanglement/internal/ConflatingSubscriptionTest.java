@@ -1,0 +1,448 @@
+package dev.entanglement.internal;
+
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
+import org.junit.jupiter.api.Test;
+import org.reactivestreams.Subscriber;
+import org.reactivestreams.Subscription;
+import reactor.test.util.RaceTestUtils;
+
+class ConflatingSubscriptionTest {
+
+  /**
+   * A plain subscriber that records what it receives and checks the basic Reactive Streams rules
+   * itself: never more onNext than requested through it, nothing after a terminal signal, no
+   * concurrent onNext.
+   */
+  static final class Recorder<T> implements Subscriber<T> {
+    final List<T> values = new CopyOnWriteArrayList<>();
+    final List<String> violations = new CopyOnWriteArrayList<>();
+    final AtomicInteger completions = new AtomicInteger();
+    final List<Throwable> errors = new CopyOnWriteArrayList<>();
+    private final AtomicInteger inOnNext = new AtomicInteger();
+    volatile int maxDepth;
+    volatile Subscription subscription;
+    volatile long requestedThroughMe;
+    volatile Consumer<T> onNextHook = v -> {};
+
+    void attach(Subscription s) {
+      subscription = s;
+    }
+
+    synchronized void request(long n) {
+      if (n > 0) {
+        long r = requestedThroughMe + n;
+        requestedThroughMe = r < 0 ? Long.MAX_VALUE : r;
+      }
+      subscription.request(n);
+    }
+
+    @Override
+    public void onSubscribe(Subscription s) {
+      subscription = s;
+    }
+
+    @Override
+    public void onNext(T t) {
+      int depth = inOnNext.incrementAndGet();
+      if (depth > maxDepth) {
+        maxDepth = depth;
+      }
+      try {
+        if (completions.get() > 0 || !errors.isEmpty()) {
+          violations.add("onNext after terminal: " + t);
+        }
+        values.add(t);
+        if (values.size() > requestedThroughMe) {
+          violations.add("onNext beyond demand: " + values.size() + " > " + requestedThroughMe);
+        }
+        onNextHook.accept(t);
+      } finally {
+        inOnNext.decrementAndGet();
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      errors.add(t);
+    }
+
+    @Override
+    public void onComplete() {
+      if (completions.incrementAndGet() > 1) {
+        violations.add("onComplete twice");
+      }
+    }
+
+    void assertNoViolations() {
+      assertTrue(violations.isEmpty(), () -> "violations: " + violations);
+      assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+    }
+  }
+
+  private static <K, V> ConflatingSubscription<K, V> attach(
+      Recorder<V> r, AtomicInteger cancels) {
+    ConflatingSubscription<K, V> s = new ConflatingSubscription<>(r, cancels::incrementAndGet);
+    r.attach(s);
+    return s;
+  }
+
+  @Test
+  void nothingIsDeliveredWithoutDemand() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    assertTrue(r.values.isEmpty());
+    assertEquals(2, s.pendingKeys());
+  }
+
+  @Test
+  void keepsOnlyLatestValuePerKey_inFirstPendingOrder() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    s.offer("a", "a2");
+    s.offer("c", "c1");
+    s.offer("b", "b2");
+    s.offer("a", "a3");
+    assertEquals(3, s.pendingKeys());
+    r.request(10);
+    assertEquals(List.of("a3", "b2", "c1"), r.values);
+    assertEquals(0, s.pendingKeys());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void requestBoundsDelivery() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    for (String k : List.of("a", "b", "c", "d", "e")) {
+      s.offer(k, k + "1");
+    }
+    r.request(2);
+    assertEquals(List.of("a1", "b1"), r.values);
+    assertEquals(3, s.pendingKeys());
+    r.request(1);
+    assertEquals(List.of("a1", "b1", "c1"), r.values);
+    r.request(5); // 2 pending, 3 demand left over
+    assertEquals(List.of("a1", "b1", "c1", "d1", "e1"), r.values);
+    s.offer("f", "f1");
+    s.offer("g", "g1");
+    s.offer("h", "h1");
+    s.offer("i", "i1"); // demand exhausted at h
+    assertEquals(List.of("a1", "b1", "c1", "d1", "e1", "f1", "g1", "h1"), r.values);
+    assertEquals(1, s.pendingKeys());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void deliveredKeyThatChangesAgainGoesToTheBack() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    s.offer("c", "c1");
+    r.request(1); // a1 delivered
+    s.offer("a", "a2");
+    r.request(10);
+    assertEquals(List.of("a1", "b1", "c1", "a2"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void slowSubscriberGetsLatestValueOfEveryKey_noneLost() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<Integer, String> s = attach(r, new AtomicInteger());
+    int keys = 50;
+    Map<Integer, String> latest = new HashMap<>();
+    Map<Integer, String> lastDelivered = new HashMap<>();
+    // A producer much faster than the consumer: 20 updates of every key between two request(1).
+    for (int round = 0; round < 200; round++) {
+      for (int u = 0; u < 20; u++) {
+        int k = (round * 7 + u * 13) % keys;
+        String v = k + ":" + round + ":" + u;
+        s.offer(k, v);
+        latest.put(k, v);
+      }
+      r.request(1);
+    }
+    assertTrue(s.pendingKeys() <= keys, "backlog is bounded by the number of keys");
+    r.request(Long.MAX_VALUE);
+    assertEquals(0, s.pendingKeys());
+    for (String v : r.values) {
+      lastDelivered.put(Integer.parseInt(v.substring(0, v.indexOf(':'))), v);
+    }
+    assertEquals(latest, lastDelivered, "the last value delivered for every key is its latest");
+    r.assertNoViolations();
+  }
+
+  @Test
+  void requestUnboundedDeliversEverythingImmediately() {
+    Recorder<Integer> r = new Recorder<>();
+    ConflatingSubscription<Integer, Integer> s = attach(r, new AtomicInteger());
+    r.request(Long.MAX_VALUE);
+    for (int i = 0; i < 1000; i++) {
+      s.offer(i % 10, i);
+    }
+    // with unbounded demand every offer is delivered as it happens, nothing conflates
+    assertEquals(1000, r.values.size());
+    for (int i = 0; i < 1000; i++) {
+      assertEquals(i, r.values.get(i));
+    }
+    assertEquals(0, s.pendingKeys());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void requestAddingUpPastLongMaxIsUnbounded() {
+    Recorder<Integer> r = new Recorder<>();
+    ConflatingSubscription<Integer, Integer> s = attach(r, new AtomicInteger());
+    r.request(5);
+    r.request(Long.MAX_VALUE - 2); // overflows: capped at Long.MAX_VALUE
+    r.request(Long.MAX_VALUE);
+    for (int i = 0; i < 100; i++) {
+      s.offer(i, i);
+    }
+    assertEquals(100, r.values.size());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void invalidRequestIsIgnoredWithoutThrowingAndDeliversNothing() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    assertDoesNotThrow(() -> s.request(0));
+    assertDoesNotThrow(() -> s.request(-1));
+    assertDoesNotThrow(() -> s.request(Long.MIN_VALUE));
+    assertTrue(r.values.isEmpty(), "invalid requests add no demand");
+    assertEquals(0, r.completions.get());
+    assertTrue(r.errors.isEmpty());
+    // the demand counter is not corrupted by the invalid requests
+    r.request(1);
+    assertEquals(List.of("a1"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void requestFromWithinOnNextIsHonouredWithoutRecursion() {
+    Recorder<Integer> r = new Recorder<>();
+    ConflatingSubscription<Integer, Integer> s = attach(r, new AtomicInteger());
+    for (int i = 0; i < 500; i++) {
+      s.offer(i, i);
+    }
+    r.onNextHook = v -> r.request(1);
+    r.request(1);
+    assertEquals(500, r.values.size());
+    assertEquals(1, r.maxDepth, "onNext is never re-entered");
+    r.assertNoViolations();
+  }
+
+  @Test
+  void cancelStopsDeliveryAndRunsOnCancelOnce() {
+    Recorder<String> r = new Recorder<>();
+    AtomicInteger cancels = new AtomicInteger();
+    ConflatingSubscription<String, String> s = attach(r, cancels);
+    s.offer("a", "a1");
+    r.request(1);
+    s.offer("b", "b1");
+    s.offer("c", "c1");
+    assertFalse(s.isCancelled());
+    s.cancel();
+    s.cancel();
+    assertTrue(s.isCancelled());
+    assertEquals(1, cancels.get());
+    assertEquals(0, s.pendingKeys(), "pending values are dropped");
+    s.offer("d", "d1");
+    r.request(10);
+    s.offer("e", "e1");
+    s.complete();
+    assertEquals(List.of("a1"), r.values);
+    assertEquals(0, r.completions.get(), "no completion after cancel");
+    assertEquals(1, cancels.get());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void cancelFromWithinOnNextStopsTheDrainLoop() {
+    Recorder<String> r = new Recorder<>();
+    AtomicInteger cancels = new AtomicInteger();
+    ConflatingSubscription<String, String> s = attach(r, cancels);
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    s.offer("c", "c1");
+    r.onNextHook = v -> s.cancel();
+    r.request(10);
+    assertEquals(List.of("a1"), r.values);
+    assertEquals(1, cancels.get());
+    assertEquals(0, s.pendingKeys());
+    s.offer("d", "d1");
+    assertEquals(List.of("a1"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void completeWaitsForPendingValues() {
+    Recorder<String> r = new Recorder<>();
+    AtomicInteger cancels = new AtomicInteger();
+    ConflatingSubscription<String, String> s = attach(r, cancels);
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    s.complete();
+    assertEquals(0, r.completions.get(), "pending values first");
+    s.offer("c", "c1"); // ignored: the producer has completed
+    r.request(1);
+    assertEquals(List.of("a1"), r.values);
+    assertEquals(0, r.completions.get());
+    r.request(1);
+    assertEquals(List.of("a1", "b1"), r.values);
+    assertEquals(1, r.completions.get());
+    r.request(5);
+    assertEquals(List.of("a1", "b1"), r.values);
+    assertEquals(1, r.completions.get());
+    assertEquals(0, cancels.get(), "completion is not a cancellation");
+    r.assertNoViolations();
+  }
+
+  @Test
+  void completeWithNothingPendingCompletesImmediately_evenWithoutDemand() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    s.complete();
+    assertEquals(1, r.completions.get());
+    s.complete();
+    s.offer("a", "a1");
+    r.request(1);
+    assertEquals(1, r.completions.get());
+    assertTrue(r.values.isEmpty());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void completeAfterExactDemandWasUsed() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    r.request(2);
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    s.complete(); // demand is 0 now, but nothing is pending
+    assertEquals(List.of("a1", "b1"), r.values);
+    assertEquals(1, r.completions.get());
+    r.assertNoViolations();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Concurrency
+  // ---------------------------------------------------------------------------------------------
+
+  /** A value written by one producer: its {@code seq} increases with every write of a key. */
+  record Val(int producer, int key, int seq) {}
+
+  @Test
+  void racingProducersAndConsumer_lastDeliveredIsLatestOfEveryKey() {
+    final int rounds = 60;
+    // producer 0 writes keys 0..5, producer 1 writes keys 2..7: keys 2..5 are contended
+    final int[][] keysOf = {{0, 1, 2, 3, 4, 5}, {2, 3, 4, 5, 6, 7}};
+    final Set<Integer> exclusive0 = Set.of(0, 1);
+    final Set<Integer> exclusive1 = Set.of(6, 7);
+    for (int iteration = 0; iteration < 200; iteration++) {
+      Recorder<Val> r = new Recorder<>();
+      AtomicInteger cancels = new AtomicInteger();
+      ConflatingSubscription<Integer, Val> s = attach(r, cancels);
+      Runnable[] producers = new Runnable[2];
+      for (int p = 0; p < 2; p++) {
+        final int producer = p;
+        producers[p] =
+            () -> {
+              for (int seq = 0; seq < rounds; seq++) {
+                for (int k : keysOf[producer]) {
+                  s.offer(k, new Val(producer, k, seq));
+                }
+              }
+            };
+      }
+      Runnable consumer =
+          () -> {
+            for (int i = 0; i < rounds; i++) {
+              r.request(1);
+            }
+          };
+      RaceTestUtils.race(producers[0], producers[1], consumer);
+
+      final String ctx = "iteration " + iteration;
+      assertTrue(
+          r.values.size() <= rounds,
+          ctx + ": delivered " + r.values.size() + " with demand " + rounds);
+      // flush: everything still pending is the latest value of its key
+      r.request(Long.MAX_VALUE);
+      assertEquals(0, s.pendingKeys(), ctx);
+      r.assertNoViolations();
+      assertEquals(0, cancels.get(), ctx);
+
+      Map<Integer, Val> last = new HashMap<>();
+      Map<List<Integer>, Integer> lastSeqOf = new HashMap<>();
+      Set<Val> seen = new HashSet<>();
+      for (Val v : r.values) {
+        assertTrue(seen.add(v), ctx + ": delivered twice " + v);
+        List<Integer> pk = List.of(v.producer(), v.key());
+        Integer prev = lastSeqOf.put(pk, v.seq());
+        if (prev != null && prev >= v.seq()) {
+          fail(ctx + ": stale value " + v + " delivered after seq " + prev);
+        }
+        last.put(v.key(), v);
+      }
+      for (int k = 0; k < 8; k++) {
+        Val v = last.get(k);
+        assertNotNull(v, ctx + ": key " + k + " never delivered");
+        assertEquals(rounds - 1, v.seq(), ctx + ": key " + k + " ends at " + v);
+        if (exclusive0.contains(k)) {
+          assertEquals(new Val(0, k, rounds - 1), v, ctx);
+        } else if (exclusive1.contains(k)) {
+          assertEquals(new Val(1, k, rounds - 1), v, ctx);
+        }
+        // a contended key ends at the final write of whichever producer wrote it last
+      }
+    }
+  }
+
+  @Test
+  void racingCancelAndOffer_onCancelRunsOnceAndNothingAfter() {
+    for (int iteration = 0; iteration < 200; iteration++) {
+      Recorder<Integer> r = new Recorder<>();
+      AtomicInteger cancels = new AtomicInteger();
+      ConflatingSubscription<Integer, Integer> s = attach(r, cancels);
+      r.request(Long.MAX_VALUE);
+      RaceTestUtils.race(
+          () -> {
+            for (int i = 0; i < 100; i++) {
+              s.offer(i % 5, i);
+            }
+          },
+          s::cancel,
+          s::cancel);
+      assertEquals(1, cancels.get(), "iteration " + iteration);
+      assertTrue(s.isCancelled());
+      int delivered = r.values.size();
+      s.offer(0, -1);
+      r.request(1);
+      assertEquals(delivered, r.values.size(), "nothing delivered after cancel");
+      r.assertNoViolations();
+    }
+  }
+}

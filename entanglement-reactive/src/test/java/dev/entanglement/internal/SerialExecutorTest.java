@@ -1,0 +1,135 @@
+package dev.entanglement.internal;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import reactor.test.util.RaceTestUtils;
+
+class SerialExecutorTest {
+
+  private final List<Throwable> errors = new CopyOnWriteArrayList<>();
+  private final SerialExecutor executor = new SerialExecutor(errors::add);
+
+  @Test
+  void runsTasksInSubmissionOrderOnTheSubmittingThreadWhenIdle() {
+    List<String> log = new ArrayList<>();
+    Thread caller = Thread.currentThread();
+    for (int i = 0; i < 5; i++) {
+      int n = i;
+      executor.execute(
+          () -> {
+            assertSame(caller, Thread.currentThread());
+            log.add("t" + n);
+          });
+      // idle executor: the task has run before execute returns
+      assertEquals(n + 1, log.size());
+    }
+    assertEquals(List.of("t0", "t1", "t2", "t3", "t4"), log);
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void reentrantSubmissionRunsAfterTheCurrentTask_notNested() {
+    List<String> log = new ArrayList<>();
+    executor.execute(
+        () -> {
+          log.add("outer-start");
+          executor.execute(
+              () -> {
+                log.add("inner-start");
+                executor.execute(() -> log.add("innermost"));
+                log.add("inner-end");
+              });
+          log.add("outer-after-submit");
+          executor.execute(() -> log.add("second"));
+          log.add("outer-end");
+        });
+    assertEquals(
+        List.of(
+            "outer-start",
+            "outer-after-submit",
+            "outer-end",
+            "inner-start",
+            "inner-end",
+            "second",
+            "innermost"),
+        log);
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void throwingTaskIsReportedAndNextTaskStillRuns() {
+    List<String> log = new ArrayList<>();
+    RuntimeException boom = new IllegalStateException("boom");
+    executor.execute(
+        () -> {
+          executor.execute(
+              () -> {
+                throw boom;
+              });
+          executor.execute(() -> log.add("after-throw"));
+          log.add("first");
+        });
+    assertEquals(List.of("first", "after-throw"), log);
+    assertEquals(List.of(boom), errors);
+
+    // the executor is idle and usable again, and a throwing first task is handled too
+    Error err = new AssertionError("an Error is reported as well");
+    executor.execute(
+        () -> {
+          throw err;
+        });
+    executor.execute(() -> log.add("later"));
+    assertEquals(List.of("first", "after-throw", "later"), log);
+    assertEquals(List.of(boom, err), errors);
+  }
+
+  @Test
+  void concurrentSubmittersNeverOverlapAndEveryTaskRuns() {
+    final int perThread = 100;
+    for (int iteration = 0; iteration < 200; iteration++) {
+      AtomicInteger inTask = new AtomicInteger();
+      AtomicInteger maxInTask = new AtomicInteger();
+      AtomicInteger ran = new AtomicInteger();
+      ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
+      Runnable[] submitters = new Runnable[2];
+      for (int t = 0; t < 2; t++) {
+        final int submitter = t;
+        submitters[t] =
+            () -> {
+              for (int i = 0; i < perThread; i++) {
+                final int id = submitter * perThread + i;
+                executor.execute(
+                    () -> {
+                      int now = inTask.incrementAndGet();
+                      maxInTask.accumulateAndGet(now, Math::max);
+                      order.add(id);
+                      ran.incrementAndGet();
+                      inTask.decrementAndGet();
+                    });
+              }
+            };
+      }
+      RaceTestUtils.race(submitters);
+
+      // every task submitted has run by the time every execute() call has returned
+      assertEquals(2 * perThread, ran.get(), "iteration " + iteration);
+      assertEquals(1, maxInTask.get(), "iteration " + iteration + ": tasks overlapped");
+      // each submitter's tasks ran in its submission order
+      int[] next = {0, perThread};
+      for (int id : order) {
+        int submitter = id / perThread;
+        assertEquals(next[submitter], id, "iteration " + iteration + ": out of order");
+        next[submitter]++;
+      }
+    }
+    assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+  }
+}
