@@ -37,12 +37,16 @@ final class TestMesh implements AutoCloseable {
   }
 
   EntanglementNode node(String id, Consumer<EntanglementNode.Builder> config) {
+    return node(id, registry(), config);
+  }
+
+  EntanglementNode node(String id, Registry registry, Consumer<EntanglementNode.Builder> config) {
     EntanglementNode.Builder b =
         EntanglementNode.builder()
             .id(id)
             .owner(OwnerId.of("owner-" + id))
             .epoch(1)
-            .registry(registry())
+            .registry(registry)
             .scheduler(clock);
     config.accept(b);
     EntanglementNode n = b.build();

@@ -1,0 +1,222 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static dev.entanglement.TestMesh.SHAPE;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.TestMesh.Shape;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+/** The policy chain: what goes to whom and what is accepted from whom (reference §8). */
+class PolicyTest {
+
+  /** Red and blue are isolated; staff see everything. Decided per peer from the peer's team. */
+  static final class TeamPolicy implements Policy {
+    private final Map<String, String> teamOfPeer;
+
+    TeamPolicy(Map<String, String> teamOfPeer) {
+      this.teamOfPeer = teamOfPeer;
+    }
+
+    private String team(PeerId p) {
+      return teamOfPeer.getOrDefault(p.value(), "none");
+    }
+
+    private boolean visible(String peerTeam, Snapshot<?> s) {
+      if (peerTeam.equals("staff")) {
+        return true;
+      }
+      return s.value() instanceof Shape shape && shape.team().equals(peerTeam);
+    }
+
+    @Override
+    public boolean shouldSend(PeerId destination, Snapshot<?> snapshot) {
+      return visible(team(destination), snapshot);
+    }
+
+    @Override
+    public boolean shouldListenConstructed(PeerId sender, Operation op, Snapshot<?> snapshot) {
+      return visible(team(sender), snapshot);
+    }
+  }
+
+  @Test
+  @DisplayName("red, blue and staff: red never receives a blue object, blue never a red one, staff see everything")
+  void teamIsolation() {
+    Map<String, String> teams = Map.of("red", "red", "blue", "blue", "staff", "staff", "hub", "staff");
+    TeamPolicy policy = new TeamPolicy(teams);
+    try (TestMesh mesh = new TestMesh()) {
+      Registry teamsRegistry = Registry.builder("teams").type(CURSOR).type(SHAPE).policy(policy).build();
+      for (String n : List.of("hub", "red", "blue", "staff")) {
+        mesh.node(n, teamsRegistry, b -> {});
+      }
+      mesh.connect("red", "hub");
+      mesh.connect("blue", "hub");
+      mesh.connect("staff", "hub");
+      Map<String, List<String>> leaks = new ConcurrentHashMap<>();
+      for (String n : List.of("red", "blue")) {
+        mesh.get(n)
+            .watchAll(SHAPE)
+            .subscribe(
+                s -> {
+                  boolean received = !s.owner().equals(OwnerId.of("owner-" + n));
+                  if (received && s.value() != null && !s.value().team().equals(n)) {
+                    leaks.computeIfAbsent(n, k -> new ArrayList<>()).add(s.key().key());
+                  }
+                });
+      }
+      Random rnd = new Random(7);
+      for (int i = 0; i < 200; i++) {
+        String who = List.of("red", "blue", "staff").get(rnd.nextInt(3));
+        String team = who.equals("staff") ? (rnd.nextBoolean() ? "red" : "blue") : who;
+        mesh.get(who).publish(new Shape(who + "-" + rnd.nextInt(10), team, i, i, false)).block();
+      }
+      // A red node that tries to publish a blue shape is refused by the hub.
+      mesh.get("red").publish(new Shape("red-spy", "blue", 0, 0, false)).block();
+      assertTrue(leaks.isEmpty(), "leaks: " + leaks);
+      assertTrue(mesh.get("hub").get(SHAPE, "red-spy").isEmpty());
+      assertTrue(mesh.get("blue").get(SHAPE, "red-spy").isEmpty());
+      assertTrue(mesh.get("red").stats().errorsReceived() > 0, "the hub answers UNAUTHORIZED");
+      for (int k = 0; k < 10; k++) {
+        for (String owner : List.of("red", "blue", "staff")) {
+          var atStaff = mesh.get("staff").get(SHAPE, owner + "-" + k);
+          assertEquals(mesh.get(owner).get(SHAPE, owner + "-" + k).map(Snapshot::version),
+              atStaff.map(Snapshot::version), "staff sees " + owner + "-" + k);
+        }
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("a policy change withdraws objects from an open link, and shows them again")
+  void policyChangeWithdraws() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    Policy hide = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !hidden.contains(s.key().key());
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(hide));
+      mesh.node("b");
+      mesh.node("c");
+      mesh.connect("a", "b");
+      mesh.connect("b", "c");
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("y", 1, 1)).block();
+      List<Snapshot<Cursor>> atC = new ArrayList<>();
+      mesh.get("c").watch(CURSOR, "x").subscribe(atC::add);
+      hidden.add("x");
+      mesh.get("a").refreshPolicy().block();
+      assertTrue(mesh.get("b").get(CURSOR, "x").isEmpty());
+      assertTrue(mesh.get("c").get(CURSOR, "x").isEmpty(), "the relay passes the withdrawal on");
+      assertTrue(mesh.get("c").get(CURSOR, "y").isPresent());
+      assertTrue(atC.get(atC.size() - 1).deleted());
+      hidden.remove("x");
+      mesh.get("a").refreshPolicy().block();
+      assertEquals(new Cursor("x", 1, 1), mesh.get("c").get(CURSOR, "x").orElseThrow().value());
+      assertFalse(atC.get(atC.size() - 1).deleted());
+    }
+  }
+
+  @Test
+  @DisplayName("a veto on send means the destination never learns the object")
+  void sendVeto() {
+    Policy nothingToB = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !destination.value().equals("b");
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(nothingToB));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      long framesBefore = mesh.get("b").stats().framesReceived();
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      assertTrue(mesh.get("b").get(CURSOR, "x").isEmpty());
+      assertEquals(framesBefore, mesh.get("b").stats().framesReceived());
+    }
+  }
+
+  @Test
+  @DisplayName("a veto on receive answers UNAUTHORIZED and stores nothing")
+  void listenVeto() {
+    Policy deaf = new Policy() {
+      @Override
+      public boolean shouldListen(PeerId s, Operation op, SyncType<?> t, ObjectKey k, OwnerId o) {
+        return !k.key().startsWith("secret");
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("b", b -> b.peerPolicy(deaf));
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("secret-1", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("open", 1, 1)).block();
+      assertTrue(mesh.get("b").get(CURSOR, "secret-1").isEmpty());
+      assertTrue(mesh.get("b").get(CURSOR, "open").isPresent());
+      assertEquals(1, mesh.get("a").stats().errorsReceived());
+    }
+  }
+
+  @Test
+  @DisplayName("proposals pass the listen chain at the owner: a vetoed proposal is rejected UNAUTHORIZED")
+  void proposalVeto() {
+    Policy readOnly = new Policy() {
+      @Override
+      public boolean shouldListen(PeerId s, Operation op, SyncType<?> t, ObjectKey k, OwnerId o) {
+        return op == Operation.SYNC;
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(readOnly));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      Outcome<Cursor> o = mesh.get("b").propose(CURSOR, "x", Map.of("x", 2.0)).block();
+      assertEquals(ErrorCode.UNAUTHORIZED, ((Outcome.Rejected<Cursor>) o).code());
+      assertEquals(1.0, mesh.get("a").get(CURSOR, "x").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("the chain runs node, then registry, then type, and stops at the first veto")
+  void chainOrder() {
+    List<String> calls = new ArrayList<>();
+    Policy node = recording("node", calls, true);
+    Policy registry = recording("registry", calls, false);
+    Policy type = recording("type", calls, true);
+    SyncType<Cursor> cursor = CURSOR.withPolicy(type);
+    Registry reg = Registry.builder("chain").type(cursor).policy(registry).build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.nodes.put("a", EntanglementNode.builder().id("a").registry(reg).peerPolicy(node).scheduler(mesh.clock).build());
+      mesh.nodes.put("b", EntanglementNode.builder().id("b").registry(Registry.builder("plain").type(CURSOR).build()).scheduler(mesh.clock).build());
+      mesh.connect("a", "b");
+      mesh.get("a").publish(cursor, new Cursor("x", 1, 1)).block();
+      assertEquals(List.of("node:send", "registry:send"), calls);
+      assertTrue(mesh.get("b").get(CURSOR, "x").isEmpty());
+    }
+  }
+
+  private static Policy recording(String name, List<String> calls, boolean answer) {
+    return new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> snapshot) {
+        calls.add(name + ":send");
+        return answer;
+      }
+    };
+  }
+}

@@ -1,0 +1,177 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.reactivestreams.Subscription;
+import reactor.core.Disposable;
+import reactor.core.publisher.BaseSubscriber;
+import reactor.test.StepVerifier;
+
+/** watch, watchAll and events: latest-state streams with per-key backpressure. */
+class WatchTest {
+
+  @Test
+  @DisplayName("a slow watchAll subscriber (request(1) every 10 ms) ends with the latest state of all 100 keys of 10,000 updates")
+  void slowWatchAllKeepsEveryKey() {
+    try (TestMesh mesh = ReplicationTest.line("owner", "viewer")) {
+      Map<String, Cursor> latest = new HashMap<>();
+      int[] received = {0};
+      BaseSubscriber<Snapshot<Cursor>> slow =
+          new BaseSubscriber<>() {
+            @Override
+            protected void hookOnSubscribe(Subscription s) {
+              s.request(1);
+            }
+
+            @Override
+            protected void hookOnNext(Snapshot<Cursor> s) {
+              received[0]++;
+              latest.put(s.key().key(), s.value());
+              mesh.clock.schedule(() -> request(1), 10, TimeUnit.MILLISECONDS);
+            }
+          };
+      mesh.get("viewer").watchAll(CURSOR).subscribe(slow);
+      Map<String, Cursor> expected = new HashMap<>();
+      for (int i = 0; i < 10_000; i++) {
+        Cursor c = new Cursor("k" + (i % 100), i, -i);
+        expected.put(c.id(), c);
+        mesh.get("owner").publish(c).block();
+        if (i % 100 == 99) {
+          mesh.advance(Duration.ofMillis(1)); // 10,000 updates over 100 ms
+        }
+      }
+      mesh.advance(Duration.ofSeconds(2)); // 100 keys at one per 10 ms
+      assertEquals(expected, latest);
+      assertTrue(received[0] < 400, "a slow subscriber must not replay history: " + received[0]);
+      slow.dispose();
+    }
+  }
+
+  @Test
+  @DisplayName("watch emits the current state, then every change, and a deleted snapshot on delete")
+  void watchCurrentThenChanges() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      StepVerifier.create(mesh.get("b").watch(CURSOR, "c"))
+          .assertNext(s -> assertEquals(new Cursor("c", 1, 1), s.value()))
+          .then(() -> mesh.get("a").publish(new Cursor("c", 2, 2)).block())
+          .assertNext(s -> assertEquals(new Cursor("c", 2, 2), s.value()))
+          .then(() -> mesh.get("a").delete(CURSOR, "c").block())
+          .assertNext(s -> assertTrue(s.deleted()))
+          .thenCancel()
+          .verify(Duration.ofSeconds(5));
+    }
+  }
+
+  @Test
+  @DisplayName("watch of a key the node does not hold yet waits for it")
+  void watchBeforeCreation() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      StepVerifier.create(mesh.get("b").watch(CURSOR, "later"))
+          .expectSubscription()
+          .expectNoEvent(Duration.ZERO)
+          .then(() -> mesh.get("a").publish(new Cursor("later", 5, 5)).block())
+          .assertNext(s -> assertEquals(5.0, s.value().x()))
+          .thenCancel()
+          .verify(Duration.ofSeconds(5));
+    }
+  }
+
+  @Test
+  @DisplayName("watch backpressure keeps only the latest state")
+  void watchBackpressureLatest() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      mesh.get("a").publish(new Cursor("c", 0, 0)).block();
+      StepVerifier.create(mesh.get("b").watch(CURSOR, "c"), 0)
+          .then(() -> {
+            for (int i = 1; i <= 100; i++) {
+              mesh.get("a").publish(new Cursor("c", i, i)).block();
+            }
+          })
+          .thenRequest(1)
+          .assertNext(s -> assertEquals(100.0, s.value().x()))
+          .thenRequest(1)
+          .expectNoEvent(Duration.ZERO)
+          .thenCancel()
+          .verify(Duration.ofSeconds(5));
+    }
+  }
+
+  @Test
+  @DisplayName("watchAll emits current live objects first and honours its filter")
+  void watchAllFilter() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      mesh.get("a").publish(new Cursor("left", -1, 0)).block();
+      mesh.get("a").publish(new Cursor("right", 1, 0)).block();
+      List<String> keys = new ArrayList<>();
+      Disposable d =
+          mesh.get("b")
+              .watchAll(CURSOR, s -> s.value() != null && s.value().x() > 0)
+              .subscribe(s -> keys.add(s.key().key()));
+      mesh.get("a").publish(new Cursor("far", 9, 0)).block();
+      mesh.get("a").publish(new Cursor("back", -9, 0)).block();
+      assertEquals(List.of("right", "far"), keys);
+      d.dispose();
+    }
+  }
+
+  @Test
+  @DisplayName("a cancelled watcher receives nothing more and is released")
+  void cancellation() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      List<Snapshot<Cursor>> got = new ArrayList<>();
+      Disposable d = mesh.get("b").watchAll(CURSOR).subscribe(got::add);
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      d.dispose();
+      mesh.get("a").publish(new Cursor("c", 2, 2)).block();
+      assertEquals(1, got.size());
+    }
+  }
+
+  @Test
+  @DisplayName("closing the node completes its streams")
+  void closeCompletes() {
+    try (TestMesh mesh = ReplicationTest.line("a")) {
+      StepVerifier.create(mesh.get("a").watchAll(CURSOR))
+          .then(() -> mesh.get("a").close().block())
+          .expectComplete()
+          .verify(Duration.ofSeconds(5));
+    }
+  }
+
+  record Click(String id, int button) {}
+
+  @Test
+  @DisplayName("unique types are events: every instance is delivered once, none coalesce, none are stored")
+  void uniqueEvents() {
+    SyncType<Click> click = SyncType.of("Click", Click.class, Click::id).unique();
+    Registry reg = Registry.builder("events").type(CURSOR).type(click).build();
+    try (TestMesh mesh = new TestMesh()) {
+      for (String n : List.of("a", "b", "c")) {
+        mesh.node(n, reg, b -> {});
+      }
+      mesh.connect("a", "b");
+      mesh.connect("b", "c");
+      mesh.connect("c", "a"); // a cycle: events must still arrive once
+      List<Click> got = new ArrayList<>();
+      mesh.get("c").watchAll(click).subscribe(s -> got.add(s.value()));
+      for (int i = 0; i < 5; i++) {
+        mesh.get("a").publish(click, new Click("same-id", i)).block();
+      }
+      assertEquals(5, got.size());
+      assertEquals(List.of(0, 1, 2, 3, 4), got.stream().map(Click::button).toList());
+      assertTrue(mesh.get("c").get(click, "same-id").isEmpty());
+    }
+  }
+}
