@@ -712,7 +712,7 @@ final class Engine {
   // ------------------------------------------------------------------ links
 
   private void attachNow(Link link, MonoSink<Void> sink) {
-    for (Destination existing : destinations) {
+    for (Destination existing : List.copyOf(destinations)) {
       if (existing.peer.equals(link.remote())) {
         log.info("node {}: new link to {} replaces the old one", nodeId, link.remote());
         existing.link.dispose();

@@ -2,6 +2,7 @@ package dev.entanglement.protocol;
 
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import org.jspecify.annotations.Nullable;
 import tools.jackson.databind.JsonNode;
 
@@ -20,10 +21,19 @@ public sealed interface Message {
   MessageType type();
 
   /** Owner advertised in a HELLO, with its current epoch. */
-  record OwnerAd(String owner, long epoch) {}
+  record OwnerAd(String owner, long epoch) {
+    public OwnerAd {
+      Objects.requireNonNull(owner, "owner");
+    }
+  }
 
   record Hello(int protocolVersion, String nodeId, List<OwnerAd> owners, int maxFrame)
       implements Message {
+    public Hello {
+      Objects.requireNonNull(nodeId, "nodeId");
+      Objects.requireNonNull(owners, "owners");
+    }
+
     public MessageType type() {
       return MessageType.HELLO;
     }
@@ -31,6 +41,10 @@ public sealed interface Message {
 
   /** Owner id to hop count, as seen from the sender (0 = the sender's own owner). */
   record Routes(Map<String, Integer> hops) implements Message {
+    public Routes {
+      Objects.requireNonNull(hops, "hops");
+    }
+
     public MessageType type() {
       return MessageType.ROUTES;
     }
@@ -50,12 +64,24 @@ public sealed interface Message {
       boolean deleted,
       JsonNode attributes)
       implements Message {
+    public Sync {
+      Objects.requireNonNull(objectType, "objectType");
+      Objects.requireNonNull(key, "key");
+      Objects.requireNonNull(owner, "owner");
+      Objects.requireNonNull(attributes, "attributes");
+    }
+
     public MessageType type() {
       return MessageType.SYNC;
     }
   }
 
   record Withdraw(String objectType, String key) implements Message {
+    public Withdraw {
+      Objects.requireNonNull(objectType, "objectType");
+      Objects.requireNonNull(key, "key");
+    }
+
     public MessageType type() {
       return MessageType.WITHDRAW;
     }
@@ -82,6 +108,14 @@ public sealed interface Message {
       @Nullable String transitionId,
       int hops)
       implements Message {
+    public Propose {
+      Objects.requireNonNull(kind, "kind");
+      Objects.requireNonNull(objectType, "objectType");
+      Objects.requireNonNull(key, "key");
+      Objects.requireNonNull(owner, "owner");
+      Objects.requireNonNull(attributes, "attributes");
+    }
+
     public MessageType type() {
       return MessageType.PROPOSE;
     }
@@ -89,6 +123,12 @@ public sealed interface Message {
 
   record Create(long requestId, String objectType, String owner, JsonNode attributes, int hops)
       implements Message {
+    public Create {
+      Objects.requireNonNull(objectType, "objectType");
+      Objects.requireNonNull(owner, "owner");
+      Objects.requireNonNull(attributes, "attributes");
+    }
+
     public MessageType type() {
       return MessageType.CREATE;
     }
@@ -105,6 +145,15 @@ public sealed interface Message {
       boolean partial,
       JsonNode attributes)
       implements Message {
+    public Transition {
+      Objects.requireNonNull(objectType, "objectType");
+      Objects.requireNonNull(key, "key");
+      Objects.requireNonNull(owner, "owner");
+      Objects.requireNonNull(transitionId, "transitionId");
+      Objects.requireNonNull(origin, "origin");
+      Objects.requireNonNull(attributes, "attributes");
+    }
+
     public MessageType type() {
       return MessageType.TRANSITION;
     }
@@ -113,12 +162,23 @@ public sealed interface Message {
   /** Terminal state of a transition: CONFIRMED, BROKEN, REJECTED, EXPIRED or ABORTED. */
   record TransitionEnd(String objectType, String key, String transitionId, String state)
       implements Message {
+    public TransitionEnd {
+      Objects.requireNonNull(objectType, "objectType");
+      Objects.requireNonNull(key, "key");
+      Objects.requireNonNull(transitionId, "transitionId");
+      Objects.requireNonNull(state, "state");
+    }
+
     public MessageType type() {
       return MessageType.TRANSITION_END;
     }
   }
 
   record Response(long inReplyTo, Sync state) implements Message {
+    public Response {
+      Objects.requireNonNull(state, "state");
+    }
+
     public MessageType type() {
       return MessageType.RESPONSE;
     }
@@ -126,6 +186,11 @@ public sealed interface Message {
 
   /** A typed error; {@code inReplyTo} is 0 when it answers no request. */
   record Error(long inReplyTo, String code, String message) implements Message {
+    public Error {
+      Objects.requireNonNull(code, "code");
+      Objects.requireNonNull(message, "message");
+    }
+
     public MessageType type() {
       return MessageType.ERROR;
     }
@@ -138,6 +203,10 @@ public sealed interface Message {
   }
 
   record OwnerRemoved(String owner, long epoch) implements Message {
+    public OwnerRemoved {
+      Objects.requireNonNull(owner, "owner");
+    }
+
     public MessageType type() {
       return MessageType.OWNER_REMOVED;
     }
@@ -156,6 +225,11 @@ public sealed interface Message {
   }
 
   record GoAway(String code, String message) implements Message {
+    public GoAway {
+      Objects.requireNonNull(code, "code");
+      Objects.requireNonNull(message, "message");
+    }
+
     public MessageType type() {
       return MessageType.GOAWAY;
     }

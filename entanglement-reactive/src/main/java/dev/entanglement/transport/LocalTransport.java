@@ -16,6 +16,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
+import reactor.core.publisher.Operators;
 import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
@@ -193,6 +194,7 @@ public final class LocalTransport {
    */
   private final class Pipe {
     final AtomicLong bytes = new AtomicLong();
+    final AtomicBoolean receiverClaimed = new AtomicBoolean();
     final SerialExecutor serial =
         new SerialExecutor(t -> log.error("local transport pipe failed", t));
     @Nullable Subscription upstream;
@@ -236,6 +238,12 @@ public final class LocalTransport {
     }
 
     void subscribeReceiver(Subscriber<? super byte[]> s) {
+      if (!receiverClaimed.compareAndSet(false, true)) {
+        Operators.error(s, new IllegalStateException("a link accepts one receiver"));
+        return;
+      }
+      // Queued before any request of s, so the receiver is set when its demand arrives.
+      serial.execute(() -> receiver = s);
       s.onSubscribe(
           new Subscription() {
             @Override
@@ -254,12 +262,7 @@ public final class LocalTransport {
           });
       serial.execute(
           () -> {
-            if (receiver != null) {
-              s.onError(new IllegalStateException("a link accepts one receiver"));
-              return;
-            }
-            receiver = s;
-            if (closed) {
+            if (closed && receiver == s) {
               s.onComplete();
             }
           });

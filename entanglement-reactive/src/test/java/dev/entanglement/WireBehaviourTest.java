@@ -1,0 +1,216 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import dev.entanglement.transport.LocalTransport;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import reactor.core.publisher.Sinks;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ObjectNode;
+
+/**
+ * The engine as a hostile or buggy peer sees it: frames written by hand on one end of a link, and
+ * what the node answers on the other.
+ */
+class WireBehaviourTest {
+  private static final FrameCodec CODEC = new FrameCodec();
+  private static final JsonMapper JSON = JsonMapper.builder().build();
+
+  /** A hand-driven peer: sends frames through a sink and records what it receives. */
+  static final class RawPeer {
+    final Sinks.Many<byte[]> out = Sinks.many().unicast().onBackpressureBuffer();
+    final List<Message> received = new CopyOnWriteArrayList<>();
+    final LocalTransport.Connection connection;
+    boolean closed;
+
+    RawPeer(TestMesh mesh, String node, String peerName) {
+      connection = LocalTransport.builder().scheduler(mesh.clock).build()
+          .connect(PeerId.of(node), PeerId.of(peerName));
+      mesh.get(node).attach(connection.a()).subscribe();
+      connection.b().receive().subscribe(f -> received.add(CODEC.decode(f)));
+      connection.b().send(out.asFlux()).subscribe();
+      connection.b().onClose().subscribe(v -> {}, e -> {}, () -> closed = true);
+    }
+
+    void send(Message m) {
+      out.tryEmitNext(CODEC.encode(m));
+    }
+
+    void sendRaw(byte[] frame) {
+      out.tryEmitNext(frame);
+    }
+
+    <T extends Message> List<T> of(Class<T> type) {
+      return received.stream().filter(type::isInstance).map(type::cast).toList();
+    }
+  }
+
+  private static Message.Sync sync(String key, String owner, long serial, double x) {
+    ObjectNode attrs = JSON.valueToTree(new Cursor(key, x, 0));
+    return new Message.Sync("Cursor", key, owner, 1, serial, 0, false, attrs);
+  }
+
+  private static Message.Hello hello(String node, String... owners) {
+    return new Message.Hello(
+        FrameCodec.PROTOCOL_VERSION,
+        node,
+        java.util.Arrays.stream(owners).map(o -> new Message.OwnerAd(o, 1)).toList(),
+        0);
+  }
+
+  @Test
+  @DisplayName("the first frames a node sends are HELLO with its owners, then its routes")
+  void helloFirst() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      Message.Hello h = assertInstanceOf(Message.Hello.class, peer.received.get(0));
+      assertEquals("a", h.nodeId());
+      assertEquals(List.of(new Message.OwnerAd("owner-a", 1)), h.owners());
+      assertInstanceOf(Message.Routes.class, peer.received.get(1));
+    }
+  }
+
+  @Test
+  @DisplayName("a state claiming one of the node's own owners is refused with BAD_OWNER")
+  void impersonationRefused() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.get("a").publish(new Cursor("mine", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("mine", "owner-a", 99, 666));
+      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
+      assertEquals(1.0, mesh.get("a").get(CURSOR, "mine").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("a state from a neighbour that is not on its owner's path is refused with BAD_OWNER")
+  void offPathRefused() {
+    try (TestMesh mesh = ReplicationTest.line("owner", "a")) {
+      mesh.get("owner").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x")); // x does not announce owner-owner
+      peer.send(sync("c", "owner-owner", 50, 666));
+      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
+      assertEquals(1.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("a replayed old version is ignored and the sender is brought up to date")
+  void replayIgnored() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-x", 5, 5));
+      peer.send(sync("c", "owner-x", 3, 3));
+      assertEquals(5.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+      assertTrue(peer.of(Message.Error.class).isEmpty());
+      // a returns nothing for c: the owner's node already holds the newest version.
+      assertTrue(peer.of(Message.Sync.class).isEmpty());
+    }
+  }
+
+  @Test
+  @DisplayName("a frame before HELLO, an undecodable frame or an unknown type gets an ERROR and closes the link")
+  void badInputClosesLink() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer early = new RawPeer(mesh, "a", "x");
+      early.send(sync("c", "owner-x", 1, 1));
+      assertEquals("INVALID_OPERATION", early.of(Message.Error.class).get(0).code());
+      assertTrue(early.closed);
+
+      RawPeer garbage = new RawPeer(mesh, "a", "y");
+      garbage.send(hello("y", "owner-y"));
+      garbage.sendRaw(new byte[] {3, (byte) 0xff, 0x00, 0x13});
+      assertEquals("BAD_ENCODING", garbage.of(Message.Error.class).get(0).code());
+      assertTrue(garbage.closed);
+
+      RawPeer unknown = new RawPeer(mesh, "a", "z");
+      unknown.send(hello("z", "owner-z"));
+      unknown.sendRaw(new byte[] {(byte) 200, 0});
+      assertEquals("BAD_ENCODING", unknown.of(Message.Error.class).get(0).code());
+      assertTrue(unknown.closed);
+
+      // The node keeps serving its other peers.
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("ok", 1, 1)).block();
+      assertTrue(mesh.get("b").get(CURSOR, "ok").isPresent());
+    }
+  }
+
+  @Test
+  @DisplayName("a HELLO with another protocol version is refused")
+  void versionMismatch() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(new Message.Hello(FrameCodec.PROTOCOL_VERSION + 1, "x", List.of(), 0));
+      assertEquals("INVALID_OPERATION", peer.of(Message.Error.class).get(0).code());
+      assertTrue(peer.closed);
+    }
+  }
+
+  @Test
+  @DisplayName("an unknown type in a state is answered with UNKNOWN_TYPE; a PING with a PONG")
+  void unknownTypeAndPing() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(new Message.Sync("Nope", "k", "owner-x", 1, 1, 0, false, JSON.createObjectNode()));
+      assertEquals("UNKNOWN_TYPE", peer.of(Message.Error.class).get(0).code());
+      peer.send(new Message.Ping(42));
+      assertEquals(42, peer.of(Message.Pong.class).get(0).nonce());
+      assertTrue(!peer.closed);
+    }
+  }
+
+  @Test
+  @DisplayName("a proposal answered by the node carries the request id back")
+  void responseCarriesRequestId() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(new Message.Propose(77, Message.ProposalKind.UPDATE, "Cursor", "c", "owner-a", true,
+          JSON.valueToTree(Map.of("x", 4.0)), null, 0));
+      Message.Response r = peer.of(Message.Response.class).get(0);
+      assertEquals(77, r.inReplyTo());
+      assertEquals(4.0, r.state().attributes().get("x").asDouble());
+      peer.send(new Message.Propose(78, Message.ProposalKind.UPDATE, "Cursor", "missing", "owner-a", true,
+          JSON.valueToTree(Map.of("x", 4.0)), null, 0));
+      Message.Error e = peer.of(Message.Error.class).get(0);
+      assertEquals(78, e.inReplyTo());
+      assertEquals("NOT_FOUND", e.code());
+    }
+  }
+
+  @Test
+  @DisplayName("a new link to the same peer replaces the old one")
+  void duplicateLinkReplaced() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer first = new RawPeer(mesh, "a", "x");
+      RawPeer second = new RawPeer(mesh, "a", "x");
+      assertTrue(first.closed);
+      assertTrue(!second.closed);
+    }
+  }
+}
