@@ -4,10 +4,13 @@ import java.util.Objects;
 import java.util.UUID;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
 import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.MapperFeature;
-import tools.jackson.databind.SerializationFeature;
 import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ArrayNode;
+import tools.jackson.databind.node.ObjectNode;
 
 /**
  * A synchronized type, declared once from a Java record or class:
@@ -26,11 +29,7 @@ public final class SyncType<T> {
   /** The default priority. */
   public static final int DEFAULT_PRIORITY = 100;
 
-  private static final JsonMapper KEY_MAPPER =
-      JsonMapper.builder()
-          .enable(MapperFeature.SORT_PROPERTIES_ALPHABETICALLY)
-          .enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS)
-          .build();
+  private static final JsonMapper KEY_MAPPER = JsonMapper.builder().build();
 
   private final String name;
   private final Class<T> javaType;
@@ -145,7 +144,24 @@ public final class SyncType<T> {
     if (tree.isValueNode()) {
       return tree.asString();
     }
-    return KEY_MAPPER.writeValueAsString(tree);
+    return KEY_MAPPER.writeValueAsString(sorted(tree));
+  }
+
+  /** A copy of {@code node} whose objects list their properties in name order, at every depth. */
+  private static JsonNode sorted(JsonNode node) {
+    if (node.isObject()) {
+      ObjectNode out = KEY_MAPPER.createObjectNode();
+      new TreeMap<>(node.properties().stream()
+              .collect(Collectors.toMap(Map.Entry::getKey, Map.Entry::getValue)))
+          .forEach((k, v) -> out.set(k, sorted(v)));
+      return out;
+    }
+    if (node.isArray()) {
+      ArrayNode out = KEY_MAPPER.createArrayNode();
+      node.forEach(v -> out.add(sorted(v)));
+      return out;
+    }
+    return node;
   }
 
   @Override

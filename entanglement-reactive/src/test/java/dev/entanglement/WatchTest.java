@@ -174,4 +174,66 @@ class WatchTest {
       assertTrue(mesh.get("c").get(click, "same-id").isEmpty());
     }
   }
+
+  @Test
+  @DisplayName("cancelling a tentative stream stops its signals")
+  void tentativeCancellation() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      mesh.get("a").publish(new Cursor("c", 0, 0)).block();
+      List<Tentative<Cursor>> got = new ArrayList<>();
+      Disposable d = mesh.get("a").tentative(CURSOR, "c").subscribe(got::add);
+      Transition<Cursor> t = mesh.get("b").beginTransition(CURSOR, "c");
+      t.update(java.util.Map.of("x", 1.0));
+      d.dispose();
+      t.update(java.util.Map.of("x", 2.0));
+      assertEquals(1, got.size());
+    }
+  }
+
+  @Test
+  @DisplayName("proposals are not pushed beyond demand; an unrequested proposal times out")
+  void proposalsBackpressure() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner", b -> b.decisionTimeout(Duration.ofSeconds(2)));
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("c", 0, 0)).block();
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      StepVerifier.create(mesh.get("owner").proposals(CURSOR), 0)
+          .then(() -> {
+            mesh.get("p").propose(CURSOR, "c", java.util.Map.of("x", 1.0)).subscribe(outcomes::add);
+            mesh.get("p").propose(CURSOR, "c", java.util.Map.of("y", 1.0)).subscribe(outcomes::add);
+          })
+          .expectNoEvent(Duration.ZERO)
+          .thenRequest(1)
+          .assertNext(Proposal::commit)
+          .then(() -> mesh.advance(Duration.ofSeconds(3)))
+          .thenCancel()
+          .verify(Duration.ofSeconds(5));
+      assertEquals(2, outcomes.size());
+      assertTrue(outcomes.get(0).isCommitted());
+      assertEquals(ErrorCode.TIMEOUT, ((Outcome.Rejected<Cursor>) outcomes.get(1)).code());
+    }
+  }
+
+  @Test
+  @DisplayName("cancelling attach closes the link; the peer sees it closed")
+  void attachCancellationClosesLink() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("b");
+      var c = dev.entanglement.transport.LocalTransport.builder().scheduler(mesh.clock).build()
+          .connect(PeerId.of("a"), PeerId.of("b"));
+      Disposable attachA = mesh.get("a").attach(c.a()).subscribe();
+      boolean[] bDone = {false};
+      mesh.get("b").attach(c.b()).subscribe(v -> {}, e -> {}, () -> bDone[0] = true);
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      assertTrue(mesh.get("b").get(CURSOR, "x").isPresent());
+      attachA.dispose();
+      assertTrue(c.b().isDisposed());
+      assertTrue(bDone[0], "b's attach completes when the link closes");
+      mesh.get("a").publish(new Cursor("x", 2, 2)).block();
+      assertEquals(1.0, mesh.get("b").get(CURSOR, "x").orElseThrow().value().x());
+    }
+  }
 }

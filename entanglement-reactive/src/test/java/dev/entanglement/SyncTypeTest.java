@@ -1,0 +1,76 @@
+package dev.entanglement;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.transport.LocalTransport;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import org.junit.jupiter.api.Test;
+
+class SyncTypeTest {
+  record Cell(int row, int col) {}
+
+  record Sheet(Cell cell, String value) {}
+
+  record Low(String id) {}
+
+  record High(String id) {}
+
+  @Test
+  void scalarKeysUseTheirStringForm() {
+    UUID u = UUID.fromString("3f2a0000-0000-0000-0000-000000000001");
+    assertEquals("42", SyncType.canonicalKey(42));
+    assertEquals(u.toString(), SyncType.canonicalKey(u));
+    assertEquals("abc", SyncType.canonicalKey("abc"));
+  }
+
+  @Test
+  void compositeKeysAreCanonicalJsonWithSortedNames() {
+    SyncType<Sheet> sheet = SyncType.of("Sheet", Sheet.class, Sheet::cell);
+    ObjectKey k = sheet.keyOf(new Sheet(new Cell(2, 3), "x"));
+    assertEquals(new ObjectKey("Sheet", "{\"col\":3,\"row\":2}"), k);
+    assertEquals(k, sheet.key(new Cell(2, 3)));
+  }
+
+  @Test
+  void defaultsAndCopies() {
+    SyncType<Low> t = SyncType.of("Low", Low.class, Low::id);
+    assertEquals(SyncType.DEFAULT_PRIORITY, t.priority());
+    assertEquals(5, t.withPriority(5).priority());
+    assertTrue(t.unique().isUnique());
+    assertNotEquals(t.unique().keyOf(new Low("a")), t.unique().keyOf(new Low("a")));
+    assertThrows(IllegalArgumentException.class, () -> t.withPriority(-1));
+    assertThrows(IllegalArgumentException.class, () -> SyncType.of("a/b", Low.class, Low::id));
+    assertThrows(IllegalArgumentException.class, () -> t.key(null));
+  }
+
+  @Test
+  void lowerPriorityIsSentFirst() {
+    SyncType<Low> low = SyncType.of("Low", Low.class, Low::id).withPriority(200);
+    SyncType<High> high = SyncType.of("High", High.class, High::id).withPriority(10);
+    Registry reg = Registry.builder("prio").type(low).type(high).build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", reg, b -> {});
+      mesh.node("b", reg, b -> {});
+      mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
+      mesh.advance(Duration.ofSeconds(5));
+      List<String> order = new ArrayList<>();
+      mesh.get("b").watchAll(low).subscribe(s -> order.add(s.key().toString()));
+      mesh.get("b").watchAll(high).subscribe(s -> order.add(s.key().toString()));
+      for (int i = 0; i < 3; i++) {
+        mesh.get("a").publish(new Low("l" + i)).block();
+      }
+      for (int i = 0; i < 3; i++) {
+        mesh.get("a").publish(new High("h" + i)).block();
+      }
+      mesh.advance(Duration.ofSeconds(10));
+      // The first low frame was already on the wire; the high ones overtake the rest, in FIFO order.
+      assertEquals(List.of("Low/l0", "High/h0", "High/h1", "High/h2", "Low/l1", "Low/l2"), order);
+    }
+  }
+}
