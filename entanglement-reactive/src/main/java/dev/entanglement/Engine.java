@@ -86,7 +86,8 @@ final class Engine {
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
   private final Map<OwnerId, Long> removedOwners = new HashMap<>();
-  private final List<Destination> destinations = new ArrayList<>();
+  /** Copy-on-write: iterated on every change, written only on attach and detach. */
+  private final List<Destination> destinations = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
   private final Map<String, List<FluxSink<Proposal<?>>>> proposalSinks = new HashMap<>();
@@ -103,8 +104,9 @@ final class Engine {
   private final AtomicLong errorsReceived = new AtomicLong();
   private long updatesOffered;
   private long updatesCoalesced;
-  private int pendingRequests;
-  private int pendingDecisions;
+  private volatile int pendingRequests;
+  private volatile int pendingDecisions;
+  private volatile int activeTransitions;
 
   /** A local owner: its epoch and the last serial it assigned. */
   private static final class LocalOwner {
@@ -461,13 +463,9 @@ final class Engine {
 
   NodeStats stats() {
     int queued = 0;
-    int active = 0;
-    // Reading sizes of confined collections from another thread is a benign race for statistics.
-    for (Destination d : List.copyOf(destinations)) {
+    // Reading a confined queue's size from another thread is a benign race for statistics.
+    for (Destination d : destinations) {
       queued += d.queue.size();
-    }
-    for (Map<String, TransitionSlot> m : List.copyOf(transitions.values())) {
-      active += m.size();
     }
     return new NodeStats(
         framesSent.get(),
@@ -479,7 +477,7 @@ final class Engine {
         queued,
         pendingRequests,
         pendingDecisions,
-        active,
+        activeTransitions,
         errorsReceived.get());
   }
 
@@ -1665,6 +1663,7 @@ final class Engine {
       }
       slot = new TransitionSlot(b, key, owner, tid, origin, emptyObject());
       slots.put(tid, slot);
+      activeTransitions++;
     }
     return slot;
   }
@@ -1729,6 +1728,7 @@ final class Engine {
       transitions.remove(key);
     }
     if (slot != null) {
+      activeTransitions--;
       cancelExpiry(slot);
       emitTentative(slot, state);
     }
