@@ -86,6 +86,8 @@ final class Destination {
   boolean closed;
   boolean closeWhenFlushed;
   long nextRequestId = 1;
+  long lastReceivedNanos;
+  final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
   long demand;
 

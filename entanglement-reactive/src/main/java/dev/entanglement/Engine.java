@@ -77,9 +77,7 @@ final class Engine {
   private final Map<String, TypeBinding<?>> types;
   private final Map<Class<?>, TypeBinding<?>> typesByClass;
   private final Policy peerPolicy;
-  private final Duration decisionTimeout;
-  private final Duration requestTimeout;
-  private final Duration transitionTtl;
+  private final Timeouts timeouts;
 
   /** Current state of every object this node holds, tombstones included. */
   final ConcurrentHashMap<ObjectKey, StoredState> objects = new ConcurrentHashMap<>();
@@ -107,6 +105,17 @@ final class Engine {
   private volatile int pendingRequests;
   private volatile int pendingDecisions;
   private volatile int activeTransitions;
+
+  /**
+   * Time limits of a node; see {@link EntanglementNode.Builder} for their meaning and defaults. A
+   * zero keepalive disables keepalive and dead-peer detection.
+   */
+  record Timeouts(
+      Duration decision,
+      Duration request,
+      Duration transitionTtl,
+      Duration keepAlive,
+      Duration handshake) {}
 
   /** A local owner: its epoch and the last serial it assigned. */
   private static final class LocalOwner {
@@ -163,15 +172,11 @@ final class Engine {
       Map<OwnerId, Long> owners,
       Policy peerPolicy,
       Scheduler scheduler,
-      Duration decisionTimeout,
-      Duration requestTimeout,
-      Duration transitionTtl) {
+      Timeouts timeouts) {
     this.nodeId = nodeId;
     this.scheduler = scheduler;
     this.peerPolicy = peerPolicy;
-    this.decisionTimeout = decisionTimeout;
-    this.requestTimeout = requestTimeout;
-    this.transitionTtl = transitionTtl;
+    this.timeouts = timeouts;
     this.serial = new SerialExecutor(t -> log.error("engine task failed on node {}", nodeId, t));
     this.json =
         JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
@@ -737,6 +742,22 @@ final class Engine {
             new Outbound.Tentative(s.key, s.id));
       }
     }
+    d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
+    d.timers.add(
+        scheduler.schedule(
+            () -> serial.execute(() -> {
+              if (!d.ready && !d.closed) {
+                protocolError(d, ErrorCode.TIMEOUT, "no HELLO within " + timeouts.handshake());
+              }
+            }),
+            timeouts.handshake().toNanos(),
+            TimeUnit.NANOSECONDS));
+    long keepAlive = timeouts.keepAlive().toNanos();
+    if (keepAlive > 0) {
+      d.timers.add(
+          scheduler.schedulePeriodically(
+              () -> serial.execute(() -> keepAlive(d)), keepAlive, keepAlive, TimeUnit.NANOSECONDS));
+    }
     link.receive()
         .subscribe(
             new BaseSubscriber<byte[]>() {
@@ -803,11 +824,26 @@ final class Engine {
                     }));
   }
 
+  /** Pings an idle peer; closes the link of a peer silent for three keepalive intervals. */
+  private void keepAlive(Destination d) {
+    if (d.closed) {
+      return;
+    }
+    long silent = scheduler.now(TimeUnit.NANOSECONDS) - d.lastReceivedNanos;
+    if (silent >= 3 * timeouts.keepAlive().toNanos()) {
+      log.warn("node {}: {} silent for {} ms; closing the link", nodeId, d.peer, silent / 1_000_000);
+      d.link.dispose();
+      return;
+    }
+    sendControl(d, new Message.Ping(scheduler.now(TimeUnit.MILLISECONDS)), 0);
+  }
+
   private void detach(Destination d) {
     if (d.closed) {
       return;
     }
     d.closed = true;
+    d.timers.forEach(reactor.core.Disposable::dispose);
     destinations.remove(d);
     d.out = null;
     for (List<Obligation> obs : d.outstanding.values()) {
@@ -1008,6 +1044,7 @@ final class Engine {
 
   private void receive(Destination d, byte[] frame) {
     framesReceived.incrementAndGet();
+    d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
     Message m;
     try {
       m = codec.decode(frame);
@@ -1508,7 +1545,7 @@ final class Engine {
     timer[0] =
         scheduler.schedule(
             () -> p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time"),
-            decisionTimeout.toNanos(),
+            timeouts.decision().toNanos(),
             TimeUnit.NANOSECONDS);
     List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(b.type().name());
     FluxSink<Proposal<?>> target = null;
@@ -1671,7 +1708,7 @@ final class Engine {
   private void touch(TransitionSlot slot) {
     slot.lastUpdateNanos = scheduler.now(TimeUnit.NANOSECONDS);
     if (slot.expiry == null) {
-      scheduleExpiry(slot, transitionTtl.toNanos());
+      scheduleExpiry(slot, timeouts.transitionTtl().toNanos());
     }
   }
 
@@ -1687,7 +1724,7 @@ final class Engine {
                         return;
                       }
                       long idle = scheduler.now(TimeUnit.NANOSECONDS) - slot.lastUpdateNanos;
-                      long ttl = transitionTtl.toNanos();
+                      long ttl = timeouts.transitionTtl().toNanos();
                       if (idle >= ttl) {
                         endTransition(slot.key, slot.id, TransitionState.EXPIRED, false, null);
                       } else {
@@ -2000,8 +2037,8 @@ final class Engine {
     pendingRequests++;
     o.timer =
         scheduler.schedule(
-            () -> serial.execute(() -> fail(o, ErrorCode.TIMEOUT, "no answer in " + requestTimeout)),
-            requestTimeout.toNanos(),
+            () -> serial.execute(() -> fail(o, ErrorCode.TIMEOUT, "no answer in " + timeouts.request())),
+            timeouts.request().toNanos(),
             TimeUnit.NANOSECONDS);
   }
 

@@ -245,7 +245,7 @@ public final class EntanglementNode {
   /**
    * Builds an {@link EntanglementNode}. Defaults: a random node id; one random local owner; {@link
    * Policy#ALLOW_ALL} for peers; {@link Schedulers#parallel()} for timers; decision timeout 10 s;
-   * request timeout 30 s; transition TTL 5 s.
+   * request timeout 30 s; transition TTL 5 s; keepalive 15 s; handshake timeout 10 s.
    */
   public static final class Builder {
     private String id = UUID.randomUUID().toString();
@@ -256,6 +256,8 @@ public final class EntanglementNode {
     private Duration decisionTimeout = Duration.ofSeconds(10);
     private Duration requestTimeout = Duration.ofSeconds(30);
     private Duration transitionTtl = Duration.ofSeconds(5);
+    private Duration keepAlive = Duration.ofSeconds(15);
+    private Duration handshakeTimeout = Duration.ofSeconds(10);
     private @Nullable Long epoch;
 
     private Builder() {}
@@ -317,6 +319,24 @@ public final class EntanglementNode {
       return this;
     }
 
+    /**
+     * How often an idle link is pinged; a peer silent for three intervals is considered dead and its
+     * link is closed. Default 15 s; {@link Duration#ZERO} disables keepalive.
+     */
+    public Builder keepAlive(Duration interval) {
+      if (interval.isNegative()) {
+        throw new IllegalArgumentException("keepalive must not be negative: " + interval);
+      }
+      this.keepAlive = interval;
+      return this;
+    }
+
+    /** How long a new link may stay without the peer's HELLO before it is closed. Default 10 s. */
+    public Builder handshakeTimeout(Duration timeout) {
+      this.handshakeTimeout = positive(timeout);
+      return this;
+    }
+
     public EntanglementNode build() {
       if (registries.isEmpty()) {
         throw new IllegalStateException("a node needs at least one registry");
@@ -335,9 +355,8 @@ public final class EntanglementNode {
               withEpochs,
               peerPolicy,
               scheduler,
-              decisionTimeout,
-              requestTimeout,
-              transitionTtl));
+              new Engine.Timeouts(
+                  decisionTimeout, requestTimeout, transitionTtl, keepAlive, handshakeTimeout)));
     }
 
     private static Duration positive(Duration d) {

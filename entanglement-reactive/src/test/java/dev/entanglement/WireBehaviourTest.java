@@ -213,4 +213,37 @@ class WireBehaviourTest {
       assertTrue(!second.closed);
     }
   }
+
+  @Test
+  @DisplayName("a peer that never says HELLO is dropped after the handshake timeout")
+  void handshakeTimeout() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.handshakeTimeout(java.time.Duration.ofSeconds(10)));
+      RawPeer silent = new RawPeer(mesh, "a", "x");
+      mesh.advance(java.time.Duration.ofSeconds(9));
+      assertTrue(!silent.closed);
+      mesh.advance(java.time.Duration.ofSeconds(2));
+      assertEquals("TIMEOUT", silent.of(Message.Error.class).get(0).code());
+      assertTrue(silent.closed);
+    }
+  }
+
+  @Test
+  @DisplayName("keepalive: idle links are pinged and stay up; a black-holed peer is detected and dropped")
+  void keepAliveAndDeadPeer() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.keepAlive(java.time.Duration.ofSeconds(15)));
+      mesh.node("b", b -> b.keepAlive(java.time.Duration.ofSeconds(15)));
+      var live = mesh.connect("a", "b");
+      RawPeer hole = new RawPeer(mesh, "a", "x");
+      hole.send(hello("x", "owner-x")); // then never another frame
+      mesh.advance(java.time.Duration.ofSeconds(40));
+      assertTrue(!hole.closed);
+      assertTrue(hole.of(Message.Ping.class).size() >= 2);
+      mesh.advance(java.time.Duration.ofSeconds(10));
+      assertTrue(hole.closed, "45 s of silence is a dead peer");
+      mesh.advance(java.time.Duration.ofMinutes(5));
+      assertTrue(!live.a().isDisposed(), "a live peer answers pings and stays connected");
+    }
+  }
 }
