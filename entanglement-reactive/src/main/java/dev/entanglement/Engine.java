@@ -466,6 +466,15 @@ final class Engine {
                 }));
   }
 
+  boolean isConnected(PeerId peer) {
+    for (Destination d : destinations) {
+      if (d.peer.equals(peer) && !d.closed) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   NodeStats stats() {
     int queued = 0;
     // Reading a confined queue's size from another thread is a benign race for statistics.

@@ -204,6 +204,11 @@ public final class EntanglementNode {
     return engine.attach(link);
   }
 
+  /** True if a link to {@code peer} is attached and open. */
+  public boolean isConnected(PeerId peer) {
+    return engine.isConnected(peer);
+  }
+
   /** Adds a local owner with a new epoch. */
   public Mono<Void> addOwner(OwnerId owner) {
     return engine.addOwner(owner, System.currentTimeMillis());

@@ -1,0 +1,92 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.PeerId;
+import java.time.Duration;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Schedulers;
+
+/**
+ * Keeps one outbound connection alive.
+ *
+ * <p>States: {@code WAITING} (a timer is armed) → {@code DIALING} → {@code CONNECTED} (the link is
+ * attached) → {@code WAITING} when it closes or a dial fails; {@code STOPPED} on dispose (terminal).
+ * The attempt counter grows with each failure and resets when a connection lasted longer than the
+ * current backoff ceiling, so a flapping peer does not get hammered.
+ */
+final class Dialer implements Disposable {
+  private static final Logger log = LoggerFactory.getLogger(Dialer.class);
+
+  private final TcpClientTransport transport;
+  private final AtomicBoolean stopped = new AtomicBoolean();
+  private volatile Disposable current = reactor.core.Disposables.disposed();
+  private int attempt;
+
+  Dialer(TcpClientTransport transport) {
+    this.transport = transport;
+  }
+
+  Dialer start() {
+    dial();
+    return this;
+  }
+
+  private void dial() {
+    if (stopped.get()) {
+      return;
+    }
+    PeerId peer = transport.expected();
+    PeerId local = transport.localIdentity();
+    if (peer != null
+        && local != null
+        && transport.node().isConnected(peer)
+        && !PeerOrder.localDialWins(local, peer)) {
+      // The peer's own dial is the connection both sides keep; look again later.
+      schedule(transport.backoff().cap());
+      return;
+    }
+    long started = System.nanoTime();
+    current =
+        transport
+            .connect()
+            .flatMap(link -> transport.node().attach(link))
+            .subscribe(
+                v -> {},
+                e -> {
+                  log.warn("dial to {} failed: {}", peer, e.toString());
+                  retry(started);
+                },
+                () -> retry(started));
+  }
+
+  private void retry(long startedNanos) {
+    Duration lasted = Duration.ofNanos(System.nanoTime() - startedNanos);
+    if (lasted.compareTo(transport.backoff().ceiling(attempt)) > 0) {
+      attempt = 0;
+    } else {
+      attempt++;
+    }
+    schedule(transport.backoff().delay(attempt));
+  }
+
+  private void schedule(Duration delay) {
+    if (!stopped.get()) {
+      current = Mono.delay(delay, Schedulers.parallel()).subscribe(t -> dial());
+    }
+  }
+
+  @Override
+  public void dispose() {
+    if (stopped.compareAndSet(false, true)) {
+      current.dispose();
+    }
+  }
+
+  @Override
+  public boolean isDisposed() {
+    return stopped.get();
+  }
+}

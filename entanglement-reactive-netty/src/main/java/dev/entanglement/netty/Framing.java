@@ -1,0 +1,48 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.ErrorCode;
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.Unpooled;
+import org.jspecify.annotations.Nullable;
+
+/** The 8-byte frame header: body length and flags. Stateless. */
+final class Framing {
+  static final int HEADER_BYTES = 8;
+  /** Default maximum body size: 1 MiB. */
+  static final int DEFAULT_MAX_FRAME = 1 << 20;
+  /** Critical flag bits this implementation understands: none so far. */
+  static final int UNDERSTOOD_CRITICAL = 0;
+  static final int CRITICAL_MASK = 0xffff;
+
+  private static final FrameCodec CODEC = new FrameCodec();
+
+  private Framing() {}
+
+  /** A buffer holding the header and {@code body}; the body is wrapped, not copied. */
+  static ByteBuf encode(ByteBufAllocator alloc, byte[] body) {
+    ByteBuf header = alloc.buffer(HEADER_BYTES, HEADER_BYTES);
+    header.writeInt(body.length);
+    header.writeInt(0);
+    return Unpooled.wrappedBuffer(header, Unpooled.wrappedBuffer(body));
+  }
+
+  /** Why a header is refused, or {@code null} if it is acceptable. */
+  static @Nullable String refusal(long length, int flags, int maxFrame) {
+    if (length > maxFrame) {
+      return "frame of " + length + " bytes exceeds the maximum of " + maxFrame;
+    }
+    int unknownCritical = flags & CRITICAL_MASK & ~UNDERSTOOD_CRITICAL;
+    if (unknownCritical != 0) {
+      return "unknown critical flags 0x" + Integer.toHexString(unknownCritical);
+    }
+    return null;
+  }
+
+  /** An ERROR frame (header and body) telling the peer why its connection is being closed. */
+  static ByteBuf errorFrame(ByteBufAllocator alloc, ErrorCode code, String message) {
+    return encode(alloc, CODEC.encode(new Message.Error(0, code.wire(), message)));
+  }
+}

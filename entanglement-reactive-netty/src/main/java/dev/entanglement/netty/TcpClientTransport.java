@@ -1,0 +1,220 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.PeerId;
+import dev.entanglement.transport.Link;
+import io.netty.handler.ssl.SslHandler;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.function.UnaryOperator;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.SSLParameters;
+import org.jspecify.annotations.Nullable;
+import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.tcp.TcpClient;
+
+/**
+ * Dials a peer over TCP, verifies that it reached the expected fingerprint, and attaches the
+ * connection to the node.
+ *
+ * <pre>{@code
+ * Disposable peering = TcpClientTransport.builder(node)
+ *     .remote("b.example", 7000).expect(bFingerprint).tls(tls)
+ *     .build().maintain();
+ * }</pre>
+ *
+ * <p>With TLS the client verifies the server's host name against its certificate and refuses a
+ * server whose fingerprint is not the expected one. Defaults: no TLS, maximum frame 1 MiB, no
+ * bandwidth limit, reconnect backoff from 1 s to 60 s with full jitter.
+ */
+public final class TcpClientTransport {
+  private final EntanglementNode node;
+  private final String host;
+  private final int port;
+  private final @Nullable PeerId expected;
+  private final @Nullable TlsConfig tls;
+  private final String serverName;
+  private final int maxFrame;
+  private final long bandwidth;
+  private final Backoff backoff;
+  private final UnaryOperator<TcpClient> customizer;
+
+  private TcpClientTransport(Builder b) {
+    this.node = b.node;
+    this.host = Objects.requireNonNull(b.host, "remote host");
+    this.port = b.port;
+    this.expected = b.expected;
+    this.tls = b.tls;
+    this.serverName = b.serverName != null ? b.serverName : b.host;
+    this.maxFrame = b.maxFrame;
+    this.bandwidth = b.bandwidth;
+    this.backoff = b.backoff;
+    this.customizer = b.customizer;
+    if (tls != null && expected == null) {
+      throw new IllegalStateException("with TLS, the expected fingerprint of the peer is required");
+    }
+  }
+
+  public static Builder builder(EntanglementNode node) {
+    return new Builder(node);
+  }
+
+  /**
+   * Opens one connection and verifies the peer; the link is not attached. Fails with {@link
+   * WrongPeerException} if the peer presents another fingerprint.
+   */
+  public Mono<Link> connect() {
+    TcpClient client = TcpClient.create().host(host).port(port);
+    if (tls != null) {
+      client =
+          client.secure(
+              spec ->
+                  spec.sslContext(tls.clientContext()).handlerConfigurator(this::serverNameIndication));
+    }
+    client = client.doOnConnected(c -> c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(maxFrame)));
+    return customizer.apply(client).connect().flatMap(this::verify);
+  }
+
+  private Mono<Link> verify(Connection c) {
+    PeerId peer;
+    SslHandler ssl = c.channel().pipeline().get(SslHandler.class);
+    if (ssl != null) {
+      java.security.cert.Certificate leaf;
+      try {
+        leaf = ssl.engine().getSession().getPeerCertificates()[0];
+      } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+        c.dispose();
+        return Mono.error(new WrongPeerException("the server presented no certificate"));
+      }
+      if (!HostNames.matches((java.security.cert.X509Certificate) leaf, serverName)) {
+        c.dispose();
+        return Mono.error(
+            new WrongPeerException("the server's certificate is not valid for " + serverName));
+      }
+      peer = Fingerprints.of(leaf);
+    } else {
+      peer = expected != null ? expected : PeerId.of("tcp:" + c.channel().remoteAddress());
+    }
+    if (expected != null && !expected.equals(peer)) {
+      c.dispose();
+      return Mono.error(
+          new WrongPeerException(
+              "dialed " + host + ":" + port + " expecting " + expected + " but reached " + peer));
+    }
+    return Mono.just(NettyLink.stream(c, peer, bandwidth));
+  }
+
+  /** Connects once and runs the link on the node until it closes. */
+  public Mono<Void> connectAndAttach() {
+    return connect().flatMap(node::attach);
+  }
+
+  /**
+   * Keeps a connection to the peer: dials, attaches, and after every loss or failure dials again
+   * after a backoff (full jitter). A wrong fingerprint is retried too: it may be a transient
+   * misroute. While the node is connected to the peer by the peer's own dial, and that connection
+   * wins the tie-break, no dial is made. Dispose the result to stop.
+   */
+  public Disposable maintain() {
+    return new Dialer(this).start();
+  }
+
+  EntanglementNode node() {
+    return node;
+  }
+
+  @Nullable PeerId expected() {
+    return expected;
+  }
+
+  @Nullable PeerId localIdentity() {
+    return tls != null ? tls.identity() : null;
+  }
+
+  Backoff backoff() {
+    return backoff;
+  }
+
+  /** Sends the server name (SNI) when it is a DNS name; the certificate is checked after. */
+  private void serverNameIndication(SslHandler handler) {
+    if (serverName.chars().anyMatch(Character::isLetter) && serverName.indexOf(':') < 0) {
+      SSLEngine engine = handler.engine();
+      SSLParameters params = engine.getSSLParameters();
+      params.setServerNames(java.util.List.of(new javax.net.ssl.SNIHostName(serverName)));
+      engine.setSSLParameters(params);
+    }
+  }
+
+  /** Builds a {@link TcpClientTransport}. */
+  public static final class Builder {
+    private final EntanglementNode node;
+    private @Nullable String host;
+    private int port;
+    private @Nullable PeerId expected;
+    private @Nullable TlsConfig tls;
+    private @Nullable String serverName;
+    private int maxFrame = Framing.DEFAULT_MAX_FRAME;
+    private long bandwidth;
+    private Backoff backoff = new Backoff(Duration.ofSeconds(1), Duration.ofSeconds(60));
+    private UnaryOperator<TcpClient> customizer = UnaryOperator.identity();
+
+    private Builder(EntanglementNode node) {
+      this.node = Objects.requireNonNull(node, "node");
+    }
+
+    /** The peer's address. */
+    public Builder remote(String host, int port) {
+      this.host = Objects.requireNonNull(host);
+      this.port = port;
+      return this;
+    }
+
+    /** The fingerprint the peer must present. Required with TLS. */
+    public Builder expect(PeerId fingerprint) {
+      this.expected = Objects.requireNonNull(fingerprint);
+      return this;
+    }
+
+    /** Mutual TLS. */
+    public Builder tls(TlsConfig tls) {
+      this.tls = Objects.requireNonNull(tls);
+      return this;
+    }
+
+    /** The host name checked against the server's certificate. Default: the remote host. */
+    public Builder serverName(String serverName) {
+      this.serverName = Objects.requireNonNull(serverName);
+      return this;
+    }
+
+    /** The largest frame body accepted. Default 1 MiB. */
+    public Builder maxFrameSize(int bytes) {
+      this.maxFrame = bytes;
+      return this;
+    }
+
+    /** A bandwidth limit toward the peer, in bytes per second. Default 0: unlimited. */
+    public Builder bandwidth(long bytesPerSecond) {
+      this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    /** Reconnect backoff bounds. Default 1 s to 60 s. */
+    public Builder backoff(Duration first, Duration cap) {
+      this.backoff = new Backoff(first, cap);
+      return this;
+    }
+
+    /** Adjusts the underlying Reactor Netty client. */
+    public Builder tcpClient(UnaryOperator<TcpClient> customizer) {
+      this.customizer = Objects.requireNonNull(customizer);
+      return this;
+    }
+
+    public TcpClientTransport build() {
+      return new TcpClientTransport(this);
+    }
+  }
+}

@@ -1,0 +1,198 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.ErrorCode;
+import dev.entanglement.PeerId;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.handler.ssl.SslHandler;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Objects;
+import java.util.function.Function;
+import java.util.function.UnaryOperator;
+import javax.net.ssl.SSLPeerUnverifiedException;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.DisposableServer;
+import reactor.netty.tcp.TcpServer;
+
+/**
+ * Accepts TCP connections for a node, authenticates the peer by its certificate fingerprint, and
+ * attaches each admitted connection to the node.
+ *
+ * <pre>{@code
+ * DisposableServer server = TcpServerTransport.builder(node)
+ *     .port(7000).tls(tls).destination(peerFingerprint)
+ *     .build().bind().block();
+ * }</pre>
+ *
+ * <p>Defaults: host {@code 127.0.0.1}, port 0 (ephemeral), no TLS (the peer's identity is then only
+ * its address, which is not authentication: use TLS on any real network), unknown peers refused,
+ * maximum frame 1 MiB, no bandwidth limit. With TLS, a peer connected by its own outbound dial
+ * (see {@link TcpClientTransport#maintain()}) keeps the connection dialed by the lower fingerprint.
+ */
+public final class TcpServerTransport {
+  private static final Logger log = LoggerFactory.getLogger(TcpServerTransport.class);
+
+  private final EntanglementNode node;
+  private final String host;
+  private final int port;
+  private final @Nullable TlsConfig tls;
+  private final Admission admission;
+  private final int maxFrame;
+  private final long bandwidth;
+  private final UnaryOperator<TcpServer> customizer;
+
+  private TcpServerTransport(Builder b) {
+    this.node = b.node;
+    this.host = b.host;
+    this.port = b.port;
+    this.tls = b.tls;
+    this.admission = new Admission(b.destinations, b.unknownDestination);
+    this.maxFrame = b.maxFrame;
+    this.bandwidth = b.bandwidth;
+    this.customizer = b.customizer;
+  }
+
+  public static Builder builder(EntanglementNode node) {
+    return new Builder(node);
+  }
+
+  /** Starts listening. */
+  public Mono<DisposableServer> bind() {
+    TcpServer server = TcpServer.create().host(host).port(port);
+    if (tls != null) {
+      server = server.secure(spec -> spec.sslContext(tls.serverContext()));
+    }
+    server =
+        server
+            .doOnConnection(c -> c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(maxFrame)))
+            .handle(
+                (in, out) -> {
+                  Connection[] holder = new Connection[1];
+                  in.withConnection(c -> holder[0] = c);
+                  return accept(holder[0]);
+                });
+    return customizer.apply(server).bind().map(s -> (DisposableServer) s);
+  }
+
+  private Mono<Void> accept(Connection c) {
+    PeerId peer;
+    try {
+      peer = identify(c);
+    } catch (SSLPeerUnverifiedException e) {
+      return refuse(c, "no client certificate");
+    }
+    return admission
+        .admit(peer)
+        .flatMap(
+            admitted -> {
+              if (!admitted) {
+                return refuse(c, "unknown peer " + peer);
+              }
+              if (tls != null && node.isConnected(peer) && PeerOrder.localDialWins(tls.identity(), peer)) {
+                return refuse(c, "duplicate connection from " + peer + "; keeping the one we dialed");
+              }
+              log.info("accepted {} from {}", peer, c.channel().remoteAddress());
+              return node.attach(NettyLink.stream(c, peer, bandwidth));
+            });
+  }
+
+  private PeerId identify(Connection c) throws SSLPeerUnverifiedException {
+    SslHandler ssl = c.channel().pipeline().get(SslHandler.class);
+    if (ssl == null) {
+      return PeerId.of("tcp:" + c.channel().remoteAddress());
+    }
+    return Fingerprints.of(ssl.engine().getSession().getPeerCertificates()[0]);
+  }
+
+  private static Mono<Void> refuse(Connection c, String reason) {
+    log.warn("refused connection from {}: {}", c.channel().remoteAddress(), reason);
+    c.channel()
+        .writeAndFlush(Framing.errorFrame(c.channel().alloc(), ErrorCode.UNAUTHORIZED, "refused"))
+        .addListener(ChannelFutureListener.CLOSE);
+    return Mono.empty();
+  }
+
+  /** Builds a {@link TcpServerTransport}. */
+  public static final class Builder {
+    private final EntanglementNode node;
+    private String host = "127.0.0.1";
+    private int port = 0;
+    private @Nullable TlsConfig tls;
+    private final List<PeerId> destinations = new ArrayList<>();
+    private Function<PeerId, Mono<Boolean>> unknownDestination = Admission.refuseUnknown();
+    private int maxFrame = Framing.DEFAULT_MAX_FRAME;
+    private long bandwidth;
+    private UnaryOperator<TcpServer> customizer = UnaryOperator.identity();
+
+    private Builder(EntanglementNode node) {
+      this.node = Objects.requireNonNull(node, "node");
+    }
+
+    /** The address to bind. Default {@code 127.0.0.1}. */
+    public Builder host(String host) {
+      this.host = Objects.requireNonNull(host);
+      return this;
+    }
+
+    /** The port to bind; 0 (the default) picks a free one. */
+    public Builder port(int port) {
+      this.port = port;
+      return this;
+    }
+
+    /** Mutual TLS. Without it the transport is plaintext and unauthenticated. */
+    public Builder tls(TlsConfig tls) {
+      this.tls = Objects.requireNonNull(tls);
+      return this;
+    }
+
+    /** A peer admitted by fingerprint. */
+    public Builder destination(PeerId fingerprint) {
+      destinations.add(Objects.requireNonNull(fingerprint));
+      return this;
+    }
+
+    /** Peers admitted by fingerprint. */
+    public Builder destinations(Collection<PeerId> fingerprints) {
+      destinations.addAll(fingerprints);
+      return this;
+    }
+
+    /** Decides about a peer that is not a configured destination. Default: refuse. */
+    public Builder unknownDestination(Function<PeerId, Mono<Boolean>> hook) {
+      this.unknownDestination = Objects.requireNonNull(hook);
+      return this;
+    }
+
+    /** The largest frame body accepted. Default 1 MiB. */
+    public Builder maxFrameSize(int bytes) {
+      if (bytes < 64) {
+        throw new IllegalArgumentException("maximum frame size too small: " + bytes);
+      }
+      this.maxFrame = bytes;
+      return this;
+    }
+
+    /** A bandwidth limit per connection, in bytes per second. Default 0: unlimited. */
+    public Builder bandwidth(long bytesPerSecond) {
+      this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    /** Adjusts the underlying Reactor Netty server (event loops, options, metrics). */
+    public Builder tcpServer(UnaryOperator<TcpServer> customizer) {
+      this.customizer = Objects.requireNonNull(customizer);
+      return this;
+    }
+
+    public TcpServerTransport build() {
+      return new TcpServerTransport(this);
+    }
+  }
+}

@@ -1,0 +1,259 @@
+package dev.entanglement.netty;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.OwnerId;
+import dev.entanglement.PeerId;
+import dev.entanglement.Registry;
+import dev.entanglement.Snapshot;
+import dev.entanglement.SyncType;
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.DisposableServer;
+import reactor.netty.tcp.TcpClient;
+
+class TcpTransportTest {
+  record Cursor(String id, double x, double y) {}
+
+  static final SyncType<Cursor> CURSOR = SyncType.of("Cursor", Cursor.class, Cursor::id);
+  static final Duration WAIT = Duration.ofSeconds(10);
+
+  private final List<Disposable> cleanup = new ArrayList<>();
+  private final TestPki pki = new TestPki("test-ca");
+
+  @AfterEach
+  void close() {
+    cleanup.forEach(Disposable::dispose);
+  }
+
+  private EntanglementNode node(String id) {
+    EntanglementNode n =
+        EntanglementNode.builder()
+            .id(id)
+            .owner(OwnerId.of("owner-" + id))
+            .registry(Registry.builder("t").type(CURSOR).build())
+            .build();
+    cleanup.add(() -> n.close().block(WAIT));
+    return n;
+  }
+
+  private DisposableServer serve(EntanglementNode node, TestPki.Identity id, PeerId... peers) {
+    DisposableServer s =
+        TcpServerTransport.builder(node).tls(id.tls()).destinations(List.of(peers)).build().bind().block(WAIT);
+    cleanup.add(s);
+    return s;
+  }
+
+  private static Snapshot<Cursor> await(EntanglementNode n, String key, double x) {
+    return n.watch(CURSOR, key).filter(s -> s.value() != null && s.value().x() == x).blockFirst(WAIT);
+  }
+
+  @Test
+  @DisplayName("mutual TLS: nodes identify each other by certificate fingerprint and replicate")
+  void tlsReplication() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity cid = pki.issue("client");
+    EntanglementNode server = node("server");
+    EntanglementNode client = node("client");
+    DisposableServer s = serve(server, sid, cid.fingerprint());
+    cleanup.add(
+        TcpClientTransport.builder(client)
+            .remote("localhost", s.port())
+            .expect(sid.fingerprint())
+            .tls(cid.tls())
+            .build()
+            .maintain());
+    server.publish(new Cursor("s", 1, 1)).block(WAIT);
+    client.publish(new Cursor("c", 2, 2)).block(WAIT);
+    assertEquals(OwnerId.of("owner-server"), await(client, "s", 1).owner());
+    assertEquals(OwnerId.of("owner-client"), await(server, "c", 2).owner());
+    assertTrue(server.isConnected(cid.fingerprint()));
+    assertTrue(client.isConnected(sid.fingerprint()));
+    assertTrue(
+        client.propose(CURSOR, "s", Map.of("x", 5.0)).block(WAIT).isCommitted(),
+        "a proposal crosses the TLS link");
+  }
+
+  @Test
+  @DisplayName("dialing a destination and reaching another fingerprint is refused")
+  void wrongFingerprint() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity cid = pki.issue("client");
+    TestPki.Identity other = pki.issue("other");
+    DisposableServer s = serve(node("server"), sid, cid.fingerprint());
+    Mono<?> dial =
+        TcpClientTransport.builder(node("client"))
+            .remote("localhost", s.port())
+            .expect(other.fingerprint())
+            .tls(cid.tls())
+            .build()
+            .connect();
+    WrongPeerException e = assertThrows(WrongPeerException.class, () -> dial.block(WAIT));
+    assertTrue(e.getMessage().contains(sid.fingerprint().value()), e.getMessage());
+  }
+
+  @Test
+  @DisplayName("an unknown client fingerprint is refused, unless the unknownDestination hook admits it")
+  void unknownClient() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity cid = pki.issue("client");
+    EntanglementNode server = node("server");
+    DisposableServer strict = serve(server, sid);
+    EntanglementNode client = node("client");
+    Connection refused = rawTls(strict.port(), cid);
+    // The refusal arrives as an ERROR frame, then the connection closes.
+    refused.onDispose().block(WAIT);
+    assertTrue(!server.isConnected(cid.fingerprint()));
+
+    DisposableServer open =
+        TcpServerTransport.builder(server).tls(sid.tls())
+            .unknownDestination(peer -> Mono.just(peer.equals(cid.fingerprint())))
+            .build().bind().block(WAIT);
+    cleanup.add(open);
+    cleanup.add(TcpClientTransport.builder(client).remote("localhost", open.port())
+        .expect(sid.fingerprint()).tls(cid.tls()).build().maintain());
+    server.publish(new Cursor("s", 3, 3)).block(WAIT);
+    await(client, "s", 3);
+  }
+
+  @Test
+  @DisplayName("a client certificate from another CA, an expired one, or none at all is never admitted")
+  void badCertificates() {
+    TestPki.Identity sid = pki.issue("server");
+    EntanglementNode server = node("server");
+    TestPki stranger = new TestPki("other-ca");
+    TestPki.Identity foreign = stranger.issue("foreign");
+    TestPki.Identity expired = pki.issue("expired", Instant.now().minus(Duration.ofDays(10)),
+        Instant.now().minus(Duration.ofDays(1)));
+    DisposableServer s =
+        TcpServerTransport.builder(server).tls(sid.tls()).unknownDestination(p -> Mono.just(true))
+            .build().bind().block(WAIT);
+    cleanup.add(s);
+    TlsConfig foreignTrustingUs =
+        TlsConfig.builder().keyCertChain(foreign.key(), foreign.certificate()).trustedCertificates(pki.ca).build();
+    for (TlsConfig bad : List.of(foreignTrustingUs, expired.tls())) {
+      // The handshake fails, or the server closes the connection right after it.
+      try {
+        Connection c = TcpClient.create().host("localhost").port(s.port())
+            .secure(spec -> spec.sslContext(bad.clientContext())).connect().block(WAIT);
+        c.onDispose().block(WAIT);
+      } catch (RuntimeException expectedFailure) {
+        // refused during the handshake
+      }
+    }
+    // No client certificate at all.
+    try {
+      Connection c = TcpClient.create().host("localhost").port(s.port())
+          .secure(spec -> spec.sslContext(noCertificateContext()))
+          .connect().block(WAIT);
+      c.onDispose().block(WAIT);
+    } catch (RuntimeException expectedFailure) {
+      // refused during the handshake
+    }
+    assertTrue(!server.isConnected(foreign.fingerprint()));
+    assertTrue(!server.isConnected(expired.fingerprint()));
+  }
+
+  @Test
+  @DisplayName("the client verifies the server's host name")
+  void hostNameVerified() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity cid = pki.issue("client");
+    DisposableServer s = serve(node("server"), sid, cid.fingerprint());
+    Mono<?> dial =
+        TcpClientTransport.builder(node("client"))
+            .remote("127.0.0.1", s.port())
+            .serverName("not-the-server.example")
+            .expect(sid.fingerprint())
+            .tls(cid.tls())
+            .build()
+            .connect();
+    assertThrows(RuntimeException.class, () -> dial.block(WAIT));
+  }
+
+  @Test
+  @DisplayName("an oversize frame or an unknown critical flag gets an ERROR frame and closes only that connection")
+  void badFramesCloseTheConnection() {
+    EntanglementNode server = node("server");
+    DisposableServer s =
+        TcpServerTransport.builder(server).maxFrameSize(1024)
+            .unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
+    cleanup.add(s);
+    FrameCodec codec = new FrameCodec();
+    for (ByteBuf bad : List.of(header(4096, 0), header(10, 0x2))) {
+      Connection c = TcpClient.create().host("127.0.0.1").port(s.port()).connect().block(WAIT);
+      List<Message> got = new ArrayList<>();
+      c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20));
+      c.inbound().receive().asByteArray().subscribe(b -> got.add(codec.decode(b)));
+      c.outbound().send(Mono.just(bad)).then().block(WAIT);
+      c.onDispose().block(WAIT);
+      assertTrue(got.stream().anyMatch(m -> m instanceof Message.Error e && e.code().equals("BAD_ENCODING")), got.toString());
+    }
+    // The server still serves others.
+    EntanglementNode client = node("client");
+    cleanup.add(TcpClientTransport.builder(client).remote("127.0.0.1", s.port()).expect(PeerId.of("server")).build().maintain());
+    server.publish(new Cursor("ok", 7, 7)).block(WAIT);
+    assertInstanceOf(Snapshot.class, await(client, "ok", 7));
+  }
+
+  @Test
+  @DisplayName("maintain(): after the server restarts, the client reconnects and the nodes converge")
+  void reconnects() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity cid = pki.issue("client");
+    EntanglementNode server = node("server");
+    EntanglementNode client = node("client");
+    DisposableServer first = serve(server, sid, cid.fingerprint());
+    int port = first.port();
+    cleanup.add(
+        TcpClientTransport.builder(client).remote("localhost", port).expect(sid.fingerprint())
+            .tls(cid.tls()).backoff(Duration.ofMillis(50), Duration.ofMillis(200)).build().maintain());
+    server.publish(new Cursor("s", 1, 1)).block(WAIT);
+    await(client, "s", 1);
+    first.disposeNow(WAIT);
+    server.publish(new Cursor("s", 2, 2)).block(WAIT);
+    DisposableServer second =
+        TcpServerTransport.builder(server).port(port).tls(sid.tls()).destination(cid.fingerprint())
+            .build().bind().block(WAIT);
+    cleanup.add(second);
+    await(client, "s", 2);
+  }
+
+  private static ByteBuf header(long length, int flags) {
+    ByteBuf b = Unpooled.buffer(8);
+    b.writeInt((int) length);
+    b.writeInt(flags);
+    return b;
+  }
+
+  private Connection rawTls(int port, TestPki.Identity id) {
+    return TcpClient.create().host("localhost").port(port)
+        .secure(spec -> spec.sslContext(id.tls().clientContext()))
+        .connect().block(WAIT);
+  }
+
+  private io.netty.handler.ssl.SslContext noCertificateContext() {
+    try {
+      return io.netty.handler.ssl.SslContextBuilder.forClient().trustManager(pki.ca).build();
+    } catch (javax.net.ssl.SSLException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+}
