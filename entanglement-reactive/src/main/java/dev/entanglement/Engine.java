@@ -875,7 +875,9 @@ final class Engine {
       Outbound o = d.queue.poll();
       if (o == null) {
         if (d.closeWhenFlushed) {
-          d.link.dispose();
+          // Completing the frames tells the transport to flush them, then close the link.
+          d.out.onComplete();
+          d.out = null;
         }
         return;
       }

@@ -95,6 +95,9 @@ final class NettyLink implements Link {
     return outbound
         .sendObject(out)
         .then()
+        // The engine completes its frames to close after a last frame: it is flushed by now.
+        .then(Mono.fromRunnable(connection::dispose))
+        .then()
         .onErrorResume(
             e -> {
               log.debug("sending to {} ended with {}", remote, e.toString());

@@ -28,6 +28,8 @@ public final class ConflatingSubscription<K, V> implements Subscription {
   private final Queue<K> order = new ConcurrentLinkedQueue<>();
   private final AtomicLong requested = new AtomicLong();
   private final AtomicInteger wip = new AtomicInteger();
+  private final java.util.concurrent.atomic.AtomicBoolean cancelCalled =
+      new java.util.concurrent.atomic.AtomicBoolean();
   private volatile boolean cancelled;
   private volatile boolean done;
 
@@ -77,7 +79,7 @@ public final class ConflatingSubscription<K, V> implements Subscription {
 
   @Override
   public void cancel() {
-    if (!cancelled) {
+    if (cancelCalled.compareAndSet(false, true)) {
       cancelled = true;
       onCancel.run();
       if (wip.getAndIncrement() == 0) {

@@ -57,6 +57,7 @@ public final class FrameCodec {
                 mapper
                     .readerFor(cls)
                     .with(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+                    .without(DeserializationFeature.ACCEPT_FLOAT_AS_INT)
                     .with(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)));
   }
 

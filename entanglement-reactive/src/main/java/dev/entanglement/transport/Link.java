@@ -17,7 +17,9 @@ import reactor.core.publisher.Mono;
  *       sent, and completes when the link closes; it MUST NOT signal {@code onError} for a close;
  *   <li>{@link #send(Publisher)} is called once; the transport MUST request frames only as it can
  *       carry them (channel writability, bandwidth), so that nothing outside the engine's coalescing
- *       queue buffers without bound; the returned {@code Mono} completes when the link closes;
+ *       queue buffers without bound; when {@code frames} completes, the transport MUST deliver what
+ *       it already accepted and then close the link (this is how a node sends a last ERROR frame);
+ *       the returned {@code Mono} completes when the link closes;
  *   <li>{@link #onClose()} completes once, when either side closes or the connection is lost;
  *   <li>{@link #dispose()} closes the link; it is idempotent.
  * </ul>

@@ -97,8 +97,8 @@ public final class LocalTransport {
 
   /** A connected pair of links. Closing either link closes both. */
   public final class Connection {
-    private final Pipe aToB = new Pipe();
-    private final Pipe bToA = new Pipe();
+    private final Pipe aToB = new Pipe(this::close);
+    private final Pipe bToA = new Pipe(this::close);
     private final Sinks.Empty<Void> closed = Sinks.empty();
     private final AtomicBoolean closing = new AtomicBoolean();
     private final LocalLink a;
@@ -204,7 +204,14 @@ public final class LocalTransport {
     boolean busy;
     boolean deliveryScheduled;
     boolean closed;
+    /** The sender completed: close the connection once the frames in flight are delivered. */
+    boolean closeAfterDelivery;
     final ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
+    private final Runnable closeConnection;
+
+    Pipe(Runnable closeConnection) {
+      this.closeConnection = closeConnection;
+    }
 
     Subscriber<byte[]> upstreamSubscriber() {
       return new Subscriber<>() {
@@ -233,7 +240,10 @@ public final class LocalTransport {
         }
 
         @Override
-        public void onComplete() {}
+        public void onComplete() {
+          serial.execute(() -> closeAfterDelivery = true);
+          serial.execute(Pipe.this::deliver);
+        }
       };
     }
 
@@ -248,6 +258,9 @@ public final class LocalTransport {
           new Subscription() {
             @Override
             public void request(long n) {
+              if (!Operators.validate(n)) {
+                return;
+              }
               serial.execute(
                   () -> {
                     receiverDemand = receiverDemand + n < 0 ? Long.MAX_VALUE : receiverDemand + n;
@@ -341,6 +354,10 @@ public final class LocalTransport {
         receiverDemand--;
         r.onNext(f.frame);
       }
+      if (closeAfterDelivery && inFlight.isEmpty() && !closed) {
+        closeConnection.run();
+        return;
+      }
       scheduleDelivery();
       pump();
     }
@@ -358,6 +375,7 @@ public final class LocalTransport {
               up.cancel();
             }
             Subscriber<? super byte[]> r = receiver;
+            receiver = null;
             if (r != null) {
               r.onComplete();
             }

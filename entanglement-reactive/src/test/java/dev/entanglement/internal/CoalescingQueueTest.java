@@ -19,7 +19,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 class CoalescingQueueTest {
 
   /** Keeps the history of merges visible: "a" merged with "b" is "a+b". */
-  private static final BinaryOperator<String> CONCAT = (pending, offered) -> pending + "+" + offered;
+  private static final BinaryOperator<String> CONCAT =
+      (pending, offered) -> pending + "+" + offered;
 
   /** Keeps only the newest entry. */
   private static final BinaryOperator<String> LATEST = (pending, offered) -> offered;

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -421,8 +422,62 @@ class ConflatingSubscriptionTest {
     }
   }
 
+  /**
+   * Two threads cancel the same subscriptions at the same moment. To make the collision likely on
+   * any machine, the threads move in lock step: before each cancel, both wait (bounded spin) until
+   * the other has arrived at the same subscription.
+   */
   @Test
-  void racingCancelAndOffer_onCancelRunsOnceAndNothingAfter() {
+  void racingCancels_runOnCancelOnce() {
+    final int perRound = 100;
+    // Up to 40 rounds; past 10 rounds, stop once 3 s have been spent (slow or busy machines).
+    final long softDeadline = System.nanoTime() + 3_000_000_000L;
+    for (int round = 0; round < 40 && (round < 10 || System.nanoTime() < softDeadline); round++) {
+      List<AtomicInteger> cancels = new ArrayList<>();
+      List<ConflatingSubscription<Integer, Integer>> subs = new ArrayList<>();
+      for (int i = 0; i < perRound; i++) {
+        AtomicInteger c = new AtomicInteger();
+        cancels.add(c);
+        subs.add(attach(new Recorder<>(), c));
+      }
+      AtomicInteger arrived = new AtomicInteger();
+      Runnable canceller =
+          () -> {
+            for (int i = 0; i < perRound; i++) {
+              arrived.incrementAndGet();
+              int target = 2 * (i + 1);
+              for (int spins = 0; arrived.get() < target && spins < 1_000_000; spins++) {
+                Thread.onSpinWait();
+              }
+              subs.get(i).cancel();
+            }
+          };
+      RaceTestUtils.race(canceller, canceller);
+
+      List<String> wrong = new ArrayList<>();
+      for (int i = 0; i < perRound; i++) {
+        assertTrue(subs.get(i).isCancelled());
+        if (cancels.get(i).get() != 1) {
+          wrong.add("#" + i + " ran onCancel " + cancels.get(i).get() + " times");
+        }
+      }
+      final int r = round;
+      assertTrue(
+          wrong.isEmpty(),
+          () ->
+              "round "
+                  + r
+                  + ": concurrent cancel() ran onCancel more than once for "
+                  + wrong.size()
+                  + "/"
+                  + perRound
+                  + " subscriptions: "
+                  + wrong);
+    }
+  }
+
+  @Test
+  void racingOfferAndCancel_nothingDeliveredAfterCancel() {
     for (int iteration = 0; iteration < 200; iteration++) {
       Recorder<Integer> r = new Recorder<>();
       AtomicInteger cancels = new AtomicInteger();
@@ -434,14 +489,15 @@ class ConflatingSubscriptionTest {
               s.offer(i % 5, i);
             }
           },
-          s::cancel,
           s::cancel);
       assertEquals(1, cancels.get(), "iteration " + iteration);
       assertTrue(s.isCancelled());
       int delivered = r.values.size();
       s.offer(0, -1);
       r.request(1);
+      s.complete();
       assertEquals(delivered, r.values.size(), "nothing delivered after cancel");
+      assertEquals(0, r.completions.get());
       r.assertNoViolations();
     }
   }

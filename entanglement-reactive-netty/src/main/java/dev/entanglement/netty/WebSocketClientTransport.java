@@ -1,0 +1,149 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.PeerId;
+import dev.entanglement.transport.Link;
+import io.netty.handler.codec.http.HttpHeaders;
+import io.netty.handler.ssl.SslHandler;
+import java.util.Objects;
+import java.util.function.Consumer;
+import org.jspecify.annotations.Nullable;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.http.client.HttpClient;
+import reactor.netty.http.client.WebsocketClientSpec;
+
+/**
+ * Connects to a WebSocket endpoint of another node. With TLS ({@code wss://}) the server's
+ * certificate must chain to the trusted CAs, match the URI's host name, and have the expected
+ * fingerprint. Defaults: no extra headers, maximum frame 1 MiB, no bandwidth limit.
+ */
+public final class WebSocketClientTransport {
+  private final EntanglementNode node;
+  private final String uri;
+  private final PeerId expected;
+  private final @Nullable TlsConfig tls;
+  private final Consumer<HttpHeaders> headers;
+  private final int maxFrame;
+  private final long bandwidth;
+
+  private WebSocketClientTransport(Builder b) {
+    this.node = b.node;
+    this.uri = Objects.requireNonNull(b.uri, "uri");
+    this.expected = Objects.requireNonNull(b.expected, "expected peer");
+    this.tls = b.tls;
+    this.headers = b.headers;
+    this.maxFrame = b.maxFrame;
+    this.bandwidth = b.bandwidth;
+  }
+
+  public static Builder builder(EntanglementNode node) {
+    return new Builder(node);
+  }
+
+  /** Opens one WebSocket and verifies the peer; the link is not attached. */
+  public Mono<Link> connect() {
+    HttpClient client = HttpClient.create().headers(headers);
+    if (tls != null) {
+      client = client.secure(spec -> spec.sslContext(tls.clientContext()));
+    }
+    HttpClient c = client;
+    return Mono.create(
+        sink ->
+            c.websocket(
+                    WebsocketClientSpec.builder()
+                        .maxFramePayloadLength(maxFrame + Framing.HEADER_BYTES)
+                        .build())
+                .uri(uri)
+                .handle(
+                    (in, out) -> {
+                      Connection[] conn = new Connection[1];
+                      in.withConnection(x -> conn[0] = x);
+                      String refusal = verify(conn[0]);
+                      if (refusal != null) {
+                        sink.error(new WrongPeerException(refusal));
+                        return Mono.empty();
+                      }
+                      NettyLink link =
+                          WebSocketFrames.link(conn[0], in, out, expected, maxFrame, bandwidth);
+                      sink.success(link);
+                      return link.onClose();
+                    })
+                .subscribe(v -> {}, sink::error));
+  }
+
+  /** Connects once and runs the link on the node until it closes. */
+  public Mono<Void> connectAndAttach() {
+    return connect().flatMap(node::attach);
+  }
+
+  private @Nullable String verify(Connection c) {
+    SslHandler ssl = c.channel().pipeline().get(SslHandler.class);
+    if (ssl == null) {
+      return null;
+    }
+    try {
+      var leaf = (java.security.cert.X509Certificate) ssl.engine().getSession().getPeerCertificates()[0];
+      String host = java.net.URI.create(uri).getHost();
+      if (!HostNames.matches(leaf, host)) {
+        return "the server's certificate is not valid for " + host;
+      }
+      PeerId peer = Fingerprints.of(leaf);
+      return peer.equals(expected) ? null : "expected " + expected + " but reached " + peer;
+    } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+      return "the server presented no certificate";
+    }
+  }
+
+  /** Builds a {@link WebSocketClientTransport}. */
+  public static final class Builder {
+    private final EntanglementNode node;
+    private @Nullable String uri;
+    private @Nullable PeerId expected;
+    private @Nullable TlsConfig tls;
+    private Consumer<HttpHeaders> headers = h -> {};
+    private int maxFrame = Framing.DEFAULT_MAX_FRAME;
+    private long bandwidth;
+
+    private Builder(EntanglementNode node) {
+      this.node = Objects.requireNonNull(node);
+    }
+
+    /** The endpoint, {@code ws://host:port/path} or {@code wss://…}. */
+    public Builder uri(String uri) {
+      this.uri = uri;
+      return this;
+    }
+
+    /** The identity of the peer: its certificate fingerprint with TLS, otherwise a name. */
+    public Builder expect(PeerId peer) {
+      this.expected = peer;
+      return this;
+    }
+
+    public Builder tls(TlsConfig tls) {
+      this.tls = tls;
+      return this;
+    }
+
+    /** Headers for the upgrade request (for example a token for the server's hook). */
+    public Builder headers(Consumer<HttpHeaders> headers) {
+      this.headers = Objects.requireNonNull(headers);
+      return this;
+    }
+
+    public Builder maxFrameSize(int bytes) {
+      this.maxFrame = bytes;
+      return this;
+    }
+
+    public Builder bandwidth(long bytesPerSecond) {
+      this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    public WebSocketClientTransport build() {
+      return new WebSocketClientTransport(this);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.ErrorCode;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufUtil;
+import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.CloseWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.PingWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.PongWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.WebSocketFrame;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.http.websocket.WebsocketInbound;
+import reactor.netty.http.websocket.WebsocketOutbound;
+
+/**
+ * The WebSocket mapping: one binary message carries one frame, header included, exactly as on a
+ * stream. A text message, a header that disagrees with the message length, an oversize frame or
+ * an unknown critical flag gets an ERROR frame and the connection is closed.
+ */
+final class WebSocketFrames {
+  private static final Logger log = LoggerFactory.getLogger(WebSocketFrames.class);
+
+  private WebSocketFrames() {}
+
+  static NettyLink link(
+      Connection c,
+      WebsocketInbound in,
+      WebsocketOutbound out,
+      dev.entanglement.PeerId remote,
+      int maxFrame,
+      long bandwidth) {
+    return new NettyLink(
+        c,
+        in,
+        out,
+        remote,
+        bandwidth,
+        ignored -> bodies(c, in, out, maxFrame),
+        bodies -> bodies.map(b -> new BinaryWebSocketFrame(Framing.encode(c.channel().alloc(), b))));
+  }
+
+  private static Flux<byte[]> bodies(
+      Connection c, WebsocketInbound in, WebsocketOutbound out, int maxFrame) {
+    return in.aggregateFrames(maxFrame + Framing.HEADER_BYTES)
+        .receiveFrames()
+        .<byte[]>concatMap(
+            frame -> {
+              if (frame instanceof PingWebSocketFrame
+                  || frame instanceof PongWebSocketFrame
+                  || frame instanceof CloseWebSocketFrame) {
+                return Mono.empty();
+              }
+              String refusal = refusal(frame, maxFrame);
+              if (refusal != null) {
+                log.warn("refusing {}: {}", c.channel().remoteAddress(), refusal);
+                return out.sendObject(
+                        new BinaryWebSocketFrame(
+                            Framing.errorFrame(c.channel().alloc(), ErrorCode.BAD_ENCODING, refusal)))
+                    .then()
+                    .doFinally(signal -> c.dispose())
+                    .then(Mono.<byte[]>empty());
+              }
+              ByteBuf content = frame.content();
+              return Mono.just(
+                  ByteBufUtil.getBytes(
+                      content,
+                      content.readerIndex() + Framing.HEADER_BYTES,
+                      content.readableBytes() - Framing.HEADER_BYTES));
+            });
+  }
+
+  private static String refusal(WebSocketFrame frame, int maxFrame) {
+    if (!(frame instanceof BinaryWebSocketFrame)) {
+      return "only binary messages are allowed";
+    }
+    ByteBuf content = frame.content();
+    if (content.readableBytes() < Framing.HEADER_BYTES) {
+      return "message shorter than a frame header";
+    }
+    long length = content.getUnsignedInt(content.readerIndex());
+    int flags = content.getInt(content.readerIndex() + 4);
+    String r = Framing.refusal(length, flags, maxFrame);
+    if (r != null) {
+      return r;
+    }
+    if (length != content.readableBytes() - Framing.HEADER_BYTES) {
+      return "frame length " + length + " disagrees with the message";
+    }
+    return null;
+  }
+}

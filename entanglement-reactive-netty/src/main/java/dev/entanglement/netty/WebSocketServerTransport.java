@@ -1,0 +1,182 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.PeerId;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import java.util.Objects;
+import java.util.function.BiFunction;
+import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.DisposableServer;
+import reactor.netty.http.server.HttpServer;
+import reactor.netty.http.server.HttpServerRequest;
+import reactor.netty.http.server.HttpServerResponse;
+import reactor.netty.http.server.WebsocketServerSpec;
+
+/**
+ * Serves the protocol over WebSocket. An application hook maps the HTTP upgrade request (a cookie,
+ * a header, a token, or the TLS client certificate) to the peer's identity; a refusal is answered
+ * with 401 or 403 and nothing is upgraded.
+ *
+ * <p>Mount it on an existing Reactor Netty server with {@link #handler()}:
+ *
+ * <pre>{@code
+ * HttpServer.create().route(r -> r.get("/sync", ws.handler()))
+ * }</pre>
+ *
+ * or let {@link #bind()} start a server. Defaults: path {@code /entanglement}, host {@code
+ * 127.0.0.1}, port 0, no TLS, every upgrade refused with 403 until a hook is set, maximum frame 1
+ * MiB, no bandwidth limit.
+ */
+public final class WebSocketServerTransport {
+  private static final Logger log = LoggerFactory.getLogger(WebSocketServerTransport.class);
+
+  /** The outcome of the upgrade hook. */
+  public sealed interface Upgrade {
+    /** Upgrade, and treat the connection as {@code peer}. */
+    record Accept(PeerId peer) implements Upgrade {}
+
+    /** Do not upgrade; answer with {@code status} (401 or 403). */
+    record Refuse(int status) implements Upgrade {}
+
+    static Upgrade accept(PeerId peer) {
+      return new Accept(peer);
+    }
+
+    static Upgrade unauthorized() {
+      return new Refuse(401);
+    }
+
+    static Upgrade forbidden() {
+      return new Refuse(403);
+    }
+  }
+
+  private final EntanglementNode node;
+  private final String path;
+  private final String host;
+  private final int port;
+  private final @Nullable TlsConfig tls;
+  private final Function<HttpServerRequest, Mono<Upgrade>> upgrade;
+  private final int maxFrame;
+  private final long bandwidth;
+
+  private WebSocketServerTransport(Builder b) {
+    this.node = b.node;
+    this.path = b.path;
+    this.host = b.host;
+    this.port = b.port;
+    this.tls = b.tls;
+    this.upgrade = b.upgrade;
+    this.maxFrame = b.maxFrame;
+    this.bandwidth = b.bandwidth;
+  }
+
+  public static Builder builder(EntanglementNode node) {
+    return new Builder(node);
+  }
+
+  /** The route handler: decides the upgrade, then runs the protocol until the socket closes. */
+  public BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> handler() {
+    return (req, res) ->
+        upgrade
+            .apply(req)
+            .onErrorResume(
+                e -> {
+                  log.warn("upgrade hook failed for {}: {}", req.remoteAddress(), e.toString());
+                  return Mono.just(Upgrade.forbidden());
+                })
+            .defaultIfEmpty(Upgrade.forbidden())
+            .flatMap(
+                decision -> {
+                  if (decision instanceof Upgrade.Refuse r) {
+                    log.warn("refused WebSocket upgrade from {}: {}", req.remoteAddress(), r.status());
+                    return res.status(HttpResponseStatus.valueOf(r.status())).send().then();
+                  }
+                  PeerId peer = ((Upgrade.Accept) decision).peer();
+                  return res.sendWebsocket(
+                          (in, out) -> {
+                            Connection[] c = new Connection[1];
+                            in.withConnection(conn -> c[0] = conn);
+                            return node.attach(
+                                WebSocketFrames.link(c[0], in, out, peer, maxFrame, bandwidth));
+                          },
+                          WebsocketServerSpec.builder()
+                              .maxFramePayloadLength(maxFrame + Framing.HEADER_BYTES)
+                              .build())
+                      .then();
+                });
+  }
+
+  /** Starts a server that serves only this transport's path. */
+  public Mono<DisposableServer> bind() {
+    HttpServer server = HttpServer.create().host(host).port(port);
+    if (tls != null) {
+      server = server.secure(spec -> spec.sslContext(tls.serverContext()));
+    }
+    return server.route(r -> r.get(path, handler())).bind().map(s -> (DisposableServer) s);
+  }
+
+  /** Builds a {@link WebSocketServerTransport}. */
+  public static final class Builder {
+    private final EntanglementNode node;
+    private String path = "/entanglement";
+    private String host = "127.0.0.1";
+    private int port;
+    private @Nullable TlsConfig tls;
+    private Function<HttpServerRequest, Mono<Upgrade>> upgrade = r -> Mono.just(Upgrade.forbidden());
+    private int maxFrame = Framing.DEFAULT_MAX_FRAME;
+    private long bandwidth;
+
+    private Builder(EntanglementNode node) {
+      this.node = Objects.requireNonNull(node);
+    }
+
+    public Builder path(String path) {
+      this.path = Objects.requireNonNull(path);
+      return this;
+    }
+
+    public Builder host(String host) {
+      this.host = Objects.requireNonNull(host);
+      return this;
+    }
+
+    public Builder port(int port) {
+      this.port = port;
+      return this;
+    }
+
+    /** TLS for {@link #bind()}; peers must present certificates from the trusted CAs. */
+    public Builder tls(TlsConfig tls) {
+      this.tls = Objects.requireNonNull(tls);
+      return this;
+    }
+
+    /** Maps an upgrade request to a peer identity or a refusal. Default: refuse with 403. */
+    public Builder upgrade(Function<HttpServerRequest, Mono<Upgrade>> hook) {
+      this.upgrade = Objects.requireNonNull(hook);
+      return this;
+    }
+
+    public Builder maxFrameSize(int bytes) {
+      this.maxFrame = bytes;
+      return this;
+    }
+
+    /** A bandwidth limit per connection, in bytes per second. Default 0: unlimited. */
+    public Builder bandwidth(long bytesPerSecond) {
+      this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    public WebSocketServerTransport build() {
+      return new WebSocketServerTransport(this);
+    }
+  }
+}

@@ -1,0 +1,77 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import io.netty.buffer.Unpooled;
+import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.jspecify.annotations.Nullable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+import reactor.netty.http.client.HttpClient;
+import reactor.netty.tcp.TcpClient;
+
+/** Raw peers for transport tests: they speak frames by hand and record the answers. */
+final class Raw {
+  static final FrameCodec CODEC = new FrameCodec();
+  static final Duration WAIT = Duration.ofSeconds(15);
+
+  private Raw() {}
+
+  static byte[] hello(String node) {
+    return CODEC.encode(new Message.Hello(FrameCodec.PROTOCOL_VERSION, node, List.of(), 0));
+  }
+
+  /** Over TCP (TLS if {@code tls} is given): HELLO, then {@code frame}; answers until close. */
+  static List<Message> tcp(int port, @Nullable TlsConfig tls, byte[] frame) {
+    TcpClient client = TcpClient.create().host("localhost").port(port);
+    if (tls != null) {
+      client = client.secure(spec -> spec.sslContext(tls.clientContext()));
+    }
+    Connection c = client.connect().block(WAIT);
+    List<Message> got = new CopyOnWriteArrayList<>();
+    c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20));
+    c.inbound().receive().asByteArray().subscribe(b -> got.add(CODEC.decode(b)));
+    c.outbound()
+        .send(Flux.just(hello("raw"), frame).map(b -> Framing.encode(c.channel().alloc(), b)))
+        .then()
+        .subscribe();
+    c.onDispose().block(WAIT);
+    return got;
+  }
+
+  /** Over WebSocket: HELLO, then {@code frame}, one binary message each; answers until close. */
+  static List<Message> webSocket(HttpClient client, String uri, byte[] frame) {
+    List<Message> got = new CopyOnWriteArrayList<>();
+    client
+        .websocket()
+        .uri(uri)
+        .handle(
+            (in, out) -> {
+              Mono<Void> inboundDone =
+                  in.receiveFrames()
+                      .filter(f -> f instanceof BinaryWebSocketFrame)
+                      .map(f -> {
+                        var content = f.content();
+                        byte[] body = new byte[content.readableBytes() - Framing.HEADER_BYTES];
+                        content.getBytes(content.readerIndex() + Framing.HEADER_BYTES, body);
+                        return body;
+                      })
+                      .doOnNext(b -> got.add(CODEC.decode(b)))
+                      .then();
+              out.sendObject(
+                      Flux.just(hello("raw"), frame)
+                          .map(b -> new BinaryWebSocketFrame(Framing.encode(Unpooled.buffer().alloc(), b))))
+                  .then()
+                  .subscribe(v -> {}, e -> {});
+              return inboundDone;
+            })
+        .then()
+        .onErrorResume(e -> Mono.empty())
+        .block(WAIT);
+    return got;
+  }
+}

@@ -1,0 +1,432 @@
+package dev.entanglement.protocol;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.reflect.RecordComponent;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumSet;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import org.jspecify.annotations.Nullable;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.JsonNodeFactory;
+import tools.jackson.databind.node.ObjectNode;
+import tools.jackson.dataformat.cbor.CBORMapper;
+
+class FrameCodecTest {
+
+  private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
+  private static final JsonMapper JSON = JsonMapper.builder().build();
+  /** Used only to build malformed bodies. */
+  private static final CBORMapper CBOR = CBORMapper.builder().build();
+
+  private final FrameCodec codec = new FrameCodec();
+
+  // ---------------------------------------------------------------------------------------------
+  // Samples
+  // ---------------------------------------------------------------------------------------------
+
+  private static ObjectNode richAttributes() {
+    ObjectNode n = NODES.objectNode();
+    n.put("x", 12);
+    n.put("y", -3);
+    n.put("big", 9_000_000_000L); // beyond int range
+    n.put("ratio", 0.25);
+    n.put("label", "héllo ✓ 世界");
+    n.put("empty", "");
+    n.put("flag", true);
+    n.putNull("nothing");
+    n.putArray("list").add(1).add("two").add(false).addNull();
+    ObjectNode nested = n.putObject("nested");
+    nested.putObject("deeper").put("z", 0);
+    nested.putArray("emptyList");
+    return n;
+  }
+
+  private static JsonNode parsedAttributes() {
+    return JSON.readTree("{\"speed\": 3, \"tags\": [\"a\", \"b\"], \"pos\": {\"x\": 1, \"y\": 2}}");
+  }
+
+  static Message.Sync sampleSync() {
+    return new Message.Sync(
+        "Cursor", "c1", "owner-a", 7L, 123_456L, 1_700_000_000_123L, false, richAttributes());
+  }
+
+  static Stream<Message> samples() {
+    Map<String, Integer> hops = new LinkedHashMap<>();
+    hops.put("owner-a", 0);
+    hops.put("owner-b", 1);
+    hops.put("owner-ç", 17);
+    return Stream.of(
+        new Message.Hello(
+            FrameCodec.PROTOCOL_VERSION,
+            "node-1",
+            List.of(new Message.OwnerAd("owner-a", 1L), new Message.OwnerAd("owner-b", 99L)),
+            1 << 20),
+        new Message.Hello(FrameCodec.PROTOCOL_VERSION, "", List.of(), 0),
+        new Message.Routes(hops),
+        new Message.Routes(Map.of()),
+        sampleSync(),
+        new Message.Sync(
+            "Cursor", "gone", "owner-a", Long.MAX_VALUE, Long.MIN_VALUE, 0L, true,
+            NODES.objectNode()),
+        new Message.Withdraw("Cursor", "c1"),
+        new Message.Propose(
+            1L, Message.ProposalKind.UPDATE, "Cursor", "c1", "owner-a", true,
+            parsedAttributes(), null, 0),
+        new Message.Propose(
+            Long.MAX_VALUE, Message.ProposalKind.DELETE, "Cursor", "c2", "owner-b", false,
+            NODES.objectNode(), "tx-42", Integer.MAX_VALUE),
+        new Message.Create(77L, "Document", "owner-b", richAttributes(), 3),
+        new Message.Transition(
+            "Cursor", "c1", "owner-a", "tx-1", "node-2", 5L, true, parsedAttributes()),
+        new Message.TransitionEnd("Cursor", "c1", "tx-1", "CONFIRMED"),
+        new Message.Response(77L, sampleSync()),
+        new Message.Error(0L, "NOT_FOUND", "no such object: Cursor/c9"),
+        new Message.NoResponse(12L),
+        new Message.OwnerRemoved("owner-b", 4L),
+        new Message.Ping(-1L),
+        new Message.Pong(Long.MIN_VALUE),
+        new Message.GoAway("SHUTDOWN", "bye"));
+  }
+
+  @Test
+  void samplesCoverEveryMessageType() {
+    Set<MessageType> covered =
+        samples()
+            .map(Message::type)
+            .collect(Collectors.toCollection(() -> EnumSet.noneOf(MessageType.class)));
+    assertEquals(EnumSet.allOf(MessageType.class), covered);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Round trip
+  // ---------------------------------------------------------------------------------------------
+
+  @ParameterizedTest
+  @MethodSource("samples")
+  void roundTrip(Message m) {
+    byte[] body = codec.encode(m);
+    assertTrue(body.length > 1);
+    assertEquals(m.type().code(), body[0] & 0xff, "first byte is the type code");
+    Message decoded = codec.decode(body);
+    assertEquals(m, decoded);
+    assertEquals(m.type(), decoded.type());
+    // encoding is deterministic
+    assertArrayEquals(body, codec.encode(decoded));
+  }
+
+  @Test
+  void typeCodesAreDistinctAndResolvable() {
+    for (MessageType t : MessageType.values()) {
+      assertTrue(t.code() >= 1 && t.code() <= 255, t + " code in 1..255");
+      assertEquals(t, MessageType.ofCode(t.code()));
+    }
+    assertEquals(null, MessageType.ofCode(0));
+    assertEquals(null, MessageType.ofCode(-1));
+    assertEquals(null, MessageType.ofCode(256));
+  }
+
+  @Test
+  void unknownPropertiesAreIgnored_forwardCompatibility() {
+    ObjectNode tree = bodyTree(codec.encode(sampleSync()));
+    tree.put("addedInAFutureMinorVersion", "whatever");
+    tree.putObject("anotherOne").put("n", 1);
+    assertEquals(sampleSync(), codec.decode(frame(MessageType.SYNC, tree)));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Decode errors
+  // ---------------------------------------------------------------------------------------------
+
+  @Test
+  void emptyBodyIsRejected() {
+    assertThrows(ProtocolException.class, () -> codec.decode(new byte[0]));
+  }
+
+  @ParameterizedTest
+  @ValueSource(ints = {0, 16, 17, 100, 127, 128, 200, 255})
+  void unknownTypeCodeIsRejected(int code) {
+    byte[] valid = codec.encode(sampleSync());
+    valid[0] = (byte) code;
+    ProtocolException e = assertThrows(ProtocolException.class, () -> codec.decode(valid));
+    assertTrue(e.getMessage().contains(Integer.toString(code)), e.getMessage());
+  }
+
+  @Test
+  void typeByteAloneIsRejected() {
+    for (MessageType t : MessageType.values()) {
+      byte[] body = {(byte) t.code()};
+      assertThrows(ProtocolException.class, () -> codec.decode(body), t.name());
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("samples")
+  void everyTruncationIsRejected(Message m) {
+    byte[] body = codec.encode(m);
+    for (int len = 1; len < body.length; len++) {
+      byte[] truncated = Arrays.copyOf(body, len);
+      int l = len;
+      assertThrows(
+          ProtocolException.class,
+          () -> codec.decode(truncated),
+          () -> "prefix of " + l + "/" + body.length + " bytes of " + m.type());
+    }
+  }
+
+  @Test
+  void trailingBytesAfterTheMessageAreRejected() {
+    byte[] body = codec.encode(sampleSync());
+    byte[] longer = Arrays.copyOf(body, body.length + 1);
+    longer[body.length] = 0x01; // a complete CBOR value (unsigned 1) after the map
+    assertThrows(ProtocolException.class, () -> codec.decode(longer));
+  }
+
+  @Test
+  void garbageAfterTypeByteIsRejected() {
+    // 0xff (a "break" outside an indefinite-length item) and reserved additional info 0x1c
+    assertThrows(ProtocolException.class, () -> codec.decode(new byte[] {3, (byte) 0xff}));
+    assertThrows(ProtocolException.class, () -> codec.decode(new byte[] {3, (byte) 0x1c}));
+  }
+
+  static Stream<Arguments> wrongShapes() {
+    return Stream.of(
+        Arguments.of("SYNC as an array", MessageType.SYNC, hex("83010203")),
+        Arguments.of("SYNC as a text string", MessageType.SYNC, hex("6178")),
+        Arguments.of("SYNC as an integer", MessageType.SYNC, hex("05")),
+        Arguments.of("SYNC as CBOR null", MessageType.SYNC, hex("f6")),
+        Arguments.of("SYNC as true", MessageType.SYNC, hex("f5")),
+        Arguments.of("SYNC as a byte string", MessageType.SYNC, hex("43010203")),
+        Arguments.of("PING as an integer", MessageType.PING, hex("05")),
+        Arguments.of("PING as an array", MessageType.PING, hex("8105")),
+        Arguments.of("ROUTES as an array", MessageType.ROUTES, hex("80")),
+        Arguments.of("GOAWAY as a text string", MessageType.GOAWAY, hex("6178")),
+        Arguments.of("an empty map for HELLO", MessageType.HELLO, hex("a0")));
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("wrongShapes")
+  void validCborOfTheWrongShapeIsRejected(String name, MessageType type, byte[] cbor) {
+    byte[] body = new byte[cbor.length + 1];
+    body[0] = (byte) type.code();
+    System.arraycopy(cbor, 0, body, 1, cbor.length);
+    assertThrows(ProtocolException.class, () -> codec.decode(body));
+  }
+
+  @Test
+  void wrongFieldTypesAreRejected() {
+    ObjectNode sync = bodyTree(codec.encode(sampleSync()));
+    assertRejected(MessageType.SYNC, sync.deepCopy().put("epoch", "seven"), "text for a long");
+    assertRejected(MessageType.SYNC, sync.deepCopy().putNull("serial"), "null for a long");
+    assertRejected(MessageType.SYNC, sync.deepCopy().putNull("deleted"), "null for a boolean");
+    assertRejected(
+        MessageType.SYNC, sync.deepCopy().set("key", NODES.objectNode()), "object for a string");
+
+    ObjectNode hello =
+        bodyTree(
+            codec.encode(
+                new Message.Hello(1, "n", List.of(new Message.OwnerAd("o", 1L)), 1024)));
+    assertRejected(
+        MessageType.HELLO, hello.deepCopy().set("owners", NODES.objectNode()), "map for a list");
+    assertRejected(
+        MessageType.HELLO,
+        hello.deepCopy().set("owners", NODES.arrayNode().add("o")),
+        "text for an OwnerAd");
+
+    Message aPropose =
+        samples().filter(Message.Propose.class::isInstance).findFirst().orElseThrow();
+    ObjectNode propose = bodyTree(codec.encode(aPropose));
+    assertRejected(
+        MessageType.PROPOSE, propose.deepCopy().put("kind", "MERGE"), "unknown enum constant");
+  }
+
+  /** Every non-nullable field of every message is required. */
+  @ParameterizedTest
+  @MethodSource("samples")
+  void missingRequiredFieldIsRejected(Message m) {
+    ObjectNode full = bodyTree(codec.encode(m));
+    for (RecordComponent rc : m.getClass().getRecordComponents()) {
+      if (isNullable(rc)) {
+        continue;
+      }
+      ObjectNode without = full.deepCopy();
+      assertNotNull(without.remove(rc.getName()), "encoded body has field " + rc.getName());
+      assertRejected(m.type(), without, "missing " + m.type() + "." + rc.getName());
+    }
+  }
+
+  @Test
+  void missingNestedRequiredFieldIsRejected() {
+    ObjectNode response = bodyTree(codec.encode(new Message.Response(5L, sampleSync())));
+    ((ObjectNode) response.get("state")).remove("owner");
+    assertRejected(MessageType.RESPONSE, response, "Response.state without owner");
+
+    ObjectNode hello =
+        bodyTree(
+            codec.encode(
+                new Message.Hello(1, "n", List.of(new Message.OwnerAd("o", 1L)), 1024)));
+    ((ObjectNode) hello.get("owners").get(0)).remove("epoch");
+    assertRejected(MessageType.HELLO, hello, "OwnerAd without epoch");
+  }
+
+  /**
+   * The protocol package is {@code @NullMarked}: an explicit CBOR null for a non-nullable
+   * reference field does not make a valid message and must not reach the engine as a Java null.
+   */
+  @ParameterizedTest
+  @MethodSource("samples")
+  void explicitNullForNonNullableReferenceFieldIsRejected(Message m) {
+    ObjectNode full = bodyTree(codec.encode(m));
+    List<String> accepted = new ArrayList<>();
+    for (RecordComponent rc : m.getClass().getRecordComponents()) {
+      if (rc.getType().isPrimitive() || isNullable(rc)) {
+        continue;
+      }
+      ObjectNode withNull = full.deepCopy();
+      withNull.putNull(rc.getName());
+      Message decoded;
+      try {
+        decoded = codec.decode(frame(m.type(), withNull));
+      } catch (ProtocolException expected) {
+        continue;
+      }
+      if (componentValue(rc, decoded) == null) {
+        accepted.add(rc.getName());
+      }
+    }
+    assertTrue(
+        accepted.isEmpty(),
+        () ->
+            m.type()
+                + ": an explicit CBOR null for non-nullable field(s) "
+                + accepted
+                + " decoded to a message holding Java null instead of a ProtocolException");
+  }
+
+  @Test
+  void nullableTransitionIdRoundTripsAsNull() {
+    Message.Propose p =
+        new Message.Propose(
+            9L, Message.ProposalKind.UPDATE, "T", "k", "o", false, NODES.objectNode(), null, 1);
+    Message.Propose decoded = (Message.Propose) codec.decode(codec.encode(p));
+    assertEquals(null, decoded.transitionId());
+    assertEquals(p, decoded);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Golden vectors (src/test/resources/golden/*.hex)
+  // ---------------------------------------------------------------------------------------------
+
+  static Message.Sync goldenSync() {
+    ObjectNode attrs = NODES.objectNode();
+    attrs.put("x", 12);
+    attrs.put("label", "cursor");
+    return new Message.Sync("Cursor", "c1", "owner-a", 3L, 42L, 1_700_000_000_000L, false, attrs);
+  }
+
+  static Message.Hello goldenHello() {
+    return new Message.Hello(
+        1,
+        "node-a",
+        List.of(new Message.OwnerAd("owner-a", 3L), new Message.OwnerAd("owner-b", 0L)),
+        65536);
+  }
+
+  static Stream<Arguments> goldens() {
+    return Stream.of(
+        Arguments.of("sync.hex", goldenSync()), Arguments.of("hello.hex", goldenHello()));
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("goldens")
+  void encodingMatchesGoldenBytes(String file, Message m) throws IOException {
+    byte[] golden = readGolden(file);
+    assertEquals(
+        HexFormat.of().formatHex(golden),
+        HexFormat.of().formatHex(codec.encode(m)),
+        "encoding of " + m.type() + " changed: the wire format is frozen");
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("goldens")
+  void decodingGoldenBytesYieldsTheMessage(String file, Message m) throws IOException {
+    byte[] golden = readGolden(file);
+    assertEquals(m.type().code(), golden[0] & 0xff);
+    assertEquals(m, codec.decode(golden));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+  // ---------------------------------------------------------------------------------------------
+
+  private static byte[] readGolden(String file) throws IOException {
+    try (InputStream in = FrameCodecTest.class.getResourceAsStream("/golden/" + file)) {
+      assertNotNull(in, "missing fixture golden/" + file);
+      String text = new String(in.readAllBytes(), StandardCharsets.US_ASCII);
+      String hex =
+          text.lines()
+              .filter(l -> !l.stripLeading().startsWith("#"))
+              .collect(Collectors.joining())
+              .replaceAll("\\s+", "");
+      return HexFormat.of().parseHex(hex);
+    }
+  }
+
+  private static byte[] hex(String s) {
+    return HexFormat.of().parseHex(s);
+  }
+
+  /** The CBOR map of an encoded frame body, as a tree. */
+  private static ObjectNode bodyTree(byte[] body) {
+    return (ObjectNode) CBOR.readTree(Arrays.copyOfRange(body, 1, body.length));
+  }
+
+  private static byte[] frame(MessageType type, JsonNode tree) {
+    byte[] cbor = CBOR.writeValueAsBytes(tree);
+    byte[] body = new byte[cbor.length + 1];
+    body[0] = (byte) type.code();
+    System.arraycopy(cbor, 0, body, 1, cbor.length);
+    return body;
+  }
+
+  private void assertRejected(MessageType type, JsonNode tree, String what) {
+    byte[] body = frame(type, tree);
+    assertThrows(
+        ProtocolException.class,
+        () -> codec.decode(body),
+        () -> what + " was accepted: " + codec.decode(body));
+  }
+
+  private static boolean isNullable(RecordComponent rc) {
+    return rc.getAnnotatedType().isAnnotationPresent(Nullable.class)
+        || rc.isAnnotationPresent(Nullable.class);
+  }
+
+  private static @Nullable Object componentValue(RecordComponent rc, Message m) {
+    try {
+      return rc.getAccessor().invoke(m);
+    } catch (ReflectiveOperationException e) {
+      throw new AssertionError(e);
+    }
+  }
+}
