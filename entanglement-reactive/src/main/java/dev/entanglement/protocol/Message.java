@@ -1,5 +1,6 @@
 package dev.entanglement.protocol;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -10,7 +11,8 @@ import tools.jackson.databind.JsonNode;
  * Every message of the protocol. Records are immutable; attribute trees ({@link JsonNode}) must not
  * be mutated after a message is built.
  *
- * <p>Request identifiers ({@code requestId}, {@code inReplyTo}) are scoped to one link and one
+ * <p>Fields travel under one-letter CBOR keys ({@link JsonProperty}); {@code docs/PROTOCOL.md} lists
+ * them. Request identifiers ({@code requestId}, {@code inReplyTo}) are scoped to one link and one
  * direction: the sender of a request picks an id unique among its outstanding requests on that link,
  * and the answer names it. A relay maps an inbound id to an outbound id of its own, so responses
  * retrace the request path hop by hop.
@@ -21,13 +23,19 @@ public sealed interface Message {
   MessageType type();
 
   /** Owner advertised in a HELLO, with its current epoch. */
-  record OwnerAd(String owner, long epoch) {
+  record OwnerAd(
+      @JsonProperty("o") String owner,
+      @JsonProperty("e") long epoch) {
     public OwnerAd {
       Objects.requireNonNull(owner, "owner");
     }
   }
 
-  record Hello(int protocolVersion, String nodeId, List<OwnerAd> owners, int maxFrame)
+  record Hello(
+      @JsonProperty("v") int protocolVersion,
+      @JsonProperty("n") String nodeId,
+      @JsonProperty("o") List<OwnerAd> owners,
+      @JsonProperty("m") int maxFrame)
       implements Message {
     public Hello {
       Objects.requireNonNull(nodeId, "nodeId");
@@ -40,7 +48,8 @@ public sealed interface Message {
   }
 
   /** Owner id to hop count, as seen from the sender (0 = the sender's own owner). */
-  record Routes(Map<String, Integer> hops) implements Message {
+  record Routes(
+      @JsonProperty("h") Map<String, Integer> hops) implements Message {
     public Routes {
       Objects.requireNonNull(hops, "hops");
     }
@@ -55,14 +64,14 @@ public sealed interface Message {
    * are empty.
    */
   record Sync(
-      String objectType,
-      String key,
-      String owner,
-      long epoch,
-      long serial,
-      long committedAt,
-      boolean deleted,
-      JsonNode attributes)
+      @JsonProperty("t") String objectType,
+      @JsonProperty("k") String key,
+      @JsonProperty("o") String owner,
+      @JsonProperty("e") long epoch,
+      @JsonProperty("s") long serial,
+      @JsonProperty("c") long committedAt,
+      @JsonProperty("d") boolean deleted,
+      @JsonProperty("a") JsonNode attributes)
       implements Message {
     public Sync {
       Objects.requireNonNull(objectType, "objectType");
@@ -76,7 +85,9 @@ public sealed interface Message {
     }
   }
 
-  record Withdraw(String objectType, String key) implements Message {
+  record Withdraw(
+      @JsonProperty("t") String objectType,
+      @JsonProperty("k") String key) implements Message {
     public Withdraw {
       Objects.requireNonNull(objectType, "objectType");
       Objects.requireNonNull(key, "key");
@@ -98,15 +109,15 @@ public sealed interface Message {
    * is a subset to merge or a full value. {@code hops} counts relays and bounds routing loops.
    */
   record Propose(
-      long requestId,
-      ProposalKind kind,
-      String objectType,
-      String key,
-      String owner,
-      boolean partial,
-      JsonNode attributes,
-      @Nullable String transitionId,
-      int hops)
+      @JsonProperty("r") long requestId,
+      @JsonProperty("p") ProposalKind kind,
+      @JsonProperty("t") String objectType,
+      @JsonProperty("k") String key,
+      @JsonProperty("o") String owner,
+      @JsonProperty("x") boolean partial,
+      @JsonProperty("a") JsonNode attributes,
+      @JsonProperty("i") @Nullable String transitionId,
+      @JsonProperty("h") int hops)
       implements Message {
     public Propose {
       Objects.requireNonNull(kind, "kind");
@@ -121,7 +132,12 @@ public sealed interface Message {
     }
   }
 
-  record Create(long requestId, String objectType, String owner, JsonNode attributes, int hops)
+  record Create(
+      @JsonProperty("r") long requestId,
+      @JsonProperty("t") String objectType,
+      @JsonProperty("o") String owner,
+      @JsonProperty("a") JsonNode attributes,
+      @JsonProperty("h") int hops)
       implements Message {
     public Create {
       Objects.requireNonNull(objectType, "objectType");
@@ -136,14 +152,14 @@ public sealed interface Message {
 
   /** One tentative update of a transition; {@code seq} increases with every update. */
   record Transition(
-      String objectType,
-      String key,
-      String owner,
-      String transitionId,
-      String origin,
-      long seq,
-      boolean partial,
-      JsonNode attributes)
+      @JsonProperty("t") String objectType,
+      @JsonProperty("k") String key,
+      @JsonProperty("o") String owner,
+      @JsonProperty("i") String transitionId,
+      @JsonProperty("g") String origin,
+      @JsonProperty("q") long seq,
+      @JsonProperty("x") boolean partial,
+      @JsonProperty("a") JsonNode attributes)
       implements Message {
     public Transition {
       Objects.requireNonNull(objectType, "objectType");
@@ -160,7 +176,11 @@ public sealed interface Message {
   }
 
   /** Terminal state of a transition: CONFIRMED, BROKEN, REJECTED, EXPIRED or ABORTED. */
-  record TransitionEnd(String objectType, String key, String transitionId, String state)
+  record TransitionEnd(
+      @JsonProperty("t") String objectType,
+      @JsonProperty("k") String key,
+      @JsonProperty("i") String transitionId,
+      @JsonProperty("z") String state)
       implements Message {
     public TransitionEnd {
       Objects.requireNonNull(objectType, "objectType");
@@ -174,7 +194,9 @@ public sealed interface Message {
     }
   }
 
-  record Response(long inReplyTo, Sync state) implements Message {
+  record Response(
+      @JsonProperty("r") long inReplyTo,
+      @JsonProperty("s") Sync state) implements Message {
     public Response {
       Objects.requireNonNull(state, "state");
     }
@@ -185,7 +207,10 @@ public sealed interface Message {
   }
 
   /** A typed error; {@code inReplyTo} is 0 when it answers no request. */
-  record Error(long inReplyTo, String code, String message) implements Message {
+  record Error(
+      @JsonProperty("r") long inReplyTo,
+      @JsonProperty("c") String code,
+      @JsonProperty("m") String message) implements Message {
     public Error {
       Objects.requireNonNull(code, "code");
       Objects.requireNonNull(message, "message");
@@ -196,13 +221,16 @@ public sealed interface Message {
     }
   }
 
-  record NoResponse(long inReplyTo) implements Message {
+  record NoResponse(
+      @JsonProperty("r") long inReplyTo) implements Message {
     public MessageType type() {
       return MessageType.NO_RESPONSE;
     }
   }
 
-  record OwnerRemoved(String owner, long epoch) implements Message {
+  record OwnerRemoved(
+      @JsonProperty("o") String owner,
+      @JsonProperty("e") long epoch) implements Message {
     public OwnerRemoved {
       Objects.requireNonNull(owner, "owner");
     }
@@ -212,19 +240,23 @@ public sealed interface Message {
     }
   }
 
-  record Ping(long nonce) implements Message {
+  record Ping(
+      @JsonProperty("n") long nonce) implements Message {
     public MessageType type() {
       return MessageType.PING;
     }
   }
 
-  record Pong(long nonce) implements Message {
+  record Pong(
+      @JsonProperty("n") long nonce) implements Message {
     public MessageType type() {
       return MessageType.PONG;
     }
   }
 
-  record GoAway(String code, String message) implements Message {
+  record GoAway(
+      @JsonProperty("c") String code,
+      @JsonProperty("m") String message) implements Message {
     public GoAway {
       Objects.requireNonNull(code, "code");
       Objects.requireNonNull(message, "message");

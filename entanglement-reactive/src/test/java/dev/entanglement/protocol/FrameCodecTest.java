@@ -236,28 +236,28 @@ class FrameCodecTest {
   @Test
   void wrongFieldTypesAreRejected() {
     ObjectNode sync = bodyTree(codec.encode(sampleSync()));
-    assertRejected(MessageType.SYNC, sync.deepCopy().put("epoch", "seven"), "text for a long");
-    assertRejected(MessageType.SYNC, sync.deepCopy().putNull("serial"), "null for a long");
-    assertRejected(MessageType.SYNC, sync.deepCopy().putNull("deleted"), "null for a boolean");
+    assertRejected(MessageType.SYNC, sync.deepCopy().put("e", "seven"), "text for a long");
+    assertRejected(MessageType.SYNC, sync.deepCopy().putNull("s"), "null for a long");
+    assertRejected(MessageType.SYNC, sync.deepCopy().putNull("d"), "null for a boolean");
     assertRejected(
-        MessageType.SYNC, sync.deepCopy().set("key", NODES.objectNode()), "object for a string");
+        MessageType.SYNC, sync.deepCopy().set("k", NODES.objectNode()), "object for a string");
 
     ObjectNode hello =
         bodyTree(
             codec.encode(
                 new Message.Hello(1, "n", List.of(new Message.OwnerAd("o", 1L)), 1024)));
     assertRejected(
-        MessageType.HELLO, hello.deepCopy().set("owners", NODES.objectNode()), "map for a list");
+        MessageType.HELLO, hello.deepCopy().set("o", NODES.objectNode()), "map for a list");
     assertRejected(
         MessageType.HELLO,
-        hello.deepCopy().set("owners", NODES.arrayNode().add("o")),
+        hello.deepCopy().set("o", NODES.arrayNode().add("o")),
         "text for an OwnerAd");
 
     Message aPropose =
         samples().filter(Message.Propose.class::isInstance).findFirst().orElseThrow();
     ObjectNode propose = bodyTree(codec.encode(aPropose));
     assertRejected(
-        MessageType.PROPOSE, propose.deepCopy().put("kind", "MERGE"), "unknown enum constant");
+        MessageType.PROPOSE, propose.deepCopy().put("p", "MERGE"), "unknown enum constant");
   }
 
   /** Every non-nullable field of every message is required. */
@@ -270,7 +270,7 @@ class FrameCodecTest {
         continue;
       }
       ObjectNode without = full.deepCopy();
-      assertNotNull(without.remove(rc.getName()), "encoded body has field " + rc.getName());
+      assertNotNull(without.remove(wireName(rc)), "encoded body has field " + wireName(rc));
       assertRejected(m.type(), without, "missing " + m.type() + "." + rc.getName());
     }
   }
@@ -278,14 +278,14 @@ class FrameCodecTest {
   @Test
   void missingNestedRequiredFieldIsRejected() {
     ObjectNode response = bodyTree(codec.encode(new Message.Response(5L, sampleSync())));
-    ((ObjectNode) response.get("state")).remove("owner");
+    ((ObjectNode) response.get("s")).remove("o");
     assertRejected(MessageType.RESPONSE, response, "Response.state without owner");
 
     ObjectNode hello =
         bodyTree(
             codec.encode(
                 new Message.Hello(1, "n", List.of(new Message.OwnerAd("o", 1L)), 1024)));
-    ((ObjectNode) hello.get("owners").get(0)).remove("epoch");
+    ((ObjectNode) hello.get("o").get(0)).remove("e");
     assertRejected(MessageType.HELLO, hello, "OwnerAd without epoch");
   }
 
@@ -303,7 +303,7 @@ class FrameCodecTest {
         continue;
       }
       ObjectNode withNull = full.deepCopy();
-      withNull.putNull(rc.getName());
+      withNull.putNull(wireName(rc));
       Message decoded;
       try {
         decoded = codec.decode(frame(m.type(), withNull));
@@ -428,5 +428,12 @@ class FrameCodecTest {
     } catch (ReflectiveOperationException e) {
       throw new AssertionError(e);
     }
+  }
+
+  /** The CBOR key a record component travels under (its {@code @JsonProperty} name). */
+  private static String wireName(java.lang.reflect.RecordComponent rc) {
+    com.fasterxml.jackson.annotation.JsonProperty p =
+        rc.getAccessor().getAnnotation(com.fasterxml.jackson.annotation.JsonProperty.class);
+    return p != null ? p.value() : rc.getName();
   }
 }
