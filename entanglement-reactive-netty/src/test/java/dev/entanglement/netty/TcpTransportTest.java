@@ -256,4 +256,22 @@ class TcpTransportTest {
       throw new IllegalStateException(e);
     }
   }
+
+  @Test
+  @DisplayName("OpenSSL is used when available, the JDK provider otherwise; the two interoperate")
+  void tlsProviders() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity cid = pki.issue("client");
+    assertEquals(io.netty.handler.ssl.OpenSsl.isAvailable() ? "OPENSSL" : "JDK", sid.tls().provider());
+    TlsConfig jdk = TlsConfig.builder().keyCertChain(cid.key(), cid.certificate())
+        .trustedCertificates(pki.ca).jdkProvider().build();
+    assertEquals("JDK", jdk.provider());
+    EntanglementNode server = node("server");
+    EntanglementNode client = node("client");
+    DisposableServer s = serve(server, sid, cid.fingerprint());
+    cleanup.add(TcpClientTransport.builder(client).remote("localhost", s.port())
+        .expect(sid.fingerprint()).tls(jdk).build().maintain());
+    server.publish(new Cursor("p", 6, 6)).block(WAIT);
+    await(client, "p", 6);
+  }
 }
