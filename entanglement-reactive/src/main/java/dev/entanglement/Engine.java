@@ -63,7 +63,7 @@ import tools.jackson.databind.node.ObjectNode;
  * transition locally after the TTL with no update.
  */
 final class Engine {
-  static final int MAX_HOPS = 16;
+  
   private static final int INBOUND_WINDOW = 256;
   private static final int ENDED_TRANSITIONS_REMEMBERED = 65_536;
   private static final int EVENTS_REMEMBERED = 65_536;
@@ -78,6 +78,7 @@ final class Engine {
   private final Map<Class<?>, TypeBinding<?>> typesByClass;
   private final Policy peerPolicy;
   private final Timeouts timeouts;
+  private final RouteTable routes;
 
   /** Current state of every object this node holds, tombstones included. */
   final ConcurrentHashMap<ObjectKey, StoredState> objects = new ConcurrentHashMap<>();
@@ -177,6 +178,7 @@ final class Engine {
     this.scheduler = scheduler;
     this.peerPolicy = peerPolicy;
     this.timeouts = timeouts;
+    this.routes = new RouteTable(destinations, localOwners.keySet());
     this.serial = new SerialExecutor(t -> log.error("engine task failed on node {}", nodeId, t));
     this.json =
         JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
@@ -906,7 +908,7 @@ final class Engine {
     } else if (o instanceof Outbound.Raw r) {
       return r.frame();
     } else if (o instanceof Outbound.Routes) {
-      Map<OwnerId, Integer> table = routesFor(d);
+      Map<OwnerId, Integer> table = routes.advertisedTo(d);
       if (table.equals(d.lastAdvertised)) {
         return null;
       }
@@ -932,7 +934,7 @@ final class Engine {
       }
       return null;
     }
-    if (held != null && held.compareTo(st.version()) >= 0 || ownedBy(d, st.owner())) {
+    if (held != null && held.compareTo(st.version()) >= 0 || RouteTable.ownedBy(d, st.owner())) {
       return null;
     }
     d.held.put(key, st.version());
@@ -1125,7 +1127,7 @@ final class Engine {
     Map<OwnerId, Integer> r = new HashMap<>();
     m.hops().forEach((o, h) -> {
       if (h >= 0) {
-        r.put(OwnerId.of(o), Math.min(h, MAX_HOPS));
+        r.put(OwnerId.of(o), Math.min(h, RouteTable.MAX_HOPS));
       }
     });
     d.routes = r;
@@ -1168,7 +1170,7 @@ final class Engine {
     if (removedEpoch != null && removedEpoch >= s.epoch()) {
       return null;
     }
-    if (!onPath(from, owner)) {
+    if (!routes.onPath(from, owner)) {
       return ErrorCode.BAD_OWNER;
     }
     if (!listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
@@ -1220,7 +1222,7 @@ final class Engine {
     if (recentEvents.containsKey(key)) {
       return;
     }
-    if (localOwners.containsKey(owner) || !onPath(d, owner)) {
+    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
       sendControl(d, new Message.Error(0, ErrorCode.BAD_OWNER.wire(), refusalMessage(ErrorCode.BAD_OWNER, s)), 0);
       return;
     }
@@ -1248,7 +1250,7 @@ final class Engine {
 
   private void floodEvent(StoredState st, @Nullable Destination except) {
     for (Destination d : destinations) {
-      if (d != except && !ownedBy(d, st.owner()) && sendAllowed(d.peer, st)) {
+      if (d != except && !RouteTable.ownedBy(d, st.owner()) && sendAllowed(d.peer, st)) {
         offer(d, new QueueKey(Lane.UNIQUE, st.key()), st.binding.priority(),
             new Outbound.Raw(st.frame(codec, statesEncoded)));
         drain(d);
@@ -1260,7 +1262,7 @@ final class Engine {
     ObjectKey key = new ObjectKey(w.objectType(), w.key());
     d.held.remove(key);
     StoredState cur = objects.get(key);
-    if (cur == null || localOwners.containsKey(cur.owner()) || !onPath(d, cur.owner())) {
+    if (cur == null || localOwners.containsKey(cur.owner()) || !routes.onPath(d, cur.owner())) {
       return;
     }
     objects.remove(key);
@@ -1350,11 +1352,11 @@ final class Engine {
 
   /** Queues a request toward its owner, or ends its obligations if there is no way there. */
   private void sendRequest(Outbound.Request r, @Nullable Destination from) {
-    if (r.hops() > MAX_HOPS) {
+    if (r.hops() > RouteTable.MAX_HOPS) {
       r.obligations().forEach(o -> fail(o, ErrorCode.NO_RESPONSE, "hop limit reached"));
       return;
     }
-    Destination route = routeTo(r.owner(), from);
+    Destination route = routes.routeTo(r.owner(), from);
     if (route == null) {
       r.obligations()
           .forEach(o -> fail(o, ErrorCode.NOT_CONNECTED, "no route to owner " + r.owner()));
@@ -1835,81 +1837,6 @@ final class Engine {
   }
 
   // ------------------------------------------------------------------ routes
-
-  /** The neighbour to send a request for {@code owner} through, avoiding {@code exclude}. */
-  private @Nullable Destination routeTo(OwnerId owner, @Nullable Destination exclude) {
-    Destination best = null;
-    int bestHops = Integer.MAX_VALUE;
-    for (Destination d : destinations) {
-      Integer h = d.routes.get(owner);
-      if (d == exclude || !d.ready || h == null || h >= MAX_HOPS) {
-        continue;
-      }
-      if (h < bestHops) {
-        best = d;
-        bestHops = h;
-      }
-    }
-    return best;
-  }
-
-  /** True if the peer itself holds {@code owner} as a local owner: it never needs its own states. */
-  private static boolean ownedBy(Destination d, OwnerId owner) {
-    Integer hops = d.routes.get(owner);
-    return hops != null && hops == 0;
-  }
-
-  /**
-   * True unless a path to {@code owner} is known and {@code from} is not on it. A neighbour is on
-   * an owner's path if it announces the owner at all, even as unreachable through us: in a mesh
-   * with cycles it relays that owner's states.
-   */
-  private boolean onPath(Destination from, OwnerId owner) {
-    if (from.routes.containsKey(owner)) {
-      return true;
-    }
-    for (Destination d : destinations) {
-      if (d.routes.containsKey(owner)) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /**
-   * Owners this node can reach, with hop counts, as advertised to {@code to}: split horizon with
-   * poisoned reverse ({@value #MAX_HOPS} means known but not reachable through this node).
-   */
-  private Map<OwnerId, Integer> routesFor(Destination to) {
-    Map<OwnerId, Integer> table = new HashMap<>();
-    localOwners.keySet().forEach(o -> table.put(o, 0));
-    Map<OwnerId, Destination> via = new HashMap<>();
-    for (Destination d : destinations) {
-      if (!d.ready) {
-        continue;
-      }
-      d.routes.forEach(
-          (o, h) -> {
-            if (localOwners.containsKey(o) || h + 1 >= MAX_HOPS) {
-              return;
-            }
-            Integer cur = table.get(o);
-            if (cur == null || h + 1 < cur) {
-              table.put(o, h + 1);
-              via.put(o, d);
-            }
-          });
-    }
-    // Poisoned reverse: an owner reached through `to` is still announced, as unreachable, so that
-    // `to` knows this node relays that owner's states (see onPath) but never routes through it.
-    via.forEach(
-        (o, d) -> {
-          if (d == to) {
-            table.put(o, MAX_HOPS);
-          }
-        });
-    return table;
-  }
 
   private void routesChanged() {
     for (Destination d : destinations) {

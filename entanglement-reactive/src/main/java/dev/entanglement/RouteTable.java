@@ -1,0 +1,101 @@
+package dev.entanglement;
+
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Routes toward owners, derived from what each neighbour announces (HELLO and ROUTES): a distance
+ * vector with split horizon and poisoned reverse, capped at {@value #MAX_HOPS} hops. It holds no
+ * state of its own; it reads the node's destinations and local owners, and is confined to the
+ * engine's serial executor like them.
+ */
+final class RouteTable {
+  /** Hop count that means "known, but not reachable through this neighbour". */
+  static final int MAX_HOPS = 16;
+
+  private final List<Destination> destinations;
+  private final Set<OwnerId> localOwners;
+
+  RouteTable(List<Destination> destinations, Set<OwnerId> localOwners) {
+    this.destinations = destinations;
+    this.localOwners = localOwners;
+  }
+
+  /** The neighbour to send a request for {@code owner} through, avoiding {@code exclude}. */
+  @Nullable Destination routeTo(OwnerId owner, @Nullable Destination exclude) {
+    Destination best = null;
+    int bestHops = Integer.MAX_VALUE;
+    for (Destination d : destinations) {
+      Integer h = d.routes.get(owner);
+      if (d == exclude || !d.ready || h == null || h >= MAX_HOPS) {
+        continue;
+      }
+      if (h < bestHops) {
+        best = d;
+        bestHops = h;
+      }
+    }
+    return best;
+  }
+
+  /** True if the peer itself holds {@code owner} as a local owner: it never needs its own states. */
+  static boolean ownedBy(Destination d, OwnerId owner) {
+    Integer hops = d.routes.get(owner);
+    return hops != null && hops == 0;
+  }
+
+  /**
+   * True unless a path to {@code owner} is known and {@code from} is not on it. A neighbour is on
+   * an owner's path if it announces the owner at all, even as unreachable through us: in a mesh
+   * with cycles it relays that owner's states.
+   */
+  boolean onPath(Destination from, OwnerId owner) {
+    if (from.routes.containsKey(owner)) {
+      return true;
+    }
+    for (Destination d : destinations) {
+      if (d.routes.containsKey(owner)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Owners this node can reach, with hop counts, as announced to {@code to}: split horizon with
+   * poisoned reverse ({@value #MAX_HOPS} means known but not reachable through this node).
+   */
+  Map<OwnerId, Integer> advertisedTo(Destination to) {
+    Map<OwnerId, Integer> table = new HashMap<>();
+    localOwners.forEach(o -> table.put(o, 0));
+    Map<OwnerId, Destination> via = new HashMap<>();
+    for (Destination d : destinations) {
+      if (!d.ready) {
+        continue;
+      }
+      d.routes.forEach(
+          (o, h) -> {
+            if (localOwners.contains(o) || h + 1 >= MAX_HOPS) {
+              return;
+            }
+            Integer cur = table.get(o);
+            if (cur == null || h + 1 < cur) {
+              table.put(o, h + 1);
+              via.put(o, d);
+            }
+          });
+    }
+    // Poisoned reverse: an owner reached through `to` is still announced, as unreachable, so that
+    // `to` knows this node relays that owner's states (see onPath) but never routes through it.
+    via.forEach(
+        (o, d) -> {
+          if (d == to) {
+            table.put(o, MAX_HOPS);
+          }
+        });
+    return table;
+  }
+}
