@@ -189,10 +189,15 @@ public final class LocalTransport {
    * One direction of a connection. All fields are confined to {@code serial}.
    *
    * <p>States: {@code idle} (no frame being transmitted), {@code busy} (a frame occupies the link
-   * until its transmission time has passed). Frames are requested from the sender one at a time
-   * when the bandwidth is limited, and up to the receiver's outstanding demand otherwise.
+   * until {@code linkFreeAt}). With a bandwidth limit, frames are requested from the sender one at
+   * a time, when the link is free; a frame that answers that request within {@link
+   * #CONTINUATION_SLACK_NANOS} starts at {@code linkFreeAt}, so the configured rate is reached
+   * however late timers fire. Without a limit, frames are requested up to the receiver's demand.
    */
   private final class Pipe {
+    /** How late a continuation frame may arrive and still start when the link became free. */
+    static final long CONTINUATION_SLACK_NANOS = 2_000_000;
+
     final AtomicLong bytes = new AtomicLong();
     final AtomicBoolean receiverClaimed = new AtomicBoolean();
     final SerialExecutor serial =
@@ -206,6 +211,10 @@ public final class LocalTransport {
     boolean closed;
     /** The sender completed: close the connection once the frames in flight are delivered. */
     boolean closeAfterDelivery;
+    /** When the last frame's transmission ends (or ended). */
+    long linkFreeAt;
+    /** The pending request was made the moment the link became free. */
+    boolean continuation;
     final ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
     private final Runnable closeConnection;
 
@@ -283,18 +292,16 @@ public final class LocalTransport {
 
     private void pump() {
       Subscription up = upstream;
-      if (closed || up == null || busy) {
+      if (closed || up == null || busy || requestedFromSender > 0) {
         return;
       }
-      long credit = receiverDemand - inFlight.size() - requestedFromSender;
+      long credit = receiverDemand - inFlight.size();
       if (credit <= 0) {
         return;
       }
-      long n = bytesPerSecond > 0 ? (requestedFromSender == 0 ? 1 : 0) : credit;
-      if (n > 0) {
-        requestedFromSender += n;
-        up.request(n);
-      }
+      long n = bytesPerSecond > 0 ? 1 : credit;
+      requestedFromSender += n;
+      up.request(n);
     }
 
     private void transmit(byte[] frame) {
@@ -302,23 +309,31 @@ public final class LocalTransport {
         return;
       }
       requestedFromSender--;
-      bytes.addAndGet(frame.length);
       long now = scheduler.now(TimeUnit.NANOSECONDS);
+      // A frame requested the moment the link became free starts when it became free, so timer
+      // and scheduling latency never accumulate into lost bandwidth; an idle link starts now.
+      long start = continuation && now - linkFreeAt <= CONTINUATION_SLACK_NANOS ? linkFreeAt : now;
+      continuation = false;
+      bytes.addAndGet(frame.length);
       long txNanos = bytesPerSecond > 0 ? frame.length * 1_000_000_000L / bytesPerSecond : 0;
-      inFlight.add(new InFlight(frame, now + txNanos + latency.toNanos()));
+      long end = Math.max(start, linkFreeAt) + txNanos;
+      inFlight.add(new InFlight(frame, end + latency.toNanos()));
       if (txNanos > 0) {
         busy = true;
+        linkFreeAt = end;
         scheduler.schedule(
-            () ->
-                serial.execute(
-                    () -> {
-                      busy = false;
-                      pump();
-                    }),
-            txNanos,
-            TimeUnit.NANOSECONDS);
+            () -> serial.execute(this::linkFree), Math.max(0, end - now), TimeUnit.NANOSECONDS);
       }
       deliver();
+    }
+
+    private void linkFree() {
+      busy = false;
+      continuation = true;
+      pump();
+      if (requestedFromSender == 0) {
+        continuation = false;
+      }
     }
 
     /** Arms the delivery timer for the head frame if it is not due yet. */
