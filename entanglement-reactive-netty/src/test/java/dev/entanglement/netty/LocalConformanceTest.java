@@ -9,6 +9,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import reactor.core.publisher.Sinks;
 
 /** The in-JVM transport against the conformance suite. */
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class LocalConformanceTest implements TransportConformance {
   @Override
   public Harness harness(EntanglementNode a, EntanglementNode b) {

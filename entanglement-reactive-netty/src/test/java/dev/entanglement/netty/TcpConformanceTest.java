@@ -11,6 +11,7 @@ import reactor.core.publisher.Mono;
 import reactor.netty.DisposableServer;
 
 /** Plain TCP (no TLS; the accepting side knows the dialer by its address). */
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class TcpConformanceTest implements TransportConformance {
 
   /** Shared by the plain and TLS variants. */

@@ -3,6 +3,7 @@ package dev.entanglement.netty;
 import dev.entanglement.EntanglementNode;
 
 /** TCP with mutual TLS. */
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class TcpTlsConformanceTest implements TransportConformance {
   private static final TestPki PKI = new TestPki("conformance-ca");
 

@@ -29,6 +29,7 @@ import reactor.netty.Connection;
 import reactor.netty.DisposableServer;
 import reactor.netty.tcp.TcpClient;
 
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class TcpTransportTest {
   record Cursor(String id, double x, double y) {}
 

@@ -1,6 +1,12 @@
 package dev.entanglement.netty;
 
+import java.io.File;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.math.BigInteger;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.security.KeyPair;
 import java.security.KeyPairGenerator;
 import java.security.PrivateKey;
@@ -18,6 +24,8 @@ import org.bouncycastle.asn1.x509.KeyUsage;
 import org.bouncycastle.cert.X509v3CertificateBuilder;
 import org.bouncycastle.cert.jcajce.JcaX509CertificateConverter;
 import org.bouncycastle.cert.jcajce.JcaX509v3CertificateBuilder;
+import org.bouncycastle.openssl.jcajce.JcaPEMWriter;
+import org.bouncycastle.openssl.jcajce.JcaPKCS8Generator;
 import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
 
 /** A throw-away certificate authority for tests: EC P-256 keys, certificates for 127.0.0.1. */
@@ -29,6 +37,43 @@ final class TestPki {
 
     dev.entanglement.PeerId fingerprint() {
       return Fingerprints.of(certificate);
+    }
+
+    /** Writes this identity as PEM files trusting its own CA; see {@link #writePem(Path, String, X509Certificate)}. */
+    PemFiles writePem(Path dir, String name) {
+      return writePem(dir, name, ca);
+    }
+
+    /**
+     * Writes {@code <name>.crt} (the leaf certificate), {@code <name>.key} (the private key as
+     * unencrypted PKCS#8, "BEGIN PRIVATE KEY") and {@code <name>-ca.crt} ({@code trusted}) under
+     * {@code dir}, as {@link TlsConfig.Builder#keyCertChain(File, File)} and
+     * {@link TlsConfig.Builder#trustedCertificates(File)} read them.
+     */
+    PemFiles writePem(Path dir, String name, X509Certificate trusted) {
+      File cert = dir.resolve(name + ".crt").toFile();
+      File keyFile = dir.resolve(name + ".key").toFile();
+      File caFile = dir.resolve(name + "-ca.crt").toFile();
+      writePemObject(cert, certificate);
+      writePemObject(keyFile, key);
+      writePemObject(caFile, trusted);
+      return new PemFiles(cert, keyFile, caFile);
+    }
+  }
+
+  /** PEM files of one identity: its certificate, its PKCS#8 key, and the CA certificates it trusts. */
+  record PemFiles(File certificate, File key, File ca) {}
+
+  private static void writePemObject(File file, Object value) {
+    try (JcaPEMWriter w =
+        new JcaPEMWriter(Files.newBufferedWriter(file.toPath(), StandardCharsets.US_ASCII))) {
+      if (value instanceof PrivateKey k) {
+        w.writeObject(new JcaPKCS8Generator(k, null));
+      } else {
+        w.writeObject(value);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write " + file, e);
     }
   }
 

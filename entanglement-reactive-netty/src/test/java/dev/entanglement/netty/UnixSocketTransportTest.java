@@ -16,6 +16,7 @@ import org.junit.jupiter.api.io.TempDir;
 import reactor.core.publisher.Mono;
 import reactor.netty.DisposableServer;
 
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class UnixSocketTransportTest {
   @TempDir Path dir;
 

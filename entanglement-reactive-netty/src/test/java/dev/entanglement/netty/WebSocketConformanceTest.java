@@ -11,6 +11,7 @@ import reactor.netty.DisposableServer;
 import reactor.netty.http.client.HttpClient;
 
 /** WebSocket without TLS; the upgrade hook reads the peer's name from a header. */
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class WebSocketConformanceTest implements TransportConformance {
 
   static Harness wsHarness(

@@ -3,6 +3,7 @@ package dev.entanglement.netty;
 import dev.entanglement.EntanglementNode;
 
 /** WebSocket over TLS ({@code wss://}) with client certificates. */
+@org.junit.jupiter.api.extension.ExtendWith(LeakDetection.class)
 class WebSocketTlsConformanceTest implements TransportConformance {
   private static final TestPki PKI = new TestPki("ws-conformance-ca");
 
