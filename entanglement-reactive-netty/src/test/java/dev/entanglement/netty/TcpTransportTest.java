@@ -275,4 +275,43 @@ class TcpTransportTest {
     server.publish(new Cursor("p", 6, 6)).block(WAIT);
     await(client, "p", 6);
   }
+
+  @Test
+  @DisplayName("simultaneous dials: both sides keep the connection dialed by the lower fingerprint, and it stays")
+  void simultaneousConnects() {
+    TestPki.Identity aid = pki.issue("a");
+    TestPki.Identity bid = pki.issue("b");
+    EntanglementNode a = node("a");
+    EntanglementNode b = node("b");
+    DisposableServer sa = serve(a, aid, bid.fingerprint());
+    DisposableServer sb = serve(b, bid, aid.fingerprint());
+    cleanup.add(TcpClientTransport.builder(a).remote("localhost", sb.port()).expect(bid.fingerprint())
+        .tls(aid.tls()).backoff(Duration.ofMillis(20), Duration.ofMillis(200)).build().maintain());
+    cleanup.add(TcpClientTransport.builder(b).remote("localhost", sa.port()).expect(aid.fingerprint())
+        .tls(bid.tls()).backoff(Duration.ofMillis(20), Duration.ofMillis(200)).build().maintain());
+    a.publish(new Cursor("x", 1, 1)).block(WAIT);
+    await(b, "x", 1);
+    // Over the next second the pair must stay connected: no flapping between the two connections.
+    for (int i = 0; i < 20; i++) {
+      reactor.core.publisher.Mono.delay(Duration.ofMillis(50)).block(WAIT);
+      a.publish(new Cursor("x", 2 + i, 1)).block(WAIT);
+      await(b, "x", 2 + i);
+    }
+    assertTrue(a.isConnected(bid.fingerprint()) && b.isConnected(aid.fingerprint()));
+  }
+
+  @Test
+  @DisplayName("bad input never reaches Reactor's global error hooks")
+  void badInputStaysOffGlobalHooks() {
+    java.util.List<Throwable> dropped = new java.util.concurrent.CopyOnWriteArrayList<>();
+    reactor.core.publisher.Hooks.onErrorDropped(dropped::add);
+    reactor.core.publisher.Hooks.onNextDropped(o -> dropped.add(new IllegalStateException("next dropped " + o)));
+    try {
+      badFramesCloseTheConnection();
+      assertTrue(dropped.isEmpty(), dropped.toString());
+    } finally {
+      reactor.core.publisher.Hooks.resetOnErrorDropped();
+      reactor.core.publisher.Hooks.resetOnNextDropped();
+    }
+  }
 }

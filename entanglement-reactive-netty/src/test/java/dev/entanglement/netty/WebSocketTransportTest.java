@@ -1,0 +1,69 @@
+package dev.entanglement.netty;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.PeerId;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+import reactor.core.publisher.Mono;
+import reactor.netty.DisposableServer;
+import reactor.netty.http.client.HttpClient;
+import reactor.netty.http.server.HttpServer;
+
+@ExtendWith(LeakDetection.class)
+class WebSocketTransportTest {
+  private static final Duration WAIT = Duration.ofSeconds(15);
+
+  @Test
+  void mountsOnAnExistingServerAndRefusesWithoutUpgrading() {
+    EntanglementNode b = TransportConformance.node("b");
+    EntanglementNode a = TransportConformance.node("a");
+    WebSocketServerTransport ws =
+        WebSocketServerTransport.builder(b)
+            .upgrade(req -> {
+              String token = req.requestHeaders().get("Authorization");
+              if (token == null) {
+                return Mono.just(WebSocketServerTransport.Upgrade.unauthorized());
+              }
+              return Mono.just(token.equals("Bearer good")
+                  ? WebSocketServerTransport.Upgrade.accept(PeerId.of("a"))
+                  : WebSocketServerTransport.Upgrade.forbidden());
+            })
+            .build();
+    DisposableServer server =
+        HttpServer.create().host("127.0.0.1").port(0)
+            .route(r -> r.get("/health", (req, res) -> res.sendString(Mono.just("ok")))
+                .get("/sync", ws.handler()))
+            .bindNow(WAIT);
+    try {
+      String base = "127.0.0.1:" + server.port();
+      assertEquals("ok", HttpClient.create().get().uri("http://" + base + "/health")
+          .responseContent().aggregate().asString().block(WAIT));
+      assertEquals(401, status(HttpClient.create(), "http://" + base + "/sync"));
+      assertEquals(403, status(HttpClient.create().headers(h -> h.set("Authorization", "Bearer bad")),
+          "http://" + base + "/sync"));
+      assertTrue(!b.isConnected(PeerId.of("a")));
+
+      WebSocketClientTransport.builder(a).uri("ws://" + base + "/sync").expect(PeerId.of("b"))
+          .headers(h -> h.set("Authorization", "Bearer good")).build().connectAndAttach().subscribe();
+      a.publish(new TransportConformance.Cursor("w", 8, 8)).block(WAIT);
+      TransportConformance.await(b, "w", 8);
+      assertTrue(b.isConnected(PeerId.of("a")));
+    } finally {
+      server.disposeNow(WAIT);
+      a.close().block(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  /** The status of a WebSocket upgrade request. */
+  private static int status(HttpClient client, String uri) {
+    return client
+        .headers(h -> h.set("Upgrade", "websocket").set("Connection", "Upgrade")
+            .set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==").set("Sec-WebSocket-Version", "13"))
+        .get().uri(uri).response().map(r -> r.status().code()).block(WAIT);
+  }
+}
