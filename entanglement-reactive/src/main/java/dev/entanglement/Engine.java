@@ -1146,12 +1146,14 @@ final class Engine {
     }
     ErrorCode refused = applyState(d, b, s, frame);
     if (refused != null) {
-      sendControl(d, new Message.Error(0, refused.wire(), refusalMessage(refused, s)), 0);
+      refuse(d, refused, s);
     }
   }
 
-  private static String refusalMessage(ErrorCode code, Message.Sync s) {
-    return code + " for " + s.objectType() + "/" + s.key() + " of owner " + s.owner();
+  /** Answers an unsolicited message with a typed error (never in reply to an error). */
+  private void refuse(Destination d, ErrorCode code, Message.Sync s) {
+    String message = code + " for " + s.objectType() + "/" + s.key() + " of owner " + s.owner();
+    sendControl(d, new Message.Error(0, code.wire(), message), 0);
   }
 
   /**
@@ -1223,24 +1225,24 @@ final class Engine {
       return;
     }
     if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
-      sendControl(d, new Message.Error(0, ErrorCode.BAD_OWNER.wire(), refusalMessage(ErrorCode.BAD_OWNER, s)), 0);
+      refuse(d, ErrorCode.BAD_OWNER, s);
       return;
     }
     if (!listenAllowed(d.peer, Operation.SYNC, b, key, owner) || !(s.attributes() instanceof ObjectNode attrs)) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), refusalMessage(ErrorCode.UNAUTHORIZED, s)), 0);
+      refuse(d, ErrorCode.UNAUTHORIZED, s);
       return;
     }
     Object value;
     try {
       value = json.treeToValue(attrs, b.type().javaType());
     } catch (JacksonException | IllegalArgumentException e) {
-      sendControl(d, new Message.Error(0, ErrorCode.BAD_ENCODING.wire(), refusalMessage(ErrorCode.BAD_ENCODING, s)), 0);
+      refuse(d, ErrorCode.BAD_ENCODING, s);
       return;
     }
     Snapshot<?> snap =
         new Snapshot<>(key, value, owner, new Version(s.epoch(), s.serial()), false, s.committedAt());
     if (!constructedAllowed(d.peer, Operation.SYNC, b, snap)) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), refusalMessage(ErrorCode.UNAUTHORIZED, s)), 0);
+      refuse(d, ErrorCode.UNAUTHORIZED, s);
       return;
     }
     recentEvents.put(key, Boolean.TRUE);
@@ -1277,55 +1279,64 @@ final class Engine {
   }
 
   private void onPropose(Destination d, Message.Propose p) {
-    RelayObligation ob = relayObligation(d, p.requestId());
-    TypeBinding<?> b = types.get(p.objectType());
-    if (b == null) {
-      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + p.objectType());
-      return;
-    }
-    if (!(p.attributes() instanceof ObjectNode attrs)) {
-      ob.rejected(ErrorCode.BAD_ENCODING, "attributes must be a map");
-      return;
-    }
-    Outbound.Request r =
-        new Outbound.Request(
-            p.kind(),
-            false,
-            b,
-            new ObjectKey(p.objectType(), p.key()),
-            OwnerId.of(p.owner()),
-            p.partial(),
-            attrs,
-            p.transitionId(),
-            p.hops() + 1,
-            new ArrayList<>(List.of(ob)));
-    routeRequest(r, d);
+    inboundRequest(
+        d,
+        p.requestId(),
+        p.objectType(),
+        p.attributes(),
+        (b, attrs, obligations) ->
+            new Outbound.Request(
+                p.kind(),
+                false,
+                b,
+                new ObjectKey(p.objectType(), p.key()),
+                OwnerId.of(p.owner()),
+                p.partial(),
+                attrs,
+                p.transitionId(),
+                p.hops() + 1,
+                obligations));
   }
 
   private void onCreate(Destination d, Message.Create c) {
-    RelayObligation ob = relayObligation(d, c.requestId());
-    TypeBinding<?> b = types.get(c.objectType());
+    inboundRequest(
+        d,
+        c.requestId(),
+        c.objectType(),
+        c.attributes(),
+        (b, attrs, obligations) ->
+            new Outbound.Request(
+                Message.ProposalKind.UPDATE,
+                true,
+                b,
+                null,
+                OwnerId.of(c.owner()),
+                false,
+                attrs,
+                null,
+                c.hops() + 1,
+                obligations));
+  }
+
+  /** Builds the request for a received PROPOSE or CREATE once its type and attributes check out. */
+  @FunctionalInterface
+  private interface RequestFactory {
+    Outbound.Request build(TypeBinding<?> binding, ObjectNode attributes, List<Obligation> obligations);
+  }
+
+  private void inboundRequest(
+      Destination d, long requestId, String type, JsonNode attributes, RequestFactory factory) {
+    RelayObligation ob = relayObligation(d, requestId);
+    TypeBinding<?> b = types.get(type);
     if (b == null) {
-      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + c.objectType());
+      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + type);
       return;
     }
-    if (!(c.attributes() instanceof ObjectNode attrs)) {
+    if (!(attributes instanceof ObjectNode attrs)) {
       ob.rejected(ErrorCode.BAD_ENCODING, "attributes must be a map");
       return;
     }
-    routeRequest(
-        new Outbound.Request(
-            Message.ProposalKind.UPDATE,
-            true,
-            b,
-            null,
-            OwnerId.of(c.owner()),
-            false,
-            attrs,
-            null,
-            c.hops() + 1,
-            new ArrayList<>(List.of(ob))),
-        d);
+    routeRequest(factory.build(b, attrs, new ArrayList<>(List.of(ob))), d);
   }
 
   /** A request that arrived from {@code from}: decide it here if we own it, else pass it on. */

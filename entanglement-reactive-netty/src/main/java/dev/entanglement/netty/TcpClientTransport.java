@@ -79,29 +79,14 @@ public final class TcpClientTransport {
 
   private Mono<Link> verify(Connection c) {
     PeerId peer;
-    SslHandler ssl = c.channel().pipeline().get(SslHandler.class);
-    if (ssl != null) {
-      java.security.cert.Certificate leaf;
-      try {
-        leaf = ssl.engine().getSession().getPeerCertificates()[0];
-      } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-        c.dispose();
-        return Mono.error(new WrongPeerException("the server presented no certificate"));
-      }
-      if (!HostNames.matches((java.security.cert.X509Certificate) leaf, serverName)) {
-        c.dispose();
-        return Mono.error(
-            new WrongPeerException("the server's certificate is not valid for " + serverName));
-      }
-      peer = Fingerprints.of(leaf);
-    } else {
-      peer = expected != null ? expected : PeerId.of("tcp:" + c.channel().remoteAddress());
-    }
-    if (expected != null && !expected.equals(peer)) {
+    try {
+      peer = ServerIdentity.verify(c, serverName, expected);
+    } catch (WrongPeerException e) {
       c.dispose();
-      return Mono.error(
-          new WrongPeerException(
-              "dialed " + host + ":" + port + " expecting " + expected + " but reached " + peer));
+      return Mono.error(e);
+    }
+    if (peer == null) {
+      peer = expected != null ? expected : PeerId.of("tcp:" + c.channel().remoteAddress());
     }
     return Mono.just(NettyLink.stream(c, peer, bandwidth));
   }

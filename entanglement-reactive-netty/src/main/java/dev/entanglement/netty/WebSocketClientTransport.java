@@ -4,7 +4,6 @@ import dev.entanglement.EntanglementNode;
 import dev.entanglement.PeerId;
 import dev.entanglement.transport.Link;
 import io.netty.handler.codec.http.HttpHeaders;
-import io.netty.handler.ssl.SslHandler;
 import java.util.Objects;
 import java.util.function.Consumer;
 import org.jspecify.annotations.Nullable;
@@ -59,9 +58,10 @@ public final class WebSocketClientTransport {
                     (in, out) -> {
                       Connection[] conn = new Connection[1];
                       in.withConnection(x -> conn[0] = x);
-                      String refusal = verify(conn[0]);
-                      if (refusal != null) {
-                        sink.error(new WrongPeerException(refusal));
+                      try {
+                        ServerIdentity.verify(conn[0], java.net.URI.create(uri).getHost(), expected);
+                      } catch (WrongPeerException e) {
+                        sink.error(e);
                         return Mono.empty();
                       }
                       NettyLink link =
@@ -75,24 +75,6 @@ public final class WebSocketClientTransport {
   /** Connects once and runs the link on the node until it closes. */
   public Mono<Void> connectAndAttach() {
     return connect().flatMap(node::attach);
-  }
-
-  private @Nullable String verify(Connection c) {
-    SslHandler ssl = c.channel().pipeline().get(SslHandler.class);
-    if (ssl == null) {
-      return null;
-    }
-    try {
-      var leaf = (java.security.cert.X509Certificate) ssl.engine().getSession().getPeerCertificates()[0];
-      String host = java.net.URI.create(uri).getHost();
-      if (!HostNames.matches(leaf, host)) {
-        return "the server's certificate is not valid for " + host;
-      }
-      PeerId peer = Fingerprints.of(leaf);
-      return peer.equals(expected) ? null : "expected " + expected + " but reached " + peer;
-    } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-      return "the server presented no certificate";
-    }
   }
 
   /** Builds a {@link WebSocketClientTransport}. */
