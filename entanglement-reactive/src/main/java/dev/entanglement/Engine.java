@@ -769,70 +769,74 @@ final class Engine {
           scheduler.schedulePeriodically(
               () -> serial.execute(() -> keepAlive(d)), keepAlive, keepAlive, TimeUnit.NANOSECONDS));
     }
-    link.receive()
-        .subscribe(
-            new BaseSubscriber<byte[]>() {
-              @Override
-              protected void hookOnSubscribe(Subscription s) {
-                s.request(INBOUND_WINDOW);
-              }
-
-              @Override
-              protected void hookOnNext(byte[] frame) {
-                serial.execute(
-                    () -> {
-                      if (!d.closed) {
-                        receive(d, frame);
-                      }
-                      request(1);
-                    });
-              }
-
-              @Override
-              protected void hookOnError(Throwable t) {
-                log.warn("node {}: link to {} failed", nodeId, d.peer, t);
-                link.dispose();
-              }
-
-              @Override
-              protected void hookOnComplete() {
-                link.dispose();
-              }
-            });
-    link.send(
-            s -> {
-              serial.execute(() -> d.out = s);
-              s.onSubscribe(
-                  new Subscription() {
-                    @Override
-                    public void request(long n) {
-                      serial.execute(
-                          () -> {
-                            d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
-                            drain(d);
-                          });
-                    }
-
-                    @Override
-                    public void cancel() {
-                      serial.execute(() -> d.out = null);
-                    }
-                  });
-            })
-        .subscribe(v -> {}, e -> log.warn("node {}: sending to {} failed", nodeId, d.peer, e));
+    // Subscribed first: whatever happens below, a closed link is detached and attach completes.
     link.onClose()
+        .onErrorResume(e -> Mono.empty())
         .subscribe(
-            v -> {},
-            e -> serial.execute(() -> {
-              detach(d);
-              sink.success();
-            }),
+            null,
+            null,
             () ->
                 serial.execute(
                     () -> {
                       detach(d);
                       sink.success();
                     }));
+    try {
+      link.receive()
+          .subscribe(
+              new BaseSubscriber<byte[]>() {
+                @Override
+                protected void hookOnSubscribe(Subscription s) {
+                  s.request(INBOUND_WINDOW);
+                }
+
+                @Override
+                protected void hookOnNext(byte[] frame) {
+                  serial.execute(
+                      () -> {
+                        if (!d.closed) {
+                          receive(d, frame);
+                        }
+                        request(1);
+                      });
+                }
+
+                @Override
+                protected void hookOnError(Throwable t) {
+                  log.warn("node {}: link to {} failed", nodeId, d.peer, t);
+                  link.dispose();
+                }
+
+                @Override
+                protected void hookOnComplete() {
+                  link.dispose();
+                }
+              });
+      link.send(
+              s -> {
+                serial.execute(() -> d.out = s);
+                s.onSubscribe(
+                    new Subscription() {
+                      @Override
+                      public void request(long n) {
+                        serial.execute(
+                            () -> {
+                              d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
+                              drain(d);
+                            });
+                      }
+
+                      @Override
+                      public void cancel() {
+                        serial.execute(() -> d.out = null);
+                      }
+                    });
+              })
+          .subscribe(v -> {}, e -> log.warn("node {}: sending to {} failed", nodeId, d.peer, e));
+    } catch (RuntimeException e) {
+      log.warn("node {}: link to {} failed while attaching: {}", nodeId, d.peer, e.toString());
+      link.dispose();
+    }
   }
 
   /** Pings an idle peer; closes the link of a peer silent for three keepalive intervals. */
@@ -1050,6 +1054,9 @@ final class Engine {
     log.warn("node {}: protocol error from {}: {}", nodeId, d.peer, message);
     sendControl(d, new Message.Error(0, code.wire(), message), 0);
     d.closeWhenFlushed = true;
+    if (d.out == null) {
+      d.link.dispose(); // nothing can be flushed: the transport never asked for frames
+    }
     drain(d);
   }
 

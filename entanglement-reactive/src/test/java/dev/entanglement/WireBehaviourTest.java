@@ -246,4 +246,47 @@ class WireBehaviourTest {
       assertTrue(!live.a().isDisposed(), "a live peer answers pings and stays connected");
     }
   }
+
+  @Test
+  @DisplayName("a link that fails while being attached is detached, and attach completes")
+  void linkFailingDuringAttachIsDetached() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.handshakeTimeout(java.time.Duration.ofSeconds(1)));
+      Sinks.Empty<Void> closed = Sinks.empty();
+      dev.entanglement.transport.Link broken =
+          new dev.entanglement.transport.Link() {
+            boolean disposed;
+
+            public PeerId remote() {
+              return PeerId.of("broken");
+            }
+
+            public reactor.core.publisher.Flux<byte[]> receive() {
+              return reactor.core.publisher.Flux.never();
+            }
+
+            public reactor.core.publisher.Mono<Void> send(org.reactivestreams.Publisher<byte[]> f) {
+              throw new NullPointerException("channel pipeline torn down");
+            }
+
+            public reactor.core.publisher.Mono<Void> onClose() {
+              return closed.asMono();
+            }
+
+            public void dispose() {
+              disposed = true;
+              closed.tryEmitEmpty();
+            }
+
+            public boolean isDisposed() {
+              return disposed;
+            }
+          };
+      boolean[] done = {false};
+      a.attach(broken).subscribe(null, null, () -> done[0] = true);
+      assertTrue(broken.isDisposed());
+      assertTrue(done[0], "attach must complete once the link is closed");
+      assertTrue(!a.isConnected(PeerId.of("broken")));
+    }
+  }
 }

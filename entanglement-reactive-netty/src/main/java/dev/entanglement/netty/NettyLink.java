@@ -92,9 +92,8 @@ final class NettyLink implements Link {
     }
     @SuppressWarnings("unchecked")
     Publisher<Object> out = (Publisher<Object>) frames.apply(f);
-    return outbound
-        .sendObject(out)
-        .then()
+    // Deferred: Reactor Netty throws at assembly if the channel closed in the meantime.
+    return Mono.defer(() -> outbound.sendObject(out).then())
         // The engine completes its frames to close after a last frame: it is flushed by now.
         .then(Mono.fromRunnable(connection::dispose))
         .then()

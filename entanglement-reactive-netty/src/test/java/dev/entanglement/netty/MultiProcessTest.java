@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.entanglement.PeerId;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
+import io.netty.handler.ssl.SslContext;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -33,7 +34,7 @@ import tools.jackson.databind.json.JsonMapper;
  * from one test CA: relaying through a middle node, a middle node killed with SIGKILL and
  * restarted, certificates that are not admitted, and an impersonated owner.
  */
-@Timeout(45)
+@Timeout(60)
 class MultiProcessTest {
   private static final String NO_SERVER = "0";
   private static final String ANY_PORT = "any";
@@ -202,24 +203,26 @@ class MultiProcessTest {
     TestPki.Identity b = pki.issue("node-b");
     TestPki.Identity x = pki.issue("impersonator");
     ChildNode nodeB = start("B", "B", ANY_PORT, b.writePem(dir, "b"), List.of("admit=" + fp(x)));
+    // While B boots: this JVM's first TLS context (loading the TLS provider takes a while).
+    SslContext clientContext = x.tls().clientContext();
     int port = nodeB.awaitReady(WAIT);
     nodeB.send("publish b1 1");
     nodeB.awaitLine("PUBLISHED b1 1.0", WAIT);
     step("B ready on port " + port);
 
     // A raw mutual-TLS connection with an admitted certificate: frames written by hand.
-    TlsConfig tls = x.tls();
     Sinks.Many<Message> received = Sinks.many().replay().all();
     Connection c =
         TcpClient.create()
             .host("127.0.0.1")
             .port(port)
-            .secure(spec -> spec.sslContext(tls.clientContext()))
+            .secure(spec -> spec.sslContext(clientContext))
             .doOnConnected(conn -> conn.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
             .connect()
             .block(WAIT);
     assertNotNull(c);
     cleanup.add(c);
+    step("raw TLS connection to B open");
     c.inbound()
         .receive()
         .asByteArray()
@@ -239,6 +242,7 @@ class MultiProcessTest {
         .then()
         .block(WAIT);
 
+    step("HELLO and forged SYNC sent");
     Message first = received.asFlux().next().block(WAIT);
     Message.Hello bHello = assertInstanceOf(Message.Hello.class, first, "B speaks first with HELLO");
     assertTrue(
