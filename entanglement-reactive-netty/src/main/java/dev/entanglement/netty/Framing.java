@@ -29,6 +29,18 @@ final class Framing {
     return Unpooled.wrappedBuffer(header, Unpooled.wrappedBuffer(body));
   }
 
+  /** The header and {@code body} in one new array (for transports that take whole messages). */
+  static byte[] withHeader(byte[] body) {
+    byte[] out = new byte[HEADER_BYTES + body.length];
+    java.nio.ByteBuffer.wrap(out).putInt(body.length).putInt(0).put(body);
+    return out;
+  }
+
+  /** An ERROR frame, header included, as bytes. */
+  static byte[] bytes(ErrorCode code, String message) {
+    return withHeader(CODEC.encode(new Message.Error(0, code.wire(), message)));
+  }
+
   /** Why a header is refused, or {@code null} if it is acceptable. */
   static @Nullable String refusal(long length, int flags, int maxFrame) {
     if (length > maxFrame) {

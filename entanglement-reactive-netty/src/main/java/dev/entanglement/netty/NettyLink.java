@@ -4,7 +4,6 @@ import dev.entanglement.PeerId;
 import dev.entanglement.transport.Link;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufUtil;
-import java.time.Duration;
 import java.util.function.Function;
 import org.reactivestreams.Publisher;
 import org.slf4j.Logger;
@@ -86,12 +85,9 @@ final class NettyLink implements Link {
 
   @Override
   public Mono<Void> send(Publisher<byte[]> source) {
-    Flux<byte[]> f = Flux.from(source);
-    if (bytesPerSecond > 0) {
-      f = f.concatMap(body -> Mono.just(body).concatWith(pause(body.length)), 1);
-    }
     @SuppressWarnings("unchecked")
-    Publisher<Object> out = (Publisher<Object>) frames.apply(f);
+    Publisher<Object> out =
+        (Publisher<Object>) frames.apply(Throttle.apply(Flux.from(source), bytesPerSecond));
     // Deferred: Reactor Netty throws at assembly if the channel closed in the meantime.
     return Mono.defer(() -> outbound.sendObject(out).then())
         // The engine completes its frames to close after a last frame: it is flushed by now.
@@ -103,10 +99,6 @@ final class NettyLink implements Link {
               connection.dispose();
               return Mono.empty();
             });
-  }
-
-  private Mono<byte[]> pause(int bytes) {
-    return Mono.delay(Duration.ofNanos(bytes * 1_000_000_000L / bytesPerSecond)).then(Mono.empty());
   }
 
   @Override

@@ -1,0 +1,27 @@
+package dev.entanglement.netty;
+
+import java.time.Duration;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+/**
+ * A bandwidth cap on a stream of frame bodies: after a frame of {@code n} bytes the next one is
+ * requested only {@code n / bytesPerSecond} seconds later, so the rate never exceeds the cap, and
+ * at most one frame is outstanding: the engine's coalescing queue absorbs the overload.
+ */
+final class Throttle {
+  private Throttle() {}
+
+  static Flux<byte[]> apply(Flux<byte[]> frames, long bytesPerSecond) {
+    if (bytesPerSecond <= 0) {
+      return frames;
+    }
+    return frames.concatMap(
+        body ->
+            Mono.just(body)
+                .concatWith(
+                    Mono.delay(Duration.ofNanos(body.length * 1_000_000_000L / bytesPerSecond))
+                        .then(Mono.empty())),
+        1);
+  }
+}

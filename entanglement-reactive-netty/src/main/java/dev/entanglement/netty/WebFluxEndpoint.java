@@ -1,0 +1,225 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.ErrorCode;
+import dev.entanglement.PeerId;
+import dev.entanglement.transport.Link;
+import java.nio.ByteBuffer;
+import java.util.Objects;
+import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.springframework.core.io.buffer.DataBuffer;
+import org.springframework.http.HttpStatus;
+import org.springframework.web.reactive.socket.WebSocketHandler;
+import org.springframework.web.reactive.socket.WebSocketMessage;
+import org.springframework.web.reactive.socket.WebSocketSession;
+import org.springframework.web.reactive.socket.server.WebSocketService;
+import org.springframework.web.reactive.socket.server.support.HandshakeWebSocketService;
+import org.springframework.web.reactive.socket.server.support.WebSocketHandlerAdapter;
+import org.springframework.web.server.ServerWebExchange;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.Sinks;
+
+/**
+ * The protocol's WebSocket endpoint inside a Spring WebFlux application (needs {@code
+ * spring-webflux} on the class path). The upgrade hook sees the whole {@link ServerWebExchange}
+ * (cookies, headers, principal) and either names the peer or refuses with 401/403 before anything
+ * is upgraded. Frames are the same binary messages as {@link WebSocketServerTransport}'s.
+ *
+ * <pre>{@code
+ * WebFluxEndpoint endpoint = WebFluxEndpoint.builder(node).upgrade(exchange -> ...).build();
+ * @Bean HandlerMapping sync() {
+ *   return new SimpleUrlHandlerMapping(Map.of("/sync", endpoint.handler()), -1);
+ * }
+ * @Bean WebSocketHandlerAdapter adapter() { return endpoint.adapter(); }
+ * }</pre>
+ *
+ * <p>Defaults: every upgrade refused with 403 until a hook is set, maximum frame 1 MiB, no bandwidth
+ * limit.
+ */
+public final class WebFluxEndpoint {
+  private static final Logger log = LoggerFactory.getLogger(WebFluxEndpoint.class);
+
+  private final EntanglementNode node;
+  private final Function<ServerWebExchange, Mono<WebSocketServerTransport.Upgrade>> upgrade;
+  private final int maxFrame;
+  private final long bandwidth;
+  private final HandshakeWebSocketService handshake = new HandshakeWebSocketService();
+
+  private WebFluxEndpoint(Builder b) {
+    this.node = b.node;
+    this.upgrade = b.upgrade;
+    this.maxFrame = b.maxFrame;
+    this.bandwidth = b.bandwidth;
+  }
+
+  public static Builder builder(EntanglementNode node) {
+    return new Builder(node);
+  }
+
+  /**
+   * The handler to map to a URL. The protocol runs only through {@link #webSocketService()}, which
+   * knows the peer; a session upgraded by any other service is closed.
+   */
+  public WebSocketHandler handler() {
+    return WebSocketSession::close;
+  }
+
+  /** The upgrade service: applies the hook, then Spring's handshake, then runs the protocol. */
+  public WebSocketService webSocketService() {
+    return (exchange, handler) ->
+        upgrade
+            .apply(exchange)
+            .onErrorResume(
+                e -> {
+                  log.warn("upgrade hook failed: {}", e.toString());
+                  return Mono.just(WebSocketServerTransport.Upgrade.forbidden());
+                })
+            .defaultIfEmpty(WebSocketServerTransport.Upgrade.forbidden())
+            .flatMap(
+                decision -> {
+                  if (decision instanceof WebSocketServerTransport.Upgrade.Refuse r) {
+                    log.warn("refused WebSocket upgrade from {}: {}",
+                        exchange.getRequest().getRemoteAddress(), r.status());
+                    exchange.getResponse().setStatusCode(HttpStatus.valueOf(r.status()));
+                    return exchange.getResponse().setComplete();
+                  }
+                  PeerId peer = ((WebSocketServerTransport.Upgrade.Accept) decision).peer();
+                  return handshake.handleRequest(
+                      exchange,
+                      session -> node.attach(new SessionLink(session, peer, maxFrame, bandwidth)));
+                });
+  }
+
+  /** A handler adapter to register as a bean, using {@link #webSocketService()}. */
+  public WebSocketHandlerAdapter adapter() {
+    return new WebSocketHandlerAdapter(webSocketService());
+  }
+
+  /** A {@link Link} over a WebFlux session; one binary message per frame, header included. */
+  private static final class SessionLink implements Link {
+    private final WebSocketSession session;
+    private final PeerId peer;
+    private final int maxFrame;
+    private final long bandwidth;
+    private final Sinks.Empty<Void> closed = Sinks.empty();
+
+    SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth) {
+      this.session = session;
+      this.peer = peer;
+      this.maxFrame = maxFrame;
+      this.bandwidth = bandwidth;
+      session.closeStatus().doFinally(s -> closed.tryEmitEmpty()).subscribe(v -> {}, e -> {});
+    }
+
+    @Override
+    public PeerId remote() {
+      return peer;
+    }
+
+    @Override
+    public Flux<byte[]> receive() {
+      return session
+          .receive()
+          .concatMap(
+              m -> {
+                String refusal = refusal(m);
+                if (refusal != null) {
+                  log.warn("refusing {}: {}", peer, refusal);
+                  byte[] error = Framing.bytes(ErrorCode.BAD_ENCODING, refusal);
+                  return session
+                      .send(Mono.just(session.binaryMessage(f -> f.wrap(error))))
+                      .then(session.close())
+                      .then(Mono.<byte[]>empty());
+                }
+                DataBuffer payload = m.getPayload();
+                byte[] body = new byte[payload.readableByteCount() - Framing.HEADER_BYTES];
+                payload.readPosition(payload.readPosition() + Framing.HEADER_BYTES);
+                payload.read(body);
+                return Mono.just(body);
+              })
+          .onErrorResume(e -> Mono.empty());
+    }
+
+    private @Nullable String refusal(WebSocketMessage m) {
+      if (m.getType() != WebSocketMessage.Type.BINARY) {
+        return m.getType() == WebSocketMessage.Type.TEXT ? "only binary messages are allowed" : null;
+      }
+      DataBuffer p = m.getPayload();
+      if (p.readableByteCount() < Framing.HEADER_BYTES) {
+        return "message shorter than a frame header";
+      }
+      ByteBuffer header = ByteBuffer.allocate(Framing.HEADER_BYTES);
+      p.toByteBuffer(p.readPosition(), header, 0, Framing.HEADER_BYTES);
+      long length = Integer.toUnsignedLong(header.getInt(0));
+      String r = Framing.refusal(length, header.getInt(4), maxFrame);
+      if (r == null && length != p.readableByteCount() - Framing.HEADER_BYTES) {
+        r = "frame length " + length + " disagrees with the message";
+      }
+      return r;
+    }
+
+    @Override
+    public Mono<Void> send(Publisher<byte[]> frames) {
+      return session
+          .send(
+              Throttle.apply(Flux.from(frames), bandwidth)
+                  .map(b -> session.binaryMessage(f -> f.wrap(Framing.withHeader(b)))))
+          .then(session.close())
+          .onErrorResume(e -> session.close());
+    }
+
+    @Override
+    public Mono<Void> onClose() {
+      return closed.asMono();
+    }
+
+    @Override
+    public void dispose() {
+      session.close().subscribe(v -> {}, e -> {});
+    }
+
+    @Override
+    public boolean isDisposed() {
+      return !session.isOpen();
+    }
+  }
+
+  /** Builds a {@link WebFluxEndpoint}. */
+  public static final class Builder {
+    private final EntanglementNode node;
+    private Function<ServerWebExchange, Mono<WebSocketServerTransport.Upgrade>> upgrade =
+        e -> Mono.just(WebSocketServerTransport.Upgrade.forbidden());
+    private int maxFrame = Framing.DEFAULT_MAX_FRAME;
+    private long bandwidth;
+
+    private Builder(EntanglementNode node) {
+      this.node = Objects.requireNonNull(node);
+    }
+
+    /** Maps an upgrade request to a peer identity or a refusal. Default: refuse with 403. */
+    public Builder upgrade(Function<ServerWebExchange, Mono<WebSocketServerTransport.Upgrade>> hook) {
+      this.upgrade = Objects.requireNonNull(hook);
+      return this;
+    }
+
+    public Builder maxFrameSize(int bytes) {
+      this.maxFrame = bytes;
+      return this;
+    }
+
+    /** A bandwidth limit per session, in bytes per second. Default 0: unlimited. */
+    public Builder bandwidth(long bytesPerSecond) {
+      this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    public WebFluxEndpoint build() {
+      return new WebFluxEndpoint(this);
+    }
+  }
+}

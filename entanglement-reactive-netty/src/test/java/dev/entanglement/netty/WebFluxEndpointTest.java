@@ -1,0 +1,78 @@
+package dev.entanglement.netty;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.PeerId;
+import java.time.Duration;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+import org.springframework.http.server.reactive.HttpHandler;
+import org.springframework.http.server.reactive.ReactorHttpHandlerAdapter;
+import org.springframework.web.server.adapter.WebHttpHandlerBuilder;
+import reactor.core.publisher.Mono;
+import reactor.netty.DisposableServer;
+import reactor.netty.http.client.HttpClient;
+import reactor.netty.http.server.HttpServer;
+
+/** The endpoint inside a Spring WebFlux application (WebFlux's own handler chain, on Reactor Netty). */
+@ExtendWith(LeakDetection.class)
+class WebFluxEndpointTest {
+  private static final Duration WAIT = Duration.ofSeconds(15);
+
+  @Test
+  void webFluxServesTheProtocolAndRefusesBeforeUpgrading() {
+    // Spring reads its codec defaults from the class path once; do it here, not on an event loop.
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = TransportConformance.node("b");
+    EntanglementNode client = TransportConformance.node("a");
+    WebFluxEndpoint endpoint =
+        WebFluxEndpoint.builder(server)
+            .upgrade(exchange -> {
+              String token = exchange.getRequest().getHeaders().getFirst("Authorization");
+              if (token == null) {
+                return Mono.just(WebSocketServerTransport.Upgrade.unauthorized());
+              }
+              return Mono.just(token.equals("Bearer a")
+                  ? WebSocketServerTransport.Upgrade.accept(PeerId.of("a"))
+                  : WebSocketServerTransport.Upgrade.forbidden());
+            })
+            .build();
+    HttpHandler app =
+        WebHttpHandlerBuilder.webHandler(
+                exchange ->
+                    exchange.getRequest().getPath().value().equals("/sync")
+                        ? endpoint.webSocketService().handleRequest(exchange, endpoint.handler())
+                        : exchange.getResponse().writeWith(Mono.just(
+                            exchange.getResponse().bufferFactory().wrap("ok".getBytes()))))
+            .build();
+    DisposableServer http =
+        HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+    try {
+      String base = "127.0.0.1:" + http.port();
+      assertEquals(401, upgradeStatus(HttpClient.create(), "http://" + base + "/sync"));
+      assertEquals(403, upgradeStatus(
+          HttpClient.create().headers(h -> h.set("Authorization", "Bearer z")), "http://" + base + "/sync"));
+      WebSocketClientTransport.builder(client).uri("ws://" + base + "/sync").expect(PeerId.of("b"))
+          .headers(h -> h.set("Authorization", "Bearer a")).build().connectAndAttach().subscribe();
+      server.publish(new TransportConformance.Cursor("s", 1, 1)).block(WAIT);
+      TransportConformance.await(client, "s", 1);
+      assertTrue(client.propose(TransportConformance.CURSOR, "s", Map.of("x", 2.0)).block(WAIT).isCommitted());
+      TransportConformance.await(server, "s", 2);
+      assertTrue(server.isConnected(PeerId.of("a")));
+    } finally {
+      http.disposeNow(WAIT);
+      client.close().block(WAIT);
+      server.close().block(WAIT);
+    }
+  }
+
+  private static int upgradeStatus(HttpClient client, String uri) {
+    return client
+        .headers(h -> h.set("Upgrade", "websocket").set("Connection", "Upgrade")
+            .set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==").set("Sec-WebSocket-Version", "13"))
+        .get().uri(uri).response().map(r -> r.status().code()).block(WAIT);
+  }
+}
