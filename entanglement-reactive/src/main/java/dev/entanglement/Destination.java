@@ -58,6 +58,9 @@ final class Destination {
     /** A frame built in advance (events of unique types, relayed verbatim). */
     record Raw(byte[] frame) implements Outbound {}
 
+    /** The node's watermark for an owner, computed at dequeue; {@code full} ends a full resync. */
+    record Watermark(OwnerId owner, boolean full) implements Outbound {}
+
     /** A request toward an owner; merges with a pending request for the same key. */
     record Request(
         Message.ProposalKind kind,
@@ -87,6 +90,14 @@ final class Destination {
   boolean closeWhenFlushed;
   long nextRequestId = 1;
   long lastReceivedNanos;
+  /** The last watermark sent to the peer, per owner. */
+  final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
+  /** Keys received from the peer per owner, until the peer's first watermark for that owner. */
+  final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
+  /** Owners whose first watermark from the peer has arrived. */
+  final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
+  /** A steady-state watermark flush is scheduled. */
+  boolean watermarkFlushPending;
   final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
   long demand;

@@ -85,6 +85,11 @@ final class Engine {
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
   private final Map<OwnerId, Long> removedOwners = new HashMap<>();
+  /** For each remote owner, the version up to which this node holds every state of it. */
+  private final Map<OwnerId, Version> watermarks = new HashMap<>();
+  /** For each owner, the newest tombstone dropped by retention: peers behind it resync fully. */
+  private final Map<OwnerId, Version> purgedUpTo = new HashMap<>();
+  private final reactor.core.Disposable retentionTask;
   /** Copy-on-write: iterated on every change, written only on attach and detach. */
   private final List<Destination> destinations = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
@@ -116,7 +121,8 @@ final class Engine {
       Duration request,
       Duration transitionTtl,
       Duration keepAlive,
-      Duration handshake) {}
+      Duration handshake,
+      Duration tombstoneRetention) {}
 
   /** A local owner: its epoch and the last serial it assigned. */
   private static final class LocalOwner {
@@ -208,6 +214,10 @@ final class Engine {
     this.types = byName;
     this.typesByClass = byClass;
     owners.forEach((o, epoch) -> localOwners.put(o, new LocalOwner(epoch)));
+    long sweep = Math.max(1, Math.min(timeouts.tombstoneRetention().toNanos() / 4, Duration.ofHours(1).toNanos()));
+    this.retentionTask =
+        scheduler.schedulePeriodically(
+            () -> serial.execute(this::dropExpiredTombstones), sweep, sweep, TimeUnit.NANOSECONDS);
   }
 
   // ------------------------------------------------------------------ public operations (any thread)
@@ -452,6 +462,7 @@ final class Engine {
                 () -> {
                   if (!closed) {
                     closed = true;
+                    retentionTask.dispose();
                     for (Destination d : new ArrayList<>(destinations)) {
                       d.link.dispose();
                     }
@@ -744,9 +755,10 @@ final class Engine {
         (o, epoch) ->
             offer(d, new QueueKey(Lane.CONTROL, "removed:" + o), 1,
                 new Outbound.Control(new Message.OwnerRemoved(o.value(), epoch))));
-    for (StoredState st : objects.values()) {
-      offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
-    }
+    List<Message.Mark> holds = new ArrayList<>();
+    watermarks.forEach((o, v) -> holds.add(new Message.Mark(o.value(), v.epoch(), v.serial())));
+    offer(d, new QueueKey(Lane.CONTROL, "catch-up"), 0,
+        new Outbound.Control(new Message.CatchUp(holds)));
     for (Map<String, TransitionSlot> slots : transitions.values()) {
       for (TransitionSlot s : slots.values()) {
         offer(d, new QueueKey(Lane.TENTATIVE, s.id), s.binding.priority(),
@@ -880,6 +892,7 @@ final class Engine {
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null) {
+        scheduleWatermarkFlush(d);
         if (d.closeWhenFlushed) {
           // Completing the frames tells the transport to flush them, then close the link.
           d.out.onComplete();
@@ -924,6 +937,8 @@ final class Engine {
       return tentativeFrame(d, t);
     } else if (o instanceof Outbound.Request r) {
       return requestFrame(d, r);
+    } else if (o instanceof Outbound.Watermark w) {
+      return watermarkFrame(d, w);
     }
     throw new IllegalStateException("unknown outbound " + o);
   }
@@ -1103,6 +1118,10 @@ final class Engine {
       }
     } else if (m instanceof Message.OwnerRemoved o) {
       onOwnerRemoved(d, o);
+    } else if (m instanceof Message.CatchUp c) {
+      onCatchUp(d, c);
+    } else if (m instanceof Message.Watermark w) {
+      onWatermark(d, w);
     } else if (m instanceof Message.Ping p) {
       sendControl(d, new Message.Pong(p.nonce()), 0);
     } else if (m instanceof Message.GoAway g) {
@@ -1184,6 +1203,9 @@ final class Engine {
     }
     if (!listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
       return ErrorCode.UNAUTHORIZED;
+    }
+    if (!from.caughtUp.contains(owner)) {
+      from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
     from.held.merge(key, v, (a, c) -> a.compareTo(c) >= 0 ? a : c);
     StoredState cur = objects.get(key);
@@ -1274,15 +1296,7 @@ final class Engine {
     if (cur == null || localOwners.containsKey(cur.owner()) || !routes.onPath(d, cur.owner())) {
       return;
     }
-    objects.remove(key);
-    Snapshot<?> s = cur.snapshot;
-    notifyWatchers(new Snapshot<>(key, null, s.owner(), s.version(), true, s.committedAt()));
-    for (Destination other : destinations) {
-      if (other != d && other.held.containsKey(key)) {
-        offer(other, new QueueKey(Lane.STATE, key), cur.binding.priority(), new Outbound.State(key));
-        drain(other);
-      }
-    }
+    drop(cur, d);
   }
 
   private void onPropose(Destination d, Message.Propose p) {
@@ -1469,6 +1483,157 @@ final class Engine {
         offer(d, new QueueKey(Lane.CONTROL, "removed:" + owner), 1,
             new Outbound.Control(new Message.OwnerRemoved(owner.value(), epoch)));
         drain(d);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ catch-up
+
+  /** The version up to which this node holds every state of {@code owner}, or null. */
+  private @Nullable Version watermarkOf(OwnerId owner) {
+    LocalOwner lo = localOwners.get(owner);
+    return lo != null ? new Version(lo.epoch, lo.serial) : watermarks.get(owner);
+  }
+
+  /**
+   * The peer says what it holds completely: send it only newer states, then a watermark per owner.
+   * A peer that holds another epoch of an owner, or is behind the tombstones dropped by retention,
+   * gets a full resync of that owner: every state, then a watermark that lets it drop the rest.
+   */
+  private void onCatchUp(Destination d, Message.CatchUp m) {
+    Map<OwnerId, Version> holds = new HashMap<>();
+    for (Message.Mark mark : m.holds()) {
+      holds.put(OwnerId.of(mark.owner()), new Version(mark.epoch(), mark.serial()));
+    }
+    java.util.Set<OwnerId> owners = new java.util.LinkedHashSet<>(localOwners.keySet());
+    owners.addAll(watermarks.keySet());
+    for (StoredState st : objects.values()) {
+      owners.add(st.owner());
+    }
+    Map<OwnerId, Boolean> full = new HashMap<>();
+    for (OwnerId o : owners) {
+      Version h = holds.get(o);
+      Version wm = watermarkOf(o);
+      Version purged = purgedUpTo.get(o);
+      full.put(o, h == null
+          || (wm != null && h.epoch() != wm.epoch())
+          || (purged != null && purged.epoch() == h.epoch() && h.serial() < purged.serial()));
+    }
+    for (StoredState st : objects.values()) {
+      Version h = holds.get(st.owner());
+      if (full.get(st.owner()) || st.version().isNewerThan(h)) {
+        offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+      }
+    }
+    for (OwnerId o : owners) {
+      if (watermarkOf(o) != null) {
+        // Lowest urgency: it leaves after every state queued before it.
+        offer(d, new QueueKey(Lane.CONTROL, "wm:" + o), Integer.MAX_VALUE,
+            new Outbound.Watermark(o, full.get(o)));
+      }
+    }
+    drain(d);
+  }
+
+  private byte @Nullable [] watermarkFrame(Destination d, Outbound.Watermark w) {
+    Version wm = watermarkOf(w.owner());
+    if (wm == null || RouteTable.ownedBy(d, w.owner())) {
+      return null;
+    }
+    Version sent = d.sentWatermarks.get(w.owner());
+    if (!w.full() && sent != null && sent.compareTo(wm) >= 0) {
+      return null;
+    }
+    d.sentWatermarks.put(w.owner(), wm);
+    return codec.encode(new Message.Watermark(w.owner().value(), wm.epoch(), wm.serial(), w.full()));
+  }
+
+  /**
+   * In steady state, tells a peer that caught up with everything queued for it how far it now is,
+   * at most once per second, so that its next catch-up asks only for what it missed.
+   */
+  private void scheduleWatermarkFlush(Destination d) {
+    if (d.watermarkFlushPending || !d.ready || d.closed || watermarksToSend(d).isEmpty()) {
+      return;
+    }
+    d.watermarkFlushPending = true;
+    d.timers.add(
+        scheduler.schedule(
+            () ->
+                serial.execute(
+                    () -> {
+                      d.watermarkFlushPending = false;
+                      if (d.closed) {
+                        return;
+                      }
+                      for (OwnerId o : List.copyOf(watermarksToSend(d))) {
+                        offer(d, new QueueKey(Lane.CONTROL, "wm:" + o), Integer.MAX_VALUE,
+                            new Outbound.Watermark(o, false));
+                      }
+                      drain(d);
+                    }),
+            1,
+            TimeUnit.SECONDS));
+  }
+
+  private List<OwnerId> watermarksToSend(Destination d) {
+    List<OwnerId> out = new ArrayList<>();
+    java.util.Set<OwnerId> owners = new java.util.LinkedHashSet<>(localOwners.keySet());
+    owners.addAll(watermarks.keySet());
+    for (OwnerId o : owners) {
+      Version wm = watermarkOf(o);
+      Version sent = d.sentWatermarks.get(o);
+      if (wm != null && (sent == null || wm.isNewerThan(sent)) && !RouteTable.ownedBy(d, o)) {
+        out.add(o);
+      }
+    }
+    return out;
+  }
+
+  private void onWatermark(Destination d, Message.Watermark w) {
+    OwnerId owner = OwnerId.of(w.owner());
+    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
+      return;
+    }
+    Version v = new Version(w.epoch(), w.serial());
+    if (w.full()) {
+      java.util.Set<ObjectKey> seen = d.catchUpSeen.getOrDefault(owner, java.util.Set.of());
+      for (StoredState st : List.copyOf(objects.values())) {
+        if (st.owner().equals(owner) && st.version().compareTo(v) <= 0 && !seen.contains(st.key())) {
+          drop(st, d);
+        }
+      }
+    }
+    d.caughtUp.add(owner);
+    d.catchUpSeen.remove(owner);
+    Version cur = watermarks.get(owner);
+    if (cur == null || v.isNewerThan(cur)) {
+      watermarks.put(owner, v);
+    }
+  }
+
+  /** Forgets an object that its source no longer has; neighbours that hold it get a withdrawal. */
+  private void drop(StoredState st, @Nullable Destination from) {
+    objects.remove(st.key());
+    Snapshot<?> s = st.snapshot;
+    if (!s.deleted()) {
+      notifyWatchers(new Snapshot<>(s.key(), null, s.owner(), s.version(), true, s.committedAt()));
+    }
+    for (Destination other : destinations) {
+      if (other != from && other.held.containsKey(st.key())) {
+        offer(other, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+        drain(other);
+      }
+    }
+  }
+
+  /** Drops tombstones older than the retention; peers behind them will resync those owners. */
+  private void dropExpiredTombstones() {
+    long horizon = now() - timeouts.tombstoneRetention().toMillis();
+    for (StoredState st : List.copyOf(objects.values())) {
+      if (st.deleted() && st.snapshot.committedAt() < horizon) {
+        objects.remove(st.key());
+        purgedUpTo.merge(st.owner(), st.version(), (a, b) -> a.compareTo(b) >= 0 ? a : b);
       }
     }
   }

@@ -250,7 +250,8 @@ public final class EntanglementNode {
   /**
    * Builds an {@link EntanglementNode}. Defaults: a random node id; one random local owner; {@link
    * Policy#ALLOW_ALL} for peers; {@link Schedulers#parallel()} for timers; decision timeout 10 s;
-   * request timeout 30 s; transition TTL 5 s; keepalive 15 s; handshake timeout 10 s.
+   * request timeout 30 s; transition TTL 5 s; keepalive 15 s; handshake timeout 10 s; tombstone
+   * retention 7 days.
    */
   public static final class Builder {
     private String id = UUID.randomUUID().toString();
@@ -263,6 +264,7 @@ public final class EntanglementNode {
     private Duration transitionTtl = Duration.ofSeconds(5);
     private Duration keepAlive = Duration.ofSeconds(15);
     private Duration handshakeTimeout = Duration.ofSeconds(10);
+    private Duration tombstoneRetention = Duration.ofDays(7);
     private @Nullable Long epoch;
 
     private Builder() {}
@@ -342,6 +344,16 @@ public final class EntanglementNode {
       return this;
     }
 
+    /**
+     * How long tombstones are kept to tell reconnecting peers about deletes. A peer that was away
+     * longer gets a full resync of the owners concerned, and drops what no longer exists. Default
+     * 7 days.
+     */
+    public Builder tombstoneRetention(Duration retention) {
+      this.tombstoneRetention = positive(retention);
+      return this;
+    }
+
     public EntanglementNode build() {
       if (registries.isEmpty()) {
         throw new IllegalStateException("a node needs at least one registry");
@@ -361,7 +373,12 @@ public final class EntanglementNode {
               peerPolicy,
               scheduler,
               new Engine.Timeouts(
-                  decisionTimeout, requestTimeout, transitionTtl, keepAlive, handshakeTimeout)));
+                  decisionTimeout,
+                  requestTimeout,
+                  transitionTtl,
+                  keepAlive,
+                  handshakeTimeout,
+                  tombstoneRetention)));
     }
 
     private static Duration positive(Duration d) {

@@ -184,11 +184,13 @@ class ReplicationTest {
       mesh.connect("client", "server2");
       mesh.get("server").publish(new Cursor("x", 1, 1)).block();
       assertTrue(mesh.get("server").delete(CURSOR, "x").block().isCommitted());
+      mesh.advance(Duration.ofSeconds(5)); // watermarks settle
       long sent = totalFramesSent(mesh);
-      mesh.advance(Duration.ofSeconds(10)); // less than a keepalive interval
+      mesh.advance(Duration.ofSeconds(8)); // less than a keepalive interval
       assertEquals(sent, totalFramesSent(mesh), "frames kept flowing after the delete");
-      // Each of the two other nodes received the tombstone at most twice (once per path).
-      assertTrue(sent < 40, "frames: " + sent);
+      // Each of the two other nodes received the tombstone at most twice (once per path); the rest
+      // is the handshake, catch-up watermarks and routes of three links.
+      assertTrue(sent < 60, "frames: " + sent);
       for (String n : List.of("server2", "client")) {
         assertTrue(mesh.get(n).get(CURSOR, "x").orElseThrow().deleted());
       }

@@ -39,6 +39,8 @@ public final class FrameCodec {
     CLASSES.put(MessageType.PING, Message.Ping.class);
     CLASSES.put(MessageType.PONG, Message.Pong.class);
     CLASSES.put(MessageType.GOAWAY, Message.GoAway.class);
+    CLASSES.put(MessageType.CATCH_UP, Message.CatchUp.class);
+    CLASSES.put(MessageType.WATERMARK, Message.Watermark.class);
   }
 
   private final ObjectWriter writer;

@@ -266,4 +266,42 @@ public sealed interface Message {
       return MessageType.GOAWAY;
     }
   }
+
+  /** A version of one owner: epoch and serial. */
+  record Mark(@JsonProperty("o") String owner, @JsonProperty("e") long epoch, @JsonProperty("s") long serial) {
+    public Mark {
+      Objects.requireNonNull(owner, "owner");
+    }
+  }
+
+  /** Sent once per link after HELLO: for each owner, the version up to which the sender is complete. */
+  record CatchUp(@JsonProperty("h") List<Mark> holds) implements Message {
+    public CatchUp {
+      Objects.requireNonNull(holds, "holds");
+    }
+
+    public MessageType type() {
+      return MessageType.CATCH_UP;
+    }
+  }
+
+  /**
+   * The receiver now holds every state of {@code owner} up to {@code (epoch, serial)}. With {@code
+   * full}, the states sent since the receiver's CATCH_UP are the owner's complete set: any other
+   * object of that owner up to this version is gone.
+   */
+  record Watermark(
+      @JsonProperty("o") String owner,
+      @JsonProperty("e") long epoch,
+      @JsonProperty("s") long serial,
+      @JsonProperty("f") boolean full)
+      implements Message {
+    public Watermark {
+      Objects.requireNonNull(owner, "owner");
+    }
+
+    public MessageType type() {
+      return MessageType.WATERMARK;
+    }
+  }
 }

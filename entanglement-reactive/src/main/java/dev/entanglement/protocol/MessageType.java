@@ -34,7 +34,11 @@ public enum MessageType {
   /** Keepalive answer. */
   PONG(14),
   /** The sender is closing the link, with a reason. */
-  GOAWAY(15);
+  GOAWAY(15),
+  /** What the sender holds completely, per owner: the receiver sends only what is newer. */
+  CATCH_UP(16),
+  /** The receiver now holds everything of an owner up to a version (after the states it covers). */
+  WATERMARK(17);
 
   private static final MessageType[] BY_CODE = new MessageType[256];
 

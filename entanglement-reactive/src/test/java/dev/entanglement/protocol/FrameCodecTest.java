@@ -106,7 +106,10 @@ class FrameCodecTest {
         new Message.OwnerRemoved("owner-b", 4L),
         new Message.Ping(-1L),
         new Message.Pong(Long.MIN_VALUE),
-        new Message.GoAway("SHUTDOWN", "bye"));
+        new Message.GoAway("SHUTDOWN", "bye"),
+        new Message.CatchUp(List.of(new Message.Mark("owner-a", 3, 42), new Message.Mark("owner-b", 1, 0))),
+        new Message.CatchUp(List.of()),
+        new Message.Watermark("owner-a", 3, 42, true));
   }
 
   @Test
@@ -164,7 +167,7 @@ class FrameCodecTest {
   }
 
   @ParameterizedTest
-  @ValueSource(ints = {0, 16, 17, 100, 127, 128, 200, 255})
+  @ValueSource(ints = {0, 18, 19, 100, 127, 128, 200, 255})
   void unknownTypeCodeIsRejected(int code) {
     byte[] valid = codec.encode(sampleSync());
     valid[0] = (byte) code;

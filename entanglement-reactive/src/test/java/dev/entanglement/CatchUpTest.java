@@ -1,0 +1,107 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import java.time.Duration;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+/** Catch-up on reconnect: per-owner watermarks, only newer states, full resync when needed. */
+class CatchUpTest {
+
+  @Test
+  @DisplayName("a reconnecting peer receives only what changed while it was away")
+  void onlyChangesAreResent() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b")) {
+      for (int i = 0; i < 100; i++) {
+        mesh.get("a").publish(new Cursor("c" + i, i, 0)).block();
+      }
+      mesh.advance(Duration.ofSeconds(2)); // b learns its watermark
+      mesh.disconnect("a", "b");
+      for (int i = 0; i < 5; i++) {
+        mesh.get("a").publish(new Cursor("c" + i, -1, -1)).block();
+      }
+      mesh.get("a").delete(CURSOR, "c50").block();
+      long encodedBefore = mesh.get("a").stats().statesEncoded();
+      long framesBefore = mesh.get("a").stats().framesSent();
+      mesh.connect("a", "b");
+      long frames = mesh.get("a").stats().framesSent() - framesBefore;
+      // 6 states, plus HELLO, ROUTES, CATCH_UP and a watermark.
+      assertTrue(frames <= 12, "frames sent on reconnect: " + frames);
+      assertEquals(6, mesh.get("a").stats().statesEncoded() - encodedBefore);
+      for (int i = 0; i < 100; i++) {
+        assertEquals(
+            mesh.get("a").get(CURSOR, "c" + i).map(Snapshot::version),
+            mesh.get("b").get(CURSOR, "c" + i).map(Snapshot::version),
+            "c" + i);
+      }
+      assertTrue(mesh.get("b").get(CURSOR, "c50").orElseThrow().deleted());
+    }
+  }
+
+  @Test
+  @DisplayName("a relay answers a reconnecting peer from its own store")
+  void relayAnswersFromItsStore() {
+    try (TestMesh mesh = ReplicationTest.line("a", "b", "c")) {
+      for (int i = 0; i < 50; i++) {
+        mesh.get("a").publish(new Cursor("k" + i, i, 0)).block();
+      }
+      mesh.advance(Duration.ofSeconds(3));
+      mesh.disconnect("b", "c");
+      mesh.get("a").publish(new Cursor("k1", 100, 0)).block();
+      mesh.get("a").publish(new Cursor("new", 1, 0)).block();
+      mesh.get("a").delete(CURSOR, "k2").block();
+      long before = mesh.get("b").stats().framesSent();
+      mesh.connect("b", "c");
+      long frames = mesh.get("b").stats().framesSent() - before;
+      assertTrue(frames <= 12, "frames the relay sent on reconnect: " + frames);
+      assertEquals(100.0, mesh.get("c").get(CURSOR, "k1").orElseThrow().value().x());
+      assertTrue(mesh.get("c").get(CURSOR, "new").isPresent());
+      assertTrue(mesh.get("c").get(CURSOR, "k2").orElseThrow().deleted());
+      assertEquals(0, mesh.get("b").stats().statesEncoded(), "relays forward the owner's bytes");
+    }
+  }
+
+  @Test
+  @DisplayName("a peer away longer than the tombstone retention gets a full resync and drops deleted objects")
+  void behindRetentionGetsFullResync() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO));
+      mesh.node("b", b -> b.keepAlive(Duration.ZERO));
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("gone", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("kept", 2, 2)).block();
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("a", "b");
+      mesh.get("a").delete(CURSOR, "gone").block();
+      mesh.advance(Duration.ofMinutes(3)); // the tombstone is dropped
+      assertTrue(mesh.get("a").get(CURSOR, "gone").isEmpty());
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("b").get(CURSOR, "gone").isEmpty(), "a full resync removes what no longer exists");
+      assertEquals(2.0, mesh.get("b").get(CURSOR, "kept").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("an owner that lost its store comes back in a new epoch; receivers resync it fully")
+  void newEpochResyncsFully() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("old", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("both", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("a", "b");
+      mesh.nodes.remove("a").close().block();
+      EntanglementNode fresh = mesh.node("a", b -> b.epoch(2));
+      fresh.publish(new Cursor("both", 9, 9)).block();
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("b").get(CURSOR, "old").isEmpty(), "state from the lost epoch is dropped");
+      assertEquals(new Version(2, 1), mesh.get("b").get(CURSOR, "both").orElseThrow().version());
+    }
+  }
+}
