@@ -8,6 +8,9 @@ import dev.entanglement.internal.SerialExecutor;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import dev.entanglement.protocol.ProtocolException;
+import dev.entanglement.store.StateStore;
+import dev.entanglement.store.StoredData;
+import dev.entanglement.store.WriteBatch;
 import dev.entanglement.transport.Link;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -82,6 +85,15 @@ final class Engine {
 
   /** Current state of every object this node holds, tombstones included. */
   final ConcurrentHashMap<ObjectKey, StoredState> objects = new ConcurrentHashMap<>();
+  /** Local commits waiting for their batch to be durable; owner-side logic reads them first. */
+  private final Map<ObjectKey, StoredState> uncommitted = new HashMap<>();
+
+  private final @Nullable StateStore store;
+  /** The batch being filled, and what to run once it is durable. */
+  private WriteBatch filling = new WriteBatch();
+  private List<Runnable> fillingCallbacks = new ArrayList<>();
+  private boolean writing;
+  private boolean started;
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
   private final Map<OwnerId, Long> removedOwners = new HashMap<>();
@@ -179,11 +191,14 @@ final class Engine {
       Map<OwnerId, Long> owners,
       Policy peerPolicy,
       Scheduler scheduler,
-      Timeouts timeouts) {
+      Timeouts timeouts,
+      @Nullable StateStore store) {
     this.nodeId = nodeId;
     this.scheduler = scheduler;
     this.peerPolicy = peerPolicy;
     this.timeouts = timeouts;
+    this.store = store;
+    this.started = store == null;
     this.routes = new RouteTable(destinations, localOwners.keySet());
     this.serial = new SerialExecutor(t -> log.error("engine task failed on node {}", nodeId, t));
     this.json =
@@ -222,13 +237,74 @@ final class Engine {
 
   // ------------------------------------------------------------------ public operations (any thread)
 
+  /** Loads the store, if any: owners keep their epochs and serials, objects and watermarks return. */
+  Mono<Void> start() {
+    if (store == null) {
+      return Mono.empty();
+    }
+    return store
+        .load()
+        .flatMap(
+            data ->
+                Mono.<Void>create(
+                    sink ->
+                        serial.execute(
+                            () -> {
+                              if (!started) {
+                                restore(data);
+                                started = true;
+                              }
+                              sink.success();
+                            })));
+  }
+
+  private void restore(StoredData data) {
+    for (StoredData.OwnerRecord o : data.owners()) {
+      OwnerId id = OwnerId.of(o.owner());
+      if (o.local()) {
+        LocalOwner lo = new LocalOwner(o.epoch());
+        lo.serial = o.serial();
+        localOwners.put(id, lo);
+      } else {
+        removedOwners.put(id, o.epoch());
+      }
+    }
+    for (StoredData.ObjectRecord r : data.objects()) {
+      TypeBinding<?> b = types.get(r.type());
+      if (b == null) {
+        log.warn("node {}: stored object of unknown type {} ignored", nodeId, r.type());
+        continue;
+      }
+      ObjectNode attrs = r.deleted() ? emptyObject() : (ObjectNode) json.readTree(r.attributes());
+      Object value = r.deleted() ? null : json.treeToValue(attrs, b.type().javaType());
+      ObjectKey key = new ObjectKey(r.type(), r.key());
+      Snapshot<?> snap =
+          new Snapshot<>(key, value, OwnerId.of(r.owner()), new Version(r.epoch(), r.serial()),
+              r.deleted(), r.committedAt());
+      objects.put(key, new StoredState(b, snap, attrs, null));
+    }
+    for (StoredData.WatermarkRecord w : data.watermarks()) {
+      watermarks.put(OwnerId.of(w.owner()), new Version(w.epoch(), w.serial()));
+    }
+    // Owners configured but not stored (a new or lost store) start here, in their new epoch.
+    localOwners.forEach((o, lo) -> persist(new WriteBatch.PutOwner(
+        new StoredData.OwnerRecord(o.value(), lo.epoch, lo.serial, true))));
+    log.info("node {}: loaded {} objects, {} owners", nodeId, data.objects().size(), data.owners().size());
+  }
+
+  private void requireStarted() {
+    if (!started) {
+      throw new IllegalStateException("node " + nodeId + " has a store: call start() first");
+    }
+  }
+
   Mono<Snapshot<?>> publish(@Nullable SyncType<?> declared, OwnerId owner, Object value) {
     return Mono.create(
         sink ->
             serial.execute(
                 () -> {
                   try {
-                    sink.success(publishNow(declared, owner, value));
+                    publishNow(declared, owner, value, sink::success);
                   } catch (RuntimeException e) {
                     sink.error(e);
                   }
@@ -240,14 +316,14 @@ final class Engine {
     return request(
         sink -> {
           TypeBinding<?> b = binding(type);
-          StoredState cur = objects.get(key);
+          StoredState cur = current(key);
           if (cur == null || cur.deleted()) {
             sink.success(new Outcome.Rejected<>(ErrorCode.NOT_FOUND, key + " does not exist"));
             return;
           }
           if (localOwners.containsKey(cur.owner())) {
-            StoredState st = commitLocal(b, key, cur.owner(), emptyObject(), null, true, null);
-            sink.success(new Outcome.Committed<>(st.snapshot));
+            commitLocal(b, key, cur.owner(), emptyObject(), null, true, null,
+                st -> sink.success(new Outcome.Committed<>(st.snapshot)));
             return;
           }
           LocalWaiter w = localWaiter(sink);
@@ -397,9 +473,10 @@ final class Engine {
           sink.onCancel(link::dispose);
           serial.execute(
               () -> {
-                if (closed) {
+                if (closed || !started) {
                   link.dispose();
-                  sink.error(new IllegalStateException("node " + nodeId + " is closed"));
+                  sink.error(new IllegalStateException(
+                      "node " + nodeId + (closed ? " is closed" : " has a store: call start() first")));
                   return;
                 }
                 attachNow(link, sink);
@@ -434,6 +511,7 @@ final class Engine {
                   }
                   localOwners.put(owner, new LocalOwner(epoch));
                   removedOwners.remove(owner);
+                  persist(new WriteBatch.PutOwner(new StoredData.OwnerRecord(owner.value(), epoch, 0, true)));
                   routesChanged();
                   sink.success();
                 }));
@@ -657,7 +735,7 @@ final class Engine {
             new ArrayList<>(List.of(w)));
     if (localOwners.containsKey(owner)) {
       // The owner's own transition: no one to ask.
-      StoredState cur = objects.get(key);
+      StoredState cur = current(key);
       if (cur == null || cur.deleted()) {
         w.rejected(ErrorCode.NOT_FOUND, key + " does not exist");
         return;
@@ -665,7 +743,7 @@ final class Engine {
       ObjectNode merged = slot.partial ? merge(cur.attributes, slot.attributes) : slot.attributes;
       try {
         Object value = json.treeToValue(merged, b.type().javaType());
-        w.committed(commitLocal(b, key, owner, merged, value, false, tid));
+        commitLocal(b, key, owner, merged, value, false, tid, w::committed);
       } catch (JacksonException e) {
         w.rejected(ErrorCode.BAD_ENCODING, "tentative value does not decode: " + e.getOriginalMessage());
       }
@@ -676,7 +754,12 @@ final class Engine {
 
   // ------------------------------------------------------------------ local commits
 
-  private Snapshot<?> publishNow(@Nullable SyncType<?> declared, OwnerId owner, Object value) {
+  private void publishNow(
+      @Nullable SyncType<?> declared,
+      OwnerId owner,
+      Object value,
+      java.util.function.Consumer<Snapshot<?>> done) {
+    requireStarted();
     TypeBinding<?> b = declared != null ? binding(declared) : bindingOf(value.getClass());
     if (!b.type().javaType().isInstance(value)) {
       throw new IllegalArgumentException(value.getClass() + " is not a " + b.type());
@@ -689,14 +772,15 @@ final class Engine {
     ObjectKey key = t.keyOf(value);
     ObjectNode tree = json.valueToTree(value);
     if (t.isUnique()) {
-      return publishEvent(b, key, owner, tree, value);
+      done.accept(publishEvent(b, key, owner, tree, value));
+      return;
     }
-    StoredState cur = objects.get(key);
+    StoredState cur = current(key);
     if (cur != null && !cur.deleted() && !cur.owner().equals(owner)) {
       throw new EntanglementException(
           ErrorCode.BAD_OWNER, key + " is owned by " + cur.owner() + "; propose a change instead");
     }
-    return commitLocal(b, key, owner, tree, value, false, null).snapshot;
+    commitLocal(b, key, owner, tree, value, false, null, st -> done.accept(st.snapshot));
   }
 
   private Snapshot<?> publishEvent(
@@ -711,14 +795,21 @@ final class Engine {
     return snap;
   }
 
-  private StoredState commitLocal(
+  /**
+   * Commits a new version of a local owner's object. Without a store it takes effect at once. With
+   * one, it takes effect — watchers, flood, transitions, {@code done} — only once its batch is
+   * durable, so nothing acknowledged or sent is ever lost by a crash; meanwhile owner-side logic
+   * sees it through {@link #current}.
+   */
+  private void commitLocal(
       TypeBinding<?> b,
       ObjectKey key,
       OwnerId owner,
       ObjectNode attributes,
       @Nullable Object value,
       boolean deleted,
-      @Nullable String confirmsTransition) {
+      @Nullable String confirmsTransition,
+      java.util.function.Consumer<StoredState> done) {
     LocalOwner lo = localOwners.get(owner);
     Version v = new Version(lo.epoch, ++lo.serial);
     Object typed = value;
@@ -727,11 +818,104 @@ final class Engine {
     }
     Snapshot<?> snap = new Snapshot<>(key, deleted ? null : typed, owner, v, deleted, now());
     StoredState st = new StoredState(b, snap, deleted ? emptyObject() : attributes, null);
-    objects.put(key, st);
-    notifyWatchers(snap);
+    if (store == null) {
+      takeEffect(st, confirmsTransition);
+      done.accept(st);
+      return;
+    }
+    uncommitted.put(key, st);
+    persist(new WriteBatch.PutOwner(new StoredData.OwnerRecord(owner.value(), lo.epoch, lo.serial, true)));
+    persist(new WriteBatch.PutObject(record(st)));
+    whenDurable(
+        () -> {
+          uncommitted.remove(key, st);
+          takeEffect(st, confirmsTransition);
+          done.accept(st);
+        });
+  }
+
+  private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
+    objects.put(st.key(), st);
+    notifyWatchers(st.snapshot);
     markDirty(st, null);
-    settleTransitions(key, confirmsTransition);
-    return st;
+    settleTransitions(st.key(), confirmsTransition);
+  }
+
+  /** The newest state of {@code key}, including a local commit not yet durable. */
+  private @Nullable StoredState current(ObjectKey key) {
+    StoredState pending = uncommitted.get(key);
+    return pending != null ? pending : objects.get(key);
+  }
+
+  // ------------------------------------------------------------------ persistence
+
+  private StoredData.ObjectRecord record(StoredState st) {
+    Snapshot<?> s = st.snapshot;
+    return new StoredData.ObjectRecord(
+        s.key().type(), s.key().key(), s.owner().value(), s.version().epoch(), s.version().serial(),
+        s.committedAt(), s.deleted(), s.deleted() ? "{}" : json.writeValueAsString(st.attributes));
+  }
+
+  /** Adds a change to the batch being filled; with no store, does nothing. */
+  private void persist(WriteBatch.Change change) {
+    if (store == null) {
+      return;
+    }
+    filling.add(change);
+    flushWrites();
+  }
+
+  /** Runs {@code r} once everything persisted so far is durable. */
+  private void whenDurable(Runnable r) {
+    fillingCallbacks.add(r);
+    flushWrites();
+  }
+
+  /**
+   * One batch in flight at a time (group commit): changes made while it is written go into the
+   * next batch, so a burst of commits costs one transaction, not one each.
+   */
+  private void flushWrites() {
+    if (writing || store == null || (filling.isEmpty() && fillingCallbacks.isEmpty())) {
+      return;
+    }
+    writing = true;
+    // Taken in a task of its own, so that every change of the current task joins this batch.
+    serial.execute(
+        () -> {
+          WriteBatch batch = filling;
+          List<Runnable> callbacks = fillingCallbacks;
+          filling = new WriteBatch();
+          fillingCallbacks = new ArrayList<>();
+          (batch.isEmpty() ? Mono.<Void>empty() : store.write(batch))
+              .subscribe(
+                  null,
+                  e ->
+                      serial.execute(
+                          () -> {
+                            // Nothing of the batch took effect: retry it ahead of later changes.
+                            log.error("node {}: writing {} changes failed; retrying in 1 s",
+                                nodeId, batch.size(), e);
+                            batch.changes().addAll(filling.changes());
+                            filling = batch;
+                            callbacks.addAll(fillingCallbacks);
+                            fillingCallbacks = callbacks;
+                            scheduler.schedule(
+                                () -> serial.execute(() -> {
+                                  writing = false;
+                                  flushWrites();
+                                }),
+                                1,
+                                TimeUnit.SECONDS);
+                          }),
+                  () ->
+                      serial.execute(
+                          () -> {
+                            writing = false;
+                            callbacks.forEach(Runnable::run);
+                            flushWrites();
+                          }));
+        });
   }
 
   // ------------------------------------------------------------------ links
@@ -1242,6 +1426,7 @@ final class Engine {
     }
     StoredState st = new StoredState(b, snap, attrs, frame);
     objects.put(key, st);
+    persist(new WriteBatch.PutObject(record(st)));
     notifyWatchers(snap);
     markDirty(st, from);
     return null;
@@ -1466,6 +1651,8 @@ final class Engine {
   /** Drops every object of a removed owner and tells the neighbours (except {@code from}). */
   private void purgeOwner(OwnerId owner, long epoch, @Nullable Destination from) {
     removedOwners.put(owner, epoch);
+    watermarks.remove(owner);
+    persist(new WriteBatch.RemoveOwner(owner.value(), epoch));
     for (StoredState st : List.copyOf(objects.values())) {
       if (st.owner().equals(owner) && st.version().epoch() <= epoch) {
         objects.remove(st.key());
@@ -1609,12 +1796,14 @@ final class Engine {
     Version cur = watermarks.get(owner);
     if (cur == null || v.isNewerThan(cur)) {
       watermarks.put(owner, v);
+      persist(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord(owner.value(), v.epoch(), v.serial())));
     }
   }
 
   /** Forgets an object that its source no longer has; neighbours that hold it get a withdrawal. */
   private void drop(StoredState st, @Nullable Destination from) {
     objects.remove(st.key());
+    persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
     Snapshot<?> s = st.snapshot;
     if (!s.deleted()) {
       notifyWatchers(new Snapshot<>(s.key(), null, s.owner(), s.version(), true, s.committedAt()));
@@ -1633,6 +1822,7 @@ final class Engine {
     for (StoredState st : List.copyOf(objects.values())) {
       if (st.deleted() && st.snapshot.committedAt() < horizon) {
         objects.remove(st.key());
+        persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
         purgedUpTo.merge(st.owner(), st.version(), (a, b) -> a.compareTo(b) >= 0 ? a : b);
       }
     }
@@ -1645,7 +1835,7 @@ final class Engine {
     TypeBinding<?> b = r.binding();
     List<Obligation> obs = r.obligations();
     ObjectKey key = r.key();
-    StoredState cur = key == null ? null : objects.get(key);
+    StoredState cur = key == null ? null : current(key);
     Object proposed = null;
     Proposal.Kind kind;
     if (r.create()) {
@@ -1657,7 +1847,7 @@ final class Engine {
         return;
       }
       key = keyOrNull(b, proposed);
-      cur = key == null ? null : objects.get(key);
+      cur = key == null ? null : current(key);
       if (cur != null && !cur.deleted()) {
         rejectAll(obs, ErrorCode.INVALID_OPERATION, key + " already exists");
         return;
@@ -1790,7 +1980,7 @@ final class Engine {
       rejectAll(obs, ErrorCode.INVALID_OPERATION, "the committed value has no key");
       return;
     }
-    StoredState cur = objects.get(key);
+    StoredState cur = current(key);
     if (kind == Proposal.Kind.CREATE) {
       if (cur != null && !cur.deleted()) {
         rejectAll(obs, ErrorCode.INVALID_OPERATION, key + " already exists");
@@ -1810,11 +2000,12 @@ final class Engine {
         return;
       }
     }
-    StoredState st =
-        kind == Proposal.Kind.DELETE
-            ? commitLocal(b, key, r.owner(), emptyObject(), null, true, tid)
-            : commitLocal(b, key, r.owner(), json.valueToTree(value), value, false, tid);
-    obs.forEach(o -> o.committed(st));
+    java.util.function.Consumer<StoredState> answer = st -> obs.forEach(o -> o.committed(st));
+    if (kind == Proposal.Kind.DELETE) {
+      commitLocal(b, key, r.owner(), emptyObject(), null, true, tid, answer);
+    } else {
+      commitLocal(b, key, r.owner(), json.valueToTree(value), value, false, tid, answer);
+    }
   }
 
   private @Nullable ObjectKey keyOrNull(TypeBinding<?> b, @Nullable Object value) {

@@ -55,9 +55,13 @@ public final class EntanglementNode {
     return engine.defaultOwner();
   }
 
-  /** Starts the node. The in-memory node has nothing to load; persistent stores load here. */
+  /**
+   * Starts the node: with a {@link dev.entanglement.store.StateStore}, loads owners (keeping their
+   * epochs and serials), objects, tombstones and watermarks. A node with a store refuses to attach
+   * links or publish before it has started; a node without one needs no start.
+   */
   public Mono<Void> start() {
-    return Mono.empty();
+    return engine.start();
   }
 
   /** Closes every link, completes every stream, and refuses further requests. */
@@ -266,6 +270,7 @@ public final class EntanglementNode {
     private Duration handshakeTimeout = Duration.ofSeconds(10);
     private Duration tombstoneRetention = Duration.ofDays(7);
     private @Nullable Long epoch;
+    private dev.entanglement.store.@Nullable StateStore store;
 
     private Builder() {}
 
@@ -293,6 +298,16 @@ public final class EntanglementNode {
      */
     public Builder epoch(long epoch) {
       this.epoch = epoch;
+      return this;
+    }
+
+    /**
+     * Where the node keeps its state across restarts. Default: none (memory only; a restarted node
+     * starts a new epoch and its peers resync it). With a store, call {@link #start()} before use;
+     * a local commit is acknowledged and flooded only once durable.
+     */
+    public Builder store(dev.entanglement.store.StateStore store) {
+      this.store = Objects.requireNonNull(store, "store");
       return this;
     }
 
@@ -378,7 +393,8 @@ public final class EntanglementNode {
                   transitionTtl,
                   keepAlive,
                   handshakeTimeout,
-                  tombstoneRetention)));
+                  tombstoneRetention),
+              store));
     }
 
     private static Duration positive(Duration d) {

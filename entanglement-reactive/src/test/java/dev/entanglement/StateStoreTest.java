@@ -1,0 +1,188 @@
+package dev.entanglement;
+
+import static dev.entanglement.TestMesh.CURSOR;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.store.InMemoryStateStore;
+import dev.entanglement.store.StateStore;
+import dev.entanglement.store.StoredData;
+import dev.entanglement.store.WriteBatch;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import reactor.core.publisher.Mono;
+
+/** The engine with a StateStore: restart, durability before acknowledgement, group commit. */
+class StateStoreTest {
+
+  @Test
+  @DisplayName("a clean restart reloads the objects and keeps the owner's epoch and serial")
+  void cleanRestartKeepsEpoch() {
+    InMemoryStateStore store = new InMemoryStateStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store).epoch(7));
+      a.start().block();
+      for (int i = 1; i <= 3; i++) {
+        a.publish(new Cursor("c", i, i)).block();
+      }
+      a.publish(new Cursor("d", 1, 1)).block();
+      a.delete(CURSOR, "d").block();
+      a.close().block();
+      EntanglementNode again = mesh.node("a", b -> b.store(store).epoch(99));
+      again.start().block();
+      assertEquals(new Cursor("c", 3, 3), again.get(CURSOR, "c").orElseThrow().value());
+      assertTrue(again.get(CURSOR, "d").orElseThrow().deleted(), "tombstones survive restarts");
+      Snapshot<Cursor> next = again.publish(new Cursor("c", 4, 4)).block();
+      assertEquals(new Version(7, 6), next.version(), "same epoch, serial continues");
+    }
+  }
+
+  @Test
+  @DisplayName("a lost store means a new epoch")
+  void lostStoreNewEpoch() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(new InMemoryStateStore()).epoch(7));
+      a.start().block();
+      a.publish(new Cursor("c", 1, 1)).block();
+      a.close().block();
+      EntanglementNode fresh = mesh.node("a", b -> b.store(new InMemoryStateStore()).epoch(8));
+      fresh.start().block();
+      assertTrue(fresh.get(CURSOR, "c").isEmpty());
+      assertEquals(new Version(8, 1), fresh.publish(new Cursor("c", 2, 2)).block().version());
+    }
+  }
+
+  @Test
+  @DisplayName("with a store, a node refuses to work before start()")
+  void startRequired() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(new InMemoryStateStore()));
+      assertThrows(IllegalStateException.class, () -> a.publish(new Cursor("c", 1, 1)).block());
+    }
+  }
+
+  /** A store whose writes complete only when the test says so. */
+  static final class GatedStore implements StateStore {
+    final InMemoryStateStore inner = new InMemoryStateStore();
+    final java.util.List<Runnable> gates = new java.util.ArrayList<>();
+    int writes;
+
+    public Mono<StoredData> load() {
+      return inner.load();
+    }
+
+    public Mono<Void> write(WriteBatch batch) {
+      writes++;
+      return Mono.create(sink -> gates.add(() -> inner.write(batch).subscribe(null, sink::error, sink::success)));
+    }
+
+    public Mono<Void> close() {
+      return Mono.empty();
+    }
+
+    /** Completes every pending write, and those they lead to. */
+    void open() {
+      while (!gates.isEmpty()) {
+        var pending = java.util.List.copyOf(gates);
+        gates.clear();
+        pending.forEach(Runnable::run);
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("a commit is acknowledged and flooded only once durable")
+  void durableBeforeAckAndFlood() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      mesh.node("b");
+      a.start().block();
+      store.open(); // the owners' first batch
+      mesh.connect("a", "b");
+      AtomicReference<Snapshot<Cursor>> ack = new AtomicReference<>();
+      a.publish(new Cursor("c", 1, 1)).subscribe(ack::set);
+      assertNull(ack.get(), "not durable yet");
+      assertTrue(mesh.get("b").get(CURSOR, "c").isEmpty(), "not flooded before it is durable");
+      assertTrue(a.get(CURSOR, "c").isEmpty(), "readers see durable state only");
+      store.open();
+      assertEquals(1.0, ack.get().value().x());
+      assertEquals(1.0, mesh.get("b").get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("group commit: a burst of commits while a batch is written costs one more batch, not one each")
+  void groupCommit() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      a.start().block();
+      store.open();
+      int before = store.writes;
+      a.publish(new Cursor("first", 0, 0)).subscribe();
+      for (int i = 0; i < 100; i++) {
+        a.publish(new Cursor("k" + i, i, i)).subscribe();
+      }
+      store.open();
+      assertEquals(before + 2, store.writes);
+      assertEquals(99.0, a.get(CURSOR, "k99").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("a proposal right after an owner commit merges into the newest state, durable or not")
+  void proposalSeesUndurableCommit() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      mesh.node("b");
+      a.start().block();
+      store.open();
+      mesh.connect("a", "b");
+      a.publish(new Cursor("c", 1, 1)).subscribe();
+      store.open();
+      a.publish(new Cursor("c", 5, 1)).subscribe(); // not durable yet
+      AtomicReference<Outcome<Cursor>> out = new AtomicReference<>();
+      mesh.get("b").propose(CURSOR, "c", java.util.Map.of("y", 9.0)).subscribe(out::set);
+      store.open();
+      assertEquals(new Cursor("c", 5, 9), a.get(CURSOR, "c").orElseThrow().value());
+      assertTrue(out.get().isCommitted());
+    }
+  }
+
+  @Test
+  @DisplayName("a receiver keeps received states and watermarks; after a restart it asks only for what is newer")
+  void receiverRestartCatchesUpIncrementally() {
+    InMemoryStateStore storeB = new InMemoryStateStore();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      EntanglementNode b = mesh.node("b", x -> x.store(storeB));
+      b.start().block();
+      mesh.connect("a", "b");
+      for (int i = 0; i < 50; i++) {
+        mesh.get("a").publish(new Cursor("k" + i, i, 0)).block();
+      }
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("a", "b");
+      mesh.nodes.remove("b").close().block();
+      mesh.get("a").publish(new Cursor("k1", 100, 0)).block();
+      EntanglementNode b2 = mesh.node("b", x -> x.store(storeB));
+      b2.start().block();
+      assertEquals(49.0, b2.get(CURSOR, "k49").orElseThrow().value().x());
+      long encoded = mesh.get("a").stats().framesSent();
+      mesh.connect("a", "b");
+      assertEquals(100.0, b2.get(CURSOR, "k1").orElseThrow().value().x());
+      assertTrue(mesh.get("a").stats().framesSent() - encoded <= 8,
+          "only the change is resent: " + (mesh.get("a").stats().framesSent() - encoded));
+      assertNotEquals(0, storeB.batches());
+    }
+  }
+}
