@@ -130,4 +130,61 @@ abstract class StoreContract {
     a.close().block(WAIT);
     b2.close().block(WAIT);
   }
+
+  private static LocalTransport.Connection link(EntanglementNode x, EntanglementNode y) {
+    LocalTransport.Connection c = LocalTransport.create().connect(PeerId.of(x.id()), PeerId.of(y.id()));
+    x.attach(c.a()).subscribe();
+    y.attach(c.b()).subscribe();
+    return c;
+  }
+
+  @Test
+  void relayWithAStoreCarriesDisconnectedDeletesAcrossItsRestart() {
+    // client - server - manager, the server (the relay) persisted (reference test_gateway).
+    EntanglementNode client = node("client", null);
+    EntanglementNode server = node("server", emptyStore());
+    EntanglementNode manager = node("manager", null);
+    LocalTransport.Connection cs = link(client, server);
+    LocalTransport.Connection sm = link(server, manager);
+    client.publish(new Cursor("c", 1, 1)).block(WAIT);
+    manager.publish(new Cursor("m", 1, 1)).block(WAIT);
+    manager.watch(CURSOR, "c").blockFirst(WAIT);
+    client.watch(CURSOR, "m").blockFirst(WAIT);
+    cs.close();
+    sm.close();
+    client.delete(CURSOR, "c").block(WAIT);
+    manager.delete(CURSOR, "m").block(WAIT);
+    server.close().block(WAIT);
+    EntanglementNode server2 = node("server", sameDatabase());
+    LocalTransport.Connection cs2 = link(client, server2);
+    server2.watch(CURSOR, "c").filter(Snapshot::deleted).blockFirst(WAIT);
+    LocalTransport.Connection sm2 = link(server2, manager);
+    manager.watch(CURSOR, "c").filter(Snapshot::deleted).blockFirst(WAIT);
+    client.watch(CURSOR, "m").filter(Snapshot::deleted).blockFirst(WAIT);
+    cs2.close();
+    sm2.close();
+    client.close().block(WAIT);
+    server2.close().block(WAIT);
+    manager.close().block(WAIT);
+  }
+
+  @Test
+  void removedOwnerStaysRemovedAcrossARestart() {
+    EntanglementNode a = node("a", null);
+    EntanglementNode b = node("b", emptyStore());
+    LocalTransport.Connection ab = link(a, b);
+    OwnerId extra = OwnerId.of("extra");
+    a.addOwner(extra).block(WAIT);
+    a.publish(CURSOR, extra, new Cursor("x", 1, 1)).block(WAIT);
+    b.watch(CURSOR, "x").blockFirst(WAIT);
+    a.removeOwner(extra).block(WAIT);
+    reactor.core.publisher.Flux.interval(Duration.ofMillis(10)).onBackpressureDrop()
+        .filter(i -> b.get(CURSOR, "x").isEmpty()).blockFirst(WAIT);
+    ab.close();
+    b.close().block(WAIT);
+    EntanglementNode b2 = node("b", sameDatabase());
+    assertTrue(b2.get(CURSOR, "x").isEmpty(), "the removed owner's objects do not come back");
+    b2.close().block(WAIT);
+    a.close().block(WAIT);
+  }
 }

@@ -1,0 +1,416 @@
+package dev.entanglement.benchmarks;
+
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.NodeStats;
+import dev.entanglement.Outcome;
+import dev.entanglement.PeerId;
+import dev.entanglement.netty.TcpClientTransport;
+import dev.entanglement.netty.TcpServerTransport;
+import dev.entanglement.netty.TlsConfig;
+import dev.entanglement.transport.Link;
+import io.netty.buffer.ByteBuf;
+import io.netty.handler.ssl.OpenSsl;
+import io.netty.handler.ssl.SslContext;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.MonoSink;
+import reactor.netty.Connection;
+import reactor.netty.DisposableServer;
+import reactor.netty.tcp.TcpClient;
+import reactor.netty.tcp.TcpServer;
+
+/**
+ * B4, request latency: sequential {@code propose → Committed} round trips from a node to the owner
+ * of an object over loopback TCP (plain and mutual TLS), against a raw Reactor Netty ping-pong of
+ * the same byte size in the same run.
+ *
+ * <p>Two processes: this one proposes (a node that holds the object, and the raw ping client); a
+ * child process started from the same jar owns the object (owner node behind {@link
+ * TcpServerTransport}, which commits every proposal by the registry's default decision since no
+ * {@code proposals()} subscriber exists) and runs the raw echo server. Each round trip is timed on
+ * the calling thread, from the call to the return of {@code block()}:
+ *
+ * <ul>
+ *   <li><b>ours</b>: {@code proposer.propose(ITEM, key, Map.of("serial", i)).block()}, checked to be
+ *       {@link Outcome.Committed};
+ *   <li><b>raw</b>: a {@code [len][flags][body]} frame written with {@code writeAndFlush} from the
+ *       calling thread, answered by the echo server (on its event loop) with one frame; the reply
+ *       completes a {@code Mono} the caller blocks on. Request and reply sizes are the bytes ours
+ *       puts on the wire per round trip in each direction (measured from the nodes' counters during
+ *       ours' warm-up; ours' owner answers with a RESPONSE and also floods the new SYNC).
+ * </ul>
+ *
+ * <p>Designs alternate in blocks of {@code block} round trips. Options ({@code name=value}): {@code
+ * warmup} round trips per design and mode (30000), {@code count} measured (20000), {@code block}
+ * (1000), {@code modes} (plain,tls), {@code tlsProvider} (openssl|jdk), {@code target} p50 ratio
+ * (1.5). Smoke run: {@code warmup=500 count=2000}.
+ */
+public final class LatencyBenchmark {
+  private static final Duration CALL = Duration.ofSeconds(30);
+  private static final Duration RTT_TIMEOUT = Duration.ofSeconds(10);
+
+  private LatencyBenchmark() {}
+
+  public static void main(String[] args) throws Exception {
+    for (String a : args) {
+      if (a.equals("role=child")) {
+        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
+        ChildProcess.serve(new Owner()::handle);
+        return;
+      }
+    }
+    System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
+    Options o = Options.parse(args, "warmup", "count", "block", "modes", "tlsProvider", "target");
+    int warmup = o.integer("warmup", 30_000);
+    int count = o.integer("count", 20_000);
+    int block = Math.max(1, Math.min(o.integer("block", 1000), count));
+    List<String> modes = o.list("modes", "plain,tls");
+    boolean jdk = o.string("tlsProvider", "openssl").equals("jdk");
+    double target = o.decimal("target", 1.5);
+
+    System.out.println(Measure.header("B4 latency"));
+    System.out.printf(
+        Locale.ROOT,
+        "warmup=%d count=%d block=%d modes=%s tlsProvider=%s (OpenSSL available: %s)%n",
+        warmup, count, block, modes, jdk ? "jdk" : "openssl", OpenSsl.isAvailable());
+
+    BenchPki pki = new BenchPki("latency-ca");
+    BenchPki.Identity serverId = pki.issue("owner");
+    BenchPki.Identity clientId = pki.issue("proposer");
+    Path pem = Files.createTempDirectory("entanglement-bench-pki");
+    serverId.writePem(pem, "server");
+    TlsConfig clientTls = clientId.tls(jdk);
+    if (modes.contains("tls")) {
+      System.out.println("TLS provider: " + clientTls.provider());
+    }
+
+    List<String> lines = new ArrayList<>();
+    List<String> threads = new ArrayList<>();
+    try (ChildProcess child = ChildProcess.start(LatencyBenchmark.class, List.of(), List.of())) {
+      String ports =
+          child.call("START modes=" + String.join(",", modes) + " pem=" + pem + " jdk=" + jdk, CALL);
+      Map<String, Integer> portOf = new LinkedHashMap<>();
+      for (String w : ports.split(" ")) {
+        int eq = w.indexOf('=');
+        if (eq > 0) {
+          portOf.put(w.substring(0, eq), Integer.parseInt(w.substring(eq + 1)));
+        }
+      }
+      for (String mode : modes) {
+        boolean tls = mode.equals("tls");
+        Proposer ours =
+            new Proposer(
+                portOf.get("ours-" + mode), tls ? clientTls : null, tls ? serverId.fingerprint() : null, mode);
+        // Warm ours first: it also tells the byte sizes the raw ping-pong must carry.
+        NodeStats p0 = ours.node.stats();
+        String o0 = child.call("STATS mode=" + mode, CALL);
+        ours.run(warmup);
+        NodeStats p1 = ours.node.stats();
+        String o1 = child.call("STATS mode=" + mode, CALL);
+        double reqBytes =
+            (p1.bytesSent() - p0.bytesSent() + 8.0 * (p1.framesSent() - p0.framesSent())) / warmup;
+        double reqFrames = (double) (p1.framesSent() - p0.framesSent()) / warmup;
+        long ob0 = Long.parseLong(ChildProcess.word(o0.split(" "), "bytesSent", "0"));
+        long ob1 = Long.parseLong(ChildProcess.word(o1.split(" "), "bytesSent", "0"));
+        long of0 = Long.parseLong(ChildProcess.word(o0.split(" "), "framesSent", "0"));
+        long of1 = Long.parseLong(ChildProcess.word(o1.split(" "), "framesSent", "0"));
+        double respBytes = (ob1 - ob0 + 8.0 * (of1 - of0)) / warmup;
+        double respFrames = (double) (of1 - of0) / warmup;
+        int reqSize = (int) Math.round(reqBytes);
+        int respSize = (int) Math.round(respBytes);
+        System.out.printf(
+            Locale.ROOT,
+            "[%s] ours per round trip: request %.2f frames / %.1f B on the wire, answer %.2f frames / %.1f B"
+                + " → raw ping %d B, pong %d B (headers included)%n",
+            mode, reqFrames, reqBytes, respFrames, respBytes, reqSize, respSize);
+
+        Pinger raw = new Pinger(portOf.get("raw-" + mode), tls ? ThroughputBenchmark.rawClientContext(clientId, jdk) : null, reqSize, respSize);
+        raw.run(warmup);
+
+        // Where the CPU goes, per thread and per design, over a separate stretch of round trips.
+        int probe = Math.min(5000, Math.max(1000, count / 4));
+        for (String design : List.of("ours", "raw")) {
+          var before = Measure.threadCpu();
+          child.call("TMARK", CALL);
+          if (design.equals("ours")) {
+            ours.run(probe);
+          } else {
+            raw.run(probe);
+          }
+          threads.add(
+              String.format(
+                  Locale.ROOT,
+                  "  %s-%s, %d round trips: proposer threads: %s%n      owner threads: %s",
+                  design, mode, probe, Measure.threadCpuDelta(before, 6), child.call("TCPU", CALL)));
+        }
+
+        long[] oursNs = new long[count];
+        long[] rawNs = new long[count];
+        long oursCpu = 0;
+        long rawCpu = 0;
+        for (int done = 0, b = 0; done < count; b++) {
+          int n = Math.min(block, count - done);
+          boolean oursFirst = b % 2 == 0;
+          for (int k = 0; k < 2; k++) {
+            long c0 = Measure.processCpuNanos();
+            if ((k == 0) == oursFirst) {
+              System.arraycopy(ours.run(n), 0, oursNs, done, n);
+              oursCpu += Measure.processCpuNanos() - c0;
+            } else {
+              System.arraycopy(raw.run(n), 0, rawNs, done, n);
+              rawCpu += Measure.processCpuNanos() - c0;
+            }
+          }
+          done += n;
+        }
+        Arrays.sort(oursNs);
+        Arrays.sort(rawNs);
+        lines.add(row("ours-" + mode, oursNs, oursCpu));
+        lines.add(row("raw-" + mode, rawNs, rawCpu));
+        double ratio = (double) Measure.percentile(oursNs, 50) / Measure.percentile(rawNs, 50);
+        double ratio99 = (double) Measure.percentile(oursNs, 99) / Measure.percentile(rawNs, 99);
+        lines.add(
+            String.format(
+                Locale.ROOT,
+                "TARGET [%s] %s: ours p50 ≤ %.1f × raw p50 (ratio %.2f; p99 ratio %.2f; ours errors %d; sizes ping %d B / pong %d B)",
+                ratio <= target ? "PASS" : "FAIL", mode, target, ratio, ratio99, ours.errors, reqSize, respSize));
+        ours.close();
+        raw.close();
+      }
+      String ownerStats = child.call("STATS mode=" + modes.get(0), CALL);
+      System.out.println();
+      System.out.println("=".repeat(110));
+      System.out.printf(
+          Locale.ROOT,
+          "%-12s %9s %9s %9s %9s %9s %9s %9s %14s%n",
+          "design", "n", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "mean µs", "proposer CPU µs");
+      List<String> targets = new ArrayList<>();
+      for (String l : lines) {
+        if (l.startsWith("TARGET ")) {
+          targets.add(l.substring(7));
+        } else {
+          System.out.println(l);
+        }
+      }
+      System.out.println();
+      System.out.println("owner (" + modes.get(0) + "): " + ownerStats);
+      System.out.println();
+      System.out.println("CPU by thread (ms, digits in names folded):");
+      threads.forEach(System.out::println);
+      System.out.println();
+      System.out.println("targets:");
+      targets.forEach(t -> System.out.println("  " + t));
+    }
+    System.out.flush();
+    System.exit(0);
+  }
+
+  private static String row(String name, long[] sorted, long cpuNanos) {
+    double mean = Arrays.stream(sorted).average().orElse(0);
+    return String.format(
+        Locale.ROOT,
+        "%-12s %9d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %14.1f",
+        name,
+        sorted.length,
+        Measure.percentile(sorted, 50) / 1e3,
+        Measure.percentile(sorted, 90) / 1e3,
+        Measure.percentile(sorted, 99) / 1e3,
+        Measure.percentile(sorted, 99.9) / 1e3,
+        sorted[sorted.length - 1] / 1e3,
+        mean / 1e3,
+        cpuNanos / 1e3 / sorted.length);
+  }
+
+  // ------------------------------------------------------------------ this process
+
+  /** A node that holds the object and proposes changes to its owner. */
+  static final class Proposer {
+    final EntanglementNode node;
+    long errors;
+    private long serial;
+
+    Proposer(int port, TlsConfig tls, PeerId serverPeer, String mode) {
+      node = EntanglementNode.builder().id("proposer-" + mode).registry(Payload.registry()).build();
+      PeerId expect = serverPeer != null ? serverPeer : PeerId.of("owner-" + mode);
+      TcpClientTransport.Builder b = TcpClientTransport.builder(node).remote("127.0.0.1", port).expect(expect);
+      if (tls != null) {
+        b.tls(tls);
+      }
+      Link link = b.build().connect().block(Duration.ofSeconds(10));
+      node.attach(link).subscribe();
+      long deadline = System.nanoTime() + 10_000_000_000L;
+      while (node.get(Payload.ITEM, Owner.KEY).isEmpty() && System.nanoTime() < deadline) {
+        Measure.sleepMillis(5);
+      }
+      if (node.get(Payload.ITEM, Owner.KEY).isEmpty()) {
+        throw new IllegalStateException("the proposer never received the object");
+      }
+    }
+
+    long[] run(int n) {
+      long[] out = new long[n];
+      for (int i = 0; i < n; i++) {
+        long v = ++serial;
+        long t0 = System.nanoTime();
+        Outcome<Payload.Item> r =
+            node.propose(Payload.ITEM, Owner.KEY, Map.of("serial", v)).block(RTT_TIMEOUT);
+        out[i] = System.nanoTime() - t0;
+        if (!(r instanceof Outcome.Committed<Payload.Item> c) || c.snapshot().value().serial() != v) {
+          errors++;
+        }
+      }
+      return out;
+    }
+
+    void close() {
+      node.close().block(Duration.ofSeconds(5));
+    }
+  }
+
+  /** The raw ping client: one frame out, one frame back, sequentially. */
+  static final class Pinger {
+    private final Connection connection;
+    private final int reqBody;
+    private final int respBody;
+    private volatile MonoSink<Integer> pending;
+
+    Pinger(int port, SslContext ssl, int reqSize, int respSize) {
+      this.reqBody = Math.max(4, reqSize - Payload.HEADER_BYTES);
+      this.respBody = Math.max(0, respSize - Payload.HEADER_BYTES);
+      TcpClient c = TcpClient.create().host("127.0.0.1").port(port);
+      if (ssl != null) {
+        c = c.secure(spec -> spec.sslContext(ssl));
+      }
+      connection =
+          c.doOnConnected(conn -> conn.addHandlerLast("frames", Payload.decoder()))
+              .connectNow(Duration.ofSeconds(10));
+      connection
+          .inbound()
+          .receive()
+          .subscribe(
+              buf -> {
+                MonoSink<Integer> s = pending;
+                pending = null;
+                if (s != null) {
+                  s.success(buf.readableBytes());
+                }
+              });
+    }
+
+    long[] run(int n) {
+      long[] out = new long[n];
+      for (int i = 0; i < n; i++) {
+        long t0 = System.nanoTime();
+        Integer got =
+            Mono.<Integer>create(
+                    sink -> {
+                      pending = sink;
+                      ByteBuf f = connection.channel().alloc().buffer(Payload.HEADER_BYTES + reqBody);
+                      f.writeInt(reqBody).writeInt(0).writeInt(respBody);
+                      f.writeZero(reqBody - 4);
+                      connection.channel().writeAndFlush(f);
+                    })
+                .block(RTT_TIMEOUT);
+        out[i] = System.nanoTime() - t0;
+        if (got == null || got != respBody) {
+          throw new IllegalStateException("bad pong: " + got);
+        }
+      }
+      return out;
+    }
+
+    void close() {
+      connection.dispose();
+    }
+  }
+
+  // ------------------------------------------------------------------ child process
+
+  /** The owner nodes and raw echo servers. */
+  static final class Owner {
+    static final String KEY = "00000000-0000-0000-0000-000000000001";
+    private final Map<String, EntanglementNode> nodes = new LinkedHashMap<>();
+    private final List<DisposableServer> servers = new ArrayList<>();
+    private Map<Long, Object[]> threadMark = Map.of();
+
+    String handle(String[] w) {
+      try {
+        return switch (w[0]) {
+          case "START" -> start(
+              List.of(ChildProcess.word(w, "modes", "plain").split(",")),
+              Path.of(ChildProcess.word(w, "pem", ".")),
+              Boolean.parseBoolean(ChildProcess.word(w, "jdk", "false")));
+          case "TMARK" -> {
+            threadMark = Measure.threadCpu();
+            yield "OK";
+          }
+          case "TCPU" -> Measure.threadCpuDelta(threadMark, 6);
+          case "STATS" -> {
+            NodeStats s = nodes.get(ChildProcess.word(w, "mode", "plain")).stats();
+            yield String.format(
+                Locale.ROOT,
+                "framesSent=%d bytesSent=%d framesReceived=%d statesEncoded=%d pendingDecisions=%d errorsReceived=%d",
+                s.framesSent(), s.bytesSent(), s.framesReceived(), s.statesEncoded(),
+                s.pendingDecisions(), s.errorsReceived());
+          }
+          default -> "ERROR unknown command " + w[0];
+        };
+      } catch (Exception e) {
+        throw new IllegalStateException(e);
+      }
+    }
+
+    private String start(List<String> modes, Path pem, boolean jdk) throws Exception {
+      StringBuilder ports = new StringBuilder("PORTS");
+      for (String mode : modes) {
+        boolean tls = mode.equals("tls");
+        EntanglementNode node =
+            EntanglementNode.builder().id("owner-" + mode).registry(Payload.registry()).build();
+        nodes.put(mode, node);
+        node.publish(Payload.ITEM, Payload.item(KEY, 0, 1, "latency")).block(Duration.ofSeconds(5));
+        TcpServerTransport.Builder b =
+            TcpServerTransport.builder(node).port(0).unknownDestination(p -> Mono.just(true));
+        if (tls) {
+          b.tls(BenchPki.readTls(pem, "server", jdk));
+        }
+        DisposableServer s = b.build().bind().block(Duration.ofSeconds(10));
+        servers.add(s);
+        ports.append(" ours-").append(mode).append('=').append(s.port());
+
+        TcpServer raw = TcpServer.create().host("127.0.0.1").port(0);
+        if (tls) {
+          SslContext ctx = ThroughputBenchmark.rawServerContext(pem, jdk);
+          raw = raw.secure(spec -> spec.sslContext(ctx));
+        }
+        DisposableServer r =
+            raw.doOnConnection(c -> c.addHandlerLast("frames", Payload.decoder()))
+                .handle(
+                    (in, out) -> {
+                      Connection[] c = new Connection[1];
+                      in.withConnection(x -> c[0] = x);
+                      return in.receive()
+                          .doOnNext(
+                              req -> {
+                                int respBody = req.getInt(req.readerIndex());
+                                ByteBuf f = c[0].channel().alloc().buffer(Payload.HEADER_BYTES + respBody);
+                                f.writeInt(respBody).writeInt(0).writeZero(respBody);
+                                c[0].channel().writeAndFlush(f);
+                              })
+                          .then();
+                    })
+                .bindNow(Duration.ofSeconds(10));
+        servers.add(r);
+        ports.append(" raw-").append(mode).append('=').append(r.port());
+      }
+      return ports.toString();
+    }
+  }
+}

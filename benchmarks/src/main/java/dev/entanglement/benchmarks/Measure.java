@@ -1,0 +1,157 @@
+package dev.entanglement.benchmarks;
+
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryMXBean;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.concurrent.locks.LockSupport;
+
+/** Small measuring helpers shared by the end-to-end harnesses. */
+final class Measure {
+  private Measure() {}
+
+  /** CPU time of this process (all threads), in nanoseconds. */
+  static long processCpuNanos() {
+    var os = ManagementFactory.getOperatingSystemMXBean();
+    if (os instanceof com.sun.management.OperatingSystemMXBean sun) {
+      return sun.getProcessCpuTime();
+    }
+    return -1;
+  }
+
+  /** Total GC pause time of this JVM so far, in milliseconds (as reported by the collectors). */
+  static long gcMillis() {
+    long t = 0;
+    for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
+      t += Math.max(0, gc.getCollectionTime());
+    }
+    return t;
+  }
+
+  /**
+   * Used heap after full collections: the minimum over {@code rounds} rounds of {@code
+   * System.gc()} (a full, compacting collection with G1), a pause between them.
+   */
+  static long usedHeapAfterGc(int rounds) {
+    MemoryMXBean mem = ManagementFactory.getMemoryMXBean();
+    long min = Long.MAX_VALUE;
+    for (int i = 0; i < rounds; i++) {
+      System.gc();
+      LockSupport.parkNanos(200_000_000L);
+      min = Math.min(min, mem.getHeapMemoryUsage().getUsed());
+    }
+    return min;
+  }
+
+  /** CPU time per live thread (id → name and nanoseconds), for a later {@link #threadCpuDelta}. */
+  static java.util.Map<Long, Object[]> threadCpu() {
+    java.lang.management.ThreadMXBean t = ManagementFactory.getThreadMXBean();
+    java.util.Map<Long, Object[]> m = new java.util.HashMap<>();
+    for (java.lang.management.ThreadInfo i : t.getThreadInfo(t.getAllThreadIds())) {
+      if (i != null) {
+        m.put(i.getThreadId(), new Object[] {i.getThreadName(), t.getThreadCpuTime(i.getThreadId())});
+      }
+    }
+    return m;
+  }
+
+  /**
+   * The {@code top} threads by CPU time since {@code before}, grouped by name with digits folded
+   * (so {@code parallel-1} and {@code parallel-2} add up), as "name ms; ...".
+   */
+  static String threadCpuDelta(java.util.Map<Long, Object[]> before, int top) {
+    java.util.Map<String, Long> byName = new java.util.TreeMap<>();
+    threadCpu()
+        .forEach(
+            (id, v) -> {
+              Object[] b = before.get(id);
+              long d = (long) v[1] - (b == null ? 0 : (long) b[1]);
+              byName.merge(((String) v[0]).replaceAll("\\d+", "N"), d, Long::sum);
+            });
+    StringBuilder sb = new StringBuilder();
+    byName.entrySet().stream()
+        .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
+        .limit(top)
+        .forEach(e -> sb.append(e.getKey()).append(' ').append(e.getValue() / 1_000_000).append(" ms; "));
+    return sb.toString();
+  }
+
+  /**
+   * A class histogram of live objects (forces a full GC), as class name → bytes, from the HotSpot
+   * diagnostic command {@code GC.class_histogram}; empty if unavailable.
+   */
+  static java.util.Map<String, Long> classHistogram() {
+    java.util.Map<String, Long> m = new java.util.HashMap<>();
+    try {
+      javax.management.ObjectName name = new javax.management.ObjectName("com.sun.management:type=DiagnosticCommand");
+      String out =
+          (String)
+              ManagementFactory.getPlatformMBeanServer()
+                  .invoke(name, "gcClassHistogram", new Object[] {new String[0]}, new String[] {String[].class.getName()});
+      for (String line : out.split("\n")) {
+        String[] f = line.trim().split("\\s+");
+        if (f.length >= 4 && f[0].endsWith(":")) {
+          m.merge(f[3], Long.parseLong(f[2]), Long::sum);
+        }
+      }
+    } catch (Exception e) {
+      // not HotSpot, or not permitted
+    }
+    return m;
+  }
+
+  /** The {@code top} classes whose live bytes grew most from {@code before} to {@code after}, ÷ {@code per}. */
+  static String histogramDelta(java.util.Map<String, Long> before, java.util.Map<String, Long> after, int per, int top) {
+    StringBuilder sb = new StringBuilder();
+    after.entrySet().stream()
+        .map(e -> java.util.Map.entry(e.getKey(), e.getValue() - before.getOrDefault(e.getKey(), 0L)))
+        .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
+        .limit(top)
+        .forEach(e -> sb.append(String.format(Locale.ROOT, "      %8.0f B  %s%n", (double) e.getValue() / per, e.getKey())));
+    return sb.toString();
+  }
+
+  /** Nearest-rank percentile of sorted values. */
+  static long percentile(long[] sorted, double p) {
+    if (sorted.length == 0) {
+      return -1;
+    }
+    int rank = (int) Math.ceil(p / 100.0 * sorted.length);
+    return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+  }
+
+  static double median(double[] values) {
+    double[] s = values.clone();
+    Arrays.sort(s);
+    int n = s.length;
+    return n == 0 ? Double.NaN : n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+  }
+
+  static String header(String title) {
+    return String.format(
+        Locale.ROOT,
+        "%s — %s, %d CPUs, Java %s (%s), max heap %d MB",
+        title,
+        ZonedDateTime.now().format(DateTimeFormatter.ISO_OFFSET_DATE_TIME),
+        Runtime.getRuntime().availableProcessors(),
+        System.getProperty("java.version"),
+        System.getProperty("java.vm.name"),
+        Runtime.getRuntime().maxMemory() >> 20);
+  }
+
+  static String fmt(long v) {
+    return String.format(Locale.ROOT, "%,d", v);
+  }
+
+  static String fmt(double v, int decimals) {
+    return String.format(Locale.ROOT, "%,." + decimals + "f", v);
+  }
+
+  /** Sleeps, bounded, without throwing. */
+  static void sleepMillis(long ms) {
+    LockSupport.parkNanos(ms * 1_000_000L);
+  }
+}
