@@ -286,6 +286,7 @@ final class Engine {
     for (StoredData.WatermarkRecord w : data.watermarks()) {
       watermarks.put(OwnerId.of(w.owner()), new Version(w.epoch(), w.serial()));
     }
+    routes.invalidate();
     // Owners configured but not stored (a new or lost store) start here, in their new epoch.
     localOwners.forEach((o, lo) -> persist(new WriteBatch.PutOwner(
         new StoredData.OwnerRecord(o.value(), lo.epoch, lo.serial, true))));
@@ -2213,6 +2214,7 @@ final class Engine {
   // ------------------------------------------------------------------ routes
 
   private void routesChanged() {
+    routes.invalidate();
     for (Destination d : destinations) {
       offer(d, new QueueKey(Lane.CONTROL, "routes"), 0, new Outbound.Routes());
       drain(d);

@@ -64,38 +64,52 @@ final class RouteTable {
     return true;
   }
 
+  /** The best route to each reachable owner; computed once per change of the routes. */
+  private record Best(int hops, Destination via) {}
+
+  private @Nullable Map<OwnerId, Best> best;
+
+  /** Forgets the computed routes; called whenever a neighbour's routes or the links change. */
+  void invalidate() {
+    best = null;
+  }
+
+  private Map<OwnerId, Best> best() {
+    Map<OwnerId, Best> b = best;
+    if (b == null) {
+      b = new HashMap<>();
+      for (Destination d : destinations) {
+        if (!d.ready) {
+          continue;
+        }
+        for (Map.Entry<OwnerId, Integer> e : d.routes.entrySet()) {
+          OwnerId o = e.getKey();
+          int hops = e.getValue() + 1;
+          if (localOwners.contains(o) || hops >= MAX_HOPS) {
+            continue;
+          }
+          Best cur = b.get(o);
+          if (cur == null || hops < cur.hops()) {
+            b.put(o, new Best(hops, d));
+          }
+        }
+      }
+      best = b;
+    }
+    return b;
+  }
+
   /**
    * Owners this node can reach, with hop counts, as announced to {@code to}: split horizon with
-   * poisoned reverse ({@value #MAX_HOPS} means known but not reachable through this node).
+   * poisoned reverse ({@value #MAX_HOPS} means known but not reachable through this node). Costs
+   * one pass over the owners: the best routes are computed once per change, not per neighbour.
    */
   Map<OwnerId, Integer> advertisedTo(Destination to) {
     Map<OwnerId, Integer> table = new HashMap<>();
     localOwners.forEach(o -> table.put(o, 0));
-    Map<OwnerId, Destination> via = new HashMap<>();
-    for (Destination d : destinations) {
-      if (!d.ready) {
-        continue;
-      }
-      d.routes.forEach(
-          (o, h) -> {
-            if (localOwners.contains(o) || h + 1 >= MAX_HOPS) {
-              return;
-            }
-            Integer cur = table.get(o);
-            if (cur == null || h + 1 < cur) {
-              table.put(o, h + 1);
-              via.put(o, d);
-            }
-          });
-    }
     // Poisoned reverse: an owner reached through `to` is still announced, as unreachable, so that
     // `to` knows this node relays that owner's states (see onPath) but never routes through it.
-    via.forEach(
-        (o, d) -> {
-          if (d == to) {
-            table.put(o, MAX_HOPS);
-          }
-        });
+    best().forEach((o, b) -> table.put(o, b.via() == to ? MAX_HOPS : b.hops()));
     return table;
   }
 }

@@ -5,8 +5,9 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 /**
- * A bandwidth cap on a stream of frame bodies: after a frame of {@code n} bytes the next one is
- * requested only {@code n / bytesPerSecond} seconds later, so the rate never exceeds the cap, and
+ * A bandwidth cap on a stream of frame bodies: after a frame of {@code n} bytes on the wire (body
+ * and header) the next one is requested only {@code n / bytesPerSecond} seconds later, so the rate
+ * never exceeds the cap, and
  * at most one frame is outstanding: the engine's coalescing queue absorbs the overload.
  */
 final class Throttle {
@@ -20,7 +21,9 @@ final class Throttle {
         body ->
             Mono.just(body)
                 .concatWith(
-                    Mono.delay(Duration.ofNanos(body.length * 1_000_000_000L / bytesPerSecond))
+                    Mono.delay(
+                            Duration.ofNanos(
+                                (body.length + Framing.HEADER_BYTES) * 1_000_000_000L / bytesPerSecond))
                         .then(Mono.empty())),
         1);
   }
