@@ -73,7 +73,23 @@ final class Destination {
         @Nullable String transitionId,
         int hops,
         List<Obligation> obligations)
-        implements Outbound {}
+        implements Outbound {
+      /** A request made on this node, with one local waiter. */
+      static Request local(
+          Message.ProposalKind kind,
+          boolean create,
+          TypeBinding<?> binding,
+          @Nullable ObjectKey key,
+          OwnerId owner,
+          boolean partial,
+          ObjectNode attributes,
+          @Nullable String transitionId,
+          Obligation waiter) {
+        return new Request(
+            kind, create, binding, key, owner, partial, attributes, transitionId, 0,
+            new ArrayList<>(List.of(waiter)));
+      }
+    }
   }
 
   final Link link;

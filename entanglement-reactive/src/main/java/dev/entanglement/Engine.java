@@ -329,7 +329,7 @@ final class Engine {
           }
           LocalWaiter w = localWaiter(sink);
           sendRequest(
-              new Outbound.Request(
+              Outbound.Request.local(
                   Message.ProposalKind.DELETE,
                   false,
                   b,
@@ -338,8 +338,7 @@ final class Engine {
                   true,
                   emptyObject(),
                   null,
-                  0,
-                  new ArrayList<>(List.of(w))),
+                  w),
               null);
         });
   }
@@ -357,7 +356,7 @@ final class Engine {
           }
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
-              new Outbound.Request(
+              Outbound.Request.local(
                   Message.ProposalKind.UPDATE,
                   false,
                   b,
@@ -366,8 +365,7 @@ final class Engine {
                   partial,
                   asObject(attributes),
                   tid,
-                  0,
-                  new ArrayList<>(List.of(w)));
+                  w);
           if (localOwners.containsKey(cur.owner())) {
             offerProposal(r, null);
           } else {
@@ -382,7 +380,7 @@ final class Engine {
           TypeBinding<?> b = binding(type);
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
-              new Outbound.Request(
+              Outbound.Request.local(
                   Message.ProposalKind.UPDATE,
                   true,
                   b,
@@ -391,8 +389,7 @@ final class Engine {
                   false,
                   json.valueToTree(value),
                   null,
-                  0,
-                  new ArrayList<>(List.of(w)));
+                  w);
           if (localOwners.containsKey(owner)) {
             offerProposal(r, null);
           } else {
@@ -723,7 +720,7 @@ final class Engine {
     }
     LocalWaiter w = localWaiter(sink);
     Outbound.Request r =
-        new Outbound.Request(
+        Outbound.Request.local(
             Message.ProposalKind.UPDATE,
             false,
             b,
@@ -732,8 +729,7 @@ final class Engine {
             slot.partial,
             slot.attributes,
             tid,
-            0,
-            new ArrayList<>(List.of(w)));
+            w);
     if (localOwners.containsKey(owner)) {
       // The owner's own transition: no one to ask.
       StoredState cur = current(key);
