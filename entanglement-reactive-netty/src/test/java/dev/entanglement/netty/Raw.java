@@ -31,14 +31,21 @@ final class Raw {
     if (tls != null) {
       client = client.secure(spec -> spec.sslContext(tls.clientContext()));
     }
-    Connection c = client.connect().block(WAIT);
     List<Message> got = new CopyOnWriteArrayList<>();
-    c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20));
-    c.inbound().receive().asByteArray().subscribe(b -> got.add(CODEC.decode(b)));
-    c.outbound()
-        .send(Flux.just(hello("raw"), frame).map(b -> Framing.encode(c.channel().alloc(), b)))
-        .then()
-        .subscribe();
+    // The decoder and the reader are in place before the first byte can arrive.
+    Connection c =
+        client
+            .doOnConnected(x -> x.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
+            .handle(
+                (in, out) -> {
+                  in.receive().asByteArray().subscribe(b -> got.add(CODEC.decode(b)), e -> {});
+                  return out.send(
+                          Flux.just(hello("raw"), frame)
+                              .map(b -> Framing.encode(out.alloc(), b)))
+                      .then(Mono.never());
+                })
+            .connect()
+            .block(WAIT);
     c.onDispose().block(WAIT);
     return got;
   }

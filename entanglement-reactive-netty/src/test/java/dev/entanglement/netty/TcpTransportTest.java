@@ -199,11 +199,15 @@ class TcpTransportTest {
     cleanup.add(s);
     FrameCodec codec = new FrameCodec();
     for (ByteBuf bad : List.of(header(4096, 0), header(10, 0x2))) {
-      Connection c = TcpClient.create().host("127.0.0.1").port(s.port()).connect().block(WAIT);
-      List<Message> got = new ArrayList<>();
-      c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20));
-      c.inbound().receive().asByteArray().subscribe(b -> got.add(codec.decode(b)));
-      c.outbound().send(Mono.just(bad)).then().block(WAIT);
+      List<Message> got = new java.util.concurrent.CopyOnWriteArrayList<>();
+      Connection c =
+          TcpClient.create().host("127.0.0.1").port(s.port())
+              .doOnConnected(x -> x.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
+              .handle((in, out) -> {
+                in.receive().asByteArray().subscribe(b -> got.add(codec.decode(b)), e -> {});
+                return out.send(Mono.just(bad)).then(Mono.never());
+              })
+              .connect().block(WAIT);
       c.onDispose().block(WAIT);
       assertTrue(got.stream().anyMatch(m -> m instanceof Message.Error e && e.code().equals("BAD_ENCODING")), got.toString());
     }
