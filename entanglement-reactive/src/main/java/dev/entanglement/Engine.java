@@ -551,7 +551,12 @@ final class Engine {
                       slots.values().forEach(s -> cancelExpiry(s));
                     }
                   }
-                  sink.success();
+                  if (store == null) {
+                    sink.success();
+                  } else {
+                    // Everything accepted before close reaches the store; then the store closes.
+                    whenDurable(() -> store.close().subscribe(null, sink::error, sink::success));
+                  }
                 }));
   }
 

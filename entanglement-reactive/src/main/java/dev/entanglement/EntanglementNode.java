@@ -64,7 +64,10 @@ public final class EntanglementNode {
     return engine.start();
   }
 
-  /** Closes every link, completes every stream, and refuses further requests. */
+  /**
+   * Closes every link, completes every stream, and refuses further requests. With a store, it
+   * completes once everything accepted before has been written, and the store is closed.
+   */
   public Mono<Void> close() {
     return engine.close();
   }

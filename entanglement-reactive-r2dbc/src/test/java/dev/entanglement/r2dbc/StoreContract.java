@@ -187,4 +187,35 @@ abstract class StoreContract {
     b2.close().block(WAIT);
     a.close().block(WAIT);
   }
+
+  @Test
+  void ownerThatLostItsStoreForcesAFullResyncOfAPersistedReceiver() {
+    EntanglementNode a = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a")).epoch(1)
+        .registry(Registry.builder("r").type(CURSOR).build()).build();
+    EntanglementNode b = node("b", emptyStore());
+    LocalTransport.Connection ab = link(a, b);
+    a.publish(new Cursor("old", 1, 1)).block(WAIT);
+    a.publish(new Cursor("both", 1, 1)).block(WAIT);
+    b.watch(CURSOR, "both").blockFirst(WAIT);
+    ab.close();
+    a.close().block(WAIT);
+    b.close().block(WAIT);
+    // The owner comes back without its state, in a new epoch; the receiver restarts from its store.
+    EntanglementNode a2 = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a")).epoch(2)
+        .registry(Registry.builder("r").type(CURSOR).build()).build();
+    a2.publish(new Cursor("both", 9, 9)).block(WAIT);
+    EntanglementNode b2 = node("b", sameDatabase());
+    assertTrue(b2.get(CURSOR, "old").isPresent(), "the receiver's store kept the old epoch");
+    LocalTransport.Connection again = link(a2, b2);
+    b2.watch(CURSOR, "both").filter(s -> s.version().epoch() == 2).blockFirst(WAIT);
+    reactor.core.publisher.Flux.interval(Duration.ofMillis(10)).onBackpressureDrop()
+        .filter(i -> b2.get(CURSOR, "old").isEmpty()).blockFirst(WAIT);
+    b2.close().block(WAIT);
+    again.close();
+    EntanglementNode b3 = node("b", sameDatabase());
+    assertTrue(b3.get(CURSOR, "old").isEmpty(), "the drop was persisted");
+    assertEquals(new Version(2, 1), b3.get(CURSOR, "both").orElseThrow().version());
+    b3.close().block(WAIT);
+    a2.close().block(WAIT);
+  }
 }
