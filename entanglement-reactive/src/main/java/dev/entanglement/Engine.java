@@ -92,6 +92,8 @@ final class Engine {
   /** The batch being filled, and what to run once it is durable. */
   private WriteBatch filling = new WriteBatch();
   private List<Runnable> fillingCallbacks = new ArrayList<>();
+  /** Local owners whose serial advanced since the last batch was taken (one record per batch). */
+  private final java.util.Set<OwnerId> ownersToPersist = new java.util.LinkedHashSet<>();
   private boolean writing;
   private boolean started;
 
@@ -826,7 +828,7 @@ final class Engine {
       return;
     }
     uncommitted.put(key, st);
-    persist(new WriteBatch.PutOwner(new StoredData.OwnerRecord(owner.value(), lo.epoch, lo.serial, true)));
+    ownersToPersist.add(owner);
     persist(new WriteBatch.PutObject(record(st)));
     whenDurable(
         () -> {
@@ -889,6 +891,15 @@ final class Engine {
           List<Runnable> callbacks = fillingCallbacks;
           filling = new WriteBatch();
           fillingCallbacks = new ArrayList<>();
+          // The owner's serial as of now covers every commit in this batch, and no later one.
+          for (OwnerId o : ownersToPersist) {
+            LocalOwner lo = localOwners.get(o);
+            if (lo != null) {
+              batch.add(new WriteBatch.PutOwner(
+                  new StoredData.OwnerRecord(o.value(), lo.epoch, lo.serial, true)));
+            }
+          }
+          ownersToPersist.clear();
           (batch.isEmpty() ? Mono.<Void>empty() : store.write(batch))
               .subscribe(
                   null,
