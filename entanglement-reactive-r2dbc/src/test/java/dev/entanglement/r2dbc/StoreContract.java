@@ -218,4 +218,25 @@ abstract class StoreContract {
     b3.close().block(WAIT);
     a2.close().block(WAIT);
   }
+
+  @Test
+  void remoteUpdatesAndDeletesArePersistedByTheOwner() {
+    // reference test_sql: testRemoteUpdate, testRemoteCombinedUpdates, testRemoteDelete
+    EntanglementNode owner = node("owner", emptyStore());
+    EntanglementNode peer = node("peer", null);
+    LocalTransport.Connection link = link(owner, peer);
+    owner.publish(new Cursor("t", 0, 0)).block(WAIT);
+    owner.publish(new Cursor("d", 0, 0)).block(WAIT);
+    peer.watch(CURSOR, "d").blockFirst(WAIT);
+    assertTrue(peer.propose(CURSOR, "t", java.util.Map.of("x", 1.0)).block(WAIT).isCommitted());
+    assertTrue(peer.propose(CURSOR, "t", java.util.Map.of("y", 2.0)).block(WAIT).isCommitted());
+    assertTrue(peer.delete(CURSOR, "d").block(WAIT).isCommitted());
+    link.close();
+    owner.close().block(WAIT);
+    peer.close().block(WAIT);
+    EntanglementNode again = node("owner", sameDatabase());
+    assertEquals(new Cursor("t", 1, 2), again.get(CURSOR, "t").orElseThrow().value());
+    assertTrue(again.get(CURSOR, "d").orElseThrow().deleted());
+    again.close().block(WAIT);
+  }
 }
