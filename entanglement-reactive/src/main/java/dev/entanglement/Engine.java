@@ -96,6 +96,8 @@ final class Engine {
   private final java.util.Set<OwnerId> ownersToPersist = new java.util.LinkedHashSet<>();
   private boolean writing;
   private boolean started;
+  /** Set by close(): how to report writes that can no longer be retried. */
+  private java.util.function.@Nullable Consumer<Throwable> closeFailed;
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
   private final Map<OwnerId, Long> removedOwners = new HashMap<>();
@@ -557,6 +559,7 @@ final class Engine {
                     sink.success();
                   } else {
                     // Everything accepted before close reaches the store; then the store closes.
+                    closeFailed = sink::error;
                     whenDurable(() -> store.close().subscribe(null, sink::error, sink::success));
                   }
                 }));
@@ -906,6 +909,13 @@ final class Engine {
                   e ->
                       serial.execute(
                           () -> {
+                            if (closed && closeFailed != null) {
+                              // Closing: give up rather than retry forever; close() fails.
+                              log.error("node {}: {} changes could not be written before close",
+                                  nodeId, batch.size() + filling.size(), e);
+                              closeFailed.accept(e);
+                              return;
+                            }
                             // Nothing of the batch took effect: retry it ahead of later changes.
                             log.error("node {}: writing {} changes failed; retrying in 1 s",
                                 nodeId, batch.size(), e);

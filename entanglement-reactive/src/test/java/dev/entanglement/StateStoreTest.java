@@ -185,4 +185,52 @@ class StateStoreTest {
       assertNotEquals(0, storeB.batches());
     }
   }
+
+  @Test
+  @DisplayName("close() waits for pending writes; if the store fails then, close fails instead of retrying forever")
+  void closeWaitsForWritesAndGivesUpOnFailure() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      a.start().block();
+      store.open();
+      a.publish(new Cursor("c", 1, 1)).subscribe();
+      AtomicReference<Object> closed = new AtomicReference<>();
+      a.close().subscribe(null, closed::set, () -> closed.set("ok"));
+      assertNull(closed.get(), "close waits for the pending write");
+      store.open();
+      assertEquals("ok", closed.get());
+    }
+    FailingStore failing = new FailingStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(failing));
+      a.start().block();
+      a.publish(new Cursor("c", 1, 1)).subscribe();
+      AtomicReference<Object> closed = new AtomicReference<>();
+      a.close().subscribe(null, closed::set, () -> closed.set("ok"));
+      mesh.advance(Duration.ofSeconds(5));
+      assertTrue(closed.get() instanceof IllegalStateException, String.valueOf(closed.get()));
+      int writes = failing.writes;
+      mesh.advance(Duration.ofSeconds(30));
+      assertEquals(writes, failing.writes, "no retries after close gave up");
+    }
+  }
+
+  /** A store whose writes always fail. */
+  static final class FailingStore implements StateStore {
+    int writes;
+
+    public Mono<StoredData> load() {
+      return Mono.just(StoredData.empty());
+    }
+
+    public Mono<Void> write(WriteBatch batch) {
+      writes++;
+      return Mono.error(new IllegalStateException("disk full"));
+    }
+
+    public Mono<Void> close() {
+      return Mono.empty();
+    }
+  }
 }
