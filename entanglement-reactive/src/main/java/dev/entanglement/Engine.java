@@ -106,6 +106,14 @@ final class Engine {
   /** For each owner, the newest tombstone dropped by retention: peers behind it resync fully. */
   private final Map<OwnerId, Version> purgedUpTo = new HashMap<>();
   private final reactor.core.Disposable retentionTask;
+  /**
+   * Open requests, and undecided proposals, each in deadline order (one timeout per kind, so
+   * creation order is deadline order), swept by one periodic task instead of a timer per request.
+   */
+  private final java.util.LinkedHashMap<Obligation, Long> requestDeadlines = new java.util.LinkedHashMap<>();
+  private final java.util.LinkedHashMap<Proposal<?>, Long> decisionDeadlines =
+      new java.util.LinkedHashMap<>();
+  private final reactor.core.Disposable deadlineSweep;
   /** Copy-on-write: iterated on every change, written only on attach and detach. */
   private final List<Destination> destinations = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
@@ -237,6 +245,13 @@ final class Engine {
     this.retentionTask =
         scheduler.schedulePeriodically(
             () -> serial.execute(this::dropExpiredTombstones), sweep, sweep, TimeUnit.NANOSECONDS);
+    // Deadlines are checked every tenth of the shortest timeout, between 10 ms and 1 s.
+    long tick =
+        Math.max(10_000_000L, Math.min(1_000_000_000L,
+            Math.min(timeouts.request().toNanos(), timeouts.decision().toNanos()) / 10));
+    this.deadlineSweep =
+        scheduler.schedulePeriodically(
+            () -> serial.execute(this::sweepDeadlines), tick, tick, TimeUnit.NANOSECONDS);
   }
 
   // ------------------------------------------------------------------ public operations (any thread)
@@ -543,6 +558,7 @@ final class Engine {
                   if (!closed) {
                     closed = true;
                     retentionTask.dispose();
+                    deadlineSweep.dispose();
                     for (Destination d : new ArrayList<>(destinations)) {
                       d.link.dispose();
                     }
@@ -1931,7 +1947,7 @@ final class Engine {
       @Nullable Object proposed) {
     @SuppressWarnings("unchecked")
     Snapshot<T> current = cur == null || cur.deleted() ? null : (Snapshot<T>) cur.snapshot;
-    reactor.core.Disposable[] timer = new reactor.core.Disposable[1];
+    Proposal<?>[] holder = new Proposal<?>[1];
     Proposal<T> p =
         new Proposal<>(
             kind,
@@ -1945,17 +1961,12 @@ final class Engine {
                 serial.execute(
                     () -> {
                       pendingDecisions--;
-                      if (timer[0] != null) {
-                        timer[0].dispose();
-                      }
+                      decisionDeadlines.remove(holder[0]);
                       applyDecision(b, kind, key, r, decision);
                     }));
+    holder[0] = p;
     pendingDecisions++;
-    timer[0] =
-        scheduler.schedule(
-            () -> p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time"),
-            timeouts.decision().toNanos(),
-            TimeUnit.NANOSECONDS);
+    decisionDeadlines.put(p, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
     List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(b.type().name());
     FluxSink<Proposal<?>> target = null;
     if (sinks != null) {
@@ -2357,7 +2368,7 @@ final class Engine {
     start(w);
     sink.onCancel(() -> serial.execute(() -> {
       if (w.finish()) {
-        pendingRequests--;
+        released(w);
       }
     }));
     return w;
@@ -2371,11 +2382,38 @@ final class Engine {
 
   private void start(Obligation o) {
     pendingRequests++;
-    o.timer =
-        scheduler.schedule(
-            () -> serial.execute(() -> fail(o, ErrorCode.TIMEOUT, "no answer in " + timeouts.request())),
-            timeouts.request().toNanos(),
-            TimeUnit.NANOSECONDS);
+    requestDeadlines.put(o, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.request().toNanos());
+  }
+
+  /** An obligation ended: it no longer counts and no longer has a deadline. */
+  private void released(Obligation o) {
+    pendingRequests--;
+    requestDeadlines.remove(o);
+  }
+
+  /** Ends every request and proposal whose deadline has passed, oldest first. */
+  private void sweepDeadlines() {
+    long now = scheduler.now(TimeUnit.NANOSECONDS);
+    for (Obligation o : expired(requestDeadlines, now)) {
+      fail(o, ErrorCode.TIMEOUT, "no answer in " + timeouts.request());
+    }
+    for (Proposal<?> p : expired(decisionDeadlines, now)) {
+      p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time");
+    }
+  }
+
+  private static <K> List<K> expired(java.util.LinkedHashMap<K, Long> deadlines, long now) {
+    List<K> out = new ArrayList<>();
+    var it = deadlines.entrySet().iterator();
+    while (it.hasNext()) {
+      var e = it.next();
+      if (e.getValue() > now) {
+        break;
+      }
+      out.add(e.getKey());
+      it.remove();
+    }
+    return out;
   }
 
   private void fail(Obligation o, ErrorCode code, String message) {
@@ -2392,7 +2430,7 @@ final class Engine {
     @Override
     void committed(StoredState state) {
       if (finish()) {
-        pendingRequests--;
+        released(this);
         sink.success(new Outcome.Committed<>(state.snapshot));
       }
     }
@@ -2400,7 +2438,7 @@ final class Engine {
     @Override
     void rejected(ErrorCode code, String message) {
       if (finish()) {
-        pendingRequests--;
+        released(this);
         sink.success(new Outcome.Rejected<>(code, message));
       }
     }
@@ -2408,7 +2446,7 @@ final class Engine {
     @Override
     void failed(ErrorCode code, String message) {
       if (finish()) {
-        pendingRequests--;
+        released(this);
         sink.error(new EntanglementException(code, message));
       }
     }
@@ -2426,7 +2464,7 @@ final class Engine {
     @Override
     void committed(StoredState state) {
       if (finish()) {
-        pendingRequests--;
+        released(this);
         sendControl(from, new Message.Response(inReplyTo, state.toSync()), 0);
       }
     }
@@ -2434,7 +2472,7 @@ final class Engine {
     @Override
     void rejected(ErrorCode code, String message) {
       if (finish()) {
-        pendingRequests--;
+        released(this);
         sendControl(from, new Message.Error(inReplyTo, code.wire(), message), 0);
       }
     }
@@ -2442,7 +2480,7 @@ final class Engine {
     @Override
     void failed(ErrorCode code, String message) {
       if (finish()) {
-        pendingRequests--;
+        released(this);
         sendControl(from, new Message.NoResponse(inReplyTo), 0);
       }
     }

@@ -1,16 +1,12 @@
 package dev.entanglement;
 
-import org.jspecify.annotations.Nullable;
-import reactor.core.Disposable;
-
 /**
  * Someone waiting for the answer to a request: a local caller, or the neighbour a relayed request
  * came from. Each obligation ends exactly once, explicitly: committed, rejected or failed (timeout,
- * no response, link lost). A timer bounds its life, so none can leak.
+ * no response, link lost). The engine's deadline sweep bounds its life, so none can leak.
  */
 abstract class Obligation {
   private boolean done;
-  @Nullable Disposable timer;
 
   /** True once ended; confined to the engine's serial executor. */
   final boolean isDone() {
@@ -23,10 +19,6 @@ abstract class Obligation {
       return false;
     }
     done = true;
-    Disposable t = timer;
-    if (t != null) {
-      t.dispose();
-    }
     return true;
   }
 
