@@ -352,11 +352,14 @@ public final class ConvergenceBenchmark {
     }
   }
 
-  /** The naive design: an unbounded FIFO of every encoded update over the same kind of link. */
-  static final class Naive extends Design {
+  /**
+   * The naive design's sender and receiver: an unbounded FIFO of every encoded update, and a
+   * receiver that decodes every frame. Subclasses supply the link.
+   */
+  abstract static class NaiveDesign extends Design {
     private final FrameCodec codec = new FrameCodec();
     private final JsonMapper mapper = JsonMapper.builder().build();
-    private final UnboundedFramePublisher fifo = new UnboundedFramePublisher();
+    final UnboundedFramePublisher fifo = new UnboundedFramePublisher();
     private final String ownerId = OwnerId.random().value();
     private final long epoch = System.currentTimeMillis();
     private final AtomicLongArray heldCommittedAt;
@@ -367,10 +370,8 @@ public final class ConvergenceBenchmark {
     private final AtomicLong bytesEncoded = new AtomicLong();
     private final AtomicLong framesEncoded = new AtomicLong();
     private long serial;
-    private LocalTransport.Connection connection;
-    private Disposable sending;
 
-    Naive(Config c) {
+    NaiveDesign(Config c) {
       super(c);
       heldCommittedAt = filled(c.objects);
       heldSeq = filled(c.objects);
@@ -390,34 +391,8 @@ public final class ConvergenceBenchmark {
       return "naive";
     }
 
-    @Override
-    void start() {
-      LocalTransport transport =
-          LocalTransport.builder()
-              .bandwidth(config.bandwidth)
-              .latency(Duration.ofMillis(config.latencyMs))
-              .build();
-      connection = transport.connect(PeerId.of("owner"), PeerId.of("receiver"));
-      connection
-          .b()
-          .receive()
-          .subscribe(
-              new BaseSubscriber<byte[]>() {
-                @Override
-                protected void hookOnSubscribe(Subscription s) {
-                  s.request(256); // the same inbound window as the engine
-                }
-
-                @Override
-                protected void hookOnNext(byte[] frame) {
-                  onFrame(frame);
-                  request(1);
-                }
-              });
-      sending = connection.a().send(fifo).subscribe();
-    }
-
-    private void onFrame(byte[] frame) {
+    /** Decodes one received frame and keeps it if it is newer than the held version. */
+    void onFrame(byte[] frame) {
       try {
         if (!(codec.decode(frame) instanceof Message.Sync s)) {
           return;
@@ -469,11 +444,6 @@ public final class ConvergenceBenchmark {
     }
 
     @Override
-    long linkBytes() {
-      return connection.bytesAtoB();
-    }
-
-    @Override
     double meanFrameBytes() {
       long n = framesEncoded.get();
       return n == 0 ? 0 : (double) bytesEncoded.get() / n;
@@ -496,6 +466,48 @@ public final class ConvergenceBenchmark {
           fifo.queuedBytes(),
           framesDecoded.get(),
           decodeErrors.get());
+    }
+  }
+
+  /** The naive design over the same kind of in-JVM link as ours. */
+  static final class Naive extends NaiveDesign {
+    private LocalTransport.Connection connection;
+    private Disposable sending;
+
+    Naive(Config c) {
+      super(c);
+    }
+
+    @Override
+    void start() {
+      LocalTransport transport =
+          LocalTransport.builder()
+              .bandwidth(config.bandwidth)
+              .latency(Duration.ofMillis(config.latencyMs))
+              .build();
+      connection = transport.connect(PeerId.of("owner"), PeerId.of("receiver"));
+      connection
+          .b()
+          .receive()
+          .subscribe(
+              new BaseSubscriber<byte[]>() {
+                @Override
+                protected void hookOnSubscribe(Subscription s) {
+                  s.request(256); // the same inbound window as the engine
+                }
+
+                @Override
+                protected void hookOnNext(byte[] frame) {
+                  onFrame(frame);
+                  request(1);
+                }
+              });
+      sending = connection.a().send(fifo).subscribe();
+    }
+
+    @Override
+    long linkBytes() {
+      return connection.bytesAtoB();
     }
 
     @Override

@@ -2,7 +2,6 @@ package dev.entanglement.benchmarks;
 
 import dev.entanglement.EntanglementNode;
 import dev.entanglement.NodeStats;
-import dev.entanglement.OwnerId;
 import dev.entanglement.PeerId;
 import dev.entanglement.Registry;
 import dev.entanglement.Snapshot;
@@ -12,7 +11,6 @@ import dev.entanglement.benchmarks.ConvergenceBenchmark.Position;
 import dev.entanglement.netty.TcpClientTransport;
 import dev.entanglement.netty.TcpServerTransport;
 import dev.entanglement.protocol.FrameCodec;
-import dev.entanglement.protocol.Message;
 import dev.entanglement.transport.Link;
 import io.netty.buffer.ByteBufUtil;
 import java.time.Duration;
@@ -21,13 +19,10 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicLongArray;
 import reactor.core.Disposable;
 import reactor.core.publisher.Mono;
 import reactor.netty.DisposableServer;
 import reactor.netty.tcp.TcpServer;
-import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
 
 /**
  * B1 over real TCP: the constrained-link test of {@link ConvergenceBenchmark} (same workload,
@@ -193,21 +188,8 @@ public final class ConvergenceTcpBenchmark {
   }
 
   /** Naive: an unbounded FIFO of every encoded update over the same limited TCP client link. */
-  static final class TcpNaive extends Design {
-    private final FrameCodec codec = new FrameCodec();
-    private final JsonMapper mapper = JsonMapper.builder().build();
-    private final UnboundedFramePublisher fifo = new UnboundedFramePublisher();
+  static final class TcpNaive extends ConvergenceBenchmark.NaiveDesign {
     private final Payload.ByteCounter wire = new Payload.ByteCounter();
-    private final String ownerId = OwnerId.random().value();
-    private final long epoch = System.currentTimeMillis();
-    private final AtomicLongArray heldCommittedAt;
-    private final AtomicLongArray heldSeq;
-    private final AtomicLongArray heldSerial;
-    private final AtomicLong framesDecoded = new AtomicLong();
-    private final AtomicLong decodeErrors = new AtomicLong();
-    private final AtomicLong bytesEncoded = new AtomicLong();
-    private final AtomicLong framesEncoded = new AtomicLong();
-    private long serial;
     private EntanglementNode unused;
     private DisposableServer server;
     private Link link;
@@ -215,22 +197,6 @@ public final class ConvergenceTcpBenchmark {
 
     TcpNaive(Config c) {
       super(c);
-      heldCommittedAt = filled(c.objects);
-      heldSeq = filled(c.objects);
-      heldSerial = filled(c.objects);
-    }
-
-    private static AtomicLongArray filled(int n) {
-      AtomicLongArray a = new AtomicLongArray(n);
-      for (int i = 0; i < n; i++) {
-        a.set(i, -1);
-      }
-      return a;
-    }
-
-    @Override
-    String name() {
-      return "naive";
     }
 
     @Override
@@ -259,81 +225,14 @@ public final class ConvergenceTcpBenchmark {
       sending = link.send(fifo).subscribe();
     }
 
-    private void onFrame(byte[] frame) {
-      try {
-        if (!(codec.decode(frame) instanceof Message.Sync s)) {
-          return;
-        }
-        framesDecoded.incrementAndGet();
-        Position p = mapper.treeToValue(s.attributes(), Position.class);
-        Integer i = indexOf.get(s.key());
-        if (i == null) {
-          return;
-        }
-        if (s.serial() > heldSerial.get(i)) {
-          heldSerial.set(i, s.serial());
-          heldSeq.set(i, p.seq());
-          heldCommittedAt.set(i, s.committedAt());
-        }
-        received(s.committedAt());
-      } catch (RuntimeException e) {
-        decodeErrors.incrementAndGet();
-      }
-    }
-
-    @Override
-    void publish(Position p) {
-      JsonNode attributes = mapper.valueToTree(p);
-      byte[] frame =
-          codec.encode(
-              new Message.Sync(
-                  ConvergenceBenchmark.TYPE.name(),
-                  p.id(),
-                  ownerId,
-                  epoch,
-                  ++serial,
-                  System.currentTimeMillis(),
-                  false,
-                  attributes));
-      bytesEncoded.addAndGet(frame.length);
-      framesEncoded.incrementAndGet();
-      fifo.offer(frame);
-    }
-
-    @Override
-    long heldCommittedAt(int index) {
-      return heldCommittedAt.get(index);
-    }
-
-    @Override
-    long heldSeq(int index) {
-      return heldSeq.get(index);
-    }
-
     @Override
     long linkBytes() {
       return wire.bytes.get();
     }
 
     @Override
-    double meanFrameBytes() {
-      long n = framesEncoded.get();
-      return n == 0 ? 0 : (double) bytesEncoded.get() / n;
-    }
-
-    @Override
-    long backlogBytes() {
-      return fifo.queuedBytes();
-    }
-
-    @Override
     String details() {
-      return String.format(
-          Locale.ROOT,
-          "sender: framesEncoded=%d framesToLink=%d backlogFrames=%d backlogBytes=%d%n"
-              + "    receiver: framesDecoded=%d decodeErrors=%d; wire bytes in=%d (bodies + 8-byte headers)",
-          framesEncoded.get(), fifo.framesOut(), fifo.queuedFrames(), fifo.queuedBytes(),
-          framesDecoded.get(), decodeErrors.get(), wire.bytes.get());
+      return super.details() + "; wire bytes in=" + wire.bytes.get() + " (bodies + 8-byte headers)";
     }
 
     @Override
