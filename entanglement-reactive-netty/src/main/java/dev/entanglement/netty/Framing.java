@@ -53,6 +53,25 @@ final class Framing {
     return null;
   }
 
+  /**
+   * Why a whole message (WebSocket) holding one frame is refused, or {@code null}: it must hold a
+   * header, pass {@link #refusal}, and its header's length must match the message.
+   *
+   * @param messageBytes the message's size
+   * @param header the message's first 8 bytes, or fewer if the message is shorter
+   */
+  static @Nullable String messageRefusal(int messageBytes, java.nio.ByteBuffer header, int maxFrame) {
+    if (messageBytes < HEADER_BYTES) {
+      return "message shorter than a frame header";
+    }
+    long length = Integer.toUnsignedLong(header.getInt(0));
+    String r = refusal(length, header.getInt(4), maxFrame);
+    if (r == null && length != messageBytes - HEADER_BYTES) {
+      r = "frame length " + length + " disagrees with the message";
+    }
+    return r;
+  }
+
   /** An ERROR frame (header and body) telling the peer why its connection is being closed. */
   static ByteBuf errorFrame(ByteBufAllocator alloc, ErrorCode code, String message) {
     return encode(alloc, CODEC.encode(new Message.Error(0, code.wire(), message)));

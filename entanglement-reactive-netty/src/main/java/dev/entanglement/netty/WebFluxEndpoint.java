@@ -72,14 +72,7 @@ public final class WebFluxEndpoint {
   /** The upgrade service: applies the hook, then Spring's handshake, then runs the protocol. */
   public WebSocketService webSocketService() {
     return (exchange, handler) ->
-        upgrade
-            .apply(exchange)
-            .onErrorResume(
-                e -> {
-                  log.warn("upgrade hook failed: {}", e.toString());
-                  return Mono.just(WebSocketServerTransport.Upgrade.forbidden());
-                })
-            .defaultIfEmpty(WebSocketServerTransport.Upgrade.forbidden())
+        WebSocketFrames.decide(upgrade.apply(exchange))
             .flatMap(
                 decision -> {
                   if (decision instanceof WebSocketServerTransport.Upgrade.Refuse r) {
@@ -150,17 +143,9 @@ public final class WebFluxEndpoint {
         return m.getType() == WebSocketMessage.Type.TEXT ? "only binary messages are allowed" : null;
       }
       DataBuffer p = m.getPayload();
-      if (p.readableByteCount() < Framing.HEADER_BYTES) {
-        return "message shorter than a frame header";
-      }
       ByteBuffer header = ByteBuffer.allocate(Framing.HEADER_BYTES);
-      p.toByteBuffer(p.readPosition(), header, 0, Framing.HEADER_BYTES);
-      long length = Integer.toUnsignedLong(header.getInt(0));
-      String r = Framing.refusal(length, header.getInt(4), maxFrame);
-      if (r == null && length != p.readableByteCount() - Framing.HEADER_BYTES) {
-        r = "frame length " + length + " disagrees with the message";
-      }
-      return r;
+      p.toByteBuffer(p.readPosition(), header, 0, Math.min(p.readableByteCount(), Framing.HEADER_BYTES));
+      return Framing.messageRefusal(p.readableByteCount(), header, maxFrame);
     }
 
     @Override

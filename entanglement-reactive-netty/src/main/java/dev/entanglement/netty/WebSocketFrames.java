@@ -26,6 +26,17 @@ final class WebSocketFrames {
 
   private WebSocketFrames() {}
 
+  /** An upgrade hook's answer, where a failure or no answer is a refusal with 403. */
+  static Mono<WebSocketServerTransport.Upgrade> decide(Mono<WebSocketServerTransport.Upgrade> answer) {
+    return answer
+        .onErrorResume(
+            e -> {
+              log.warn("upgrade hook failed: {}", e.toString());
+              return Mono.just(WebSocketServerTransport.Upgrade.forbidden());
+            })
+        .defaultIfEmpty(WebSocketServerTransport.Upgrade.forbidden());
+  }
+
   static NettyLink link(
       Connection c,
       WebsocketInbound in,
@@ -73,23 +84,13 @@ final class WebSocketFrames {
             });
   }
 
-  private static String refusal(WebSocketFrame frame, int maxFrame) {
+  private static @org.jspecify.annotations.Nullable String refusal(WebSocketFrame frame, int maxFrame) {
     if (!(frame instanceof BinaryWebSocketFrame)) {
       return "only binary messages are allowed";
     }
     ByteBuf content = frame.content();
-    if (content.readableBytes() < Framing.HEADER_BYTES) {
-      return "message shorter than a frame header";
-    }
-    long length = content.getUnsignedInt(content.readerIndex());
-    int flags = content.getInt(content.readerIndex() + 4);
-    String r = Framing.refusal(length, flags, maxFrame);
-    if (r != null) {
-      return r;
-    }
-    if (length != content.readableBytes() - Framing.HEADER_BYTES) {
-      return "frame length " + length + " disagrees with the message";
-    }
-    return null;
+    int n = Math.min(content.readableBytes(), Framing.HEADER_BYTES);
+    return Framing.messageRefusal(
+        content.readableBytes(), content.nioBuffer(content.readerIndex(), n), maxFrame);
   }
 }

@@ -84,14 +84,7 @@ public final class WebSocketServerTransport {
   /** The route handler: decides the upgrade, then runs the protocol until the socket closes. */
   public BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> handler() {
     return (req, res) ->
-        upgrade
-            .apply(req)
-            .onErrorResume(
-                e -> {
-                  log.warn("upgrade hook failed for {}: {}", req.remoteAddress(), e.toString());
-                  return Mono.just(Upgrade.forbidden());
-                })
-            .defaultIfEmpty(Upgrade.forbidden())
+        WebSocketFrames.decide(upgrade.apply(req))
             .flatMap(
                 decision -> {
                   if (decision instanceof Upgrade.Refuse r) {
