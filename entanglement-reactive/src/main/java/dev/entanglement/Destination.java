@@ -140,4 +140,9 @@ final class Destination {
   public String toString() {
     return "Destination[" + peer + "]";
   }
+
+  /** Records that the peer holds version {@code v} of {@code key}, keeping the newer one known. */
+  void noteHeld(ObjectKey key, Version v) {
+    held.merge(key, v, (a, b) -> a.compareTo(b) >= 0 ? a : b);
+  }
 }

@@ -342,7 +342,7 @@ final class Engine {
             return;
           }
           if (localOwners.containsKey(cur.owner())) {
-            commitLocal(b, key, cur.owner(), emptyObject(), null, true, null,
+            commitLocal(b, key, cur.owner(), null, null, true, null, List.of(),
                 st -> sink.success(new Outcome.Committed<>(st.snapshot)));
             return;
           }
@@ -763,10 +763,10 @@ final class Engine {
         w.rejected(ErrorCode.NOT_FOUND, key + " does not exist");
         return;
       }
-      ObjectNode merged = slot.partial ? merge(cur.attributes, slot.attributes) : slot.attributes;
+      ObjectNode merged = slot.partial ? merge(cur.attributes(codec, json), slot.attributes) : slot.attributes;
       try {
         Object value = json.treeToValue(merged, b.type().javaType());
-        commitLocal(b, key, owner, merged, value, false, tid, w::committed);
+        commitLocal(b, key, owner, merged, value, false, tid, List.of(), w::committed);
       } catch (JacksonException e) {
         w.rejected(ErrorCode.BAD_ENCODING, "tentative value does not decode: " + e.getOriginalMessage());
       }
@@ -793,9 +793,8 @@ final class Engine {
     @SuppressWarnings("unchecked")
     SyncType<Object> t = (SyncType<Object>) b.type();
     ObjectKey key = t.keyOf(value);
-    ObjectNode tree = json.valueToTree(value);
     if (t.isUnique()) {
-      done.accept(publishEvent(b, key, owner, tree, value));
+      done.accept(publishEvent(b, key, owner, json.valueToTree(value), value));
       return;
     }
     StoredState cur = current(key);
@@ -803,7 +802,7 @@ final class Engine {
       throw new EntanglementException(
           ErrorCode.BAD_OWNER, key + " is owned by " + cur.owner() + "; propose a change instead");
     }
-    commitLocal(b, key, owner, tree, value, false, null, st -> done.accept(st.snapshot));
+    commitLocal(b, key, owner, null, value, false, null, List.of(), st -> done.accept(st.snapshot));
   }
 
   private Snapshot<?> publishEvent(
@@ -823,25 +822,32 @@ final class Engine {
    * one, it takes effect — watchers, flood, transitions, {@code done} — only once its batch is
    * durable, so nothing acknowledged or sent is ever lost by a crash; meanwhile owner-side logic
    * sees it through {@link #current}.
+   *
+   * @param attributes the new attributes; null for a delete, or when {@code value} is given (a
+   *     publish, a decided proposal), whose tree is then derived only when needed
+   * @param answering the requests this commit answers: each learns the state before it takes
+   *     effect, so a link whose RESPONSE will carry it is not also sent the SYNC
    */
   private void commitLocal(
       TypeBinding<?> b,
       ObjectKey key,
       OwnerId owner,
-      ObjectNode attributes,
+      @Nullable ObjectNode attributes,
       @Nullable Object value,
       boolean deleted,
       @Nullable String confirmsTransition,
+      List<Obligation> answering,
       java.util.function.Consumer<StoredState> done) {
     LocalOwner lo = localOwners.get(owner);
     Version v = new Version(lo.epoch, ++lo.serial);
     Object typed = value;
     if (typed == null && !deleted) {
-      typed = json.treeToValue(attributes, b.type().javaType());
+      typed = json.treeToValue(Objects.requireNonNull(attributes, "attributes"), b.type().javaType());
     }
     Snapshot<?> snap = new Snapshot<>(key, deleted ? null : typed, owner, v, deleted, now());
-    StoredState st = new StoredState(b, snap, deleted ? emptyObject() : attributes, null);
+    StoredState st = new StoredState(b, snap, deleted || value != null ? null : attributes, null);
     if (store == null) {
+      answering.forEach(o -> o.willAnswer(key, v));
       takeEffect(st, confirmsTransition);
       done.accept(st);
       return;
@@ -852,6 +858,7 @@ final class Engine {
     whenDurable(
         () -> {
           uncommitted.remove(key, st);
+          answering.forEach(o -> o.willAnswer(key, v));
           takeEffect(st, confirmsTransition);
           done.accept(st);
         });
@@ -873,10 +880,14 @@ final class Engine {
   // ------------------------------------------------------------------ persistence
 
   private StoredData.ObjectRecord record(StoredState st) {
+    return record(st, st.attributes(codec, json));
+  }
+
+  private StoredData.ObjectRecord record(StoredState st, ObjectNode attributes) {
     Snapshot<?> s = st.snapshot;
     return new StoredData.ObjectRecord(
         s.key().type(), s.key().key(), s.owner().value(), s.version().epoch(), s.version().serial(),
-        s.committedAt(), s.deleted(), s.deleted() ? "{}" : json.writeValueAsString(st.attributes));
+        s.committedAt(), s.deleted(), s.deleted() ? "{}" : json.writeValueAsString(attributes));
   }
 
   /** Adds a change to the batch being filled; with no store, does nothing. */
@@ -1180,7 +1191,7 @@ final class Engine {
       return null;
     }
     d.held.put(key, st.version());
-    return st.frame(codec, statesEncoded);
+    return st.frame(codec, json, statesEncoded);
   }
 
   private byte @Nullable [] tentativeFrame(Destination d, Outbound.Tentative t) {
@@ -1430,7 +1441,7 @@ final class Engine {
     if (!from.caughtUp.contains(owner)) {
       from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
-    from.held.merge(key, v, (a, c) -> a.compareTo(c) >= 0 ? a : c);
+    from.noteHeld(key, v);
     StoredState cur = objects.get(key);
     if (cur != null) {
       if (!cur.owner().equals(owner)) {
@@ -1463,9 +1474,11 @@ final class Engine {
     if (!constructedAllowed(from.peer, Operation.SYNC, b, snap)) {
       return ErrorCode.UNAUTHORIZED;
     }
-    StoredState st = new StoredState(b, snap, attrs, frame);
+    StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
     objects.put(key, st);
-    persist(new WriteBatch.PutObject(record(st)));
+    if (store != null) {
+      persist(new WriteBatch.PutObject(record(st, attrs)));
+    }
     notifyWatchers(snap);
     markDirty(st, from);
     return null;
@@ -1507,7 +1520,7 @@ final class Engine {
     for (Destination d : destinations) {
       if (d != except && !RouteTable.ownedBy(d, st.owner()) && sendAllowed(d.peer, st)) {
         offer(d, new QueueKey(Lane.UNIQUE, st.key()), st.binding.priority(),
-            new Outbound.Raw(st.frame(codec, statesEncoded)));
+            new Outbound.Raw(st.frame(codec, json, statesEncoded)));
         drain(d);
       }
     }
@@ -1637,6 +1650,9 @@ final class Engine {
       return;
     }
     Message.Sync s = r.state();
+    ObjectKey key = new ObjectKey(s.objectType(), s.key());
+    Version version = new Version(s.epoch(), s.serial());
+    obs.forEach(o -> o.willAnswer(key, version));
     if (applyState(d, b, s, null) != null) {
       log.debug("node {}: committed state in a response was not applied locally", nodeId);
     }
@@ -1651,10 +1667,10 @@ final class Engine {
     }
     Snapshot<?> snap =
         new Snapshot<>(
-            new ObjectKey(s.objectType(), s.key()),
+            key,
             value,
             OwnerId.of(s.owner()),
-            new Version(s.epoch(), s.serial()),
+            version,
             s.deleted(),
             s.committedAt());
     StoredState st =
@@ -1907,7 +1923,7 @@ final class Engine {
         return;
       }
       if (kind == Proposal.Kind.UPDATE) {
-        ObjectNode merged = r.partial() ? merge(cur.attributes, r.attributes()) : r.attributes();
+        ObjectNode merged = r.partial() ? merge(cur.attributes(codec, json), r.attributes()) : r.attributes();
         try {
           proposed = json.treeToValue(merged, b.type().javaType());
         } catch (JacksonException | IllegalArgumentException e) {
@@ -2036,9 +2052,9 @@ final class Engine {
     }
     java.util.function.Consumer<StoredState> answer = st -> obs.forEach(o -> o.committed(st));
     if (kind == Proposal.Kind.DELETE) {
-      commitLocal(b, key, r.owner(), emptyObject(), null, true, tid, answer);
+      commitLocal(b, key, r.owner(), null, null, true, tid, obs, answer);
     } else {
-      commitLocal(b, key, r.owner(), json.valueToTree(value), value, false, tid, answer);
+      commitLocal(b, key, r.owner(), null, value, false, tid, obs, answer);
     }
   }
 
@@ -2236,7 +2252,7 @@ final class Engine {
   private @Nullable Object tentativeValue(TransitionSlot slot) {
     StoredState cur = objects.get(slot.key);
     ObjectNode tree =
-        slot.partial && cur != null && !cur.deleted() ? merge(cur.attributes, slot.attributes) : slot.attributes;
+        slot.partial && cur != null && !cur.deleted() ? merge(cur.attributes(codec, json), slot.attributes) : slot.attributes;
     try {
       return json.treeToValue(tree, slot.binding.type().javaType());
     } catch (JacksonException | IllegalArgumentException e) {
@@ -2461,11 +2477,19 @@ final class Engine {
       this.inReplyTo = inReplyTo;
     }
 
+    /** The RESPONSE carries the committed state, and every node applies it: no SYNC is needed. */
+    @Override
+    void willAnswer(ObjectKey key, Version version) {
+      if (!isDone()) {
+        from.noteHeld(key, version);
+      }
+    }
+
     @Override
     void committed(StoredState state) {
       if (finish()) {
         released(this);
-        sendControl(from, new Message.Response(inReplyTo, state.toSync()), 0);
+        sendControl(from, new Message.Response(inReplyTo, state.toSync(codec, json)), 0);
       }
     }
 

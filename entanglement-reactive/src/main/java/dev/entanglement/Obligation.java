@@ -22,6 +22,12 @@ abstract class Obligation {
     return true;
   }
 
+  /**
+   * Called just before the state that answers this obligation takes effect at this node (before it
+   * is flooded); {@link #committed} follows.
+   */
+  void willAnswer(ObjectKey key, Version version) {}
+
   abstract void committed(StoredState state);
 
   abstract void rejected(ErrorCode code, String message);

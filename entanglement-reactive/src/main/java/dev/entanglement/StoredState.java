@@ -4,25 +4,40 @@ import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import java.util.concurrent.atomic.AtomicLong;
 import org.jspecify.annotations.Nullable;
+import tools.jackson.databind.ObjectMapper;
 import tools.jackson.databind.node.ObjectNode;
 
 /**
- * One committed version of an object as a node holds it: the typed snapshot, its attribute tree,
- * and its encoded SYNC frame, which is built at most once per version and shared by every
- * destination (a relay reuses the frame it received, so it never re-encodes).
+ * One committed version of an object as a node holds it: the typed snapshot and its encoded SYNC
+ * frame, which is built at most once per version and shared by every destination (a relay reuses
+ * the frame it received, so it never re-encodes).
  *
- * <p>Immutable except for the lazily set frame; the attribute tree is never mutated.
+ * <p>The attribute tree is held only when it is the source of the version (a merged proposal, a
+ * stored record, a catch-up); otherwise it is derived on demand, from the frame for a received
+ * state (lossless: it keeps attributes the Java type ignores) or from the value for a local
+ * publish. Holding one form instead of three keeps a node that holds many objects cheap for the
+ * garbage collector, which dominated the cost of sustained syncs when every version kept its tree.
+ *
+ * <p>Immutable except for the lazily set frame; a held tree is never mutated.
  */
 final class StoredState {
   final TypeBinding<?> binding;
   final Snapshot<?> snapshot;
-  final ObjectNode attributes;
+  private final @Nullable ObjectNode tree;
   private volatile byte @Nullable [] frame;
 
-  StoredState(TypeBinding<?> binding, Snapshot<?> snapshot, ObjectNode attributes, byte @Nullable [] frame) {
+  /**
+   * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries
+   *     the value (or is deleted)
+   */
+  StoredState(
+      TypeBinding<?> binding, Snapshot<?> snapshot, @Nullable ObjectNode tree, byte @Nullable [] frame) {
+    if (tree == null && frame == null && snapshot.value() == null && !snapshot.deleted()) {
+      throw new IllegalArgumentException("no source for the attributes of " + snapshot.key());
+    }
     this.binding = binding;
     this.snapshot = snapshot;
-    this.attributes = attributes;
+    this.tree = tree;
     this.frame = frame;
   }
 
@@ -42,7 +57,22 @@ final class StoredState {
     return snapshot.deleted();
   }
 
-  Message.Sync toSync() {
+  /** The attributes of this version; a fresh tree unless held, so callers must not mutate it. */
+  ObjectNode attributes(FrameCodec codec, ObjectMapper json) {
+    if (tree != null) {
+      return tree;
+    }
+    if (snapshot.deleted()) {
+      return json.createObjectNode();
+    }
+    byte[] f = frame;
+    if (f != null && codec.decode(f) instanceof Message.Sync s && s.attributes() instanceof ObjectNode o) {
+      return o;
+    }
+    return json.valueToTree(snapshot.value());
+  }
+
+  Message.Sync toSync(FrameCodec codec, ObjectMapper json) {
     return new Message.Sync(
         snapshot.key().type(),
         snapshot.key().key(),
@@ -51,14 +81,14 @@ final class StoredState {
         snapshot.version().serial(),
         snapshot.committedAt(),
         snapshot.deleted(),
-        attributes);
+        attributes(codec, json));
   }
 
   /** The SYNC frame of this version, encoding it on first use and counting the encode. */
-  byte[] frame(FrameCodec codec, AtomicLong encodeCounter) {
+  byte[] frame(FrameCodec codec, ObjectMapper json, AtomicLong encodeCounter) {
     byte[] f = frame;
     if (f == null) {
-      f = codec.encode(toSync());
+      f = codec.encode(toSync(codec, json));
       encodeCounter.incrementAndGet();
       frame = f;
     }

@@ -202,6 +202,68 @@ class WireBehaviourTest {
     }
   }
 
+  private static List<Long> syncSerials(RawPeer peer, String key) {
+    return peer.of(Message.Sync.class).stream().filter(s -> s.key().equals(key)).map(Message.Sync::serial).toList();
+  }
+
+  @Test
+  @DisplayName("the owner answers a proposal with RESPONSE alone on the proposer's link, and floods the SYNC elsewhere")
+  void responseStandsInForTheSyncToTheProposer() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      RawPeer proposer = new RawPeer(mesh, "a", "x");
+      RawPeer bystander = new RawPeer(mesh, "a", "y");
+      for (RawPeer p : List.of(proposer, bystander)) {
+        p.send(hello(p == proposer ? "x" : "y", p == proposer ? "owner-x" : "owner-y"));
+        p.send(new Message.CatchUp(List.of()));
+      }
+      mesh.settle();
+      assertEquals(List.of(1L), syncSerials(proposer, "c"));
+
+      proposer.send(new Message.Propose(5, Message.ProposalKind.UPDATE, "Cursor", "c", "owner-a", true,
+          JSON.valueToTree(Map.of("x", 4.0)), null, 0));
+      mesh.settle();
+
+      Message.Response r = proposer.of(Message.Response.class).get(0);
+      assertEquals(2, r.state().serial());
+      assertEquals(List.of(1L), syncSerials(proposer, "c"), "no SYNC of version 2 besides the RESPONSE");
+      assertEquals(List.of(1L, 2L), syncSerials(bystander, "c"));
+    }
+  }
+
+  @Test
+  @DisplayName("a relay applies the state a RESPONSE carries, passes it back without a SYNC, and floods it to other neighbours")
+  void relayPassesTheResponseInsteadOfTheSync() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("b");
+      mesh.node("d");
+      mesh.connect("a", "b");
+      mesh.connect("b", "d");
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      RawPeer proposer = new RawPeer(mesh, "b", "x");
+      proposer.send(hello("x", "owner-x"));
+      proposer.send(new Message.CatchUp(List.of()));
+      mesh.settle();
+      assertEquals(List.of(1L), syncSerials(proposer, "c"));
+
+      proposer.send(new Message.Propose(9, Message.ProposalKind.UPDATE, "Cursor", "c", "owner-a", true,
+          JSON.valueToTree(Map.of("x", 4.0)), null, 0));
+      mesh.settle();
+
+      Message.Response r = proposer.of(Message.Response.class).get(0);
+      assertEquals(9, r.inReplyTo());
+      assertEquals(2, r.state().serial());
+      assertEquals(List.of(1L), syncSerials(proposer, "c"));
+      for (String node : List.of("a", "b", "d")) {
+        Snapshot<Cursor> held = mesh.get(node).get(CURSOR, "c").orElseThrow();
+        assertEquals(2, held.version().serial(), node);
+        assertEquals(4.0, held.value().x(), node);
+      }
+    }
+  }
+
   @Test
   @DisplayName("a new link to the same peer replaces the old one")
   void duplicateLinkReplaced() {

@@ -5,7 +5,6 @@ import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
-import io.netty.buffer.Unpooled;
 import org.jspecify.annotations.Nullable;
 
 /** The 8-byte frame header: body length and flags. Stateless. */
@@ -21,12 +20,15 @@ final class Framing {
 
   private Framing() {}
 
-  /** A buffer holding the header and {@code body}; the body is wrapped, not copied. */
+  /**
+   * The header and {@code body} in one I/O buffer (pooled and direct by default): a single copy,
+   * which the socket or the TLS engine would otherwise make from a wrapped heap array, and no
+   * composite buffer per frame.
+   */
   static ByteBuf encode(ByteBufAllocator alloc, byte[] body) {
-    ByteBuf header = alloc.buffer(HEADER_BYTES, HEADER_BYTES);
-    header.writeInt(body.length);
-    header.writeInt(0);
-    return Unpooled.wrappedBuffer(header, Unpooled.wrappedBuffer(body));
+    ByteBuf frame = alloc.ioBuffer(HEADER_BYTES + body.length);
+    frame.writeInt(body.length).writeInt(0).writeBytes(body);
+    return frame;
   }
 
   /** The header and {@code body} in one new array (for transports that take whole messages). */

@@ -1,0 +1,75 @@
+package dev.entanglement;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ObjectNode;
+
+/** Which form of a version's attributes is held, and that every derived form is the same data. */
+class StoredStateTest {
+  private static final FrameCodec CODEC = new FrameCodec();
+  private static final JsonMapper JSON = JsonMapper.builder().build();
+  private static final TypeBinding<Cursor> BINDING = new TypeBinding<>(TestMesh.CURSOR, TestMesh.registry());
+  private static final ObjectKey KEY = new ObjectKey("Cursor", "c");
+
+  private static Snapshot<Cursor> snapshot(Cursor value, boolean deleted) {
+    return new Snapshot<>(KEY, deleted ? null : value, OwnerId.of("o"), new Version(1, 2), deleted, 0);
+  }
+
+  @Test
+  @DisplayName("a received state's attributes come from its frame, keeping attributes the Java type ignores")
+  void fromFrameIsLossless() {
+    ObjectNode wire = JSON.valueToTree(new Cursor("c", 3, 4));
+    wire.put("z", "from a newer peer");
+    byte[] frame = CODEC.encode(new Message.Sync("Cursor", "c", "o", 1, 2, 0, false, wire));
+    StoredState st = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), null, frame);
+
+    assertEquals(wire, st.attributes(CODEC, JSON));
+    AtomicLong encodes = new AtomicLong();
+    assertSame(frame, st.frame(CODEC, JSON, encodes));
+    assertEquals(0, encodes.get(), "a received frame is never re-encoded");
+  }
+
+  @Test
+  @DisplayName("a published state's attributes and frame are derived from its value, and the frame is encoded once")
+  void fromValue() {
+    Cursor value = new Cursor("c", 3, 4);
+    StoredState st = new StoredState(BINDING, snapshot(value, false), null, null);
+
+    assertEquals(JSON.valueToTree(value), st.attributes(CODEC, JSON));
+    AtomicLong encodes = new AtomicLong();
+    byte[] frame = st.frame(CODEC, JSON, encodes);
+    assertSame(frame, st.frame(CODEC, JSON, encodes));
+    assertEquals(1, encodes.get());
+    Message.Sync decoded = (Message.Sync) CODEC.decode(frame);
+    assertEquals(JSON.valueToTree(value), decoded.attributes());
+    assertEquals(2, decoded.serial());
+  }
+
+  @Test
+  @DisplayName("a held tree is returned as is; a deleted state has no attributes")
+  void heldTreeAndTombstone() {
+    ObjectNode tree = JSON.valueToTree(new Cursor("c", 3, 4));
+    StoredState held = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), tree, null);
+    assertSame(tree, held.attributes(CODEC, JSON));
+
+    StoredState tombstone = new StoredState(BINDING, snapshot(null, true), null, null);
+    assertTrue(tombstone.attributes(CODEC, JSON).isEmpty());
+  }
+
+  @Test
+  @DisplayName("a live state needs a source for its attributes")
+  void needsASource() {
+    Snapshot<Cursor> noValue = new Snapshot<>(KEY, null, OwnerId.of("o"), new Version(1, 2), false, 0);
+    assertThrows(IllegalArgumentException.class, () -> new StoredState(BINDING, noValue, null, null));
+  }
+}
