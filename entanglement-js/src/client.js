@@ -34,7 +34,9 @@
 // - This client's own objects are versioned by (epoch, serial) with epoch = the start time: it
 //   keeps no store, so every start is a new epoch and serials restart at 1.
 
-import { encodeFrame, decodeFrame, ProtocolError, PROTOCOL_VERSION, DEFAULT_MAX_FRAME } from './codec.js';
+import {
+  encodeFrame, decodeFrame, ProtocolError, PROTOCOL_VERSION, DEFAULT_MAX_FRAME, HEADER_BYTES,
+} from './codec.js';
 import { canonicalKey, randomUuid } from './keys.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 
@@ -460,8 +462,9 @@ export class EntanglementClient {
       this.#unsendable(conn, message, `${message.type} could not be encoded: ${e.message}`);
       return;
     }
-    if (frame.length - 8 > conn.peerMaxFrame) {
-      this.#unsendable(conn, message, `${message.type} of ${frame.length - 8} bytes exceeds the peer's maximum`);
+    if (frame.length - HEADER_BYTES > conn.peerMaxFrame) {
+      this.#unsendable(conn, message,
+        `${message.type} of ${frame.length - HEADER_BYTES} bytes exceeds the peer's maximum`);
       return;
     }
     conn.socket.send(frame);
