@@ -1,0 +1,160 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EntanglementError } from '../src/client.js';
+import { newClient, connected, settle, sync } from '../test-support/fakes.js';
+
+async function withJavaCursor(options) {
+  const c = newClient(options);
+  const socket = await connected(c.client, c.sockets);
+  socket.receive(sync('java', { id: 'java', x: 1, y: 1 }));
+  return { ...c, socket };
+}
+
+test('propose: a PROPOSE to the owner; RESPONSE resolves committed, ERROR resolves rejected (a value)', async () => {
+  const { client, socket } = await withJavaCursor();
+  const first = client.propose('Cursor', 'java', { x: 5 });
+  const second = client.propose('Cursor', 'java', { x: -1 });
+  await settle();
+  const [p1, p2] = socket.sentOf('PROPOSE');
+  assert.deepEqual(p1, {
+    type: 'PROPOSE', requestId: 1, kind: 'UPDATE', objectType: 'Cursor', key: 'java', owner: 'owner-java',
+    partial: true, attributes: { x: 5 }, transitionId: null, hops: 0,
+  });
+  assert.equal(p2.requestId, 2);
+  socket.receive({ type: 'ERROR', inReplyTo: 2, code: 'UNAUTHORIZED', message: 'negative x' });
+  socket.receive({ type: 'RESPONSE', inReplyTo: 1, state: { ...sync('java', { id: 'java', x: 5, y: 1 }, { serial: 2 }) } });
+  const ok = await first;
+  assert.equal(ok.committed, true);
+  assert.deepEqual([ok.state.serial, ok.state.value], [2, { id: 'java', x: 5, y: 1 }]);
+  assert.equal(client.get('Cursor', 'java').serial, 2, 'the committed state is applied');
+  assert.deepEqual(await second, { committed: false, code: 'UNAUTHORIZED', message: 'negative x' });
+});
+
+test('propose: an unknown object is NOT_FOUND as a value; NO_RESPONSE and timeouts are failures', async () => {
+  const { client, clock, socket } = await withJavaCursor({ requestTimeoutMs: 1000 });
+  assert.equal((await client.propose('Cursor', 'nobody', { x: 1 })).code, 'NOT_FOUND');
+  const lost = client.propose('Cursor', 'java', { x: 2 });
+  await settle();
+  socket.receive({ type: 'NO_RESPONSE', inReplyTo: socket.sentOf('PROPOSE')[0].requestId });
+  await assert.rejects(lost, (e) => e instanceof EntanglementError && e.code === 'NO_RESPONSE');
+  const slow = client.propose('Cursor', 'java', { x: 3 });
+  clock.advance(1000);
+  await assert.rejects(slow, (e) => e.code === 'TIMEOUT');
+});
+
+test('delete: an owned object becomes a tombstone at once; another owner\'s gets a DELETE request', async () => {
+  const { client, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  const mine = await client.delete('Cursor', 'mine');
+  assert.deepEqual([mine.committed, mine.state.deleted, mine.state.value, mine.state.serial], [true, true, null, 2]);
+  const theirs = client.delete('Cursor', 'java');
+  await settle();
+  const request = socket.sentOf('PROPOSE')[0];
+  assert.equal(request.kind, 'DELETE');
+  socket.receive({ type: 'RESPONSE', inReplyTo: request.requestId, state: sync('java', {}, { serial: 2, deleted: true }) });
+  assert.equal((await theirs).state.deleted, true);
+  assert.equal(client.get('Cursor', 'java').deleted, true);
+});
+
+/** A peer proposal for this client's object 'mine', answered on `socket`. */
+function proposeToMe(socket, requestId, attributes, extra = {}) {
+  socket.receive({
+    type: 'PROPOSE', requestId, kind: 'UPDATE', objectType: 'Cursor', key: 'mine', owner: 'owner-js',
+    partial: true, attributes, transitionId: null, hops: 1, ...extra,
+  });
+}
+
+test('answering PROPOSE: the default decision commits, publishes the SYNC and answers RESPONSE', async () => {
+  const { client, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1, y: 1 });
+  await settle();
+  socket.clearSent();
+  proposeToMe(socket, 41, { x: 2 });
+  await settle();
+  assert.deepEqual(socket.sent.map((m) => m.type), ['SYNC', 'RESPONSE']);
+  const [s, r] = socket.sent;
+  assert.deepEqual([s.serial, s.attributes], [2, { id: 'mine', x: 2, y: 1 }]);
+  assert.equal(r.inReplyTo, 41);
+  assert.deepEqual(r.state, {
+    objectType: 'Cursor', key: 'mine', owner: 'owner-js', epoch: client.epoch, serial: 2,
+    committedAt: s.committedAt, deleted: false, attributes: { id: 'mine', x: 2, y: 1 },
+  });
+  assert.equal(client.get('Cursor', 'mine').value.x, 2);
+});
+
+test('answering PROPOSE: the decide hook sees the proposal and may modify, reject or answer later', async () => {
+  const proposals = [];
+  let release;
+  const { client, socket } = await withJavaCursor({
+    decide: (p) => {
+      proposals.push(p);
+      if (p.proposed.x < 0) return { reject: 'UNAUTHORIZED', message: 'no negative x' };
+      if (p.proposed.x === 100) return false;
+      if (p.proposed.x === 50) return new Promise((resolve) => { release = resolve; });
+      return { commit: { ...p.proposed, y: 99 } };
+    },
+  });
+  client.publish('Cursor', { id: 'mine', x: 1, y: 1 });
+  proposeToMe(socket, 1, { x: 7 });
+  proposeToMe(socket, 2, { x: -3 });
+  proposeToMe(socket, 3, { x: 100 });
+  proposeToMe(socket, 4, { x: 50 });
+  await settle();
+  assert.deepEqual(proposals[0], {
+    kind: 'UPDATE', type: 'Cursor', key: 'mine', current: proposals[0].current, proposed: { id: 'mine', x: 7, y: 1 },
+    transitionId: null, from: 'java',
+  });
+  assert.equal(proposals[0].current.serial, 1);
+  const answers = () => socket.sent.filter((m) => m.type === 'RESPONSE' || m.type === 'ERROR');
+  assert.deepEqual(answers().map((m) => [m.type, m.inReplyTo, m.code ?? m.state.attributes.y]),
+    [['RESPONSE', 1, 99], ['ERROR', 2, 'UNAUTHORIZED'], ['ERROR', 3, 'UNAUTHORIZED']]);
+  assert.equal(socket.sentOf('ERROR')[0].message, 'no negative x');
+  release({ commit: { id: 'mine', x: 51, y: 0 } });
+  await settle();
+  assert.deepEqual(answers().at(-1).state.attributes, { id: 'mine', x: 51, y: 0 });
+  assert.equal(client.get('Cursor', 'mine').serial, 3);
+});
+
+test('answering PROPOSE: undecided proposals time out; checks come before the hook', async () => {
+  let calls = 0;
+  const { client, clock, socket } = await withJavaCursor({
+    decisionTimeoutMs: 500,
+    decide: () => { calls++; return new Promise(() => {}); },
+  });
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  proposeToMe(socket, 1, { x: 2 });
+  proposeToMe(socket, 2, { x: 2 }, { key: 'missing' });
+  proposeToMe(socket, 3, { id: 'other' });
+  proposeToMe(socket, 4, { x: 2 }, { owner: 'owner-elsewhere' });
+  proposeToMe(socket, 5, { x: 2 }, { objectType: 'Unknown' });
+  await settle();
+  assert.equal(calls, 1);
+  clock.advance(500);
+  await settle();
+  const answers = socket.sent.filter((m) => ['ERROR', 'NO_RESPONSE'].includes(m.type))
+    .map((m) => [m.inReplyTo, m.code ?? m.type]).sort((a, b) => a[0] - b[0]);
+  assert.deepEqual(answers, [[1, 'TIMEOUT'], [2, 'NOT_FOUND'], [3, 'INVALID_OPERATION'], [4, 'NO_RESPONSE'],
+    [5, 'UNKNOWN_TYPE']]);
+});
+
+test('answering a DELETE request and a CREATE request', async () => {
+  const kinds = [];
+  const { client, socket } = await withJavaCursor({ decide: (p) => { kinds.push(p.kind); } });
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  proposeToMe(socket, 1, {}, { kind: 'DELETE' });
+  socket.receive({ type: 'CREATE', requestId: 2, objectType: 'Cursor', owner: 'owner-js', attributes: { id: 'new', x: 3 }, hops: 1 });
+  socket.receive({ type: 'CREATE', requestId: 3, objectType: 'Cursor', owner: 'owner-js', attributes: { id: 'new', x: 4 }, hops: 1 });
+  await settle();
+  assert.deepEqual(kinds, ['DELETE', 'CREATE']);
+  const answers = socket.sent.filter((m) => m.type === 'RESPONSE' || m.type === 'ERROR');
+  assert.deepEqual(answers.map((m) => [m.inReplyTo, m.code ?? (m.state.deleted ? 'deleted' : m.state.key)]),
+    [[1, 'deleted'], [2, 'new'], [3, 'INVALID_OPERATION']]);
+  assert.equal(client.get('Cursor', 'new').owner, 'owner-js');
+});
+
+test('a local proposal on an owned object goes through the decide hook', async () => {
+  const { client } = newClient({ decide: (p) => (p.proposed.x > 10 ? { reject: 'UNAUTHORIZED', message: 'too far' } : true) });
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  assert.equal((await client.propose('Cursor', 'mine', { x: 2 })).state.value.x, 2);
+  assert.deepEqual(await client.propose('Cursor', 'mine', { x: 11 }), { committed: false, code: 'UNAUTHORIZED', message: 'too far' });
+});

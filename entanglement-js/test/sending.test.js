@@ -1,0 +1,120 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { newClient, connected, peerHandshake, settle } from '../test-support/fakes.js';
+
+test('conflation: 100 publishes of one key while the socket is congested leave as one frame with the last state', async () => {
+  const { client, clock, sockets } = newClient({ highWaterMark: 1000, drainIntervalMs: 10 });
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  socket.bufferedAmount = 5000;
+  for (let i = 0; i < 100; i++) {
+    client.publish('Cursor', { id: 'me', x: i });
+    await settle(); // every publish in its own task: each one tries to write
+  }
+  clock.advance(50);
+  assert.deepEqual(socket.sent, [], 'nothing is written above the threshold');
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  assert.equal(socket.sent.length, 1);
+  assert.deepEqual(socket.sent[0], {
+    type: 'SYNC', objectType: 'Cursor', key: 'me', owner: 'owner-js', epoch: client.epoch, serial: 100,
+    committedAt: clock.now() - 60, deleted: false, attributes: { id: 'me', x: 99 },
+  });
+});
+
+test('conflation per key: congested publishes of many keys keep one entry per key, in first-change order', async () => {
+  const { client, clock, sockets } = newClient({ highWaterMark: 1000 });
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  socket.bufferedAmount = 5000;
+  for (let i = 0; i < 300; i++) client.publish('Cursor', { id: `k${i % 3}`, x: i });
+  await settle();
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  assert.deepEqual(socket.sent.map((m) => [m.key, m.attributes.x]), [['k0', 297], ['k1', 298], ['k2', 299]]);
+});
+
+test('changes made in one task are written once, at its end', async () => {
+  const { client, sockets } = newClient();
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  for (let i = 0; i < 100; i++) client.publish('Cursor', { id: 'me', x: i });
+  assert.deepEqual(socket.sent, []);
+  await settle();
+  assert.deepEqual(socket.sent.map((m) => m.attributes.x), [99]);
+});
+
+test('flow control: writing stops at the threshold and resumes when the socket drains', async () => {
+  const { client, clock, sockets } = newClient({ highWaterMark: 100, drainIntervalMs: 10 });
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  const send = socket.send.bind(socket);
+  socket.send = (data) => {
+    send(data);
+    socket.bufferedAmount += data.length; // nothing leaves until the test says so
+  };
+  for (let i = 0; i < 10; i++) client.publish('Cursor', { id: `k${i}`, x: i });
+  await settle();
+  const firstBurst = socket.sent.length;
+  assert.ok(firstBurst >= 1 && firstBurst < 10, `wrote ${firstBurst} frames before the threshold`);
+  clock.advance(100);
+  assert.equal(socket.sent.length, firstBurst, 'still congested');
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  assert.ok(socket.sent.length > firstBurst);
+  while (socket.sent.length < 10) {
+    socket.bufferedAmount = 0;
+    clock.advance(10);
+  }
+  assert.deepEqual(socket.sent.map((m) => m.key), ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'k8', 'k9']);
+});
+
+test('reconnect: the peer catch-up gets every owned object (tombstones too), then a full WATERMARK', async () => {
+  const { client, clock, sockets } = newClient();
+  let socket = await connected(client, sockets);
+  client.publish('Cursor', { id: 'a', x: 1 });
+  client.publish('Cursor', { id: 'b', x: 2 });
+  await client.delete('Cursor', 'b');
+  await settle();
+  socket.drop();
+  client.publish('Cursor', { id: 'a', x: 3 }); // while disconnected
+  clock.advance(1000);
+  socket = sockets.at(-1);
+  socket.open();
+  peerHandshake(socket, { holds: [] }); // a peer that holds nothing of ours
+  await settle();
+  assert.deepEqual(socket.sent.map((m) => m.type), ['HELLO', 'ROUTES', 'CATCH_UP', 'SYNC', 'SYNC', 'WATERMARK']);
+  const [, , , a, b, wm] = socket.sent;
+  assert.deepEqual([a.key, a.serial, a.attributes], ['a', 4, { id: 'a', x: 3 }]);
+  assert.deepEqual([b.key, b.serial, b.deleted, b.attributes], ['b', 3, true, {}]);
+  assert.deepEqual(wm, { type: 'WATERMARK', owner: 'owner-js', epoch: client.epoch, serial: 4, full: true });
+});
+
+test('reconnect: a peer that holds our epoch up to a version gets only what is newer', async () => {
+  const { client, clock, sockets } = newClient();
+  let socket = await connected(client, sockets);
+  client.publish('Cursor', { id: 'a', x: 1 }); // serial 1
+  client.publish('Cursor', { id: 'b', x: 1 }); // serial 2
+  await settle();
+  socket.drop();
+  client.publish('Cursor', { id: 'b', x: 2 }); // serial 3
+  clock.advance(1000);
+  socket = sockets.at(-1);
+  socket.open();
+  peerHandshake(socket, { holds: [{ owner: 'owner-js', epoch: client.epoch, serial: 2 }] });
+  await settle();
+  assert.deepEqual(socket.sent.slice(3).map((m) => [m.type, m.key ?? m.serial, m.full]),
+    [['SYNC', 'b', undefined], ['WATERMARK', 3, false]]);
+});
+
+test('reconnect: CATCH_UP names the watermarks received, so the peer sends only what was missed', async () => {
+  const { client, clock, sockets } = newClient();
+  let socket = await connected(client, sockets);
+  socket.receive({ type: 'WATERMARK', owner: 'owner-java', epoch: 7, serial: 12, full: false });
+  socket.drop();
+  clock.advance(1000);
+  socket = sockets.at(-1);
+  socket.open();
+  await settle();
+  assert.deepEqual(socket.sentOf('CATCH_UP')[0].holds, [{ owner: 'owner-java', epoch: 7, serial: 12 }]);
+});

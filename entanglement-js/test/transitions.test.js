@@ -1,0 +1,147 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { newClient, connected, settle, sync } from '../test-support/fakes.js';
+
+async function withJavaCursor(options) {
+  const c = newClient(options);
+  const socket = await connected(c.client, c.sockets);
+  socket.receive(sync('java', { id: 'java', x: 1, y: 1 }));
+  return { ...c, socket };
+}
+
+const summary = (t) => [t.state, t.value && t.value.x];
+
+test('a local transition: conflated TRANSITION updates, tentative callbacks, commit through the owner', async () => {
+  const { client, socket } = await withJavaCursor();
+  const seen = [];
+  client.tentative('Cursor', 'java', (t) => seen.push(summary(t)));
+  const tr = client.beginTransition('Cursor', 'java');
+  tr.update({ x: 2 });
+  tr.update({ x: 3 });
+  assert.deepEqual(seen, [['ACTIVE', 2], ['ACTIVE', 3]]);
+  await settle();
+  assert.deepEqual(socket.sentOf('TRANSITION'), [{
+    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', transitionId: tr.id, origin: 'js-node',
+    seq: 2, partial: true, attributes: { x: 3 },
+  }], 'one frame for two updates of one task');
+  const outcome = tr.commit();
+  await settle();
+  const p = socket.sentOf('PROPOSE')[0];
+  assert.deepEqual([p.transitionId, p.partial, p.attributes], [tr.id, true, { x: 3 }]);
+  assert.equal(socket.sent.at(-1), p, 'after the transition updates');
+  socket.receive({ type: 'RESPONSE', inReplyTo: p.requestId, state: sync('java', { id: 'java', x: 3, y: 1 }, { serial: 2 }) });
+  socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key: 'java', transitionId: tr.id, state: 'CONFIRMED' });
+  assert.equal((await outcome).state.value.x, 3);
+  assert.deepEqual(seen.at(-1), ['CONFIRMED', null]);
+  assert.equal(tr.update({ x: 4 }), false, 'an ended transition takes no update');
+  assert.equal((await tr.commit()).code, 'BROKEN_TRANSITION');
+});
+
+test('abort ends a transition everywhere; commit without update is refused', async () => {
+  const { client, socket } = await withJavaCursor();
+  const seen = [];
+  client.tentativeAll('Cursor', (t) => seen.push(t.state));
+  const empty = client.beginTransition('Cursor', 'java');
+  assert.equal((await empty.commit()).code, 'INVALID_OPERATION');
+  const tr = client.beginTransition('Cursor', 'java');
+  tr.update({ x: 5 });
+  tr.abort();
+  await settle();
+  assert.deepEqual(seen, ['ACTIVE', 'ABORTED']);
+  assert.deepEqual(socket.sentOf('TRANSITION_END'),
+    [{ type: 'TRANSITION_END', objectType: 'Cursor', key: 'java', transitionId: tr.id, state: 'ABORTED' }]);
+  assert.deepEqual(socket.sentOf('TRANSITION'), [], 'the pending update of an aborted transition is not sent');
+  assert.throws(() => client.beginTransition('Cursor', 'nobody'), (e) => e.code === 'NOT_FOUND');
+});
+
+test('a transition from the peer: tentative values merged into the committed state, then expiry after the TTL', async () => {
+  const { client, clock, socket } = await withJavaCursor({ transitionTtlMs: 1000 });
+  const seen = [];
+  const transition = (seq, x) => ({
+    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', transitionId: 't1', origin: 'java',
+    seq, partial: true, attributes: { x },
+  });
+  socket.receive(transition(1, 10));
+  client.tentative('Cursor', 'java', (t) => seen.push([...summary(t), t.value?.y, t.origin]));
+  socket.receive(transition(3, 30));
+  socket.receive(transition(2, 20)); // out of order: dropped
+  assert.deepEqual(seen, [['ACTIVE', 10, 1, 'java'], ['ACTIVE', 30, 1, 'java']], 'current transitions first');
+  clock.advance(999);
+  socket.receive(transition(4, 40)); // an update restarts the TTL
+  clock.advance(999);
+  assert.equal(seen.at(-1)[0], 'ACTIVE');
+  clock.advance(1);
+  assert.deepEqual(seen.at(-1), ['EXPIRED', null, undefined, 'java']);
+  socket.receive(transition(5, 50));
+  assert.equal(seen.length, 4, 'an ended transition stays ended');
+  await settle();
+  assert.deepEqual(socket.sentOf('TRANSITION_END'), [], 'EXPIRED is not sent');
+});
+
+test('owner side: a transition on an owned object is confirmed by the commit that names it', async () => {
+  const { client, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  await settle();
+  socket.clearSent();
+  const seen = [];
+  client.tentative('Cursor', 'mine', (t) => seen.push(t.state));
+  const transition = (id, seq, x) => ({
+    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', transitionId: id, origin: 'java',
+    seq, partial: true, attributes: { x },
+  });
+  socket.receive(transition('old', 1, 5));
+  socket.receive(transition('new', 1, 6)); // the newest transition wins: 'old' is broken
+  socket.receive({
+    type: 'PROPOSE', requestId: 9, kind: 'UPDATE', objectType: 'Cursor', key: 'mine', owner: 'owner-js',
+    partial: true, attributes: { x: 6 }, transitionId: 'new', hops: 1,
+  });
+  socket.receive({
+    type: 'PROPOSE', requestId: 10, kind: 'UPDATE', objectType: 'Cursor', key: 'mine', owner: 'owner-js',
+    partial: true, attributes: { x: 5 }, transitionId: 'old', hops: 1,
+  });
+  await settle();
+  assert.deepEqual(seen, ['ACTIVE', 'BROKEN', 'ACTIVE', 'CONFIRMED']);
+  assert.deepEqual(socket.sent.filter((m) => m.type !== 'SYNC').map((m) => [m.type, m.transitionId ?? m.inReplyTo, m.state?.serial ?? m.state ?? m.code]), [
+    ['TRANSITION_END', 'old', 'BROKEN'],
+    ['TRANSITION_END', 'new', 'CONFIRMED'],
+    ['RESPONSE', 9, 2],
+    ['ERROR', 10, 'BROKEN_TRANSITION'],
+  ]);
+});
+
+test('owner side: rejecting a proposal that names a transition ends it as REJECTED', async () => {
+  const { client, socket } = await withJavaCursor({ decide: () => false });
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  socket.receive({
+    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', transitionId: 't', origin: 'java',
+    seq: 1, partial: true, attributes: { x: 2 },
+  });
+  socket.receive({
+    type: 'PROPOSE', requestId: 1, kind: 'UPDATE', objectType: 'Cursor', key: 'mine', owner: 'owner-js',
+    partial: true, attributes: { x: 2 }, transitionId: 't', hops: 1,
+  });
+  await settle();
+  assert.deepEqual(socket.sent.filter((m) => m.type === 'ERROR' || m.type === 'TRANSITION_END').map((m) => m.code ?? m.state),
+    ['UNAUTHORIZED', 'REJECTED']);
+});
+
+test('a transition on an owned object commits locally; active transitions are re-sent after a reconnect', async () => {
+  const { client, clock, sockets, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1, y: 1 });
+  const own = client.beginTransition('Cursor', 'mine');
+  own.update({ x: 2 });
+  const outcome = await own.commit();
+  assert.deepEqual(outcome.state.value, { id: 'mine', x: 2, y: 1 });
+  await settle();
+  assert.equal(socket.sentOf('TRANSITION_END')[0].state, 'CONFIRMED');
+
+  const remote = client.beginTransition('Cursor', 'java');
+  remote.update({ x: 7 });
+  socket.drop();
+  clock.advance(1000);
+  const next = sockets.at(-1);
+  next.open();
+  await settle();
+  assert.deepEqual(next.sent.map((m) => m.type), ['HELLO', 'ROUTES', 'CATCH_UP', 'TRANSITION']);
+  assert.equal(next.sent[3].transitionId, remote.id);
+});
