@@ -15,8 +15,10 @@ import dev.entanglement.Registry;
 import dev.entanglement.Snapshot;
 import dev.entanglement.netty.WebSocketClientTransport;
 import io.netty.channel.ChannelOption;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
@@ -35,7 +37,6 @@ import org.springframework.core.ParameterizedTypeReference;
 import org.springframework.http.HttpStatus;
 import org.springframework.http.MediaType;
 import org.springframework.http.ResponseEntity;
-import org.springframework.http.client.reactive.ReactorClientHttpConnector;
 import org.springframework.http.codec.ServerSentEvent;
 import org.springframework.test.web.reactive.server.WebTestClient;
 import org.springframework.web.reactive.function.client.WebClient;
@@ -44,13 +45,14 @@ import reactor.core.publisher.BaseSubscriber;
 import reactor.core.publisher.Flux;
 import reactor.netty.http.client.HttpClient;
 import reactor.test.StepVerifier;
+import tools.jackson.databind.json.JsonMapper;
 
 /** The board served for real on a random local port, exercised over HTTP and WebSocket. */
 @SpringBootTest(
     webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
     properties = {"server.address=127.0.0.1", "board.peer-tokens.test-token=alpha"})
 class ShapeBoardApplicationTest {
-  private static final Duration WAIT = Duration.ofSeconds(15);
+  private static final Duration WAIT = Duration.ofSeconds(30);
   private static final ParameterizedTypeReference<ServerSentEvent<ShapeEvent>> EVENTS =
       new ParameterizedTypeReference<>() {};
 
@@ -158,53 +160,83 @@ class ShapeBoardApplicationTest {
 
   @Test
   void slowEventStreamClientGetsTheLatestStatesNotABacklog() throws InterruptedException {
-    int updates = 20_000;
-    // About 1 KB per event: the socket buffers and the few events that Reactor Netty and Spring
-    // hold between the watch and the socket take a few thousand at most.
+    int updates = 5_000;
     Shape spinner = new Shape("spinner", "ana", "red", "rect", 0, 0, 10, 10, "#".repeat(1_000), false);
     board.publish(Shape.TYPE, spinner).block(WAIT);
-    BlockingQueue<ShapeEvent> received = new LinkedBlockingQueue<>();
-    int current = ShapeBoard.INITIAL.size() + 1;
-    BaseSubscriber<ServerSentEvent<ShapeEvent>> slowReader = new BaseSubscriber<>() {
+    // A raw reader that asks for one chunk of the body at a time, so that the test decides when
+    // the client reads (WebClient's event decoder prefetches on its own, and reads byte by byte,
+    // which paranoid leak detection makes slow); a small receive window keeps the socket buffers
+    // small too.
+    BlockingQueue<String> chunks = new LinkedBlockingQueue<>();
+    BaseSubscriber<String> reader = new BaseSubscriber<>() {
       @Override
       protected void hookOnSubscribe(Subscription subscription) {
-        subscription.request(current);
+        subscription.request(1);
       }
 
       @Override
-      protected void hookOnNext(ServerSentEvent<ShapeEvent> event) {
-        received.add(event.data());
+      protected void hookOnNext(String chunk) {
+        chunks.add(chunk);
       }
     };
-    HttpClient smallWindow = HttpClient.create().option(ChannelOption.SO_RCVBUF, 8 * 1024);
-    WebClient.builder().baseUrl("http://127.0.0.1:" + port)
-        .clientConnector(new ReactorClientHttpConnector(smallWindow)).build()
-        .get().uri("/shapes").accept(MediaType.TEXT_EVENT_STREAM)
-        .retrieve().bodyToFlux(EVENTS).subscribe(slowReader);
+    HttpClient.create().option(ChannelOption.SO_RCVBUF, 16 * 1024)
+        .headers(h -> h.set("Accept", MediaType.TEXT_EVENT_STREAM_VALUE))
+        .get().uri("http://127.0.0.1:" + port + "/shapes")
+        .responseContent().asString(StandardCharsets.UTF_8)
+        .subscribe(reader);
     try {
-      for (int i = 0; i < current; i++) {
-        assertNotNull(received.poll(WAIT.toSeconds(), TimeUnit.SECONDS), "current state");
+      EventText text = new EventText();
+      int current = ShapeBoard.INITIAL.size() + 1;
+      int seen = text.append(next(chunks)).size();
+      while (seen < current) { // the current state: read on until every shape has arrived, then stop
+        reader.request(1);
+        seen += text.append(next(chunks)).size();
       }
-      // The reader asks for nothing more while the spinner turns 20,000 times.
+      // The reader reads nothing more while the spinner turns 5,000 times.
       Flux.range(1, updates)
           .concatMap(i -> board.publish(Shape.TYPE, new Shape("spinner", "ana", "red", "rect", i, 0, 10, 10,
               spinner.color(), false)))
-          .blockLast(WAIT);
-      slowReader.request(Long.MAX_VALUE);
+          .blockLast(Duration.ofMinutes(1));
+      reader.request(Long.MAX_VALUE);
       int spinnerEvents = 0;
-      ShapeEvent event;
-      do {
-        event = received.poll(WAIT.toSeconds(), TimeUnit.SECONDS);
-        assertNotNull(event, "the spinner's final state never arrived");
-        if (event.key().equals("spinner")) {
-          spinnerEvents++;
+      boolean finalState = false;
+      while (!finalState) {
+        for (ShapeEvent e : text.append(next(chunks))) {
+          if (e.key().equals("spinner")) {
+            spinnerEvents++;
+            finalState = e.value().x() == updates;
+          }
         }
-      } while (!(event.key().equals("spinner") && event.value().x() == updates));
+      }
       assertTrue(spinnerEvents < updates / 2,
           spinnerEvents + " of " + updates + " updates were delivered: a backlog, not the latest states");
     } finally {
-      slowReader.dispose();
+      reader.dispose();
       board.delete(Shape.TYPE, "spinner").block(WAIT);
+    }
+  }
+
+  private static String next(BlockingQueue<String> chunks) throws InterruptedException {
+    String chunk = chunks.poll(WAIT.toSeconds(), TimeUnit.SECONDS);
+    assertNotNull(chunk, "no more events within " + WAIT);
+    return chunk;
+  }
+
+  /** The text of an event stream, read chunk by chunk; yields each event once it is complete. */
+  private static final class EventText {
+    private static final JsonMapper JSON = JsonMapper.builder().build();
+    private final StringBuilder pending = new StringBuilder();
+
+    List<ShapeEvent> append(String chunk) {
+      pending.append(chunk);
+      List<ShapeEvent> events = new ArrayList<>();
+      for (int end = pending.indexOf("\n\n"); end >= 0; end = pending.indexOf("\n\n")) {
+        String event = pending.substring(0, end);
+        pending.delete(0, end + 2);
+        event.lines().filter(l -> l.startsWith("data:"))
+            .forEach(l -> events.add(JSON.readValue(l.substring("data:".length()), ShapeEvent.class)));
+      }
+      return events;
     }
   }
 
