@@ -117,6 +117,15 @@ final class Destination {
   final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
   long demand;
+  /** The node id the peer announced in its HELLO; null before it. */
+  @Nullable String helloNode;
+  long framesSent;
+  long bytesSent;
+  long framesReceived;
+  long bytesReceived;
+  long updatesProduced;
+  long updatesCoalesced;
+  final AgeWindow staleness = new AgeWindow();
 
   Destination(Link link, long order) {
     this.link = link;

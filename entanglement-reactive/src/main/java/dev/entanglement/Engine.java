@@ -135,6 +135,10 @@ final class Engine {
   private volatile int pendingRequests;
   private volatile int pendingDecisions;
   private volatile int activeTransitions;
+  /** Completes when the node closes. */
+  private final reactor.core.publisher.Sinks.Empty<Void> closing = reactor.core.publisher.Sinks.empty();
+  /** Active transitions per originating node id, for per-peer statistics read from any thread. */
+  private final Map<String, Integer> transitionsByOrigin = new java.util.concurrent.ConcurrentHashMap<>();
 
   /**
    * Time limits of a node; see {@link EntanglementNode.Builder} for their meaning and defaults. A
@@ -557,6 +561,7 @@ final class Engine {
                 () -> {
                   if (!closed) {
                     closed = true;
+                    closing.tryEmitEmpty();
                     retentionTask.dispose();
                     deadlineSweep.dispose();
                     for (Destination d : new ArrayList<>(destinations)) {
@@ -590,11 +595,17 @@ final class Engine {
     return false;
   }
 
+  /**
+   * Counters read from any thread: confined fields read outside the serial executor may be
+   * slightly stale or mutually inconsistent, a benign race for statistics; {@link
+   * #statsConsistent} reads them on the executor.
+   */
   NodeStats stats() {
     int queued = 0;
-    // Reading a confined queue's size from another thread is a benign race for statistics.
+    List<PeerStats> peers = new ArrayList<>();
     for (Destination d : destinations) {
       queued += d.queue.size();
+      peers.add(peerStats(d));
     }
     return new NodeStats(
         framesSent.get(),
@@ -607,11 +618,43 @@ final class Engine {
         pendingRequests,
         pendingDecisions,
         activeTransitions,
-        errorsReceived.get());
+        errorsReceived.get(),
+        List.copyOf(peers));
+  }
+
+  private PeerStats peerStats(Destination d) {
+    String node = d.helloNode;
+    return new PeerStats(
+        d.peer,
+        d.framesSent,
+        d.bytesSent,
+        d.framesReceived,
+        d.bytesReceived,
+        d.updatesProduced,
+        d.updatesCoalesced,
+        d.staleness.quantile(0.5),
+        d.staleness.quantile(0.99),
+        d.queue.size(),
+        d.outstanding.size(),
+        node == null ? 0 : transitionsByOrigin.getOrDefault(node, 0));
   }
 
   Mono<NodeStats> statsConsistent() {
     return Mono.create(sink -> serial.execute(() -> sink.success(stats())));
+  }
+
+  /**
+   * Consistent statistics every {@code period} on the node's scheduler, until the node closes. A
+   * slow subscriber skips ticks instead of queueing them.
+   */
+  Flux<NodeStats> statsEvery(java.time.Duration period) {
+    if (period.isNegative() || period.isZero()) {
+      throw new IllegalArgumentException("period must be positive: " + period);
+    }
+    return Flux.interval(period, scheduler)
+        .onBackpressureDrop()
+        .concatMap(tick -> statsConsistent(), 1)
+        .takeUntilOther(closing.asMono());
   }
 
   TypeBinding<?> binding(SyncType<?> type) {
@@ -1145,6 +1188,8 @@ final class Engine {
         continue;
       }
       d.demand--;
+      d.framesSent++;
+      d.bytesSent += frame.length;
       framesSent.incrementAndGet();
       bytesSent.addAndGet(frame.length);
       d.out.onNext(frame);
@@ -1191,6 +1236,7 @@ final class Engine {
       return null;
     }
     d.held.put(key, st.version());
+    d.staleness.record(now() - st.snapshot.committedAt());
     return st.frame(codec, json, statesEncoded);
   }
 
@@ -1251,8 +1297,15 @@ final class Engine {
 
   private void offer(Destination d, QueueKey key, int priority, Outbound entry) {
     updatesOffered++;
+    boolean state = key.lane() == Lane.STATE;
+    if (state) {
+      d.updatesProduced++;
+    }
     if (d.queue.peek(key) != null) {
       updatesCoalesced++;
+      if (state) {
+        d.updatesCoalesced++;
+      }
     }
     d.queue.offer(key, priority, entry, Engine::mergeOutbound);
   }
@@ -1313,6 +1366,8 @@ final class Engine {
 
   private void receive(Destination d, byte[] frame) {
     framesReceived.incrementAndGet();
+    d.framesReceived++;
+    d.bytesReceived += frame.length;
     d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
     Message m;
     try {
@@ -1375,6 +1430,7 @@ final class Engine {
       return;
     }
     d.ready = true;
+    d.helloNode = h.nodeId();
     Map<OwnerId, Integer> r = new HashMap<>();
     for (Message.OwnerAd ad : h.owners()) {
       r.put(OwnerId.of(ad.owner()), 0);
@@ -2138,6 +2194,7 @@ final class Engine {
       slot = new TransitionSlot(b, key, owner, tid, origin, emptyObject());
       slots.put(tid, slot);
       activeTransitions++;
+      transitionsByOrigin.merge(origin, 1, Integer::sum);
     }
     return slot;
   }
@@ -2203,6 +2260,7 @@ final class Engine {
     }
     if (slot != null) {
       activeTransitions--;
+      transitionsByOrigin.computeIfPresent(slot.origin, (o, n) -> n == 1 ? null : n - 1);
       cancelExpiry(slot);
       emitTentative(slot, state);
     }

@@ -244,6 +244,18 @@ public final class EntanglementNode {
     return engine.statsConsistent();
   }
 
+  /**
+   * Statistics every {@code period}, each consistent as {@link #statsConsistent()}, for dashboards
+   * and meters (see {@code dev.entanglement.micrometer.EntanglementMeters}). Ticks run on the
+   * node's scheduler; a slow subscriber skips ticks rather than queueing them; the flux completes
+   * when the node closes.
+   *
+   * @throws IllegalArgumentException if {@code period} is not positive
+   */
+  public Flux<NodeStats> statsEvery(Duration period) {
+    return engine.statsEvery(period);
+  }
+
   @SuppressWarnings("unchecked")
   private static <T> Mono<Snapshot<T>> cast(Mono<Snapshot<?>> m) {
     return m.map(s -> (Snapshot<T>) s);

@@ -1,5 +1,7 @@
 package dev.entanglement;
 
+import java.util.List;
+
 /**
  * Counters of one node since it was built.
  *
@@ -15,6 +17,7 @@ package dev.entanglement;
  * @param pendingDecisions proposals waiting for an owner's decision now
  * @param activeTransitions transitions this node tracks now
  * @param errorsReceived unsolicited ERROR frames received (for example a policy veto of a SYNC)
+ * @param peers one entry per neighbour connected now
  */
 public record NodeStats(
     long framesSent,
@@ -27,4 +30,5 @@ public record NodeStats(
     int pendingRequests,
     int pendingDecisions,
     int activeTransitions,
-    long errorsReceived) {}
+    long errorsReceived,
+    List<PeerStats> peers) {}
