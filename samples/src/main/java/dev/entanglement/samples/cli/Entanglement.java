@@ -3,6 +3,7 @@ package dev.entanglement.samples.cli;
 import ch.qos.logback.classic.Level;
 import ch.qos.logback.classic.LoggerContext;
 import java.io.PrintWriter;
+import java.net.ConnectException;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.Callable;
 import org.jspecify.annotations.Nullable;
@@ -109,14 +110,20 @@ public final class Entanglement implements Callable<Integer> {
     return cli;
   }
 
-  /** A one-line description of a failure: its message, or the innermost cause's for a wrapper. */
+  /**
+   * A one-line description of a failure: its message, or the innermost cause's for a wrapper; a
+   * refused connection is said plainly (Netty's native transport names the system call).
+   */
   static String describe(Throwable e) {
     if (e instanceof CliException) {
       return Certificates.oneLine(e.getMessage());
     }
     Throwable root = e;
-    while (root.getCause() != null && root.getCause() != root) {
-      root = root.getCause();
+    for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof ConnectException && String.valueOf(t.getMessage()).contains("Connection refused")) {
+        return "connection refused";
+      }
+      root = t;
     }
     String message = root.getMessage();
     return Certificates.oneLine(

@@ -282,7 +282,7 @@ final class NodeCommand implements Callable<Integer> {
                 .maintain());
       }
     } catch (RuntimeException e) {
-      running.close();
+      running.abandon();
       throw e;
     }
     log.info("node {} started: policy {}, store {}, {} pinned peer(s), {} CA certificate(s)",

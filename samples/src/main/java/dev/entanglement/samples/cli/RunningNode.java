@@ -67,24 +67,45 @@ final class RunningNode implements AutoCloseable {
 
   @Override
   public void close() {
+    close(false);
+  }
+
+  /**
+   * Closes what a start that failed had opened. Failures to close are then expected (a store that
+   * never opened cannot close), so they are logged at debug level only: the start's own error is
+   * the one to report.
+   */
+  void abandon() {
+    close(true);
+  }
+
+  private void close(boolean quiet) {
     dialers.forEach(Disposable::dispose);
-    stop(http, "HTTP server");
-    stop(tls, "TLS listener");
+    stop(http, "HTTP server", quiet);
+    stop(tls, "TLS listener", quiet);
     try {
       node.close().block(NODE_STOP);
     } catch (RuntimeException e) {
-      log.warn("closing the node: {}", Entanglement.describe(e));
+      report(quiet, "closing the node: {}", Entanglement.describe(e));
     }
   }
 
-  private static void stop(@Nullable DisposableServer server, String what) {
+  private static void stop(@Nullable DisposableServer server, String what, boolean quiet) {
     if (server == null) {
       return;
     }
     try {
       server.disposeNow(SERVER_STOP);
     } catch (RuntimeException e) {
-      log.warn("stopping the {}: {}", what, Entanglement.describe(e));
+      report(quiet, "stopping the " + what + ": {}", Entanglement.describe(e));
+    }
+  }
+
+  private static void report(boolean quiet, String format, String failure) {
+    if (quiet) {
+      log.debug(format, failure);
+    } else {
+      log.warn(format, failure);
     }
   }
 }

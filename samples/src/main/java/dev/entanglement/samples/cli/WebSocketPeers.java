@@ -7,8 +7,8 @@ import io.netty.handler.codec.http.QueryStringDecoder;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiFunction;
 import java.util.regex.Pattern;
 import org.jspecify.annotations.Nullable;
@@ -22,8 +22,9 @@ import reactor.netty.http.server.HttpServerResponse;
 /**
  * Who a browser connecting to {@code /ws} is. Its identity is {@code ws:} followed by the query
  * parameter {@code client} (1 to 64 letters, digits, {@code .}, {@code _}, {@code ~} or {@code -};
- * when absent, a random one): self-declared, so this is a demo, not authentication. A connection
- * with the same identity replaces the previous one, so each tab should use its own.
+ * when absent, {@code anonymous-N} with a number counted per node): self-declared, so this is a
+ * demo, not authentication. A connection with the same identity replaces the previous one, so each
+ * tab should use its own.
  *
  * <p>Under the teams policy the query parameter {@code team} ({@code red}, {@code blue} or {@code
  * staff}) is required: without it, or with another value, the upgrade is refused with 403. The
@@ -39,6 +40,7 @@ final class WebSocketPeers {
   private final Map<HttpServerRequest, PeerId> accepted = new ConcurrentHashMap<>();
   /** Open connections per peer, to forget a team when the last one ends. */
   private final Map<PeerId, Integer> open = new ConcurrentHashMap<>();
+  private final AtomicLong anonymous = new AtomicLong();
 
   WebSocketPeers(EntanglementNode node, @Nullable TeamsPolicy teams) {
     this.node = node;
@@ -48,7 +50,7 @@ final class WebSocketPeers {
   /** The upgrade hook. */
   Mono<Upgrade> upgrade(HttpServerRequest request) {
     Map<String, List<String>> query = new QueryStringDecoder(request.uri()).parameters();
-    String client = single(query, "client").orElseGet(() -> "anonymous-" + UUID.randomUUID());
+    String client = single(query, "client").orElseGet(() -> "anonymous-" + anonymous.incrementAndGet());
     if (!CLIENT.matcher(client).matches()) {
       log.warn("refused WebSocket from {}: invalid client parameter", request.remoteAddress());
       return Mono.just(Upgrade.forbidden());
