@@ -65,10 +65,13 @@ import tools.jackson.databind.json.JsonMapper;
     },
     footer = {
       "",
-      "Without --ca, only the fingerprints named by --connect and --allow may connect over TLS;",
-      "with --ca, also any peer whose certificate chains to those CAs.",
-      "Policy 'teams': browsers connect to ws://HOST:PORT/ws?team=red|blue|staff&client=NAME;",
-      "objects carry their team in a 'team' field; red and blue never see each other's objects."
+      "TLS peers: without --ca, only the fingerprints of --connect and --allow are",
+      "trusted (self-signed certificates work); with --ca, also any peer whose",
+      "certificate chains to those CAs.",
+      "",
+      "Policy teams: browsers connect to /ws?team=red|blue|staff&client=NAME;",
+      "objects carry their team in a 'team' field; red and blue never see each",
+      "other's objects; staff and TLS nodes see everything."
     })
 final class NodeCommand implements Callable<Integer> {
   private static final Logger log = LoggerFactory.getLogger(NodeCommand.class);
@@ -116,14 +119,12 @@ final class NodeCommand implements Callable<Integer> {
   @Nullable Path key;
 
   @Option(names = "--data", paramLabel = "DIR", defaultValue = "data",
-      description = "The data directory: generated certificate and key, default store. Default: ${DEFAULT-VALUE}.")
+      description = "The data directory: generated certificate and key, default store. Default: ./${DEFAULT-VALUE}.")
   Path data;
 
   @Option(names = "--store", paramLabel = "h2:PATH|mem|postgresql://…", converter = StoreLocation.Converter.class,
-      description = {
-        "Where the node keeps its state: an embedded H2 file (PATH without .mv.db), memory,",
-        "or PostgreSQL (postgresql://USER@HOST:PORT/DB). Default: h2:DIR/node under --data."
-      })
+      description = "Where the node keeps its state: an embedded H2 file (PATH without .mv.db), "
+          + "memory, or PostgreSQL (postgresql://USER@HOST:PORT/DB). Default: h2:DIR/node under --data.")
   @Nullable StoreLocation store;
 
   @Option(names = "--bandwidth", paramLabel = "BYTES_PER_S", defaultValue = "0",
@@ -146,9 +147,9 @@ final class NodeCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws InterruptedException {
-    validate();
     RunningNode running;
     try {
+      validate();
       running = start();
     } catch (RuntimeException e) {
       started.completeExceptionally(e);

@@ -97,10 +97,9 @@ final class PkiCommand implements Callable<Integer> {
   /** {@code pki issue}: makes a node certificate signed by the CA. */
   @Command(
       name = "issue",
-      description = {
-        "Creates a node certificate signed by the CA in DIR: DIR/NAME.crt and DIR/NAME.key.",
-        "Prints its fingerprint, which peers use in --connect and --allow."
-      })
+      description =
+          "Creates a node certificate signed by the CA in DIR: DIR/NAME.crt and DIR/NAME.key. "
+              + "Prints its fingerprint, which peers use in --connect and --allow.")
   static final class Issue implements Callable<Integer> {
     @Spec CommandSpec spec;
 
@@ -112,10 +111,8 @@ final class PkiCommand implements Callable<Integer> {
     String name;
 
     @Option(names = "--san", paramLabel = "DNS:NAME|IP:ADDRESS",
-        description = {
-          "A subject alternative name: a name peers may dial this node by (repeatable).",
-          "Default: DNS:localhost and IP:127.0.0.1; giving --san replaces the default."
-        })
+        description = "A subject alternative name: a name peers may dial this node by (repeatable). "
+            + "Default: DNS:localhost and IP:127.0.0.1; giving --san replaces the default.")
     List<String> sans = new ArrayList<>();
 
     @Option(names = "--days", paramLabel = "DAYS", defaultValue = "825",
