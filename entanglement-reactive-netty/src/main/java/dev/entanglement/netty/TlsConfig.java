@@ -32,7 +32,14 @@ public final class TlsConfig {
   private final X509Certificate[] trusted;
   private final Set<PeerId> pinned;
   private final SslProvider provider;
+  private final SslContext server;
+  private final SslContext client;
 
+  /**
+   * Builds the server and client contexts once, on the caller's thread: building one reads random
+   * bytes, which may block, and a context is shared by every connection (a redial runs on a timer
+   * thread, where blocking is not allowed).
+   */
   private TlsConfig(Builder b) {
     this.key = Objects.requireNonNull(b.key, "key");
     this.chain = Objects.requireNonNull(b.chain, "certificate chain");
@@ -43,6 +50,8 @@ public final class TlsConfig {
           "trusted CA certificates or pinned fingerprints are required for mutual TLS");
     }
     this.provider = b.jdkOnly || !OpenSsl.isAvailable() ? SslProvider.JDK : SslProvider.OPENSSL;
+    this.server = buildServerContext();
+    this.client = buildClientContext();
   }
 
   public static Builder builder() {
@@ -60,6 +69,14 @@ public final class TlsConfig {
   }
 
   SslContext serverContext() {
+    return server;
+  }
+
+  SslContext clientContext() {
+    return client;
+  }
+
+  private SslContext buildServerContext() {
     try {
       return trust(SslContextBuilder.forServer(key, chain))
           .clientAuth(ClientAuth.REQUIRE)
@@ -71,7 +88,7 @@ public final class TlsConfig {
     }
   }
 
-  SslContext clientContext() {
+  private SslContext buildClientContext() {
     try {
       return trust(SslContextBuilder.forClient().keyManager(key, chain))
           .protocols(PROTOCOLS)
