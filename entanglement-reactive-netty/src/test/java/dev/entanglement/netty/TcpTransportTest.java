@@ -93,6 +93,64 @@ class TcpTransportTest {
   }
 
   @Test
+  @DisplayName("pinned fingerprints: self-signed peers complete the handshake; an unpinned one does not")
+  void pinnedSelfSigned() {
+    TestPki.Identity sid = TestPki.selfSigned("server");
+    TestPki.Identity cid = TestPki.selfSigned("client");
+    TestPki.Identity stranger = TestPki.selfSigned("stranger");
+    TlsConfig serverTls = TlsConfig.builder().keyCertChain(sid.key(), sid.certificate())
+        .trustedFingerprints(List.of(cid.fingerprint())).build();
+    EntanglementNode server = node("server");
+    EntanglementNode client = node("client");
+    // Admit everyone who passes the handshake: the pins alone must keep the stranger out.
+    DisposableServer s = TcpServerTransport.builder(server).tls(serverTls)
+        .unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
+    cleanup.add(s);
+    for (TestPki.Identity id : List.of(cid, stranger)) {
+      TlsConfig tls = TlsConfig.builder().keyCertChain(id.key(), id.certificate())
+          .trustedFingerprints(List.of(sid.fingerprint())).build();
+      EntanglementNode n = id == cid ? client : node("stranger");
+      cleanup.add(TcpClientTransport.builder(n).remote("localhost", s.port())
+          .expect(sid.fingerprint()).tls(tls).build().maintain());
+    }
+    server.publish(new Cursor("pinned", 7, 7)).block(WAIT);
+    await(client, "pinned", 7);
+    assertTrue(server.isConnected(cid.fingerprint()));
+    assertTrue(!server.isConnected(stranger.fingerprint()));
+    // A client that pins another fingerprint refuses the server during the handshake.
+    TlsConfig pinsOther = TlsConfig.builder().keyCertChain(cid.key(), cid.certificate())
+        .trustedFingerprints(List.of(stranger.fingerprint())).build();
+    Mono<?> dial = TcpClientTransport.builder(node("wary")).remote("localhost", s.port())
+        .expect(sid.fingerprint()).tls(pinsOther).build().connect();
+    assertThrows(RuntimeException.class, () -> dial.block(WAIT));
+  }
+
+  @Test
+  @DisplayName("pinned fingerprints and a CA together: a pinned self-signed peer and a CA-issued one both connect")
+  void pinnedAndCa() {
+    TestPki.Identity sid = pki.issue("server");
+    TestPki.Identity pinnedClient = TestPki.selfSigned("pinned");
+    TestPki.Identity caClient = pki.issue("ca-client");
+    TlsConfig serverTls = TlsConfig.builder().keyCertChain(sid.key(), sid.certificate())
+        .trustedCertificates(pki.ca).trustedFingerprints(List.of(pinnedClient.fingerprint())).build();
+    EntanglementNode server = node("server");
+    DisposableServer s = TcpServerTransport.builder(server).tls(serverTls)
+        .destinations(List.of(pinnedClient.fingerprint(), caClient.fingerprint())).build().bind().block(WAIT);
+    cleanup.add(s);
+    EntanglementNode a = node("a");
+    EntanglementNode b = node("b");
+    cleanup.add(TcpClientTransport.builder(a).remote("localhost", s.port()).expect(sid.fingerprint())
+        .tls(TlsConfig.builder().keyCertChain(pinnedClient.key(), pinnedClient.certificate())
+            .trustedCertificates(pki.ca).build())
+        .build().maintain());
+    cleanup.add(TcpClientTransport.builder(b).remote("localhost", s.port()).expect(sid.fingerprint())
+        .tls(caClient.tls()).build().maintain());
+    server.publish(new Cursor("both", 8, 8)).block(WAIT);
+    await(a, "both", 8);
+    await(b, "both", 8);
+  }
+
+  @Test
   @DisplayName("dialing a destination and reaching another fingerprint is refused")
   void wrongFingerprint() {
     TestPki.Identity sid = pki.issue("server");

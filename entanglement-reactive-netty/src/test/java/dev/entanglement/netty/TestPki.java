@@ -103,6 +103,18 @@ final class TestPki {
     return new Identity(kp.getPrivate(), cert, ca);
   }
 
+  /** A self-signed node certificate valid for DNS localhost and IP 127.0.0.1; its own "CA". */
+  static Identity selfSigned(String cn) {
+    KeyPair kp = keys();
+    X509Certificate cert =
+        sign(new X500Name("CN=" + cn), kp, new X500Name("CN=" + cn), kp.getPrivate(), false,
+            new GeneralNames(new GeneralName[] {
+                new GeneralName(GeneralName.dNSName, "localhost"),
+                new GeneralName(GeneralName.iPAddress, "127.0.0.1")}),
+            Instant.now().minus(Duration.ofDays(1)), Instant.now().plus(Duration.ofDays(30)));
+    return new Identity(kp.getPrivate(), cert, cert);
+  }
+
   private static X500Name X500NameOf(X509Certificate c) {
     return new X500Name(c.getSubjectX500Principal().getName());
   }

@@ -1,0 +1,129 @@
+package dev.entanglement.netty;
+
+import dev.entanglement.PeerId;
+import java.io.IOException;
+import java.net.Socket;
+import java.security.GeneralSecurityException;
+import java.security.KeyStore;
+import java.security.cert.CertificateException;
+import java.security.cert.X509Certificate;
+import java.util.Set;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.TrustManager;
+import javax.net.ssl.TrustManagerFactory;
+import javax.net.ssl.X509ExtendedTrustManager;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Trusts a peer whose leaf certificate has a pinned fingerprint and is within its validity period,
+ * whoever issued it; any other peer must chain to one of the CA certificates, if there are any.
+ *
+ * <p>It names no acceptable issuers in the handshake, so that a peer whose pinned certificate is
+ * self-signed (or from another CA) still sends it.
+ */
+final class PinnedTrustManager extends X509ExtendedTrustManager {
+  private final Set<PeerId> pinned;
+  private final @Nullable X509ExtendedTrustManager cas;
+
+  PinnedTrustManager(Set<PeerId> pinned, X509Certificate[] cas) {
+    this.pinned = Set.copyOf(pinned);
+    this.cas = cas.length == 0 ? null : caTrustManager(cas);
+  }
+
+  private static X509ExtendedTrustManager caTrustManager(X509Certificate[] cas) {
+    try {
+      KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
+      store.load(null, null);
+      for (int i = 0; i < cas.length; i++) {
+        store.setCertificateEntry("ca-" + i, cas[i]);
+      }
+      TrustManagerFactory factory =
+          TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+      factory.init(store);
+      for (TrustManager tm : factory.getTrustManagers()) {
+        if (tm instanceof X509ExtendedTrustManager x) {
+          return x;
+        }
+      }
+      throw new IllegalStateException("the JDK offers no X.509 trust manager");
+    } catch (GeneralSecurityException | IOException e) {
+      throw new IllegalStateException("cannot build a trust manager for the CA certificates", e);
+    }
+  }
+
+  /** The CA trust manager to consult, or none if the leaf is pinned and valid. */
+  private @Nullable X509ExtendedTrustManager delegate(X509Certificate[] chain)
+      throws CertificateException {
+    if (chain == null || chain.length == 0) {
+      throw new CertificateException("no certificate");
+    }
+    PeerId fingerprint = Fingerprints.of(chain[0]);
+    if (pinned.contains(fingerprint)) {
+      chain[0].checkValidity();
+      return null;
+    }
+    if (cas == null) {
+      throw new CertificateException("certificate " + fingerprint + " is not pinned");
+    }
+    return cas;
+  }
+
+  @Override
+  public void checkClientTrusted(X509Certificate[] chain, String authType)
+      throws CertificateException {
+    X509ExtendedTrustManager d = delegate(chain);
+    if (d != null) {
+      d.checkClientTrusted(chain, authType);
+    }
+  }
+
+  @Override
+  public void checkServerTrusted(X509Certificate[] chain, String authType)
+      throws CertificateException {
+    X509ExtendedTrustManager d = delegate(chain);
+    if (d != null) {
+      d.checkServerTrusted(chain, authType);
+    }
+  }
+
+  @Override
+  public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
+      throws CertificateException {
+    X509ExtendedTrustManager d = delegate(chain);
+    if (d != null) {
+      d.checkClientTrusted(chain, authType, socket);
+    }
+  }
+
+  @Override
+  public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket)
+      throws CertificateException {
+    X509ExtendedTrustManager d = delegate(chain);
+    if (d != null) {
+      d.checkServerTrusted(chain, authType, socket);
+    }
+  }
+
+  @Override
+  public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
+      throws CertificateException {
+    X509ExtendedTrustManager d = delegate(chain);
+    if (d != null) {
+      d.checkClientTrusted(chain, authType, engine);
+    }
+  }
+
+  @Override
+  public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
+      throws CertificateException {
+    X509ExtendedTrustManager d = delegate(chain);
+    if (d != null) {
+      d.checkServerTrusted(chain, authType, engine);
+    }
+  }
+
+  @Override
+  public X509Certificate[] getAcceptedIssuers() {
+    return new X509Certificate[0];
+  }
+}
