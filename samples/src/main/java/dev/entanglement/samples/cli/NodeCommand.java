@@ -135,6 +135,11 @@ final class NodeCommand implements Callable<Integer> {
       description = "Who sees and writes what: open (everyone, everything) or teams. Default: ${DEFAULT-VALUE}.")
   PolicyMode policy;
 
+  @Option(names = "--metrics", paramLabel = "SECONDS", defaultValue = "0",
+      description = "Log one line of statistics (per peer: staleness, conflation ratio, queue, traffic) "
+          + "every SECONDS. Default: 0, off.")
+  long metricsSeconds;
+
   /** Completes with the running node once it has started, or with the failure to start. */
   final CompletableFuture<RunningNode> started = new CompletableFuture<>();
 
@@ -196,6 +201,9 @@ final class NodeCommand implements Callable<Integer> {
     }
     if (bandwidth < 0) {
       throw usage("--bandwidth must not be negative: " + bandwidth);
+    }
+    if (metricsSeconds < 0) {
+      throw usage("--metrics must not be negative: " + metricsSeconds);
     }
     if (listen != null && ca == null && allow.isEmpty() && connect.isEmpty()) {
       throw usage("--listen needs --ca, --allow or --connect: otherwise no peer could ever be admitted");
@@ -288,6 +296,11 @@ final class NodeCommand implements Callable<Integer> {
     }
     log.info("node {} started: policy {}, store {}, {} pinned peer(s), {} CA certificate(s)",
         nodeId, policy, where, pinned.size(), cas.size());
+    if (metricsSeconds > 0) {
+      // Ends by itself when the node closes.
+      node.statsEvery(Duration.ofSeconds(metricsSeconds))
+          .subscribe(stats -> log.info("{}", MetricsLine.format(stats)));
+    }
     print(spec.commandLine().getOut(), running);
     return running;
   }

@@ -64,6 +64,7 @@ class CliErrorsTest {
     fails(USAGE, "'--http': expected HOST:PORT", "node", "--http", "127.0.0.1:http");
     fails(USAGE, "'--bandwidth'", "node", "--http", "127.0.0.1:0", "--bandwidth", "fast");
     fails(USAGE, "--bandwidth must not be negative", "node", "--http", "127.0.0.1:0", "--bandwidth", "-1");
+    fails(USAGE, "--metrics must not be negative", "node", "--http", "127.0.0.1:0", "--metrics", "-5");
     fails(USAGE, "'--policy'", "node", "--http", "127.0.0.1:0", "--policy", "closed");
     fails(USAGE, "'--store': expected h2:PATH, mem or postgresql://", "node", "--http", "127.0.0.1:0", "--store", "mysql://x");
     fails(USAGE, "--cert needs --key", "node", "--http", "127.0.0.1:0", "--cert", "a.crt");

@@ -67,6 +67,37 @@ class NodeCommandTest {
   }
 
   @Test
+  @DisplayName("--metrics logs a statistics line per period, and stops with the node")
+  void metricsLine() throws Exception {
+    ch.qos.logback.classic.Logger logger =
+        (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(NodeCommand.class);
+    java.util.concurrent.BlockingQueue<String> lines = new java.util.concurrent.LinkedBlockingQueue<>();
+    ch.qos.logback.core.AppenderBase<ch.qos.logback.classic.spi.ILoggingEvent> capture =
+        new ch.qos.logback.core.AppenderBase<>() {
+          @Override
+          protected void append(ch.qos.logback.classic.spi.ILoggingEvent e) {
+            if (e.getFormattedMessage().startsWith("metrics: ")) {
+              lines.add(e.getFormattedMessage());
+            }
+          }
+        };
+    capture.start();
+    logger.addAppender(capture);
+    try {
+      a.start("--http", "127.0.0.1:0", "--store", "mem", "--data", dir.toString(), "--metrics", "1");
+      String first = lines.poll(WAIT.toSeconds(), TimeUnit.SECONDS);
+      assertNotNull(first, "no metrics line within " + WAIT);
+      assertTrue(first.startsWith("metrics: sent "), first);
+      assertNotNull(lines.poll(WAIT.toSeconds(), TimeUnit.SECONDS), "a second line a period later");
+      a.close();
+      lines.clear();
+      assertEquals(null, lines.poll(1_500, TimeUnit.MILLISECONDS), "no line once the node has closed");
+    } finally {
+      logger.detachAppender(capture);
+    }
+  }
+
+  @Test
   @DisplayName("--http on port 0: prints the bound address and demo URL, serves /, /api/node and static files")
   void servesDemoAndNodeJson() throws Exception {
     RunningNode node = a.start("--http", "127.0.0.1:0", "--store", "mem", "--data", dir.toString(), "--id", "alpha");
