@@ -70,6 +70,7 @@ final class Engine {
   private static final int INBOUND_WINDOW = 256;
   private static final int ENDED_TRANSITIONS_REMEMBERED = 65_536;
   private static final int EVENTS_REMEMBERED = 65_536;
+  private static final int OWNER_IDS_REMEMBERED = 4_096;
   private static final Logger log = LoggerFactory.getLogger(Engine.class);
 
   final String nodeId;
@@ -122,6 +123,11 @@ final class Engine {
   private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
+  /**
+   * Owner ids seen in received states, so that the many states of one owner share one id instead
+   * of each keeping its own decoded copy (less for the garbage collector to trace); bounded.
+   */
+  private final Map<String, OwnerId> ownerIds = lru(OWNER_IDS_REMEMBERED);
   private long nextDestinationOrder;
   private boolean closed;
 
@@ -1478,8 +1484,8 @@ final class Engine {
    */
   private @Nullable ErrorCode applyState(
       Destination from, TypeBinding<?> b, Message.Sync s, byte @Nullable [] frame) {
-    ObjectKey key = new ObjectKey(s.objectType(), s.key());
-    OwnerId owner = OwnerId.of(s.owner());
+    ObjectKey key = new ObjectKey(b.type().name(), s.key());
+    OwnerId owner = ownerId(s.owner());
     Version v = new Version(s.epoch(), s.serial());
     if (localOwners.containsKey(owner)) {
       return ErrorCode.BAD_OWNER;
@@ -1541,8 +1547,8 @@ final class Engine {
   }
 
   private void onEvent(Destination d, TypeBinding<?> b, Message.Sync s, byte[] frame) {
-    ObjectKey key = new ObjectKey(s.objectType(), s.key());
-    OwnerId owner = OwnerId.of(s.owner());
+    ObjectKey key = new ObjectKey(b.type().name(), s.key());
+    OwnerId owner = ownerId(s.owner());
     if (recentEvents.containsKey(key)) {
       return;
     }
@@ -2590,6 +2596,16 @@ final class Engine {
     ObjectNode out = base.deepCopy();
     out.setAll(patch);
     return out;
+  }
+
+  /** The canonical id of a received owner name (see {@link #ownerIds}). */
+  private OwnerId ownerId(String name) {
+    OwnerId id = ownerIds.get(name);
+    if (id == null) {
+      id = OwnerId.of(name);
+      ownerIds.put(name, id);
+    }
+    return id;
   }
 
   private static <K, V> Map<K, V> lru(int max) {
