@@ -112,8 +112,9 @@ final class Destination {
   final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
   /** Owners whose first watermark from the peer has arrived. */
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
-  /** A steady-state watermark flush is scheduled. */
-  boolean watermarkFlushPending;
+  /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */
+  reactor.core.@Nullable Disposable watermarkFlush;
+  /** The handshake and keepalive timers: fixed for the life of the link. */
   final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
   long demand;

@@ -1154,6 +1154,9 @@ final class Engine {
     }
     d.closed = true;
     d.timers.forEach(reactor.core.Disposable::dispose);
+    if (d.watermarkFlush != null) {
+      d.watermarkFlush.dispose();
+    }
     destinations.remove(d);
     d.out = null;
     for (List<Obligation> obs : d.outstanding.values()) {
@@ -1857,16 +1860,15 @@ final class Engine {
    * at most once per second, so that its next catch-up asks only for what it missed.
    */
   private void scheduleWatermarkFlush(Destination d) {
-    if (d.watermarkFlushPending || !d.ready || d.closed || watermarksToSend(d).isEmpty()) {
+    if (d.watermarkFlush != null || !d.ready || d.closed || watermarksToSend(d).isEmpty()) {
       return;
     }
-    d.watermarkFlushPending = true;
-    d.timers.add(
+    d.watermarkFlush =
         scheduler.schedule(
             () ->
                 serial.execute(
                     () -> {
-                      d.watermarkFlushPending = false;
+                      d.watermarkFlush = null;
                       if (d.closed) {
                         return;
                       }
@@ -1877,7 +1879,7 @@ final class Engine {
                       drain(d);
                     }),
             1,
-            TimeUnit.SECONDS));
+            TimeUnit.SECONDS);
   }
 
   private List<OwnerId> watermarksToSend(Destination d) {
