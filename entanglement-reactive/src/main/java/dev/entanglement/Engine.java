@@ -1715,11 +1715,16 @@ final class Engine {
       return;
     }
     Message.Sync s = r.state();
-    ObjectKey key = new ObjectKey(s.objectType(), s.key());
+    ObjectKey key = new ObjectKey(b.type().name(), s.key());
     Version version = new Version(s.epoch(), s.serial());
     obs.forEach(o -> o.willAnswer(key, version));
     if (applyState(d, b, s, null) != null) {
       log.debug("node {}: committed state in a response was not applied locally", nodeId);
+    }
+    StoredState held = objects.get(key);
+    if (held != null && held.version().equals(version) && held.owner().value().equals(s.owner())) {
+      obs.forEach(o -> o.committed(held)); // the state just applied: no second decode
+      return;
     }
     Object value = null;
     if (!s.deleted() && s.attributes() instanceof ObjectNode attrs) {
