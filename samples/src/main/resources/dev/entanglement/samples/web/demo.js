@@ -298,7 +298,8 @@ function drawShapes() {
       const g = el('g', { class: 'ghost', 'data-tentative': key, 'data-transition': id }, layer);
       shapeBody(t, g, 'none');
       g.querySelector('.body').setAttribute('stroke', s.color ?? '#999');
-      el('text', { class: 'label', x: t.x + 8, y: t.y + t.h + 16 }, g).textContent = `${s.label ?? key} (tentative)`;
+      el('text', { class: 'label', x: t.x + 8, y: t.y + 20 }, g).textContent = s.label ?? key;
+      el('text', { class: 'label', x: t.x + 8, y: t.y + 36 }, g).textContent = 'tentative';
     }
   }
 }
