@@ -81,10 +81,13 @@ public final class WebFluxEndpoint {
                     exchange.getResponse().setStatusCode(HttpStatus.valueOf(r.status()));
                     return exchange.getResponse().setComplete();
                   }
-                  PeerId peer = ((WebSocketServerTransport.Upgrade.Accept) decision).peer();
+                  WebSocketServerTransport.Upgrade.Accept accepted =
+                      (WebSocketServerTransport.Upgrade.Accept) decision;
+                  PeerId peer = accepted.peer();
+                  long limit = accepted.bandwidthOr(bandwidth);
                   return handshake.handleRequest(
                       exchange,
-                      session -> node.attach(new SessionLink(session, peer, maxFrame, bandwidth)));
+                      session -> node.attach(new SessionLink(session, peer, maxFrame, limit)));
                 });
   }
 

@@ -4,6 +4,7 @@ import dev.entanglement.EntanglementNode;
 import dev.entanglement.PeerId;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.util.Objects;
+import java.util.OptionalLong;
 import java.util.function.BiFunction;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
@@ -31,21 +32,50 @@ import reactor.netty.http.server.WebsocketServerSpec;
  *
  * or let {@link #bind()} start a server. Defaults: path {@code /entanglement}, host {@code
  * 127.0.0.1}, port 0, no TLS, every upgrade refused with 403 until a hook is set, maximum frame 1
- * MiB, no bandwidth limit.
+ * MiB, no bandwidth limit (the upgrade hook may set one per connection with {@link
+ * Upgrade#accept(PeerId, long)}).
  */
 public final class WebSocketServerTransport {
   private static final Logger log = LoggerFactory.getLogger(WebSocketServerTransport.class);
 
   /** The outcome of the upgrade hook. */
   public sealed interface Upgrade {
-    /** Upgrade, and treat the connection as {@code peer}. */
-    record Accept(PeerId peer) implements Upgrade {}
+    /**
+     * Upgrade, and treat the connection as {@code peer}.
+     *
+     * @param bandwidth this connection's outbound limit in bytes per second (0: unlimited), or
+     *     empty for the transport's {@linkplain Builder#bandwidth default}
+     */
+    record Accept(PeerId peer, OptionalLong bandwidth) implements Upgrade {
+      public Accept {
+        Objects.requireNonNull(peer, "peer");
+        Objects.requireNonNull(bandwidth, "bandwidth");
+        if (bandwidth.isPresent() && bandwidth.getAsLong() < 0) {
+          throw new IllegalArgumentException("bandwidth must not be negative: " + bandwidth.getAsLong());
+        }
+      }
+
+      /** The limit for this connection: its own, or else {@code transportDefault}. */
+      long bandwidthOr(long transportDefault) {
+        return bandwidth.orElse(transportDefault);
+      }
+    }
 
     /** Do not upgrade; answer with {@code status} (401 or 403). */
     record Refuse(int status) implements Upgrade {}
 
+    /** Accepts as {@code peer}, with the transport's bandwidth limit. */
     static Upgrade accept(PeerId peer) {
-      return new Accept(peer);
+      return new Accept(peer, OptionalLong.empty());
+    }
+
+    /**
+     * Accepts as {@code peer}, limiting what the server sends on this connection to {@code
+     * bytesPerSecond} (0: unlimited) instead of the transport's limit. Frames are then spaced as
+     * on any throttled link: the engine's per-object coalescing keeps what waits current.
+     */
+    static Upgrade accept(PeerId peer, long bytesPerSecond) {
+      return new Accept(peer, OptionalLong.of(bytesPerSecond));
     }
 
     static Upgrade unauthorized() {
@@ -91,13 +121,15 @@ public final class WebSocketServerTransport {
                     log.warn("refused WebSocket upgrade from {}: {}", req.remoteAddress(), r.status());
                     return res.status(HttpResponseStatus.valueOf(r.status())).send().then();
                   }
-                  PeerId peer = ((Upgrade.Accept) decision).peer();
+                  Upgrade.Accept accepted = (Upgrade.Accept) decision;
+                  PeerId peer = accepted.peer();
+                  long limit = accepted.bandwidthOr(bandwidth);
                   return res.sendWebsocket(
                           (in, out) -> {
                             Connection[] c = new Connection[1];
                             in.withConnection(conn -> c[0] = conn);
                             return node.attach(
-                                WebSocketFrames.link(c[0], in, out, peer, maxFrame, bandwidth));
+                                WebSocketFrames.link(c[0], in, out, peer, maxFrame, limit));
                           },
                           WebsocketServerSpec.builder()
                               .maxFramePayloadLength(maxFrame + Framing.HEADER_BYTES)

@@ -1,6 +1,7 @@
 package dev.entanglement.netty;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.EntanglementNode;
@@ -57,6 +58,49 @@ class WebSocketTransportTest {
       a.close().block(WAIT);
       b.close().block(WAIT);
     }
+  }
+
+  @Test
+  void theUpgradeHookLimitsTheBandwidthOfOneConnection() {
+    EntanglementNode b = TransportConformance.node("b");
+    EntanglementNode a = TransportConformance.node("a");
+    long bytesPerSecond = 2_000;
+    WebSocketServerTransport ws =
+        WebSocketServerTransport.builder(b)
+            .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("a"), bytesPerSecond)))
+            .build();
+    DisposableServer server =
+        HttpServer.create().host("127.0.0.1").port(0).route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
+    try {
+      // Ten objects whose frames exceed 400 bytes each (the key is in the frame twice: as key and
+      // as id): at 2,000 B/s the last one leaves at least 9 x 400 / 2,000 = 1.8 s after the first.
+      String padding = "p".repeat(200);
+      for (int i = 0; i < 10; i++) {
+        b.publish(new TransportConformance.Cursor("slow-" + i + "-" + padding, i, i)).block(WAIT);
+      }
+      long start = System.nanoTime();
+      WebSocketClientTransport.builder(a).uri("ws://127.0.0.1:" + server.port() + "/sync")
+          .expect(PeerId.of("b")).build().connectAndAttach().subscribe();
+      for (int i = 0; i < 10; i++) {
+        String key = "slow-" + i + "-" + padding;
+        TransportConformance.awaitTrue(
+            () -> a.get(TransportConformance.CURSOR, key).isPresent(), "received " + key);
+      }
+      Duration elapsed = Duration.ofNanos(System.nanoTime() - start);
+      assertTrue(elapsed.compareTo(Duration.ofMillis(1_800)) >= 0,
+          "4 KB at 2,000 B/s arrived in " + elapsed.toMillis() + " ms: the limit was not applied");
+    } finally {
+      server.disposeNow(WAIT);
+      a.close().block(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  @Test
+  void anAcceptedBandwidthMustNotBeNegative() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> WebSocketServerTransport.Upgrade.accept(PeerId.of("a"), -1));
+    assertTrue(e.getMessage().contains("negative"), e.getMessage());
   }
 
   /** The status of a WebSocket upgrade request. */

@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BiFunction;
+import java.util.function.Supplier;
 import java.util.regex.Pattern;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
@@ -22,17 +23,23 @@ import reactor.netty.http.server.HttpServerResponse;
 
 /**
  * The node's HTTP server: the WebSocket endpoint at {@code /ws}, a JSON description of the node at
- * {@code /api/node}, and the demo's static files from the class path folder {@value #ASSETS} at
- * {@code /} ({@code index.html} for a path ending in {@code /}). GET only.
+ * {@code /api/node}, the node's statistics as JSON at {@code /api/stats} ({@link StatsJson}), the
+ * JavaScript client from the {@code entanglement-js} jar (class path folder {@value #CLIENT}) at
+ * {@code /js/}, and the demo's static files from the class path folder {@value #ASSETS} at {@code /}
+ * ({@code index.html} for a path ending in {@code /}). GET only.
  *
  * <p>Static files are read from the class path on {@link Schedulers#boundedElastic()}, never on an
  * event loop, and kept in memory once read. Only names made of letters, digits, {@code .}, {@code
- * _} and {@code -} in each segment, with a known extension, are served.
+ * _} and {@code -} in each segment, with a known extension, are served. The statistics are read with
+ * {@code statsConsistent()}, which answers from the engine without blocking the event loop.
  */
 final class HttpFrontend {
   static final String ASSETS = "dev/entanglement/samples/web/";
   static final String WEBSOCKET_PATH = "/ws";
   static final String NODE_PATH = "/api/node";
+  static final String STATS_PATH = "/api/stats";
+  static final String CLIENT = "dev/entanglement/js/";
+  static final String CLIENT_PATH = "/js/";
 
   private static final Pattern SAFE_PATH = Pattern.compile("(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?");
   private static final Map<String, String> TYPES =
@@ -50,11 +57,20 @@ final class HttpFrontend {
           Map.entry("wasm", "application/wasm"));
 
   private final BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> websocket;
+  private final Supplier<Mono<byte[]>> statsJson;
+  /** Files read, by class path resource name. */
   private final Map<String, byte[]> assets = new ConcurrentHashMap<>();
   private volatile byte @Nullable [] nodeJson;
 
-  HttpFrontend(BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> websocket) {
+  /**
+   * @param websocket the WebSocket endpoint's handler
+   * @param statsJson what {@code /api/stats} answers, read anew for every request
+   */
+  HttpFrontend(
+      BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> websocket,
+      Supplier<Mono<byte[]>> statsJson) {
     this.websocket = websocket;
+    this.statsJson = statsJson;
   }
 
   /** Sets what {@code /api/node} answers, once the node's addresses are known. */
@@ -77,14 +93,21 @@ final class HttpFrontend {
       }
       return send(response, json, "application/json");
     }
+    if (path.equals(STATS_PATH)) {
+      return statsJson.get().flatMap(json -> Mono.from(send(response, json, "application/json")));
+    }
     if (!SAFE_PATH.matcher(path).matches()) {
       return notFound(response);
     }
-    String name = path.endsWith("/") ? path.substring(1) + "index.html" : path.substring(1);
-    String type = TYPES.get(name.substring(name.lastIndexOf('.') + 1));
+    String file = path.endsWith("/") ? path + "index.html" : path;
+    String type = TYPES.get(file.substring(file.lastIndexOf('.') + 1));
     if (type == null) {
       return notFound(response);
     }
+    String name =
+        file.startsWith(CLIENT_PATH)
+            ? CLIENT + file.substring(CLIENT_PATH.length())
+            : ASSETS + file.substring(1);
     byte[] cached = assets.get(name);
     if (cached != null) {
       return send(response, cached, type);
@@ -104,10 +127,10 @@ final class HttpFrontend {
   }
 
   private static Optional<byte[]> read(String name) {
-    try (InputStream in = HttpFrontend.class.getClassLoader().getResourceAsStream(ASSETS + name)) {
+    try (InputStream in = HttpFrontend.class.getClassLoader().getResourceAsStream(name)) {
       return in == null ? Optional.empty() : Optional.of(in.readAllBytes());
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read " + ASSETS + name, e);
+      throw new UncheckedIOException("cannot read " + name, e);
     }
   }
 

@@ -97,7 +97,7 @@ final class NodeCommand implements Callable<Integer> {
   @Nullable HostPort listen;
 
   @Option(names = "--http", paramLabel = "HOST:PORT", converter = HostPort.Converter.class,
-      description = "Serves the browser demo at /, WebSocket peers at /ws and the node's JSON at /api/node. Port 0 picks a free port.")
+      description = "Serves the browser demo at /, WebSocket peers at /ws, the node's JSON at /api/node and its statistics at /api/stats. Port 0 picks a free port.")
   @Nullable HostPort http;
 
   @Option(names = "--connect", paramLabel = "FINGERPRINT@HOST:PORT", converter = PeerAddress.Converter.class,
@@ -272,7 +272,7 @@ final class NodeCommand implements Callable<Integer> {
         WebSocketPeers peers = new WebSocketPeers(node, teams);
         WebSocketServerTransport ws =
             WebSocketServerTransport.builder(node).upgrade(peers::upgrade).bandwidth(bandwidth).build();
-        HttpFrontend frontend = new HttpFrontend(peers.tracking(ws.handler()));
+        HttpFrontend frontend = new HttpFrontend(peers.tracking(ws.handler()), () -> StatsJson.of(node));
         DisposableServer server =
             bind(http, "HTTP", () ->
                 HttpServer.create().host(http.host()).port(http.port()).handle(frontend::handle).bind()

@@ -26,6 +26,11 @@ import reactor.netty.http.server.HttpServerResponse;
  * demo, not authentication. A connection with the same identity replaces the previous one, so each
  * tab should use its own.
  *
+ * <p>With the query parameter {@code slow=1}, what the node sends on that connection is limited
+ * to {@value #SLOW_LINK_BYTES_PER_SECOND} bytes per second (the demo's "slow link"), whatever
+ * {@code --bandwidth} says; the engine's per-object coalescing then sends each object's newest
+ * state when the link has room, so a slow tab sees jumps, never a growing lag.
+ *
  * <p>Under the teams policy the query parameter {@code team} ({@code red}, {@code blue} or {@code
  * staff}) is required: without it, or with another value, the upgrade is refused with 403. The
  * team is kept in the {@link TeamsPolicy} while the peer has a connection open.
@@ -33,6 +38,8 @@ import reactor.netty.http.server.HttpServerResponse;
 final class WebSocketPeers {
   private static final Logger log = LoggerFactory.getLogger(WebSocketPeers.class);
   static final Pattern CLIENT = Pattern.compile("[A-Za-z0-9._~-]{1,64}");
+  /** The bandwidth of a connection opened with {@code slow=1}. */
+  static final long SLOW_LINK_BYTES_PER_SECOND = 2_000;
 
   private final EntanglementNode node;
   private final @Nullable TeamsPolicy teams;
@@ -56,8 +63,12 @@ final class WebSocketPeers {
       return Mono.just(Upgrade.forbidden());
     }
     PeerId peer = PeerId.of("ws:" + client);
+    Upgrade accept =
+        single(query, "slow").filter("1"::equals).isPresent()
+            ? Upgrade.accept(peer, SLOW_LINK_BYTES_PER_SECOND)
+            : Upgrade.accept(peer);
     if (teams == null) {
-      return Mono.just(Upgrade.accept(peer));
+      return Mono.just(accept);
     }
     Optional<TeamsPolicy.Team> team = single(query, "team").flatMap(TeamsPolicy.Team::parse);
     if (team.isEmpty()) {
@@ -73,17 +84,23 @@ final class WebSocketPeers {
     });
     log.info("WebSocket peer {} in team {}", peer, team.get().label());
     Mono<Void> refresh = changed[0] && node.isConnected(peer) ? node.refreshPolicy() : Mono.empty();
-    return refresh.thenReturn(Upgrade.accept(peer));
+    return refresh.thenReturn(accept);
   }
 
-  /** Wraps the transport's handler to forget a peer's team when its last connection ends. */
+  /**
+   * Wraps the transport's handler to forget a peer's team when its last connection ends: when the
+   * connection closes, not when the handler's publisher completes (Reactor Netty completes it once
+   * the upgrade is done, while the WebSocket lives on).
+   */
   BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> tracking(
       BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> handler) {
     if (teams == null) {
       return handler;
     }
-    return (request, response) ->
-        Mono.from(handler.apply(request, response)).doFinally(signal -> ended(request));
+    return (request, response) -> {
+      request.withConnection(connection -> connection.onDispose(() -> ended(request)));
+      return handler.apply(request, response);
+    };
   }
 
   private void ended(HttpServerRequest request) {

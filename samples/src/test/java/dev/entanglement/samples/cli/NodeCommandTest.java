@@ -98,7 +98,7 @@ class NodeCommandTest {
   }
 
   @Test
-  @DisplayName("--http on port 0: prints the bound address and demo URL, serves /, /api/node and static files")
+  @DisplayName("--http on port 0: prints the bound address and demo URL, serves /, /api/node, /api/stats, the JS client at /js/ and static files")
   void servesDemoAndNodeJson() throws Exception {
     RunningNode node = a.start("--http", "127.0.0.1:0", "--store", "mem", "--data", dir.toString(), "--id", "alpha");
     HostPort address = node.httpAddress();
@@ -113,8 +113,28 @@ class NodeCommandTest {
     HttpResponse<String> index = get(address, "/");
     assertEquals(200, index.statusCode());
     assertTrue(index.headers().firstValue("content-type").orElseThrow().startsWith("text/html"));
-    assertTrue(index.body().contains("/api/node") && index.body().contains("is running"), index.body());
+    assertTrue(index.body().contains("demo.js") && index.body().contains("/js/vendor/cbor-x/index.js"), index.body());
     assertEquals(index.body(), get(address, "/index.html").body());
+    HttpResponse<String> demo = get(address, "/demo.js");
+    assertEquals(200, demo.statusCode());
+    assertTrue(demo.body().contains("/api/stats") && demo.body().contains("/js/src/index.js"), demo.body());
+
+    // The JavaScript client, from the entanglement-js jar.
+    HttpResponse<String> client = get(address, "/js/src/index.js");
+    assertEquals(200, client.statusCode());
+    assertTrue(client.headers().firstValue("content-type").orElseThrow().startsWith("text/javascript"));
+    assertTrue(client.body().contains("EntanglementClient"), client.body());
+    assertEquals(200, get(address, "/js/src/client.js").statusCode());
+    assertEquals(200, get(address, "/js/vendor/cbor-x/index.js").statusCode());
+    assertEquals(404, get(address, "/js/pom.xml").statusCode());
+    assertEquals(404, get(address, "/js/src/nothing.js").statusCode());
+
+    HttpResponse<String> stats = get(address, "/api/stats");
+    assertEquals(200, stats.statusCode());
+    assertEquals("application/json", stats.headers().firstValue("content-type").orElseThrow());
+    JsonNode statsJson = JsonMapper.builder().build().readTree(stats.body());
+    assertEquals("alpha", statsJson.get("node").asString());
+    assertTrue(statsJson.get("peers").isArray(), stats.body());
 
     HttpResponse<String> api = get(address, "/api/node");
     assertEquals(200, api.statusCode());
