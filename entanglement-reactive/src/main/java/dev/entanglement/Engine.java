@@ -136,6 +136,9 @@ final class Engine {
   private final AtomicLong framesReceived = new AtomicLong();
   private final AtomicLong statesEncoded = new AtomicLong();
   private final AtomicLong errorsReceived = new AtomicLong();
+  private final AtomicLong tasksFailed = new AtomicLong();
+  /** Longest quote of a peer's string in an error message (see {@link #brief}). */
+  private static final int QUOTED_CHARS = 64;
   private long updatesOffered;
   private long updatesCoalesced;
   private volatile int pendingRequests;
@@ -222,7 +225,12 @@ final class Engine {
     this.store = store;
     this.started = store == null;
     this.routes = new RouteTable(destinations, localOwners.keySet());
-    this.serial = new SerialExecutor(t -> log.error("engine task failed on node {}", nodeId, t));
+    this.serial =
+        new SerialExecutor(
+            t -> {
+              tasksFailed.incrementAndGet();
+              log.error("engine task failed on node {}", nodeId, t);
+            });
     this.json =
         JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
     Map<String, TypeBinding<?>> byName = new LinkedHashMap<>();
@@ -625,6 +633,7 @@ final class Engine {
         pendingDecisions,
         activeTransitions,
         errorsReceived.get(),
+        tasksFailed.get(),
         List.copyOf(peers));
   }
 
@@ -1089,10 +1098,13 @@ final class Engine {
                 protected void hookOnNext(byte[] frame) {
                   serial.execute(
                       () -> {
-                        if (!d.closed) {
-                          receive(d, frame);
+                        try {
+                          if (!d.closed) {
+                            receive(d, frame);
+                          }
+                        } finally {
+                          request(1); // even if a handler failed: the link must not stall
                         }
-                        request(1);
                       });
                 }
 
@@ -1382,9 +1394,20 @@ final class Engine {
     try {
       m = codec.decode(frame);
     } catch (ProtocolException e) {
+      log.debug("node {}: undecodable frame from {}", nodeId, d.peer, e);
       protocolError(d, ErrorCode.BAD_ENCODING, e.getMessage());
       return;
     }
+    try {
+      dispatch(d, m, frame);
+    } catch (IllegalArgumentException e) {
+      // A value the codec accepts but the model refuses, such as a blank owner id.
+      log.debug("node {}: invalid {} from {}", nodeId, m.type(), d.peer, e);
+      protocolError(d, ErrorCode.BAD_ENCODING, "invalid " + m.type() + " message");
+    }
+  }
+
+  private void dispatch(Destination d, Message m, byte[] frame) {
     if (!d.ready && !(m instanceof Message.Hello)) {
       protocolError(d, ErrorCode.INVALID_OPERATION, "the first message must be HELLO");
       return;
@@ -1462,7 +1485,7 @@ final class Engine {
   private void onSync(Destination d, Message.Sync s, byte[] frame) {
     TypeBinding<?> b = types.get(s.objectType());
     if (b == null) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + s.objectType()), 0);
+      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(s.objectType())), 0);
       return;
     }
     if (b.type().isUnique()) {
@@ -1475,9 +1498,18 @@ final class Engine {
     }
   }
 
+  /**
+   * A peer's string as quoted in an error message: at most {@value #QUOTED_CHARS} characters, so that
+   * an answer never carries a large part of the offending message.
+   */
+  private static String brief(String peerText) {
+    return peerText.length() <= QUOTED_CHARS ? peerText : peerText.substring(0, QUOTED_CHARS) + "...";
+  }
+
   /** Answers an unsolicited message with a typed error (never in reply to an error). */
   private void refuse(Destination d, ErrorCode code, Message.Sync s) {
-    String message = code + " for " + s.objectType() + "/" + s.key() + " of owner " + s.owner();
+    String message =
+        code + " for " + brief(s.objectType()) + "/" + brief(s.key()) + " of owner " + brief(s.owner());
     sendControl(d, new Message.Error(0, code.wire(), message), 0);
   }
 
@@ -1652,7 +1684,7 @@ final class Engine {
     RelayObligation ob = relayObligation(d, requestId);
     TypeBinding<?> b = types.get(type);
     if (b == null) {
-      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + type);
+      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + brief(type));
       return;
     }
     if (!(attributes instanceof ObjectNode attrs)) {
@@ -1686,7 +1718,7 @@ final class Engine {
 
   /** Queues a request toward its owner, or ends its obligations if there is no way there. */
   private void sendRequest(Outbound.Request r, @Nullable Destination from) {
-    if (r.hops() > RouteTable.MAX_HOPS) {
+    if (r.hops() > RouteTable.MAX_HOPS || r.hops() < 0) { // negative: a peer's count overflowed
       r.obligations().forEach(o -> fail(o, ErrorCode.NO_RESPONSE, "hop limit reached"));
       return;
     }
@@ -1711,7 +1743,7 @@ final class Engine {
     }
     TypeBinding<?> b = types.get(r.state().objectType());
     if (b == null) {
-      obs.forEach(o -> o.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + r.state().objectType()));
+      obs.forEach(o -> o.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + brief(r.state().objectType())));
       return;
     }
     Message.Sync s = r.state();
@@ -2149,7 +2181,7 @@ final class Engine {
   private void onTransition(Destination d, Message.Transition t) {
     TypeBinding<?> b = types.get(t.objectType());
     if (b == null) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + t.objectType()), 0);
+      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(t.objectType())), 0);
       return;
     }
     if (endedTransitions.containsKey(t.transitionId())) {
@@ -2182,7 +2214,7 @@ final class Engine {
     try {
       state = TransitionState.valueOf(e.state());
     } catch (IllegalArgumentException ex) {
-      protocolError(d, ErrorCode.BAD_ENCODING, "unknown transition state " + e.state());
+      protocolError(d, ErrorCode.BAD_ENCODING, "unknown transition state " + brief(e.state()));
       return;
     }
     if (!state.isTerminal()) {

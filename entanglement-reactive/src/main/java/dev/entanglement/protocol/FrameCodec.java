@@ -91,7 +91,9 @@ public final class FrameCodec {
       }
       return m;
     } catch (JacksonException e) {
-      throw new ProtocolException("malformed " + type + " body: " + e.getOriginalMessage(), e);
+      // The message goes back to the peer: it names the type only, never the offending input
+      // (Jackson's messages quote it, at any length); the cause keeps the details for the log.
+      throw new ProtocolException("malformed " + type + " body", e);
     }
   }
 }
