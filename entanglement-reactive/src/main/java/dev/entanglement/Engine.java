@@ -137,6 +137,8 @@ final class Engine {
   private final AtomicLong statesEncoded = new AtomicLong();
   private final AtomicLong errorsReceived = new AtomicLong();
   private final AtomicLong tasksFailed = new AtomicLong();
+  /** How long a link refused before its transport asked for frames waits to flush its ERROR. */
+  private static final Duration ERROR_FLUSH_GRACE = Duration.ofSeconds(1);
   /** Longest quote of a peer's string in an error message (see {@link #brief}). */
   private static final int QUOTED_CHARS = 64;
   private long updatesOffered;
@@ -1099,7 +1101,7 @@ final class Engine {
                   serial.execute(
                       () -> {
                         try {
-                          if (!d.closed) {
+                          if (!d.closed && !d.closeWhenFlushed) { // nothing is read after an ERROR
                             receive(d, frame);
                           }
                         } finally {
@@ -1378,7 +1380,18 @@ final class Engine {
     sendControl(d, new Message.Error(0, code.wire(), message), 0);
     d.closeWhenFlushed = true;
     if (d.out == null) {
-      d.link.dispose(); // nothing can be flushed: the transport never asked for frames
+      // The transport has not asked for frames yet: right after attach it may do so at any moment
+      // (a peer's first frames can arrive first), and then the ERROR is flushed before the close.
+      // A transport that never asks is closed after a grace period.
+      d.timers.add(
+          scheduler.schedule(
+              () -> serial.execute(() -> {
+                if (!d.closed && d.out == null) {
+                  d.link.dispose();
+                }
+              }),
+              ERROR_FLUSH_GRACE.toNanos(),
+              TimeUnit.NANOSECONDS));
     }
     drain(d);
   }
