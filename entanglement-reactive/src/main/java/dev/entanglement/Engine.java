@@ -1512,11 +1512,13 @@ final class Engine {
   }
 
   /**
-   * A peer's string as quoted in an error message: at most {@value #QUOTED_CHARS} characters, so that
-   * an answer never carries a large part of the offending message.
+   * A peer's string as quoted in an error message: at most {@value #QUOTED_CHARS} characters, control
+   * characters replaced by '?', so that an answer never carries a large part of the offending
+   * message and stays one line.
    */
   private static String brief(String peerText) {
-    return peerText.length() <= QUOTED_CHARS ? peerText : peerText.substring(0, QUOTED_CHARS) + "...";
+    String s = peerText.length() <= QUOTED_CHARS ? peerText : peerText.substring(0, QUOTED_CHARS) + "...";
+    return s.chars().anyMatch(Character::isISOControl) ? s.replaceAll("\\p{Cntrl}", "?") : s;
   }
 
   /** Answers an unsolicited message with a typed error (never in reply to an error). */
@@ -2012,7 +2014,9 @@ final class Engine {
       try {
         proposed = json.treeToValue(r.attributes(), b.type().javaType());
       } catch (JacksonException | IllegalArgumentException e) {
-        rejectAll(obs, ErrorCode.BAD_ENCODING, "value does not decode: " + e.getMessage());
+        // The answer may travel to a peer: it names the type, never the parser's details.
+        log.debug("node {}: created value does not decode into {}", nodeId, b.type().name(), e);
+        rejectAll(obs, ErrorCode.BAD_ENCODING, "value does not decode into " + b.type().name());
         return;
       }
       key = keyOrNull(b, proposed);

@@ -57,7 +57,7 @@ class ReceivePathFuzzTest {
     List<byte[]> inputs = corpus.stream().map(Map.Entry::getValue).toList();
     // Each input twice: after a HELLO, and as the first frame of a connection.
     run(2L * inputs.size(), i -> inputs.get((int) (i / 2)),
-        i -> "corpus " + names.get((int) (i / 2)) + (i % 2 == 1 ? " before HELLO" : ""), i -> i % 2 == 1);
+        i -> "corpus " + names.get((int) (i / 2)) + (i % 2 == 1 ? " before HELLO" : ""), i -> i % 2 == 1, -1);
   }
 
   @Test
@@ -67,7 +67,7 @@ class ReceivePathFuzzTest {
     long seed = FrameMutator.seed();
     long n = FrameMutator.iterations(2_000);
     long started = System.nanoTime();
-    run(n, i -> gen.body(seed, i), i -> "seed=" + seed + ", case=" + i, i -> i % 16 == 7);
+    run(n, i -> gen.body(seed, i), i -> "seed=" + seed + ", case=" + i, i -> i % 16 == 7, seed);
     System.out.printf(
         "ReceivePathFuzzTest: seed=%d, %d frames in %d ms%n",
         seed, n, (System.nanoTime() - started) / 1_000_000);
@@ -85,7 +85,8 @@ class ReceivePathFuzzTest {
     boolean test(long index);
   }
 
-  private void run(long n, Input input, Label label, BeforeHello beforeHello) {
+  /** Runs {@code n} frames; {@code seed} names saved failures (-1: inputs of the corpus, not saved). */
+  private void run(long n, Input input, Label label, BeforeHello beforeHello, long seed) {
     List<String> failures = new ArrayList<>();
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
@@ -96,7 +97,7 @@ class ReceivePathFuzzTest {
         long from = start;
         assertTimeoutPreemptively(
             Duration.ofSeconds(60),
-            () -> batch(mesh, a, from, Math.min(n, from + BATCH), input, label, beforeHello, peers, failures),
+            () -> batch(mesh, a, from, Math.min(n, from + BATCH), input, label, beforeHello, seed, peers, failures),
             () -> "a batch from " + label.of(from) + " hung");
         String key = "health-" + start;
         a.publish(new Cursor(key, start, 0)).block(Duration.ofSeconds(5));
@@ -119,7 +120,7 @@ class ReceivePathFuzzTest {
 
   private static void batch(
       TestMesh mesh, EntanglementNode a, long from, long to, Input input, Label label,
-      BeforeHello beforeHello, int[] peers, List<String> failures) {
+      BeforeHello beforeHello, long seed, int[] peers, List<String> failures) {
     RawPeer peer = null;
     boolean greeted = false;
     for (long i = from; i < to; i++) {
@@ -138,8 +139,7 @@ class ReceivePathFuzzTest {
       mesh.settle();
       String problem = judge(a, peer, frame, answered, failedBefore, greeted);
       if (problem != null) {
-        Object file = label.of(i).startsWith("seed=")
-            ? FrameMutator.saveFailure("engine", FrameMutator.seed(), i, frame) : "";
+        Object file = seed >= 0 ? FrameMutator.saveFailure("engine", seed, i, frame) : "";
         failures.add(label.of(i) + " " + file + ": " + problem
             + "\n  input " + HexFormat.of().formatHex(frame, 0, Math.min(frame.length, 64)));
       }
