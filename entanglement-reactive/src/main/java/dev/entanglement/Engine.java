@@ -139,6 +139,8 @@ final class Engine {
   private final AtomicLong tasksFailed = new AtomicLong();
   /** How long a link refused before its transport asked for frames waits to flush its ERROR. */
   private static final Duration ERROR_FLUSH_GRACE = Duration.ofSeconds(1);
+  /** Longest text of an ERROR answering a peer's request. */
+  private static final int ERROR_TEXT_CHARS = 200;
   /** Longest quote of a peer's string in an error message (see {@link #brief}). */
   private static final int QUOTED_CHARS = 64;
   private long updatesOffered;
@@ -1517,7 +1519,12 @@ final class Engine {
    * message and stays one line.
    */
   private static String brief(String peerText) {
-    String s = peerText.length() <= QUOTED_CHARS ? peerText : peerText.substring(0, QUOTED_CHARS) + "...";
+    return oneLine(peerText, QUOTED_CHARS);
+  }
+
+  /** {@code text} cut at {@code max} characters, control characters replaced by '?'. */
+  private static String oneLine(String text, int max) {
+    String s = text.length() <= max ? text : text.substring(0, max) + "...";
     return s.chars().anyMatch(Character::isISOControl) ? s.replaceAll("\\p{Cntrl}", "?") : s;
   }
 
@@ -2617,7 +2624,8 @@ final class Engine {
     void rejected(ErrorCode code, String message) {
       if (finish()) {
         released(this);
-        sendControl(from, new Message.Error(inReplyTo, code.wire(), message), 0);
+        // The text may quote the request (keys, transition ids) or come from another node.
+        sendControl(from, new Message.Error(inReplyTo, code.wire(), oneLine(message, ERROR_TEXT_CHARS)), 0);
       }
     }
 
