@@ -136,6 +136,13 @@ final class Engine {
   private final AtomicLong framesReceived = new AtomicLong();
   private final AtomicLong statesEncoded = new AtomicLong();
   private final AtomicLong errorsReceived = new AtomicLong();
+  private final AtomicLong tasksFailed = new AtomicLong();
+  /** How long a link refused before its transport asked for frames waits to flush its ERROR. */
+  private static final Duration ERROR_FLUSH_GRACE = Duration.ofSeconds(1);
+  /** Longest text of an ERROR answering a peer's request. */
+  private static final int ERROR_TEXT_CHARS = 200;
+  /** Longest quote of a peer's string in an error message (see {@link #brief}). */
+  private static final int QUOTED_CHARS = 64;
   private long updatesOffered;
   private long updatesCoalesced;
   private volatile int pendingRequests;
@@ -222,7 +229,12 @@ final class Engine {
     this.store = store;
     this.started = store == null;
     this.routes = new RouteTable(destinations, localOwners.keySet());
-    this.serial = new SerialExecutor(t -> log.error("engine task failed on node {}", nodeId, t));
+    this.serial =
+        new SerialExecutor(
+            t -> {
+              tasksFailed.incrementAndGet();
+              log.error("engine task failed on node {}", nodeId, t);
+            });
     this.json =
         JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
     Map<String, TypeBinding<?>> byName = new LinkedHashMap<>();
@@ -625,6 +637,7 @@ final class Engine {
         pendingDecisions,
         activeTransitions,
         errorsReceived.get(),
+        tasksFailed.get(),
         List.copyOf(peers));
   }
 
@@ -1089,10 +1102,13 @@ final class Engine {
                 protected void hookOnNext(byte[] frame) {
                   serial.execute(
                       () -> {
-                        if (!d.closed) {
-                          receive(d, frame);
+                        try {
+                          if (!d.closed && !d.closeWhenFlushed) { // nothing is read after an ERROR
+                            receive(d, frame);
+                          }
+                        } finally {
+                          request(1); // even if a handler failed: the link must not stall
                         }
-                        request(1);
                       });
                 }
 
@@ -1366,7 +1382,18 @@ final class Engine {
     sendControl(d, new Message.Error(0, code.wire(), message), 0);
     d.closeWhenFlushed = true;
     if (d.out == null) {
-      d.link.dispose(); // nothing can be flushed: the transport never asked for frames
+      // The transport has not asked for frames yet: right after attach it may do so at any moment
+      // (a peer's first frames can arrive first), and then the ERROR is flushed before the close.
+      // A transport that never asks is closed after a grace period.
+      d.timers.add(
+          scheduler.schedule(
+              () -> serial.execute(() -> {
+                if (!d.closed && d.out == null) {
+                  d.link.dispose();
+                }
+              }),
+              ERROR_FLUSH_GRACE.toNanos(),
+              TimeUnit.NANOSECONDS));
     }
     drain(d);
   }
@@ -1382,9 +1409,20 @@ final class Engine {
     try {
       m = codec.decode(frame);
     } catch (ProtocolException e) {
+      log.debug("node {}: undecodable frame from {}", nodeId, d.peer, e);
       protocolError(d, ErrorCode.BAD_ENCODING, e.getMessage());
       return;
     }
+    try {
+      dispatch(d, m, frame);
+    } catch (IllegalArgumentException e) {
+      // A value the codec accepts but the model refuses, such as a blank owner id.
+      log.debug("node {}: invalid {} from {}", nodeId, m.type(), d.peer, e);
+      protocolError(d, ErrorCode.BAD_ENCODING, "invalid " + m.type() + " message");
+    }
+  }
+
+  private void dispatch(Destination d, Message m, byte[] frame) {
     if (!d.ready && !(m instanceof Message.Hello)) {
       protocolError(d, ErrorCode.INVALID_OPERATION, "the first message must be HELLO");
       return;
@@ -1462,7 +1500,7 @@ final class Engine {
   private void onSync(Destination d, Message.Sync s, byte[] frame) {
     TypeBinding<?> b = types.get(s.objectType());
     if (b == null) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + s.objectType()), 0);
+      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(s.objectType())), 0);
       return;
     }
     if (b.type().isUnique()) {
@@ -1475,9 +1513,25 @@ final class Engine {
     }
   }
 
+  /**
+   * A peer's string as quoted in an error message: at most {@value #QUOTED_CHARS} characters, control
+   * characters replaced by '?', so that an answer never carries a large part of the offending
+   * message and stays one line.
+   */
+  private static String brief(String peerText) {
+    return oneLine(peerText, QUOTED_CHARS);
+  }
+
+  /** {@code text} cut at {@code max} characters, control characters replaced by '?'. */
+  private static String oneLine(String text, int max) {
+    String s = text.length() <= max ? text : text.substring(0, max) + "...";
+    return s.chars().anyMatch(Character::isISOControl) ? s.replaceAll("\\p{Cntrl}", "?") : s;
+  }
+
   /** Answers an unsolicited message with a typed error (never in reply to an error). */
   private void refuse(Destination d, ErrorCode code, Message.Sync s) {
-    String message = code + " for " + s.objectType() + "/" + s.key() + " of owner " + s.owner();
+    String message =
+        code + " for " + brief(s.objectType()) + "/" + brief(s.key()) + " of owner " + brief(s.owner());
     sendControl(d, new Message.Error(0, code.wire(), message), 0);
   }
 
@@ -1652,7 +1706,7 @@ final class Engine {
     RelayObligation ob = relayObligation(d, requestId);
     TypeBinding<?> b = types.get(type);
     if (b == null) {
-      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + type);
+      ob.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + brief(type));
       return;
     }
     if (!(attributes instanceof ObjectNode attrs)) {
@@ -1686,7 +1740,7 @@ final class Engine {
 
   /** Queues a request toward its owner, or ends its obligations if there is no way there. */
   private void sendRequest(Outbound.Request r, @Nullable Destination from) {
-    if (r.hops() > RouteTable.MAX_HOPS) {
+    if (r.hops() > RouteTable.MAX_HOPS || r.hops() < 0) { // negative: a peer's count overflowed
       r.obligations().forEach(o -> fail(o, ErrorCode.NO_RESPONSE, "hop limit reached"));
       return;
     }
@@ -1711,7 +1765,7 @@ final class Engine {
     }
     TypeBinding<?> b = types.get(r.state().objectType());
     if (b == null) {
-      obs.forEach(o -> o.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + r.state().objectType()));
+      obs.forEach(o -> o.rejected(ErrorCode.UNKNOWN_TYPE, "unknown type " + brief(r.state().objectType())));
       return;
     }
     Message.Sync s = r.state();
@@ -1967,7 +2021,9 @@ final class Engine {
       try {
         proposed = json.treeToValue(r.attributes(), b.type().javaType());
       } catch (JacksonException | IllegalArgumentException e) {
-        rejectAll(obs, ErrorCode.BAD_ENCODING, "value does not decode: " + e.getMessage());
+        // The answer may travel to a peer: it names the type, never the parser's details.
+        log.debug("node {}: created value does not decode into {}", nodeId, b.type().name(), e);
+        rejectAll(obs, ErrorCode.BAD_ENCODING, "value does not decode into " + b.type().name());
         return;
       }
       key = keyOrNull(b, proposed);
@@ -2149,7 +2205,7 @@ final class Engine {
   private void onTransition(Destination d, Message.Transition t) {
     TypeBinding<?> b = types.get(t.objectType());
     if (b == null) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + t.objectType()), 0);
+      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(t.objectType())), 0);
       return;
     }
     if (endedTransitions.containsKey(t.transitionId())) {
@@ -2182,7 +2238,7 @@ final class Engine {
     try {
       state = TransitionState.valueOf(e.state());
     } catch (IllegalArgumentException ex) {
-      protocolError(d, ErrorCode.BAD_ENCODING, "unknown transition state " + e.state());
+      protocolError(d, ErrorCode.BAD_ENCODING, "unknown transition state " + brief(e.state()));
       return;
     }
     if (!state.isTerminal()) {
@@ -2568,7 +2624,8 @@ final class Engine {
     void rejected(ErrorCode code, String message) {
       if (finish()) {
         released(this);
-        sendControl(from, new Message.Error(inReplyTo, code.wire(), message), 0);
+        // The text may quote the request (keys, transition ids) or come from another node.
+        sendControl(from, new Message.Error(inReplyTo, code.wire(), oneLine(message, ERROR_TEXT_CHARS)), 0);
       }
     }
 

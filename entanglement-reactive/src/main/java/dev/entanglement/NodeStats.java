@@ -17,6 +17,8 @@ import java.util.List;
  * @param pendingDecisions proposals waiting for an owner's decision now
  * @param activeTransitions transitions this node tracks now
  * @param errorsReceived unsolicited ERROR frames received (for example a policy veto of a SYNC)
+ * @param tasksFailed engine tasks that ended with an unexpected exception (each is logged at ERROR):
+ *     0 unless the node has a bug; bad input from a peer is answered with ERROR instead
  * @param peers one entry per neighbour connected now
  */
 public record NodeStats(
@@ -31,4 +33,5 @@ public record NodeStats(
     int pendingDecisions,
     int activeTransitions,
     long errorsReceived,
+    long tasksFailed,
     List<PeerStats> peers) {}

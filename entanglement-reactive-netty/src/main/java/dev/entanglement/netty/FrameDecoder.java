@@ -2,7 +2,6 @@ package dev.entanglement.netty;
 
 import dev.entanglement.ErrorCode;
 import io.netty.buffer.ByteBuf;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.ByteToMessageDecoder;
 import java.util.List;
@@ -53,6 +52,6 @@ final class FrameDecoder extends ByteToMessageDecoder {
     refused = true;
     log.warn("refusing {}: {}", ctx.channel().remoteAddress(), reason);
     ctx.writeAndFlush(Framing.errorFrame(ctx.alloc(), ErrorCode.BAD_ENCODING, reason))
-        .addListener(ChannelFutureListener.CLOSE);
+        .addListener(f -> GracefulClose.afterFlush(ctx.channel(), ctx.channel()::close));
   }
 }

@@ -91,7 +91,7 @@ final class NettyLink implements Link {
     // Deferred: Reactor Netty throws at assembly if the channel closed in the meantime.
     return Mono.defer(() -> outbound.sendObject(out).then())
         // The engine completes its frames to close after a last frame: it is flushed by now.
-        .then(Mono.fromRunnable(connection::dispose))
+        .then(Mono.fromRunnable(() -> GracefulClose.afterFlush(connection.channel(), connection::dispose)))
         .then()
         .onErrorResume(
             e -> {

@@ -44,20 +44,23 @@ final class WebSocketFrames {
       dev.entanglement.PeerId remote,
       int maxFrame,
       long bandwidth) {
+    // The aggregator goes in now, before the handshake's handler returns: added when the engine
+    // subscribes, it would miss the fragments of a message that arrived in the meantime.
+    WebsocketInbound whole = in.aggregateFrames(maxFrame + Framing.HEADER_BYTES);
     return new NettyLink(
         c,
         in,
         out,
         remote,
         bandwidth,
-        ignored -> bodies(c, in, out, maxFrame),
+        ignored -> bodies(c, whole, out, maxFrame),
         bodies -> bodies.map(b -> new BinaryWebSocketFrame(Framing.encode(c.channel().alloc(), b))));
   }
 
+  /** The frame bodies of {@code in}, whose fragmented messages are already aggregated. */
   private static Flux<byte[]> bodies(
       Connection c, WebsocketInbound in, WebsocketOutbound out, int maxFrame) {
-    return in.aggregateFrames(maxFrame + Framing.HEADER_BYTES)
-        .receiveFrames()
+    return in.receiveFrames()
         .<byte[]>concatMap(
             frame -> {
               if (frame instanceof PingWebSocketFrame

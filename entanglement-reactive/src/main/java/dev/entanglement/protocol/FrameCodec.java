@@ -5,6 +5,7 @@ import java.util.EnumMap;
 import java.util.Map;
 import tools.jackson.core.JacksonException;
 import tools.jackson.databind.DeserializationFeature;
+import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.ObjectMapper;
 import tools.jackson.databind.ObjectReader;
 import tools.jackson.databind.ObjectWriter;
@@ -89,9 +90,49 @@ public final class FrameCodec {
       if (m == null) {
         throw new ProtocolException("null " + type + " body");
       }
+      JsonNode attributes = attributesOf(m);
+      if (attributes != null && !plainData(attributes)) {
+        throw new ProtocolException("malformed " + type + " body");
+      }
       return m;
     } catch (JacksonException e) {
-      throw new ProtocolException("malformed " + type + " body: " + e.getOriginalMessage(), e);
+      // The message goes back to the peer: it names the type only, never the offending input
+      // (Jackson's messages quote it, at any length); the cause keeps the details for the log.
+      throw new ProtocolException("malformed " + type + " body", e);
     }
+  }
+
+  private static @org.jspecify.annotations.Nullable JsonNode attributesOf(Message m) {
+    if (m instanceof Message.Sync s) {
+      return s.attributes();
+    } else if (m instanceof Message.Response r) {
+      return r.state().attributes();
+    } else if (m instanceof Message.Propose p) {
+      return p.attributes();
+    } else if (m instanceof Message.Create c) {
+      return c.attributes();
+    } else if (m instanceof Message.Transition t) {
+      return t.attributes();
+    }
+    return null;
+  }
+
+  /**
+   * Whether an attribute tree holds only data (maps, arrays, text, numbers, booleans, null, byte
+   * strings). An unassigned CBOR simple value decodes to an embedded object, which would not
+   * survive re-encoding: a relay or an owner would pass on something else than it received.
+   */
+  private static boolean plainData(JsonNode node) {
+    if (node.isPojo()) {
+      return false;
+    }
+    if (node.isContainer()) {
+      for (JsonNode child : node.values()) {
+        if (!plainData(child)) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 }

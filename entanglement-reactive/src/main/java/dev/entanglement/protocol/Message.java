@@ -39,7 +39,7 @@ public sealed interface Message {
       implements Message {
     public Hello {
       Objects.requireNonNull(nodeId, "nodeId");
-      Objects.requireNonNull(owners, "owners");
+      owners = List.copyOf(owners); // a null element is malformed
     }
 
     public MessageType type() {
@@ -51,7 +51,7 @@ public sealed interface Message {
   record Routes(
       @JsonProperty("h") Map<String, Integer> hops) implements Message {
     public Routes {
-      Objects.requireNonNull(hops, "hops");
+      hops = Map.copyOf(hops); // a null hop count is malformed
     }
 
     public MessageType type() {
@@ -277,7 +277,7 @@ public sealed interface Message {
   /** Sent once per link after HELLO: for each owner, the version up to which the sender is complete. */
   record CatchUp(@JsonProperty("h") List<Mark> holds) implements Message {
     public CatchUp {
-      Objects.requireNonNull(holds, "holds");
+      holds = List.copyOf(holds); // a null element is malformed
     }
 
     public MessageType type() {

@@ -1,0 +1,37 @@
+package dev.entanglement.netty;
+
+import io.netty.channel.Channel;
+import io.netty.channel.socket.DuplexChannel;
+import io.netty.handler.ssl.SslHandler;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Closes a stream connection after its last frame without losing that frame. Closing a socket while
+ * the peer is still sending makes the kernel answer with a reset, and a reset can discard what the
+ * peer had not read yet: the ERROR that explains the close among it. So the output is shut first
+ * (after a TLS close_notify): the peer reads every frame, then end of stream, and closes its side,
+ * which closes the connection; a peer that does not is closed after {@link #LINGER}. Input that
+ * arrives meanwhile is read and discarded by whoever reads the connection.
+ */
+final class GracefulClose {
+  /** How long a connection whose output is shut waits for the peer to close its side: 2 s. */
+  static final Duration LINGER = Duration.ofSeconds(2);
+
+  private GracefulClose() {}
+
+  /** Shuts the output after everything written so far, then closes; {@code close} closes at once. */
+  static void afterFlush(Channel ch, Runnable close) {
+    if (!(ch instanceof DuplexChannel duplex) || !ch.isActive()) {
+      close.run();
+      return;
+    }
+    ch.eventLoop().schedule(close, LINGER.toMillis(), TimeUnit.MILLISECONDS);
+    SslHandler ssl = ch.pipeline().get(SslHandler.class);
+    if (ssl != null) {
+      ssl.closeOutbound().addListener(f -> duplex.shutdownOutput());
+    } else {
+      duplex.shutdownOutput();
+    }
+  }
+}
