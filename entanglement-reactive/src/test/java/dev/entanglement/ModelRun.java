@@ -28,12 +28,15 @@ import reactor.test.scheduler.VirtualTimeScheduler;
  * One seeded run of the model test: a random connected mesh (cycles included) of 3–6 nodes on the
  * in-JVM transport and one virtual clock, each node with an {@link InMemoryStateStore}.
  *
- * <p><b>Operations and weights</b> (out of 100): publish a cursor 18; publish a shape (random team)
- * 14; propose (full value or attributes; a negative x is rejected by the owner's decision) 14;
- * create a shape at a random owner 4; delete (owner commit or request) 6; transition (1–4 updates,
- * then commit, abort, or left to expire) 9; advance virtual time 0–300 ms 17; drop a link 5;
- * reconnect a link (new random bandwidth and latency) 6; restart a node (close, rebuild on the same
- * store, reconnect its links) 2; change a node's role and refresh every node's policy 5.
+ * <p><b>Operations and weights</b> (per mille): publish a cursor 180; publish a shape (random
+ * team) 140; propose (full value or attributes; a quarter of those on shapes change the team; a negative x is
+ * rejected by the owners' decision) 140; create a shape 40; delete (owner commit or request) 60;
+ * transition (1–4 updates with 0–50 ms between them, then commit 6/10, abort 3/10, or left to
+ * expire 1/10) 90; advance virtual time 0–300 ms 175; drop a link 50; reconnect a link (new random
+ * bandwidth 20–100 kB/s on a third of them, latency 0–50 ms on half) 60; restart a node (close,
+ * rebuild on the same store, reconnect its links) 5, the costliest operation; change a node's role
+ * and refresh every node's policy 60. Requests on shapes by non-owners are off by default (see
+ * {@link #SHAPE_REQUESTS}).
  *
  * <p><b>Policy</b>: every node has a role, red, blue or staff. A shape of team T may be sent to a
  * node whose role is staff or T; cursors go everywhere. The policy is a send policy (registry
@@ -135,6 +138,9 @@ final class ModelRun implements AutoCloseable {
   private int staleHidden;
   private int orphanedHidden;
   private int restarts;
+  private long restartNanos;
+  private String lastKind = "none";
+  private final Map<String, Long> opNanos = new TreeMap<>();
   private int keyCounter;
 
   ModelRun(long seed, int ops) {
@@ -443,20 +449,20 @@ final class ModelRun implements AutoCloseable {
   }
 
   private void step() {
-    int r = rnd.nextInt(100);
+    int r = rnd.nextInt(1000);
     String n = pick(ids);
     EntanglementNode node = nodes.get(n);
-    if (r < 18) {
+    if (r < 180) {
       Cursor c = new Cursor(ownKey("c", n), coord(), coord());
       count("publish-cursor");
       note(n + " publish " + c);
       track(n + " publish", node.publish(CURSOR, c));
-    } else if (r < 32) {
+    } else if (r < 320) {
       Shape s = new Shape(ownKey("s", n), pick(TEAMS), coord(), coord(), rnd.nextBoolean());
       count("publish-shape");
       note(n + " publish " + s);
       track(n + " publish", node.publish(SHAPE, s));
-    } else if (r < 46) {
+    } else if (r < 460) {
       Snapshot<?> target = heldObject(n);
       if (target == null) {
         return;
@@ -477,13 +483,13 @@ final class ModelRun implements AutoCloseable {
         note(n + " propose " + target.key() + " " + attrs);
         track(n + " propose", node.propose(SHAPE, s.id(), attrs));
       }
-    } else if (r < 50) {
+    } else if (r < 500) {
       String owner = SHAPE_REQUESTS ? pick(ids) : n;
       Shape s = new Shape("s-" + owner + "-new" + (keyCounter++ % 8), pick(TEAMS), coord(), coord(), false);
       count("create");
       note(n + " create at " + owner + " " + s);
       track(n + " create", node.create(SHAPE, OwnerId.of("owner-" + owner), s));
-    } else if (r < 56) {
+    } else if (r < 560) {
       Snapshot<?> target = heldObject(n);
       if (target == null) {
         return;
@@ -491,14 +497,14 @@ final class ModelRun implements AutoCloseable {
       count("delete");
       note(n + " delete " + target.key());
       track(n + " delete", node.delete(typeOf(target.key()), target.key().key()));
-    } else if (r < 65) {
+    } else if (r < 650) {
       transition(n, node);
-    } else if (r < 82) {
+    } else if (r < 825) {
       long ms = rnd.nextInt(301);
       count("advance");
       note("advance " + ms + "ms");
       clock.advanceTimeBy(Duration.ofMillis(ms));
-    } else if (r < 87) {
+    } else if (r < 875) {
       List<Edge> up = edges.stream().filter(e -> e.up).toList();
       if (up.isEmpty()) {
         return;
@@ -507,7 +513,7 @@ final class ModelRun implements AutoCloseable {
       count("drop-link");
       note("drop " + e);
       disconnect(e);
-    } else if (r < 93) {
+    } else if (r < 935) {
       List<Edge> down = edges.stream().filter(e -> !e.up).toList();
       if (down.isEmpty()) {
         return;
@@ -517,10 +523,12 @@ final class ModelRun implements AutoCloseable {
       count("reconnect-link");
       note("reconnect " + e);
       connect(e);
-    } else if (r < 95) {
+    } else if (r < 940) {
       count("restart");
       note("restart " + n);
+      long rs = System.nanoTime();
       restart(n);
+      restartNanos += System.nanoTime() - rs;
     } else {
       String role = pick(ROLES);
       count("policy");
@@ -537,6 +545,7 @@ final class ModelRun implements AutoCloseable {
   }
 
   private void count(String op) {
+    lastKind = op;
     opCounts.merge(op, 1, Integer::sum);
   }
 
@@ -587,13 +596,22 @@ final class ModelRun implements AutoCloseable {
   // ------------------------------------------------------------------ run and final checks
 
   void run() {
+    long t0 = System.nanoTime();
+    if (Boolean.getBoolean("model.verbose")) {
+      System.out.println("seed=" + seed + " starts");
+    }
     setUp();
+    long t1 = System.nanoTime();
     for (int i = 0; i < ops; i++) {
+      long st = System.nanoTime();
+      lastKind = "none";
       step();
+      opNanos.merge(lastKind, System.nanoTime() - st, Long::sum);
       if (!violations.isEmpty()) {
         throw new AssertionError("after op " + i + ": " + violations);
       }
     }
+    long t2 = System.nanoTime();
     note("quiesce");
     for (Edge e : edges) {
       disconnect(e);
@@ -609,6 +627,10 @@ final class ModelRun implements AutoCloseable {
     }
     clock.advanceTimeBy(Duration.ofSeconds(60));
     checkFinal();
+    if (Boolean.getBoolean("model.verbose")) {
+      System.out.printf("seed=%d restarts=%dms setup=%dms ops=%dms quiesce+check=%dms %s%n", seed, restartNanos / 1_000_000, (t1 - t0) / 1_000_000,
+          (t2 - t1) / 1_000_000, (System.nanoTime() - t2) / 1_000_000, describe().replace('\n', ' ') + " opMs=" + opNanos.entrySet().stream().map(e -> e.getKey() + ":" + e.getValue() / 1_000_000).toList());
+    }
     if (!violations.isEmpty()) {
       throw new AssertionError(violations.size() + " violations:\n  " + String.join("\n  ", violations.subList(0, Math.min(30, violations.size()))));
     }

@@ -1,7 +1,11 @@
 package dev.entanglement;
 
 import java.util.stream.LongStream;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.parallel.Execution;
+import org.junit.jupiter.api.parallel.ExecutionMode;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -12,8 +16,11 @@ import org.junit.jupiter.params.provider.MethodSource;
  *
  * <p>System properties: {@code model.seeds} (default 200), {@code model.ops} (operations per seed,
  * default 2000), {@code model.firstSeed} (default 0), and {@code model.seed} to re-run one seed
- * alone, e.g. {@code mvn -o -pl entanglement-reactive test -Dtest=ModelTest -Dmodel.seed=123}.
+ * alone, e.g. {@code mvn -o -pl entanglement-reactive test -Dtest=ModelTest -Dmodel.seed=123};
+ * {@code model.verbose=true} prints timings and counters per seed. Seeds run concurrently (one
+ * thread per core, see junit-platform.properties).
  */
+@Execution(ExecutionMode.CONCURRENT) // seeds are independent: one virtual clock and mesh each
 class ModelTest {
   static final int SEEDS = Integer.getInteger("model.seeds", 200);
   static final int OPS = Integer.getInteger("model.ops", 2000);
@@ -27,6 +34,9 @@ class ModelTest {
     return LongStream.range(FIRST_SEED, FIRST_SEED + SEEDS);
   }
 
+  // A seed that livelocks the engine fails here instead of hanging the build (its thread is left
+  // running: the engine's loop does not answer interrupts).
+  @Timeout(value = 120, unit = TimeUnit.SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
   @ParameterizedTest(name = "seed={0}")
   @MethodSource("seeds")
   @DisplayName("a random mesh under random operations converges to the model and never leaks")
