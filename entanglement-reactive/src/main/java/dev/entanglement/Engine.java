@@ -124,6 +124,12 @@ final class Engine {
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
   /**
+   * The last state of each object this node dropped (withdrawn, or gone at a full resync): an older
+   * state of it arriving later (from a neighbour that fell behind) is ignored, so versions never go
+   * back at this node's watchers. Bounded; forgotten on restart.
+   */
+  private final Map<ObjectKey, Snapshot<?>> dropped = lru(EVENTS_REMEMBERED);
+  /**
    * Owner ids seen in received states, so that the many states of one owner share one id instead
    * of each keeping its own decoded copy (less for the garbage collector to trace); bounded.
    */
@@ -1562,7 +1568,12 @@ final class Engine {
     }
     from.noteHeld(key, v);
     StoredState cur = objects.get(key);
-    if (cur != null) {
+    if (cur == null) {
+      Snapshot<?> gone = dropped.get(key);
+      if (gone != null && gone.owner().equals(owner) && gone.version().isNewerThan(v)) {
+        return null;
+      }
+    } else {
       if (!cur.owner().equals(owner)) {
         if (!cur.deleted()) {
           return ErrorCode.BAD_OWNER;
@@ -1595,6 +1606,7 @@ final class Engine {
     }
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
     objects.put(key, st);
+    dropped.remove(key);
     if (store != null) {
       persist(new WriteBatch.PutObject(record(st, attrs)));
     }
@@ -1887,7 +1899,13 @@ final class Engine {
     }
     for (StoredState st : objects.values()) {
       Version h = holds.get(st.owner());
-      if (full.get(st.owner()) || st.version().isNewerThan(h)) {
+      if (h != null && !st.deleted() && !sendAllowed(d.peer, st)
+          && !RouteTable.ownedBy(d, st.owner())) {
+        // The peer may hold this object from before the policy hid it (a change while the link
+        // was down, or this newer state is hidden): queue a withdrawal.
+        d.noteHeld(st.key(), st.version());
+        offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+      } else if (full.get(st.owner()) || st.version().isNewerThan(h)) {
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }
@@ -1981,6 +1999,7 @@ final class Engine {
   /** Forgets an object that its source no longer has; neighbours that hold it get a withdrawal. */
   private void drop(StoredState st, @Nullable Destination from) {
     objects.remove(st.key());
+    dropped.put(st.key(), st.snapshot);
     persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
     Snapshot<?> s = st.snapshot;
     if (!s.deleted()) {

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
 import dev.entanglement.TestMesh.Shape;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -207,6 +208,68 @@ class PolicyTest {
       mesh.get("a").publish(cursor, new Cursor("x", 1, 1)).block();
       assertEquals(List.of("node:send", "registry:send"), calls);
       assertTrue(mesh.get("b").get(CURSOR, "x").isEmpty());
+    }
+  }
+
+  @Test
+  @DisplayName("a reconnecting peer is withdrawn what the policy hid from it while the link was down")
+  void catchUpWithdrawsWhatBecameHidden() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    Policy hide = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !hidden.contains(s.key().key())
+            && !(s.value() instanceof Cursor c && c.x() >= 100);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(hide));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("y", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("z", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2)); // b learns its watermark: the next catch-up is incremental
+      mesh.disconnect("a", "b");
+      hidden.add("x"); // the policy changes while the link is down
+      mesh.get("a").refreshPolicy().block();
+      mesh.get("a").publish(new Cursor("y", 200, 1)).block(); // a newer state that b may not see
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("b").get(CURSOR, "x").isEmpty(), "hidden while the link was down");
+      assertTrue(mesh.get("b").get(CURSOR, "y").isEmpty(), "its newer state is hidden");
+      assertEquals(1.0, mesh.get("b").get(CURSOR, "z").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("after a withdrawal, an older state from a neighbour that fell behind is ignored")
+  void withdrawnObjectIsNotRevivedByAnOlderState() {
+    Policy bigHiddenFromC = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !(destination.value().equals("c") && s.value() instanceof Cursor c && c.x() >= 100);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(bigHiddenFromC));
+      mesh.node("b");
+      mesh.node("c");
+      mesh.connect("a", "c");
+      mesh.connect("c", "b");
+      mesh.get("a").publish(new Cursor("k", 1, 1)).block();
+      assertTrue(mesh.get("b").get(CURSOR, "k").isPresent());
+      List<Version> seenAtC = new ArrayList<>();
+      mesh.get("c").watch(CURSOR, "k").subscribe(s -> seenAtC.add(s.version()));
+      mesh.disconnect("c", "b"); // b falls behind, holding the first state
+      mesh.get("a").publish(new Cursor("k", 2, 2)).block();
+      mesh.get("a").publish(new Cursor("k", 200, 2)).block(); // hidden from c: withdrawn
+      assertTrue(mesh.get("c").get(CURSOR, "k").isEmpty());
+      mesh.connect("c", "b");
+      mesh.get("b").refreshPolicy().block(); // b offers what it holds, the first state
+      assertTrue(mesh.get("c").get(CURSOR, "k").isEmpty(), "the older state must not come back");
+      for (int i = 1; i < seenAtC.size(); i++) {
+        assertFalse(seenAtC.get(i - 1).isNewerThan(seenAtC.get(i)), "versions went back: " + seenAtC);
+      }
     }
   }
 
