@@ -41,8 +41,10 @@ try {
   for (const p of [ann.page, ben.page, sam.page]) {
     await p.waitForFunction(() => document.querySelector('[data-tentative="ben-1"]'), null, WAIT);
   }
-  // Let the status panels poll /api/stats once more.
-  await new Promise((r) => setTimeout(r, 1200));
+  // The status panels have polled /api/stats since all four tabs joined.
+  for (const p of [ben.page, cyd.page, sam.page]) {
+    await p.waitForFunction(() => document.querySelectorAll('#peers tbody tr').length >= 4, null, WAIT);
+  }
   await moveTo(ann.page, from.x + 150, from.y + 95, 3); // keeps the transition alive (5 s TTL)
   await ben.page.waitForFunction(() => [...(window.demo.tentatives.get('ben-1')?.values() ?? [])].length > 0, null, WAIT);
 
