@@ -103,9 +103,17 @@ public final class WebFluxEndpoint {
     private final int maxFrame;
     private final long bandwidth;
     private final Sinks.Empty<Void> closed = Sinks.empty();
+    /**
+     * The session's close, started at most once however many paths end the link (the end of the
+     * outbound frames, an error, {@link #dispose}): closing a Reactor Netty WebSocket twice at once
+     * could leave the second close frame unreleased (seen as a leaked buffer under paranoid leak
+     * detection).
+     */
+    private final Mono<Void> close;
 
     SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth) {
       this.session = session;
+      this.close = Mono.defer(session::close).cache();
       this.peer = peer;
       this.maxFrame = maxFrame;
       this.bandwidth = bandwidth;
@@ -157,8 +165,8 @@ public final class WebFluxEndpoint {
           .send(
               Throttle.apply(Flux.from(frames), bandwidth)
                   .map(b -> session.binaryMessage(f -> f.wrap(Framing.withHeader(b)))))
-          .then(session.close())
-          .onErrorResume(e -> session.close());
+          .then(close)
+          .onErrorResume(e -> close);
     }
 
     @Override
@@ -168,7 +176,7 @@ public final class WebFluxEndpoint {
 
     @Override
     public void dispose() {
-      session.close().subscribe(v -> {}, e -> {});
+      close.subscribe(v -> {}, e -> {});
     }
 
     @Override
