@@ -105,15 +105,15 @@ public final class WebFluxEndpoint {
     private final Sinks.Empty<Void> closed = Sinks.empty();
     /**
      * The session's close, started at most once however many paths end the link (the end of the
-     * outbound frames, an error, {@link #dispose}): closing a Reactor Netty WebSocket twice at once
-     * could leave the second close frame unreleased (seen as a leaked buffer under paranoid leak
-     * detection).
+     * outbound frames, an error, {@link #dispose}), and only while the session is open: a close
+     * frame sent on a connection the server had already closed was never released (a leaked buffer
+     * under paranoid leak detection).
      */
     private final Mono<Void> close;
 
     SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth) {
       this.session = session;
-      this.close = Mono.defer(session::close).cache();
+      this.close = Mono.defer(() -> session.isOpen() ? session.close() : Mono.<Void>empty()).cache();
       this.peer = peer;
       this.maxFrame = maxFrame;
       this.bandwidth = bandwidth;
