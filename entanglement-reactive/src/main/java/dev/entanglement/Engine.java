@@ -866,9 +866,12 @@ final class Engine {
       return;
     }
     StoredState cur = current(key);
-    if (cur != null && !cur.deleted() && !cur.owner().equals(owner)) {
-      throw new EntanglementException(
-          ErrorCode.BAD_OWNER, key + " is owned by " + cur.owner() + "; propose a change instead");
+    if (cur != null) {
+      if (!cur.deleted() && !cur.owner().equals(owner)) {
+        throw new EntanglementException(
+            ErrorCode.BAD_OWNER, key + " is owned by " + cur.owner() + "; propose a change instead");
+      }
+      key = cur.key(); // one key instance per object, however many versions
     }
     commitLocal(b, key, owner, null, value, false, null, List.of(), st -> done.accept(st.snapshot));
   }
@@ -1376,10 +1379,19 @@ final class Engine {
   }
 
   private void sendControl(Destination d, Message m, int priority) {
+    send(d, priority, new Outbound.Control(m));
+  }
+
+  /** Sends an encoded control frame (such as a RESPONSE built around a state's frame). */
+  private void sendFrame(Destination d, byte[] frame) {
+    send(d, 0, new Outbound.Raw(frame));
+  }
+
+  private void send(Destination d, int priority, Outbound o) {
     if (d.closed) {
       return;
     }
-    offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, new Outbound.Control(m));
+    offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, o);
     drain(d);
   }
 
@@ -1566,8 +1578,11 @@ final class Engine {
     if (!from.caughtUp.contains(owner)) {
       from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
-    from.noteHeld(key, v);
     StoredState cur = objects.get(key);
+    if (cur != null) {
+      key = cur.key(); // one key instance per object: the received one is garbage at once
+    }
+    from.noteHeld(key, v);
     if (cur == null) {
       Snapshot<?> gone = dropped.get(key);
       if (gone != null && gone.owner().equals(owner) && gone.version().isNewerThan(v)) {
@@ -2635,7 +2650,8 @@ final class Engine {
     void committed(StoredState state) {
       if (finish()) {
         released(this);
-        sendControl(from, new Message.Response(inReplyTo, state.toSync(codec, json)), 0);
+        // Around the version's SYNC frame, encoded once for the flood and for this answer.
+        sendFrame(from, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded)));
       }
     }
 

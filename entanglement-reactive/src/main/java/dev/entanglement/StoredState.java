@@ -2,6 +2,7 @@ package dev.entanglement;
 
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
+import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
 import org.jspecify.annotations.Nullable;
 import tools.jackson.databind.ObjectMapper;
@@ -72,23 +73,19 @@ final class StoredState {
     return json.valueToTree(snapshot.value());
   }
 
-  Message.Sync toSync(FrameCodec codec, ObjectMapper json) {
-    return new Message.Sync(
-        snapshot.key().type(),
-        snapshot.key().key(),
-        snapshot.owner().value(),
-        snapshot.version().epoch(),
-        snapshot.version().serial(),
-        snapshot.committedAt(),
-        snapshot.deleted(),
-        attributes(codec, json));
-  }
-
-  /** The SYNC frame of this version, encoding it on first use and counting the encode. */
+  /**
+   * The SYNC frame of this version, encoding it on first use and counting the encode. A published
+   * version is written straight from its value, without a tree.
+   */
   byte[] frame(FrameCodec codec, ObjectMapper json, AtomicLong encodeCounter) {
     byte[] f = frame;
     if (f == null) {
-      f = codec.encode(toSync(codec, json));
+      Snapshot<?> s = snapshot;
+      Object attributes =
+          tree != null ? tree : s.deleted() ? json.createObjectNode() : Objects.requireNonNull(s.value());
+      f = codec.encodeSync(
+          s.key().type(), s.key().key(), s.owner().value(), s.version().epoch(), s.version().serial(),
+          s.committedAt(), s.deleted(), attributes, json);
       encodeCounter.incrementAndGet();
       frame = f;
     }

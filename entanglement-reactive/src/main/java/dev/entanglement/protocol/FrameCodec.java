@@ -3,7 +3,11 @@ package dev.entanglement.protocol;
 import java.io.ByteArrayOutputStream;
 import java.util.EnumMap;
 import java.util.Map;
+import org.jspecify.annotations.Nullable;
 import tools.jackson.core.JacksonException;
+import tools.jackson.core.JsonGenerator;
+import tools.jackson.core.JsonParser;
+import tools.jackson.core.JsonToken;
 import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.ObjectMapper;
@@ -14,6 +18,13 @@ import tools.jackson.dataformat.cbor.CBORMapper;
 /**
  * Encodes and decodes frame bodies: {@code [type code: 1 byte][CBOR map of the record's fields]}.
  * The length prefix and flags belong to the transport framing, not to this codec.
+ *
+ * <p>SYNC and RESPONSE, the messages of the steady state, are written and read with the streaming
+ * API rather than bound as records: the same bytes (the golden vectors pin them), without a
+ * per-message databind context or record instantiation. Every other message is bound by databind.
+ * A SYNC's attributes can be written straight from the object's value ({@link #encodeSync}), and
+ * a RESPONSE can be assembled around an already encoded SYNC ({@link #encodeResponse}), so an owner
+ * encodes a version once whether it floods it or answers a proposal with it.
  *
  * <p>Thread-safe: it holds only immutable Jackson readers and writers.
  */
@@ -27,13 +38,11 @@ public final class FrameCodec {
   static {
     CLASSES.put(MessageType.HELLO, Message.Hello.class);
     CLASSES.put(MessageType.ROUTES, Message.Routes.class);
-    CLASSES.put(MessageType.SYNC, Message.Sync.class);
     CLASSES.put(MessageType.WITHDRAW, Message.Withdraw.class);
     CLASSES.put(MessageType.PROPOSE, Message.Propose.class);
     CLASSES.put(MessageType.CREATE, Message.Create.class);
     CLASSES.put(MessageType.TRANSITION, Message.Transition.class);
     CLASSES.put(MessageType.TRANSITION_END, Message.TransitionEnd.class);
-    CLASSES.put(MessageType.RESPONSE, Message.Response.class);
     CLASSES.put(MessageType.ERROR, Message.Error.class);
     CLASSES.put(MessageType.NO_RESPONSE, Message.NoResponse.class);
     CLASSES.put(MessageType.OWNER_REMOVED, Message.OwnerRemoved.class);
@@ -44,7 +53,14 @@ public final class FrameCodec {
     CLASSES.put(MessageType.WATERMARK, Message.Watermark.class);
   }
 
+  private static final int INDEFINITE_MAP = 0xbf;
+  private static final int BREAK = 0xff;
+  /** CBOR text of length 1 (major type 3); the field names are one ASCII letter. */
+  private static final int TEXT_1 = 0x61;
+
+  private final ObjectMapper mapper;
   private final ObjectWriter writer;
+  private final ObjectReader treeReader;
   private final Map<MessageType, ObjectReader> readers = new EnumMap<>(MessageType.class);
 
   public FrameCodec() {
@@ -52,7 +68,11 @@ public final class FrameCodec {
   }
 
   private FrameCodec(ObjectMapper mapper) {
+    this.mapper = mapper;
     this.writer = mapper.writer();
+    // Reads a field's value in the middle of a body: what follows it is not trailing data.
+    this.treeReader =
+        mapper.readerFor(JsonNode.class).without(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     CLASSES.forEach(
         (type, cls) ->
             readers.put(
@@ -66,10 +86,102 @@ public final class FrameCodec {
 
   /** Encodes one message into a new frame body. */
   public byte[] encode(Message message) {
+    if (message instanceof Message.Sync s) {
+      return encodeSync(
+          s.objectType(), s.key(), s.owner(), s.epoch(), s.serial(), s.committedAt(), s.deleted(),
+          s.attributes(), mapper);
+    } else if (message instanceof Message.Response r) {
+      return encodeResponse(r.inReplyTo(), encode(r.state()));
+    }
     ByteArrayOutputStream out = new ByteArrayOutputStream(64);
     out.write(message.type().code());
     writer.writeValue(out, message);
     return out.toByteArray();
+  }
+
+  /**
+   * Encodes a SYNC whose attributes are {@code attributes} as serialized by {@code attributeMapper}:
+   * an attribute tree, or the object's value itself, which spares building a tree. The bytes are
+   * those of {@link #encode} for the same fields and the value's tree.
+   */
+  public byte[] encodeSync(
+      String objectType,
+      String key,
+      String owner,
+      long epoch,
+      long serial,
+      long committedAt,
+      boolean deleted,
+      Object attributes,
+      ObjectMapper attributeMapper) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream(256);
+    out.write(MessageType.SYNC.code());
+    try (JsonGenerator g = mapper.createGenerator(out)) {
+      g.writeStartObject();
+      g.writeStringProperty("t", objectType);
+      g.writeStringProperty("k", key);
+      g.writeStringProperty("o", owner);
+      g.writeNumberProperty("e", epoch);
+      g.writeNumberProperty("s", serial);
+      g.writeNumberProperty("c", committedAt);
+      g.writeBooleanProperty("d", deleted);
+      g.writeName("a");
+      attributeMapper.writeValue(g, attributes);
+      g.writeEndObject();
+    }
+    return out.toByteArray();
+  }
+
+  /**
+   * Encodes a RESPONSE around an encoded SYNC frame body, without decoding or re-encoding the
+   * state: the bytes are those of {@link #encode} for {@code Response(inReplyTo, sync)}.
+   */
+  public byte[] encodeResponse(long inReplyTo, byte[] syncFrame) {
+    if (syncFrame.length < 2 || syncFrame[0] != MessageType.SYNC.code()) {
+      throw new IllegalArgumentException("not a SYNC frame body");
+    }
+    ByteArrayOutputStream out = new ByteArrayOutputStream(syncFrame.length + 16);
+    out.write(MessageType.RESPONSE.code());
+    out.write(INDEFINITE_MAP);
+    out.write(TEXT_1);
+    out.write('r');
+    writeInteger(out, inReplyTo);
+    out.write(TEXT_1);
+    out.write('s');
+    out.write(syncFrame, 1, syncFrame.length - 1);
+    out.write(BREAK);
+    return out.toByteArray();
+  }
+
+  /** A CBOR integer (major type 0 or 1) in its shortest form, as Jackson's generator writes it. */
+  private static void writeInteger(ByteArrayOutputStream out, long value) {
+    int major = 0;
+    long v = value;
+    if (value < 0) {
+      major = 1 << 5;
+      v = -1 - value;
+    }
+    if (v < 24) {
+      out.write(major | (int) v);
+    } else if (v <= 0xff) {
+      out.write(major | 24);
+      out.write((int) v);
+    } else if (v <= 0xffff) {
+      out.write(major | 25);
+      writeBigEndian(out, v, 2);
+    } else if (v <= 0xffff_ffffL) {
+      out.write(major | 26);
+      writeBigEndian(out, v, 4);
+    } else {
+      out.write(major | 27);
+      writeBigEndian(out, v, 8);
+    }
+  }
+
+  private static void writeBigEndian(ByteArrayOutputStream out, long v, int bytes) {
+    for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
+      out.write((int) (v >>> shift) & 0xff);
+    }
   }
 
   /**
@@ -86,7 +198,12 @@ public final class FrameCodec {
       throw new ProtocolException("unknown message type " + (body[0] & 0xff));
     }
     try {
-      Message m = readers.get(type).readValue(body, 1, body.length - 1);
+      Message m =
+          switch (type) {
+            case SYNC -> readWhole(body, this::readSync);
+            case RESPONSE -> readWhole(body, this::readResponse);
+            default -> readers.get(type).readValue(body, 1, body.length - 1);
+          };
       if (m == null) {
         throw new ProtocolException("null " + type + " body");
       }
@@ -95,14 +212,119 @@ public final class FrameCodec {
         throw new ProtocolException("malformed " + type + " body");
       }
       return m;
-    } catch (JacksonException e) {
+    } catch (JacksonException | IllegalArgumentException e) {
       // The message goes back to the peer: it names the type only, never the offending input
       // (Jackson's messages quote it, at any length); the cause keeps the details for the log.
       throw new ProtocolException("malformed " + type + " body", e);
     }
   }
 
-  private static @org.jspecify.annotations.Nullable JsonNode attributesOf(Message m) {
+  private interface BodyReader {
+    Message read(JsonParser p);
+  }
+
+  /** Reads a body that is one CBOR map, and nothing after it. */
+  private Message readWhole(byte[] body, BodyReader reader) {
+    try (JsonParser p = mapper.createParser(body, 1, body.length - 1)) {
+      p.nextToken();
+      Message m = reader.read(p);
+      if (p.nextToken() != null) {
+        throw new IllegalArgumentException("trailing data");
+      }
+      return m;
+    }
+  }
+
+  /**
+   * Reads a SYNC map, the parser on its START_OBJECT; leaves it on the END_OBJECT. Every field is
+   * required and strictly typed (text, integers, a boolean); unknown fields are skipped.
+   */
+  private Message.Sync readSync(JsonParser p) {
+    expect(p, JsonToken.START_OBJECT);
+    String objectType = null;
+    String key = null;
+    String owner = null;
+    long epoch = 0;
+    long serial = 0;
+    long committedAt = 0;
+    boolean deleted = false;
+    JsonNode attributes = null;
+    int seen = 0;
+    String name;
+    while ((name = p.nextName()) != null) {
+      JsonToken value = p.nextToken();
+      switch (name) {
+        case "t" -> { objectType = text(p, value); seen |= 1; }
+        case "k" -> { key = text(p, value); seen |= 2; }
+        case "o" -> { owner = text(p, value); seen |= 4; }
+        case "e" -> { epoch = integer(p, value); seen |= 8; }
+        case "s" -> { serial = integer(p, value); seen |= 16; }
+        case "c" -> { committedAt = integer(p, value); seen |= 32; }
+        case "d" -> { deleted = bool(value); seen |= 64; }
+        case "a" -> { attributes = treeReader.readValue(p); seen |= 128; }
+        default -> p.skipChildren();
+      }
+    }
+    expect(p, JsonToken.END_OBJECT);
+    if (seen != 255 || attributes == null) {
+      throw new IllegalArgumentException("missing fields");
+    }
+    return new Message.Sync(objectType, key, owner, epoch, serial, committedAt, deleted, attributes);
+  }
+
+  /** Reads a RESPONSE map, the parser on its START_OBJECT. */
+  private Message.Response readResponse(JsonParser p) {
+    expect(p, JsonToken.START_OBJECT);
+    long inReplyTo = 0;
+    Message.Sync state = null;
+    int seen = 0;
+    String name;
+    while ((name = p.nextName()) != null) {
+      JsonToken value = p.nextToken();
+      switch (name) {
+        case "r" -> { inReplyTo = integer(p, value); seen |= 1; }
+        case "s" -> { state = readSync(p); seen |= 2; }
+        default -> p.skipChildren();
+      }
+    }
+    expect(p, JsonToken.END_OBJECT);
+    if (seen != 3) {
+      throw new IllegalArgumentException("missing fields");
+    }
+    return new Message.Response(inReplyTo, state);
+  }
+
+  private static void expect(JsonParser p, JsonToken token) {
+    if (p.currentToken() != token) {
+      throw new IllegalArgumentException("expected " + token);
+    }
+  }
+
+  private static String text(JsonParser p, @Nullable JsonToken t) {
+    if (t != JsonToken.VALUE_STRING) {
+      throw new IllegalArgumentException("expected text");
+    }
+    return p.getString();
+  }
+
+  /** An integer that fits a long (a float, or a larger integer, is refused). */
+  private static long integer(JsonParser p, @Nullable JsonToken t) {
+    if (t != JsonToken.VALUE_NUMBER_INT) {
+      throw new IllegalArgumentException("expected an integer");
+    }
+    return p.getLongValue();
+  }
+
+  private static boolean bool(@Nullable JsonToken t) {
+    if (t == JsonToken.VALUE_TRUE) {
+      return true;
+    } else if (t == JsonToken.VALUE_FALSE) {
+      return false;
+    }
+    throw new IllegalArgumentException("expected a boolean");
+  }
+
+  private static @Nullable JsonNode attributesOf(Message m) {
     if (m instanceof Message.Sync s) {
       return s.attributes();
     } else if (m instanceof Message.Response r) {
