@@ -106,6 +106,11 @@ final class Destination {
   boolean closeWhenFlushed;
   long nextRequestId = 1;
   long lastReceivedNanos;
+  /**
+   * The peer's watermarks from its CATCH_UP: it may hold any state up to them, so a state up to
+   * them that the policy hides from it is withdrawn even if {@code held} does not name it.
+   */
+  final Map<OwnerId, Version> peerWatermarks = new HashMap<>();
   /** The last watermark sent to the peer, per owner. */
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
   /** Keys received from the peer per owner, until the peer's first watermark for that owner. */
