@@ -1282,10 +1282,11 @@ final class Engine {
       return x == null ? null : withdrawFrame(key, x.state().owner(), x.upTo());
     }
     if (!sendAllowed(d.peer, st)) {
-      Version peerMark = d.peerWatermarks.get(st.owner());
-      if (held != null || peerMark != null && peerMark.compareTo(st.version()) >= 0) {
-        // It holds this state, or may: its catch-up said it holds every state up to peerMark.
+      if (held != null || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
+        // It holds this state, or may: its catch-up said it holds states of this owner (once per
+        // key and link, until a state of it is sent again).
         d.held.remove(key);
+        d.withdrawn.add(key);
         return withdrawFrame(key, st.owner(), st.version());
       }
       return null;
@@ -1294,6 +1295,7 @@ final class Engine {
       return null;
     }
     d.held.put(key, st.version());
+    d.withdrawn.remove(key);
     d.staleness.record(now() - st.snapshot.committedAt());
     Map<String, TransitionSlot> slots = transitions.get(key);
     if (slots != null) {
