@@ -125,7 +125,7 @@ final class Engine {
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
   /**
    * The last state of each object this node dropped (withdrawn, or gone at a full resync): a state
-   * of it up to {@link Dropped#upTo} arriving later (from a neighbour that fell behind) is ignored,
+   * of it older than {@link Dropped#upTo} arriving later (from a neighbour that fell behind) is ignored,
    * so versions never go back at this node's watchers. Bounded; forgotten on restart.
    */
   private final Map<ObjectKey, Dropped> dropped = lru(EVENTS_REMEMBERED);

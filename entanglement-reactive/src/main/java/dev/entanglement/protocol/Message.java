@@ -88,7 +88,7 @@ public sealed interface Message {
   /**
    * The sender no longer shares {@code objectType}/{@code key} with the receiver: the receiver drops
    * its state of {@code owner} if it is not newer than {@code epoch}/{@code serial} (the version the
-   * sender withdraws), and ignores states of that owner up to that version arriving later.
+   * sender withdraws), and ignores states of that owner older than that version arriving later.
    */
   record Withdraw(
       @JsonProperty("t") String objectType,
