@@ -626,11 +626,12 @@ export class EntanglementClient {
     return null;
   }
 
+  /** A withdrawal covers its owner's states up to its version: a newer state held stays. */
   #onWithdraw(conn, w) {
     const k = objectKey(w.objectType, w.key);
     conn.held.delete(k);
     const cur = this.#objects.get(k);
-    if (cur && cur.owner !== this.#ownerId) this.#drop(k, cur);
+    if (cur && cur.owner === w.owner && cur.owner !== this.#ownerId && !newer(cur, w)) this.#drop(k, cur);
   }
 
   /** Forgets an object of another owner; watchers see it deleted. */

@@ -48,7 +48,7 @@ const { type: _, ...SYNC_FIELDS } = GOLDEN_SYNC; // a SYNC map inside a RESPONSE
 
 const SAMPLES = [
   { type: 'ROUTES', hops: { 'owner-a': 0, 'owner-b': 16 } },
-  { type: 'WITHDRAW', objectType: 'Cursor', key: 'k' },
+  { type: 'WITHDRAW', objectType: 'Cursor', key: 'k', owner: 'o', epoch: 1, serial: 7 },
   { type: 'PROPOSE', requestId: 7, kind: 'UPDATE', objectType: 'Cursor', key: 'k', owner: 'o', partial: true,
     attributes: { x: 1.5, nested: { list: [1, 'two', null, true] } }, transitionId: null, hops: 0 },
   { type: 'PROPOSE', requestId: 8, kind: 'DELETE', objectType: 'Cursor', key: 'k', owner: 'o', partial: true,
@@ -77,7 +77,7 @@ test('every message type survives encode then decode', () => {
 test('integers beyond 32 bits travel as CBOR integers, in fields and in attributes', () => {
   const body = hex(encodeBody({ type: 'PING', nonce: 1700000000000 }));
   assert.equal(body, '0da1616e1b0000018bcfe56800'); // 0x1b: 64-bit unsigned integer, not a float
-  const m = { type: 'WITHDRAW', objectType: 'T', key: 'k' };
+  const m = { type: 'WITHDRAW', objectType: 'T', key: 'k', owner: 'o', epoch: 1700000000000, serial: 2 };
   assert.ok(hex(encodeBody(m)).length > 0);
   const attrs = hex(encodeBody({ ...SAMPLES[2], attributes: { at: -1700000000000, list: [2 ** 40] } }));
   assert.ok(attrs.includes('3b0000018bcfe567ff'), 'negative 64-bit integer'); // -1 - n
@@ -107,8 +107,8 @@ test('malformed bodies are refused with BAD_ENCODING', () => {
   for (const [what, b] of Object.entries(cases)) {
     assert.throws(() => decodeBody(b), (err) => err instanceof ProtocolError && err.code === 'BAD_ENCODING', what);
   }
-  assert.deepEqual(decodeBody(body(4, { t: 'Cursor', k: 'x', later: 'ignored' })),
-    { type: 'WITHDRAW', objectType: 'Cursor', key: 'x' }, 'unknown keys are ignored');
+  assert.deepEqual(decodeBody(body(4, { t: 'Cursor', k: 'x', o: 'o', e: 1, s: 2, later: 'ignored' })),
+    { type: 'WITHDRAW', objectType: 'Cursor', key: 'x', owner: 'o', epoch: 1, serial: 2 }, 'unknown keys are ignored');
 });
 
 test('frames: header, one frame per message, critical flags and size limits', () => {

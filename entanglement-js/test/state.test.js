@@ -62,13 +62,16 @@ test('publishing an object of another owner is refused', async () => {
   assert.throws(() => client.publish('Nope', {}), /not declared/);
 });
 
-test('WITHDRAW drops the object and tells its watchers', async () => {
+test('WITHDRAW drops the object up to its version and tells its watchers; a stale one is ignored', async () => {
   const { client, sockets } = newClient();
   const socket = await connected(client, sockets);
   const seen = [];
   client.watch('Cursor', 'w', (s) => seen.push(s.deleted ? 'deleted' : s.value.x));
-  socket.receive(sync('w', { id: 'w', x: 1 }));
-  socket.receive({ type: 'WITHDRAW', objectType: 'Cursor', key: 'w' });
+  socket.receive(sync('w', { id: 'w', x: 1 }, { serial: 2 }));
+  const withdraw = { type: 'WITHDRAW', objectType: 'Cursor', key: 'w', owner: 'owner-java', epoch: 7 };
+  socket.receive({ ...withdraw, serial: 1 }); // withdraws an older state: the newer one stays
+  assert.deepEqual(seen, [1]);
+  socket.receive({ ...withdraw, serial: 2 });
   assert.deepEqual(seen, [1, 'deleted']);
   assert.equal(client.get('Cursor', 'w'), undefined);
 });

@@ -106,6 +106,14 @@ final class Destination {
   boolean closeWhenFlushed;
   long nextRequestId = 1;
   long lastReceivedNanos;
+  /**
+   * The peer's watermarks from its CATCH_UP: it may hold states of these owners that this node
+   * does not know of, so a state of them that the policy hides from it is withdrawn even if {@code
+   * held} does not name it (once per key, see {@code withdrawn}).
+   */
+  final Map<OwnerId, Version> peerWatermarks = new HashMap<>();
+  /** Keys withdrawn from the peer on this link since a state of them was last sent. */
+  final java.util.Set<ObjectKey> withdrawn = new java.util.HashSet<>();
   /** The last watermark sent to the peer, per owner. */
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
   /** Keys received from the peer per owner, until the peer's first watermark for that owner. */

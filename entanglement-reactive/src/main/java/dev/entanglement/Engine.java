@@ -124,11 +124,11 @@ final class Engine {
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
   /**
-   * The last state of each object this node dropped (withdrawn, or gone at a full resync): an older
-   * state of it arriving later (from a neighbour that fell behind) is ignored, so versions never go
-   * back at this node's watchers. Bounded; forgotten on restart.
+   * The last state of each object this node dropped (withdrawn, or gone at a full resync): a state
+   * of it older than {@link Dropped#upTo} arriving later (from a neighbour that fell behind) is ignored,
+   * so versions never go back at this node's watchers. Bounded; forgotten on restart.
    */
-  private final Map<ObjectKey, Snapshot<?>> dropped = lru(EVENTS_REMEMBERED);
+  private final Map<ObjectKey, Dropped> dropped = lru(EVENTS_REMEMBERED);
   /**
    * Owner ids seen in received states, so that the many states of one owner share one id instead
    * of each keeping its own decoded copy (less for the garbage collector to trace); bounded.
@@ -187,6 +187,13 @@ final class Engine {
       ConflatingSubscription<ObjectKey, Snapshot<?>> subscription) {}
 
   private record TentativeKey(ObjectKey key, String transitionId) {}
+
+  /**
+   * An object this node dropped: the last state it held, the version up to which the withdrawal
+   * covers it ({@code upTo} ≥ {@code state}'s version), and whether it is gone for every peer (a
+   * full resync found it absent at the source) or only for peers the policy hides it from.
+   */
+  private record Dropped(StoredState state, Version upTo, boolean gone) {}
 
   private record TentativeWatcher(
       @Nullable ObjectKey key, ConflatingSubscription<TentativeKey, Tentative<?>> subscription) {}
@@ -571,6 +578,14 @@ final class Engine {
                     for (StoredState st : objects.values()) {
                       offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(),
                           new Outbound.State(st.key()));
+                    }
+                    // Dropped here but still held by the peer: withdrawn if now hidden from it.
+                    for (ObjectKey key : List.copyOf(d.held.keySet())) {
+                      Dropped x = objects.containsKey(key) ? null : dropped.get(key);
+                      if (x != null) {
+                        offer(d, new QueueKey(Lane.STATE, key), x.state().binding.priority(),
+                            new Outbound.State(key));
+                      }
                     }
                     drain(d);
                   }
@@ -1259,10 +1274,23 @@ final class Engine {
   private byte @Nullable [] stateFrame(Destination d, ObjectKey key) {
     StoredState st = objects.get(key);
     Version held = d.held.get(key);
-    if (st == null || !sendAllowed(d.peer, st)) {
-      if (held != null) {
+    if (st == null) {
+      // Dropped here: a peer that may see what it holds keeps it (another neighbour may still be
+      // its source); a peer the policy hides it from, or any peer if it is gone, is withdrawn it.
+      Dropped x = dropped.get(key);
+      if (held == null || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
+        return null;
+      }
+      d.held.remove(key);
+      return x == null ? null : withdrawFrame(key, x.state().owner(), x.upTo());
+    }
+    if (!sendAllowed(d.peer, st)) {
+      if (held != null || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
+        // It holds this state, or may: its catch-up said it holds states of this owner (once per
+        // key and link, until a state of it is sent again).
         d.held.remove(key);
-        return codec.encode(new Message.Withdraw(key.type(), key.key()));
+        d.withdrawn.add(key);
+        return withdrawFrame(key, st.owner(), st.version());
       }
       return null;
     }
@@ -1270,8 +1298,22 @@ final class Engine {
       return null;
     }
     d.held.put(key, st.version());
+    d.withdrawn.remove(key);
     d.staleness.record(now() - st.snapshot.committedAt());
+    Map<String, TransitionSlot> slots = transitions.get(key);
+    if (slots != null) {
+      // Tentative states held back until the peer had this base (see tentativeAllowed).
+      for (TransitionSlot slot : slots.values()) {
+        offer(d, new QueueKey(Lane.TENTATIVE, slot.id), st.binding.priority(),
+            new Outbound.Tentative(key, slot.id));
+      }
+    }
     return st.frame(codec, json, statesEncoded);
+  }
+
+  private byte[] withdrawFrame(ObjectKey key, OwnerId owner, Version upTo) {
+    return codec.encode(
+        new Message.Withdraw(key.type(), key.key(), owner.value(), upTo.epoch(), upTo.serial()));
   }
 
   private byte @Nullable [] tentativeFrame(Destination d, Outbound.Tentative t) {
@@ -1284,8 +1326,7 @@ final class Engine {
     if (seen != null && seen >= slot.seq) {
       return null;
     }
-    StoredState st = objects.get(t.key());
-    if (st != null && !sendAllowed(d.peer, st)) {
+    if (!tentativeAllowed(d, slot)) {
       return null;
     }
     d.tentativeSeen.put(slot.id, slot.seq);
@@ -1584,8 +1625,8 @@ final class Engine {
     }
     from.noteHeld(key, v);
     if (cur == null) {
-      Snapshot<?> gone = dropped.get(key);
-      if (gone != null && gone.owner().equals(owner) && gone.version().isNewerThan(v)) {
+      Dropped gone = dropped.get(key);
+      if (gone != null && gone.state().owner().equals(owner) && gone.upTo().isNewerThan(v)) {
         return null;
       }
     } else {
@@ -1672,14 +1713,21 @@ final class Engine {
     }
   }
 
+  /**
+   * A withdrawal covers the owner's states up to its version: a newer state held here stays (the
+   * withdrawal is stale), and an older one arriving later is ignored.
+   */
   private void onWithdraw(Destination d, Message.Withdraw w) {
     ObjectKey key = new ObjectKey(w.objectType(), w.key());
+    OwnerId owner = ownerId(w.owner());
+    Version upTo = new Version(w.epoch(), w.serial());
     d.held.remove(key);
     StoredState cur = objects.get(key);
-    if (cur == null || localOwners.containsKey(cur.owner()) || !routes.onPath(d, cur.owner())) {
+    if (cur == null || !cur.owner().equals(owner) || cur.version().isNewerThan(upTo)
+        || localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
       return;
     }
-    drop(cur, d);
+    drop(cur, d, upTo, false);
   }
 
   private void onPropose(Destination d, Message.Propose p) {
@@ -1894,7 +1942,8 @@ final class Engine {
    * gets a full resync of that owner: every state, then a watermark that lets it drop the rest.
    */
   private void onCatchUp(Destination d, Message.CatchUp m) {
-    Map<OwnerId, Version> holds = new HashMap<>();
+    Map<OwnerId, Version> holds = d.peerWatermarks;
+    holds.clear();
     for (Message.Mark mark : m.holds()) {
       holds.put(OwnerId.of(mark.owner()), new Version(mark.epoch(), mark.serial()));
     }
@@ -1921,6 +1970,15 @@ final class Engine {
         d.noteHeld(st.key(), st.version());
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       } else if (full.get(st.owner()) || st.version().isNewerThan(h)) {
+        offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+      }
+    }
+    for (Dropped x : dropped.values()) {
+      StoredState st = x.state();
+      if (holds.get(st.owner()) != null && !objects.containsKey(st.key()) && !st.deleted()
+          && (x.gone() || !sendAllowed(d.peer, st)) && !RouteTable.ownedBy(d, st.owner())) {
+        // Dropped here while the peer may hold it (it had states of that owner): withdraw it.
+        d.noteHeld(st.key(), st.version());
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }
@@ -1998,7 +2056,7 @@ final class Engine {
       java.util.Set<ObjectKey> seen = d.catchUpSeen.getOrDefault(owner, java.util.Set.of());
       for (StoredState st : List.copyOf(objects.values())) {
         if (st.owner().equals(owner) && st.version().compareTo(v) <= 0 && !seen.contains(st.key())) {
-          drop(st, d);
+          drop(st, d, st.version(), true);
         }
       }
     }
@@ -2011,10 +2069,14 @@ final class Engine {
     }
   }
 
-  /** Forgets an object that its source no longer has; neighbours that hold it get a withdrawal. */
-  private void drop(StoredState st, @Nullable Destination from) {
+  /**
+   * Forgets an object that its source no longer has, or no longer shares with this node, up to
+   * version {@code upTo}. Neighbours that hold it get a withdrawal: all of them if it is {@code
+   * gone}, else those the policy hides it from (see {@link #stateFrame}).
+   */
+  private void drop(StoredState st, @Nullable Destination from, Version upTo, boolean gone) {
     objects.remove(st.key());
-    dropped.put(st.key(), st.snapshot);
+    dropped.put(st.key(), new Dropped(st, upTo, gone));
     persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
     Snapshot<?> s = st.snapshot;
     if (!s.deleted()) {
@@ -2434,10 +2496,35 @@ final class Engine {
   // ------------------------------------------------------------------ policy
 
   private boolean sendAllowed(PeerId to, StoredState st) {
-    Snapshot<?> s = st.snapshot;
+    return sendAllowed(to, st.binding, st.snapshot);
+  }
+
+  private boolean sendAllowed(PeerId to, TypeBinding<?> b, Snapshot<?> s) {
     return peerPolicy.shouldSend(to, s)
-        && st.binding.registry().policy().shouldSend(to, s)
-        && st.binding.type().policy().shouldSend(to, s);
+        && b.registry().policy().shouldSend(to, s)
+        && b.type().policy().shouldSend(to, s);
+  }
+
+  /**
+   * A tentative state obeys the send policy twice: the committed state it changes, and the value
+   * the peer would see (the tentative attributes merged into it). A node that holds no committed
+   * state, or cannot decode the tentative value, cannot judge it and does not pass it on. A peer
+   * that is behind this node's committed state (other than the owner) gets the tentative state
+   * after that state ({@link #stateFrame}), so that it merges it into the base judged here.
+   */
+  private boolean tentativeAllowed(Destination d, TransitionSlot slot) {
+    StoredState st = objects.get(slot.key);
+    if (st == null || st.deleted() || !sendAllowed(d.peer, st)) {
+      return false;
+    }
+    Version held = d.held.get(slot.key);
+    if (!RouteTable.ownedBy(d, slot.owner) && (held == null || st.version().isNewerThan(held))) {
+      return false;
+    }
+    Object value = tentativeValue(slot);
+    return value != null
+        && sendAllowed(d.peer, slot.binding,
+            new Snapshot<>(slot.key, value, slot.owner, st.version(), false, st.snapshot.committedAt()));
   }
 
   private boolean listenAllowed(

@@ -709,9 +709,9 @@ final class ModelRun implements AutoCloseable {
                 + want.version() + " " + want.value() + ", is forbidden to it");
           } else if (live) {
             // An older state that this node may see, of an object whose latest state is hidden
-            // from it: a WITHDRAW carries no version, so a neighbour that fell behind may give the
-            // older state back; and a withdrawal relayed by nodes that dropped the object is lost
-            // if a link on its way was down. Counted, not failed (see docs/RELIABILITY.md).
+            // from it: it got that state before the hidden one existed and nobody that knows it
+            // holds it could withdraw it (a link on the way was down, or a relay restarted and
+            // forgot what it dropped). Counted, not failed (see docs/RELIABILITY.md).
             staleHidden++;
           }
         } else {

@@ -1,9 +1,7 @@
 package dev.entanglement;
 
 import java.util.stream.LongStream;
-import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.parallel.Execution;
@@ -18,7 +16,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  *
  * <p>System properties: {@code model.seeds} (default 200), {@code model.ops} (operations per seed,
  * default 2000), {@code model.firstSeed} (default 0), and {@code model.seed} to re-run one seed
- * alone, e.g. {@code mvn -o -pl entanglement-reactive test -Dtest=ModelTest -Dmodel.seed=123};
+ * alone (or a comma-separated list of seeds), e.g. {@code mvn -o -pl entanglement-reactive test -Dtest=ModelTest -Dmodel.seed=123};
  * {@code model.verbose=true} prints timings and counters per seed. Seeds run concurrently (one
  * thread per core, see junit-platform.properties).
  */
@@ -28,19 +26,10 @@ class ModelTest {
   static final int OPS = Integer.getInteger("model.ops", 2000);
   static final long FIRST_SEED = Long.getLong("model.firstSeed", 0L);
 
-  /**
-   * Seeds that fail at the default 2,000 operations on open findings (docs/RELIABILITY.md, "Design
-   * decisions these runs raise"). They are reported as skipped in the default run, and run when
-   * asked for alone ({@code -Dmodel.seed}) or with another operation count.
-   */
-  static final Set<Long> OPEN_AT_2000 =
-      Set.of(0L, 15L, 37L, 63L, 67L, 72L, 73L, 94L, 97L, 103L, 108L, 135L, 155L, 159L, 163L, 164L,
-          169L, 179L, 194L);
-
   static LongStream seeds() {
     String one = System.getProperty("model.seed");
     if (one != null && !one.isBlank()) {
-      return LongStream.of(Long.parseLong(one.trim()));
+      return java.util.Arrays.stream(one.split(",")).mapToLong(x -> Long.parseLong(x.trim()));
     }
     return LongStream.range(FIRST_SEED, FIRST_SEED + SEEDS);
   }
@@ -52,9 +41,6 @@ class ModelTest {
   @MethodSource("seeds")
   @DisplayName("a random mesh under random operations converges to the model and never leaks")
   void model(long seed) {
-    Assumptions.assumeFalse(
-        OPS == 2000 && System.getProperty("model.seed") == null && OPEN_AT_2000.contains(seed),
-        "seed " + seed + " fails on an open finding (docs/RELIABILITY.md); run it with -Dmodel.seed=" + seed);
     ModelRun run = new ModelRun(seed, OPS);
     try {
       run.run();

@@ -121,9 +121,9 @@ class PolicyTest {
       hidden.add("x");
       mesh.get("a").refreshPolicy().block();
       assertTrue(mesh.get("b").get(CURSOR, "x").isEmpty());
-      assertTrue(mesh.get("c").get(CURSOR, "x").isEmpty(), "the relay passes the withdrawal on");
+      assertTrue(mesh.get("c").get(CURSOR, "x").isPresent(),
+          "b's policy still shows x to c: the relay does not pass the withdrawal on");
       assertTrue(mesh.get("c").get(CURSOR, "y").isPresent());
-      assertTrue(atC.get(atC.size() - 1).deleted());
       hidden.remove("x");
       mesh.get("a").refreshPolicy().block();
       assertEquals(new Cursor("x", 1, 1), mesh.get("c").get(CURSOR, "x").orElseThrow().value());
@@ -270,6 +270,57 @@ class PolicyTest {
       for (int i = 1; i < seenAtC.size(); i++) {
         assertFalse(seenAtC.get(i - 1).isNewerThan(seenAtC.get(i)), "versions went back: " + seenAtC);
       }
+    }
+  }
+
+  @Test
+  @DisplayName("a relay passes a withdrawal on to the peers its own policy hides the object from")
+  void relayWithdrawsOnlyWhereItsPolicyHides() {
+    Map<String, String> roles =
+        new ConcurrentHashMap<>(Map.of("a", "staff", "b", "red", "c", "red", "d", "staff"));
+    try (TestMesh mesh = new TestMesh()) {
+      Registry live = Registry.builder("teams").type(CURSOR).type(SHAPE).policy(new TeamPolicy(roles)).build();
+      for (String n : List.of("a", "b", "c", "d")) {
+        mesh.node(n, live, b -> {});
+      }
+      mesh.connect("a", "b");
+      mesh.connect("b", "c");
+      mesh.connect("b", "d");
+      mesh.get("a").publish(SHAPE, new Shape("s", "red", 1, 1, false)).block();
+      assertTrue(mesh.get("c").get(SHAPE, "s").isPresent());
+      assertTrue(mesh.get("d").get(SHAPE, "s").isPresent());
+      roles.put("b", "blue");
+      roles.put("c", "blue");
+      mesh.get("a").refreshPolicy().block();
+      assertTrue(mesh.get("b").get(SHAPE, "s").isEmpty(), "withdrawn from b");
+      assertTrue(mesh.get("c").get(SHAPE, "s").isEmpty(), "b's policy hides it from c: withdrawn on");
+      assertTrue(mesh.get("d").get(SHAPE, "s").isPresent(), "staff may see it: d keeps it");
+    }
+  }
+
+  @Test
+  @DisplayName("a withdrawal covers the version it names: a newer state stays, an older one is refused after it")
+  void withdrawalIsVersioned() {
+    Policy hideBig = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !(s.value() instanceof Cursor c && c.x() >= 100);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(hideBig));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("k", 1, 1)).block();
+      Version first = mesh.get("b").get(CURSOR, "k").orElseThrow().version();
+      List<Snapshot<Cursor>> atB = new ArrayList<>();
+      mesh.get("b").watch(CURSOR, "k").subscribe(atB::add);
+      mesh.get("a").publish(new Cursor("k", 200, 1)).block(); // hidden: withdrawn at its version
+      assertTrue(mesh.get("b").get(CURSOR, "k").isEmpty());
+      assertTrue(atB.get(atB.size() - 1).deleted());
+      mesh.get("a").publish(new Cursor("k", 3, 1)).block(); // visible again, newer
+      assertEquals(3.0, mesh.get("b").get(CURSOR, "k").orElseThrow().value().x());
+      assertTrue(mesh.get("b").get(CURSOR, "k").orElseThrow().version().isNewerThan(first));
     }
   }
 

@@ -85,12 +85,21 @@ public sealed interface Message {
     }
   }
 
+  /**
+   * The sender no longer shares {@code objectType}/{@code key} with the receiver: the receiver drops
+   * its state of {@code owner} if it is not newer than {@code epoch}/{@code serial} (the version the
+   * sender withdraws), and ignores states of that owner older than that version arriving later.
+   */
   record Withdraw(
       @JsonProperty("t") String objectType,
-      @JsonProperty("k") String key) implements Message {
+      @JsonProperty("k") String key,
+      @JsonProperty("o") String owner,
+      @JsonProperty("e") long epoch,
+      @JsonProperty("s") long serial) implements Message {
     public Withdraw {
       Objects.requireNonNull(objectType, "objectType");
       Objects.requireNonNull(key, "key");
+      Objects.requireNonNull(owner, "owner");
     }
 
     public MessageType type() {

@@ -89,7 +89,7 @@ class FrameCodecTest {
         new Message.Sync(
             "Cursor", "gone", "owner-a", Long.MAX_VALUE, Long.MIN_VALUE, 0L, true,
             NODES.objectNode()),
-        new Message.Withdraw("Cursor", "c1"),
+        new Message.Withdraw("Cursor", "c1", "alice", 1, 7),
         new Message.Propose(
             1L, Message.ProposalKind.UPDATE, "Cursor", "c1", "owner-a", true,
             parsedAttributes(), null, 0),

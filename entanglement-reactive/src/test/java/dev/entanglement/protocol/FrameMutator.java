@@ -94,7 +94,7 @@ public final class FrameMutator {
             new Message.Sync("Shape", "s1", "owner-x", 1, 3, 0, false, shape),
             new Message.Sync("Cursor", "c2", "owner-x", 1, 9, 5, true, NODES.objectNode()),
             new Message.Sync("Cursor", "c3", "owner-x", 2, 1, 5, false, nested),
-            new Message.Withdraw("Cursor", "c1"),
+            new Message.Withdraw("Cursor", "c1", "alice", 1, 7),
             new Message.Propose(
                 3, Message.ProposalKind.UPDATE, "Cursor", "c1", "owner-a", true,
                 NODES.objectNode().put("x", 4.0), null, 0),
