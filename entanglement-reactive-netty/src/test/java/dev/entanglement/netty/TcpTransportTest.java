@@ -169,17 +169,20 @@ class TcpTransportTest {
   }
 
   @Test
-  @DisplayName("an unknown client fingerprint is refused, unless the unknownDestination hook admits it")
-  void unknownClient() {
+  @DisplayName("an unknown client fingerprint is refused and logged, unless the unknownDestination hook admits it")
+  void unknownClient() throws InterruptedException {
     TestPki.Identity sid = pki.issue("server");
     TestPki.Identity cid = pki.issue("client");
     EntanglementNode server = node("server");
     DisposableServer strict = serve(server, sid);
     EntanglementNode client = node("client");
-    Connection refused = rawTls(strict.port(), cid);
-    // The refusal arrives as an ERROR frame, then the connection closes.
-    refused.onDispose().block(WAIT);
-    assertTrue(!server.isConnected(cid.fingerprint()));
+    try (LogCapture log = LogCapture.warnings(TcpServerTransport.class)) {
+      Connection refused = rawTls(strict.port(), cid);
+      // The refusal arrives as an ERROR frame, then the connection closes.
+      refused.onDispose().block(WAIT);
+      assertTrue(!server.isConnected(cid.fingerprint()));
+      assertLogged(log, "refused connection from /127.0.0.1:", "unknown peer " + cid.fingerprint().value());
+    }
 
     DisposableServer open =
         TcpServerTransport.builder(server).tls(sid.tls())
@@ -193,8 +196,8 @@ class TcpTransportTest {
   }
 
   @Test
-  @DisplayName("a client certificate from another CA, an expired one, or none at all is never admitted")
-  void badCertificates() {
+  @DisplayName("a client certificate from another CA, an expired one, or none at all is never admitted, and each refusal is logged")
+  void badCertificates() throws InterruptedException {
     TestPki.Identity sid = pki.issue("server");
     EntanglementNode server = node("server");
     TestPki stranger = new TestPki("other-ca");
@@ -207,27 +210,39 @@ class TcpTransportTest {
     cleanup.add(s);
     TlsConfig foreignTrustingUs =
         TlsConfig.builder().keyCertChain(foreign.key(), foreign.certificate()).trustedCertificates(pki.ca).build();
-    for (TlsConfig bad : List.of(foreignTrustingUs, expired.tls())) {
-      // The handshake fails, or the server closes the connection right after it.
+    String refusedTls = "refused TLS connection from /127.0.0.1:";
+    // The refusal names the certificate's fingerprint and the reason the JDK or OpenSSL gives.
+    handshakeRefused(s, foreignTrustingUs.clientContext(), refusedTls, "certificate " + foreign.fingerprint().value() + ": ");
+    handshakeRefused(s, expired.tls().clientContext(), refusedTls, "certificate " + expired.fingerprint().value() + ": ");
+    // No client certificate at all: only the address is known.
+    handshakeRefused(s, noCertificateContext(), refusedTls, "");
+    assertTrue(!server.isConnected(foreign.fingerprint()));
+    assertTrue(!server.isConnected(expired.fingerprint()));
+    // The refused clients received no state: nothing was ever attached to the node.
+    assertEquals(0, server.stats().framesReceived());
+  }
+
+  /** Connects with {@code client}, expects the handshake to fail, and the refusal to be logged. */
+  private static void handshakeRefused(DisposableServer s, io.netty.handler.ssl.SslContext client, String... logged)
+      throws InterruptedException {
+    try (LogCapture log = LogCapture.warnings(HandshakeLog.class)) {
       try {
+        // The handshake fails, or (TLS 1.3: the client finishes first) the server closes right after.
         Connection c = TcpClient.create().host("localhost").port(s.port())
-            .secure(spec -> spec.sslContext(bad.clientContext())).connect().block(WAIT);
+            .secure(spec -> spec.sslContext(client)).connect().block(WAIT);
         c.onDispose().block(WAIT);
       } catch (RuntimeException expectedFailure) {
         // refused during the handshake
       }
+      assertLogged(log, logged);
     }
-    // No client certificate at all.
-    try {
-      Connection c = TcpClient.create().host("localhost").port(s.port())
-          .secure(spec -> spec.sslContext(noCertificateContext()))
-          .connect().block(WAIT);
-      c.onDispose().block(WAIT);
-    } catch (RuntimeException expectedFailure) {
-      // refused during the handshake
-    }
-    assertTrue(!server.isConnected(foreign.fingerprint()));
-    assertTrue(!server.isConnected(expired.fingerprint()));
+  }
+
+  /** Waits for a WARN line that contains every one of {@code parts}. */
+  static String assertLogged(LogCapture log, String... parts) throws InterruptedException {
+    String line = log.await(l -> java.util.Arrays.stream(parts).allMatch(l::contains), WAIT);
+    assertTrue(line != null, "no line with " + List.of(parts) + " in " + log.lines());
+    return line;
   }
 
   @Test
