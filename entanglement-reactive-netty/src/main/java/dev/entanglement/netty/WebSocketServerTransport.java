@@ -2,9 +2,13 @@ package dev.entanglement.netty;
 
 import dev.entanglement.EntanglementNode;
 import dev.entanglement.PeerId;
+import io.netty.channel.Channel;
 import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.websocketx.WebSocketFrameDecoder;
+import java.net.SocketAddress;
 import java.util.Objects;
 import java.util.OptionalLong;
+import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
@@ -13,6 +17,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
+import reactor.netty.ConnectionObserver;
 import reactor.netty.DisposableServer;
 import reactor.netty.http.server.HttpServer;
 import reactor.netty.http.server.HttpServerRequest;
@@ -147,12 +152,32 @@ public final class WebSocketServerTransport {
         HttpServer.create()
             .host(host)
             .port(port)
-            .idleTimeout(limits.handshakeTimeout())
-            .doOnChannelInit(limits.onChannelInit());
+            .doOnChannelInit(limits.onChannelInit().then(this::upgradeDeadline));
     if (tls != null) {
       server = server.secure(limits.tls(tls));
     }
     return server.route(r -> r.get(path, handler())).bind().map(s -> (DisposableServer) s);
+  }
+
+  /**
+   * Closes a connection of {@link #bind()} that has not upgraded to WebSocket within the handshake
+   * timeout (TLS handshake and upgrade request included): a client that connects and then sends
+   * nothing, or its request byte by byte, cannot hold a connection longer.
+   */
+  private void upgradeDeadline(ConnectionObserver observer, Channel ch, @Nullable SocketAddress remote) {
+    var check =
+        ch.eventLoop()
+            .schedule(
+                () -> {
+                  if (ch.isActive() && ch.pipeline().get(WebSocketFrameDecoder.class) == null) {
+                    log.warn("closed connection from {}: no WebSocket upgrade within {}",
+                        ch.remoteAddress(), limits.handshakeTimeout());
+                    ch.close();
+                  }
+                },
+                limits.handshakeTimeout().toNanos(),
+                TimeUnit.NANOSECONDS);
+    ch.closeFuture().addListener(f -> check.cancel(false));
   }
 
   /** Builds a {@link WebSocketServerTransport}. */

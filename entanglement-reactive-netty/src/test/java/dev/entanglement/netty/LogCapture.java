@@ -19,7 +19,7 @@ final class LogCapture extends AppenderBase<ILoggingEvent> implements AutoClosea
   private final Logger logger;
   private final List<String> lines = new CopyOnWriteArrayList<>();
 
-  private LogCapture(Class<?> source) {
+  private LogCapture(String source) {
     this.logger = (Logger) LoggerFactory.getLogger(source);
     setContext(logger.getLoggerContext());
     start();
@@ -28,6 +28,11 @@ final class LogCapture extends AppenderBase<ILoggingEvent> implements AutoClosea
 
   /** Starts recording the WARN (and ERROR) lines of {@code source}. */
   static LogCapture warnings(Class<?> source) {
+    return new LogCapture(source.getName());
+  }
+
+  /** Starts recording the WARN (and ERROR) lines of the logger named {@code source}. */
+  static LogCapture warnings(String source) {
     return new LogCapture(source);
   }
 
