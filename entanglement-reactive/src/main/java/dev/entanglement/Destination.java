@@ -98,6 +98,10 @@ final class Destination {
   final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
   final Map<ObjectKey, Version> held = new HashMap<>();
   final Map<String, Long> tentativeSeen = new HashMap<>();
+  /** Active transitions this peer sent updates of; at most the per-peer transition limit. */
+  final java.util.Set<String> transitionsReceived = new java.util.HashSet<>();
+  /** Requests from this peer not answered yet; at most the per-peer pending request limit. */
+  int requestsPending;
   final Map<Long, List<Obligation>> outstanding = new HashMap<>();
   Map<OwnerId, Integer> routes = Map.of();
   @Nullable Map<OwnerId, Integer> lastAdvertised;

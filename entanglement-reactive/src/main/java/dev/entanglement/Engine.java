@@ -82,6 +82,7 @@ final class Engine {
   private final Map<Class<?>, TypeBinding<?>> typesByClass;
   private final Policy peerPolicy;
   private final Timeouts timeouts;
+  private final Limits limits;
   private final RouteTable routes;
 
   /** Current state of every object this node holds, tombstones included. */
@@ -234,8 +235,10 @@ final class Engine {
       Policy peerPolicy,
       Scheduler scheduler,
       Timeouts timeouts,
+      Limits limits,
       @Nullable StateStore store) {
     this.nodeId = nodeId;
+    this.limits = limits;
     this.scheduler = scheduler;
     this.peerPolicy = peerPolicy;
     this.timeouts = timeouts;
@@ -408,6 +411,7 @@ final class Engine {
             sink.success(new Outcome.Rejected<>(ErrorCode.NOT_FOUND, key + " does not exist"));
             return;
           }
+          limits.checkObjectSize(attributes, "the proposal for " + key);
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
               Outbound.Request.local(
@@ -432,6 +436,7 @@ final class Engine {
     return request(
         sink -> {
           TypeBinding<?> b = binding(type);
+          limits.checkObjectSize(value, "the new " + type.name());
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
               Outbound.Request.local(
@@ -760,12 +765,14 @@ final class Engine {
     @Override
     public void update(T value) {
       ObjectNode tree = json.valueToTree(value);
+      limits.checkObjectSize(tree, "the update of transition " + id);
       serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
     }
 
     @Override
     public void update(Map<String, ?> attributes) {
       ObjectNode tree = json.valueToTree(attributes);
+      limits.checkObjectSize(tree, "the update of transition " + id);
       serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
     }
 
@@ -876,6 +883,7 @@ final class Engine {
     @SuppressWarnings("unchecked")
     SyncType<Object> t = (SyncType<Object>) b.type();
     ObjectKey key = t.keyOf(value);
+    limits.checkObjectSize(value, key);
     if (t.isUnique()) {
       done.accept(publishEvent(b, key, owner, json.valueToTree(value), value));
       return;
@@ -1472,6 +1480,9 @@ final class Engine {
       protocolError(d, ErrorCode.BAD_ENCODING, e.getMessage());
       return;
     }
+    if (d.ready && frame.length > limits.maxObjectSize() && refusedAsOversize(d, m)) {
+      return;
+    }
     try {
       dispatch(d, m, frame);
     } catch (IllegalArgumentException e) {
@@ -1479,6 +1490,28 @@ final class Engine {
       log.debug("node {}: invalid {} from {}", nodeId, m.type(), d.peer, e);
       protocolError(d, ErrorCode.BAD_ENCODING, "invalid " + m.type() + " message");
     }
+  }
+
+  /**
+   * Refuses a body over the maximum object size that carries an object (SYNC, PROPOSE, CREATE,
+   * TRANSITION) with ERROR {@code LIMIT_EXCEEDED}, answering the request if it is one; the link
+   * stays open. Other messages are not objects: the frame limit alone bounds them.
+   */
+  private boolean refusedAsOversize(Destination d, Message m) {
+    long inReplyTo;
+    if (m instanceof Message.Propose p) {
+      inReplyTo = p.requestId();
+    } else if (m instanceof Message.Create c) {
+      inReplyTo = c.requestId();
+    } else if (m instanceof Message.Sync || m instanceof Message.Transition) {
+      inReplyTo = 0;
+    } else {
+      return false;
+    }
+    log.warn("node {}: refused an oversize {} from {}", nodeId, m.type(), d.peer);
+    sendControl(d, new Message.Error(inReplyTo, ErrorCode.LIMIT_EXCEEDED.wire(),
+        "object larger than " + limits.maxObjectSize() + " bytes"), 0);
+    return true;
   }
 
   private void dispatch(Destination d, Message m, byte[] frame) {
@@ -1778,6 +1811,11 @@ final class Engine {
 
   private void inboundRequest(
       Destination d, long requestId, String type, JsonNode attributes, RequestFactory factory) {
+    if (d.requestsPending >= limits.pendingRequestsPerPeer()) {
+      sendControl(d, new Message.Error(requestId, ErrorCode.LIMIT_EXCEEDED.wire(),
+          "more than " + limits.pendingRequestsPerPeer() + " requests pending"), 0);
+      return;
+    }
     RelayObligation ob = relayObligation(d, requestId);
     TypeBinding<?> b = types.get(type);
     if (b == null) {
@@ -2314,11 +2352,18 @@ final class Engine {
       sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), "transition refused"), 0);
       return;
     }
+    if (!d.transitionsReceived.contains(t.transitionId())
+        && d.transitionsReceived.size() >= limits.transitionsPerPeer()) {
+      sendControl(d, new Message.Error(0, ErrorCode.LIMIT_EXCEEDED.wire(),
+          "more than " + limits.transitionsPerPeer() + " transitions active"), 0);
+      return;
+    }
     Map<String, TransitionSlot> slots = transitions.get(key);
     TransitionSlot slot = slots == null ? null : slots.get(t.transitionId());
     if (slot != null && slot.seq >= t.seq()) {
       return;
     }
+    d.transitionsReceived.add(t.transitionId());
     slot = transitionSlot(b, key, owner, t.transitionId(), t.origin());
     slot.seq = t.seq();
     slot.partial = t.partial();
@@ -2431,6 +2476,7 @@ final class Engine {
     }
     for (Destination d : destinations) {
       d.tentativeSeen.remove(tid);
+      d.transitionsReceived.remove(tid);
     }
     if (flood) {
       TypeBinding<?> b = types.get(key.type());
@@ -2640,6 +2686,7 @@ final class Engine {
 
   private RelayObligation relayObligation(Destination from, long requestId) {
     RelayObligation o = new RelayObligation(from, requestId);
+    from.requestsPending++;
     start(o);
     return o;
   }
@@ -2652,6 +2699,9 @@ final class Engine {
   /** An obligation ended: it no longer counts and no longer has a deadline. */
   private void released(Obligation o) {
     pendingRequests--;
+    if (o instanceof RelayObligation r) {
+      r.from.requestsPending--;
+    }
     requestDeadlines.remove(o);
   }
 

@@ -270,7 +270,8 @@ public final class EntanglementNode {
    * Builds an {@link EntanglementNode}. Defaults: a random node id; one random local owner; {@link
    * Policy#ALLOW_ALL} for peers; {@link Schedulers#parallel()} for timers; decision timeout 10 s;
    * request timeout 30 s; transition TTL 5 s; keepalive 15 s; handshake timeout 10 s; tombstone
-   * retention 7 days.
+   * retention 7 days; per peer at most 1,024 pending requests and 1,024 active transitions; objects
+   * up to 256 KiB.
    */
   public static final class Builder {
     private String id = UUID.randomUUID().toString();
@@ -284,6 +285,9 @@ public final class EntanglementNode {
     private Duration keepAlive = Duration.ofSeconds(15);
     private Duration handshakeTimeout = Duration.ofSeconds(10);
     private Duration tombstoneRetention = Duration.ofDays(7);
+    private int pendingRequestsPerPeer = Limits.DEFAULT_PENDING_REQUESTS_PER_PEER;
+    private int transitionsPerPeer = Limits.DEFAULT_TRANSITIONS_PER_PEER;
+    private int maxObjectSize = Limits.DEFAULT_MAX_OBJECT_SIZE;
     private @Nullable Long epoch;
     private dev.entanglement.store.@Nullable StateStore store;
 
@@ -384,6 +388,39 @@ public final class EntanglementNode {
       return this;
     }
 
+    /**
+     * The most requests (proposals, creates, delete requests) one neighbour may have waiting for an
+     * answer from or through this node; one more is answered at once with ERROR {@code
+     * LIMIT_EXCEEDED} (a {@link Outcome.Rejected} for the requester) instead of being queued.
+     * Default 1,024.
+     */
+    public Builder maxPendingRequestsPerPeer(int requests) {
+      this.pendingRequestsPerPeer = atLeastOne(requests);
+      return this;
+    }
+
+    /**
+     * The most active transitions one neighbour may have sent updates of; a TRANSITION that would
+     * start one more is refused with ERROR {@code LIMIT_EXCEEDED} and not applied. Default 1,024.
+     */
+    public Builder maxTransitionsPerPeer(int transitions) {
+      this.transitionsPerPeer = atLeastOne(transitions);
+      return this;
+    }
+
+    /**
+     * The largest object, in bytes of its attributes encoded as CBOR (as on the wire). A local
+     * publish, propose, create or transition update of a larger object fails with an {@link
+     * EntanglementException} of code {@code LIMIT_EXCEEDED}; a SYNC, PROPOSE, CREATE or TRANSITION
+     * body from a peer larger than this is refused with ERROR {@code LIMIT_EXCEEDED} (the link
+     * stays open). Frames are also bounded by the transport's maximum frame size (default 1 MiB).
+     * Default 256 KiB (262,144 bytes).
+     */
+    public Builder maxObjectSize(int bytes) {
+      this.maxObjectSize = atLeastOne(bytes);
+      return this;
+    }
+
     public EntanglementNode build() {
       if (registries.isEmpty()) {
         throw new IllegalStateException("a node needs at least one registry");
@@ -409,7 +446,15 @@ public final class EntanglementNode {
                   keepAlive,
                   handshakeTimeout,
                   tombstoneRetention),
+              new Limits(pendingRequestsPerPeer, transitionsPerPeer, maxObjectSize),
               store));
+    }
+
+    private static int atLeastOne(int limit) {
+      if (limit < 1) {
+        throw new IllegalArgumentException("limit must be at least 1: " + limit);
+      }
+      return limit;
     }
 
     private static Duration positive(Duration d) {

@@ -22,6 +22,11 @@ public enum ErrorCode {
   BROKEN_TRANSITION,
   /** No decision or answer arrived in time. */
   TIMEOUT,
+  /**
+   * A resource limit of the receiver was reached: too many pending requests or transitions from
+   * one peer, or an object larger than the maximum object size.
+   */
+  LIMIT_EXCEEDED,
   /** No route to the owner, or the link was lost while the request was pending. */
   NOT_CONNECTED,
   /** A relay reported that the request will never be answered. */

@@ -149,6 +149,12 @@ class ReceivePathFuzzTest {
     }
   }
 
+  /** Whether an ERROR text sent to a peer carries a stack trace, a class, a local path, or too much. */
+  static boolean disclosesInternals(String text) {
+    return text.contains("\n") || text.contains("\tat ") || text.contains("Exception")
+        || text.matches("(?s).*(/home/|/tmp/|/usr/|[A-Za-z]:\\\\|file:).*") || text.length() > 300;
+  }
+
   /** Null if the node handled {@code frame} as the protocol requires, else what went wrong. */
   private static String judge(
       EntanglementNode a, RawPeer peer, byte[] frame, int answered, long failedBefore, boolean greeted) {
@@ -160,8 +166,7 @@ class ReceivePathFuzzTest {
     for (Message m : answers) {
       if (m instanceof Message.Error e) {
         String text = e.message();
-        if (text.contains("\n") || text.contains("\tat ") || text.contains("Exception")
-            || text.matches("(?s).*(/home/|/tmp/|/usr/|[A-Za-z]:\\\\|file:).*") || text.length() > 300) {
+        if (disclosesInternals(text)) {
           return "ERROR message carries a stack trace, a path or too much: " + text;
         }
         if (sent instanceof Message.Error && greeted) {

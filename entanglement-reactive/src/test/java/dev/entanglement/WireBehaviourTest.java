@@ -276,6 +276,108 @@ class WireBehaviourTest {
     }
   }
 
+  /** The LIMIT_EXCEEDED errors {@code peer} received: short texts that disclose nothing. */
+  private static List<Message.Error> limitErrors(RawPeer peer) {
+    List<Message.Error> errors =
+        peer.of(Message.Error.class).stream().filter(e -> e.code().equals("LIMIT_EXCEEDED")).toList();
+    errors.forEach(e -> assertTrue(!ReceivePathFuzzTest.disclosesInternals(e.message()), e.message()));
+    return errors;
+  }
+
+  private static Message.Propose propose(long id, String key, Object x) {
+    return new Message.Propose(id, Message.ProposalKind.UPDATE, "Cursor", key, "owner-a", true,
+        JSON.valueToTree(Map.of("x", x)), null, 0);
+  }
+
+  @Test
+  @DisplayName("pending requests per peer: excess proposals are answered LIMIT_EXCEEDED at once; others keep syncing")
+  void pendingRequestsPerPeer() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.maxPendingRequestsPerPeer(3).decisionTimeout(java.time.Duration.ofSeconds(10)));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      List<Proposal<?>> undecided = new CopyOnWriteArrayList<>();
+      mesh.get("a").proposals(CURSOR).subscribe(undecided::add); // never decided
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      for (long id = 1; id <= 5; id++) {
+        peer.send(propose(id, "c", (double) id));
+      }
+      assertEquals(3, undecided.size());
+      assertEquals(List.of(4L, 5L), limitErrors(peer).stream().map(Message.Error::inReplyTo).toList());
+      assertTrue(!peer.closed);
+      mesh.get("a").publish(new Cursor("c", 2, 2)).block();
+      assertEquals(2.0, mesh.get("b").get(CURSOR, "c").orElseThrow().value().x());
+      // Once answered (here: the decision timeout), they no longer count.
+      mesh.advance(java.time.Duration.ofSeconds(11));
+      assertEquals(3, peer.of(Message.Error.class).stream().filter(e -> e.code().equals("TIMEOUT")).count());
+      peer.send(propose(6, "c", 6.0));
+      assertEquals(4, undecided.size());
+      assertEquals(2, limitErrors(peer).size());
+    }
+  }
+
+  @Test
+  @DisplayName("transitions per peer: a TRANSITION beyond the cap is refused LIMIT_EXCEEDED and not applied")
+  void transitionsPerPeer() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.maxTransitionsPerPeer(2));
+      List<Tentative<?>> seen = new CopyOnWriteArrayList<>();
+      mesh.get("a").tentativeAll(CURSOR).subscribe(seen::add);
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      for (int i = 1; i <= 3; i++) {
+        peer.send(new Message.Transition("Cursor", "k" + i, "owner-x", "t" + i, "x", 1, false,
+            JSON.valueToTree(new Cursor("k" + i, i, 0))));
+      }
+      assertEquals(List.of("k1", "k2"), seen.stream().map(t -> t.key().key()).toList());
+      assertEquals(1, limitErrors(peer).size());
+      assertEquals(2, mesh.get("a").stats().activeTransitions());
+      // An update of an admitted transition is still applied; once one ends, a new one fits.
+      peer.send(new Message.Transition("Cursor", "k1", "owner-x", "t1", "x", 2, false,
+          JSON.valueToTree(new Cursor("k1", 9, 0))));
+      peer.send(new Message.TransitionEnd("Cursor", "k2", "t2", "ABORTED"));
+      peer.send(new Message.Transition("Cursor", "k3", "owner-x", "t3", "x", 1, false,
+          JSON.valueToTree(new Cursor("k3", 3, 0))));
+      assertEquals(1, limitErrors(peer).size());
+      assertEquals(2, mesh.get("a").stats().activeTransitions());
+      assertTrue(!peer.closed);
+    }
+  }
+
+  @Test
+  @DisplayName("maximum object size: a local publish or propose fails clearly; a peer's oversize SYNC or PROPOSE is refused")
+  void maxObjectSize() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.maxObjectSize(1024));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      String big = "x".repeat(2000);
+      EntanglementException local = org.junit.jupiter.api.Assertions.assertThrows(
+          EntanglementException.class, () -> mesh.get("a").publish(new Cursor(big, 1, 1)).block());
+      assertEquals(ErrorCode.LIMIT_EXCEEDED, local.code());
+      assertTrue(local.getMessage().contains("maximum object size of 1024 bytes"), local.getMessage());
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      EntanglementException proposed = org.junit.jupiter.api.Assertions.assertThrows(
+          EntanglementException.class,
+          () -> mesh.get("a").propose(CURSOR, "c", Map.of("x", big)).block());
+      assertEquals(ErrorCode.LIMIT_EXCEEDED, proposed.code());
+
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync(big, "owner-x", 1, 1));
+      peer.send(propose(9, "c", big));
+      assertEquals(List.of(0L, 9L), limitErrors(peer).stream().map(Message.Error::inReplyTo).toList());
+      assertTrue(mesh.get("a").get(CURSOR, big).isEmpty());
+      assertEquals(1.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+      // The link stays open and a normal state still arrives and is relayed.
+      peer.send(sync("small", "owner-x", 1, 5));
+      assertEquals(5.0, mesh.get("b").get(CURSOR, "small").orElseThrow().value().x());
+      assertTrue(!peer.closed);
+    }
+  }
+
   @Test
   @DisplayName("a peer that never says HELLO is dropped after the handshake timeout")
   void handshakeTimeout() {

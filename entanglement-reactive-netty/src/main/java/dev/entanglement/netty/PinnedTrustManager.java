@@ -18,8 +18,12 @@ import org.jspecify.annotations.Nullable;
  * Trusts a peer whose leaf certificate has a pinned fingerprint and is within its validity period,
  * whoever issued it; any other peer must chain to one of the CA certificates, if there are any.
  *
+ * <p>Every refusal names the leaf's fingerprint in its message ("certificate ni:///…: reason"), so
+ * that the transport's log of a failed handshake ({@link HandshakeLog}) says who was refused.
+ *
  * <p>It names no acceptable issuers in the handshake, so that a peer whose pinned certificate is
- * self-signed (or from another CA) still sends it.
+ * self-signed (or from another CA) still sends it, and a peer refused for its CA is refused by its
+ * fingerprint rather than for sending no certificate.
  */
 final class PinnedTrustManager extends X509ExtendedTrustManager {
   private final Set<PeerId> pinned;
@@ -52,74 +56,74 @@ final class PinnedTrustManager extends X509ExtendedTrustManager {
   }
 
   /** The CA trust manager to consult, or none if the leaf is pinned and valid. */
-  private @Nullable X509ExtendedTrustManager delegate(X509Certificate[] chain)
+  private @Nullable X509ExtendedTrustManager delegate(X509Certificate leaf, PeerId fingerprint)
       throws CertificateException {
+    if (pinned.contains(fingerprint)) {
+      leaf.checkValidity();
+      return null;
+    }
+    if (cas == null) {
+      throw new CertificateException("not pinned");
+    }
+    return cas;
+  }
+
+  /** A check by the CA trust manager. */
+  @FunctionalInterface
+  private interface CaCheck {
+    void run(X509ExtendedTrustManager cas) throws CertificateException;
+  }
+
+  /** Trusts a pinned, valid leaf, or else asks the CAs; a refusal names the leaf's fingerprint. */
+  private void check(X509Certificate[] chain, CaCheck caCheck) throws CertificateException {
     if (chain == null || chain.length == 0) {
       throw new CertificateException("no certificate");
     }
     PeerId fingerprint = Fingerprints.of(chain[0]);
-    if (pinned.contains(fingerprint)) {
-      chain[0].checkValidity();
-      return null;
+    try {
+      X509ExtendedTrustManager d = delegate(chain[0], fingerprint);
+      if (d != null) {
+        caCheck.run(d);
+      }
+    } catch (CertificateException e) {
+      throw new CertificateException("certificate " + fingerprint + ": " + e.getMessage(), e);
     }
-    if (cas == null) {
-      throw new CertificateException("certificate " + fingerprint + " is not pinned");
-    }
-    return cas;
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType)
       throws CertificateException {
-    X509ExtendedTrustManager d = delegate(chain);
-    if (d != null) {
-      d.checkClientTrusted(chain, authType);
-    }
+    check(chain, d -> d.checkClientTrusted(chain, authType));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType)
       throws CertificateException {
-    X509ExtendedTrustManager d = delegate(chain);
-    if (d != null) {
-      d.checkServerTrusted(chain, authType);
-    }
+    check(chain, d -> d.checkServerTrusted(chain, authType));
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
       throws CertificateException {
-    X509ExtendedTrustManager d = delegate(chain);
-    if (d != null) {
-      d.checkClientTrusted(chain, authType, socket);
-    }
+    check(chain, d -> d.checkClientTrusted(chain, authType, socket));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket)
       throws CertificateException {
-    X509ExtendedTrustManager d = delegate(chain);
-    if (d != null) {
-      d.checkServerTrusted(chain, authType, socket);
-    }
+    check(chain, d -> d.checkServerTrusted(chain, authType, socket));
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
       throws CertificateException {
-    X509ExtendedTrustManager d = delegate(chain);
-    if (d != null) {
-      d.checkClientTrusted(chain, authType, engine);
-    }
+    check(chain, d -> d.checkClientTrusted(chain, authType, engine));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
       throws CertificateException {
-    X509ExtendedTrustManager d = delegate(chain);
-    if (d != null) {
-      d.checkServerTrusted(chain, authType, engine);
-    }
+    check(chain, d -> d.checkServerTrusted(chain, authType, engine));
   }
 
   @Override

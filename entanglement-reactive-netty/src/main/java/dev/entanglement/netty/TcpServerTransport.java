@@ -32,7 +32,8 @@ import reactor.netty.tcp.TcpServer;
  *
  * <p>Defaults: host {@code 127.0.0.1}, port 0 (ephemeral), no TLS (the peer's identity is then only
  * its address, which is not authentication: use TLS on any real network), unknown peers refused,
- * maximum frame 1 MiB, no bandwidth limit. With TLS, a peer connected by its own outbound dial
+ * maximum frame 1 MiB, no bandwidth limit, at most {@value ServerLimits#DEFAULT_MAX_CONNECTIONS}
+ * connections open at once, TLS handshake timeout 10 s. With TLS, a peer connected by its own outbound dial
  * (see {@link TcpClientTransport#maintain()}) keeps the connection dialed by the lower fingerprint.
  */
 public final class TcpServerTransport {
@@ -46,6 +47,7 @@ public final class TcpServerTransport {
   private final int maxFrame;
   private final long bandwidth;
   private final UnaryOperator<TcpServer> customizer;
+  private final ServerLimits limits;
 
   private TcpServerTransport(Builder b) {
     this.node = b.node;
@@ -56,6 +58,7 @@ public final class TcpServerTransport {
     this.maxFrame = b.maxFrame;
     this.bandwidth = b.bandwidth;
     this.customizer = b.customizer;
+    this.limits = b.limits.build();
   }
 
   public static Builder builder(EntanglementNode node) {
@@ -66,10 +69,11 @@ public final class TcpServerTransport {
   public Mono<DisposableServer> bind() {
     TcpServer server = TcpServer.create().host(host).port(port);
     if (tls != null) {
-      server = server.secure(spec -> spec.sslContext(tls.serverContext()));
+      server = server.secure(limits.tls(tls));
     }
     server =
         server
+            .doOnChannelInit(limits.onChannelInit())
             .doOnConnection(c -> c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(maxFrame)))
             .handle(
                 (in, out) -> {
@@ -129,6 +133,7 @@ public final class TcpServerTransport {
     private int maxFrame = Framing.DEFAULT_MAX_FRAME;
     private long bandwidth;
     private UnaryOperator<TcpServer> customizer = UnaryOperator.identity();
+    private final ServerLimits.Builder limits = new ServerLimits.Builder();
 
     private Builder(EntanglementNode node) {
       this.node = Objects.requireNonNull(node, "node");
@@ -182,6 +187,25 @@ public final class TcpServerTransport {
     /** A bandwidth limit per connection, in bytes per second. Default 0: unlimited. */
     public Builder bandwidth(long bytesPerSecond) {
       this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    /**
+     * The most connections open at once, authenticated or not; one more is closed as soon as it
+     * is accepted, and logged. Default {@value ServerLimits#DEFAULT_MAX_CONNECTIONS}.
+     */
+    public Builder maxConnections(int connections) {
+      limits.maxConnections(connections);
+      return this;
+    }
+
+    /**
+     * How long a connection may take to complete the TLS handshake before it is closed (against
+     * peers that connect and send nothing, or send slowly). Default 10 s. The node's own {@link
+     * EntanglementNode.Builder#handshakeTimeout handshake timeout} then bounds the wait for HELLO.
+     */
+    public Builder tlsHandshakeTimeout(java.time.Duration timeout) {
+      limits.handshakeTimeout(timeout);
       return this;
     }
 

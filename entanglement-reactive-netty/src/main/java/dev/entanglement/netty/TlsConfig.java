@@ -103,9 +103,7 @@ public final class TlsConfig {
   }
 
   private SslContextBuilder trust(SslContextBuilder builder) {
-    return pinned.isEmpty()
-        ? builder.trustManager(trusted)
-        : builder.trustManager(new PinnedTrustManager(pinned, trusted));
+    return builder.trustManager(new PinnedTrustManager(pinned, trusted));
   }
 
   /** Builds {@link TlsConfig}. */

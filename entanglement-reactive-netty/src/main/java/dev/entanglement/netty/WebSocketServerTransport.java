@@ -2,9 +2,13 @@ package dev.entanglement.netty;
 
 import dev.entanglement.EntanglementNode;
 import dev.entanglement.PeerId;
+import io.netty.channel.Channel;
 import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.websocketx.WebSocketFrameDecoder;
+import java.net.SocketAddress;
 import java.util.Objects;
 import java.util.OptionalLong;
+import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
@@ -13,6 +17,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
+import reactor.netty.ConnectionObserver;
 import reactor.netty.DisposableServer;
 import reactor.netty.http.server.HttpServer;
 import reactor.netty.http.server.HttpServerRequest;
@@ -33,7 +38,8 @@ import reactor.netty.http.server.WebsocketServerSpec;
  * or let {@link #bind()} start a server. Defaults: path {@code /entanglement}, host {@code
  * 127.0.0.1}, port 0, no TLS, every upgrade refused with 403 until a hook is set, maximum frame 1
  * MiB, no bandwidth limit (the upgrade hook may set one per connection with {@link
- * Upgrade#accept(PeerId, long)}).
+ * Upgrade#accept(PeerId, long)}); for {@link #bind()}, at most {@value
+ * ServerLimits#DEFAULT_MAX_CONNECTIONS} connections open at once and a handshake timeout of 10 s.
  */
 public final class WebSocketServerTransport {
   private static final Logger log = LoggerFactory.getLogger(WebSocketServerTransport.class);
@@ -95,6 +101,7 @@ public final class WebSocketServerTransport {
   private final Function<HttpServerRequest, Mono<Upgrade>> upgrade;
   private final int maxFrame;
   private final long bandwidth;
+  private final ServerLimits limits;
 
   private WebSocketServerTransport(Builder b) {
     this.node = b.node;
@@ -105,6 +112,7 @@ public final class WebSocketServerTransport {
     this.upgrade = b.upgrade;
     this.maxFrame = b.maxFrame;
     this.bandwidth = b.bandwidth;
+    this.limits = b.limits.build();
   }
 
   public static Builder builder(EntanglementNode node) {
@@ -140,11 +148,36 @@ public final class WebSocketServerTransport {
 
   /** Starts a server that serves only this transport's path. */
   public Mono<DisposableServer> bind() {
-    HttpServer server = HttpServer.create().host(host).port(port);
+    HttpServer server =
+        HttpServer.create()
+            .host(host)
+            .port(port)
+            .doOnChannelInit(limits.onChannelInit().then(this::upgradeDeadline));
     if (tls != null) {
-      server = server.secure(spec -> spec.sslContext(tls.serverContext()));
+      server = server.secure(limits.tls(tls));
     }
     return server.route(r -> r.get(path, handler())).bind().map(s -> (DisposableServer) s);
+  }
+
+  /**
+   * Closes a connection of {@link #bind()} that has not upgraded to WebSocket within the handshake
+   * timeout (TLS handshake and upgrade request included): a client that connects and then sends
+   * nothing, or its request byte by byte, cannot hold a connection longer.
+   */
+  private void upgradeDeadline(ConnectionObserver observer, Channel ch, @Nullable SocketAddress remote) {
+    var check =
+        ch.eventLoop()
+            .schedule(
+                () -> {
+                  if (ch.isActive() && ch.pipeline().get(WebSocketFrameDecoder.class) == null) {
+                    log.warn("closed connection from {}: no WebSocket upgrade within {}",
+                        ch.remoteAddress(), limits.handshakeTimeout());
+                    ch.close();
+                  }
+                },
+                limits.handshakeTimeout().toNanos(),
+                TimeUnit.NANOSECONDS);
+    ch.closeFuture().addListener(f -> check.cancel(false));
   }
 
   /** Builds a {@link WebSocketServerTransport}. */
@@ -157,6 +190,7 @@ public final class WebSocketServerTransport {
     private Function<HttpServerRequest, Mono<Upgrade>> upgrade = r -> Mono.just(Upgrade.forbidden());
     private int maxFrame = Framing.DEFAULT_MAX_FRAME;
     private long bandwidth;
+    private final ServerLimits.Builder limits = new ServerLimits.Builder();
 
     private Builder(EntanglementNode node) {
       this.node = Objects.requireNonNull(node);
@@ -197,6 +231,27 @@ public final class WebSocketServerTransport {
     /** A bandwidth limit per connection, in bytes per second. Default 0: unlimited. */
     public Builder bandwidth(long bytesPerSecond) {
       this.bandwidth = bytesPerSecond;
+      return this;
+    }
+
+    /**
+     * For {@link #bind()}: the most connections open at once, upgraded or not; one more is closed
+     * as soon as it is accepted, and logged. Default {@value ServerLimits#DEFAULT_MAX_CONNECTIONS}.
+     * A {@link #handler()} mounted in another server is bound by that server's limits.
+     */
+    public Builder maxConnections(int connections) {
+      limits.maxConnections(connections);
+      return this;
+    }
+
+    /**
+     * For {@link #bind()}: how long a connection may take to complete the TLS handshake, and how
+     * long it may stay silent before its upgrade request, before it is closed. Default 10 s. The
+     * node's own {@link EntanglementNode.Builder#handshakeTimeout handshake timeout} then bounds
+     * the wait for HELLO.
+     */
+    public Builder handshakeTimeout(java.time.Duration timeout) {
+      limits.handshakeTimeout(timeout);
       return this;
     }
 

@@ -129,8 +129,6 @@ final class ChildNode {
     command.add("-XX:TieredStopAtLevel=1");
     command.add("-XX:+UseSerialGC");
     command.add("-Xss512k");
-    command.add("-Dorg.slf4j.simpleLogger.showDateTime=true");
-    command.add("-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS");
     command.add(NodeProcess.class.getName());
     command.addAll(args);
     File err = logDir.resolve(logName + ".stderr").toFile();

@@ -169,17 +169,20 @@ class TcpTransportTest {
   }
 
   @Test
-  @DisplayName("an unknown client fingerprint is refused, unless the unknownDestination hook admits it")
-  void unknownClient() {
+  @DisplayName("an unknown client fingerprint is refused and logged, unless the unknownDestination hook admits it")
+  void unknownClient() throws InterruptedException {
     TestPki.Identity sid = pki.issue("server");
     TestPki.Identity cid = pki.issue("client");
     EntanglementNode server = node("server");
     DisposableServer strict = serve(server, sid);
     EntanglementNode client = node("client");
-    Connection refused = rawTls(strict.port(), cid);
-    // The refusal arrives as an ERROR frame, then the connection closes.
-    refused.onDispose().block(WAIT);
-    assertTrue(!server.isConnected(cid.fingerprint()));
+    try (LogCapture log = LogCapture.warnings(TcpServerTransport.class)) {
+      Connection refused = rawTls(strict.port(), cid);
+      // The refusal arrives as an ERROR frame, then the connection closes.
+      refused.onDispose().block(WAIT);
+      assertTrue(!server.isConnected(cid.fingerprint()));
+      assertLogged(log, "refused connection from /127.0.0.1:", "unknown peer " + cid.fingerprint().value());
+    }
 
     DisposableServer open =
         TcpServerTransport.builder(server).tls(sid.tls())
@@ -193,8 +196,8 @@ class TcpTransportTest {
   }
 
   @Test
-  @DisplayName("a client certificate from another CA, an expired one, or none at all is never admitted")
-  void badCertificates() {
+  @DisplayName("a client certificate from another CA, an expired one, or none at all is never admitted, and each refusal is logged")
+  void badCertificates() throws InterruptedException {
     TestPki.Identity sid = pki.issue("server");
     EntanglementNode server = node("server");
     TestPki stranger = new TestPki("other-ca");
@@ -207,27 +210,106 @@ class TcpTransportTest {
     cleanup.add(s);
     TlsConfig foreignTrustingUs =
         TlsConfig.builder().keyCertChain(foreign.key(), foreign.certificate()).trustedCertificates(pki.ca).build();
-    for (TlsConfig bad : List.of(foreignTrustingUs, expired.tls())) {
-      // The handshake fails, or the server closes the connection right after it.
+    String refusedTls = "refused TLS connection from /127.0.0.1:";
+    // The refusal names the certificate's fingerprint and the reason the JDK or OpenSSL gives.
+    handshakeRefused(s, foreignTrustingUs.clientContext(), refusedTls, "certificate " + foreign.fingerprint().value() + ": ");
+    handshakeRefused(s, expired.tls().clientContext(), refusedTls, "certificate " + expired.fingerprint().value() + ": ");
+    // No client certificate at all: only the address is known.
+    handshakeRefused(s, noCertificateContext(), refusedTls, "");
+    assertTrue(!server.isConnected(foreign.fingerprint()));
+    assertTrue(!server.isConnected(expired.fingerprint()));
+    // The refused clients received no state: nothing was ever attached to the node.
+    assertEquals(0, server.stats().framesReceived());
+  }
+
+  /** Connects with {@code client}, expects the handshake to fail, and the refusal to be logged. */
+  private static void handshakeRefused(DisposableServer s, io.netty.handler.ssl.SslContext client, String... logged)
+      throws InterruptedException {
+    try (LogCapture log = LogCapture.warnings(HandshakeLog.class)) {
       try {
+        // The handshake fails, or (TLS 1.3: the client finishes first) the server closes right after.
         Connection c = TcpClient.create().host("localhost").port(s.port())
-            .secure(spec -> spec.sslContext(bad.clientContext())).connect().block(WAIT);
+            .secure(spec -> spec.sslContext(client)).connect().block(WAIT);
         c.onDispose().block(WAIT);
       } catch (RuntimeException expectedFailure) {
         // refused during the handshake
       }
+      assertLogged(log, logged);
     }
-    // No client certificate at all.
-    try {
-      Connection c = TcpClient.create().host("localhost").port(s.port())
-          .secure(spec -> spec.sslContext(noCertificateContext()))
-          .connect().block(WAIT);
-      c.onDispose().block(WAIT);
-    } catch (RuntimeException expectedFailure) {
-      // refused during the handshake
+  }
+
+  /** A frame: header, then {@code body}. */
+  static byte[] framed(byte[] body) {
+    return java.nio.ByteBuffer.allocate(Framing.HEADER_BYTES + body.length).putInt(body.length).putInt(0).put(body).array();
+  }
+
+  /** Waits for a WARN line that contains every one of {@code parts}. */
+  static String assertLogged(LogCapture log, String... parts) throws InterruptedException {
+    String line = log.await(l -> java.util.Arrays.stream(parts).allMatch(l::contains), WAIT);
+    assertTrue(line != null, "no line with " + List.of(parts) + " in " + log.lines());
+    return line;
+  }
+
+  @Test
+  @DisplayName("connections beyond the cap are closed at once and logged; the admitted peers keep syncing")
+  void connectionCap() throws Exception {
+    EntanglementNode server = node("server");
+    DisposableServer s =
+        TcpServerTransport.builder(server).maxConnections(2)
+            .unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
+    cleanup.add(s);
+    EntanglementNode client = node("client");
+    cleanup.add(TcpClientTransport.builder(client).remote("127.0.0.1", s.port()).expect(PeerId.of("server")).build().maintain());
+    server.publish(new Cursor("before", 1, 1)).block(WAIT);
+    await(client, "before", 1);
+    try (LogCapture log = LogCapture.warnings(ConnectionCap.class);
+        java.net.Socket second = new java.net.Socket("127.0.0.1", s.port())) {
+      // The second connection is admitted: the server answers its HELLO. A third is not.
+      second.setSoTimeout((int) WAIT.toMillis());
+      second.getOutputStream().write(framed(Raw.hello("second")));
+      assertTrue(second.getInputStream().read() >= 0);
+      Slowloris.Closed third = Slowloris.until(s.port(), new byte[0], Duration.ofMillis(50), WAIT);
+      assertLogged(log, "refused connection from /127.0.0.1:", "2 connections open, the cap");
+      assertTrue(third.after().compareTo(Duration.ofSeconds(5)) < 0, third.toString());
+      server.publish(new Cursor("after", 2, 2)).block(WAIT);
+      await(client, "after", 2);
     }
-    assertTrue(!server.isConnected(foreign.fingerprint()));
-    assertTrue(!server.isConnected(expired.fingerprint()));
+  }
+
+  @Test
+  @DisplayName("slowloris: a peer that sends nothing, or HELLO byte by byte, is closed after the handshake timeout")
+  void slowPeersAreClosedAfterTheHandshakeTimeout() throws InterruptedException {
+    EntanglementNode server =
+        EntanglementNode.builder().id("server").registry(Registry.builder("t").type(CURSOR).build())
+            .handshakeTimeout(Duration.ofMillis(400)).build();
+    cleanup.add(() -> server.close().block(WAIT));
+    DisposableServer plain =
+        TcpServerTransport.builder(server).unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
+    cleanup.add(plain);
+    TestPki.Identity sid = pki.issue("server");
+    DisposableServer tls =
+        TcpServerTransport.builder(server).tls(sid.tls()).tlsHandshakeTimeout(Duration.ofMillis(400))
+            .unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
+    cleanup.add(tls);
+    EntanglementNode client = node("client");
+    cleanup.add(TcpClientTransport.builder(client).remote("127.0.0.1", plain.port()).expect(PeerId.of("server")).build().maintain());
+    byte[] hello = framed(Raw.hello("slow"));
+    Duration pace = Duration.ofMillis(100);
+    Duration bound = Duration.ofSeconds(5);
+    try (LogCapture engine = LogCapture.warnings("dev.entanglement.Engine");
+        LogCapture handshake = LogCapture.warnings(HandshakeLog.class)) {
+      for (byte[] drip : List.of(new byte[0], hello)) {
+        Slowloris.Closed c = Slowloris.until(plain.port(), drip, pace, bound);
+        assertTrue(c.after().toMillis() >= 400 && c.bytesSent() < Math.max(1, drip.length), c.toString());
+        assertLogged(engine, "protocol error from tcp:/127.0.0.1:", "no HELLO within PT0.4S");
+      }
+      // TLS: the handshake itself times out, before the node sees the connection.
+      Slowloris.Closed c = Slowloris.until(tls.port(), new byte[0], pace, bound);
+      assertTrue(c.after().toMillis() >= 400, c.toString());
+      assertLogged(handshake, "refused TLS connection from /127.0.0.1:", "handshake timed out");
+    }
+    server.publish(new Cursor("healthy", 5, 5)).block(WAIT);
+    await(client, "healthy", 5);
   }
 
   @Test

@@ -61,6 +61,46 @@ class WebSocketTransportTest {
   }
 
   @Test
+  void bindCapsConnectionsAndClosesSilentOnesAfterTheHandshakeTimeout() throws Exception {
+    EntanglementNode b = TransportConformance.node("b");
+    EntanglementNode a = TransportConformance.node("a");
+    DisposableServer server =
+        WebSocketServerTransport.builder(b)
+            .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("a"))))
+            .maxConnections(2)
+            // Not shorter: the first upgrade in a fresh JVM on a busy machine may take a second.
+            .handshakeTimeout(Duration.ofSeconds(2))
+            .build().bind().block(WAIT);
+    try (LogCapture log = LogCapture.warnings(ConnectionCap.class)) {
+      WebSocketClientTransport.builder(a).uri("ws://127.0.0.1:" + server.port() + "/entanglement")
+          .expect(PeerId.of("b")).build().connectAndAttach().subscribe();
+      a.publish(new TransportConformance.Cursor("w", 1, 1)).block(WAIT);
+      TransportConformance.await(b, "w", 1);
+      // A connection that sends its upgrade request byte by byte is closed after the timeout.
+      Slowloris.Closed silent =
+          Slowloris.until(server.port(), "GET /entanglement HTTP/1.1\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII),
+              Duration.ofMillis(200), Duration.ofSeconds(8));
+      assertTrue(silent.after().toMillis() >= 2000 && silent.bytesSent() < 28, silent.toString());
+      // While a second connection is open, a third is closed at once and logged.
+      try (java.net.Socket second = new java.net.Socket("127.0.0.1", server.port())) {
+        second.setSoTimeout((int) WAIT.toMillis());
+        second.getOutputStream().write("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+        assertTrue(second.getInputStream().read() >= 0); // admitted: it got an answer (404)
+        Slowloris.Closed third = Slowloris.until(server.port(), new byte[0], Duration.ofMillis(50), WAIT);
+        assertTrue(third.after().toMillis() < 2000, third.toString()); // at once, not at the deadline
+        String line = log.await(l -> l.contains("2 connections open, the cap"), WAIT);
+        assertTrue(line != null, log.lines().toString());
+      }
+      a.publish(new TransportConformance.Cursor("w", 2, 2)).block(WAIT);
+      TransportConformance.await(b, "w", 2);
+    } finally {
+      server.disposeNow(WAIT);
+      a.close().block(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  @Test
   void theUpgradeHookLimitsTheBandwidthOfOneConnection() {
     EntanglementNode b = TransportConformance.node("b");
     EntanglementNode a = TransportConformance.node("a");

@@ -1,0 +1,86 @@
+package dev.entanglement;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import tools.jackson.core.JacksonException;
+import tools.jackson.databind.ObjectMapper;
+import tools.jackson.dataformat.cbor.CBORMapper;
+
+/**
+ * Resource limits a node applies to each peer, and to the objects it publishes or accepts; see
+ * {@link EntanglementNode.Builder} for their meaning and defaults. Excess is refused with {@link
+ * ErrorCode#LIMIT_EXCEEDED}, never queued.
+ *
+ * @param pendingRequestsPerPeer requests (PROPOSE, CREATE) from one link not answered yet
+ * @param transitionsPerPeer active transitions whose updates one link sent
+ * @param maxObjectSize largest object: its attributes encoded as CBOR, in bytes; a received SYNC,
+ *     PROPOSE, CREATE or TRANSITION body over this size is refused without decoding its attributes
+ *     (the body's own fields, a few dozen bytes, count toward it)
+ */
+record Limits(int pendingRequestsPerPeer, int transitionsPerPeer, int maxObjectSize) {
+  static final int DEFAULT_PENDING_REQUESTS_PER_PEER = 1_024;
+  static final int DEFAULT_TRANSITIONS_PER_PEER = 1_024;
+  static final int DEFAULT_MAX_OBJECT_SIZE = 256 * 1024;
+
+  /** Counts the bytes of an encoding without keeping them (the CBOR of the wire). */
+  private static final ObjectMapper CBOR = CBORMapper.builder().build();
+
+  Limits {
+    if (pendingRequestsPerPeer < 1 || transitionsPerPeer < 1 || maxObjectSize < 1) {
+      throw new IllegalArgumentException("limits must be positive");
+    }
+  }
+
+  /**
+   * Fails with {@link ErrorCode#LIMIT_EXCEEDED} if {@code value} (an object, or its attributes as a
+   * tree) encodes to more than {@link #maxObjectSize} bytes. Stops counting at the limit.
+   */
+  void checkObjectSize(Object value, Object what) {
+    CountingStream counter = new CountingStream(maxObjectSize);
+    try {
+      CBOR.writeValue(counter, value);
+    } catch (JacksonException e) {
+      if (!(e.getCause() instanceof TooLarge)) {
+        throw e;
+      }
+    }
+    if (counter.count > maxObjectSize) {
+      throw new EntanglementException(
+          ErrorCode.LIMIT_EXCEEDED,
+          what + " encodes to more than the maximum object size of " + maxObjectSize + " bytes");
+    }
+  }
+
+  /** Thrown by the counter once the limit is passed, to stop encoding early. */
+  private static final class TooLarge extends IOException {
+    TooLarge() {
+      super("over the limit");
+    }
+  }
+
+  private static final class CountingStream extends OutputStream {
+    private final int limit;
+    long count;
+
+    CountingStream(int limit) {
+      this.limit = limit;
+    }
+
+    @Override
+    public void write(int b) throws IOException {
+      add(1);
+    }
+
+    @Override
+    public void write(byte[] b, int off, int len) throws IOException {
+      add(len);
+    }
+
+    private void add(int n) throws IOException {
+      count += n;
+      if (count > limit) {
+        throw new TooLarge();
+      }
+    }
+  }
+}
