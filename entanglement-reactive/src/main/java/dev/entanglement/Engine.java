@@ -883,8 +883,8 @@ final class Engine {
     @SuppressWarnings("unchecked")
     SyncType<Object> t = (SyncType<Object>) b.type();
     ObjectKey key = t.keyOf(value);
-    limits.checkObjectSize(value, key);
     if (t.isUnique()) {
+      limits.checkObjectSize(value, key);
       done.accept(publishEvent(b, key, owner, json.valueToTree(value), value));
       return;
     }
@@ -896,7 +896,14 @@ final class Engine {
       }
       key = cur.key(); // one key instance per object, however many versions
     }
-    commitLocal(b, key, owner, null, value, false, null, List.of(), st -> done.accept(st.snapshot));
+    LocalOwner lo = localOwners.get(owner);
+    Version v = new Version(lo.epoch, lo.serial + 1);
+    StoredState st = new StoredState(b, new Snapshot<>(key, value, owner, v, false, now()), null, null);
+    // The size check encodes the SYNC frame every destination is sent (one encode), and holds it
+    // to the bound a receiver applies to that frame.
+    limits.checkEncodedSize(st.frame(codec, json, statesEncoded).length, key);
+    lo.serial++;
+    commit(st, null, List.of(), s -> done.accept(s.snapshot));
   }
 
   private Snapshot<?> publishEvent(
@@ -939,7 +946,19 @@ final class Engine {
       typed = json.treeToValue(Objects.requireNonNull(attributes, "attributes"), b.type().javaType());
     }
     Snapshot<?> snap = new Snapshot<>(key, deleted ? null : typed, owner, v, deleted, now());
-    StoredState st = new StoredState(b, snap, deleted || value != null ? null : attributes, null);
+    commit(
+        new StoredState(b, snap, deleted || value != null ? null : attributes, null),
+        confirmsTransition, answering, done);
+  }
+
+  /** Commits a new version of a local owner's object, built by the caller: see {@link #commitLocal}. */
+  private void commit(
+      StoredState st,
+      @Nullable String confirmsTransition,
+      List<Obligation> answering,
+      java.util.function.Consumer<StoredState> done) {
+    ObjectKey key = st.key();
+    Version v = st.version();
     if (store == null) {
       answering.forEach(o -> o.willAnswer(key, v));
       takeEffect(st, confirmsTransition);
@@ -947,7 +966,7 @@ final class Engine {
       return;
     }
     uncommitted.put(key, st);
-    ownersToPersist.add(owner);
+    ownersToPersist.add(st.owner());
     persist(new WriteBatch.PutObject(record(st)));
     whenDurable(
         () -> {

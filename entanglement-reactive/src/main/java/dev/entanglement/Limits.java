@@ -44,7 +44,12 @@ record Limits(int pendingRequestsPerPeer, int transitionsPerPeer, int maxObjectS
         throw e;
       }
     }
-    if (counter.count > maxObjectSize) {
+    checkEncodedSize(counter.count, what);
+  }
+
+  /** Fails with {@link ErrorCode#LIMIT_EXCEEDED} if {@code bytes} exceeds {@link #maxObjectSize}. */
+  void checkEncodedSize(long bytes, Object what) {
+    if (bytes > maxObjectSize) {
       throw new EntanglementException(
           ErrorCode.LIMIT_EXCEEDED,
           what + " encodes to more than the maximum object size of " + maxObjectSize + " bytes");
