@@ -148,6 +148,9 @@ final class Engine {
   private static final Duration ERROR_FLUSH_GRACE = Duration.ofSeconds(1);
   /** Longest text of an ERROR answering a peer's request. */
   private static final int ERROR_TEXT_CHARS = 200;
+
+  /** The text of a {@link ErrorCode#WITHHELD} answer: it names nothing of the object. */
+  private static final String WITHHELD_TEXT = "committed; the send policy withholds the state";
   /** Longest quote of a peer's string in an error message (see {@link #brief}). */
   private static final int QUOTED_CHARS = 64;
   private long updatesOffered;
@@ -960,7 +963,7 @@ final class Engine {
     ObjectKey key = st.key();
     Version v = st.version();
     if (store == null) {
-      answering.forEach(o -> o.willAnswer(key, v));
+      answering.forEach(o -> o.willAnswer(st));
       takeEffect(st, confirmsTransition);
       done.accept(st);
       return;
@@ -971,7 +974,7 @@ final class Engine {
     whenDurable(
         () -> {
           uncommitted.remove(key, st);
-          answering.forEach(o -> o.willAnswer(key, v));
+          answering.forEach(o -> o.willAnswer(st));
           takeEffect(st, confirmsTransition);
           done.accept(st);
         });
@@ -1618,7 +1621,7 @@ final class Engine {
       onEvent(d, b, s, frame);
       return;
     }
-    ErrorCode refused = applyState(d, b, s, frame);
+    ErrorCode refused = applyState(d, b, s, frame, List.of());
     if (refused != null) {
       refuse(d, refused, s);
     }
@@ -1650,8 +1653,15 @@ final class Engine {
    * Applies a received state if it is newer than the one held; returns the refusal code, or null
    * if it was applied or was not newer.
    */
+  /**
+   * Applies a received state if it is newer than the one held, and floods it.
+   *
+   * @param answering the requests a RESPONSE carrying this state answers: each learns the state
+   *     before it is flooded (see {@link Obligation#willAnswer})
+   */
   private @Nullable ErrorCode applyState(
-      Destination from, TypeBinding<?> b, Message.Sync s, byte @Nullable [] frame) {
+      Destination from, TypeBinding<?> b, Message.Sync s, byte @Nullable [] frame,
+      List<Obligation> answering) {
     ObjectKey key = new ObjectKey(b.type().name(), s.key());
     OwnerId owner = ownerId(s.owner());
     Version v = new Version(s.epoch(), s.serial());
@@ -1719,6 +1729,7 @@ final class Engine {
       persist(new WriteBatch.PutObject(record(st, attrs)));
     }
     notifyWatchers(snap);
+    answering.forEach(o -> o.willAnswer(st));
     markDirty(st, from);
     return null;
   }
@@ -1903,8 +1914,7 @@ final class Engine {
     Message.Sync s = r.state();
     ObjectKey key = new ObjectKey(b.type().name(), s.key());
     Version version = new Version(s.epoch(), s.serial());
-    obs.forEach(o -> o.willAnswer(key, version));
-    if (applyState(d, b, s, null) != null) {
+    if (applyState(d, b, s, null, obs) != null) {
       log.debug("node {}: committed state in a response was not applied locally", nodeId);
     }
     StoredState held = objects.get(key);
@@ -2794,11 +2804,14 @@ final class Engine {
       this.inReplyTo = inReplyTo;
     }
 
-    /** The RESPONSE carries the committed state, and every node applies it: no SYNC is needed. */
+    /**
+     * A RESPONSE carries the committed state, and every node applies it: no SYNC is needed. A state
+     * the send policy hides from the requester is not noted: the flood then withdraws it there.
+     */
     @Override
-    void willAnswer(ObjectKey key, Version version) {
-      if (!isDone()) {
-        from.noteHeld(key, version);
+    void willAnswer(StoredState state) {
+      if (!isDone() && sendAllowed(from.peer, state)) {
+        from.noteHeld(state.key(), state.version());
       }
     }
 
@@ -2806,6 +2819,13 @@ final class Engine {
     void committed(StoredState state) {
       if (finish()) {
         released(this);
+        if (!sendAllowed(from.peer, state)) {
+          // Committed, but the requester may not see the state: an answer that reveals none of it.
+          sendControl(from, new Message.Error(inReplyTo, ErrorCode.WITHHELD.wire(), WITHHELD_TEXT), 0);
+          return;
+        }
+        // A state this node held already was not applied, nor noted by willAnswer.
+        from.noteHeld(state.key(), state.version());
         // Around the version's SYNC frame, encoded once for the flood and for this answer.
         sendFrame(from, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded)));
       }

@@ -30,7 +30,14 @@ public enum ErrorCode {
   /** No route to the owner, or the link was lost while the request was pending. */
   NOT_CONNECTED,
   /** A relay reported that the request will never be answered. */
-  NO_RESPONSE;
+  NO_RESPONSE,
+  /**
+   * The owner committed the request, but the send policy hides the committed state from the
+   * requester (or from a relay on the way back): the answer carries no state, and a requester that
+   * held the object gets a withdrawal. A value ({@link Outcome.Rejected}, since there is no snapshot
+   * to give), not a failure; retrying commits again.
+   */
+  WITHHELD;
 
   /** The wire string of this code. */
   public String wire() {

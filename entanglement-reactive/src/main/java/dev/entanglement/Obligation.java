@@ -26,7 +26,7 @@ abstract class Obligation {
    * Called just before the state that answers this obligation takes effect at this node (before it
    * is flooded); {@link #committed} follows.
    */
-  void willAnswer(ObjectKey key, Version version) {}
+  void willAnswer(StoredState state) {}
 
   abstract void committed(StoredState state);
 

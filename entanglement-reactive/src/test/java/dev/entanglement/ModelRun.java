@@ -35,7 +35,7 @@ import reactor.test.scheduler.VirtualTimeScheduler;
  * expire 1/10) 90; advance virtual time 0–300 ms 175; drop a link 50; reconnect a link (new random
  * bandwidth 20–100 kB/s on a third of them, latency 0–50 ms on half) 60; restart a node (close,
  * rebuild on the same store, reconnect its links) 5, the costliest operation; change a node's role
- * and refresh every node's policy 60. Requests on shapes by non-owners are off by default (see
+ * and refresh every node's policy 60. Requests on shapes by non-owners can be turned off (see
  * {@link #SHAPE_REQUESTS}).
  *
  * <p><b>Policy</b>: every node has a role, red, blue or staff. A shape of team T may be sent to a
@@ -74,12 +74,6 @@ final class ModelRun implements AutoCloseable {
   private static final List<String> ROLES = List.of("red", "blue", "staff");
   private static final List<String> TEAMS = List.of("red", "blue");
   private static final int TRACE = Integer.getInteger("model.traceLength", 60);
-  /**
-   * Whether non-owners may propose, create, delete and commit transitions on shapes. Off by
-   * default: a RESPONSE carries the committed state to the requester and every relay on the way
-   * back, which apply it whatever the send policy says (see docs/RELIABILITY.md); with requests on
-   * shapes the leak check fails on that known engine issue.
-   */
   /** Traces every delivery of this object key ("Type/key") too, to debug a seed. */
   private static final String TRACE_KEY = System.getProperty("model.traceKey", "");
 
@@ -91,7 +85,14 @@ final class ModelRun implements AutoCloseable {
   static final boolean FINAL_REFRESH =
       Boolean.parseBoolean(System.getProperty("model.finalRefresh", "true"));
 
-  static final boolean SHAPE_REQUESTS = Boolean.getBoolean("model.shapeRequests");
+  /**
+   * Whether non-owners may propose, create, delete and commit transitions on shapes. On by default;
+   * {@code -Dmodel.shapeRequests=false} keeps requests to cursors. A commit whose state the send
+   * policy hides from the requester (or a relay on the way back) is answered {@link
+   * ErrorCode#WITHHELD}, without the state.
+   */
+  static final boolean SHAPE_REQUESTS =
+      Boolean.parseBoolean(System.getProperty("model.shapeRequests", "true"));
 
   private final long seed;
   private final int ops;

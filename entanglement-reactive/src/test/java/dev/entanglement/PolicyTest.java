@@ -324,6 +324,51 @@ class PolicyTest {
     }
   }
 
+  @Test
+  @DisplayName("a commit the send policy hides from the requester is answered WITHHELD, without the state, at every hop")
+  void hiddenCommitIsWithheld() {
+    Policy bigHidden = new Policy() { // x >= 100 hidden from c, x >= 1000 from b and c
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        double limit = destination.value().equals("c") ? 100 : destination.value().equals("b") ? 1000 : 1e9;
+        return !(s.value() instanceof Cursor c && c.x() >= limit);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("big").type(CURSOR).policy(bigHidden).build();
+      for (String n : List.of("a", "b", "c")) {
+        mesh.node(n, reg, b -> {});
+      }
+      mesh.connect("a", "b");
+      mesh.connect("b", "c");
+      mesh.get("a").publish(new Cursor("k", 1, 1)).block();
+      List<Snapshot<Cursor>> atC = new ArrayList<>();
+      mesh.get("c").watch(CURSOR, "k").subscribe(atC::add);
+
+      // The owner may not show the state to the relay b: no node on the way back learns it.
+      Outcome<Cursor> atOwner = mesh.get("c").propose(CURSOR, "k", Map.of("x", 2000.0)).block();
+      assertEquals(ErrorCode.WITHHELD, ((Outcome.Rejected<Cursor>) atOwner).code());
+      assertEquals(2000.0, mesh.get("a").get(CURSOR, "k").orElseThrow().value().x(), "committed");
+      assertTrue(mesh.get("b").get(CURSOR, "k").isEmpty(), "the state b held is withdrawn");
+      assertEquals(1.0, mesh.get("c").get(CURSOR, "k").orElseThrow().value().x(),
+          "c may see the state b dropped: it keeps it (DESIGN.md, known limits)");
+
+      // The owner may show it to b, which may not show it to the requester c.
+      mesh.get("a").publish(new Cursor("k", 1, 1)).block();
+      Outcome<Cursor> viaRelay = mesh.get("c").propose(CURSOR, "k", Map.of("x", 200.0)).block();
+      assertEquals(ErrorCode.WITHHELD, ((Outcome.Rejected<Cursor>) viaRelay).code());
+      assertEquals(200.0, mesh.get("b").get(CURSOR, "k").orElseThrow().value().x());
+      assertTrue(mesh.get("c").get(CURSOR, "k").isEmpty());
+      assertTrue(atC.stream().allMatch(s -> s.deleted() || s.value().x() < 100), "c saw " + atC);
+
+      // An allowed commit still comes back with its state.
+      mesh.get("a").publish(new Cursor("k", 1, 1)).block();
+      Outcome<Cursor> shown = mesh.get("c").propose(CURSOR, "k", Map.of("x", 3.0)).block();
+      assertEquals(3.0, ((Outcome.Committed<Cursor>) shown).snapshot().value().x());
+      assertEquals(3.0, mesh.get("c").get(CURSOR, "k").orElseThrow().value().x());
+    }
+  }
+
   private static Policy recording(String name, List<String> calls, boolean answer) {
     return new Policy() {
       @Override
