@@ -71,6 +71,7 @@ final class Engine {
   private static final int ENDED_TRANSITIONS_REMEMBERED = 65_536;
   private static final int EVENTS_REMEMBERED = 65_536;
   private static final int OWNER_IDS_REMEMBERED = 4_096;
+  private static final int PEERS_REMEMBERED = 4_096;
   private static final Logger log = LoggerFactory.getLogger(Engine.class);
 
   final String nodeId;
@@ -135,6 +136,14 @@ final class Engine {
    * of each keeping its own decoded copy (less for the garbage collector to trace); bounded.
    */
   private final Map<String, OwnerId> ownerIds = lru(OWNER_IDS_REMEMBERED);
+  /** Counts {@link #refreshPolicy} calls: what the send policy decides may have changed since. */
+  private long policyGeneration;
+  /**
+   * For each peer whose link closed, {@link #policyGeneration} at that moment: if the policy was
+   * refreshed since, its next catch-up is offered every allowed state, since an object that became
+   * visible while the link was down may lie below its watermarks. Bounded; forgotten on restart.
+   */
+  private final Map<PeerId, Long> policyAtDetach = lru(PEERS_REMEMBERED);
   private long nextDestinationOrder;
   private boolean closed;
 
@@ -582,6 +591,7 @@ final class Engine {
         sink ->
             serial.execute(
                 () -> {
+                  policyGeneration++;
                   for (Destination d : destinations) {
                     for (StoredState st : objects.values()) {
                       offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(),
@@ -1228,6 +1238,7 @@ final class Engine {
       d.watermarkFlush.dispose();
     }
     destinations.remove(d);
+    policyAtDetach.put(d.peer, policyGeneration);
     d.out = null;
     for (List<Obligation> obs : d.outstanding.values()) {
       for (Obligation o : obs) {
@@ -2006,7 +2017,9 @@ final class Engine {
   /**
    * The peer says what it holds completely: send it only newer states, then a watermark per owner.
    * A peer that holds another epoch of an owner, or is behind the tombstones dropped by retention,
-   * gets a full resync of that owner: every state, then a watermark that lets it drop the rest.
+   * gets a full resync of that owner: every state, then a watermark that lets it drop the rest. A
+   * peer whose last link closed before a policy refresh is also offered every state the policy now
+   * shows it: it may lack one that was hidden from it when its watermark was given.
    */
   private void onCatchUp(Destination d, Message.CatchUp m) {
     Map<OwnerId, Version> holds = d.peerWatermarks;
@@ -2019,6 +2032,8 @@ final class Engine {
     for (StoredState st : objects.values()) {
       owners.add(st.owner());
     }
+    Long policyThen = policyAtDetach.remove(d.peer);
+    boolean policyRefreshed = policyThen != null && policyThen != policyGeneration;
     Map<OwnerId, Boolean> full = new HashMap<>();
     for (OwnerId o : owners) {
       Version h = holds.get(o);
@@ -2036,7 +2051,7 @@ final class Engine {
         // was down, or this newer state is hidden): queue a withdrawal.
         d.noteHeld(st.key(), st.version());
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
-      } else if (full.get(st.owner()) || st.version().isNewerThan(h)) {
+      } else if (policyRefreshed || full.get(st.owner()) || st.version().isNewerThan(h)) {
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }

@@ -2,10 +2,14 @@ package dev.entanglement;
 
 import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
 import java.time.Duration;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
@@ -144,6 +148,70 @@ class CatchUpTest {
             mesh.get("b").get(CURSOR, "k" + i).map(Snapshot::version), "k" + i);
       }
       assertTrue(regressions.isEmpty(), regressions.toString());
+    }
+  }
+
+  @Test
+  @DisplayName("an object that became visible while the link was down is sent at reconnect, though below the watermark")
+  void whatBecameVisibleIsSent() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    hidden.add("x");
+    Policy hide = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !hidden.contains(s.key().key());
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(hide));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("y", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2)); // b's watermark covers x, which it never got
+      mesh.disconnect("a", "b");
+      hidden.clear();
+      mesh.get("a").refreshPolicy().block(); // no open link to b
+      mesh.connect("a", "b");
+      assertEquals(1.0, mesh.get("b").get(CURSOR, "x").orElseThrow().value().x());
+      // Without a refresh while the link is down, catch-up stays incremental.
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("a", "b");
+      long encodedBefore = mesh.get("a").stats().framesSent();
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("a").stats().framesSent() - encodedBefore <= 5,
+          "HELLO, ROUTES, CATCH_UP and at most a watermark, no state");
+    }
+  }
+
+  @Test
+  @DisplayName("a relay withdraws a hidden state from a peer whose catch-up named its owner, though it never sent it the object")
+  void hiddenStateWithdrawnFromPeerThatNamedItsOwner() {
+    Policy bigHiddenFromC = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !(destination.value().equals("c") && s.value() instanceof Cursor c && c.x() >= 100);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("big").type(CURSOR).policy(bigHiddenFromC).build();
+      for (String n : List.of("o", "a", "b", "c")) {
+        mesh.node(n, reg, b -> {});
+      }
+      mesh.connect("o", "a");
+      mesh.connect("o", "b");
+      mesh.connect("b", "c");
+      mesh.get("o").publish(new Cursor("k", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2)); // c holds k from b, with b's watermark for owner-o
+      mesh.connect("a", "c"); // c's CATCH_UP names owner-o: a sends it nothing, c holds k already
+      mesh.disconnect("b", "c"); // b, which sent k to c, cannot withdraw it any more
+      List<Snapshot<Cursor>> atC = new java.util.ArrayList<>();
+      mesh.get("c").watch(CURSOR, "k").subscribe(atC::add);
+      mesh.get("o").publish(new Cursor("k", 200, 1)).block(); // reaches a; hidden from c
+      assertEquals(200.0, mesh.get("a").get(CURSOR, "k").orElseThrow().value().x());
+      assertTrue(mesh.get("c").get(CURSOR, "k").isEmpty(), "a withdraws k from c");
+      assertTrue(atC.get(atC.size() - 1).deleted());
+      assertFalse(atC.stream().anyMatch(s -> s.value() != null && s.value().x() >= 100));
     }
   }
 }
