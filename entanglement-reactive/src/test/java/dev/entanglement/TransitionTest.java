@@ -251,4 +251,32 @@ class TransitionTest {
           .verify(Duration.ofSeconds(5));
     }
   }
+
+  @Test
+  @DisplayName("a tentative value obeys the send policy on the value the peer would see, not only on the committed state")
+  void tentativeValueObeysSendPolicy() {
+    Policy bigHiddenFromC = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !(destination.value().equals("c") && s.value() instanceof Cursor c && c.x() >= 100);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("big").type(CURSOR).policy(bigHiddenFromC).build();
+      mesh.node("a", reg, b -> {});
+      mesh.node("c", reg, b -> {});
+      mesh.connect("a", "c");
+      mesh.get("a").publish(new Cursor("t", 0, 0)).block(); // visible to c
+      Map<String, List<Tentative<Cursor>>> signals = record(mesh, "t");
+      Transition<Cursor> hidden = mesh.get("a").beginTransition(CURSOR, "t");
+      hidden.update(Map.of("x", 200.0));
+      hidden.abort().block();
+      Transition<Cursor> shown = mesh.get("a").beginTransition(CURSOR, "t");
+      shown.update(Map.of("x", 50.0));
+      List<Tentative<Cursor>> atC = signals.get("c");
+      assertTrue(atC.stream().noneMatch(t -> t.transitionId().equals(hidden.id())), "c saw " + atC);
+      assertEquals(new Cursor("t", 50, 0), atC.get(atC.size() - 1).value());
+      assertEquals(new Cursor("t", 200, 0), signals.get("a").get(0).value(), "the originator sees it");
+    }
+  }
 }

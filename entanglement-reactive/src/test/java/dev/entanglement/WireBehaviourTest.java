@@ -109,6 +109,25 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a stale WITHDRAW (an older version than held) leaves the newer state; one at the held version drops it, and older states stay out")
+  void staleWithdrawalIgnored() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-x", 5, 5));
+      peer.send(new Message.Withdraw("Cursor", "c", "owner-x", 1, 3)); // crossed the newer SYNC
+      assertEquals(5.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+      peer.send(new Message.Withdraw("Cursor", "c", "owner-x", 1, 5));
+      assertTrue(mesh.get("a").get(CURSOR, "c").isEmpty());
+      peer.send(sync("c", "owner-x", 4, 4)); // behind the withdrawal
+      assertTrue(mesh.get("a").get(CURSOR, "c").isEmpty());
+      peer.send(sync("c", "owner-x", 6, 6));
+      assertEquals(6.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
+  @Test
   @DisplayName("a replayed old version is ignored and the sender is brought up to date")
   void replayIgnored() {
     try (TestMesh mesh = new TestMesh()) {
