@@ -116,6 +116,14 @@ final class Destination {
    * held} does not name it (once per key, see {@code withdrawn}).
    */
   final Map<OwnerId, Version> peerWatermarks = new HashMap<>();
+  /**
+   * The engine's policy generation (refreshes counted) for which the peer has been offered, and
+   * sent, every state the policy shows it: carried over from its previous link at its CATCH_UP,
+   * advanced to the current generation each time the queue drains after that; null while unknown.
+   */
+  @Nullable Long policyOffered;
+  /** Whether the peer's CATCH_UP has been answered (queued) on this link. */
+  boolean catchUpAnswered;
   /** Keys withdrawn from the peer on this link since a state of them was last sent. */
   final java.util.Set<ObjectKey> withdrawn = new java.util.HashSet<>();
   /** The last watermark sent to the peer, per owner. */

@@ -139,9 +139,10 @@ final class Engine {
   /** Counts {@link #refreshPolicy} calls: what the send policy decides may have changed since. */
   private long policyGeneration;
   /**
-   * For each peer whose link closed, {@link #policyGeneration} at that moment: if the policy was
-   * refreshed since, its next catch-up is offered every allowed state, since an object that became
-   * visible while the link was down may lie below its watermarks. Bounded; forgotten on restart.
+   * For each peer whose link closed, the generation it had been offered every allowed state for
+   * ({@link Destination#policyOffered}): if the policy was refreshed since, its next catch-up is
+   * offered every allowed state, since an object that became visible meanwhile, or whose offer was
+   * still queued when the link closed, may lie below its watermarks. Bounded; forgotten on restart.
    */
   private final Map<PeerId, Long> policyAtDetach = lru(PEERS_REMEMBERED);
   private long nextDestinationOrder;
@@ -1238,7 +1239,9 @@ final class Engine {
       d.watermarkFlush.dispose();
     }
     destinations.remove(d);
-    policyAtDetach.put(d.peer, policyGeneration);
+    if (d.policyOffered != null) {
+      policyAtDetach.put(d.peer, d.policyOffered);
+    }
     d.out = null;
     for (List<Obligation> obs : d.outstanding.values()) {
       for (Obligation o : obs) {
@@ -1260,6 +1263,9 @@ final class Engine {
       Outbound o = d.queue.poll();
       if (o == null) {
         scheduleWatermarkFlush(d);
+        if (d.catchUpAnswered) {
+          d.policyOffered = policyGeneration; // every state offered so far has left
+        }
         if (d.closeWhenFlushed) {
           // Completing the frames tells the transport to flush them, then close the link.
           d.out.onComplete();
@@ -2032,8 +2038,9 @@ final class Engine {
     for (StoredState st : objects.values()) {
       owners.add(st.owner());
     }
-    Long policyThen = policyAtDetach.remove(d.peer);
-    boolean policyRefreshed = policyThen != null && policyThen != policyGeneration;
+    d.policyOffered = policyAtDetach.remove(d.peer);
+    boolean policyRefreshed = d.policyOffered != null && d.policyOffered != policyGeneration;
+    d.catchUpAnswered = true;
     Map<OwnerId, Boolean> full = new HashMap<>();
     for (OwnerId o : owners) {
       Version h = holds.get(o);

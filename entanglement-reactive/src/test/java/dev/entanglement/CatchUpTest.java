@@ -185,6 +185,40 @@ class CatchUpTest {
   }
 
   @Test
+  @DisplayName("states a policy refresh offered but a slow link had not sent when it closed are sent at reconnect")
+  void refreshStillQueuedAtCloseIsSent() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    Policy hide = new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
+        return !hidden.contains(s.key().key());
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(hide));
+      mesh.node("b");
+      for (int i = 0; i < 50; i++) {
+        hidden.add("k" + i);
+        mesh.get("a").publish(new Cursor("k" + i, i, 0)).block();
+      }
+      mesh.connect("a", "b");
+      mesh.advance(Duration.ofSeconds(2)); // b's watermark covers the 50 states it never got
+      mesh.disconnect("a", "b");
+      mesh.connect("a", "b", dev.entanglement.transport.LocalTransport.builder()
+          .scheduler(mesh.clock).bandwidth(1_000).build());
+      hidden.clear();
+      mesh.get("a").refreshPolicy().block(); // the link is open: offered, but sent slowly
+      mesh.advance(Duration.ofMillis(500));
+      assertTrue(mesh.get("b").get(CURSOR, "k49").isEmpty(), "still queued");
+      mesh.disconnect("a", "b");
+      mesh.connect("a", "b");
+      for (int i = 0; i < 50; i++) {
+        assertEquals(i, mesh.get("b").get(CURSOR, "k" + i).orElseThrow().value().x(), "k" + i);
+      }
+    }
+  }
+
+  @Test
   @DisplayName("a relay withdraws a hidden state from a peer whose catch-up named its owner, though it never sent it the object")
   void hiddenStateWithdrawnFromPeerThatNamedItsOwner() {
     Policy bigHiddenFromC = new Policy() {
