@@ -79,8 +79,9 @@ final class ModelRun implements AutoCloseable {
 
   /**
    * Whether every node calls refreshPolicy() once more after the links are healed. On by default:
-   * catch-up after a reconnect sends only states newer than the peer's watermark, so an object that
-   * became visible to a peer while their link was down is not sent (see docs/RELIABILITY.md).
+   * a relay answers catch-up with its own watermark, which covers only what the relay may see; a
+   * peer that may see more adopts it and later asks the owner only for newer states, so an object
+   * hidden from the relay can stay missing there (see docs/RELIABILITY.md, design decision 2).
    */
   static final boolean FINAL_REFRESH =
       Boolean.parseBoolean(System.getProperty("model.finalRefresh", "true"));
