@@ -147,6 +147,9 @@ final class InboundLimiter {
 
   /** Adds the tokens earned since the last refill, keeping {@code tokens + outstanding <= burst}. */
   private void refill() {
+    if (rate == 0) {
+      return;
+    }
     long now = scheduler.now(TimeUnit.NANOSECONDS);
     long elapsed = Math.min(Math.max(0, now - refilledAt), fillNanos);
     refilledAt = now;
@@ -160,14 +163,15 @@ final class InboundLimiter {
 
   /** Requests as many frames as the window and the tokens allow. */
   private void grant() {
+    Subscription s = upstream;
     int n = window - outstanding;
     if (rate > 0) {
       n = (int) Math.min(n, nanoTokens / NANOS_PER_SECOND);
       nanoTokens -= n * NANOS_PER_SECOND;
     }
-    if (n > 0 && upstream != null) {
+    if (n > 0 && s != null) { // s is set before the first grant
       outstanding += n;
-      upstream.request(n);
+      s.request(n);
     }
   }
 }
