@@ -95,6 +95,8 @@ final class Destination {
   final Link link;
   final PeerId peer;
   final long order;
+  /** Paces the frames requested from the link; stopped on close. */
+  final InboundLimiter inbound;
   final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
   final Map<ObjectKey, Version> held = new HashMap<>();
   final Map<String, Long> tentativeSeen = new HashMap<>();
@@ -140,10 +142,11 @@ final class Destination {
   long updatesCoalesced;
   final AgeWindow staleness = new AgeWindow();
 
-  Destination(Link link, long order) {
+  Destination(Link link, long order, InboundLimiter inbound) {
     this.link = link;
     this.peer = link.remote();
     this.order = order;
+    this.inbound = inbound;
   }
 
   /** Removes every queued entry, returning the requests among them so they can be rerouted. */

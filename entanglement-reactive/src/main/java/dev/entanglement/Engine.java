@@ -681,7 +681,9 @@ final class Engine {
         d.staleness.quantile(0.99),
         d.queue.size(),
         d.outstanding.size(),
-        node == null ? 0 : transitionsByOrigin.getOrDefault(node, 0));
+        node == null ? 0 : transitionsByOrigin.getOrDefault(node, 0),
+        d.inbound.pauses(),
+        d.inbound.throttled());
   }
 
   Mono<NodeStats> statsConsistent() {
@@ -1091,7 +1093,12 @@ final class Engine {
         detach(existing);
       }
     }
-    Destination d = new Destination(link, nextDestinationOrder++);
+    Destination d =
+        new Destination(
+            link,
+            nextDestinationOrder++,
+            new InboundLimiter(
+                limits.inboundRate(), limits.inboundBurst(), INBOUND_WINDOW, scheduler, serial));
     destinations.add(d);
     List<Message.OwnerAd> ads = new ArrayList<>();
     localOwners.forEach((o, lo) -> ads.add(new Message.OwnerAd(o.value(), lo.epoch)));
@@ -1146,7 +1153,7 @@ final class Engine {
               new BaseSubscriber<byte[]>() {
                 @Override
                 protected void hookOnSubscribe(Subscription s) {
-                  s.request(INBOUND_WINDOW);
+                  serial.execute(() -> d.inbound.start(s));
                 }
 
                 @Override
@@ -1158,7 +1165,7 @@ final class Engine {
                             receive(d, frame);
                           }
                         } finally {
-                          request(1); // even if a handler failed: the link must not stall
+                          d.inbound.received(); // even if a handler failed: the link must not stall
                         }
                       });
                 }
@@ -1221,6 +1228,7 @@ final class Engine {
     }
     d.closed = true;
     d.timers.forEach(reactor.core.Disposable::dispose);
+    d.inbound.stop();
     if (d.watermarkFlush != null) {
       d.watermarkFlush.dispose();
     }

@@ -378,6 +378,78 @@ class WireBehaviourTest {
     }
   }
 
+  private static PeerStats peerStats(EntanglementNode node, String peer) {
+    return node.stats().peers().stream()
+        .filter(p -> p.peer().equals(PeerId.of(peer))).findFirst().orElseThrow();
+  }
+
+  @Test
+  @DisplayName("inbound rate: a flood is read at the rate (+ burst), in order, losing nothing; a neighbour under it syncs at once")
+  void inboundRate() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.maxInboundRate(100, 20));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      List<String> fromX = new CopyOnWriteArrayList<>();
+      a.watchAll(CURSOR, s -> s.owner().equals(OwnerId.of("owner-x")))
+          .subscribe(s -> fromX.add(s.key().key()));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      List<String> sent = new java.util.ArrayList<>();
+      for (int i = 0; i < 1_000; i++) {
+        sent.add("k" + i);
+        x.send(sync("k" + i, "owner-x", i + 1, i));
+      }
+      assertEquals(20, peerStats(a, "x").framesReceived(), "the burst at once");
+      for (int step = 1; step <= 100; step++) { // 10 s in steps of 100 ms
+        mesh.advance(java.time.Duration.ofMillis(100));
+        long read = peerStats(a, "x").framesReceived();
+        assertTrue(read <= 20 + 10 * step, read + " frames after " + step * 100 + " ms");
+        assertTrue(read >= Math.min(1_001, 10 * step), read + " frames after " + step * 100 + " ms");
+        // b, under the rate, is never held back: its publish is applied at a without time passing.
+        mesh.get("b").publish(new Cursor("b", step, 0)).block();
+        assertEquals(step, a.get(CURSOR, "b").orElseThrow().value().x());
+      }
+      assertEquals(1_001, peerStats(a, "x").framesReceived());
+      assertEquals(sent, fromX, "every state, in the order sent");
+      assertEquals(999.0, mesh.get("b").get(CURSOR, "k999").orElseThrow().value().x());
+      PeerStats flooder = peerStats(a, "x");
+      assertTrue(flooder.inboundPauses() > 0);
+      assertTrue(flooder.inboundThrottled().toMillis() > 9_000, flooder.inboundThrottled().toString());
+      assertEquals(0, peerStats(a, "b").inboundPauses());
+      assertTrue(!x.closed);
+      assertEquals(0, a.stats().tasksFailed());
+    }
+  }
+
+  @Test
+  @DisplayName("inbound rate: a link closed while paused leaves no timer behind and reads nothing more")
+  void inboundRateLinkClosedWhilePaused() {
+    try (TestMesh mesh = new TestMesh()) {
+      InboundLimiterTest.RecordingScheduler timers = new InboundLimiterTest.RecordingScheduler(mesh.clock);
+      EntanglementNode a = mesh.node("a",
+          b -> b.scheduler(timers).maxInboundRate(100, 10).keepAlive(java.time.Duration.ZERO));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      for (int i = 0; i < 100; i++) {
+        x.send(sync("k" + i, "owner-x", i + 1, i));
+      }
+      mesh.advance(java.time.Duration.ofMillis(5));
+      PeerStats paused = peerStats(a, "x");
+      assertEquals(10, paused.framesReceived());
+      assertEquals(1, paused.inboundPauses());
+      assertEquals(java.time.Duration.ofMillis(5), paused.inboundThrottled());
+      assertTrue(timers.pending() >= 1, "the resume timer waits");
+      x.connection.close();
+      assertTrue(!a.isConnected(PeerId.of("x")));
+      assertEquals(0, timers.pending(), "every timer of the link disposed");
+      mesh.advance(java.time.Duration.ofMinutes(1));
+      assertEquals(10, a.stats().framesReceived());
+      assertEquals(9, java.util.stream.IntStream.range(0, 100)
+          .filter(i -> a.get(CURSOR, "k" + i).isPresent()).count(), "HELLO and 9 states");
+    }
+  }
+
   @Test
   @DisplayName("a peer that never says HELLO is dropped after the handshake timeout")
   void handshakeTimeout() {
