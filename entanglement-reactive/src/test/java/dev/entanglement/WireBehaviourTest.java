@@ -14,6 +14,8 @@ import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import reactor.core.publisher.Sinks;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
@@ -121,6 +123,41 @@ class WireBehaviourTest {
       assertTrue(peer.of(Message.Error.class).isEmpty());
       // a returns nothing for c: the owner's node already holds the newest version.
       assertTrue(peer.of(Message.Sync.class).isEmpty());
+    }
+  }
+
+  @ParameterizedTest(name = "at {0}")
+  @ValueSource(strings = {"owner", "r1", "r2"})
+  @DisplayName("at every hop of a line, an impersonated owner gets BAD_OWNER and nothing changes anywhere")
+  void impersonationRefusedAtEveryHop(String hop) {
+    try (TestMesh mesh = ReplicationTest.line("owner", "r1", "r2")) {
+      mesh.get("owner").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, hop, "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-owner", 99, 666));
+      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
+      for (String n : List.of("owner", "r1", "r2")) {
+        assertEquals(1.0, mesh.get(n).get(CURSOR, "c").orElseThrow().value().x(), n);
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("a replayed old version stops at the first hop: every node down the line keeps the newest")
+  void replayIgnoredAtEveryHop() {
+    try (TestMesh mesh = ReplicationTest.line("r1", "r2", "r3")) {
+      RawPeer owner = new RawPeer(mesh, "r1", "x");
+      owner.send(hello("x", "owner-x"));
+      owner.send(sync("c", "owner-x", 5, 5));
+      for (String n : List.of("r1", "r2", "r3")) {
+        assertEquals(5.0, mesh.get(n).get(CURSOR, "c").orElseThrow().value().x(), n);
+      }
+      long framesBefore = mesh.get("r2").stats().framesReceived();
+      owner.send(sync("c", "owner-x", 3, 3));
+      for (String n : List.of("r1", "r2", "r3")) {
+        assertEquals(5L, mesh.get(n).get(CURSOR, "c").orElseThrow().version().serial(), n);
+      }
+      assertEquals(framesBefore, mesh.get("r2").stats().framesReceived(), "the replay went no further");
     }
   }
 
