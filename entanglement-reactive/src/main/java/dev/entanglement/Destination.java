@@ -39,7 +39,19 @@ final class Destination {
     UNIQUE
   }
 
-  record QueueKey(Lane lane, Object id) {}
+  record QueueKey(Lane lane, Object id) {
+    // Written out: a commit offers its key to every destination's queue, and the generated record
+    // methods (method-handle chains) were the hot spot of a fan-out to a thousand destinations.
+    @Override
+    public boolean equals(Object o) {
+      return this == o || o instanceof QueueKey k && lane == k.lane && id.equals(k.id);
+    }
+
+    @Override
+    public int hashCode() {
+      return 31 * lane.ordinal() + id.hashCode();
+    }
+  }
 
   /** What waits in the outbound queue; the frame is built at dequeue time. */
   sealed interface Outbound {

@@ -1411,13 +1411,12 @@ final class Engine {
     if (state) {
       d.updatesProduced++;
     }
-    if (d.queue.peek(key) != null) {
+    if (d.queue.offer(key, priority, entry, Engine::mergeOutbound)) {
       updatesCoalesced++;
       if (state) {
         d.updatesCoalesced++;
       }
     }
-    d.queue.offer(key, priority, entry, Engine::mergeOutbound);
   }
 
   /** Last operation wins; requests merge their attributes and their obligations. */
@@ -1446,9 +1445,12 @@ final class Engine {
   }
 
   private void markDirty(StoredState st, @Nullable Destination except) {
+    // One queue key and entry, immutable, shared by every destination's queue.
+    QueueKey queueKey = new QueueKey(Lane.STATE, st.key());
+    Outbound.State entry = new Outbound.State(st.key());
     for (Destination d : destinations) {
       if (d != except) {
-        offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+        offer(d, queueKey, st.binding.priority(), entry);
         drain(d);
       }
     }
