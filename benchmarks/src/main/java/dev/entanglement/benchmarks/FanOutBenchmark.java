@@ -291,7 +291,7 @@ public final class FanOutBenchmark {
           return;
         }
         long due = (long) ((now - start) / 1e9 * c.rate);
-        while (done < due) {
+        while (done < due && System.nanoTime() < end) { // behind: catch up, but stop on time
           int i = (int) (published % c.objects);
           s.publish(Payload.item(ids[i], ++serial[i], i, labels[i]));
           published++;

@@ -252,6 +252,14 @@ public final class SoakBenchmark {
             "live heap growth from the start of the reference window to the end, top classes:%n%s",
             Measure.histogramDelta(histoRef, Measure.classHistogram(), 1, 12));
       }
+      double due = c.rate * c.durationS;
+      System.out.printf(
+          Locale.ROOT,
+          "offered load: %,d of %,.0f updates due published (%.1f %%)%s%n",
+          producer.published, due, 100 * producer.published / due,
+          producer.published < 0.9 * due
+              ? "; the producer did not keep pace (its thread is held in publish(), docs/BENCHMARKS.md §6)"
+              : "");
       boolean pass = report(w, tolerance, convergeAfterStop, convergeS, end);
       child.call("CLOSE", CALL);
       server.close();
