@@ -479,6 +479,9 @@ public final class SoakBenchmark {
     private byte[] hello;
     private AtomicLongArray serials;
     private AtomicLongArray committed;
+    /** Per subscriber: the serial of the newest WATERMARK received (the server's one owner). */
+    private AtomicLongArray watermarks;
+    private volatile Message.Mark ownerMark;
     private AtomicReferenceArray<Connection> connections;
     private ConnectionProvider provider;
     private Disposable sampler;
@@ -536,6 +539,7 @@ public final class SoakBenchmark {
       }
       serials = new AtomicLongArray(n * objects);
       committed = new AtomicLongArray(n * objects);
+      watermarks = new AtomicLongArray(n);
       connections = new AtomicReferenceArray<>(n);
       uri = "ws://127.0.0.1:" + ChildProcess.word(w, "port", "0") + ChildProcess.word(w, "path", PATH);
       hello = codec.encode(new Message.Hello(FrameCodec.PROTOCOL_VERSION, "subscriber", List.of(), 0));
@@ -567,7 +571,8 @@ public final class SoakBenchmark {
                         Channel ch = conn[0].channel();
                         connections.set(i, conn[0]);
                         ch.closeFuture().addListener(f -> closed(i, conn[0]));
-                        ch.writeAndFlush(FanOutBenchmark.Subscribers.frame(hello))
+                        ch.write(FanOutBenchmark.Subscribers.frame(hello));
+                        ch.writeAndFlush(FanOutBenchmark.Subscribers.frame(catchUp(i)))
                             .addListener(f -> sink.success());
                         // A dropped link ends here; closed() reconnects.
                         return in.receiveFrames().doOnNext(f -> onFrame(i, ch, f)).then().onErrorResume(e -> Mono.empty());
@@ -617,9 +622,28 @@ public final class SoakBenchmark {
           committed.set(slot, s.committedAt());
           serials.set(slot, s.serial());
         }
+      } else if (m instanceof Message.Watermark wm) {
+        // Every state it covers arrived before it on this link: from here on a reconnect asks
+        // only for what is newer.
+        ownerMark = new Message.Mark(wm.owner(), wm.epoch(), 0);
+        watermarks.accumulateAndGet(i, wm.serial(), Math::max);
       } else if (m instanceof Message.Ping p) {
         ch.writeAndFlush(FanOutBenchmark.Subscribers.frame(codec.encode(new Message.Pong(p.nonce()))));
       }
+    }
+
+    /**
+     * CATCH_UP after HELLO (docs/PROTOCOL.md §4.6): the newest watermark subscriber {@code i}
+     * received, so that the server sends only what is newer; none yet: everything.
+     */
+    private byte[] catchUp(int i) {
+      Message.Mark owner = ownerMark;
+      long serial = watermarks.get(i);
+      return codec.encode(
+          new Message.CatchUp(
+              owner == null || serial == 0
+                  ? List.of()
+                  : List.of(new Message.Mark(owner.owner(), owner.epoch(), serial))));
     }
 
     /** Age of the version held by random (subscriber, object) pairs that hold one. */
