@@ -244,7 +244,14 @@ public final class SoakBenchmark {
       long stop = System.nanoTime();
       double convergedS = converge(serial, ChildProcess.seconds(convergeS));
       double convergeAfterStop = convergedS < 0 ? -1 : (System.nanoTime() - stop) / 1e9;
+      // Links closed just before (e.g. by keepalive) may still be reconnecting: give them a minute.
+      long reconnectDeadline = System.nanoTime() + 60_000_000_000L;
       String end = child.call("SAMPLE", CALL);
+      while (!ChildProcess.word(end.split(" "), "open", "").equals(Integer.toString(c.clients))
+          && System.nanoTime() < reconnectDeadline) {
+        Measure.sleepMillis(500);
+        end = child.call("SAMPLE", CALL);
+      }
       System.out.println("subscribers at the end: " + end);
       System.out.println(server.details());
       if (histogram && !histoRef.isEmpty()) {
