@@ -39,12 +39,14 @@ import java.util.concurrent.atomic.AtomicLong;
  * seeded jitter, never earlier than the previous chunk's, so order is kept as TCP keeps it) and
  * queued; the lane's pump writes a chunk to the sink once it is due, the sink is writable, the
  * bandwidth budget allows it (chunks are cut to 10 ms of budget, so throughput is smooth) and the
- * direction is not black-holed. More than {@value #HIGH_WATER} queued bytes stop reading the source
- * (TCP flow control then pushes back to the sender, so the proxy never buffers without bound); below
- * {@value #LOW_WATER} it reads again.
+ * direction is not black-holed. More than {@value #HIGH_WATER} queued bytes (or 100 ms of the
+ * bandwidth limit) stop reading the source (TCP flow control then pushes back to the sender, so the
+ * proxy never buffers without bound); below a quarter of that it reads again.
  *
  * <p>Lane states: {@code OPEN} → {@code SOURCE_CLOSED} (the source closed; what is queued is still
- * delivered, then the pair closes, as a FIN arrives after the data) → pair {@code CLOSED}. A black
+ * delivered, then the pair closes, as a FIN arrives after the data) → pair {@code CLOSED}. A lane
+ * whose sink has closed drops what it holds (nobody can read it) and leaves closing to the other
+ * lane, which still delivers its own queue. A black
  * hole holds the queue and the close alike, like a network that drops every packet while the peers'
  * TCP stacks keep retransmitting: nothing arrives and nothing is closed until it lifts; then what is
  * held is delivered. A cut writes exactly the chosen number of bytes (a random point, usually inside
@@ -87,8 +89,13 @@ final class FaultProxy implements AutoCloseable {
   }
 
   static final int HIGH_WATER = 64 * 1024;
-  static final int LOW_WATER = 16 * 1024;
-  private static final long BURST_NANOS = 50_000_000L;
+  /**
+   * The proxy's socket receive buffers: small, so that a lane that stops reading pushes back on the
+   * sender after a few kilobytes instead of the kernel's default of about 128 KiB.
+   */
+  static final int RECEIVE_BUFFER = 8 * 1024;
+  /** How far a late lane may catch up on its bandwidth limit: up to 50 ms worth in a burst. */
+  static final long BURST_NANOS = 50_000_000L;
 
   private final int targetPort;
   private final Random random;
@@ -113,6 +120,7 @@ final class FaultProxy implements AutoCloseable {
         new ServerBootstrap()
             .group(group)
             .channel(NioServerSocketChannel.class)
+            .option(ChannelOption.SO_RCVBUF, RECEIVE_BUFFER) // inherited by accepted sockets
             .childOption(ChannelOption.AUTO_READ, false)
             .childHandler(
                 new ChannelInitializer<SocketChannel>() {
@@ -219,6 +227,7 @@ final class FaultProxy implements AutoCloseable {
         .group(client.eventLoop())
         .channel(NioSocketChannel.class)
         .option(ChannelOption.AUTO_READ, false)
+        .option(ChannelOption.SO_RCVBUF, RECEIVE_BUFFER)
         .handler(new ChannelInboundHandlerAdapter())
         .connect("127.0.0.1", targetPort)
         .addListener(
@@ -326,7 +335,7 @@ final class FaultProxy implements AutoCloseable {
         } finally {
           msg.release();
         }
-        if (queuedBytes > HIGH_WATER) {
+        if (queuedBytes > highWater(f)) {
           source.config().setAutoRead(false);
         }
         pump();
@@ -387,12 +396,17 @@ final class FaultProxy implements AutoCloseable {
         if (wrote) {
           sink.flush();
         }
-        if (queuedBytes < LOW_WATER && !sourceClosed && !source.config().isAutoRead()) {
+        if (queuedBytes < highWater(f) / 4 && !sourceClosed && !source.config().isAutoRead()) {
           source.config().setAutoRead(true);
         }
         if (queue.isEmpty() && sourceClosed) {
           close();
         }
+      }
+
+      /** What the lane holds before it stops reading: {@value #HIGH_WATER}, or 100 ms of a bandwidth limit. */
+      private long highWater(Faults f) {
+        return f.bytesPerSecond() > 0 ? Math.max(1024, Math.min(HIGH_WATER, f.bytesPerSecond() / 10)) : HIGH_WATER;
       }
 
       /** Draws this lane's cut point when cuts are armed (or re-armed with another limit). */
