@@ -88,6 +88,7 @@ final class FaultProxy implements AutoCloseable {
     }
   }
 
+  /** Bytes a lane holds before it stops reading its source (without a bandwidth limit). */
   static final int HIGH_WATER = 64 * 1024;
   /**
    * The proxy's socket receive buffers: small, so that a lane that stops reading pushes back on the
@@ -249,6 +250,12 @@ final class FaultProxy implements AutoCloseable {
     server.close().syncUninterruptibly();
     dropAll();
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    // A pair that was still dialing when dropAll ran: the loop has ended (its sockets with it), so
+    // its queues are released here.
+    pairs.forEach(p -> {
+      p.up.release();
+      p.down.release();
+    });
   }
 
   /** One proxied connection: the accepted socket and the one dialed to the target. */
