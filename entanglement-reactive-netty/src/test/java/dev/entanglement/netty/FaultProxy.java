@@ -3,6 +3,7 @@ package dev.entanglement.netty;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -312,6 +313,7 @@ final class FaultProxy implements AutoCloseable {
       private long cutLeft = -1;
       private int cutArmedFor;
       private boolean sourceClosed;
+      private boolean finishing;
       private boolean timerArmed;
 
       Lane(Direction direction, Channel source, Channel sink) {
@@ -406,8 +408,11 @@ final class FaultProxy implements AutoCloseable {
         if (queuedBytes < highWater(f) / 4 && !sourceClosed && !source.config().isAutoRead()) {
           source.config().setAutoRead(true);
         }
-        if (queue.isEmpty() && sourceClosed) {
-          close();
+        if (queue.isEmpty() && sourceClosed && !finishing) {
+          // As a FIN follows the data: close once every byte written has left (closing at once
+          // would drop what the sink's channel still buffers).
+          finishing = true;
+          sink.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> close());
         }
       }
 
