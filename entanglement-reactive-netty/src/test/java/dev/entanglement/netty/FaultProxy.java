@@ -3,6 +3,8 @@ package dev.entanglement.netty;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.UnpooledByteBufAllocator;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
@@ -96,6 +98,13 @@ final class FaultProxy implements AutoCloseable {
    * sender after a few kilobytes instead of the kernel's default of about 128 KiB.
    */
   static final int RECEIVE_BUFFER = 8 * 1024;
+  /**
+   * The proxy's own buffers: unpooled heap buffers, which take no lock. Netty's shared adaptive
+   * allocator can park a moment on a lock when several event loops allocate at once; under
+   * BlockHound that park was reported by throwing inside a read of the proxy (seen once), which
+   * closed the connection in the middle of a test.
+   */
+  private static final ByteBufAllocator ALLOCATOR = new UnpooledByteBufAllocator(false);
   /** How far a late lane may catch up on its bandwidth limit: up to 50 ms worth in a burst. */
   static final long BURST_NANOS = 50_000_000L;
 
@@ -123,6 +132,7 @@ final class FaultProxy implements AutoCloseable {
             .group(group)
             .channel(NioServerSocketChannel.class)
             .option(ChannelOption.SO_RCVBUF, RECEIVE_BUFFER) // inherited by accepted sockets
+            .childOption(ChannelOption.ALLOCATOR, ALLOCATOR)
             .childOption(ChannelOption.AUTO_READ, false)
             .childHandler(
                 new ChannelInitializer<SocketChannel>() {
@@ -229,6 +239,7 @@ final class FaultProxy implements AutoCloseable {
         .group(client.eventLoop())
         .channel(NioSocketChannel.class)
         .option(ChannelOption.AUTO_READ, false)
+        .option(ChannelOption.ALLOCATOR, ALLOCATOR)
         .option(ChannelOption.SO_RCVBUF, RECEIVE_BUFFER)
         .handler(new ChannelInboundHandlerAdapter())
         .connect("127.0.0.1", targetPort)
@@ -412,7 +423,7 @@ final class FaultProxy implements AutoCloseable {
           // As a FIN follows the data: close once every byte written has left (closing at once
           // would drop what the sink's channel still buffers).
           finishing = true;
-          sink.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(f -> close());
+          sink.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(flushed -> close());
         }
       }
 

@@ -125,7 +125,8 @@ class FaultProxyTest {
       long delayMs = (arrivals.get(i).nanos() - sent.get(i)) / 1_000_000;
       delays.add(delayMs);
       assertTrue(delayMs >= 80, "delay " + delayMs + " ms is at least the latency");
-      assertTrue(delayMs < 80 + 40 + 100, "delay " + delayMs + " ms is at most latency + jitter + scheduling slack");
+      // The slack is for a loaded machine (2 cores shared by several builds): 250 ms was seen.
+      assertTrue(delayMs < 80 + 40 + 400, "delay " + delayMs + " ms is at most latency + jitter + scheduling slack");
     }
     assertTrue(delays.stream().distinct().count() > 1, "jitter varies the delays: " + delays);
   }
@@ -136,20 +137,23 @@ class FaultProxyTest {
     FaultProxy p = proxy(2);
     p.set(Direction.UPSTREAM, Faults.bandwidth(200_000));
     Socket s = dial(p);
+    // Warm up the path first: a cold target reads late, then in a burst, which no rate survives.
+    s.getOutputStream().write(1);
+    Eventually.until("the first byte arrives", WAIT, () -> received() == 1);
     byte[] data = pattern(100 * 1024);
+    long start = System.nanoTime();
     s.getOutputStream().write(data);
     s.getOutputStream().flush();
-    Eventually.until("all bytes arrive", WAIT, () -> received() == data.length);
-    // Measured from the first arrival: the proxy's first accept and dial are slow in a cold JVM.
-    Arrival first = arrivals.get(0);
-    double seconds = (arrivals.get(arrivals.size() - 1).nanos() - first.nanos()) / 1e9;
-    double rate = (data.length - first.bytes().length) / seconds;
+    Eventually.until("all bytes arrive", WAIT, () -> received() == 1 + data.length);
+    double seconds = (arrivals.get(arrivals.size() - 1).nanos() - start) / 1e9;
+    double rate = data.length / seconds;
     // The limit, plus the burst a late timer may catch up on, plus one slice of 10 ms.
     double bound = 200_000 * (seconds + FaultProxy.BURST_NANOS / 1e9) + 2_000;
-    assertTrue(data.length - first.bytes().length <= bound, "throughput " + rate + " B/s is bounded by the limit");
+    assertTrue(data.length <= bound, "throughput " + rate + " B/s is bounded by the limit");
     assertTrue(rate >= 200_000 * 0.5, "throughput " + rate + " B/s is not far below it");
-    assertArrayEquals(data, receivedBytes());
-    assertEquals(data.length, p.forwarded(Direction.UPSTREAM));
+    byte[] got = receivedBytes();
+    assertArrayEquals(data, java.util.Arrays.copyOfRange(got, 1, got.length));
+    assertEquals(1 + data.length, p.forwarded(Direction.UPSTREAM));
   }
 
   @Test
