@@ -39,7 +39,19 @@ final class Destination {
     UNIQUE
   }
 
-  record QueueKey(Lane lane, Object id) {}
+  record QueueKey(Lane lane, Object id) {
+    // Written out: a commit offers its key to every destination's queue, and the generated record
+    // methods (method-handle chains) were the hot spot of a fan-out to a thousand destinations.
+    @Override
+    public boolean equals(Object o) {
+      return this == o || o instanceof QueueKey k && lane == k.lane && id.equals(k.id);
+    }
+
+    @Override
+    public int hashCode() {
+      return 31 * lane.ordinal() + id.hashCode();
+    }
+  }
 
   /** What waits in the outbound queue; the frame is built at dequeue time. */
   sealed interface Outbound {
@@ -95,6 +107,8 @@ final class Destination {
   final Link link;
   final PeerId peer;
   final long order;
+  /** Paces the frames requested from the link; stopped on close. */
+  final InboundLimiter inbound;
   final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
   final Map<ObjectKey, Version> held = new HashMap<>();
   final Map<String, Long> tentativeSeen = new HashMap<>();
@@ -148,10 +162,11 @@ final class Destination {
   long updatesCoalesced;
   final AgeWindow staleness = new AgeWindow();
 
-  Destination(Link link, long order) {
+  Destination(Link link, long order, InboundLimiter inbound) {
     this.link = link;
     this.peer = link.remote();
     this.order = order;
+    this.inbound = inbound;
   }
 
   /** Removes every queued entry, returning the requests among them so they can be rerouted. */

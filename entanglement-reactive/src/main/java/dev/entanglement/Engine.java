@@ -695,7 +695,9 @@ final class Engine {
         d.staleness.quantile(0.99),
         d.queue.size(),
         d.outstanding.size(),
-        node == null ? 0 : transitionsByOrigin.getOrDefault(node, 0));
+        node == null ? 0 : transitionsByOrigin.getOrDefault(node, 0),
+        d.inbound.pauses(),
+        d.inbound.throttled());
   }
 
   Mono<NodeStats> statsConsistent() {
@@ -1105,7 +1107,12 @@ final class Engine {
         detach(existing);
       }
     }
-    Destination d = new Destination(link, nextDestinationOrder++);
+    Destination d =
+        new Destination(
+            link,
+            nextDestinationOrder++,
+            new InboundLimiter(
+                limits.inboundRate(), limits.inboundBurst(), INBOUND_WINDOW, scheduler, serial));
     destinations.add(d);
     List<Message.OwnerAd> ads = new ArrayList<>();
     localOwners.forEach((o, lo) -> ads.add(new Message.OwnerAd(o.value(), lo.epoch)));
@@ -1160,7 +1167,7 @@ final class Engine {
               new BaseSubscriber<byte[]>() {
                 @Override
                 protected void hookOnSubscribe(Subscription s) {
-                  s.request(INBOUND_WINDOW);
+                  serial.execute(() -> d.inbound.start(s));
                 }
 
                 @Override
@@ -1172,7 +1179,7 @@ final class Engine {
                             receive(d, frame);
                           }
                         } finally {
-                          request(1); // even if a handler failed: the link must not stall
+                          d.inbound.received(); // even if a handler failed: the link must not stall
                         }
                       });
                 }
@@ -1235,6 +1242,7 @@ final class Engine {
     }
     d.closed = true;
     d.timers.forEach(reactor.core.Disposable::dispose);
+    d.inbound.stop();
     if (d.watermarkFlush != null) {
       d.watermarkFlush.dispose();
     }
@@ -1423,13 +1431,12 @@ final class Engine {
     if (state) {
       d.updatesProduced++;
     }
-    if (d.queue.peek(key) != null) {
+    if (d.queue.offer(key, priority, entry, Engine::mergeOutbound)) {
       updatesCoalesced++;
       if (state) {
         d.updatesCoalesced++;
       }
     }
-    d.queue.offer(key, priority, entry, Engine::mergeOutbound);
   }
 
   /** Last operation wins; requests merge their attributes and their obligations. */
@@ -1458,9 +1465,12 @@ final class Engine {
   }
 
   private void markDirty(StoredState st, @Nullable Destination except) {
+    // One queue key and entry, immutable, shared by every destination's queue.
+    QueueKey queueKey = new QueueKey(Lane.STATE, st.key());
+    Outbound.State entry = new Outbound.State(st.key());
     for (Destination d : destinations) {
       if (d != except) {
-        offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
+        offer(d, queueKey, st.binding.priority(), entry);
         drain(d);
       }
     }

@@ -271,7 +271,7 @@ public final class EntanglementNode {
    * Policy#ALLOW_ALL} for peers; {@link Schedulers#parallel()} for timers; decision timeout 10 s;
    * request timeout 30 s; transition TTL 5 s; keepalive 15 s; handshake timeout 10 s; tombstone
    * retention 7 days; per peer at most 1,024 pending requests and 1,024 active transitions; objects
-   * up to 256 KiB.
+   * up to 256 KiB; no inbound message-rate limit.
    */
   public static final class Builder {
     private String id = UUID.randomUUID().toString();
@@ -288,6 +288,8 @@ public final class EntanglementNode {
     private int pendingRequestsPerPeer = Limits.DEFAULT_PENDING_REQUESTS_PER_PEER;
     private int transitionsPerPeer = Limits.DEFAULT_TRANSITIONS_PER_PEER;
     private int maxObjectSize = Limits.DEFAULT_MAX_OBJECT_SIZE;
+    private int inboundRate;
+    private int inboundBurst;
     private @Nullable Long epoch;
     private dev.entanglement.store.@Nullable StateStore store;
 
@@ -421,6 +423,31 @@ public final class EntanglementNode {
       return this;
     }
 
+    /**
+     * Paces the frames this node reads from each link to at most {@code messagesPerSecond} on
+     * average, with bursts of up to {@code burst} frames at once: over any interval of {@code t}
+     * seconds a link delivers at most {@code burst + messagesPerSecond * t} frames. Excess is not
+     * refused but held back: the node stops requesting frames from a link that is over its rate
+     * and resumes as the allowance refills, so a flooding neighbour is slowed by its own transport's
+     * flow control (TCP's window; the in-JVM sender's queue), loses nothing, and costs the node no
+     * more than the rate, while other neighbours are unaffected. {@link PeerStats#inboundPauses()}
+     * and {@link PeerStats#inboundThrottled()} show a link that hits it.
+     *
+     * <p>Default: no limit (a link is bounded by the engine's window of 256 frames requested at a
+     * time, and by how fast the node handles them). A fixed default would either slow legitimate
+     * traffic — one link carries well over 100,000 SYNC/s in the throughput benchmark, and a
+     * reconnecting peer's catch-up sends every state it holds at once — or sit above what one node
+     * can handle per second, and limit nothing. Set it for neighbours that are not trusted, well
+     * above their expected rate: a legitimate peer over it is slowed, never cut off.
+     *
+     * @throws IllegalArgumentException if either is less than 1
+     */
+    public Builder maxInboundRate(int messagesPerSecond, int burst) {
+      this.inboundRate = atLeastOne(messagesPerSecond);
+      this.inboundBurst = atLeastOne(burst);
+      return this;
+    }
+
     public EntanglementNode build() {
       if (registries.isEmpty()) {
         throw new IllegalStateException("a node needs at least one registry");
@@ -446,7 +473,8 @@ public final class EntanglementNode {
                   keepAlive,
                   handshakeTimeout,
                   tombstoneRetention),
-              new Limits(pendingRequestsPerPeer, transitionsPerPeer, maxObjectSize),
+              new Limits(
+                  pendingRequestsPerPeer, transitionsPerPeer, maxObjectSize, inboundRate, inboundBurst),
               store));
     }
 

@@ -9,15 +9,23 @@ import tools.jackson.dataformat.cbor.CBORMapper;
 /**
  * Resource limits a node applies to each peer, and to the objects it publishes or accepts; see
  * {@link EntanglementNode.Builder} for their meaning and defaults. Excess is refused with {@link
- * ErrorCode#LIMIT_EXCEEDED}, never queued.
+ * ErrorCode#LIMIT_EXCEEDED}, never queued; the inbound rate alone is applied as backpressure (see
+ * {@link InboundLimiter}).
  *
  * @param pendingRequestsPerPeer requests (PROPOSE, CREATE) from one link not answered yet
  * @param transitionsPerPeer active transitions whose updates one link sent
  * @param maxObjectSize largest object: its attributes encoded as CBOR, in bytes; a received SYNC,
  *     PROPOSE, CREATE or TRANSITION body over this size is refused without decoding its attributes
  *     (the body's own fields, a few dozen bytes, count toward it)
+ * @param inboundRate frames per second read from one link, or 0 for no limit
+ * @param inboundBurst frames one link may send at once above that rate (ignored without a rate)
  */
-record Limits(int pendingRequestsPerPeer, int transitionsPerPeer, int maxObjectSize) {
+record Limits(
+    int pendingRequestsPerPeer,
+    int transitionsPerPeer,
+    int maxObjectSize,
+    int inboundRate,
+    int inboundBurst) {
   static final int DEFAULT_PENDING_REQUESTS_PER_PEER = 1_024;
   static final int DEFAULT_TRANSITIONS_PER_PEER = 1_024;
   static final int DEFAULT_MAX_OBJECT_SIZE = 256 * 1024;
@@ -28,6 +36,9 @@ record Limits(int pendingRequestsPerPeer, int transitionsPerPeer, int maxObjectS
   Limits {
     if (pendingRequestsPerPeer < 1 || transitionsPerPeer < 1 || maxObjectSize < 1) {
       throw new IllegalArgumentException("limits must be positive");
+    }
+    if (inboundRate < 0 || (inboundRate > 0 && inboundBurst < 1)) {
+      throw new IllegalArgumentException("bad inbound rate: " + inboundRate + "/s, burst " + inboundBurst);
     }
   }
 

@@ -21,6 +21,17 @@ public record OwnerId(String value) {
     return new OwnerId(value);
   }
 
+  // Written out for the same reason as ObjectKey's: compared on every received state.
+  @Override
+  public boolean equals(Object o) {
+    return this == o || o instanceof OwnerId other && value.equals(other.value);
+  }
+
+  @Override
+  public int hashCode() {
+    return value.hashCode();
+  }
+
   @Override
   public String toString() {
     return value;

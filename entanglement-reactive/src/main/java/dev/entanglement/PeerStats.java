@@ -23,6 +23,9 @@ import java.time.Duration;
  *     object, whatever the update rate)
  * @param pendingRequests proposals, creates and deletes sent on this link and not yet answered
  * @param activeTransitions transitions started by the peer's node that this node tracks now
+ * @param inboundPauses times this node stopped reading the link because the peer was over the
+ *     inbound rate ({@link EntanglementNode.Builder#maxInboundRate}); 0 without a rate
+ * @param inboundThrottled how long the link has been paused so in total, the current pause included
  */
 public record PeerStats(
     PeerId peer,
@@ -36,7 +39,9 @@ public record PeerStats(
     Duration stalenessP99,
     int queueDepth,
     int pendingRequests,
-    int activeTransitions) {
+    int activeTransitions,
+    long inboundPauses,
+    Duration inboundThrottled) {
 
   /**
    * Updates produced per update sent or still queued: 1 when nothing coalesced, 100 when 100

@@ -14,6 +14,8 @@ import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import reactor.core.publisher.Sinks;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
@@ -140,6 +142,41 @@ class WireBehaviourTest {
       assertTrue(peer.of(Message.Error.class).isEmpty());
       // a returns nothing for c: the owner's node already holds the newest version.
       assertTrue(peer.of(Message.Sync.class).isEmpty());
+    }
+  }
+
+  @ParameterizedTest(name = "at {0}")
+  @ValueSource(strings = {"owner", "r1", "r2"})
+  @DisplayName("at every hop of a line, an impersonated owner gets BAD_OWNER and nothing changes anywhere")
+  void impersonationRefusedAtEveryHop(String hop) {
+    try (TestMesh mesh = ReplicationTest.line("owner", "r1", "r2")) {
+      mesh.get("owner").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, hop, "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-owner", 99, 666));
+      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
+      for (String n : List.of("owner", "r1", "r2")) {
+        assertEquals(1.0, mesh.get(n).get(CURSOR, "c").orElseThrow().value().x(), n);
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("a replayed old version stops at the first hop: every node down the line keeps the newest")
+  void replayIgnoredAtEveryHop() {
+    try (TestMesh mesh = ReplicationTest.line("r1", "r2", "r3")) {
+      RawPeer owner = new RawPeer(mesh, "r1", "x");
+      owner.send(hello("x", "owner-x"));
+      owner.send(sync("c", "owner-x", 5, 5));
+      for (String n : List.of("r1", "r2", "r3")) {
+        assertEquals(5.0, mesh.get(n).get(CURSOR, "c").orElseThrow().value().x(), n);
+      }
+      long framesBefore = mesh.get("r2").stats().framesReceived();
+      owner.send(sync("c", "owner-x", 3, 3));
+      for (String n : List.of("r1", "r2", "r3")) {
+        assertEquals(5L, mesh.get(n).get(CURSOR, "c").orElseThrow().version().serial(), n);
+      }
+      assertEquals(framesBefore, mesh.get("r2").stats().framesReceived(), "the replay went no further");
     }
   }
 
@@ -394,6 +431,78 @@ class WireBehaviourTest {
       peer.send(sync("small", "owner-x", 1, 5));
       assertEquals(5.0, mesh.get("b").get(CURSOR, "small").orElseThrow().value().x());
       assertTrue(!peer.closed);
+    }
+  }
+
+  private static PeerStats peerStats(EntanglementNode node, String peer) {
+    return node.stats().peers().stream()
+        .filter(p -> p.peer().equals(PeerId.of(peer))).findFirst().orElseThrow();
+  }
+
+  @Test
+  @DisplayName("inbound rate: a flood is read at the rate (+ burst), in order, losing nothing; a neighbour under it syncs at once")
+  void inboundRate() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.maxInboundRate(100, 20));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      List<String> fromX = new CopyOnWriteArrayList<>();
+      a.watchAll(CURSOR, s -> s.owner().equals(OwnerId.of("owner-x")))
+          .subscribe(s -> fromX.add(s.key().key()));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      List<String> sent = new java.util.ArrayList<>();
+      for (int i = 0; i < 1_000; i++) {
+        sent.add("k" + i);
+        x.send(sync("k" + i, "owner-x", i + 1, i));
+      }
+      assertEquals(20, peerStats(a, "x").framesReceived(), "the burst at once");
+      for (int step = 1; step <= 100; step++) { // 10 s in steps of 100 ms
+        mesh.advance(java.time.Duration.ofMillis(100));
+        long read = peerStats(a, "x").framesReceived();
+        assertTrue(read <= 20 + 10 * step, read + " frames after " + step * 100 + " ms");
+        assertTrue(read >= Math.min(1_001, 10 * step), read + " frames after " + step * 100 + " ms");
+        // b, under the rate, is never held back: its publish is applied at a without time passing.
+        mesh.get("b").publish(new Cursor("b", step, 0)).block();
+        assertEquals(step, a.get(CURSOR, "b").orElseThrow().value().x());
+      }
+      assertEquals(1_001, peerStats(a, "x").framesReceived());
+      assertEquals(sent, fromX, "every state, in the order sent");
+      assertEquals(999.0, mesh.get("b").get(CURSOR, "k999").orElseThrow().value().x());
+      PeerStats flooder = peerStats(a, "x");
+      assertTrue(flooder.inboundPauses() > 0);
+      assertTrue(flooder.inboundThrottled().toMillis() > 9_000, flooder.inboundThrottled().toString());
+      assertEquals(0, peerStats(a, "b").inboundPauses());
+      assertTrue(!x.closed);
+      assertEquals(0, a.stats().tasksFailed());
+    }
+  }
+
+  @Test
+  @DisplayName("inbound rate: a link closed while paused leaves no timer behind and reads nothing more")
+  void inboundRateLinkClosedWhilePaused() {
+    try (TestMesh mesh = new TestMesh()) {
+      InboundLimiterTest.RecordingScheduler timers = new InboundLimiterTest.RecordingScheduler(mesh.clock);
+      EntanglementNode a = mesh.node("a",
+          b -> b.scheduler(timers).maxInboundRate(100, 10).keepAlive(java.time.Duration.ZERO));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      for (int i = 0; i < 100; i++) {
+        x.send(sync("k" + i, "owner-x", i + 1, i));
+      }
+      mesh.advance(java.time.Duration.ofMillis(5));
+      PeerStats paused = peerStats(a, "x");
+      assertEquals(10, paused.framesReceived());
+      assertEquals(1, paused.inboundPauses());
+      assertEquals(java.time.Duration.ofMillis(5), paused.inboundThrottled());
+      assertTrue(timers.pending() >= 1, "the resume timer waits");
+      x.connection.close();
+      assertTrue(!a.isConnected(PeerId.of("x")));
+      assertEquals(0, timers.pending(), "every timer of the link disposed");
+      mesh.advance(java.time.Duration.ofMinutes(1));
+      assertEquals(10, a.stats().framesReceived());
+      assertEquals(9, java.util.stream.IntStream.range(0, 100)
+          .filter(i -> a.get(CURSOR, "k" + i).isPresent()).count(), "HELLO and 9 states");
     }
   }
 

@@ -270,7 +270,8 @@ public final class FanOutBenchmark {
     private final String[] ids;
     private final String[] labels;
     private final long[] serial;
-    long published;
+    /** Written by the producing thread only; read by others for reporting. */
+    volatile long published;
 
     Producer(Config c, Server s, String[] ids, String[] labels, long[] serial) {
       this.c = c;
@@ -290,7 +291,7 @@ public final class FanOutBenchmark {
           return;
         }
         long due = (long) ((now - start) / 1e9 * c.rate);
-        while (done < due) {
+        while (done < due && System.nanoTime() < end) { // behind: catch up, but stop on time
           int i = (int) (published % c.objects);
           s.publish(Payload.item(ids[i], ++serial[i], i, labels[i]));
           published++;
@@ -330,6 +331,8 @@ public final class FanOutBenchmark {
         EntanglementNode.builder().id("server").registry(Payload.registry()).build();
     private final AtomicLong publishErrors = new AtomicLong();
     private final AtomicInteger open = new AtomicInteger();
+    /** Each subscriber's current connection, by its X-Client header (SoakBenchmark drops them). */
+    private final Map<String, Channel> byClient = new ConcurrentHashMap<>();
     private DisposableServer server;
 
     OursServer(Config c) {}
@@ -345,11 +348,17 @@ public final class FanOutBenchmark {
           WebSocketServerTransport.builder(node)
               .upgrade(
                   req -> {
+                    String client = req.requestHeaders().get("X-Client");
                     open.incrementAndGet();
-                    req.withConnection(conn -> conn.onDispose(open::decrementAndGet));
+                    req.withConnection(
+                        conn -> {
+                          conn.onDispose(open::decrementAndGet);
+                          Channel ch = conn.channel();
+                          byClient.put(client, ch);
+                          ch.closeFuture().addListener(f -> byClient.remove(client, ch));
+                        });
                     return Mono.just(
-                        WebSocketServerTransport.Upgrade.accept(
-                            PeerId.of("client-" + req.requestHeaders().get("X-Client"))));
+                        WebSocketServerTransport.Upgrade.accept(PeerId.of("client-" + client)));
                   })
               .build()
               .bind()
@@ -370,6 +379,20 @@ public final class FanOutBenchmark {
     @Override
     public int openConnections() {
       return open.get();
+    }
+
+    /** Closes subscriber {@code client}'s connection abruptly (no close frame); false if it has none. */
+    boolean drop(int client) {
+      Channel ch = byClient.get(Integer.toString(client));
+      if (ch == null || !ch.isActive()) {
+        return false;
+      }
+      ch.close();
+      return true;
+    }
+
+    EntanglementNode node() {
+      return node;
     }
 
     @Override
@@ -610,7 +633,7 @@ public final class FanOutBenchmark {
                   .subscribe(x -> {}, sink::error, sink::success));
     }
 
-    private static BinaryWebSocketFrame frame(byte[] body) {
+    static BinaryWebSocketFrame frame(byte[] body) {
       ByteBuf b = Unpooled.buffer(Payload.HEADER_BYTES + body.length);
       b.writeInt(body.length).writeInt(0).writeBytes(body);
       return new BinaryWebSocketFrame(b);

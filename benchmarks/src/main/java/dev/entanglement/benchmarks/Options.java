@@ -55,6 +55,23 @@ final class Options {
     return v == null ? def : Double.parseDouble(v.replace("_", ""));
   }
 
+  /** A duration in seconds: a number of seconds, or a number followed by {@code s}, {@code m} or {@code h}. */
+  double seconds(String name, double def) {
+    String v = values.get(name);
+    if (v == null) {
+      return def;
+    }
+    v = v.replace("_", "");
+    double unit =
+        switch (v.charAt(v.length() - 1)) {
+          case 'h' -> 3600;
+          case 'm' -> 60;
+          case 's' -> 1;
+          default -> 0;
+        };
+    return unit == 0 ? Double.parseDouble(v) : Double.parseDouble(v.substring(0, v.length() - 1)) * unit;
+  }
+
   boolean bool(String name, boolean def) {
     String v = values.get(name);
     return v == null ? def : Boolean.parseBoolean(v);

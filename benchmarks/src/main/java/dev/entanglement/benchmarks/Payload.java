@@ -56,19 +56,12 @@ final class Payload {
     return new Item(id, "bench-owner", serial, index * 0.5, serial * 0.25, label);
   }
 
-  /** Encodes {@code item} as a SYNC frame body the way an owner does: value → tree → CBOR. */
+  /** Encodes {@code item} as a SYNC frame body the way an owner does: straight from the value. */
   static byte[] syncBody(
       FrameCodec codec, JsonMapper json, Item item, String owner, long epoch, long serial) {
-    return codec.encode(
-        new Message.Sync(
-            ITEM.name(),
-            item.id(),
-            owner,
-            epoch,
-            serial,
-            System.currentTimeMillis(),
-            false,
-            json.valueToTree(item)));
+    // Straight from the value, as an owner node encodes a published version.
+    return codec.encodeSync(
+        ITEM.name(), item.id(), owner, epoch, serial, System.currentTimeMillis(), false, item, json);
   }
 
   /** A whole frame, header and body, in one buffer. */

@@ -6,8 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.EntanglementNode;
+import dev.entanglement.NodeStats;
 import dev.entanglement.OwnerId;
 import dev.entanglement.PeerId;
+import dev.entanglement.PeerStats;
 import dev.entanglement.Registry;
 import dev.entanglement.Snapshot;
 import dev.entanglement.SyncType;
@@ -310,6 +312,61 @@ class TcpTransportTest {
     }
     server.publish(new Cursor("healthy", 5, 5)).block(WAIT);
     await(client, "healthy", 5);
+  }
+
+  @Test
+  @DisplayName("inbound rate: a raw client flooding PINGs is read at the node's rate while another client keeps syncing")
+  void inboundRateThrottlesAFloodingClient() throws Exception {
+    int rate = 100;
+    int burst = 20;
+    EntanglementNode server =
+        EntanglementNode.builder().id("server").owner(OwnerId.of("owner-server"))
+            .registry(Registry.builder("t").type(CURSOR).build()).maxInboundRate(rate, burst).build();
+    cleanup.add(() -> server.close().block(WAIT));
+    DisposableServer s =
+        TcpServerTransport.builder(server).unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
+    cleanup.add(s);
+    EntanglementNode client = node("client");
+    cleanup.add(TcpClientTransport.builder(client).remote("127.0.0.1", s.port()).expect(PeerId.of("server")).build().maintain());
+    server.publish(new Cursor("before", 1, 1)).block(WAIT);
+    await(client, "before", 1);
+    int frames = 301; // HELLO and 300 PINGs: (301 - 20) / 100 = 2.81 s at the rate
+    java.io.ByteArrayOutputStream flood = new java.io.ByteArrayOutputStream();
+    flood.write(framed(Raw.hello("flooder")));
+    for (int i = 1; i < frames; i++) {
+      flood.write(framed(Raw.CODEC.encode(new Message.Ping(i))));
+    }
+    long start = System.nanoTime(); // before the connection: its bucket starts later
+    try (java.net.Socket flooder = new java.net.Socket("127.0.0.1", s.port())) {
+      flooder.getOutputStream().write(flood.toByteArray());
+      PeerId peer = PeerId.of("tcp:/127.0.0.1:" + flooder.getLocalPort());
+      // The other client syncs both ways meanwhile, long before the flood is read.
+      server.publish(new Cursor("during", 2, 2)).block(WAIT);
+      await(client, "during", 2);
+      client.publish(new Cursor("back", 3, 3)).block(WAIT);
+      await(server, "back", 3);
+      assertTrue(framesFrom(server.stats(), peer) < frames, "the flood was read before the neighbour synced");
+      // Every frame is read, never ahead of burst + rate × t.
+      NodeStats done =
+          server.statsEvery(Duration.ofMillis(20))
+              .doOnNext(st -> {
+                long read = framesFrom(st, peer);
+                double t = (System.nanoTime() - start) / 1e9;
+                assertTrue(read <= burst + rate * t + 2, read + " frames read after " + t + " s");
+              })
+              .filter(st -> framesFrom(st, peer) == frames)
+              .blockFirst(WAIT);
+      double seconds = (System.nanoTime() - start) / 1e9;
+      assertTrue(seconds >= (frames - burst) / (double) rate - 0.05, "read in " + seconds + " s");
+      PeerStats stats = done.peers().stream().filter(p -> p.peer().equals(peer)).findFirst().orElseThrow();
+      assertTrue(stats.inboundPauses() > 0 && stats.inboundThrottled().toMillis() > 1_000, stats.toString());
+    }
+    server.publish(new Cursor("after", 4, 4)).block(WAIT);
+    await(client, "after", 4);
+  }
+
+  private static long framesFrom(NodeStats stats, PeerId peer) {
+    return stats.peers().stream().filter(p -> p.peer().equals(peer)).mapToLong(PeerStats::framesReceived).sum();
   }
 
   @Test

@@ -10,6 +10,8 @@ import dev.entanglement.OwnerId;
 import dev.entanglement.PeerId;
 import dev.entanglement.Snapshot;
 import dev.entanglement.Version;
+import dev.entanglement.netty.TcpClientTransport;
+import dev.entanglement.netty.TcpServerTransport;
 import dev.entanglement.r2dbc.OwnerProcess.Counter;
 import dev.entanglement.transport.LocalTransport;
 import java.io.BufferedReader;
@@ -40,12 +42,16 @@ import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import reactor.core.publisher.Mono;
 
 /**
  * An owner on an H2 file store ({@link OwnerProcess}, in a child JVM) is killed with SIGKILL in the
- * middle of a stream of commits, then restarted (in this JVM) on the same store: every commit it
- * acknowledged is there, its epoch is kept, no serial is reused, and a receiver that connects
- * afterwards catches up to exactly the owner's versions without ever seeing one regress.
+ * middle of a stream of commits, then restarted (in this JVM) on the same store and the same TCP
+ * port: every commit it acknowledged is there, its epoch is kept, no serial is reused. Two
+ * receivers run throughout (one dials the owner over TCP and redials after the kill, the other sits
+ * behind it): nothing they received before the kill is missing from the store, and they converge to
+ * exactly the restarted owner's versions; so does a receiver that connects afterwards. No receiver
+ * ever sees a version of a key regress.
  */
 @Timeout(60)
 class KillAndRestartTest {
@@ -113,9 +119,17 @@ class KillAndRestartTest {
 
     // ------------------------------------------------ the owner commits in a child JVM, then dies
     child = Child.start("owner", classpath, dir, List.of(storePath.toString(), Integer.toString(KEYS)));
-    String ready = child.awaitFrom(0, "READY", l -> l.startsWith("READY "), WAIT);
-    long builderEpoch = Long.parseLong(ready.substring("READY ".length()));
-    step("child ready (builder epoch " + builderEpoch + ")");
+    String[] ready = child.awaitFrom(0, "READY", l -> l.startsWith("READY "), WAIT).split(" ");
+    long builderEpoch = Long.parseLong(ready[1]);
+    int port = Integer.parseInt(ready[2]);
+    step("child ready (builder epoch " + builderEpoch + ", port " + port + ")");
+    Running running = startReceivers(port);
+    for (EntanglementNode r : running.nodes()) {
+      for (int i = 0; i < KEYS; i++) {
+        r.watch(COUNTER, OwnerProcess.key(i)).blockFirst(WAIT);
+      }
+    }
+    step("the running receivers hold every key");
     child.awaitCount("ACK ", ACKS_BEFORE_KILL, WAIT);
     step(ACKS_BEFORE_KILL + " ACKs received; killing the child with SIGKILL");
     child.kill();
@@ -123,6 +137,16 @@ class KillAndRestartTest {
     child.awaitEnd(WAIT);
     List<String> lines = child.lines();
     String diagnostics = child.diagnostics();
+    awaitDisconnected(running.nodes().get(0));
+    // What the receivers got from the owner before it died: all of it must be in the store.
+    List<Map<String, Snapshot<Counter>>> heldAtKill = new ArrayList<>();
+    for (EntanglementNode r : running.nodes()) {
+      Map<String, Snapshot<Counter>> held = new LinkedHashMap<>();
+      for (int i = 0; i < KEYS; i++) {
+        r.get(COUNTER, OwnerProcess.key(i)).ifPresent(snap -> held.put(snap.key().key(), snap));
+      }
+      heldAtKill.add(held);
+    }
 
     assertTrue(
         lines.stream().noneMatch(l -> l.startsWith("FAILED ")),
@@ -166,7 +190,10 @@ class KillAndRestartTest {
             .build();
     cleanup.add(() -> owner.close().block(WAIT));
     owner.start().block(WAIT);
-    step("owner restarted in-process on the same store");
+    var server = TcpServerTransport.builder(owner).port(port).unknownDestination(peer -> Mono.just(true))
+        .build().bind().block(WAIT);
+    cleanup.add(server::disposeNow);
+    step("owner restarted in-process on the same store and port");
 
     // What the restarted owner must hold. Checked softly, so that one run reports every violation
     // and still runs the receiver part; the test fails at the end if any was found.
@@ -196,8 +223,18 @@ class KillAndRestartTest {
       }
       maxStoredSerial = Math.max(maxStoredSerial, s.version().serial());
     }
-    step("restarted owner checked against the ACKs (max stored serial " + maxStoredSerial + ", "
-        + violations.size() + " violations)");
+    for (int r = 0; r < heldAtKill.size(); r++) {
+      for (Snapshot<Counter> got : heldAtKill.get(r).values()) {
+        Optional<Snapshot<Counter>> stored = owner.get(COUNTER, got.key().key());
+        if (stored.isEmpty() || got.version().isNewerThan(stored.get().version())
+            || (got.version().equals(stored.get().version()) && !got.value().equals(stored.get().value()))) {
+          violations.add("running receiver " + r + " got " + got + " before the kill, but the restarted owner holds "
+              + stored);
+        }
+      }
+    }
+    step("restarted owner checked against the ACKs and what the receivers held (max stored serial "
+        + maxStoredSerial + ", " + violations.size() + " violations)");
 
     // The next commit keeps the epoch and takes a serial above everything ever assigned.
     String k0 = OwnerProcess.key(0);
@@ -217,8 +254,25 @@ class KillAndRestartTest {
     }
     step("next publish after restart got " + next.version());
 
-    // ------------------------------------------------ a receiver connects and catches up
+    // ------------------------------------------------ the receivers that kept running reconnect
     Throwable receiverFailure = null;
+    try {
+      for (EntanglementNode r : running.nodes()) {
+        for (int i = 0; i < KEYS; i++) {
+          String key = OwnerProcess.key(i);
+          awaitVersion(r, key, owner.get(COUNTER, key).orElseThrow().version(), "reconnect of " + r.id());
+        }
+        assertSameVersions(owner, r);
+      }
+      assertEquals(List.of(), running.regressions(), "versions regressed at a running receiver; seen "
+          + running.seen());
+      step("the running receivers reconnected and converged");
+    } catch (AssertionError | RuntimeException e) {
+      receiverFailure = e;
+      violations.add("running receivers: " + e);
+    }
+
+    // ------------------------------------------------ a receiver connects and catches up
     try {
       checkReceiver(owner, ackedEpoch, next);
     } catch (AssertionError | RuntimeException e) {
@@ -237,25 +291,51 @@ class KillAndRestartTest {
     }
   }
 
+  /** Receivers that run through the kill and restart, and every version each saw of each key. */
+  private record Running(List<EntanglementNode> nodes, Map<String, List<Version>> seen, List<String> regressions) {}
+
   /**
-   * A receiver (in memory) connects to the restarted owner, catches up to exactly its version of
-   * every key, then receives a new commit by flood; its versions of a key only ever increase.
+   * Starts two in-memory receivers: {@code running-1} keeps dialing the owner at {@code port}
+   * (redialing every 50–500 ms after a loss), {@code running-2} is linked to it in this JVM.
    */
-  private void checkReceiver(EntanglementNode owner, long ackedEpoch, Snapshot<Counter> next) {
+  private Running startReceivers(int port) {
+    Map<String, List<Version>> seen = new ConcurrentHashMap<>();
+    List<String> regressions = Collections.synchronizedList(new ArrayList<>());
+    EntanglementNode r1 = receiver("running-1", seen, regressions);
+    EntanglementNode r2 = receiver("running-2", seen, regressions);
+    var dialer = TcpClientTransport.builder(r1).remote("127.0.0.1", port).expect(PeerId.of(OwnerProcess.NODE_ID))
+        .backoff(Duration.ofMillis(50), Duration.ofMillis(500)).build().maintain();
+    cleanup.add(dialer::dispose);
+    LocalTransport.Connection link = LocalTransport.create().connect(PeerId.of(r1.id()), PeerId.of(r2.id()));
+    cleanup.add(link::close);
+    r1.attach(link.a()).subscribe();
+    r2.attach(link.b()).subscribe();
+    return new Running(List.of(r1, r2), seen, regressions);
+  }
+
+  private static void awaitDisconnected(EntanglementNode r) {
+    r.statsEvery(Duration.ofMillis(20))
+        .filter(s -> s.peers().stream().noneMatch(p -> p.peer().equals(PeerId.of(OwnerProcess.NODE_ID))))
+        .blockFirst(WAIT);
+  }
+
+  /**
+   * A started in-memory receiver that records, under {@code seen} (keyed by its id and the key),
+   * every version it sees of each key; a version that does not increase goes to {@code regressions}.
+   */
+  private EntanglementNode receiver(String id, Map<String, List<Version>> seen, List<String> regressions) {
     EntanglementNode receiver =
         EntanglementNode.builder()
-            .id("receiver")
-            .owner(OwnerId.of("receiver-owner"))
+            .id(id)
+            .owner(OwnerId.of(id + "-owner"))
             .registry(OwnerProcess.registry())
             .build();
     cleanup.add(() -> receiver.close().block(WAIT));
     receiver.start().block(WAIT);
-    Map<String, List<Version>> seen = new ConcurrentHashMap<>();
-    List<String> regressions = Collections.synchronizedList(new ArrayList<>());
     for (int i = 0; i < KEYS; i++) {
       String key = OwnerProcess.key(i);
       List<Version> versions = Collections.synchronizedList(new ArrayList<>());
-      seen.put(key, versions);
+      seen.put(id + "/" + key, versions);
       var watch =
           receiver
               .watch(COUNTER, key)
@@ -263,13 +343,24 @@ class KillAndRestartTest {
                   s -> {
                     synchronized (versions) {
                       if (!versions.isEmpty() && !s.version().isNewerThan(versions.get(versions.size() - 1))) {
-                        regressions.add(key + ": " + s.version() + " after " + versions);
+                        regressions.add(id + " " + key + ": " + s.version() + " after " + versions);
                       }
                       versions.add(s.version());
                     }
                   });
       cleanup.add(watch::dispose);
     }
+    return receiver;
+  }
+
+  /**
+   * A receiver (in memory) connects to the restarted owner, catches up to exactly its version of
+   * every key, then receives a new commit by flood; its versions of a key only ever increase.
+   */
+  private void checkReceiver(EntanglementNode owner, long ackedEpoch, Snapshot<Counter> next) {
+    Map<String, List<Version>> seen = new ConcurrentHashMap<>();
+    List<String> regressions = Collections.synchronizedList(new ArrayList<>());
+    EntanglementNode receiver = receiver("receiver", seen, regressions);
     LocalTransport.Connection link =
         LocalTransport.create().connect(PeerId.of("owner"), PeerId.of("receiver"));
     cleanup.add(link::close);
@@ -297,7 +388,8 @@ class KillAndRestartTest {
 
     assertEquals(List.of(), regressions, "versions regressed (or repeated) at the receiver; seen " + seen);
     seen.forEach(
-        (key, versions) -> {
+        (idAndKey, versions) -> {
+          String key = idAndKey.substring(idAndKey.indexOf('/') + 1);
           synchronized (versions) {
             assertTrue(!versions.isEmpty() || owner.get(COUNTER, key).isEmpty(),
                 "the receiver's watch of " + key + " saw nothing");

@@ -5,6 +5,7 @@ import dev.entanglement.OwnerId;
 import dev.entanglement.Registry;
 import dev.entanglement.Snapshot;
 import dev.entanglement.SyncType;
+import dev.entanglement.netty.TcpServerTransport;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -18,7 +19,8 @@ import reactor.core.publisher.Mono;
  *
  * <p>Arguments: {@code <store path> <keys>}. The node (id {@value #NODE_ID}, owner {@value
  * #OWNER}, epoch left to its default) starts on {@code R2dbcStateStore.h2File(<store path>)},
- * prints {@code READY <epoch of the node's builder>}, then publishes {@code Counter(key-i, n)} for
+ * accepts peers over plain TCP on 127.0.0.1 (an ephemeral port), prints {@code READY <epoch of the
+ * node's builder> <port>}, then publishes {@code Counter(key-i, n)} for
  * n = 1, 2, 3... on every key at once (one publish in flight per key, so the engine folds them into
  * group commits), forever. After each publish Mono completes — the commit is durable — it prints
  * {@code ACK <key> <n> <epoch> <serial>}. A publish that fails prints {@code FAILED <key> <n>
@@ -99,7 +101,9 @@ public final class OwnerProcess {
             .epoch(builderEpoch)
             .build();
     node.start().block(WAIT);
-    lines.add("READY " + builderEpoch);
+    int port =
+        TcpServerTransport.builder(node).unknownDestination(peer -> Mono.just(true)).build().bind().block(WAIT).port();
+    lines.add("READY " + builderEpoch + " " + port);
 
     Flux.range(0, keys)
         .flatMap(

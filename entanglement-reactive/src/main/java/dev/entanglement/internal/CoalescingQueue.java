@@ -86,8 +86,10 @@ public final class CoalescingQueue<K, E> {
   /**
    * Adds {@code entry} for {@code key}, or merges it with the pending entry as {@code
    * merge.apply(pending, entry)}.
+   *
+   * @return whether the entry was merged into a pending one (coalesced)
    */
-  public void offer(K key, int priority, E entry, BinaryOperator<E> merge) {
+  public boolean offer(K key, int priority, E entry, BinaryOperator<E> merge) {
     offered++;
     Node<K, E> n = index.get(key);
     if (n == null) {
@@ -95,7 +97,7 @@ public final class CoalescingQueue<K, E> {
       n = new Node<>(key, entry, b);
       b.append(n);
       index.put(key, n);
-      return;
+      return false;
     }
     coalesced++;
     n.entry = merge.apply(n.entry, entry);
@@ -103,6 +105,7 @@ public final class CoalescingQueue<K, E> {
       n.bucket.unlink(n);
       bucket(priority).append(n);
     }
+    return true;
   }
 
   /** Removes and returns the head entry, or {@code null} if empty. */

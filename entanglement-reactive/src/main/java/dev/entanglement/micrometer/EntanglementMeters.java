@@ -39,7 +39,9 @@ import reactor.core.Disposable;
  *       peer.staleness.p99} (seconds), {@code peer.conflation.ratio}, {@code peer.queue.depth},
  *       {@code peer.requests.pending}, {@code peer.transitions.active}, and function counters
  *       {@code peer.frames.sent}, {@code peer.bytes.sent}, {@code peer.frames.received}, {@code
- *       peer.bytes.received}, {@code peer.updates.produced}, {@code peer.updates.coalesced}.
+ *       peer.bytes.received}, {@code peer.updates.produced}, {@code peer.updates.coalesced},
+ *       {@code peer.inbound.pauses} and {@code peer.inbound.throttled} (seconds the link was paused
+ *       by the inbound rate limit).
  * </ul>
  *
  * <p>Values come from the latest of {@link EntanglementNode#statsEvery} (every 10 s by default), so
@@ -146,6 +148,9 @@ public final class EntanglementMeters implements MeterBinder, AutoCloseable {
     ids.add(peerCounter(r, t, peer, "peer.bytes.received", PeerStats::bytesReceived));
     ids.add(peerCounter(r, t, peer, "peer.updates.produced", PeerStats::updatesProduced));
     ids.add(peerCounter(r, t, peer, "peer.updates.coalesced", PeerStats::updatesCoalesced));
+    ids.add(peerCounter(r, t, peer, "peer.inbound.pauses", PeerStats::inboundPauses));
+    ids.add(peerCounter(r, t, peer, "peer.inbound.throttled",
+        p -> p.inboundThrottled().toNanos() / 1e9));
     return ids;
   }
 

@@ -64,6 +64,8 @@ final class StatsJson {
     json.put("queueDepth", p.queueDepth());
     json.put("pendingRequests", p.pendingRequests());
     json.put("activeTransitions", p.activeTransitions());
+    json.put("inboundPauses", p.inboundPauses());
+    json.put("inboundThrottledMs", millis(p.inboundThrottled()));
     json.put("conflationRatio", p.conflationRatio());
     return json;
   }

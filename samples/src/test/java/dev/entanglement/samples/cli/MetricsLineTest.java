@@ -16,7 +16,7 @@ class MetricsLineTest {
   @DisplayName("the --metrics line shows node totals, then each peer's staleness, conflation ratio, queue and traffic")
   void format() {
     PeerStats alice = new PeerStats(PeerId.of("ws:alice"), 100, 25_600, 30, 1_126, 320, 220,
-        Duration.ofMillis(12), Duration.ofMillis(40), 1, 0, 0);
+        Duration.ofMillis(12), Duration.ofMillis(40), 1, 0, 0, 0, Duration.ZERO);
     NodeStats stats = new NodeStats(120, 31_949, 40, 90, 400, 220, 1, 0, 0, 0, 0, 0, List.of(alice));
     assertEquals(
         "metrics: sent 120 frames 31.2 KB, received 40 frames, queued 1, requests 0, decisions 0, transitions 0"
