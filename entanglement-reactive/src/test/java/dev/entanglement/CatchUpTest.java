@@ -156,12 +156,8 @@ class CatchUpTest {
   void whatBecameVisibleIsSent() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
     hidden.add("x");
-    Policy hide = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !hidden.contains(s.key().key());
-      }
-    };
+    Policy hide =
+        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key()));
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");
@@ -188,12 +184,8 @@ class CatchUpTest {
   @DisplayName("states a policy refresh offered but a slow link had not sent when it closed are sent at reconnect")
   void refreshStillQueuedAtCloseIsSent() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
-    Policy hide = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !hidden.contains(s.key().key());
-      }
-    };
+    Policy hide =
+        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key()));
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");
@@ -221,12 +213,8 @@ class CatchUpTest {
   @Test
   @DisplayName("a relay withdraws a hidden state from a peer whose catch-up named its owner, though it never sent it the object")
   void hiddenStateWithdrawnFromPeerThatNamedItsOwner() {
-    Policy bigHiddenFromC = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !(destination.value().equals("c") && s.value() instanceof Cursor c && c.x() >= 100);
-      }
-    };
+    Policy bigHiddenFromC =
+        TestMesh.bigCursorsHiddenFrom("c");
     try (TestMesh mesh = new TestMesh()) {
       Registry reg = Registry.builder("big").type(CURSOR).policy(bigHiddenFromC).build();
       for (String n : List.of("o", "a", "b", "c")) {

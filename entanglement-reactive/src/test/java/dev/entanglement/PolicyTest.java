@@ -102,12 +102,8 @@ class PolicyTest {
   @DisplayName("a policy change withdraws objects from an open link, and shows them again")
   void policyChangeWithdraws() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
-    Policy hide = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !hidden.contains(s.key().key());
-      }
-    };
+    Policy hide =
+        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key()));
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");
@@ -134,12 +130,8 @@ class PolicyTest {
   @Test
   @DisplayName("a veto on send means the destination never learns the object")
   void sendVeto() {
-    Policy nothingToB = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !destination.value().equals("b");
-      }
-    };
+    Policy nothingToB =
+        TestMesh.sendingOnly((destination, s) -> !destination.value().equals("b"));
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(nothingToB));
       mesh.node("b");
@@ -215,13 +207,9 @@ class PolicyTest {
   @DisplayName("a reconnecting peer is withdrawn what the policy hid from it while the link was down")
   void catchUpWithdrawsWhatBecameHidden() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
-    Policy hide = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !hidden.contains(s.key().key())
-            && !(s.value() instanceof Cursor c && c.x() >= 100);
-      }
-    };
+    Policy hide =
+        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key())
+            && !(s.value() instanceof Cursor c && c.x() >= 100));
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");
@@ -244,12 +232,8 @@ class PolicyTest {
   @Test
   @DisplayName("after a withdrawal, an older state from a neighbour that fell behind is ignored")
   void withdrawnObjectIsNotRevivedByAnOlderState() {
-    Policy bigHiddenFromC = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !(destination.value().equals("c") && s.value() instanceof Cursor c && c.x() >= 100);
-      }
-    };
+    Policy bigHiddenFromC =
+        TestMesh.bigCursorsHiddenFrom("c");
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(bigHiddenFromC));
       mesh.node("b");
@@ -301,12 +285,8 @@ class PolicyTest {
   @Test
   @DisplayName("a withdrawal covers the version it names: a newer state stays, an older one is refused after it")
   void withdrawalIsVersioned() {
-    Policy hideBig = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !(s.value() instanceof Cursor c && c.x() >= 100);
-      }
-    };
+    Policy hideBig =
+        TestMesh.sendingOnly((destination, s) -> !(s.value() instanceof Cursor c && c.x() >= 100));
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hideBig));
       mesh.node("b");

@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.BiPredicate;
 import java.util.function.Consumer;
 import reactor.core.Disposable;
 import reactor.test.scheduler.VirtualTimeScheduler;
@@ -16,6 +17,23 @@ import reactor.test.scheduler.VirtualTimeScheduler;
  * the clock for timers, latency and bandwidth.
  */
 final class TestMesh implements AutoCloseable {
+  /** A peer policy that sends what {@code allowed} accepts and listens to everything. */
+  static Policy sendingOnly(BiPredicate<PeerId, Snapshot<?>> allowed) {
+    return new Policy() {
+      @Override
+      public boolean shouldSend(PeerId destination, Snapshot<?> snapshot) {
+        return allowed.test(destination, snapshot);
+      }
+    };
+  }
+
+  /** Hides cursors at x ≥ 100 from the node named {@code peer}. */
+  static Policy bigCursorsHiddenFrom(String peer) {
+    return sendingOnly(
+        (destination, s) ->
+            !(destination.value().equals(peer) && s.value() instanceof Cursor c && c.x() >= 100));
+  }
+
   record Cursor(String id, double x, double y) {}
 
   record Shape(String id, String team, double x, double y, boolean locked) {}

@@ -255,12 +255,8 @@ class TransitionTest {
   @Test
   @DisplayName("a tentative value obeys the send policy on the value the peer would see, not only on the committed state")
   void tentativeValueObeysSendPolicy() {
-    Policy bigHiddenFromC = new Policy() {
-      @Override
-      public boolean shouldSend(PeerId destination, Snapshot<?> s) {
-        return !(destination.value().equals("c") && s.value() instanceof Cursor c && c.x() >= 100);
-      }
-    };
+    Policy bigHiddenFromC =
+        TestMesh.bigCursorsHiddenFrom("c");
     try (TestMesh mesh = new TestMesh()) {
       Registry reg = Registry.builder("big").type(CURSOR).policy(bigHiddenFromC).build();
       mesh.node("a", reg, b -> {});
