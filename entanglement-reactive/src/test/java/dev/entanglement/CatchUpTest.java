@@ -156,8 +156,7 @@ class CatchUpTest {
   void whatBecameVisibleIsSent() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
     hidden.add("x");
-    Policy hide =
-        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key()));
+    Policy hide = TestMesh.hidingKeys(hidden);
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");
@@ -184,8 +183,7 @@ class CatchUpTest {
   @DisplayName("states a policy refresh offered but a slow link had not sent when it closed are sent at reconnect")
   void refreshStillQueuedAtCloseIsSent() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
-    Policy hide =
-        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key()));
+    Policy hide = TestMesh.hidingKeys(hidden);
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");

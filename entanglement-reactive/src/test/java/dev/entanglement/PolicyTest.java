@@ -102,8 +102,7 @@ class PolicyTest {
   @DisplayName("a policy change withdraws objects from an open link, and shows them again")
   void policyChangeWithdraws() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
-    Policy hide =
-        TestMesh.sendingOnly((destination, s) -> !hidden.contains(s.key().key()));
+    Policy hide = TestMesh.hidingKeys(hidden);
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.peerPolicy(hide));
       mesh.node("b");

@@ -27,6 +27,11 @@ final class TestMesh implements AutoCloseable {
     };
   }
 
+  /** Hides from every peer the objects whose key is in {@code keys}, read at each decision. */
+  static Policy hidingKeys(java.util.Set<String> keys) {
+    return sendingOnly((destination, s) -> !keys.contains(s.key().key()));
+  }
+
   /** Hides cursors at x ≥ 100 from the node named {@code peer}. */
   static Policy bigCursorsHiddenFrom(String peer) {
     return sendingOnly(

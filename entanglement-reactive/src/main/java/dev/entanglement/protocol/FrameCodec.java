@@ -101,8 +101,10 @@ public final class FrameCodec {
 
   /**
    * Encodes a SYNC whose attributes are {@code attributes} as serialized by {@code attributeMapper}:
-   * an attribute tree, or the object's value itself, which spares building a tree. The bytes are
-   * those of {@link #encode} for the same fields and the value's tree.
+   * an attribute tree, or the object's value itself, which spares building a tree. Written from a
+   * tree, the bytes are those of {@link #encode}; written from a value they decode to the same
+   * message, though not always byte for byte (a collection written from the value has a definite
+   * length, the same one from a tree an indefinite length).
    */
   public byte[] encodeSync(
       String objectType,
