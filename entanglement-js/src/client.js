@@ -447,10 +447,14 @@ export class EntanglementClient {
     const slot = entry.transition;
     const slots = this.#transitions.get(objectKey(slot.type, slot.key));
     if (slots?.get(slot.id) !== slot || (conn.tentativeSeen.get(slot.id) ?? -1) >= slot.seq) return null;
+    // The committed version the tentative value is merged into here; without one, nothing to send.
+    const base = this.#objects.get(objectKey(slot.type, slot.key));
+    if (!base || base.deleted) return null;
     conn.tentativeSeen.set(slot.id, slot.seq);
     return {
-      type: 'TRANSITION', objectType: slot.type, key: slot.key, owner: slot.owner, transitionId: slot.id,
-      origin: slot.origin, seq: slot.seq, partial: slot.partial, attributes: slot.attributes,
+      type: 'TRANSITION', objectType: slot.type, key: slot.key, owner: slot.owner, baseEpoch: base.epoch,
+      baseSerial: base.serial, transitionId: slot.id, origin: slot.origin, seq: slot.seq, partial: slot.partial,
+      attributes: slot.attributes,
     };
   }
 
@@ -1145,6 +1149,9 @@ export class EntanglementClient {
     if (this.#endedTransitions.has(m.transitionId)) return;
     const existing = this.#transitions.get(objectKey(m.objectType, m.key))?.get(m.transitionId);
     if (existing && existing.seq >= m.seq) return;
+    // Judged by the sender on another committed version than the one held: not applied here.
+    const base = this.#objects.get(objectKey(m.objectType, m.key));
+    if (base && (base.epoch !== m.baseEpoch || base.serial !== m.baseSerial)) return;
     const slot = this.#transitionSlot(m.objectType, m.key, m.owner, m.transitionId, m.origin);
     slot.seq = m.seq;
     slot.partial = m.partial;

@@ -54,7 +54,7 @@ const SAMPLES = [
   { type: 'PROPOSE', requestId: 8, kind: 'DELETE', objectType: 'Cursor', key: 'k', owner: 'o', partial: true,
     attributes: {}, transitionId: 'b1f1c3e2-0000-4000-8000-000000000000', hops: 3 },
   { type: 'CREATE', requestId: 9, objectType: 'Cursor', owner: 'o', attributes: { id: 'n' }, hops: 1 },
-  { type: 'TRANSITION', objectType: 'Cursor', key: 'k', owner: 'o', transitionId: 't', origin: 'js',
+  { type: 'TRANSITION', objectType: 'Cursor', key: 'k', owner: 'o', baseEpoch: 2, baseSerial: 9, transitionId: 't', origin: 'js',
     seq: 4, partial: true, attributes: { x: -3 } },
   { type: 'TRANSITION_END', objectType: 'Cursor', key: 'k', transitionId: 't', state: 'CONFIRMED' },
   { type: 'RESPONSE', inReplyTo: 9, state: { ...SYNC_FIELDS, deleted: true, attributes: {} } },

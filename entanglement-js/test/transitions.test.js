@@ -21,8 +21,8 @@ test('a local transition: conflated TRANSITION updates, tentative callbacks, com
   assert.deepEqual(seen, [['ACTIVE', 2], ['ACTIVE', 3]]);
   await settle();
   assert.deepEqual(socket.sentOf('TRANSITION'), [{
-    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', transitionId: tr.id, origin: 'js-node',
-    seq: 2, partial: true, attributes: { x: 3 },
+    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', baseEpoch: 7, baseSerial: 1,
+    transitionId: tr.id, origin: 'js-node', seq: 2, partial: true, attributes: { x: 3 },
   }], 'one frame for two updates of one task');
   const outcome = tr.commit();
   await settle();
@@ -58,8 +58,8 @@ test('a transition from the peer: tentative values merged into the committed sta
   const { client, clock, socket } = await withJavaCursor({ transitionTtlMs: 1000 });
   const seen = [];
   const transition = (seq, x) => ({
-    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', transitionId: 't1', origin: 'java',
-    seq, partial: true, attributes: { x },
+    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', baseEpoch: 7, baseSerial: 1,
+    transitionId: 't1', origin: 'java', seq, partial: true, attributes: { x },
   });
   socket.receive(transition(1, 10));
   client.tentative('Cursor', 'java', (t) => seen.push([...summary(t), t.value?.y, t.origin]));
@@ -82,12 +82,13 @@ test('owner side: a transition on an owned object is confirmed by the commit tha
   const { client, socket } = await withJavaCursor();
   client.publish('Cursor', { id: 'mine', x: 1 });
   await settle();
+  const base = socket.sentOf('SYNC').find((m) => m.key === 'mine');
   socket.clearSent();
   const seen = [];
   client.tentative('Cursor', 'mine', (t) => seen.push(t.state));
   const transition = (id, seq, x) => ({
-    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', transitionId: id, origin: 'java',
-    seq, partial: true, attributes: { x },
+    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', baseEpoch: base.epoch,
+    baseSerial: base.serial, transitionId: id, origin: 'java', seq, partial: true, attributes: { x },
   });
   socket.receive(transition('old', 1, 5));
   socket.receive(transition('new', 1, 6)); // the newest transition wins: 'old' is broken
@@ -112,9 +113,11 @@ test('owner side: a transition on an owned object is confirmed by the commit tha
 test('owner side: rejecting a proposal that names a transition ends it as REJECTED', async () => {
   const { client, socket } = await withJavaCursor({ decide: () => false });
   client.publish('Cursor', { id: 'mine', x: 1 });
+  await settle();
+  const base = socket.sentOf('SYNC').find((m) => m.key === 'mine');
   socket.receive({
-    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', transitionId: 't', origin: 'java',
-    seq: 1, partial: true, attributes: { x: 2 },
+    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', baseEpoch: base.epoch,
+    baseSerial: base.serial, transitionId: 't', origin: 'java', seq: 1, partial: true, attributes: { x: 2 },
   });
   socket.receive({
     type: 'PROPOSE', requestId: 1, kind: 'UPDATE', objectType: 'Cursor', key: 'mine', owner: 'owner-js',
@@ -144,4 +147,19 @@ test('a transition on an owned object commits locally; active transitions are re
   await settle();
   assert.deepEqual(next.sent.map((m) => m.type), ['HELLO', 'ROUTES', 'CATCH_UP', 'TRANSITION']);
   assert.equal(next.sent[3].transitionId, remote.id);
+});
+
+test('a transition judged on another committed version than the one held is not applied', async () => {
+  const { client, socket } = await withJavaCursor();
+  socket.receive(sync('java', { id: 'java', x: 2, y: 1 }, { serial: 2 }));
+  const seen = [];
+  client.tentative('Cursor', 'java', (t) => seen.push(summary(t)));
+  const transition = (baseSerial, seq, x) => ({
+    type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', baseEpoch: 7, baseSerial,
+    transitionId: 't1', origin: 'java', seq, partial: true, attributes: { x },
+  });
+  socket.receive(transition(1, 1, 500));
+  assert.deepEqual(seen, [], 'judged on 7:1, the client holds 7:2');
+  socket.receive(transition(2, 2, 30));
+  assert.deepEqual(seen, [['ACTIVE', 30]]);
 });

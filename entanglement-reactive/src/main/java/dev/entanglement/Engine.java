@@ -1337,7 +1337,10 @@ final class Engine {
         return null;
       }
       d.held.remove(key);
-      return x == null ? null : withdrawFrame(key, x.state().owner(), x.upTo());
+      // Gone (deleted, owner removed): every version up to the withdrawn one goes. Hidden: only
+      // what was judged, the state held here; a newer one the peer holds was judged by its sender.
+      return x == null ? null
+          : withdrawFrame(key, x.state().owner(), x.gone() ? x.upTo() : x.state().version());
     }
     if (!sendAllowed(d.peer, st)) {
       if (held != null || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
@@ -1385,11 +1388,14 @@ final class Engine {
       return null;
     }
     d.tentativeSeen.put(slot.id, slot.seq);
+    Version base = objects.get(t.key()).version(); // present: tentativeAllowed judged on it
     return codec.encode(
         new Message.Transition(
             t.key().type(),
             t.key().key(),
             slot.owner.value(),
+            base.epoch(),
+            base.serial(),
             slot.id,
             slot.origin,
             slot.seq,
@@ -1758,6 +1764,12 @@ final class Engine {
     notifyWatchers(snap);
     answering.forEach(o -> o.willAnswer(st));
     markDirty(st, from);
+    if (!RouteTable.ownedBy(from, owner) && !sendAllowed(from.peer, st)) {
+      // The sender holds a state this node's policy hides from it (it got it elsewhere, or before
+      // its role changed): the flood skips the link a state came from, so withdraw it explicitly.
+      offer(from, new QueueKey(Lane.STATE, key), b.priority(), new Outbound.State(key));
+      drain(from);
+    }
     return null;
   }
 
@@ -2422,6 +2434,16 @@ final class Engine {
     Map<String, TransitionSlot> slots = transitions.get(key);
     TransitionSlot slot = slots == null ? null : slots.get(t.transitionId());
     if (slot != null && slot.seq >= t.seq()) {
+      return;
+    }
+    StoredState base = objects.get(key);
+    if (base != null
+        && (base.version().epoch() != t.baseEpoch() || base.version().serial() != t.baseSerial())) {
+      // The sender judged the tentative value (its committed state merged with the attributes) on
+      // another version than the one held here: merged into this one, the value could be one the
+      // sender's policy hides from this node. A later update sent on this version applies.
+      log.debug("node {}: transition {} from {} judged on {}:{}, held {}", nodeId, t.transitionId(),
+          d.peer, t.baseEpoch(), t.baseSerial(), base.version());
       return;
     }
     d.transitionsReceived.add(t.transitionId());

@@ -87,13 +87,13 @@ final class ModelRun implements AutoCloseable {
       Boolean.parseBoolean(System.getProperty("model.finalRefresh", "true"));
 
   /**
-   * Whether non-owners may propose, create, delete and commit transitions on shapes. Off by
-   * default. A commit whose state the send policy hides from the requester (or a relay on the way
-   * back) is now answered {@link ErrorCode#WITHHELD}, without the state, and that leak is gone; but
-   * non-owner transitions on shapes expose another one (docs/RELIABILITY.md): a node cut off while
-   * its role changed keeps a stale forbidden state, and merges an allowed transition into it.
+   * Whether non-owners may propose, create, delete and commit transitions on shapes. On by default
+   * ({@code -Dmodel.shapeRequests=false} turns it off): a commit whose state the send policy hides
+   * from the requester is answered {@link ErrorCode#WITHHELD}, and a transition judged on another
+   * version than the one a node holds is not applied there (docs/RELIABILITY.md).
    */
-  static final boolean SHAPE_REQUESTS = Boolean.getBoolean("model.shapeRequests");
+  static final boolean SHAPE_REQUESTS =
+      Boolean.parseBoolean(System.getProperty("model.shapeRequests", "true"));
 
   private final long seed;
   private final int ops;

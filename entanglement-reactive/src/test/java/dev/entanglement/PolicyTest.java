@@ -357,4 +357,45 @@ class PolicyTest {
       }
     };
   }
+
+  @Test
+  @DisplayName("a state received from a peer the policy hides it from is withdrawn from that peer")
+  void hiddenStateWithdrawnFromItsSource() {
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("big").type(CURSOR).policy(TestMesh.bigCursorsHiddenFrom("x")).build();
+      mesh.node("a", reg, b -> {});
+      WireBehaviourTest.RawPeer x = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      x.send(WireBehaviourTest.hello("x"));
+      x.send(new dev.entanglement.protocol.Message.Routes(Map.of("owner-y", 1))); // x relays y
+      x.send(WireBehaviourTest.sync("small", "owner-y", 1, 10));
+      x.send(WireBehaviourTest.sync("big", "owner-y", 2, 500)); // x got it before a hid it from x
+      assertEquals(
+          List.of(new dev.entanglement.protocol.Message.Withdraw("Cursor", "big", "owner-y", 1, 2)),
+          x.of(dev.entanglement.protocol.Message.Withdraw.class));
+      assertEquals(500.0, mesh.get("a").get(CURSOR, "big").orElseThrow().value().x(), "a keeps it");
+    }
+  }
+
+  @Test
+  @DisplayName("a node that dropped a state on a withdrawal withdraws from a peer only the version it held")
+  void relayWithdrawsTheVersionItJudged() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("hiding").type(CURSOR).policy(TestMesh.hidingKeys(hidden)).build();
+      mesh.node("a", reg, b -> {});
+      WireBehaviourTest.RawPeer upstream = new WireBehaviourTest.RawPeer(mesh, "a", "u");
+      upstream.send(WireBehaviourTest.hello("u"));
+      upstream.send(new dev.entanglement.protocol.Message.Routes(Map.of("owner-y", 1)));
+      WireBehaviourTest.RawPeer x = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      x.send(WireBehaviourTest.hello("x"));
+      upstream.send(WireBehaviourTest.sync("k", "owner-y", 1, 10)); // flooded to x
+      hidden.add("k");
+      // u withdraws up to 1:3, which a never held: a judged only 1:1 (x may hold 1:3 from elsewhere,
+      // judged by whoever sent it).
+      upstream.send(new dev.entanglement.protocol.Message.Withdraw("Cursor", "k", "owner-y", 1, 3));
+      assertEquals(
+          List.of(new dev.entanglement.protocol.Message.Withdraw("Cursor", "k", "owner-y", 1, 1)),
+          x.of(dev.entanglement.protocol.Message.Withdraw.class));
+    }
+  }
 }

@@ -275,4 +275,29 @@ class TransitionTest {
       assertEquals(new Cursor("t", 200, 0), signals.get("a").get(0).value(), "the originator sees it");
     }
   }
+
+  @Test
+  @DisplayName("a transition judged on another committed version than the one held is not applied")
+  void transitionOnAnotherBaseIsNotApplied() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      List<Tentative<Cursor>> seen = new ArrayList<>();
+      mesh.get("a").tentativeAll(CURSOR).subscribe(seen::add);
+      WireBehaviourTest.RawPeer x = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      x.send(WireBehaviourTest.hello("x", "owner-x"));
+      x.send(WireBehaviourTest.sync("t", "owner-x", 1, 10));
+      x.send(WireBehaviourTest.sync("t", "owner-x", 2, 20)); // a holds 1:2
+      x.send(transition(1, 1, 1, 500));
+      assertTrue(seen.isEmpty(), "merged into 1:2 after being judged on 1:1: " + seen);
+      x.send(transition(1, 2, 2, 30));
+      assertEquals(List.of(new Cursor("t", 30, 0)), seen.stream().map(Tentative::value).toList());
+    }
+  }
+
+  private static dev.entanglement.protocol.Message.Transition transition(
+      long baseEpoch, long baseSerial, long seq, double x) {
+    return new dev.entanglement.protocol.Message.Transition(
+        "Cursor", "t", "owner-x", baseEpoch, baseSerial, "tx", "x", seq, true,
+        tools.jackson.databind.node.JsonNodeFactory.instance.objectNode().put("x", x));
+  }
 }

@@ -57,12 +57,12 @@ class WireBehaviourTest {
     }
   }
 
-  private static Message.Sync sync(String key, String owner, long serial, double x) {
+  static Message.Sync sync(String key, String owner, long serial, double x) {
     ObjectNode attrs = JSON.valueToTree(new Cursor(key, x, 0));
     return new Message.Sync("Cursor", key, owner, 1, serial, 0, false, attrs);
   }
 
-  private static Message.Hello hello(String node, String... owners) {
+  static Message.Hello hello(String node, String... owners) {
     return new Message.Hello(
         FrameCodec.PROTOCOL_VERSION,
         node,
@@ -384,17 +384,17 @@ class WireBehaviourTest {
       RawPeer peer = new RawPeer(mesh, "a", "x");
       peer.send(hello("x", "owner-x"));
       for (int i = 1; i <= 3; i++) {
-        peer.send(new Message.Transition("Cursor", "k" + i, "owner-x", "t" + i, "x", 1, false,
+        peer.send(new Message.Transition("Cursor", "k" + i, "owner-x", 0, 0, "t" + i, "x", 1, false,
             JSON.valueToTree(new Cursor("k" + i, i, 0))));
       }
       assertEquals(List.of("k1", "k2"), seen.stream().map(t -> t.key().key()).toList());
       assertEquals(1, limitErrors(peer).size());
       assertEquals(2, mesh.get("a").stats().activeTransitions());
       // An update of an admitted transition is still applied; once one ends, a new one fits.
-      peer.send(new Message.Transition("Cursor", "k1", "owner-x", "t1", "x", 2, false,
+      peer.send(new Message.Transition("Cursor", "k1", "owner-x", 0, 0, "t1", "x", 2, false,
           JSON.valueToTree(new Cursor("k1", 9, 0))));
       peer.send(new Message.TransitionEnd("Cursor", "k2", "t2", "ABORTED"));
-      peer.send(new Message.Transition("Cursor", "k3", "owner-x", "t3", "x", 1, false,
+      peer.send(new Message.Transition("Cursor", "k3", "owner-x", 0, 0, "t3", "x", 1, false,
           JSON.valueToTree(new Cursor("k3", 3, 0))));
       assertEquals(1, limitErrors(peer).size());
       assertEquals(2, mesh.get("a").stats().activeTransitions());

@@ -159,11 +159,18 @@ public sealed interface Message {
     }
   }
 
-  /** One tentative update of a transition; {@code seq} increases with every update. */
+  /**
+   * One tentative update of a transition; {@code seq} increases with every update. {@code
+   * baseEpoch} and {@code baseSerial} name the committed version of the object the sender judged
+   * the tentative value on (its committed state merged with {@code attributes}): a receiver that
+   * holds another version does not apply it.
+   */
   record Transition(
       @JsonProperty("t") String objectType,
       @JsonProperty("k") String key,
       @JsonProperty("o") String owner,
+      @JsonProperty("e") long baseEpoch,
+      @JsonProperty("s") long baseSerial,
       @JsonProperty("i") String transitionId,
       @JsonProperty("g") String origin,
       @JsonProperty("q") long seq,

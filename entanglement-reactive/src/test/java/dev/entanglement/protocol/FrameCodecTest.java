@@ -98,7 +98,7 @@ class FrameCodecTest {
             NODES.objectNode(), "tx-42", Integer.MAX_VALUE),
         new Message.Create(77L, "Document", "owner-b", richAttributes(), 3),
         new Message.Transition(
-            "Cursor", "c1", "owner-a", "tx-1", "node-2", 5L, true, parsedAttributes()),
+            "Cursor", "c1", "owner-a", 3L, 42L, "tx-1", "node-2", 5L, true, parsedAttributes()),
         new Message.TransitionEnd("Cursor", "c1", "tx-1", "CONFIRMED"),
         new Message.Response(77L, sampleSync()),
         new Message.Error(0L, "NOT_FOUND", "no such object: Cursor/c9"),

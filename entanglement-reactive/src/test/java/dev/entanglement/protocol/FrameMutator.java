@@ -102,7 +102,7 @@ public final class FrameMutator {
                 4, Message.ProposalKind.DELETE, "Cursor", "c1", "owner-a", false,
                 NODES.objectNode(), "5b1c8e0e-0000-4000-8000-000000000001", 2),
             new Message.Create(5, "Cursor", "owner-a", attrs, 0),
-            new Message.Transition("Cursor", "c1", "owner-a", "t-1", "x", 1, true, NODES.objectNode().put("x", 2.0)),
+            new Message.Transition("Cursor", "c1", "owner-a", 1, 1, "t-1", "x", 1, true, NODES.objectNode().put("x", 2.0)),
             new Message.TransitionEnd("Cursor", "c1", "t-1", "ABORTED"),
             new Message.TransitionEnd("Cursor", "c1", "t-1", "CONFIRMED"),
             new Message.Response(1, sync),
