@@ -169,18 +169,6 @@ final class Destination {
     this.inbound = inbound;
   }
 
-  /** Removes every queued entry, returning the requests among them so they can be rerouted. */
-  List<Outbound.Request> drainRequests() {
-    List<Outbound.Request> requests = new ArrayList<>();
-    Outbound o;
-    while ((o = queue.poll()) != null) {
-      if (o instanceof Outbound.Request r) {
-        requests.add(r);
-      }
-    }
-    return requests;
-  }
-
   @Override
   public String toString() {
     return "Destination[" + peer + "]";

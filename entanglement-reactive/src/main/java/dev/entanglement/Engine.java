@@ -975,10 +975,12 @@ final class Engine {
       java.util.function.Consumer<StoredState> done) {
     ObjectKey key = st.key();
     Version v = st.version();
+    st.retainFrame(); // until done: an answer is built around the frame the flood sends
     if (store == null) {
       answering.forEach(o -> o.willAnswer(st));
       takeEffect(st, confirmsTransition);
       done.accept(st);
+      st.releaseFrame();
       return;
     }
     uncommitted.put(key, st);
@@ -990,6 +992,7 @@ final class Engine {
           answering.forEach(o -> o.willAnswer(st));
           takeEffect(st, confirmsTransition);
           done.accept(st);
+          st.releaseFrame();
         });
   }
 
@@ -1257,7 +1260,17 @@ final class Engine {
       }
     }
     d.outstanding.clear();
-    List<Outbound.Request> unsent = d.drainRequests();
+    List<Outbound.Request> unsent = new ArrayList<>();
+    for (Outbound o; (o = d.queue.poll()) != null; ) {
+      if (o instanceof Outbound.Request r) {
+        unsent.add(r);
+      } else if (o instanceof Outbound.State s) {
+        StoredState st = objects.get(s.key());
+        if (st != null) {
+          st.releaseFrame(); // never to be sent on this link
+        }
+      }
+    }
     routesChanged();
     for (Outbound.Request r : unsent) {
       sendRequest(r, null); // fail over to another neighbour that knows the owner
@@ -1328,20 +1341,36 @@ final class Engine {
 
   private byte @Nullable [] stateFrame(Destination d, ObjectKey key) {
     StoredState st = objects.get(key);
-    Version held = d.held.get(key);
     if (st == null) {
-      // Dropped here: a peer that may see what it holds keeps it (another neighbour may still be
-      // its source); a peer the policy hides it from, or any peer if it is gone, is withdrawn it.
-      Dropped x = dropped.get(key);
-      if (held == null || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
-        return null;
-      }
-      d.held.remove(key);
-      // Gone (deleted, owner removed): every version up to the withdrawn one goes. Hidden: only
-      // what was judged, the state held here; a newer one the peer holds was judged by its sender.
-      return x == null ? null
-          : withdrawFrame(key, x.state().owner(), x.gone() ? x.upTo() : x.state().version());
+      return droppedFrame(d, key);
     }
+    try {
+      return stateFrame(d, key, st);
+    } finally {
+      st.releaseFrame(); // d's queue entry for the key is spent, whatever was sent
+    }
+  }
+
+  /**
+   * Dropped here: a peer that may see what it holds keeps it (another neighbour may still be its
+   * source); a peer the policy hides it from, or any peer if it is gone, is withdrawn it.
+   */
+  private byte @Nullable [] droppedFrame(Destination d, ObjectKey key) {
+    Version held = d.held.get(key);
+    Dropped x = dropped.get(key);
+    if (held == null || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
+      return null;
+    }
+    d.held.remove(key);
+    // Gone (deleted, owner removed): every version up to the withdrawn one goes. Hidden: only
+    // what was judged, the state held here; a newer one the peer holds was judged by its sender.
+    return x == null ? null
+        : withdrawFrame(key, x.state().owner(), x.gone() ? x.upTo() : x.state().version());
+  }
+
+  /** The SYNC of {@code st} for {@code d}, a WITHDRAW if the policy hides it, or nothing. */
+  private byte @Nullable [] stateFrame(Destination d, ObjectKey key, StoredState st) {
+    Version held = d.held.get(key);
     if (!sendAllowed(d.peer, st)) {
       if (held != null || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
         // It holds this state, or may: its catch-up said it holds states of this owner (once per
@@ -1476,6 +1505,7 @@ final class Engine {
     Outbound.State entry = new Outbound.State(st.key());
     for (Destination d : destinations) {
       if (d != except) {
+        st.retainFrame(); // released when d's queue yields the key (stateFrame)
         offer(d, queueKey, st.binding.priority(), entry);
         drain(d);
       }

@@ -2,7 +2,9 @@ package dev.entanglement;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.util.Map;
 import tools.jackson.core.JacksonException;
+import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.ObjectMapper;
 import tools.jackson.dataformat.cbor.CBORMapper;
 
@@ -47,6 +49,9 @@ record Limits(
    * tree) encodes to more than {@link #maxObjectSize} bytes. Stops counting at the limit.
    */
   void checkObjectSize(Object value, Object what) {
+    if (value instanceof JsonNode tree && sizeBound(tree, maxObjectSize) <= maxObjectSize) {
+      return; // certainly within the limit: no need to encode
+    }
     CountingStream counter = new CountingStream(maxObjectSize);
     try {
       CBOR.writeValue(counter, value);
@@ -56,6 +61,43 @@ record Limits(
       }
     }
     checkEncodedSize(counter.count, what);
+  }
+
+  /**
+   * An upper bound of the CBOR size of {@code n}, or more than {@code limit} once the bound passes
+   * it (or for a node whose size it cannot bound cheaply): every header counted at its longest (9
+   * bytes), text at 3 bytes per UTF-16 unit.
+   */
+  static long sizeBound(JsonNode n, long limit) {
+    if (n.isContainer()) {
+      long total = 9;
+      for (Map.Entry<String, JsonNode> e : n.properties()) {
+        total += 9 + 3L * e.getKey().length() + sizeBound(e.getValue(), limit);
+        if (total > limit) {
+          return total;
+        }
+      }
+      if (n.isArray()) {
+        for (JsonNode child : n.values()) {
+          total += sizeBound(child, limit);
+          if (total > limit) {
+            return total;
+          }
+        }
+      }
+      return total;
+    }
+    if (n.isString()) {
+      return 9 + 3L * n.stringValue().length();
+    }
+    if (n.isBinary()) {
+      return 9 + n.binaryValue().length;
+    }
+    if (n.isBoolean() || n.isNull() || n.isMissingNode()
+        || n.isIntegralNumber() && n.canConvertToLong() || n.isFloatingPointNumber() && !n.isBigDecimal()) {
+      return 9;
+    }
+    return limit + 1; // big numbers, embedded objects: count them by encoding
   }
 
   /** Fails with {@link ErrorCode#LIMIT_EXCEEDED} if {@code bytes} exceeds {@link #maxObjectSize}. */

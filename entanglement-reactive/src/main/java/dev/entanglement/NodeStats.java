@@ -8,8 +8,9 @@ import java.util.List;
  * @param framesSent frames handed to links
  * @param bytesSent bytes of those frames
  * @param framesReceived frames received from links
- * @param statesEncoded SYNC frames encoded; at most one per committed version, whatever the number
- *     of destinations (compare with {@code framesSent})
+ * @param statesEncoded SYNC frames encoded: one per committed version for all the destinations it
+ *     is queued for at once, whatever their number (compare with {@code framesSent}); a version
+ *     sent again later (a catch-up) is encoded again, since a sent version keeps only its value
  * @param updatesOffered state changes offered to outbound queues, one per destination
  * @param updatesCoalesced offers that merged into a pending entry instead of adding one
  * @param queuedEntries entries waiting in outbound queues now

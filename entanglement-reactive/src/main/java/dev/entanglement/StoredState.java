@@ -10,22 +10,34 @@ import tools.jackson.databind.node.ObjectNode;
 
 /**
  * One committed version of an object as a node holds it: the typed snapshot and its encoded SYNC
- * frame, which is built at most once per version and shared by every destination (a relay reuses
- * the frame it received, so it never re-encodes).
+ * frame, which is built at most once while the version is being sent and shared by every
+ * destination (a relay reuses the frame it received, so it never re-encodes).
  *
  * <p>The attribute tree is held only when it is the source of the version (a merged proposal, a
  * stored record, a catch-up); otherwise it is derived on demand, from the frame for a received
  * state (lossless: it keeps attributes the Java type ignores) or from the value for a local
- * publish. Holding one form instead of three keeps a node that holds many objects cheap for the
- * garbage collector, which dominated the cost of sustained syncs when every version kept its tree.
+ * commit (whose frame is itself written from the value, so decoding it would only cost more).
+ * Holding one form instead of three keeps a node that holds many objects cheap for the garbage
+ * collector, which dominated the cost of sustained syncs when every version kept its tree.
  *
- * <p>Immutable except for the lazily set frame; a held tree is never mutated.
+ * <p>For the same reason a local commit keeps its frame only while it has users: the engine
+ * {@linkplain #retainFrame retains} the version for every destination it is queued for and while
+ * it commits it, and {@linkplain #releaseFrame releases} it as each is done. At zero users the
+ * frame is dropped, and encoded again from the value if a later catch-up needs it. A received frame
+ * is the source of the attributes and is always kept.
+ *
+ * <p>Immutable except for the frame and its user count, which only the engine's serial executor
+ * touches; a held tree is never mutated.
  */
 final class StoredState {
   final TypeBinding<?> binding;
   final Snapshot<?> snapshot;
   private final @Nullable ObjectNode tree;
-  private volatile byte @Nullable [] frame;
+  /** Whether the frame was given (received): it is then the lossless source of the attributes. */
+  private final boolean frameIsSource;
+  private byte @Nullable [] frame;
+  /** Destinations this version is queued for, plus one while it is being committed. */
+  private int frameUsers;
 
   /**
    * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries
@@ -39,6 +51,7 @@ final class StoredState {
     this.binding = binding;
     this.snapshot = snapshot;
     this.tree = tree;
+    this.frameIsSource = frame != null;
     this.frame = frame;
   }
 
@@ -67,10 +80,25 @@ final class StoredState {
       return json.createObjectNode();
     }
     byte[] f = frame;
-    if (f != null && codec.decode(f) instanceof Message.Sync s && s.attributes() instanceof ObjectNode o) {
+    if (frameIsSource
+        && f != null
+        && codec.decode(f) instanceof Message.Sync s
+        && s.attributes() instanceof ObjectNode o) {
       return o;
     }
     return json.valueToTree(snapshot.value());
+  }
+
+  /** One more user of the frame: a destination this version is queued for, or its commit. */
+  void retainFrame() {
+    frameUsers++;
+  }
+
+  /** One user less; the last drops a local commit's frame (a received one is kept). */
+  void releaseFrame() {
+    if (frameUsers > 0 && --frameUsers == 0 && !frameIsSource) {
+      frame = null;
+    }
   }
 
   /**

@@ -1,5 +1,6 @@
 package dev.entanglement;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -71,5 +72,38 @@ class StoredStateTest {
   void needsASource() {
     Snapshot<Cursor> noValue = new Snapshot<>(KEY, null, OwnerId.of("o"), new Version(1, 2), false, 0);
     assertThrows(IllegalArgumentException.class, () -> new StoredState(BINDING, noValue, null, null));
+  }
+
+  @Test
+  @DisplayName("a local commit's frame is kept while it has users, then dropped and encoded again on demand")
+  void localFrameKeptWhileUsed() {
+    StoredState st = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), null, null);
+    AtomicLong encodes = new AtomicLong();
+    byte[] first = st.frame(CODEC, JSON, encodes);
+    st.retainFrame(); // committing
+    st.retainFrame(); // queued for one destination
+    st.releaseFrame();
+    assertSame(first, st.frame(CODEC, JSON, encodes), "a user is left");
+    st.releaseFrame();
+    st.releaseFrame(); // one release too many is ignored
+    byte[] again = st.frame(CODEC, JSON, encodes);
+    assertEquals(2, encodes.get(), "encoded again once the last user was done");
+    assertArrayEquals(first, again);
+    st.retainFrame();
+    st.releaseFrame();
+    assertEquals(2, encodes.get());
+  }
+
+  @Test
+  @DisplayName("a received frame, the source of the attributes, is kept whatever its users")
+  void receivedFrameAlwaysKept() {
+    byte[] frame = CODEC.encode(
+        new Message.Sync("Cursor", "c", "o", 1, 2, 0, false, JSON.valueToTree(new Cursor("c", 3, 4))));
+    StoredState st = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), null, frame);
+    st.retainFrame();
+    st.releaseFrame();
+    AtomicLong encodes = new AtomicLong();
+    assertSame(frame, st.frame(CODEC, JSON, encodes));
+    assertEquals(0, encodes.get());
   }
 }

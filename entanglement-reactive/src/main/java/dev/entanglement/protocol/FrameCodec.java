@@ -19,9 +19,10 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * Encodes and decodes frame bodies: {@code [type code: 1 byte][CBOR map of the record's fields]}.
  * The length prefix and flags belong to the transport framing, not to this codec.
  *
- * <p>SYNC and RESPONSE, the messages of the steady state, are written and read with the streaming
- * API rather than bound as records: the same bytes (the golden vectors pin them), without a
- * per-message databind context or record instantiation. Every other message is bound by databind.
+ * <p>SYNC and RESPONSE, the messages of the steady state, and PROPOSE, the message of a proposal's
+ * round trip, are written and read with the streaming API rather than bound as records: the same
+ * bytes (the golden vectors and {@code FrameCodecTest} pin them), without a per-message databind
+ * context or record instantiation. Every other message is bound by databind.
  * A SYNC's attributes can be written straight from the object's value ({@link #encodeSync}), and
  * a RESPONSE can be assembled around an already encoded SYNC ({@link #encodeResponse}), so an owner
  * encodes a version once whether it floods it or answers a proposal with it.
@@ -92,6 +93,8 @@ public final class FrameCodec {
           s.attributes(), mapper);
     } else if (message instanceof Message.Response r) {
       return encodeResponse(r.inReplyTo(), encode(r.state()));
+    } else if (message instanceof Message.Propose p) {
+      return encodePropose(p);
     }
     ByteArrayOutputStream out = new ByteArrayOutputStream(64);
     out.write(message.type().code());
@@ -129,6 +132,27 @@ public final class FrameCodec {
       g.writeBooleanProperty("d", deleted);
       g.writeName("a");
       attributeMapper.writeValue(g, attributes);
+      g.writeEndObject();
+    }
+    return out.toByteArray();
+  }
+
+  /** A PROPOSE, field by field in the record's order: the bytes databind writes for it. */
+  private byte[] encodePropose(Message.Propose m) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream(128);
+    out.write(MessageType.PROPOSE.code());
+    try (JsonGenerator g = mapper.createGenerator(out)) {
+      g.writeStartObject();
+      g.writeNumberProperty("r", m.requestId());
+      g.writeStringProperty("p", m.kind().name());
+      g.writeStringProperty("t", m.objectType());
+      g.writeStringProperty("k", m.key());
+      g.writeStringProperty("o", m.owner());
+      g.writeBooleanProperty("x", m.partial());
+      g.writeName("a");
+      mapper.writeValue(g, m.attributes());
+      g.writeStringProperty("i", m.transitionId());
+      g.writeNumberProperty("h", m.hops());
       g.writeEndObject();
     }
     return out.toByteArray();
@@ -204,6 +228,7 @@ public final class FrameCodec {
           switch (type) {
             case SYNC -> readWhole(body, this::readSync);
             case RESPONSE -> readWhole(body, this::readResponse);
+            case PROPOSE -> readWhole(body, this::readPropose);
             default -> readers.get(type).readValue(body, 1, body.length - 1);
           };
       if (m == null) {
@@ -274,6 +299,46 @@ public final class FrameCodec {
     return new Message.Sync(objectType, key, owner, epoch, serial, committedAt, deleted, attributes);
   }
 
+  /**
+   * Reads a PROPOSE map, the parser on its START_OBJECT: every field required, {@code i} text or
+   * null, {@code h} an int; unknown fields are skipped.
+   */
+  private Message.Propose readPropose(JsonParser p) {
+    expect(p, JsonToken.START_OBJECT);
+    long requestId = 0;
+    Message.ProposalKind kind = null;
+    String objectType = null;
+    String key = null;
+    String owner = null;
+    boolean partial = false;
+    JsonNode attributes = null;
+    String transitionId = null;
+    int hops = 0;
+    int seen = 0;
+    String name;
+    while ((name = p.nextName()) != null) {
+      JsonToken value = p.nextToken();
+      switch (name) {
+        case "r" -> { requestId = integer(p, value); seen |= 1; }
+        case "p" -> { kind = Message.ProposalKind.valueOf(text(p, value)); seen |= 2; }
+        case "t" -> { objectType = text(p, value); seen |= 4; }
+        case "k" -> { key = text(p, value); seen |= 8; }
+        case "o" -> { owner = text(p, value); seen |= 16; }
+        case "x" -> { partial = bool(value); seen |= 32; }
+        case "a" -> { attributes = treeReader.readValue(p); seen |= 64; }
+        case "i" -> { transitionId = value == JsonToken.VALUE_NULL ? null : text(p, value); seen |= 128; }
+        case "h" -> { hops = smallInteger(p, value); seen |= 256; }
+        default -> p.skipChildren();
+      }
+    }
+    expect(p, JsonToken.END_OBJECT);
+    if (seen != 511 || attributes == null) {
+      throw new IllegalArgumentException("missing fields");
+    }
+    return new Message.Propose(
+        requestId, kind, objectType, key, owner, partial, attributes, transitionId, hops);
+  }
+
   /** Reads a RESPONSE map, the parser on its START_OBJECT. */
   private Message.Response readResponse(JsonParser p) {
     expect(p, JsonToken.START_OBJECT);
@@ -315,6 +380,15 @@ public final class FrameCodec {
       throw new IllegalArgumentException("expected an integer");
     }
     return p.getLongValue();
+  }
+
+  /** An integer that fits an int. */
+  private static int smallInteger(JsonParser p, @Nullable JsonToken t) {
+    long v = integer(p, t);
+    if (v != (int) v) {
+      throw new IllegalArgumentException("integer out of range");
+    }
+    return (int) v;
   }
 
   private static boolean bool(@Nullable JsonToken t) {

@@ -370,6 +370,14 @@ class FrameCodecTest {
         -1, -24, -25, -256, -257, Long.MIN_VALUE}) {
       assertSameBytesAsDatabind(new Message.Response(r, goldenSync()));
     }
+    for (long r : new long[] {0, 24, 65536, Long.MAX_VALUE, -257, Long.MIN_VALUE}) {
+      for (int hops : new int[] {0, 23, 24, Integer.MAX_VALUE, -1, Integer.MIN_VALUE}) {
+        assertSameBytesAsDatabind(new Message.Propose(r, Message.ProposalKind.UPDATE, "Cursor", "c1",
+            "owner-a", true, goldenSync().attributes(), "tx-1", hops));
+        assertSameBytesAsDatabind(new Message.Propose(r, Message.ProposalKind.DELETE, "", "é€",
+            "o", false, NODES.objectNode(), null, hops));
+      }
+    }
   }
 
   /** Encodes through databind, as every other message type still is. */
@@ -404,7 +412,7 @@ class FrameCodecTest {
   }
 
   /**
-   * Differential, seeded: mutated SYNC and RESPONSE bodies decode to what databind binds, or are
+   * Differential, seeded: mutated SYNC, RESPONSE and PROPOSE bodies decode to what databind binds, or are
    * refused. The streamed reader may be stricter (it takes no coercions: a text where an integer
    * is due, a number for a boolean), never more lenient.
    */
@@ -416,7 +424,10 @@ class FrameCodecTest {
     int accepted = 0;
     for (long i = 0; i < 5_000; i++) {
       byte[] body = gen.body(seed, i);
-      if (body.length == 0 || (body[0] != MessageType.SYNC.code() && body[0] != MessageType.RESPONSE.code())) {
+      if (body.length == 0
+          || (body[0] != MessageType.SYNC.code()
+              && body[0] != MessageType.RESPONSE.code()
+              && body[0] != MessageType.PROPOSE.code())) {
         continue;
       }
       compared++;
@@ -428,7 +439,9 @@ class FrameCodecTest {
       }
       accepted++;
       Message reference =
-          body[0] == MessageType.SYNC.code() ? databindSync(body) : databind(body, Message.Response.class);
+          body[0] == MessageType.SYNC.code() ? databindSync(body)
+              : body[0] == MessageType.RESPONSE.code() ? databind(body, Message.Response.class)
+              : databind(body, Message.Propose.class);
       assertEquals(reference, streamed, () -> "seed " + seed + " input " + HexFormat.of().formatHex(body));
     }
     assertTrue(compared > 500 && accepted > 50, "compared " + compared + ", accepted " + accepted);
