@@ -1225,7 +1225,12 @@ final class Engine {
     }
   }
 
-  /** Pings an idle peer; closes the link of a peer silent for three keepalive intervals. */
+  /**
+   * Pings an idle peer; closes the link of a peer silent for three keepalive intervals and detaches
+   * its destination at once. Not waiting for the link's {@code onClose}: a transport may report
+   * the close late (behind this executor's backlog) or, if buggy, never, and a destination left
+   * attached keeps its queue, takes every commit and would be closed again every interval.
+   */
   private void keepAlive(Destination d) {
     if (d.closed) {
       return;
@@ -1234,6 +1239,7 @@ final class Engine {
     if (silent >= 3 * timeouts.keepAlive().toNanos()) {
       log.warn("node {}: {} silent for {} ms; closing the link", nodeId, d.peer, silent / 1_000_000);
       d.link.dispose();
+      detach(d);
       return;
     }
     sendControl(d, new Message.Ping(scheduler.now(TimeUnit.MILLISECONDS)), 0);

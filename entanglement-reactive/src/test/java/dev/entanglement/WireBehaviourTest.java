@@ -540,6 +540,59 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("keepalive: a dead peer is detached at once, even if its transport never reports the close")
+  void keepAliveDetachesWithoutTheTransportsClose() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.keepAlive(java.time.Duration.ofSeconds(15)));
+      LocalTransport.Connection c = LocalTransport.builder().scheduler(mesh.clock).build()
+          .connect(PeerId.of("a"), PeerId.of("x"));
+      int[] disposals = {0};
+      // Closes like any link, but its onClose never completes (a transport that loses the event).
+      dev.entanglement.transport.Link mute =
+          new dev.entanglement.transport.Link() {
+            public PeerId remote() {
+              return c.a().remote();
+            }
+
+            public reactor.core.publisher.Flux<byte[]> receive() {
+              return c.a().receive();
+            }
+
+            public reactor.core.publisher.Mono<Void> send(org.reactivestreams.Publisher<byte[]> f) {
+              return c.a().send(f);
+            }
+
+            public reactor.core.publisher.Mono<Void> onClose() {
+              return reactor.core.publisher.Mono.never();
+            }
+
+            public void dispose() {
+              disposals[0]++;
+              c.a().dispose();
+            }
+
+            public boolean isDisposed() {
+              return c.a().isDisposed();
+            }
+          };
+      a.attach(mute).subscribe();
+      Sinks.Many<byte[]> out = Sinks.many().unicast().onBackpressureBuffer();
+      c.b().receive().subscribe();
+      c.b().send(out.asFlux()).subscribe();
+      out.tryEmitNext(CODEC.encode(hello("x", "owner-x"))); // then never another frame
+      mesh.advance(java.time.Duration.ofSeconds(40));
+      assertTrue(a.isConnected(PeerId.of("x")));
+      mesh.advance(java.time.Duration.ofSeconds(10));
+      int closes = disposals[0];
+      assertTrue(closes > 0, "45 s of silence closes the link");
+      assertTrue(!a.isConnected(PeerId.of("x")), "and detaches it without waiting for onClose");
+      assertEquals(List.of(), a.stats().peers());
+      mesh.advance(java.time.Duration.ofMinutes(5));
+      assertEquals(closes, disposals[0], "a detached destination is not closed again");
+    }
+  }
+
+  @Test
   @DisplayName("a link that fails while being attached is detached, and attach completes")
   void linkFailingDuringAttachIsDetached() {
     try (TestMesh mesh = new TestMesh()) {
