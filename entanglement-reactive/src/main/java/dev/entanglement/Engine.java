@@ -47,9 +47,12 @@ import tools.jackson.databind.node.ObjectNode;
  *
  * <p>Every piece of mutable state is confined to one {@link SerialExecutor}: API calls, frames
  * received from links, link demand and timers all become tasks on it. The executor owns no thread;
- * tasks run on the submitting thread when the engine is idle, so nothing blocks and nothing is
- * handed to a pool. The only state read outside it is {@link #objects} (a concurrent map of
- * immutable {@link StoredState}s) for {@link EntanglementNode#get}.
+ * tasks run on the submitting thread when the engine is idle, so nothing blocks and, in the steady
+ * state, nothing is handed to a pool. Behind by more than a batch ({@value
+ * SerialExecutor#DEFAULT_BATCH} tasks), it goes on on the node's scheduler, so an overloaded node
+ * never holds an event loop (whose links then go unread) or a publishing thread for longer than
+ * one batch. The only state read outside it is {@link #objects} (a concurrent map of immutable
+ * {@link StoredState}s) for {@link EntanglementNode#get}.
  *
  * <p>Replication is latest-state: a change marks its key dirty in the coalescing queue of every
  * destination; the frame is built from the current state only when the link asks for one. So a
@@ -66,7 +69,7 @@ import tools.jackson.databind.node.ObjectNode;
  * transition locally after the TTL with no update.
  */
 final class Engine {
-  
+
   private static final int INBOUND_WINDOW = 256;
   private static final int ENDED_TRANSITIONS_REMEMBERED = 65_536;
   private static final int EVENTS_REMEMBERED = 65_536;
@@ -260,6 +263,8 @@ final class Engine {
     this.routes = new RouteTable(destinations, localOwners.keySet());
     this.serial =
         new SerialExecutor(
+            SerialExecutor.DEFAULT_BATCH,
+            task -> scheduler.schedule(task),
             t -> {
               tasksFailed.incrementAndGet();
               log.error("engine task failed on node {}", nodeId, t);

@@ -338,7 +338,11 @@ public final class EntanglementNode {
       return this;
     }
 
-    /** Supplies time and timers. Default {@link Schedulers#parallel()}; tests use virtual time. */
+    /**
+     * Supplies time and timers, and runs the engine's work when it is more than a batch behind
+     * (then no event loop or publishing thread runs it for longer than one batch). Default {@link
+     * Schedulers#parallel()}; tests use virtual time.
+     */
     public Builder scheduler(Scheduler scheduler) {
       this.scheduler = Objects.requireNonNull(scheduler, "scheduler");
       return this;

@@ -576,8 +576,17 @@ public final class SoakBenchmark {
       hello = codec.encode(new Message.Hello(FrameCodec.PROTOCOL_VERSION, "subscriber", List.of(), 0));
       provider = ConnectionProvider.newConnection();
       long t0 = System.nanoTime();
+      // A subscriber whose first connect fails (e.g. behind the server's upgrade deadline) keeps
+      // trying in the background, like one whose link dropped: it is not left out of the run.
       Flux.range(0, n)
-          .flatMap(i -> open(i).doOnError(e -> connectFailures.incrementAndGet()).onErrorResume(e -> Mono.empty()), 100)
+          .flatMap(
+              i -> open(i)
+                  .doOnError(e -> {
+                    connectFailures.incrementAndGet();
+                    reopen(i, () -> {});
+                  })
+                  .onErrorResume(e -> Mono.empty()),
+              100)
           .then()
           .block(Duration.ofSeconds(120));
       SplittableRandom random = new SplittableRandom(Long.parseLong(ChildProcess.word(w, "seed", "1")));
@@ -617,6 +626,11 @@ public final class SoakBenchmark {
         return;
       }
       linkEnds.incrementAndGet();
+      reopen(i, reconnects::incrementAndGet);
+    }
+
+    /** Opens subscriber {@code i} again after {@link #RECONNECT_DELAY}, with backoff until it is. */
+    private void reopen(int i, Runnable opened) {
       Mono.delay(RECONNECT_DELAY)
           .then(Mono.defer(() -> open(i)))
           .doOnError(e -> connectFailures.incrementAndGet())
@@ -624,7 +638,7 @@ public final class SoakBenchmark {
               Retry.backoff(Long.MAX_VALUE, RECONNECT_DELAY)
                   .maxBackoff(Duration.ofSeconds(2))
                   .filter(e -> !closing))
-          .subscribe(v -> {}, e -> {}, () -> reconnects.incrementAndGet());
+          .subscribe(v -> {}, e -> {}, opened);
     }
 
     private void onFrame(int i, Channel ch, WebSocketFrame f) {

@@ -7,31 +7,60 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 /**
- * Runs tasks one at a time, in submission order, on whichever thread submits while the executor is
- * idle (a trampoline). It never blocks and owns no thread, so it is safe to call from event loops.
+ * Runs tasks one at a time, in submission order. A thread that submits while the executor is idle
+ * runs the tasks itself (a trampoline), but at most {@code batch} of them: if more are waiting it
+ * hands the rest to {@code continuation}, which runs them a batch per call. So no submitter — an
+ * event loop delivering frames, an application thread publishing — is held for longer than one
+ * batch however far behind the executor is, and the executor itself never blocks.
  *
- * <p>State machine: {@code wip == 0} idle; {@code wip > 0} one thread is draining and {@code wip}
- * counts submissions it has not yet accounted for. Only the thread that moves {@code wip} from 0 to
- * 1 drains; every task submitted meanwhile runs before that thread leaves {@link #execute}. A task
- * that throws is reported to the error handler and does not stop the drain.
+ * <p>State machine: {@code wip == 0} idle; {@code wip > 0} one thread is draining (a submitter, or
+ * the continuation) and {@code wip} counts submissions not yet accounted for. Only the thread that
+ * moves {@code wip} from 0 to 1 starts a drain; while a drain is handed off {@code wip} stays above
+ * 0, so submitters only enqueue. The count of submissions a drain has taken on ({@code missed}) is
+ * passed with the hand-off. A task that throws is reported to the error handler and does not stop
+ * the drain.
  */
 public final class SerialExecutor implements Executor {
+  /** Tasks a submitter runs before it hands the rest off: 256. */
+  public static final int DEFAULT_BATCH = 256;
+
   private final Queue<Runnable> tasks = new ConcurrentLinkedQueue<>();
   private final AtomicInteger wip = new AtomicInteger();
+  private final int batch;
+  private final Executor continuation;
   private final Consumer<Throwable> onError;
 
+  /** Drains on the submitting thread only, without bound (a continuation is never needed). */
   public SerialExecutor(Consumer<Throwable> onError) {
+    this(Integer.MAX_VALUE, Runnable::run, onError);
+  }
+
+  /**
+   * @param batch tasks run per turn, on a submitter or on the continuation
+   * @param continuation where a drain goes on once a turn has run {@code batch} tasks; if it
+   *     rejects the hand-off, the error is reported and the turn goes on where it is
+   */
+  public SerialExecutor(int batch, Executor continuation, Consumer<Throwable> onError) {
+    if (batch < 1) {
+      throw new IllegalArgumentException("batch must be positive: " + batch);
+    }
+    this.batch = batch;
+    this.continuation = continuation;
     this.onError = onError;
   }
 
   @Override
   public void execute(Runnable task) {
     tasks.offer(task);
-    if (wip.getAndIncrement() != 0) {
-      return;
+    if (wip.getAndIncrement() == 0) {
+      drain(1);
     }
-    int missed = 1;
-    do {
+  }
+
+  /** Runs one turn; {@code missed} submissions are already counted as taken on. */
+  private void drain(int missed) {
+    int ran = 0;
+    for (;;) {
       Runnable r;
       while ((r = tasks.poll()) != null) {
         try {
@@ -39,8 +68,21 @@ public final class SerialExecutor implements Executor {
         } catch (Throwable t) {
           onError.accept(t);
         }
+        if (++ran >= batch && !tasks.isEmpty()) {
+          int taken = missed;
+          try {
+            continuation.execute(() -> drain(taken));
+            return;
+          } catch (RuntimeException rejected) { // a shut-down continuation: finish the turn here
+            onError.accept(rejected);
+            ran = Integer.MIN_VALUE;
+          }
+        }
       }
       missed = wip.addAndGet(-missed);
-    } while (missed != 0);
+      if (missed == 0) {
+        return;
+      }
+    }
   }
 }

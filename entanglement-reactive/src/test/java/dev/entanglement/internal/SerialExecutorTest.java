@@ -132,4 +132,92 @@ class SerialExecutorTest {
     }
     assertTrue(errors.isEmpty(), () -> "errors: " + errors);
   }
+
+  @Test
+  void aSubmitterRunsAtMostABatchThenTheContinuationGoesOnInOrder() {
+    java.util.ArrayDeque<Runnable> handedOff = new java.util.ArrayDeque<>();
+    SerialExecutor batched = new SerialExecutor(3, handedOff::add, errors::add);
+    List<Integer> log = new ArrayList<>();
+    Thread caller = Thread.currentThread();
+    batched.execute(
+        () -> {
+          for (int i = 1; i <= 7; i++) {
+            int n = i;
+            batched.execute(() -> log.add(n));
+          }
+          log.add(0);
+        });
+    assertEquals(List.of(0, 1, 2), log, "one batch on the submitter");
+    assertEquals(1, handedOff.size());
+    batched.execute(() -> log.add(8)); // behind: only queued
+    assertEquals(List.of(0, 1, 2), log);
+    while (!handedOff.isEmpty()) {
+      handedOff.poll().run(); // the continuation, a batch per call
+    }
+    assertEquals(List.of(0, 1, 2, 3, 4, 5, 6, 7, 8), log);
+    batched.execute(() -> log.add(9)); // idle again: runs on the caller at once
+    assertEquals(10, log.size());
+    assertSame(caller, Thread.currentThread());
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void aRejectedHandOffIsReportedAndTheTurnGoesOnWhereItIs() {
+    RuntimeException rejected = new java.util.concurrent.RejectedExecutionException("shut down");
+    SerialExecutor batched = new SerialExecutor(1, task -> { throw rejected; }, errors::add);
+    List<Integer> log = new ArrayList<>();
+    batched.execute(() -> {
+      batched.execute(() -> log.add(2));
+      batched.execute(() -> log.add(3));
+      log.add(1);
+    });
+    assertEquals(List.of(1, 2, 3), log);
+    assertEquals(List.of(rejected), errors);
+    batched.execute(() -> log.add(4));
+    assertEquals(List.of(1, 2, 3, 4), log);
+  }
+
+  @Test
+  void concurrentSubmittersWithHandOffsNeverOverlapAndEveryTaskRuns() throws InterruptedException {
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newSingleThreadExecutor();
+    try {
+      for (int iteration = 0; iteration < 50; iteration++) {
+        SerialExecutor batched = new SerialExecutor(4, pool, errors::add);
+        final int perThread = 200;
+        AtomicInteger inTask = new AtomicInteger();
+        AtomicInteger maxInTask = new AtomicInteger();
+        java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(2 * perThread);
+        ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
+        Runnable[] submitters = new Runnable[2];
+        for (int t = 0; t < 2; t++) {
+          final int submitter = t;
+          submitters[t] =
+              () -> {
+                for (int i = 0; i < perThread; i++) {
+                  final int id = submitter * perThread + i;
+                  batched.execute(
+                      () -> {
+                        maxInTask.accumulateAndGet(inTask.incrementAndGet(), Math::max);
+                        order.add(id);
+                        inTask.decrementAndGet();
+                        done.countDown();
+                      });
+                }
+              };
+        }
+        RaceTestUtils.race(submitters);
+        assertTrue(done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
+        assertEquals(1, maxInTask.get(), "iteration " + iteration + ": tasks overlapped");
+        int[] next = {0, perThread};
+        for (int id : order) {
+          int submitter = id / perThread;
+          assertEquals(next[submitter], id, "iteration " + iteration + ": out of order");
+          next[submitter]++;
+        }
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+    assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+  }
 }
