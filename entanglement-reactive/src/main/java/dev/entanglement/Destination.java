@@ -131,11 +131,27 @@ final class Destination {
    */
   final Map<OwnerId, Version> peerWatermarks = new HashMap<>();
   /**
-   * The engine's policy generation (refreshes counted) for which the peer has been offered, and
-   * sent, every state the policy shows it: carried over from its previous link at its CATCH_UP,
-   * advanced to the current generation each time the queue drains after that; null while unknown.
+   * What the peer has been sent: every state that the send policy of generation {@code
+   * policyGeneration} (refreshes counted) showed it, among those this node came to hold up to its
+   * count of arrivals {@code arrival}.
    */
-  @Nullable Long policyOffered;
+  record Offered(long policyGeneration, long arrival) {}
+
+  /**
+   * What had left for the peer when its queue last drained after its CATCH_UP was answered;
+   * carried over from its previous link at the CATCH_UP, null while unknown. Frames that left may
+   * still be lost with the link: see {@link #acknowledged}.
+   */
+  @Nullable Offered offered;
+  /**
+   * What the peer acknowledged: the PONG of a probe (a PING sent after {@link #probed} had left)
+   * came back, so it has processed every frame sent before. Carried over from its previous link
+   * at the CATCH_UP; null while unknown.
+   */
+  @Nullable Offered acknowledged;
+  /** The probe in flight, at most one: what had left before it, and its PING nonce. */
+  @Nullable Offered probed;
+  long probeNonce;
   /** Whether the peer's CATCH_UP has been answered (queued) on this link. */
   boolean catchUpAnswered;
   /** Keys withdrawn from the peer on this link since a state of them was last sent. */

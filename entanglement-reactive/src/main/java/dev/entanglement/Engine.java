@@ -139,12 +139,20 @@ final class Engine {
   /** Counts {@link #refreshPolicy} calls: what the send policy decides may have changed since. */
   private long policyGeneration;
   /**
-   * For each peer whose link closed, the generation it had been offered every allowed state for
-   * ({@link Destination#policyOffered}): if the policy was refreshed since, its next catch-up is
-   * offered every allowed state, since an object that became visible meanwhile, or whose offer was
-   * still queued when the link closed, may lie below its watermarks. Bounded; forgotten on restart.
+   * Counts the states this node came to hold (received or committed here): {@link
+   * StoredState#arrival} orders them by arrival, which, unlike versions, is the order in which a
+   * relay learns them: a relay can learn late a state below a watermark it already gave.
    */
-  private final Map<PeerId, Long> policyAtDetach = lru(PEERS_REMEMBERED);
+  private long arrivals;
+  /**
+   * For each peer whose link closed, what it had acknowledged receiving ({@link
+   * Destination#acknowledged}); its next catch-up is answered from there. A peer not in this map
+   * (never linked, forgotten on this node's restart, or beyond {@value #PEERS_REMEMBERED} peers) is
+   * offered every state the policy shows it. Bounded; in memory only.
+   */
+  private final Map<PeerId, Destination.Offered> offeredAtDetach = lru(PEERS_REMEMBERED);
+  /** The nonce of the last probe (see {@link Destination#probed}); negative, unlike keepalive's. */
+  private long probes;
   private long nextDestinationOrder;
   private boolean closed;
 
@@ -994,6 +1002,7 @@ final class Engine {
   }
 
   private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
+    st.arrival = ++arrivals;
     objects.put(st.key(), st);
     notifyWatchers(st.snapshot);
     markDirty(st, null);
@@ -1247,8 +1256,8 @@ final class Engine {
       d.watermarkFlush.dispose();
     }
     destinations.remove(d);
-    if (d.policyOffered != null) {
-      policyAtDetach.put(d.peer, d.policyOffered);
+    if (d.acknowledged != null) {
+      offeredAtDetach.put(d.peer, d.acknowledged);
     }
     d.out = null;
     for (List<Obligation> obs : d.outstanding.values()) {
@@ -1270,10 +1279,11 @@ final class Engine {
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null) {
-        scheduleWatermarkFlush(d);
-        if (d.catchUpAnswered) {
-          d.policyOffered = policyGeneration; // every state offered so far has left
+        if (d.catchUpAnswered && (d.offered == null
+            || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
+          d.offered = new Destination.Offered(policyGeneration, arrivals); // everything offered left
         }
+        scheduleWatermarkFlush(d);
         if (d.closeWhenFlushed) {
           // Completing the frames tells the transport to flush them, then close the link.
           d.out.onComplete();
@@ -1601,6 +1611,12 @@ final class Engine {
       onWatermark(d, w);
     } else if (m instanceof Message.Ping p) {
       sendControl(d, new Message.Pong(p.nonce()), 0);
+    } else if (m instanceof Message.Pong p) {
+      if (d.probed != null && p.nonce() == d.probeNonce) {
+        d.acknowledged = d.probed;
+        d.probed = null;
+        scheduleWatermarkFlush(d);
+      }
     } else if (m instanceof Message.GoAway g) {
       log.info("node {}: {} is going away: {} {}", nodeId, d.peer, g.code(), g.message());
       d.link.dispose();
@@ -1750,6 +1766,7 @@ final class Engine {
       return ErrorCode.UNAUTHORIZED;
     }
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
+    st.arrival = ++arrivals;
     objects.put(key, st);
     dropped.remove(key);
     if (store != null) {
@@ -2031,7 +2048,11 @@ final class Engine {
   }
 
   /**
-   * The peer says what it holds completely: send it only newer states, then a watermark per owner.
+   * The peer says what it holds completely: send it the states newer than that, and those that
+   * arrived here since its last link had sent it everything, then a watermark per owner. Its
+   * watermarks may come from a relay that may see less than it does, so they are trusted only for
+   * states this node had sent it: a state below them that arrived later (this node had it hidden
+   * from a relay too), or any state for a peer this node does not remember, is offered as well.
    * A peer that holds another epoch of an owner, or is behind the tombstones dropped by retention,
    * gets a full resync of that owner: every state, then a watermark that lets it drop the rest. A
    * peer whose last link closed before a policy refresh is also offered every state the policy now
@@ -2048,8 +2069,11 @@ final class Engine {
     for (StoredState st : objects.values()) {
       owners.add(st.owner());
     }
-    d.policyOffered = policyAtDetach.remove(d.peer);
-    boolean policyRefreshed = d.policyOffered != null && d.policyOffered != policyGeneration;
+    Destination.Offered was = offeredAtDetach.remove(d.peer);
+    d.offered = was;
+    d.acknowledged = was;
+    boolean policyRefreshed = was != null && was.policyGeneration() != policyGeneration;
+    long sentUpTo = was == null ? -1 : was.arrival(); // -1: nothing known, offer every state
     d.catchUpAnswered = true;
     Map<OwnerId, Boolean> full = new HashMap<>();
     for (OwnerId o : owners) {
@@ -2068,7 +2092,8 @@ final class Engine {
         // was down, or this newer state is hidden): queue a withdrawal.
         d.noteHeld(st.key(), st.version());
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
-      } else if (policyRefreshed || full.get(st.owner()) || st.version().isNewerThan(h)) {
+      } else if (policyRefreshed || full.get(st.owner()) || st.version().isNewerThan(h)
+          || st.arrival > sentUpTo) {
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }
@@ -2106,10 +2131,13 @@ final class Engine {
 
   /**
    * In steady state, tells a peer that caught up with everything queued for it how far it now is,
-   * at most once per second, so that its next catch-up asks only for what it missed.
+   * at most once per second, so that its next catch-up asks only for what it missed; and probes
+   * it (a PING) to learn that what left has arrived, so that this node answers its next catch-up
+   * from there (see {@link Destination#acknowledged}).
    */
   private void scheduleWatermarkFlush(Destination d) {
-    if (d.watermarkFlush != null || !d.ready || d.closed || watermarksToSend(d).isEmpty()) {
+    if (d.watermarkFlush != null || !d.ready || d.closed
+        || watermarksToSend(d).isEmpty() && !probeDue(d)) {
       return;
     }
     d.watermarkFlush =
@@ -2125,10 +2153,21 @@ final class Engine {
                         offer(d, new QueueKey(Lane.CONTROL, "wm:" + o), Integer.MAX_VALUE,
                             new Outbound.Watermark(o, false));
                       }
+                      if (probeDue(d)) {
+                        d.probed = d.offered;
+                        d.probeNonce = --probes;
+                        offer(d, new QueueKey(Lane.CONTROL, "probe"), Integer.MAX_VALUE,
+                            new Outbound.Control(new Message.Ping(d.probeNonce)));
+                      }
                       drain(d);
                     }),
             1,
             TimeUnit.SECONDS);
+  }
+
+  /** Whether more has left for the peer than it acknowledged, and no probe is in flight. */
+  private static boolean probeDue(Destination d) {
+    return d.offered != null && d.probed == null && !d.offered.equals(d.acknowledged);
   }
 
   private List<OwnerId> watermarksToSend(Destination d) {

@@ -19,13 +19,19 @@ import tools.jackson.databind.node.ObjectNode;
  * publish. Holding one form instead of three keeps a node that holds many objects cheap for the
  * garbage collector, which dominated the cost of sustained syncs when every version kept its tree.
  *
- * <p>Immutable except for the lazily set frame; a held tree is never mutated.
+ * <p>Immutable except for the lazily set frame and the arrival, which the engine sets once, before
+ * the state is visible in its map of objects; a held tree is never mutated.
  */
 final class StoredState {
   final TypeBinding<?> binding;
   final Snapshot<?> snapshot;
   private final @Nullable ObjectNode tree;
   private volatile byte @Nullable [] frame;
+  /**
+   * When this node came to hold this version, in its own order of arrival (see {@code
+   * Engine.arrivals}); 0 for a state reloaded from the store. Read on the engine's executor only.
+   */
+  long arrival;
 
   /**
    * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries
