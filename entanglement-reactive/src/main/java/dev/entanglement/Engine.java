@@ -1347,7 +1347,10 @@ final class Engine {
         return null;
       }
       d.held.remove(key);
-      return x == null ? null : withdrawFrame(key, x.state().owner(), x.upTo());
+      // Gone at the source up to upTo; hidden only as far as this node knows it: at its version
+      // (the peer may hold a newer state, which this node's policy has not judged).
+      return x == null ? null
+          : withdrawFrame(key, x.state().owner(), x.gone() ? x.upTo() : x.state().version());
     }
     if (!sendAllowed(d.peer, st)) {
       if (held != null || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
