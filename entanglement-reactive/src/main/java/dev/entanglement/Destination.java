@@ -160,6 +160,11 @@ final class Destination {
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
   /** Keys received from the peer per owner, until the peer's first watermark for that owner. */
   final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
+  /**
+   * Owners of states refused from the peer on this link because it was not on their path: its
+   * watermarks for them may cover a refused state, so they are not adopted from it.
+   */
+  final java.util.Set<OwnerId> refusedOwners = new java.util.HashSet<>();
   /** Owners whose first watermark from the peer has arrived. */
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
   /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */

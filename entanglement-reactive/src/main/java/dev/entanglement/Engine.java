@@ -1719,6 +1719,8 @@ final class Engine {
       return null;
     }
     if (!routes.onPath(from, owner)) {
+      // Possibly a route change that overtook the state: its watermark must not cover it here.
+      from.refusedOwners.add(owner);
       return ErrorCode.BAD_OWNER;
     }
     if (!listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
@@ -2189,7 +2191,7 @@ final class Engine {
 
   private void onWatermark(Destination d, Message.Watermark w) {
     OwnerId owner = OwnerId.of(w.owner());
-    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
+    if (localOwners.containsKey(owner) || !routes.onPath(d, owner) || d.refusedOwners.contains(owner)) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());
