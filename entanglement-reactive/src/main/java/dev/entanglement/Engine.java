@@ -2094,8 +2094,9 @@ final class Engine {
       if (h != null && !st.deleted() && !sendAllowed(d.peer, st)
           && !RouteTable.ownedBy(d, st.owner())) {
         // The peer may hold this object from before the policy hid it (a change while the link
-        // was down, or this newer state is hidden): queue a withdrawal.
-        d.noteHeld(st.key(), st.version());
+        // was down, or this newer state is hidden): queue a withdrawal (stateFrame withdraws it
+        // because the peer named the owner). Not noted as held: if a refresh shows the state
+        // before the withdrawal leaves, the state itself must leave.
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       } else if (policyRefreshed || full.get(st.owner()) || st.version().isNewerThan(h)
           || st.arrival > sentUpTo) {
