@@ -1733,7 +1733,11 @@ final class Engine {
     if (cur != null) {
       key = cur.key(); // one key instance per object: the received one is garbage at once
     }
-    from.noteHeld(key, v);
+    if (!from.withdrawn.contains(key) || cur != null && v.isNewerThan(cur.version())) {
+      // Not when it withdrew this key from the peer and the state is not newer: that state
+      // crossed the withdrawal, and the peer drops it on receiving it.
+      from.noteHeld(key, v);
+    }
     if (cur == null) {
       Dropped gone = dropped.get(key);
       if (gone != null && gone.state().owner().equals(owner) && gone.upTo().isNewerThan(v)) {

@@ -352,4 +352,30 @@ class CatchUpTest {
       assertEquals(200.0, mesh.get("s").get(CURSOR, "h").orElseThrow().value().x());
     }
   }
+
+  @Test
+  @DisplayName("a peer's state that crossed the withdrawal of that state is not taken as held: a refresh that shows it sends it")
+  void stateCrossingAWithdrawalIsNotTakenAsHeld() {
+    java.util.concurrent.atomic.AtomicBoolean hideFromB = new java.util.concurrent.atomic.AtomicBoolean();
+    Registry reg = Registry.builder("b-hidden").type(CURSOR).policy(TestMesh.sendingOnly(
+        (destination, s) -> !(hideFromB.get() && destination.value().equals("b")))).build();
+    try (TestMesh mesh = new TestMesh()) {
+      for (String n : List.of("o", "a", "b")) {
+        mesh.node(n, reg, b -> {});
+      }
+      mesh.connect("o", "a");
+      mesh.connect("o", "b");
+      mesh.get("o").publish(new Cursor("k", 1, 1)).block(); // a and b hold k
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("o", "b");
+      hideFromB.set(true); // b may not see k any more, but nobody linked to it can tell it yet
+      // a withdraws k from b (b's CATCH_UP names owner-o) while b, which does not know a, sends
+      // it k: the two cross.
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("b").get(CURSOR, "k").isEmpty(), "withdrawn from b");
+      hideFromB.set(false);
+      mesh.get("a").refreshPolicy().block();
+      assertEquals(1.0, mesh.get("b").get(CURSOR, "k").orElseThrow().value().x());
+    }
+  }
 }
