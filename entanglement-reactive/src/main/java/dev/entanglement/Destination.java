@@ -149,6 +149,8 @@ final class Destination {
    * at the CATCH_UP; null while unknown.
    */
   @Nullable Offered acknowledged;
+  /** Whether the watermark flush asked for a probe, sent when the queue next drains. */
+  boolean probeWanted;
   /** The probe in flight, at most one: what had left before it, and its PING nonce. */
   @Nullable Offered probed;
   long probeNonce;

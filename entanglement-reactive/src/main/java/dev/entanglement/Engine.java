@@ -1278,11 +1278,19 @@ final class Engine {
   private void drain(Destination d) {
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
+      if (o == null && d.catchUpAnswered && (d.offered == null
+          || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
+        d.offered = new Destination.Offered(policyGeneration, arrivals); // everything offered left
+      }
+      if (o == null && d.probeWanted && probeDue(d) && !d.closeWhenFlushed) {
+        // Sent from an empty queue, so it takes no place in it: the queue stays within one entry
+        // per object and per owner's watermark.
+        d.probeWanted = false;
+        d.probed = d.offered;
+        d.probeNonce = --probes;
+        o = new Outbound.Control(new Message.Ping(d.probeNonce));
+      }
       if (o == null) {
-        if (d.catchUpAnswered && (d.offered == null
-            || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
-          d.offered = new Destination.Offered(policyGeneration, arrivals); // everything offered left
-        }
         scheduleWatermarkFlush(d);
         if (d.closeWhenFlushed) {
           // Completing the frames tells the transport to flush them, then close the link.
@@ -2163,12 +2171,7 @@ final class Engine {
                         offer(d, new QueueKey(Lane.CONTROL, "wm:" + o), Integer.MAX_VALUE,
                             new Outbound.Watermark(o, false));
                       }
-                      if (probeDue(d)) {
-                        d.probed = d.offered;
-                        d.probeNonce = --probes;
-                        offer(d, new QueueKey(Lane.CONTROL, "probe"), Integer.MAX_VALUE,
-                            new Outbound.Control(new Message.Ping(d.probeNonce)));
-                      }
+                      d.probeWanted = probeDue(d); // sent once the queue has drained
                       drain(d);
                     }),
             1,
