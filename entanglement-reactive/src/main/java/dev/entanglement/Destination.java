@@ -131,11 +131,29 @@ final class Destination {
    */
   final Map<OwnerId, Version> peerWatermarks = new HashMap<>();
   /**
-   * The engine's policy generation (refreshes counted) for which the peer has been offered, and
-   * sent, every state the policy shows it: carried over from its previous link at its CATCH_UP,
-   * advanced to the current generation each time the queue drains after that; null while unknown.
+   * What the peer has been sent: every state that the send policy of generation {@code
+   * policyGeneration} (refreshes counted) showed it, among those this node came to hold up to its
+   * count of arrivals {@code arrival}.
    */
-  @Nullable Long policyOffered;
+  record Offered(long policyGeneration, long arrival) {}
+
+  /**
+   * What had left for the peer when its queue last drained after its CATCH_UP was answered;
+   * carried over from its previous link at the CATCH_UP, null while unknown. Frames that left may
+   * still be lost with the link: see {@link #acknowledged}.
+   */
+  @Nullable Offered offered;
+  /**
+   * What the peer acknowledged: the PONG of a probe (a PING sent after {@link #probed} had left)
+   * came back, so it has processed every frame sent before. Carried over from its previous link
+   * at the CATCH_UP; null while unknown.
+   */
+  @Nullable Offered acknowledged;
+  /** Whether the watermark flush asked for a probe, sent when the queue next drains. */
+  boolean probeWanted;
+  /** The probe in flight, at most one: what had left before it, and its PING nonce. */
+  @Nullable Offered probed;
+  long probeNonce;
   /** Whether the peer's CATCH_UP has been answered (queued) on this link. */
   boolean catchUpAnswered;
   /** Keys withdrawn from the peer on this link since a state of them was last sent. */
@@ -144,6 +162,11 @@ final class Destination {
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
   /** Keys received from the peer per owner, until the peer's first watermark for that owner. */
   final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
+  /**
+   * Owners of states refused from the peer on this link because it was not on their path: its
+   * watermarks for them may cover a refused state, so they are not adopted from it.
+   */
+  final java.util.Set<OwnerId> refusedOwners = new java.util.HashSet<>();
   /** Owners whose first watermark from the peer has arrived. */
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
   /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */

@@ -142,12 +142,20 @@ final class Engine {
   /** Counts {@link #refreshPolicy} calls: what the send policy decides may have changed since. */
   private long policyGeneration;
   /**
-   * For each peer whose link closed, the generation it had been offered every allowed state for
-   * ({@link Destination#policyOffered}): if the policy was refreshed since, its next catch-up is
-   * offered every allowed state, since an object that became visible meanwhile, or whose offer was
-   * still queued when the link closed, may lie below its watermarks. Bounded; forgotten on restart.
+   * Counts the states this node came to hold (received or committed here): {@link
+   * StoredState#arrival} orders them by arrival, which, unlike versions, is the order in which a
+   * relay learns them: a relay can learn late a state below a watermark it already gave.
    */
-  private final Map<PeerId, Long> policyAtDetach = lru(PEERS_REMEMBERED);
+  private long arrivals;
+  /**
+   * For each peer whose link closed, what it had acknowledged receiving ({@link
+   * Destination#acknowledged}); its next catch-up is answered from there. A peer not in this map
+   * (never linked, forgotten on this node's restart, or beyond {@value #PEERS_REMEMBERED} peers) is
+   * offered every state the policy shows it. Bounded; in memory only.
+   */
+  private final Map<PeerId, Destination.Offered> offeredAtDetach = lru(PEERS_REMEMBERED);
+  /** The nonce of the last probe (see {@link Destination#probed}); negative, unlike keepalive's. */
+  private long probes;
   private long nextDestinationOrder;
   private boolean closed;
 
@@ -1002,6 +1010,7 @@ final class Engine {
   }
 
   private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
+    st.arrival = ++arrivals;
     objects.put(st.key(), st);
     notifyWatchers(st.snapshot);
     markDirty(st, null);
@@ -1261,8 +1270,8 @@ final class Engine {
       d.watermarkFlush.dispose();
     }
     destinations.remove(d);
-    if (d.policyOffered != null) {
-      policyAtDetach.put(d.peer, d.policyOffered);
+    if (d.acknowledged != null) {
+      offeredAtDetach.put(d.peer, d.acknowledged);
     }
     d.out = null;
     for (List<Obligation> obs : d.outstanding.values()) {
@@ -1293,11 +1302,20 @@ final class Engine {
   private void drain(Destination d) {
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
+      if (o == null && d.catchUpAnswered && (d.offered == null
+          || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
+        d.offered = new Destination.Offered(policyGeneration, arrivals); // everything offered left
+      }
+      if (o == null && d.probeWanted && probeDue(d) && !d.closeWhenFlushed) {
+        // Sent from an empty queue, so it takes no place in it: the queue stays within one entry
+        // per object and per owner's watermark.
+        d.probeWanted = false;
+        d.probed = d.offered;
+        d.probeNonce = --probes;
+        o = new Outbound.Control(new Message.Ping(d.probeNonce));
+      }
       if (o == null) {
         scheduleWatermarkFlush(d);
-        if (d.catchUpAnswered) {
-          d.policyOffered = policyGeneration; // every state offered so far has left
-        }
         if (d.closeWhenFlushed) {
           // Completing the frames tells the transport to flush them, then close the link.
           d.out.onComplete();
@@ -1648,6 +1666,12 @@ final class Engine {
       onWatermark(d, w);
     } else if (m instanceof Message.Ping p) {
       sendControl(d, new Message.Pong(p.nonce()), 0);
+    } else if (m instanceof Message.Pong p) {
+      if (d.probed != null && p.nonce() == d.probeNonce) {
+        d.acknowledged = d.probed;
+        d.probed = null;
+        scheduleWatermarkFlush(d);
+      }
     } else if (m instanceof Message.GoAway g) {
       log.info("node {}: {} is going away: {} {}", nodeId, d.peer, g.code(), g.message());
       d.link.dispose();
@@ -1747,6 +1771,8 @@ final class Engine {
       return null;
     }
     if (!routes.onPath(from, owner)) {
+      // Possibly a route change that overtook the state: its watermark must not cover it here.
+      from.refusedOwners.add(owner);
       return ErrorCode.BAD_OWNER;
     }
     if (!listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
@@ -1759,7 +1785,11 @@ final class Engine {
     if (cur != null) {
       key = cur.key(); // one key instance per object: the received one is garbage at once
     }
-    from.noteHeld(key, v);
+    if (!from.withdrawn.contains(key) || cur != null && v.isNewerThan(cur.version())) {
+      // Not when it withdrew this key from the peer and the state is not newer: that state
+      // crossed the withdrawal, and the peer drops it on receiving it.
+      from.noteHeld(key, v);
+    }
     if (cur == null) {
       Dropped gone = dropped.get(key);
       if (gone != null && gone.state().owner().equals(owner) && gone.upTo().isNewerThan(v)) {
@@ -1797,6 +1827,7 @@ final class Engine {
       return ErrorCode.UNAUTHORIZED;
     }
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
+    st.arrival = ++arrivals;
     objects.put(key, st);
     dropped.remove(key);
     if (store != null) {
@@ -2084,7 +2115,11 @@ final class Engine {
   }
 
   /**
-   * The peer says what it holds completely: send it only newer states, then a watermark per owner.
+   * The peer says what it holds completely: send it the states newer than that, and those that
+   * arrived here since its last link had sent it everything, then a watermark per owner. Its
+   * watermarks may come from a relay that may see less than it does, so they are trusted only for
+   * states this node had sent it: a state below them that arrived later (this node had it hidden
+   * from a relay too), or any state for a peer this node does not remember, is offered as well.
    * A peer that holds another epoch of an owner, or is behind the tombstones dropped by retention,
    * gets a full resync of that owner: every state, then a watermark that lets it drop the rest. A
    * peer whose last link closed before a policy refresh is also offered every state the policy now
@@ -2101,8 +2136,11 @@ final class Engine {
     for (StoredState st : objects.values()) {
       owners.add(st.owner());
     }
-    d.policyOffered = policyAtDetach.remove(d.peer);
-    boolean policyRefreshed = d.policyOffered != null && d.policyOffered != policyGeneration;
+    Destination.Offered was = offeredAtDetach.remove(d.peer);
+    d.offered = was;
+    d.acknowledged = was;
+    boolean policyRefreshed = was != null && was.policyGeneration() != policyGeneration;
+    long sentUpTo = was == null ? -1 : was.arrival(); // -1: nothing known, offer every state
     d.catchUpAnswered = true;
     Map<OwnerId, Boolean> full = new HashMap<>();
     for (OwnerId o : owners) {
@@ -2118,10 +2156,12 @@ final class Engine {
       if (h != null && !st.deleted() && !sendAllowed(d.peer, st)
           && !RouteTable.ownedBy(d, st.owner())) {
         // The peer may hold this object from before the policy hid it (a change while the link
-        // was down, or this newer state is hidden): queue a withdrawal.
-        d.noteHeld(st.key(), st.version());
+        // was down, or this newer state is hidden): queue a withdrawal (stateFrame withdraws it
+        // because the peer named the owner). Not noted as held: if a refresh shows the state
+        // before the withdrawal leaves, the state itself must leave.
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
-      } else if (policyRefreshed || full.get(st.owner()) || st.version().isNewerThan(h)) {
+      } else if (policyRefreshed || full.get(st.owner()) || st.version().isNewerThan(h)
+          || st.arrival > sentUpTo) {
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }
@@ -2159,10 +2199,13 @@ final class Engine {
 
   /**
    * In steady state, tells a peer that caught up with everything queued for it how far it now is,
-   * at most once per second, so that its next catch-up asks only for what it missed.
+   * at most once per second, so that its next catch-up asks only for what it missed; and probes
+   * it (a PING) to learn that what left has arrived, so that this node answers its next catch-up
+   * from there (see {@link Destination#acknowledged}).
    */
   private void scheduleWatermarkFlush(Destination d) {
-    if (d.watermarkFlush != null || !d.ready || d.closed || watermarksToSend(d).isEmpty()) {
+    if (d.watermarkFlush != null || !d.ready || d.closed
+        || watermarksToSend(d).isEmpty() && !probeDue(d)) {
       return;
     }
     d.watermarkFlush =
@@ -2178,10 +2221,16 @@ final class Engine {
                         offer(d, new QueueKey(Lane.CONTROL, "wm:" + o), Integer.MAX_VALUE,
                             new Outbound.Watermark(o, false));
                       }
+                      d.probeWanted = probeDue(d); // sent once the queue has drained
                       drain(d);
                     }),
             1,
             TimeUnit.SECONDS);
+  }
+
+  /** Whether more has left for the peer than it acknowledged, and no probe is in flight. */
+  private static boolean probeDue(Destination d) {
+    return d.offered != null && d.probed == null && !d.offered.equals(d.acknowledged);
   }
 
   private List<OwnerId> watermarksToSend(Destination d) {
@@ -2200,7 +2249,7 @@ final class Engine {
 
   private void onWatermark(Destination d, Message.Watermark w) {
     OwnerId owner = OwnerId.of(w.owner());
-    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
+    if (localOwners.containsKey(owner) || !routes.onPath(d, owner) || d.refusedOwners.contains(owner)) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());

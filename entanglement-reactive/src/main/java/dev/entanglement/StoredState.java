@@ -26,8 +26,9 @@ import tools.jackson.databind.node.ObjectNode;
  * frame is dropped, and encoded again from the value if a later catch-up needs it. A received frame
  * is the source of the attributes and is always kept.
  *
- * <p>Immutable except for the frame and its user count, which only the engine's serial executor
- * touches; a held tree is never mutated.
+ * <p>Immutable except for the frame and its user count, and the arrival, which the engine sets
+ * once, before the state is visible in its map of objects; only the engine's serial executor
+ * touches them. A held tree is never mutated.
  */
 final class StoredState {
   final TypeBinding<?> binding;
@@ -38,6 +39,11 @@ final class StoredState {
   private byte @Nullable [] frame;
   /** Destinations this version is queued for, plus one while it is being committed. */
   private int frameUsers;
+  /**
+   * When this node came to hold this version, in its own order of arrival (see {@code
+   * Engine.arrivals}); 0 for a state reloaded from the store. Read on the engine's executor only.
+   */
+  long arrival;
 
   /**
    * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries

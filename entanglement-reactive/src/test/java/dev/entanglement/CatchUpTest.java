@@ -6,10 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.store.InMemoryStateStore;
 import java.time.Duration;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
@@ -232,6 +234,148 @@ class CatchUpTest {
       assertTrue(mesh.get("c").get(CURSOR, "k").isEmpty(), "a withdraws k from c");
       assertTrue(atC.get(atC.size() - 1).deleted());
       assertFalse(atC.stream().anyMatch(s -> s.value() != null && s.value().x() >= 100));
+    }
+  }
+
+  /**
+   * Owner o hides big cursors from relay r; staff s holds r's watermark for o, which covers "h",
+   * a big cursor committed while the link o–s was down and never sent to r. The registry policy
+   * applies at every node.
+   */
+  private static TestMesh relayMesh(Consumer<EntanglementNode.Builder> ownerConfig, String... nodes) {
+    TestMesh mesh = new TestMesh();
+    Registry reg = Registry.builder("big").type(CURSOR).policy(TestMesh.bigCursorsHiddenFrom("r")).build();
+    mesh.node("o", reg, ownerConfig);
+    for (String n : nodes) {
+      mesh.node(n, reg, b -> {});
+    }
+    return mesh;
+  }
+
+  /**
+   * The owner commits "h" (hidden from r), then "v", so that r's watermark, which r's neighbours
+   * adopt, covers "h". A watermark leaves a second after the queue drains: "w" drains r's queues
+   * once r has the owner's watermark.
+   */
+  private static void commitHiddenThenVisible(TestMesh mesh) {
+    mesh.get("o").publish(new Cursor("h", 200, 1)).block();
+    mesh.get("o").publish(new Cursor("v", 1, 1)).block();
+    mesh.advance(Duration.ofSeconds(2));
+    mesh.get("o").publish(new Cursor("w", 1, 1)).block();
+    mesh.advance(Duration.ofSeconds(2));
+  }
+
+  @Test
+  @DisplayName("a peer that adopted a relay's watermark still gets from the owner what was hidden from the relay")
+  void relayWatermarkDoesNotHideWhatTheRelayMayNotSee() {
+    try (TestMesh mesh = relayMesh(b -> {}, "r", "s")) {
+      mesh.connect("o", "r");
+      mesh.connect("r", "s");
+      mesh.connect("o", "s");
+      mesh.get("o").publish(new Cursor("first", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("o", "s");
+      commitHiddenThenVisible(mesh);
+      assertTrue(mesh.get("s").get(CURSOR, "h").isEmpty(), "r never had h");
+      assertEquals(1.0, mesh.get("s").get(CURSOR, "v").orElseThrow().value().x(), "v came through r");
+      mesh.connect("o", "s"); // s asks o only for what is above r's watermark
+      assertEquals(200.0, mesh.get("s").get(CURSOR, "h").orElseThrow().value().x());
+      // The owner remembers s: a later reconnect without changes resends no state.
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("o", "s");
+      mesh.connect("o", "s");
+      long frames = mesh.get("o").stats().peers().stream()
+          .filter(p -> p.peer().value().equals("s")).findFirst().orElseThrow().framesSent();
+      assertTrue(frames <= 6, "HELLO, ROUTES twice, CATCH_UP, a watermark per owner; no state: " + frames);
+    }
+  }
+
+  @Test
+  @DisplayName("an owner that restarted and forgot a peer offers it every state, since the peer's watermarks may come from a relay that sees less")
+  void restartedOwnerOffersEverythingToAForgottenPeer() {
+    InMemoryStateStore store = new InMemoryStateStore();
+    try (TestMesh mesh = relayMesh(b -> b.store(store), "r", "s")) {
+      mesh.get("o").start().block();
+      mesh.connect("o", "r");
+      mesh.connect("r", "s");
+      mesh.connect("o", "s");
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("o", "s");
+      commitHiddenThenVisible(mesh);
+      mesh.disconnect("o", "r");
+      Registry reg = Registry.builder("big").type(CURSOR).policy(TestMesh.bigCursorsHiddenFrom("r")).build();
+      mesh.nodes.remove("o").close().block();
+      mesh.node("o", reg, b -> b.store(store)).start().block();
+      mesh.connect("o", "s");
+      assertEquals(200.0, mesh.get("s").get(CURSOR, "h").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("a relay that learns a state below a watermark it gave a peer sends it at the peer's next catch-up")
+  void stateLearnedLateBelowAGivenWatermarkIsSent() {
+    // o – r – p – s, then o – p: p learns h from o only after it gave s r's watermark, which
+    // covers h.
+    try (TestMesh mesh = relayMesh(b -> {}, "r", "p", "s")) {
+      mesh.connect("o", "r");
+      mesh.connect("r", "p");
+      mesh.connect("p", "s");
+      mesh.advance(Duration.ofSeconds(2));
+      commitHiddenThenVisible(mesh);
+      assertEquals(1.0, mesh.get("s").get(CURSOR, "v").orElseThrow().value().x());
+      mesh.disconnect("p", "s");
+      mesh.connect("o", "p");
+      assertEquals(200.0, mesh.get("p").get(CURSOR, "h").orElseThrow().value().x());
+      mesh.connect("p", "s");
+      assertEquals(200.0, mesh.get("s").get(CURSOR, "h").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("a state lost in flight when the link closed is sent again, though the peer's watermark from a relay covers it")
+  void stateLostInFlightIsSentAgain() {
+    try (TestMesh mesh = relayMesh(b -> {}, "r", "s")) {
+      mesh.connect("o", "r");
+      mesh.connect("r", "s");
+      mesh.connect("o", "s", dev.entanglement.transport.LocalTransport.builder()
+          .scheduler(mesh.clock).latency(Duration.ofMillis(50)).build());
+      mesh.advance(Duration.ofSeconds(2)); // o knows what s received
+      mesh.get("o").publish(new Cursor("h", 200, 1)).block(); // leaves for s at once
+      mesh.advance(Duration.ofMillis(10));
+      mesh.disconnect("o", "s"); // h was still on its way
+      mesh.get("o").publish(new Cursor("v", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.get("o").publish(new Cursor("w", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2)); // s holds r's watermark, which covers h
+      assertTrue(mesh.get("s").get(CURSOR, "h").isEmpty(), "h was lost with the link");
+      mesh.connect("o", "s");
+      assertEquals(200.0, mesh.get("s").get(CURSOR, "h").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("a peer's state that crossed the withdrawal of that state is not taken as held: a refresh that shows it sends it")
+  void stateCrossingAWithdrawalIsNotTakenAsHeld() {
+    java.util.concurrent.atomic.AtomicBoolean hideFromB = new java.util.concurrent.atomic.AtomicBoolean();
+    Registry reg = Registry.builder("b-hidden").type(CURSOR).policy(TestMesh.sendingOnly(
+        (destination, s) -> !(hideFromB.get() && destination.value().equals("b")))).build();
+    try (TestMesh mesh = new TestMesh()) {
+      for (String n : List.of("o", "a", "b")) {
+        mesh.node(n, reg, b -> {});
+      }
+      mesh.connect("o", "a");
+      mesh.connect("o", "b");
+      mesh.get("o").publish(new Cursor("k", 1, 1)).block(); // a and b hold k
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("o", "b");
+      hideFromB.set(true); // b may not see k any more, but nobody linked to it can tell it yet
+      // a withdraws k from b (b's CATCH_UP names owner-o) while b, which does not know a, sends
+      // it k: the two cross.
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("b").get(CURSOR, "k").isEmpty(), "withdrawn from b");
+      hideFromB.set(false);
+      mesh.get("a").refreshPolicy().block();
+      assertEquals(1.0, mesh.get("b").get(CURSOR, "k").orElseThrow().value().x());
     }
   }
 }

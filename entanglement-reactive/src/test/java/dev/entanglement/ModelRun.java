@@ -78,13 +78,11 @@ final class ModelRun implements AutoCloseable {
   private static final String TRACE_KEY = System.getProperty("model.traceKey", "");
 
   /**
-   * Whether every node calls refreshPolicy() once more after the links are healed. On by default:
-   * a relay answers catch-up with its own watermark, which covers only what the relay may see; a
-   * peer that may see more adopts it and later asks the owner only for newer states, so an object
-   * hidden from the relay can stay missing there (see docs/RELIABILITY.md, design decision 2).
+   * Whether every node calls refreshPolicy() once more after the links are healed. Off by default:
+   * catch-up alone must bring every node what its policy allows (docs/RELIABILITY.md, design
+   * decision 2); on, it hides catch-up defects.
    */
-  static final boolean FINAL_REFRESH =
-      Boolean.parseBoolean(System.getProperty("model.finalRefresh", "true"));
+  static final boolean FINAL_REFRESH = Boolean.getBoolean("model.finalRefresh");
 
   /**
    * Whether non-owners may propose, create, delete and commit transitions on shapes. On by default

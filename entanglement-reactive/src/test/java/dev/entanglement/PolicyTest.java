@@ -282,6 +282,29 @@ class PolicyTest {
   }
 
   @Test
+  @DisplayName("a relay withdraws the state it dropped at that state's version, not at the newer version it was withdrawn up to")
+  void relayWithdrawsTheVersionItKnows() {
+    // Big cursors are hidden from a, small ones from b (the policy of every node).
+    Registry reg = Registry.builder("sizes").type(CURSOR).policy(TestMesh.sendingOnly((destination, s) ->
+        !(s.value() instanceof Cursor c && (c.x() >= 100
+            ? destination.value().equals("a") : destination.value().equals("b"))))).build();
+    try (TestMesh mesh = new TestMesh()) {
+      for (String n : List.of("o", "a", "b")) {
+        mesh.node(n, reg, b -> {});
+      }
+      mesh.connect("o", "a");
+      mesh.connect("o", "b");
+      mesh.get("o").publish(new Cursor("k", 1, 1)).block(); // a holds it; hidden from b
+      mesh.get("o").publish(new Cursor("k", 200, 1)).block(); // withdrawn from a; b holds it
+      assertTrue(mesh.get("a").get(CURSOR, "k").isEmpty());
+      Version held = mesh.get("b").get(CURSOR, "k").orElseThrow().version();
+      // b's CATCH_UP names owner-o; a's policy hides the small state it dropped from b.
+      mesh.connect("a", "b");
+      assertEquals(held, mesh.get("b").get(CURSOR, "k").orElseThrow().version(), "b keeps the newer state");
+    }
+  }
+
+  @Test
   @DisplayName("a withdrawal covers the version it names: a newer state stays, an older one is refused after it")
   void withdrawalIsVersioned() {
     Policy hideBig =

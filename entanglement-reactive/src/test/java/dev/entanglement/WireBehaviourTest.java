@@ -130,6 +130,27 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a watermark from a peer whose state of that owner was refused (no route yet) is not adopted")
+  void watermarkAfterARefusedStateIsNotAdopted() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("z");
+      mesh.connect("a", "z"); // z announces owner-z to a
+      mesh.get("z").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-z", 9, 9)); // before x's ROUTES names owner-z: refused
+      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
+      peer.send(new Message.Routes(Map.of("owner-z", 1)));
+      peer.send(new Message.Watermark("owner-z", 1, 10, false));
+      RawPeer later = new RawPeer(mesh, "a", "y");
+      Message.Mark claim = later.of(Message.CatchUp.class).get(0).holds().stream()
+          .filter(m -> m.owner().equals("owner-z")).findFirst().orElseThrow();
+      assertTrue(claim.serial() < 9, "a does not hold serial 9 of owner-z: " + claim);
+    }
+  }
+
+  @Test
   @DisplayName("a replayed old version is ignored and the sender is brought up to date")
   void replayIgnored() {
     try (TestMesh mesh = new TestMesh()) {
