@@ -93,12 +93,32 @@ class SerialExecutorTest {
 
   @Test
   void concurrentSubmittersNeverOverlapAndEveryTaskRuns() {
-    final int perThread = 100;
     for (int iteration = 0; iteration < 200; iteration++) {
-      AtomicInteger inTask = new AtomicInteger();
-      AtomicInteger maxInTask = new AtomicInteger();
-      AtomicInteger ran = new AtomicInteger();
-      ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
+      Race race = new Race(100);
+      race.run(executor);
+      // every task submitted has run by the time every execute() call has returned
+      race.assertRanAloneInOrder("iteration " + iteration);
+    }
+    assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+  }
+
+  /**
+   * Two threads racing to submit {@code perThread} tasks each; records whether tasks overlapped
+   * and the order they ran in.
+   */
+  private static final class Race {
+    final int perThread;
+    final AtomicInteger inTask = new AtomicInteger();
+    final AtomicInteger maxInTask = new AtomicInteger();
+    final ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
+    final java.util.concurrent.CountDownLatch done;
+
+    Race(int perThread) {
+      this.perThread = perThread;
+      this.done = new java.util.concurrent.CountDownLatch(2 * perThread);
+    }
+
+    void run(java.util.concurrent.Executor executor) {
       Runnable[] submitters = new Runnable[2];
       for (int t = 0; t < 2; t++) {
         final int submitter = t;
@@ -108,29 +128,28 @@ class SerialExecutorTest {
                 final int id = submitter * perThread + i;
                 executor.execute(
                     () -> {
-                      int now = inTask.incrementAndGet();
-                      maxInTask.accumulateAndGet(now, Math::max);
+                      maxInTask.accumulateAndGet(inTask.incrementAndGet(), Math::max);
                       order.add(id);
-                      ran.incrementAndGet();
                       inTask.decrementAndGet();
+                      done.countDown();
                     });
               }
             };
       }
       RaceTestUtils.race(submitters);
+    }
 
-      // every task submitted has run by the time every execute() call has returned
-      assertEquals(2 * perThread, ran.get(), "iteration " + iteration);
-      assertEquals(1, maxInTask.get(), "iteration " + iteration + ": tasks overlapped");
-      // each submitter's tasks ran in its submission order
+    /** Every task ran, never two at once, each submitter's in its submission order. */
+    void assertRanAloneInOrder(String context) {
+      assertEquals(0, done.getCount(), context + ": not every task ran");
+      assertEquals(1, maxInTask.get(), context + ": tasks overlapped");
       int[] next = {0, perThread};
       for (int id : order) {
         int submitter = id / perThread;
-        assertEquals(next[submitter], id, "iteration " + iteration + ": out of order");
+        assertEquals(next[submitter], id, context + ": out of order");
         next[submitter]++;
       }
     }
-    assertTrue(errors.isEmpty(), () -> "errors: " + errors);
   }
 
   @Test
@@ -182,38 +201,10 @@ class SerialExecutorTest {
     java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newSingleThreadExecutor();
     try {
       for (int iteration = 0; iteration < 50; iteration++) {
-        SerialExecutor batched = new SerialExecutor(4, pool, errors::add);
-        final int perThread = 200;
-        AtomicInteger inTask = new AtomicInteger();
-        AtomicInteger maxInTask = new AtomicInteger();
-        java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(2 * perThread);
-        ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
-        Runnable[] submitters = new Runnable[2];
-        for (int t = 0; t < 2; t++) {
-          final int submitter = t;
-          submitters[t] =
-              () -> {
-                for (int i = 0; i < perThread; i++) {
-                  final int id = submitter * perThread + i;
-                  batched.execute(
-                      () -> {
-                        maxInTask.accumulateAndGet(inTask.incrementAndGet(), Math::max);
-                        order.add(id);
-                        inTask.decrementAndGet();
-                        done.countDown();
-                      });
-                }
-              };
-        }
-        RaceTestUtils.race(submitters);
-        assertTrue(done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
-        assertEquals(1, maxInTask.get(), "iteration " + iteration + ": tasks overlapped");
-        int[] next = {0, perThread};
-        for (int id : order) {
-          int submitter = id / perThread;
-          assertEquals(next[submitter], id, "iteration " + iteration + ": out of order");
-          next[submitter]++;
-        }
+        Race race = new Race(200);
+        race.run(new SerialExecutor(4, pool, errors::add));
+        assertTrue(race.done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
+        race.assertRanAloneInOrder("iteration " + iteration);
       }
     } finally {
       pool.shutdownNow();
