@@ -1630,6 +1630,13 @@ final class Engine {
 
   private void dispatch(Destination d, Message m, byte[] frame) {
     if (!d.ready && !(m instanceof Message.Hello)) {
+      if (m instanceof Message.Error e) {
+        // The peer refused the link before its HELLO (its transport keeps another connection to
+        // this node, or does not know it): nothing to answer, an ERROR is never answered.
+        log.warn("node {}: {} refused the link: {} {}", nodeId, d.peer, brief(e.code()), brief(e.message()));
+        d.link.dispose();
+        return;
+      }
       protocolError(d, ErrorCode.INVALID_OPERATION, "the first message must be HELLO");
       return;
     }

@@ -655,4 +655,16 @@ class WireBehaviourTest {
       assertTrue(!a.isConnected(PeerId.of("broken")));
     }
   }
+
+  @Test
+  @DisplayName("an ERROR before HELLO (a refused dial) closes the link without an ERROR in reply")
+  void refusalBeforeHelloIsNotAnswered() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(new Message.Error(0, "UNAUTHORIZED", "refused"));
+      assertTrue(peer.closed, "link closed");
+      assertTrue(peer.of(Message.Error.class).isEmpty(), "answered with " + peer.of(Message.Error.class));
+    }
+  }
 }
