@@ -532,6 +532,11 @@ export class EntanglementClient {
       this.#refuse(conn, e.code, e.message);
       return;
     }
+    if (!conn.ready && m.type === 'ERROR') {
+      // The peer refused the connection before its HELLO: an ERROR is never answered.
+      this.#lost(conn, `refused: ${m.code}: ${m.message}`);
+      return;
+    }
     if (!conn.ready && m.type !== 'HELLO') {
       this.#refuse(conn, 'INVALID_OPERATION', 'the first message must be HELLO');
       return;

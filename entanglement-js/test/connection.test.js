@@ -133,6 +133,19 @@ test('protocol errors: a message before HELLO, a text message, a bad frame', asy
   }
 });
 
+test('an ERROR before HELLO is a refusal: not answered, the client backs off', async () => {
+  const { client, sockets } = newClient();
+  const reasons = [];
+  client.on('disconnected', (e) => reasons.push(e.reason));
+  client.connect();
+  const socket = sockets[0];
+  socket.open();
+  socket.receive({ type: 'ERROR', inReplyTo: 0, code: 'UNAUTHORIZED', message: 'refused' });
+  assert.deepEqual(socket.sentOf('ERROR'), []);
+  assert.equal(client.state, 'backing-off');
+  assert.deepEqual(reasons, ['refused: UNAUTHORIZED: refused']);
+});
+
 test('GOAWAY closes the connection and the client reconnects later', async () => {
   const { client, sockets } = newClient();
   const reasons = [];
