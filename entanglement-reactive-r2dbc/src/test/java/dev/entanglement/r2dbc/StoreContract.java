@@ -114,6 +114,15 @@ abstract class StoreContract {
         .filter(d -> d.watermarks().stream().anyMatch(w -> w.owner().equals("owner-a") && w.serial() >= 30))
         .blockFirst(WAIT);
     probe.close().block(WAIT);
+    // ...and until the link is quiet both ways (b has read everything a sent, the probe that follows
+    // the watermark included, and a everything b sent, b's answer to it included), on two samples
+    // in a row: a answers b's next catch-up from what b acknowledged (PROTOCOL.md §4.6).
+    reactor.core.publisher.Flux.interval(Duration.ofMillis(10))
+        .map(i -> b.stats().framesReceived() >= a.stats().framesSent()
+            && a.stats().framesReceived() >= b.stats().framesSent())
+        .buffer(2, 1)
+        .filter(quiet -> quiet.size() == 2 && quiet.get(0) && quiet.get(1))
+        .blockFirst(WAIT);
     link.close();
     b.close().block(WAIT);
     a.publish(new Cursor("k3", 300, 0)).block(WAIT);
