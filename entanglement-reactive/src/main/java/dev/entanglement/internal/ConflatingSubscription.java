@@ -19,7 +19,9 @@ import reactor.core.publisher.Operators;
  * <p>Producers call {@link #offer} from any thread. Delivery is serialized by a work-in-progress
  * counter: whoever moves {@code wip} from 0 drains while there is demand. Invariant: a key is in
  * {@code order} at most once, exactly while it has a value in {@code pending} that has not been
- * claimed by the drain loop.
+ * claimed by the drain loop. A value offered while nothing is pending and the subscriber has demand
+ * is delivered directly by the offering thread (which then holds {@code wip}), so an unbounded or
+ * keeping-up subscriber costs no map entry per value.
  */
 public final class ConflatingSubscription<K, V> implements Subscription {
   private final Subscriber<? super V> actual;
@@ -38,9 +40,26 @@ public final class ConflatingSubscription<K, V> implements Subscription {
     this.onCancel = onCancel;
   }
 
-  /** Makes {@code value} the pending value of {@code key}. */
+  /**
+   * Makes {@code value} the pending value of {@code key}. When no drain is running, the subscriber
+   * has demand and no key is pending, the value is delivered at once without passing through the
+   * pending map: nothing could coalesce with it or be owed before it.
+   */
   public void offer(K key, V value) {
     if (cancelled || done) {
+      return;
+    }
+    if (wip.compareAndSet(0, 1)) {
+      long r = requested.get();
+      if (r != 0 && order.isEmpty()) {
+        actual.onNext(value);
+        if (r != Long.MAX_VALUE) {
+          requested.decrementAndGet();
+        }
+      } else if (pending.put(key, value) == null) {
+        order.offer(key);
+      }
+      drainLoop(1);
       return;
     }
     if (pending.put(key, value) == null) {
@@ -93,7 +112,11 @@ public final class ConflatingSubscription<K, V> implements Subscription {
     if (wip.getAndIncrement() != 0) {
       return;
     }
-    int missed = 1;
+    drainLoop(1);
+  }
+
+  /** Delivers while there is demand; the caller holds {@code missed} counts of {@code wip}. */
+  private void drainLoop(int missed) {
     do {
       long r = requested.get();
       long e = 0;

@@ -129,6 +129,54 @@ class ConflatingSubscriptionTest {
   }
 
   @Test
+  void valueOfferedWithDemandAndNothingPendingIsDeliveredAtOnce_andLeavesNothingPending() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    r.request(2);
+    s.offer("a", "a1");
+    assertEquals(List.of("a1"), r.values);
+    s.offer("a", "a2");
+    assertEquals(List.of("a1", "a2"), r.values);
+    assertEquals(0, s.pendingKeys());
+    s.offer("b", "b1"); // demand used up: it waits
+    assertEquals(1, s.pendingKeys());
+    r.request(1);
+    assertEquals(List.of("a1", "a2", "b1"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void aValueOfferedWhileKeysArePendingQueuesBehindThem() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    r.request(1);
+    s.offer("c", "c1");
+    s.offer("b", "b2");
+    r.request(5);
+    assertEquals(List.of("a1", "b2", "c1"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void offerFromWithinOnNextIsDeliveredAfterItReturns_withoutRecursion() {
+    Recorder<String> r = new Recorder<>();
+    ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
+    r.onNextHook = v -> {
+      if (v.equals("a1")) {
+        s.offer("b", "b1");
+        s.offer("a", "a2");
+      }
+    };
+    r.request(Long.MAX_VALUE);
+    s.offer("a", "a1");
+    assertEquals(List.of("a1", "b1", "a2"), r.values);
+    assertEquals(1, r.maxDepth);
+    r.assertNoViolations();
+  }
+
+  @Test
   void requestBoundsDelivery() {
     Recorder<String> r = new Recorder<>();
     ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
