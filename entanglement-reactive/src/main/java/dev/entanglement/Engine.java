@@ -7,6 +7,7 @@ import dev.entanglement.internal.ConflatingSubscription;
 import dev.entanglement.internal.SerialExecutor;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
+import dev.entanglement.protocol.MessageType;
 import dev.entanglement.protocol.ProtocolException;
 import dev.entanglement.store.StateStore;
 import dev.entanglement.store.StoredData;
@@ -37,6 +38,7 @@ import reactor.core.scheduler.Scheduler;
 import tools.jackson.core.JacksonException;
 import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.ObjectReader;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
 
@@ -84,6 +86,11 @@ final class Engine {
   final JsonMapper json;
   private final Map<String, TypeBinding<?>> types;
   private final Map<Class<?>, TypeBinding<?>> typesByClass;
+  /**
+   * Per wire name of a type that is not unique, the reader that binds a received SYNC's attributes
+   * straight from its frame ({@link FrameCodec#decodeSync}); events keep their attribute tree.
+   */
+  private final Map<String, ObjectReader> attributeReaders;
   private final Policy peerPolicy;
   private final Timeouts timeouts;
   private final Limits limits;
@@ -106,6 +113,11 @@ final class Engine {
   private java.util.function.@Nullable Consumer<Throwable> closeFailed;
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
+  /**
+   * The first of {@code localOwners}, or null if there is none: published by the engine after each
+   * change to them, read by API threads ({@link #defaultOwner}), which must not touch the map.
+   */
+  private volatile @Nullable OwnerId firstOwner;
   private final Map<OwnerId, Long> removedOwners = new HashMap<>();
   /** For each remote owner, the version up to which this node holds every state of it. */
   private final Map<OwnerId, Version> watermarks = new HashMap<>();
@@ -304,7 +316,16 @@ final class Engine {
     byClass.values().removeIf(Objects::isNull);
     this.types = byName;
     this.typesByClass = byClass;
+    Map<String, ObjectReader> readers = new HashMap<>();
+    byName.forEach((name, b) -> {
+      if (!b.type().isUnique()) {
+        readers.put(name, json.readerFor(b.type().javaType())
+            .without(DeserializationFeature.FAIL_ON_TRAILING_TOKENS));
+      }
+    });
+    this.attributeReaders = Map.copyOf(readers);
     owners.forEach((o, epoch) -> localOwners.put(o, new LocalOwner(epoch)));
+    localOwnersChanged();
     long sweep = Math.max(1, Math.min(timeouts.tombstoneRetention().toNanos() / 4, Duration.ofHours(1).toNanos()));
     this.retentionTask =
         scheduler.schedulePeriodically(
@@ -348,6 +369,7 @@ final class Engine {
         LocalOwner lo = new LocalOwner(o.epoch());
         lo.serial = o.serial();
         localOwners.put(id, lo);
+        localOwnersChanged();
       } else {
         removedOwners.put(id, o.epoch());
       }
@@ -577,6 +599,7 @@ final class Engine {
                     sink.error(new IllegalArgumentException(owner + " is not a local owner"));
                     return;
                   }
+                  localOwnersChanged();
                   purgeOwner(owner, lo.epoch, null);
                   routesChanged();
                   sink.success();
@@ -593,6 +616,7 @@ final class Engine {
                     return;
                   }
                   localOwners.put(owner, new LocalOwner(epoch));
+                  localOwnersChanged();
                   removedOwners.remove(owner);
                   persist(new WriteBatch.PutOwner(new StoredData.OwnerRecord(owner.value(), epoch, 0, true)));
                   routesChanged();
@@ -752,8 +776,17 @@ final class Engine {
     return b;
   }
 
+  /** The first local owner; callable from any thread. */
   OwnerId defaultOwner() {
-    return localOwners.keySet().iterator().next();
+    OwnerId o = firstOwner;
+    if (o == null) {
+      throw new IllegalStateException("node " + nodeId + " has no local owner");
+    }
+    return o;
+  }
+
+  private void localOwnersChanged() {
+    firstOwner = localOwners.isEmpty() ? null : localOwners.keySet().iterator().next();
   }
 
   // ------------------------------------------------------------------ transitions (API side)
@@ -1587,8 +1620,15 @@ final class Engine {
     d.bytesReceived += frame.length;
     d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
     Message m;
+    Object bound = null;
     try {
-      m = codec.decode(frame);
+      if (frame.length > 0 && frame[0] == MessageType.SYNC.code()) {
+        FrameCodec.BoundSync b = codec.decodeSync(frame, attributeReaders::get);
+        m = b.sync();
+        bound = b.value();
+      } else {
+        m = codec.decode(frame);
+      }
     } catch (ProtocolException e) {
       log.debug("node {}: undecodable frame from {}", nodeId, d.peer, e);
       protocolError(d, ErrorCode.BAD_ENCODING, e.getMessage());
@@ -1598,7 +1638,7 @@ final class Engine {
       return;
     }
     try {
-      dispatch(d, m, frame);
+      dispatch(d, m, frame, bound);
     } catch (IllegalArgumentException e) {
       // A value the codec accepts but the model refuses, such as a blank owner id.
       log.debug("node {}: invalid {} from {}", nodeId, m.type(), d.peer, e);
@@ -1628,7 +1668,8 @@ final class Engine {
     return true;
   }
 
-  private void dispatch(Destination d, Message m, byte[] frame) {
+  /** @param bound the value a SYNC's attributes were bound to as it was decoded, if they were */
+  private void dispatch(Destination d, Message m, byte[] frame, @Nullable Object bound) {
     if (!d.ready && !(m instanceof Message.Hello)) {
       if (m instanceof Message.Error e) {
         // The peer refused the link before its HELLO (its transport keeps another connection to
@@ -1645,7 +1686,7 @@ final class Engine {
     } else if (m instanceof Message.Routes r) {
       onRoutes(d, r);
     } else if (m instanceof Message.Sync s) {
-      onSync(d, s, frame);
+      onSync(d, s, frame, bound);
     } else if (m instanceof Message.Withdraw w) {
       onWithdraw(d, w);
     } else if (m instanceof Message.Propose p) {
@@ -1716,7 +1757,7 @@ final class Engine {
     routesChanged();
   }
 
-  private void onSync(Destination d, Message.Sync s, byte[] frame) {
+  private void onSync(Destination d, Message.Sync s, byte[] frame, @Nullable Object bound) {
     TypeBinding<?> b = types.get(s.objectType());
     if (b == null) {
       sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(s.objectType())), 0);
@@ -1726,7 +1767,7 @@ final class Engine {
       onEvent(d, b, s, frame);
       return;
     }
-    ErrorCode refused = applyState(d, b, s, frame, List.of());
+    ErrorCode refused = applyState(d, b, s, frame, bound, List.of());
     if (refused != null) {
       refuse(d, refused, s);
     }
@@ -1766,7 +1807,7 @@ final class Engine {
    */
   private @Nullable ErrorCode applyState(
       Destination from, TypeBinding<?> b, Message.Sync s, byte @Nullable [] frame,
-      List<Obligation> answering) {
+      @Nullable Object bound, List<Obligation> answering) {
     ObjectKey key = new ObjectKey(b.type().name(), s.key());
     OwnerId owner = ownerId(s.owner());
     Version v = new Version(s.epoch(), s.serial());
@@ -1816,9 +1857,12 @@ final class Engine {
         return null;
       }
     }
-    Object value = null;
-    ObjectNode attrs = emptyObject();
-    if (!s.deleted()) {
+    Object value = bound;
+    // Null when the attributes were bound straight from the frame, which then stands for them.
+    ObjectNode attrs = null;
+    if (s.deleted()) {
+      attrs = emptyObject();
+    } else if (value == null) {
       if (!(s.attributes() instanceof ObjectNode o)) {
         return ErrorCode.BAD_ENCODING;
       }
@@ -1838,7 +1882,7 @@ final class Engine {
     objects.put(key, st);
     dropped.remove(key);
     if (store != null) {
-      persist(new WriteBatch.PutObject(record(st, attrs)));
+      persist(new WriteBatch.PutObject(attrs != null ? record(st, attrs) : record(st)));
     }
     notifyWatchers(snap);
     answering.forEach(o -> o.willAnswer(st));
@@ -2032,7 +2076,7 @@ final class Engine {
     Message.Sync s = r.state();
     ObjectKey key = new ObjectKey(b.type().name(), s.key());
     Version version = new Version(s.epoch(), s.serial());
-    if (applyState(d, b, s, null, obs) != null) {
+    if (applyState(d, b, s, null, null, obs) != null) {
       log.debug("node {}: committed state in a response was not applied locally", nodeId);
     }
     StoredState held = objects.get(key);

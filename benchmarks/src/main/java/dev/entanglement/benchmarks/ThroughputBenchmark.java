@@ -9,7 +9,6 @@ import dev.entanglement.netty.TcpClientTransport;
 import dev.entanglement.netty.TcpServerTransport;
 import dev.entanglement.netty.TlsConfig;
 import dev.entanglement.protocol.FrameCodec;
-import dev.entanglement.protocol.Message;
 import dev.entanglement.transport.Link;
 import io.netty.buffer.ByteBufUtil;
 import io.netty.handler.ssl.ClientAuth;
@@ -34,6 +33,8 @@ import reactor.netty.Connection;
 import reactor.netty.DisposableServer;
 import reactor.netty.tcp.TcpClient;
 import reactor.netty.tcp.TcpServer;
+import tools.jackson.databind.DeserializationFeature;
+import tools.jackson.databind.ObjectReader;
 import tools.jackson.databind.json.JsonMapper;
 
 /**
@@ -54,9 +55,11 @@ import tools.jackson.databind.json.JsonMapper;
  *       (behind {@link TcpServerTransport}) decodes, stores, and emits to a counting {@code
  *       watchAll} subscriber;
  *   <li><b>raw</b>: {@code NettyOutbound.send(Flux<ByteBuf>)} of {@code [len][flags][body]} frames,
- *       each body a {@code Message.Sync} encoded per message by {@link FrameCodec} from the value's
- *       tree; the receiver splits frames with a {@code LengthFieldBasedFrameDecoder}, copies the body
- *       out, decodes it with {@link FrameCodec} and the attributes into the record.
+ *       each body a SYNC encoded per message by {@link FrameCodec#encodeSync} straight from the
+ *       value (as an owner node does); the receiver splits frames with a {@code
+ *       LengthFieldBasedFrameDecoder}, copies the body out and decodes it with {@link
+ *       FrameCodec#decodeSync}, binding the attributes to the record as they are read (as a
+ *       receiving node does).
  * </ul>
  *
  * <p>Run: {@code java -cp benchmarks/target/benchmarks.jar
@@ -505,7 +508,10 @@ public final class ThroughputBenchmark {
             server = b.build().bind().block(Duration.ofSeconds(10));
           } else {
             FrameCodec codec = new FrameCodec();
-            JsonMapper json = JsonMapper.builder().build();
+            // Binds each SYNC's attributes as it is read, as a receiving node does.
+            ObjectReader items = JsonMapper.builder().build().readerFor(Item.class)
+                .without(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+            FrameCodec.AttributeBinder binder = type -> items;
             TcpServer s = TcpServer.create().host("127.0.0.1").port(0);
             if (tls) {
               SslContext ctx = rawServerContext(pem, jdk);
@@ -520,8 +526,11 @@ public final class ThroughputBenchmark {
                                     buf -> {
                                       try {
                                         byte[] body = ByteBufUtil.getBytes(buf);
-                                        Message.Sync sync = (Message.Sync) codec.decode(body);
-                                        sink = json.treeToValue(sync.attributes(), Item.class);
+                                        Object item = codec.decodeSync(body, binder).value();
+                                        if (item == null) {
+                                          throw new IllegalStateException("not bound");
+                                        }
+                                        sink = item;
                                         counter.hit();
                                       } catch (RuntimeException e) {
                                         decodeErrors.incrementAndGet();

@@ -8,11 +8,13 @@ import tools.jackson.core.JacksonException;
 import tools.jackson.core.JsonGenerator;
 import tools.jackson.core.JsonParser;
 import tools.jackson.core.JsonToken;
+import tools.jackson.core.util.JsonParserDelegate;
 import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.ObjectMapper;
 import tools.jackson.databind.ObjectReader;
 import tools.jackson.databind.ObjectWriter;
+import tools.jackson.databind.node.MissingNode;
 import tools.jackson.dataformat.cbor.CBORMapper;
 
 /**
@@ -27,7 +29,8 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * a RESPONSE can be assembled around an already encoded SYNC ({@link #encodeResponse}), so an owner
  * encodes a version once whether it floods it or answers a proposal with it.
  *
- * <p>Thread-safe: it holds only immutable Jackson readers and writers.
+ * <p>Thread-safe: it holds immutable Jackson readers and writers, and one SYNC writer per thread
+ * that encodes SYNCs (see {@code SyncWriter}).
  */
 public final class FrameCodec {
   /** Version of this body format; a HELLO with another major version is refused. */
@@ -63,6 +66,7 @@ public final class FrameCodec {
   private final ObjectWriter writer;
   private final ObjectReader treeReader;
   private final Map<MessageType, ObjectReader> readers = new EnumMap<>(MessageType.class);
+  private final ThreadLocal<SyncWriter> syncWriters = ThreadLocal.withInitial(SyncWriter::new);
 
   public FrameCodec() {
     this(CBORMapper.builder().disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build());
@@ -119,22 +123,89 @@ public final class FrameCodec {
       boolean deleted,
       Object attributes,
       ObjectMapper attributeMapper) {
-    ByteArrayOutputStream out = new ByteArrayOutputStream(256);
-    out.write(MessageType.SYNC.code());
-    try (JsonGenerator g = mapper.createGenerator(out)) {
-      g.writeStartObject();
-      g.writeStringProperty("t", objectType);
-      g.writeStringProperty("k", key);
-      g.writeStringProperty("o", owner);
-      g.writeNumberProperty("e", epoch);
-      g.writeNumberProperty("s", serial);
-      g.writeNumberProperty("c", committedAt);
-      g.writeBooleanProperty("d", deleted);
-      g.writeName("a");
-      attributeMapper.writeValue(g, attributes);
-      g.writeEndObject();
+    return syncWriters.get().write(
+        objectType, key, owner, epoch, serial, committedAt, deleted, attributes, attributeMapper);
+  }
+
+  /**
+   * Writes SYNC bodies for one thread with one generator kept open over a reusable buffer: each
+   * body is a root-level CBOR value of that generator, flushed and copied out, so a SYNC costs its
+   * own bytes plus what databind allocates for the value, not a generator, its contexts and a
+   * growing stream per frame (which made encoding the largest source of garbage on a sender).
+   *
+   * <p>Invariant: between calls the generator is at the root with nothing buffered and the buffer is
+   * empty. A write that throws leaves neither in a known state, so both are dropped; a buffer grown
+   * past {@value #RETAINED_BUFFER} bytes by a large object is not kept.
+   */
+  private final class SyncWriter {
+    private final FrameBuffer out = new FrameBuffer();
+    private @Nullable JsonGenerator generator;
+
+    byte[] write(
+        String objectType, String key, String owner, long epoch, long serial, long committedAt,
+        boolean deleted, Object attributes, ObjectMapper attributeMapper) {
+      out.reset();
+      out.write(MessageType.SYNC.code());
+      JsonGenerator g = generator;
+      if (g == null) {
+        g = mapper.createGenerator(out);
+        generator = g;
+      }
+      boolean written = false;
+      try {
+        g.writeStartObject();
+        g.writeStringProperty("t", objectType);
+        g.writeStringProperty("k", key);
+        g.writeStringProperty("o", owner);
+        g.writeNumberProperty("e", epoch);
+        g.writeNumberProperty("s", serial);
+        g.writeNumberProperty("c", committedAt);
+        g.writeBooleanProperty("d", deleted);
+        g.writeName("a");
+        attributeMapper.writeValue(g, attributes);
+        g.writeEndObject();
+        g.flush();
+        written = true;
+        return out.toByteArray();
+      } finally {
+        if (!written || out.capacity() > RETAINED_BUFFER) {
+          discard();
+        }
+      }
     }
-    return out.toByteArray();
+
+    private void discard() {
+      JsonGenerator g = generator;
+      generator = null;
+      out.drop();
+      if (g != null) {
+        try {
+          g.close(); // gives its buffer back to the recycler; what it writes goes nowhere
+        } catch (JacksonException ignored) {
+          // a generator in an unknown state: nothing more to release
+        }
+      }
+    }
+  }
+
+  /** Bytes a thread's {@link SyncWriter} keeps between frames at most: 64 KiB. */
+  private static final int RETAINED_BUFFER = 64 * 1024;
+
+  /** A {@link ByteArrayOutputStream} that can give up its array. */
+  private static final class FrameBuffer extends ByteArrayOutputStream {
+    FrameBuffer() {
+      super(256);
+    }
+
+    int capacity() {
+      return buf.length;
+    }
+
+    /** Replaces the array by a small one and empties the stream. */
+    void drop() {
+      buf = new byte[256];
+      count = 0;
+    }
   }
 
   /** A PROPOSE, field by field in the record's order: the bytes databind writes for it. */
@@ -246,6 +317,89 @@ public final class FrameCodec {
     }
   }
 
+  /** Chooses how a SYNC's attributes are bound as the body is read ({@link #decodeSync}). */
+  @FunctionalInterface
+  public interface AttributeBinder {
+    /**
+     * The reader that binds the attributes of {@code objectType} (it must not fail on trailing
+     * tokens: the body goes on after them), or null to read them as a tree.
+     */
+    @Nullable ObjectReader readerFor(String objectType);
+  }
+
+  /**
+   * A decoded SYNC. When {@code value} is not null the attributes were bound to it as the body was
+   * read and {@code sync.attributes()} is a {@link MissingNode}: the body itself is their lossless
+   * form.
+   */
+  public record BoundSync(Message.Sync sync, @Nullable Object value) {}
+
+  /**
+   * Decodes a SYNC body as {@link #decode} does, but binds the attributes of a live state straight
+   * to a value with {@code binder}'s reader instead of building a tree and binding that: the
+   * receive path of every replica, which otherwise allocated a tree per state only to discard it.
+   * A body is accepted or refused exactly as by {@link #decode}: if the attributes do not bind
+   * (the type refuses them, or they hold a value {@link #decode} refuses), the body is decoded
+   * again as by {@link #decode} and returned with its tree and no value, so the caller meets the
+   * same refusal or binding failure it would have met.
+   *
+   * @throws ProtocolException if the body is not a valid SYNC
+   */
+  public BoundSync decodeSync(byte[] body, AttributeBinder binder) {
+    if (body.length == 0 || body[0] != MessageType.SYNC.code()) {
+      throw new IllegalArgumentException("not a SYNC body");
+    }
+    Object[] bound = new Object[1];
+    Message.Sync sync;
+    try {
+      sync = (Message.Sync) readWhole(body, p -> readSync(p, binder, bound));
+    } catch (JacksonException | IllegalArgumentException e) {
+      // Malformed, or attributes the type refuses: the tree path tells which, as decode would.
+      return new BoundSync((Message.Sync) decode(body), null);
+    }
+    if (bound[0] == null && !plainData(sync.attributes())) {
+      throw new ProtocolException("malformed " + MessageType.SYNC + " body");
+    }
+    return new BoundSync(sync, bound[0]);
+  }
+
+  /**
+   * Reads attributes for a binder while refusing what {@link #decode} refuses in a tree: an
+   * embedded object other than a byte string (Jackson's form of an unassigned CBOR simple value,
+   * which would be passed on as another value).
+   */
+  private static final class PlainDataParser extends JsonParserDelegate {
+    PlainDataParser(JsonParser p) {
+      super(p);
+    }
+
+    @Override
+    public JsonToken nextToken() {
+      return plain(super.nextToken());
+    }
+
+    @Override
+    public JsonToken nextValue() {
+      return plain(super.nextValue());
+    }
+
+    @Override
+    public Object getEmbeddedObject() {
+      Object o = super.getEmbeddedObject();
+      if (o != null && !(o instanceof byte[])) {
+        throw new IllegalArgumentException("not plain data");
+      }
+      return o;
+    }
+
+    private @Nullable JsonToken plain(@Nullable JsonToken t) {
+      if (t == JsonToken.VALUE_EMBEDDED_OBJECT) {
+        getEmbeddedObject();
+      }
+      return t;
+    }
+  }
+
   private interface BodyReader {
     Message read(JsonParser p);
   }
@@ -267,6 +421,16 @@ public final class FrameCodec {
    * required and strictly typed (text, integers, a boolean); unknown fields are skipped.
    */
   private Message.Sync readSync(JsonParser p) {
+    return readSync(p, null, null);
+  }
+
+  /**
+   * {@link #readSync(JsonParser)}, binding the attributes with {@code binder} when the body names
+   * its type and a live state before them (the order this codec writes); the bound value goes to
+   * {@code bound} and the message's attributes are then a {@link MissingNode}.
+   */
+  private Message.Sync readSync(
+      JsonParser p, @Nullable AttributeBinder binder, Object @Nullable [] bound) {
     expect(p, JsonToken.START_OBJECT);
     String objectType = null;
     String key = null;
@@ -288,7 +452,19 @@ public final class FrameCodec {
         case "s" -> { serial = integer(p, value); seen |= 16; }
         case "c" -> { committedAt = integer(p, value); seen |= 32; }
         case "d" -> { deleted = bool(value); seen |= 64; }
-        case "a" -> { attributes = treeReader.readValue(p); seen |= 128; }
+        case "a" -> {
+          ObjectReader reader =
+              binder != null && bound != null && (seen & 65) == 65 && !deleted
+                  && value == JsonToken.START_OBJECT
+                  ? binder.readerFor(objectType) : null;
+          if (reader != null) {
+            bound[0] = reader.readValue(new PlainDataParser(p));
+            attributes = MissingNode.getInstance();
+          } else {
+            attributes = treeReader.readValue(p);
+          }
+          seen |= 128;
+        }
         default -> p.skipChildren();
       }
     }

@@ -448,6 +448,112 @@ class FrameCodecTest {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Attributes bound while decoding (decodeSync)
+  // ---------------------------------------------------------------------------------------------
+
+  /** The attributes of FrameMutator's cursors and shapes, as an application would declare them. */
+  record Cursor(String id, double x, double y, @Nullable Object tag) {}
+
+  record Shape(String id, String team, double x, double y, boolean locked) {}
+
+  /** Binds as an engine does: unknown properties refused, trailing tokens allowed. */
+  private static final JsonMapper STRICT =
+      JsonMapper.builder().enable(tools.jackson.databind.DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
+
+  private static final FrameCodec.AttributeBinder BINDER =
+      type -> switch (type) {
+        case "Cursor" -> STRICT.readerFor(Cursor.class)
+            .without(tools.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+        case "Shape" -> STRICT.readerFor(Shape.class)
+            .without(tools.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+        default -> null;
+      };
+
+  @Test
+  void boundSyncCarriesTheValueItsTreeBindsTo_andNoTree() {
+    Message.Sync sync = new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false,
+        NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0));
+    FrameCodec.BoundSync b = codec.decodeSync(codec.encode(sync), BINDER);
+    assertEquals(new Cursor("c1", 1.5, -2.0, null), b.value());
+    assertTrue(b.sync().attributes().isMissingNode());
+    assertEquals(new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false, b.sync().attributes()), b.sync());
+  }
+
+  @Test
+  void syncOfATypeWithoutReader_aDeletedOne_orOneThatDoesNotBind_keepsItsTree() {
+    ObjectNode attrs = NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0);
+    Message.Sync unknown = new Message.Sync("Other", "c1", "owner-a", 1, 7, 5, false, attrs);
+    Message.Sync deleted = new Message.Sync("Cursor", "c1", "owner-a", 1, 8, 5, true, NODES.objectNode());
+    Message.Sync misfit = new Message.Sync("Cursor", "c1", "owner-a", 1, 9, 5, false,
+        attrs.deepCopy().put("z", 3)); // an attribute the type does not declare
+    for (Message.Sync m : List.of(unknown, deleted, misfit)) {
+      FrameCodec.BoundSync b = codec.decodeSync(codec.encode(m), BINDER);
+      assertEquals(m, b.sync());
+      assertEquals(null, b.value());
+    }
+  }
+
+  @Test
+  void unassignedSimpleValueInBoundAttributesIsRefusedAsByDecode() {
+    Message.Sync sync = new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false,
+        NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0).put("tag", true));
+    byte[] body = codec.encode(sync);
+    int at = lastIndexOf(body, (byte) 0xf5); // true
+    body[at] = (byte) 0xf0; // simple(16): unassigned
+    assertThrows(ProtocolException.class, () -> codec.decode(body));
+    assertThrows(ProtocolException.class, () -> codec.decodeSync(body, BINDER));
+  }
+
+  private static int lastIndexOf(byte[] body, byte b) {
+    for (int i = body.length - 1; i >= 0; i--) {
+      if (body[i] == b) {
+        return i;
+      }
+    }
+    throw new AssertionError("no " + b);
+  }
+
+  /**
+   * Differential, seeded: a mutated SYNC body is refused by decodeSync exactly when decode refuses
+   * it; accepted, it has the same fields, and a bound value is what its tree binds to.
+   */
+  @ParameterizedTest(name = "seed {0}")
+  @ValueSource(longs = {5, 6, 7, 8})
+  void boundDecodeAgreesWithDecodeAndTreeBinding(long seed) {
+    FrameMutator gen = new FrameMutator();
+    int compared = 0;
+    int bound = 0;
+    for (long i = 0; i < 10_000; i++) {
+      byte[] body = gen.body(seed, i);
+      if (body.length == 0 || body[0] != MessageType.SYNC.code()) {
+        continue;
+      }
+      compared++;
+      String input = "seed " + seed + " input " + HexFormat.of().formatHex(body);
+      Message reference;
+      try {
+        reference = codec.decode(body);
+      } catch (ProtocolException e) {
+        assertThrows(ProtocolException.class, () -> codec.decodeSync(body, BINDER), input);
+        continue;
+      }
+      FrameCodec.BoundSync b = codec.decodeSync(body, BINDER);
+      Message.Sync ref = (Message.Sync) reference;
+      if (b.value() == null) {
+        assertEquals(ref, b.sync(), input);
+        continue;
+      }
+      bound++;
+      assertEquals(
+          new Message.Sync(ref.objectType(), ref.key(), ref.owner(), ref.epoch(), ref.serial(),
+              ref.committedAt(), ref.deleted(), b.sync().attributes()),
+          b.sync(), input);
+      assertEquals(STRICT.treeToValue(ref.attributes(), b.value().getClass()), b.value(), input);
+    }
+    assertTrue(compared > 500 && bound > 50, "compared " + compared + ", bound " + bound);
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Golden vectors (src/test/resources/golden/*.hex)
   // ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,225 @@
+package dev.entanglement.benchmarks;
+
+import com.sun.management.ThreadMXBean;
+import dev.entanglement.EntanglementNode;
+import dev.entanglement.PeerId;
+import dev.entanglement.protocol.FrameCodec;
+import dev.entanglement.protocol.Message;
+import dev.entanglement.transport.Link;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+import org.reactivestreams.Publisher;
+import org.reactivestreams.Subscriber;
+import org.reactivestreams.Subscription;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.FluxSink;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.Sinks;
+import tools.jackson.databind.json.JsonMapper;
+
+/**
+ * In one process and one thread, the engine's cost per SYNC on each side of B2 without a network:
+ * the receive path (decode, apply, store, notify) against decoding alone, and the publish path
+ * (commit, queue, encode) against encoding alone. Reports ns per frame, bytes allocated per frame
+ * on the calling thread and GC time, so that a change to the engine's per-state work can be judged
+ * in seconds and without the noise of two processes sharing two cores.
+ *
+ * <pre>java -cp benchmarks/target/benchmarks.jar dev.entanglement.benchmarks.EngineCostProbe</pre>
+ *
+ * Options: {@code objects} (100000), {@code rounds} (20; the first half is warm-up).
+ */
+public final class EngineCostProbe {
+  private static final String OWNER = "owner-probe";
+
+  private static final tools.jackson.databind.ObjectReader ITEM_READER =
+      JsonMapper.builder().build().readerFor(Payload.Item.class)
+          .without(tools.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+
+  private EngineCostProbe() {}
+
+  public static void main(String[] args) throws Exception {
+    Options o = Options.parse(args, "objects", "rounds", "side");
+    int objects = o.integer("objects", 100_000);
+    int rounds = o.integer("rounds", 20);
+    String side = o.string("side", "both");
+    String[] ids = Payload.ids(objects, 42);
+    String[] labels = Payload.labels(objects);
+    if (!side.equals("send")) {
+      receive(ids, labels, rounds);
+    }
+    if (!side.equals("receive")) {
+      send(ids, labels, rounds);
+    }
+  }
+
+  private static void receive(String[] ids, String[] labels, int rounds) {
+    FrameCodec codec = new FrameCodec();
+    JsonMapper json = JsonMapper.builder().build();
+    EntanglementNode node =
+        EntanglementNode.builder().id("probe-receiver").registry(Payload.registry()).build();
+    node.start().block();
+    AtomicLong seen = new AtomicLong();
+    node.watchAll(Payload.ITEM).subscribe(s -> seen.incrementAndGet());
+    ProbeLink link = new ProbeLink();
+    node.attach(link).subscribe();
+    link.push(codec.encode(new Message.Hello(
+        FrameCodec.PROTOCOL_VERSION, "probe-sender", List.of(new Message.OwnerAd(OWNER, 1)), 1 << 20)));
+    for (int r = 0; r < rounds; r++) {
+      byte[][] frames = new byte[ids.length][];
+      for (int i = 0; i < ids.length; i++) {
+        frames[i] = Payload.syncBody(codec, json, Payload.item(ids[i], r + 1, i, labels[i]), OWNER, 1, r + 1);
+      }
+      Sample ours = Sample.start();
+      for (byte[] f : frames) {
+        link.push(f);
+      }
+      ours.end("receive ours", r, rounds, ids.length);
+      Sample raw = Sample.start();
+      long sink = 0;
+      for (byte[] f : frames) {
+        sink += ((Payload.Item) codec.decodeSync(f, type -> ITEM_READER).value()).serial();
+      }
+      raw.end("receive raw ", r, rounds, ids.length);
+      if (sink == 42) {
+        System.out.print("");
+      }
+    }
+    System.out.printf("receiver watchAll emissions %,d%n", seen.get());
+    histogram("receiver");
+    node.close().block();
+  }
+
+  private static void send(String[] ids, String[] labels, int rounds) {
+    FrameCodec codec = new FrameCodec();
+    JsonMapper json = JsonMapper.builder().build();
+    EntanglementNode node =
+        EntanglementNode.builder().id("probe-sender").registry(Payload.registry()).build();
+    node.start().block();
+    ProbeLink link = new ProbeLink();
+    node.attach(link).subscribe();
+    link.push(codec.encode(new Message.Hello(
+        FrameCodec.PROTOCOL_VERSION, "probe-receiver", List.of(), 1 << 20)));
+    String owner = node.owner().value();
+    for (int r = 0; r < rounds; r++) {
+      long serial = r + 1;
+      Sample ours = Sample.start();
+      for (int i = 0; i < ids.length; i++) {
+        node.publish(Payload.ITEM, Payload.item(ids[i], serial, i, labels[i])).subscribe();
+      }
+      ours.end("send ours   ", r, rounds, ids.length);
+      Sample raw = Sample.start();
+      long bytes = 0;
+      for (int i = 0; i < ids.length; i++) {
+        bytes += Payload.syncBody(codec, json, Payload.item(ids[i], serial, i, labels[i]), owner, 1, serial).length;
+      }
+      raw.end("send raw    ", r, rounds, ids.length);
+      if (bytes == 42) {
+        System.out.print("");
+      }
+    }
+    System.out.printf("sender frames out %,d%n", link.sent.get());
+    histogram("sender");
+    node.close().block();
+  }
+
+  /** The top of the live heap's class histogram (a full GC), while the node still holds its objects. */
+  private static void histogram(String who) {
+    if (!Boolean.getBoolean("probe.histogram")) {
+      return;
+    }
+    try {
+      Object text = ManagementFactory.getPlatformMBeanServer().invoke(
+          new javax.management.ObjectName("com.sun.management:type=DiagnosticCommand"),
+          "gcClassHistogram", new Object[] {null}, new String[] {String[].class.getName()});
+      System.out.println(who + " live heap:");
+      text.toString().lines().limit(25).forEach(System.out::println);
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** Elapsed time, allocation on this thread and GC time over one measured loop. */
+  private record Sample(long nanos, long bytes, long gcAtStart) {
+    private static final ThreadMXBean THREADS = (ThreadMXBean) ManagementFactory.getThreadMXBean();
+
+    static Sample start() {
+      return new Sample(System.nanoTime(), THREADS.getCurrentThreadAllocatedBytes(), gcMillis());
+    }
+
+    void end(String what, int round, int rounds, int n) {
+      long t = System.nanoTime() - nanos;
+      long b = THREADS.getCurrentThreadAllocatedBytes() - bytes;
+      long gc = gcMillis() - gcAtStart;
+      if (round >= rounds / 2) {
+        System.out.printf("round %2d %s %7.0f ns/frame %6d B/frame  gc %4d ms%n", round, what,
+            (double) t / n, b / n, gc);
+      }
+    }
+
+    static long gcMillis() {
+      long sum = 0;
+      for (GarbageCollectorMXBean g : ManagementFactory.getGarbageCollectorMXBeans()) {
+        sum += g.getCollectionTime();
+      }
+      return sum;
+    }
+  }
+
+  /**
+   * A link whose inbound frames are pushed by the caller (and so processed on the caller's thread
+   * by the engine's trampoline) and whose outbound frames are requested without bound and dropped.
+   */
+  private static final class ProbeLink implements Link {
+    private final Sinks.Empty<Void> closed = Sinks.empty();
+    private final AtomicLong sent = new AtomicLong();
+    private FluxSink<byte[]> inbound;
+
+    @Override
+    public PeerId remote() {
+      return PeerId.of("probe-peer");
+    }
+
+    @Override
+    public Flux<byte[]> receive() {
+      return Flux.create(s -> inbound = s);
+    }
+
+    void push(byte[] frame) {
+      inbound.next(frame);
+    }
+
+    @Override
+    public Mono<Void> send(Publisher<byte[]> frames) {
+      frames.subscribe(new Subscriber<byte[]>() {
+        @Override
+        public void onSubscribe(Subscription s) {
+          s.request(Long.MAX_VALUE);
+        }
+
+        @Override
+        public void onNext(byte[] f) {
+          sent.incrementAndGet();
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onComplete() {}
+      });
+      return closed.asMono();
+    }
+
+    @Override
+    public Mono<Void> onClose() {
+      return closed.asMono();
+    }
+
+    @Override
+    public void dispose() {
+      closed.tryEmitEmpty();
+    }
+  }
+}
