@@ -256,14 +256,16 @@ public final class EntanglementNode {
     return engine.statsEvery(period);
   }
 
+  // Unchecked casts of the Mono itself, not a map operator per call: the engine emits the value
+  // of the type the caller named (generics are erased; nothing is converted).
   @SuppressWarnings("unchecked")
   private static <T> Mono<Snapshot<T>> cast(Mono<Snapshot<?>> m) {
-    return m.map(s -> (Snapshot<T>) s);
+    return (Mono<Snapshot<T>>) (Mono<?>) m;
   }
 
   @SuppressWarnings("unchecked")
   private static <T> Mono<Outcome<T>> castOutcome(Mono<Outcome<?>> m) {
-    return m.map(o -> (Outcome<T>) o);
+    return (Mono<Outcome<T>>) (Mono<?>) m;
   }
 
   /**
