@@ -26,6 +26,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
 import org.reactivestreams.Subscription;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -415,6 +416,111 @@ final class Engine {
                     sink.error(e);
                   }
                 }));
+  }
+
+  /**
+   * Values a {@link #publishAll} source may have handed over that the engine has not yet run: 256.
+   * Half of it is requested again each time that many have run.
+   */
+  static final int PUBLISH_WINDOW = 256;
+
+  Mono<Void> publishAll(@Nullable SyncType<?> declared, OwnerId owner, Publisher<?> values) {
+    return Mono.create(sink -> {
+      PublishAll p = new PublishAll(declared, owner, sink);
+      sink.onCancel(p);
+      values.subscribe(p);
+    });
+  }
+
+  /**
+   * Pulls a source of values to publish at the pace the engine commits them.
+   *
+   * <p>State machine: {@code PULLING} (at most {@link #PUBLISH_WINDOW} values requested and not yet
+   * run) → {@code DONE}, on the source's completion once every value before it has run (success,
+   * after the store made them durable), on the first value that cannot be published or the
+   * source's error (failure; the source is cancelled), or on the caller's cancel (the source is
+   * cancelled; values already handed over still run). Confinement: the source's signals only
+   * submit tasks, in order, to the engine's executor; the counters, every {@code request} and the
+   * end are touched there alone, so requests are serialized and a synchronous source is pulled on
+   * the engine's own thread.
+   */
+  private final class PublishAll extends BaseSubscriber<Object> {
+    private final @Nullable SyncType<?> declared;
+    private final OwnerId owner;
+    private final MonoSink<Void> sink;
+    /** Values run since the last request; requested again in halves of the window. */
+    private int ranSinceRequest;
+    private boolean done;
+
+    PublishAll(@Nullable SyncType<?> declared, OwnerId owner, MonoSink<Void> sink) {
+      this.declared = declared;
+      this.owner = owner;
+      this.sink = sink;
+    }
+
+    @Override
+    protected void hookOnSubscribe(Subscription s) {
+      serial.execute(() -> {
+        if (!done) {
+          request(PUBLISH_WINDOW);
+        }
+      });
+    }
+
+    @Override
+    protected void hookOnNext(Object value) {
+      serial.execute(() -> {
+        if (done) {
+          return;
+        }
+        try {
+          publishNow(declared, owner, value, s -> {});
+        } catch (RuntimeException e) {
+          end(e);
+          return;
+        }
+        if (++ranSinceRequest >= PUBLISH_WINDOW / 2) {
+          int n = ranSinceRequest;
+          ranSinceRequest = 0;
+          request(n);
+        }
+      });
+    }
+
+    @Override
+    protected void hookOnComplete() {
+      serial.execute(() -> {
+        if (!done) {
+          done = true;
+          if (store == null) {
+            sink.success();
+          } else {
+            whenDurable(sink::success);
+          }
+        }
+      });
+    }
+
+    @Override
+    protected void hookOnError(Throwable t) {
+      serial.execute(() -> {
+        if (!done) {
+          done = true;
+          sink.error(t);
+        }
+      });
+    }
+
+    @Override
+    protected void hookOnCancel() {
+      serial.execute(() -> done = true);
+    }
+
+    private void end(RuntimeException e) {
+      done = true;
+      cancel();
+      sink.error(e);
+    }
   }
 
   Mono<Outcome<?>> delete(SyncType<?> type, Object keyValue) {

@@ -11,6 +11,7 @@ import java.util.Optional;
 import java.util.UUID;
 import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Scheduler;
@@ -97,6 +98,33 @@ public final class EntanglementNode {
   public <T> Mono<Snapshot<T>> publish(SyncType<T> type, OwnerId owner, T value) {
     Objects.requireNonNull(value, "value");
     return cast(engine.publish(type, owner, value));
+  }
+
+  /**
+   * Publishes every value of {@code values}, in order, as objects of {@code type} owned by {@link
+   * #owner()}, pulling them as the engine commits them. At most 256
+   * values are handed over and not yet committed at any time, so a source faster than the engine
+   * is slowed down (backpressure) instead of filling the engine's task queue, as a loop of {@link
+   * #publish} calls does. A synchronous source is pulled on the engine's own thread. Versions of
+   * one object coalesce on every link as for {@code publish}.
+   *
+   * @return completes once the source completed and every value is committed (durable, with a
+   *     store); fails with the first value that cannot be published, as {@code publish} would
+   *     (the source is then cancelled and nothing after it is published), or with the source's
+   *     error. Cancelling stops the pulling; values already handed over are still committed.
+   */
+  public <T> Mono<Void> publishAll(SyncType<T> type, Publisher<? extends T> values) {
+    Objects.requireNonNull(type, "type");
+    Objects.requireNonNull(values, "values");
+    return engine.publishAll(type, engine.defaultOwner(), values);
+  }
+
+  /** {@link #publishAll(SyncType, Publisher)} as the local owner {@code owner}. */
+  public <T> Mono<Void> publishAll(SyncType<T> type, OwnerId owner, Publisher<? extends T> values) {
+    Objects.requireNonNull(type, "type");
+    Objects.requireNonNull(owner, "owner");
+    Objects.requireNonNull(values, "values");
+    return engine.publishAll(type, owner, values);
   }
 
   /**

@@ -51,7 +51,8 @@ import tools.jackson.databind.json.JsonMapper;
  * and modes alternate round by round, so drift on a noisy machine hits them alike.
  *
  * <ul>
- *   <li><b>ours</b>: {@code owner.publish(item)} for every object on one thread; the receiver node
+ *   <li><b>ours</b>: {@code owner.publish(item)} for every object on one thread (or, with {@code
+ *       publish=all}, one {@code owner.publishAll(type, Flux)} per round); the receiver node
  *       (behind {@link TcpServerTransport}) decodes, stores, and emits to a counting {@code
  *       watchAll} subscriber;
  *   <li><b>raw</b>: {@code NettyOutbound.send(Flux<ByteBuf>)} of {@code [len][flags][body]} frames,
@@ -67,7 +68,8 @@ import tools.jackson.databind.json.JsonMapper;
  * (100000), {@code warmup} rounds per design and mode (6), {@code rounds} measured (8), {@code
  * modes} (plain,tls), {@code designs} (raw,ours), {@code tlsProvider} (openssl|jdk; openssl falls
  * back to jdk when netty-tcnative is missing), {@code gc} between rounds (true), {@code timeout} s
- * per round (60), {@code target} ratio (0.60). Smoke run: {@code objects=10000 warmup=2 rounds=2}.
+ * per round (60), {@code target} ratio (0.60), {@code publish} (each|all: ours' API, see above;
+ * each). Smoke run: {@code objects=10000 warmup=2 rounds=2}.
  */
 public final class ThroughputBenchmark {
   private static final Duration CALL = Duration.ofSeconds(30);
@@ -86,7 +88,7 @@ public final class ThroughputBenchmark {
     Options o =
         Options.parse(
             args, "objects", "warmup", "rounds", "modes", "designs", "tlsProvider", "gc", "timeout",
-            "target");
+            "target", "publish");
     int objects = o.integer("objects", 100_000);
     int warmup = o.integer("warmup", 6);
     int rounds = o.integer("rounds", 8);
@@ -96,6 +98,7 @@ public final class ThroughputBenchmark {
     boolean gc = o.bool("gc", true);
     Duration timeout = Duration.ofSeconds(o.integer("timeout", 60));
     double target = o.decimal("target", 0.60);
+    publishAll = o.string("publish", "each").equals("all");
 
     System.out.println(Measure.header("B2 throughput"));
     System.out.printf(
@@ -299,6 +302,9 @@ public final class ThroughputBenchmark {
     abstract void close();
   }
 
+  /** Ours publishes a round with one {@code publishAll} instead of a {@code publish} per object. */
+  private static boolean publishAll;
+
   /** Ours: an owner node dialing the receiver node. */
   static final class OursSender extends Sender {
     private final EntanglementNode owner;
@@ -326,6 +332,12 @@ public final class ThroughputBenchmark {
 
     @Override
     void round(long serial) {
+      if (publishAll) {
+        owner.publishAll(Payload.ITEM,
+                Flux.range(0, ids.length).map(i -> Payload.item(ids[i], serial, i, labels[i])))
+            .subscribe(null, e -> publishErrors.incrementAndGet());
+        return;
+      }
       for (int i = 0; i < ids.length; i++) {
         owner.publish(Payload.ITEM, Payload.item(ids[i], serial, i, labels[i]))
             .subscribe(s -> {}, e -> publishErrors.incrementAndGet());
