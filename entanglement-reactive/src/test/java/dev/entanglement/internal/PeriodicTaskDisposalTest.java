@@ -1,4 +1,4 @@
-package dev.entanglement.netty;
+package dev.entanglement.internal;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 

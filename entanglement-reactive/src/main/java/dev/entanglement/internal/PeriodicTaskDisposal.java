@@ -1,4 +1,4 @@
-package dev.entanglement.netty;
+package dev.entanglement.internal;
 
 import reactor.blockhound.BlockHound;
 import reactor.blockhound.integration.BlockHoundIntegration;
@@ -12,8 +12,12 @@ import reactor.blockhound.integration.BlockHoundIntegration;
  *
  * <p>Without it the park is reported by throwing from inside the lock's acquisition, which leaves a
  * dead waiter in the lock's queue: the executor's lock is never granted again and every timer of
- * that scheduler worker stops (a whole test JVM hung on {@code Mono.delay}). Installed through
- * {@code META-INF/services} by the BlockHound JUnit integration.
+ * that scheduler worker stops (a whole test JVM hung on {@code Mono.delay}).
+ *
+ * <p>Shipped with the library, not only its tests, because an application that runs BlockHound
+ * (as Reactor recommends for its tests) meets the same hang once a link of a node detaches on an
+ * event loop. BlockHound finds it through {@code META-INF/services} when it is installed; without
+ * BlockHound on the class path the class is never loaded (the dependency is optional).
  */
 public final class PeriodicTaskDisposal implements BlockHoundIntegration {
   @Override
