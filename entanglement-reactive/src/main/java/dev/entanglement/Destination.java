@@ -55,8 +55,18 @@ final class Destination {
 
   /** What waits in the outbound queue; the frame is built at dequeue time. */
   sealed interface Outbound {
-    /** The current state of {@code key} (or a withdrawal). */
-    record State(ObjectKey key) implements Outbound {}
+    /**
+     * The current state of {@code key} (or a withdrawal), built when the link asks for it.
+     *
+     * @param retained the version whose frame this entry holds ({@code StoredState#retainFrame}),
+     *     released once, when the entry is sent, replaced by a newer entry or dropped with the
+     *     link; null if the entry holds none (a catch-up, a policy refresh, a withdrawal)
+     */
+    record State(ObjectKey key, @Nullable StoredState retained) implements Outbound {
+      State(ObjectKey key) {
+        this(key, null);
+      }
+    }
 
     /** The current tentative state of a transition. */
     record Tentative(ObjectKey key, String transitionId) implements Outbound {}

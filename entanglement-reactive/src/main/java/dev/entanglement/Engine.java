@@ -1423,11 +1423,8 @@ final class Engine {
     for (Outbound o; (o = d.queue.poll()) != null; ) {
       if (o instanceof Outbound.Request r) {
         unsent.add(r);
-      } else if (o instanceof Outbound.State s) {
-        StoredState st = objects.get(s.key());
-        if (st != null) {
-          st.releaseFrame(); // never to be sent on this link
-        }
+      } else if (o instanceof Outbound.State s && s.retained() != null) {
+        s.retained().releaseFrame(); // never to be sent on this link
       }
     }
     routesChanged();
@@ -1483,7 +1480,13 @@ final class Engine {
 
   private byte @Nullable [] materialize(Destination d, Outbound o) {
     if (o instanceof Outbound.State s) {
-      return stateFrame(d, s.key());
+      try {
+        return stateFrame(d, s.key());
+      } finally {
+        if (s.retained() != null) {
+          s.retained().releaseFrame(); // d's queue entry is spent, whatever was sent
+        }
+      }
     } else if (o instanceof Outbound.Control c) {
       return codec.encode(c.message());
     } else if (o instanceof Outbound.Raw r) {
@@ -1509,14 +1512,7 @@ final class Engine {
 
   private byte @Nullable [] stateFrame(Destination d, ObjectKey key) {
     StoredState st = objects.get(key);
-    if (st == null) {
-      return droppedFrame(d, key);
-    }
-    try {
-      return stateFrame(d, key, st);
-    } finally {
-      st.releaseFrame(); // d's queue entry for the key is spent, whatever was sent
-    }
+    return st == null ? droppedFrame(d, key) : stateFrame(d, key, st);
   }
 
   /**
@@ -1642,8 +1638,14 @@ final class Engine {
     }
   }
 
-  /** Last operation wins; requests merge their attributes and their obligations. */
+  /**
+   * Last operation wins; requests merge their attributes and their obligations. A replaced state
+   * entry gives back the frame it retained.
+   */
   private static Outbound mergeOutbound(Outbound pending, Outbound next) {
+    if (pending instanceof Outbound.State p && p.retained() != null) {
+      p.retained().releaseFrame();
+    }
     if (pending instanceof Outbound.Request p && next instanceof Outbound.Request n) {
       List<Obligation> obligations = new ArrayList<>(p.obligations());
       obligations.addAll(n.obligations());
@@ -1670,10 +1672,10 @@ final class Engine {
   private void markDirty(StoredState st, @Nullable Destination except) {
     // One queue key and entry, immutable, shared by every destination's queue.
     QueueKey queueKey = new QueueKey(Lane.STATE, st.key());
-    Outbound.State entry = new Outbound.State(st.key());
+    Outbound.State entry = new Outbound.State(st.key(), st);
     for (Destination d : destinations) {
       if (d != except) {
-        st.retainFrame(); // released when d's queue yields the key (stateFrame)
+        st.retainFrame(); // released when d's entry is sent, replaced or dropped
         offer(d, queueKey, st.binding.priority(), entry);
         drain(d);
       }

@@ -283,6 +283,30 @@ class ReplicationTest {
   }
 
   @Test
+  @DisplayName("a version still queued for a slow link keeps its frame when a new neighbour's catch-up sends it: encoded once")
+  void encodeOncePerVersionWhileACatchUpSendsItToAnotherLink() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode owner = mesh.node("owner");
+      mesh.node("slow");
+      mesh.node("late");
+      // About one 100-byte frame every 2 s: a new version stays queued for "slow" meanwhile.
+      mesh.connect("owner", "slow", LocalTransport.builder().scheduler(mesh.clock).bandwidth(50).build());
+      mesh.advance(Duration.ofSeconds(30)); // the handshake through the slow link
+      owner.publish(new Cursor("c", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(30));
+      assertEquals(new Cursor("c", 1, 1), cursor(mesh.get("slow"), "c"));
+      long before = owner.stats().statesEncoded();
+      owner.publish(new Cursor("c", 2, 2)).block(); // queued for "slow", frame kept for it
+      // A new neighbour's catch-up sends the same version at once, over a fast link.
+      mesh.connect("owner", "late");
+      assertEquals(new Cursor("c", 2, 2), cursor(mesh.get("late"), "c"));
+      mesh.advance(Duration.ofSeconds(30));
+      assertEquals(new Cursor("c", 2, 2), cursor(mesh.get("slow"), "c"));
+      assertEquals(before + 1, owner.stats().statesEncoded(), "version 2 was encoded again");
+    }
+  }
+
+  @Test
   @DisplayName("reconnect: an object updated while disconnected arrives in its latest state")
   void reconnectCatchesUp() {
     try (TestMesh mesh = line("a", "b")) {
