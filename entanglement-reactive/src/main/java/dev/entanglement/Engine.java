@@ -419,8 +419,8 @@ final class Engine {
   }
 
   /**
-   * Values a {@link #publishAll} source may have handed over that the engine has not yet run: 256.
-   * Half of it is requested again each time that many have run.
+   * Values a {@link #publishAll} source may have handed over that are not yet committed (durable,
+   * with a store): 256. Half of it is requested again each time that many have been committed.
    */
   static final int PUBLISH_WINDOW = 256;
 
@@ -436,10 +436,10 @@ final class Engine {
    * Pulls a source of values to publish at the pace the engine commits them.
    *
    * <p>State machine: {@code PULLING} (at most {@link #PUBLISH_WINDOW} values requested and not yet
-   * run) → {@code DONE}, on the source's completion once every value before it has run (success,
-   * after the store made them durable), on the first value that cannot be published or the
-   * source's error (failure; the source is cancelled), or on the caller's cancel (the source is
-   * cancelled; values already handed over still run). Confinement: the source's signals only
+   * committed) → {@code DONE}, on the source's completion once every value before it has run (success,
+   * after the store made them durable), on the first value that cannot be published, the node's
+   * close or the source's error (failure; the source is cancelled), or on the caller's cancel (the
+   * source is cancelled; values already handed over still run). Confinement: the source's signals only
    * submit tasks, in order, to the engine's executor; the counters, every {@code request} and the
    * end are touched there alone, so requests are serialized and a synchronous source is pulled on
    * the engine's own thread.
@@ -448,8 +448,8 @@ final class Engine {
     private final @Nullable SyncType<?> declared;
     private final OwnerId owner;
     private final MonoSink<Void> sink;
-    /** Values run since the last request; requested again in halves of the window. */
-    private int ranSinceRequest;
+    /** Values committed since the last request; requested again in halves of the window. */
+    private int committedSinceRequest;
     private boolean done;
 
     PublishAll(@Nullable SyncType<?> declared, OwnerId owner, MonoSink<Void> sink) {
@@ -461,7 +461,9 @@ final class Engine {
     @Override
     protected void hookOnSubscribe(Subscription s) {
       serial.execute(() -> {
-        if (!done) {
+        if (closed) {
+          end(new EntanglementException(ErrorCode.NOT_CONNECTED, "node " + nodeId + " is closed"));
+        } else if (!done) {
           request(PUBLISH_WINDOW);
         }
       });
@@ -473,18 +475,25 @@ final class Engine {
         if (done) {
           return;
         }
-        try {
-          publishNow(declared, owner, value, s -> {});
-        } catch (RuntimeException e) {
-          end(e);
+        if (closed) {
+          end(new EntanglementException(ErrorCode.NOT_CONNECTED, "node " + nodeId + " is closed"));
           return;
         }
-        if (++ranSinceRequest >= PUBLISH_WINDOW / 2) {
-          int n = ranSinceRequest;
-          ranSinceRequest = 0;
-          request(n);
+        try {
+          publishNow(declared, owner, value, s -> committed());
+        } catch (RuntimeException e) {
+          end(e);
         }
       });
+    }
+
+    /** A value is committed (durable, with a store): the window moves on. */
+    private void committed() {
+      if (!done && ++committedSinceRequest >= PUBLISH_WINDOW / 2) {
+        int n = committedSinceRequest;
+        committedSinceRequest = 0;
+        request(n);
+      }
     }
 
     @Override
@@ -1731,7 +1740,8 @@ final class Engine {
     Object bound = null;
     try {
       if (frame.length > 0 && frame[0] == MessageType.SYNC.code()) {
-        FrameCodec.BoundSync b = codec.decodeSync(frame, attributeReaders::get);
+        FrameCodec.BoundSync b =
+            codec.decodeSync(frame, (type, key, owner) -> attributeReader(d, type, key, owner));
         m = b.sync();
         bound = b.value();
       } else {
@@ -1752,6 +1762,20 @@ final class Engine {
       log.debug("node {}: invalid {} from {}", nodeId, m.type(), d.peer, e);
       protocolError(d, ErrorCode.BAD_ENCODING, "invalid " + m.type() + " message");
     }
+  }
+
+  /**
+   * The reader that binds a SYNC's attributes as its frame is read, or null to leave them as a tree:
+   * an event type, a link not yet greeted, or a sender the policy does not listen to about that
+   * object (its state is refused before its value is decoded, as {@link Policy} promises).
+   */
+  private @Nullable ObjectReader attributeReader(Destination d, String type, String key, String owner) {
+    ObjectReader reader = attributeReaders.get(type);
+    if (reader == null || !d.ready) {
+      return null;
+    }
+    TypeBinding<?> b = types.get(type);
+    return listenAllowed(d.peer, Operation.SYNC, b, new ObjectKey(type, key), ownerId(owner)) ? reader : null;
   }
 
   /**
@@ -1931,7 +1955,8 @@ final class Engine {
       from.refusedOwners.add(owner);
       return ErrorCode.BAD_OWNER;
     }
-    if (!listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
+    // A bound value was bound only because the policy listens to this sender about this object.
+    if (bound == null && !listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
       return ErrorCode.UNAUTHORIZED;
     }
     if (!from.caughtUp.contains(owner)) {

@@ -168,10 +168,13 @@ class EntanglementNodeTest {
       EntanglementNode a = mesh.node("a", b -> b.store(gated));
       a.start().block();
       AtomicBoolean completed = new AtomicBoolean();
-      a.publishAll(CURSOR, Flux.range(0, 600).map(i -> new Cursor("c" + i, i, 0)))
+      AtomicLong requested = new AtomicLong();
+      a.publishAll(CURSOR, Flux.range(0, 600).doOnRequest(requested::addAndGet).map(i -> new Cursor("c" + i, i, 0)))
           .subscribe(null, e -> {}, () -> completed.set(true));
       mesh.settle();
       assertTrue(!completed.get(), "completed before the store made the values durable");
+      // The window waits for durability: a slow store does not let the source run ahead.
+      assertEquals(Engine.PUBLISH_WINDOW, requested.get());
       gate.tryEmitEmpty();
       mesh.settle();
       assertTrue(completed.get());
@@ -200,6 +203,27 @@ class EntanglementNodeTest {
       assertTrue(maxAhead.get() <= Engine.PUBLISH_WINDOW, "requested ahead: " + maxAhead.get());
     } finally {
       a.close().block();
+    }
+  }
+
+  @Test
+  void publishAllFailsWithNotConnectedOnceTheNodeIsClosed() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      Sinks.Many<Cursor> source = Sinks.many().unicast().onBackpressureBuffer();
+      AtomicBoolean cancelled = new AtomicBoolean();
+      StepVerifier.create(a.publishAll(CURSOR, source.asFlux().doOnCancel(() -> cancelled.set(true))))
+          .then(() -> source.tryEmitNext(new Cursor("c1", 1, 1)))
+          .then(() -> a.close().block())
+          .then(() -> source.tryEmitNext(new Cursor("c2", 2, 2)))
+          .expectErrorSatisfies(e -> assertEquals(
+              ErrorCode.NOT_CONNECTED, ((EntanglementException) e).code()))
+          .verify(java.time.Duration.ofSeconds(5));
+      assertTrue(cancelled.get());
+      StepVerifier.create(a.publishAll(CURSOR, Flux.just(new Cursor("c3", 3, 3))))
+          .expectErrorSatisfies(e -> assertEquals(
+              ErrorCode.NOT_CONNECTED, ((EntanglementException) e).code()))
+          .verify(java.time.Duration.ofSeconds(5));
     }
   }
 }

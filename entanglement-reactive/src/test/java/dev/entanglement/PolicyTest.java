@@ -142,6 +142,41 @@ class PolicyTest {
     }
   }
 
+  /** Counts its constructions: a refused state must not be decoded into one. */
+  record Counted(String id, int n) {
+    static final java.util.concurrent.atomic.AtomicInteger BUILT = new java.util.concurrent.atomic.AtomicInteger();
+
+    Counted {
+      BUILT.incrementAndGet();
+    }
+  }
+
+  @Test
+  @DisplayName("a state from a sender the policy does not listen to is refused before its value is decoded")
+  void listenVetoBeforeDecoding() {
+    SyncType<Counted> counted = SyncType.of("Counted", Counted.class, Counted::id);
+    Registry registry = Registry.builder("counted").type(counted).build();
+    Policy deaf = new Policy() {
+      @Override
+      public boolean shouldListen(PeerId s, Operation op, SyncType<?> t, ObjectKey k, OwnerId o) {
+        return !k.key().startsWith("secret");
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", registry, b -> {});
+      mesh.node("b", registry, b -> b.peerPolicy(deaf));
+      mesh.connect("a", "b");
+      int before = Counted.BUILT.get();
+      mesh.get("a").publish(counted, new Counted("secret-1", 1)).block();
+      assertEquals(before + 1, Counted.BUILT.get(), "only the publisher's own value");
+      assertTrue(mesh.get("b").get(counted, "secret-1").isEmpty());
+      assertEquals(1, mesh.get("a").stats().errorsReceived());
+      mesh.get("a").publish(counted, new Counted("open", 1)).block();
+      assertEquals(before + 3, Counted.BUILT.get(), "the publisher's value and the receiver's");
+      assertTrue(mesh.get("b").get(counted, "open").isPresent());
+    }
+  }
+
   @Test
   @DisplayName("a veto on receive answers UNAUTHORIZED and stores nothing")
   void listenVeto() {

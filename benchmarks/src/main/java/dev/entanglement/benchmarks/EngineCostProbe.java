@@ -79,7 +79,7 @@ public final class EngineCostProbe {
       Sample raw = Sample.start();
       long sink = 0;
       for (byte[] f : frames) {
-        sink += ((Payload.Item) codec.decodeSync(f, type -> ITEM_READER).value()).serial();
+        sink += ((Payload.Item) codec.decodeSync(f, (type, key, owner) -> ITEM_READER).value()).serial();
       }
       raw.end("receive raw ", r, rounds, ids.length);
       if (sink == 42) {

@@ -523,7 +523,7 @@ public final class ThroughputBenchmark {
             // Binds each SYNC's attributes as it is read, as a receiving node does.
             ObjectReader items = JsonMapper.builder().build().readerFor(Item.class)
                 .without(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
-            FrameCodec.AttributeBinder binder = type -> items;
+            FrameCodec.AttributeBinder binder = (type, key, owner) -> items;
             TcpServer s = TcpServer.create().host("127.0.0.1").port(0);
             if (tls) {
               SslContext ctx = rawServerContext(pem, jdk);

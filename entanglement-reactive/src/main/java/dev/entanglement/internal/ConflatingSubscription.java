@@ -51,7 +51,8 @@ public final class ConflatingSubscription<K, V> implements Subscription {
     }
     if (wip.compareAndSet(0, 1)) {
       long r = requested.get();
-      if (r != 0 && order.isEmpty()) {
+      // pending, not only order: another producer may have put a value and not yet queued its key.
+      if (r != 0 && pending.isEmpty() && order.isEmpty()) {
         actual.onNext(value);
         if (r != Long.MAX_VALUE) {
           requested.decrementAndGet();

@@ -29,8 +29,8 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * a RESPONSE can be assembled around an already encoded SYNC ({@link #encodeResponse}), so an owner
  * encodes a version once whether it floods it or answers a proposal with it.
  *
- * <p>Thread-safe: it holds immutable Jackson readers and writers, and one SYNC writer per thread
- * that encodes SYNCs (see {@code SyncWriter}).
+ * <p>Thread-safe: it holds immutable Jackson readers and writers; SYNCs are written by one writer
+ * per thread shared by all codecs (see {@code SyncWriter}).
  */
 public final class FrameCodec {
   /** Version of this body format; a HELLO with another major version is refused. */
@@ -66,7 +66,12 @@ public final class FrameCodec {
   private final ObjectWriter writer;
   private final ObjectReader treeReader;
   private final Map<MessageType, ObjectReader> readers = new EnumMap<>(MessageType.class);
-  private final ThreadLocal<SyncWriter> syncWriters = ThreadLocal.withInitial(SyncWriter::new);
+  /**
+   * One SYNC writer per thread, shared by every codec: every codec's generators are configured
+   * alike, and a writer must not refer to its codec (a thread's value would keep it alive).
+   */
+  private static final ThreadLocal<SyncWriter> SYNC_WRITERS =
+      ThreadLocal.withInitial(() -> new SyncWriter(CBORMapper.builder().build()));
 
   public FrameCodec() {
     this(CBORMapper.builder().disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build());
@@ -123,7 +128,7 @@ public final class FrameCodec {
       boolean deleted,
       Object attributes,
       ObjectMapper attributeMapper) {
-    return syncWriters.get().write(
+    return SYNC_WRITERS.get().write(
         objectType, key, owner, epoch, serial, committedAt, deleted, attributes, attributeMapper);
   }
 
@@ -137,9 +142,14 @@ public final class FrameCodec {
    * empty. A write that throws leaves neither in a known state, so both are dropped; a buffer grown
    * past {@value #RETAINED_BUFFER} bytes by a large object is not kept.
    */
-  private final class SyncWriter {
+  private static final class SyncWriter {
+    private final ObjectMapper generators;
     private final FrameBuffer out = new FrameBuffer();
     private @Nullable JsonGenerator generator;
+
+    SyncWriter(ObjectMapper generators) {
+      this.generators = generators;
+    }
 
     byte[] write(
         String objectType, String key, String owner, long epoch, long serial, long committedAt,
@@ -148,7 +158,7 @@ public final class FrameCodec {
       out.write(MessageType.SYNC.code());
       JsonGenerator g = generator;
       if (g == null) {
-        g = mapper.createGenerator(out);
+        g = generators.createGenerator(out);
         generator = g;
       }
       boolean written = false;
@@ -177,14 +187,14 @@ public final class FrameCodec {
     private void discard() {
       JsonGenerator g = generator;
       generator = null;
-      out.drop();
       if (g != null) {
         try {
-          g.close(); // gives its buffer back to the recycler; what it writes goes nowhere
+          g.close(); // gives its buffer back to the recycler; what it writes is dropped below
         } catch (JacksonException ignored) {
           // a generator in an unknown state: nothing more to release
         }
       }
+      out.drop();
     }
   }
 
@@ -321,10 +331,11 @@ public final class FrameCodec {
   @FunctionalInterface
   public interface AttributeBinder {
     /**
-     * The reader that binds the attributes of {@code objectType} (it must not fail on trailing
-     * tokens: the body goes on after them), or null to read them as a tree.
+     * The reader that binds the attributes of {@code objectType} for the object {@code key} of
+     * {@code owner} (it must not fail on trailing tokens: the body goes on after them), or null to
+     * read them as a tree: the caller may decline to bind for a sender or object it will refuse.
      */
-    @Nullable ObjectReader readerFor(String objectType);
+    @Nullable ObjectReader readerFor(String objectType, String key, String owner);
   }
 
   /**
@@ -336,7 +347,9 @@ public final class FrameCodec {
 
   /**
    * Decodes a SYNC body as {@link #decode} does, but binds the attributes of a live state straight
-   * to a value with {@code binder}'s reader instead of building a tree and binding that: the
+   * to a value with {@code binder}'s reader instead of building a tree and binding that (when the
+   * body names its type, key, owner and liveness before the attributes, each once, as this codec
+   * writes them): the
    * receive path of every replica, which otherwise allocated a tree per state only to discard it.
    * A body is accepted or refused exactly as by {@link #decode}: if the attributes do not bind
    * (the type refuses them, or they hold a value {@link #decode} refuses), the body is decoded
@@ -392,6 +405,28 @@ public final class FrameCodec {
       return o;
     }
 
+    /** Steps through the skipped tokens itself, so that a skipped value is checked too. */
+    @Override
+    public JsonParser skipChildren() {
+      JsonToken t = currentToken();
+      if (t != JsonToken.START_OBJECT && t != JsonToken.START_ARRAY) {
+        return this;
+      }
+      int open = 1;
+      while (open > 0) {
+        JsonToken n = nextToken();
+        if (n == null) {
+          return this;
+        }
+        if (n.isStructStart()) {
+          open++;
+        } else if (n.isStructEnd()) {
+          open--;
+        }
+      }
+      return this;
+    }
+
     private @Nullable JsonToken plain(@Nullable JsonToken t) {
       if (t == JsonToken.VALUE_EMBEDDED_OBJECT) {
         getEmbeddedObject();
@@ -444,6 +479,10 @@ public final class FrameCodec {
     String name;
     while ((name = p.nextName()) != null) {
       JsonToken value = p.nextToken();
+      if (bound != null && (seen & fieldBit(name)) != 0) {
+        // Given twice: the tree path keeps the last, which may contradict what was bound.
+        throw new IllegalArgumentException("duplicate field");
+      }
       switch (name) {
         case "t" -> { objectType = text(p, value); seen |= 1; }
         case "k" -> { key = text(p, value); seen |= 2; }
@@ -454,9 +493,9 @@ public final class FrameCodec {
         case "d" -> { deleted = bool(value); seen |= 64; }
         case "a" -> {
           ObjectReader reader =
-              binder != null && bound != null && (seen & 65) == 65 && !deleted
+              binder != null && bound != null && (seen & 71) == 71 && !deleted
                   && value == JsonToken.START_OBJECT
-                  ? binder.readerFor(objectType) : null;
+                  ? binder.readerFor(objectType, key, owner) : null;
           if (reader != null) {
             bound[0] = reader.readValue(new PlainDataParser(p));
             attributes = MissingNode.getInstance();
@@ -473,6 +512,21 @@ public final class FrameCodec {
       throw new IllegalArgumentException("missing fields");
     }
     return new Message.Sync(objectType, key, owner, epoch, serial, committedAt, deleted, attributes);
+  }
+
+  /** The bit of a SYNC field in {@link #readSync}'s {@code seen}; 0 for an unknown field. */
+  private static int fieldBit(String name) {
+    return switch (name) {
+      case "t" -> 1;
+      case "k" -> 2;
+      case "o" -> 4;
+      case "e" -> 8;
+      case "s" -> 16;
+      case "c" -> 32;
+      case "d" -> 64;
+      case "a" -> 128;
+      default -> 0;
+    };
   }
 
   /**

@@ -461,7 +461,7 @@ class FrameCodecTest {
       JsonMapper.builder().enable(tools.jackson.databind.DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
 
   private static final FrameCodec.AttributeBinder BINDER =
-      type -> switch (type) {
+      (type, key, owner) -> switch (type) {
         case "Cursor" -> STRICT.readerFor(Cursor.class)
             .without(tools.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
         case "Shape" -> STRICT.readerFor(Shape.class)
@@ -502,6 +502,84 @@ class FrameCodecTest {
     body[at] = (byte) 0xf0; // simple(16): unassigned
     assertThrows(ProtocolException.class, () -> codec.decode(body));
     assertThrows(ProtocolException.class, () -> codec.decodeSync(body, BINDER));
+  }
+
+  /** A SYNC body whose map is written by {@code fields}: any order, any repetition. */
+  private static byte[] rawSync(java.util.function.Consumer<tools.jackson.core.JsonGenerator> fields) {
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    out.write(MessageType.SYNC.code());
+    try (tools.jackson.core.JsonGenerator g = CBOR.createGenerator(out)) {
+      g.writeStartObject();
+      g.writeStringProperty("t", "Cursor");
+      g.writeStringProperty("k", "c1");
+      g.writeStringProperty("o", "owner-a");
+      g.writeNumberProperty("e", 1);
+      g.writeNumberProperty("s", 7);
+      g.writeNumberProperty("c", 5);
+      g.writeBooleanProperty("d", false);
+      g.writeName("a");
+      g.writeStartObject();
+      g.writeStringProperty("id", "c1");
+      g.writeNumberProperty("x", 1.5);
+      g.writeNumberProperty("y", -2.0);
+      g.writeEndObject();
+      fields.accept(g);
+      g.writeEndObject();
+    }
+    return out.toByteArray();
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"type", "deleted", "attributes", "attributesNull", "key"})
+  void aFieldGivenAgainAfterTheAttributesIsDecodedAsDecodeDoes_neverWithAStaleValue(String again) {
+    byte[] body = rawSync(g -> {
+      switch (again) {
+        case "type" -> g.writeStringProperty("t", "Shape");
+        case "deleted" -> g.writeBooleanProperty("d", true);
+        case "attributes" -> {
+          g.writeName("a");
+          g.writeStartObject();
+          g.writeStringProperty("id", "c9");
+          g.writeNumberProperty("x", 9.0);
+          g.writeNumberProperty("y", 9.0);
+          g.writeEndObject();
+        }
+        case "attributesNull" -> g.writeNullProperty("a");
+        default -> g.writeStringProperty("k", "c2");
+      }
+    });
+    Message.Sync reference = (Message.Sync) codec.decode(body);
+    FrameCodec.BoundSync b = codec.decodeSync(body, BINDER);
+    assertEquals(reference, b.sync());
+    assertEquals(null, b.value());
+  }
+
+  /** A type that ignores attributes it does not declare, as the demo's types do. */
+  @com.fasterxml.jackson.annotation.JsonIgnoreProperties(ignoreUnknown = true)
+  record Lenient(String id, double x, double y) {}
+
+  @Test
+  void anUnassignedSimpleValueInsideAnIgnoredAttributeIsRefusedAsByDecode() {
+    ObjectNode attrs = NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0);
+    attrs.putArray("extra").add(true);
+    byte[] body = codec.encode(new Message.Sync("Lenient", "c1", "owner-a", 1, 7, 5, false, attrs));
+    body[lastIndexOf(body, (byte) 0xf5)] = (byte) 0xf0; // simple(16), inside the ignored "extra"
+    FrameCodec.AttributeBinder lenient = (type, key, owner) -> STRICT.readerFor(Lenient.class)
+        .without(tools.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+    assertThrows(ProtocolException.class, () -> codec.decode(body));
+    assertThrows(ProtocolException.class, () -> codec.decodeSync(body, lenient));
+  }
+
+  @Test
+  void aCodecThatEncodedIsNotKeptAliveByTheThreadItEncodedOn() {
+    FrameCodec used = new FrameCodec();
+    used.encodeSync("Cursor", "c1", "owner-a", 1, 1, 1, false, NODES.objectNode().put("x", 1), JSON);
+    java.lang.ref.WeakReference<FrameCodec> ref = new java.lang.ref.WeakReference<>(used);
+    used = null;
+    for (int i = 0; i < 10 && ref.get() != null; i++) {
+      System.gc(); // a full collection clears the weak reference if nothing else holds the codec
+    }
+    assertEquals(null, ref.get(), "the codec is still reachable");
   }
 
   private static int lastIndexOf(byte[] body, byte b) {
