@@ -53,7 +53,9 @@ import tools.jackson.databind.json.JsonMapper;
  *   <li><b>delivery rate</b>: frames per second delivered in total and per subscriber, against
  *       what was offered (updates × subscribers); latest-state delivery may coalesce;
  *   <li><b>encodings per version</b>: server {@code statesEncoded} ÷ versions committed in the
- *       window (≤ 1 means each version is encoded once at most, not once per subscriber).
+ *       window (≤ 1 means each version is encoded once at most, not once per subscriber); ours'
+ *       count is read on the engine after it ran every publish of the window ({@code
+ *       statsConsistent}), so a backlog at either end of the window does not move it.
  * </ul>
  *
  * <p>Baseline in the same run (<b>raw</b>): a Reactor Netty WebSocket server with the same
@@ -395,9 +397,13 @@ public final class FanOutBenchmark {
       return node;
     }
 
+    /**
+     * Read on the engine once it ran every publish submitted so far, so that a window's count
+     * covers exactly the versions published in it, however far behind the engine runs.
+     */
     @Override
     public long encoded() {
-      return node.stats().statesEncoded();
+      return node.statsConsistent().block(Duration.ofSeconds(60)).statesEncoded();
     }
 
     @Override
