@@ -435,14 +435,14 @@ final class Engine {
   /**
    * Pulls a source of values to publish at the pace the engine commits them.
    *
-   * <p>State machine: {@code PULLING} (at most {@link #PUBLISH_WINDOW} values requested and not yet
-   * committed) → {@code DONE}, on the source's completion once every value before it has run (success,
-   * after the store made them durable), on the first value that cannot be published, the node's
-   * close or the source's error (failure; the source is cancelled), or on the caller's cancel (the
-   * source is cancelled; values already handed over still run). Confinement: the source's signals only
-   * submit tasks, in order, to the engine's executor; the counters, every {@code request} and the
-   * end are touched there alone, so requests are serialized and a synchronous source is pulled on
-   * the engine's own thread.
+   * <p>State machine: {@code PULLING} (at most {@link #PUBLISH_WINDOW} values requested and not
+   * yet committed) → {@code DONE}: on the source's completion once every value before it has run
+   * (success, after the store made them durable); on the first value that cannot be published, the
+   * node's close or the source's error (failure; the source is cancelled); or on the caller's
+   * cancel (the source is cancelled; values already handed over still run). Confinement: the
+   * source's signals only submit tasks, in order, to the engine's executor; the counters, every
+   * {@code request} and the end are touched there alone, so requests are serialized and a
+   * synchronous source is pulled on the engine's own thread.
    */
   private final class PublishAll extends BaseSubscriber<Object> {
     private final @Nullable SyncType<?> declared;
