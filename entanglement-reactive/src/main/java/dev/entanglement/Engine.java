@@ -462,7 +462,7 @@ final class Engine {
     protected void hookOnSubscribe(Subscription s) {
       serial.execute(() -> {
         if (closed) {
-          end(new EntanglementException(ErrorCode.NOT_CONNECTED, "node " + nodeId + " is closed"));
+          endClosed();
         } else if (!done) {
           request(PUBLISH_WINDOW);
         }
@@ -476,7 +476,7 @@ final class Engine {
           return;
         }
         if (closed) {
-          end(new EntanglementException(ErrorCode.NOT_CONNECTED, "node " + nodeId + " is closed"));
+          endClosed();
           return;
         }
         try {
@@ -529,6 +529,10 @@ final class Engine {
       done = true;
       cancel();
       sink.error(e);
+    }
+
+    private void endClosed() {
+      end(new EntanglementException(ErrorCode.NOT_CONNECTED, "node " + nodeId + " is closed"));
     }
   }
 

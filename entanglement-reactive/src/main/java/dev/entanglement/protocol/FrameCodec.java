@@ -363,17 +363,16 @@ public final class FrameCodec {
       throw new IllegalArgumentException("not a SYNC body");
     }
     Object[] bound = new Object[1];
-    Message.Sync sync;
     try {
-      sync = (Message.Sync) readWhole(body, p -> readSync(p, binder, bound));
+      Message.Sync sync = (Message.Sync) readWhole(body, p -> readSync(p, binder, bound));
+      if (bound[0] == null && !plainData(sync.attributes())) {
+        throw new IllegalArgumentException("not plain data");
+      }
+      return new BoundSync(sync, bound[0]);
     } catch (JacksonException | IllegalArgumentException e) {
-      // Malformed, or attributes the type refuses: the tree path tells which, as decode would.
+      // Malformed, or attributes the type refuses: decode tells which, and refuses as it does.
       return new BoundSync((Message.Sync) decode(body), null);
     }
-    if (bound[0] == null && !plainData(sync.attributes())) {
-      throw new ProtocolException("malformed " + MessageType.SYNC + " body");
-    }
-    return new BoundSync(sync, bound[0]);
   }
 
   /**
