@@ -8,6 +8,7 @@ import tools.jackson.core.JacksonException;
 import tools.jackson.core.JsonGenerator;
 import tools.jackson.core.JsonParser;
 import tools.jackson.core.JsonToken;
+import tools.jackson.core.ObjectReadContext;
 import tools.jackson.core.util.JsonParserDelegate;
 import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
@@ -440,7 +441,10 @@ public final class FrameCodec {
 
   /** Reads a body that is one CBOR map, and nothing after it. */
   private Message readWhole(byte[] body, BodyReader reader) {
-    try (JsonParser p = mapper.createParser(body, 1, body.length - 1)) {
+    // From the factory: the mapper's createParser would build a deserialization context per
+    // body that nothing reads (each value read below builds its own).
+    try (JsonParser p =
+        mapper.tokenStreamFactory().createParser(ObjectReadContext.empty(), body, 1, body.length - 1)) {
       p.nextToken();
       Message m = reader.read(p);
       if (p.nextToken() != null) {
