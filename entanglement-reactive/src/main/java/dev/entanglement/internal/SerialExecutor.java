@@ -15,7 +15,10 @@ import java.util.function.Consumer;
  *
  * <p>State machine: {@code wip == 0} idle; {@code wip > 0} one thread is draining (a submitter, or
  * the continuation) and {@code wip} counts submissions not yet accounted for. Only the thread that
- * moves {@code wip} from 0 to 1 starts a drain; while a drain is handed off {@code wip} stays above
+ * moves {@code wip} from 0 to 1 starts a drain; a submitter that finds the executor idle claims it
+ * that way before enqueueing and runs its task without a queue node (at {@code wip == 0} a task
+ * can be queued only by a submission still in progress, which is concurrent with this one and so
+ * unordered with it); while a drain is handed off {@code wip} stays above
  * 0, so submitters only enqueue. The count of submissions a drain has taken on ({@code missed}) is
  * passed with the hand-off. A task that throws is reported to the error handler and does not stop
  * the drain.
@@ -51,27 +54,42 @@ public final class SerialExecutor implements Executor {
 
   @Override
   public void execute(Runnable task) {
+    if (wip.get() == 0 && wip.compareAndSet(0, 1)) {
+      // Idle: the task runs at once and is never enqueued (see the state machine above).
+      run(task);
+      int missed = wip.decrementAndGet();
+      if (missed != 0) {
+        drain(missed, 1);
+      }
+      return;
+    }
     tasks.offer(task);
     if (wip.getAndIncrement() == 0) {
-      drain(1);
+      drain(1, 0);
     }
   }
 
-  /** Runs one turn; {@code missed} submissions are already counted as taken on. */
-  private void drain(int missed) {
-    int ran = 0;
+  private void run(Runnable task) {
+    try {
+      task.run();
+    } catch (Throwable t) {
+      onError.accept(t);
+    }
+  }
+
+  /**
+   * Runs one turn; {@code missed} submissions are already counted as taken on, and {@code ran}
+   * tasks of this turn have run.
+   */
+  private void drain(int missed, int ran) {
     for (;;) {
       Runnable r;
       while ((r = tasks.poll()) != null) {
-        try {
-          r.run();
-        } catch (Throwable t) {
-          onError.accept(t);
-        }
+        run(r);
         if (++ran >= batch && !tasks.isEmpty()) {
           int taken = missed;
           try {
-            continuation.execute(() -> drain(taken));
+            continuation.execute(() -> drain(taken, 0));
             return;
           } catch (RuntimeException rejected) { // a shut-down continuation: finish the turn here
             onError.accept(rejected);

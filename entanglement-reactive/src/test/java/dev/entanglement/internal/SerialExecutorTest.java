@@ -7,7 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import reactor.test.util.RaceTestUtils;
@@ -33,6 +35,42 @@ class SerialExecutorTest {
     }
     assertEquals(List.of("t0", "t1", "t2", "t3", "t4"), log);
     assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void aTaskSubmittedWhileAnIdleSubmitterRunsItsTaskWaitsAndRunsAfterItOnThatThread()
+      throws InterruptedException {
+    List<String> log = new CopyOnWriteArrayList<>();
+    CountDownLatch running = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    Thread first =
+        new Thread(
+            () ->
+                executor.execute(
+                    () -> {
+                      log.add("first");
+                      running.countDown();
+                      await(release);
+                    }));
+    first.start();
+    assertTrue(running.await(10, TimeUnit.SECONDS));
+    Thread caller = Thread.currentThread();
+    executor.execute(() -> log.add(Thread.currentThread() == caller ? "second on caller" : "second"));
+    assertEquals(List.of("first"), log, "the executor is busy: the second task only waits");
+    release.countDown();
+    first.join(10_000);
+    assertEquals(List.of("first", "second"), log, "run after the first, by the first's thread");
+    executor.execute(() -> log.add("third"));
+    assertEquals(List.of("first", "second", "third"), log, "idle again: run at once");
+    assertTrue(errors.isEmpty());
+  }
+
+  private static void await(CountDownLatch latch) {
+    try {
+      assertTrue(latch.await(10, TimeUnit.SECONDS));
+    } catch (InterruptedException e) {
+      throw new AssertionError(e);
+    }
   }
 
   @Test
