@@ -27,8 +27,8 @@ import reactor.core.scheduler.Scheduler;
  * PAUSED} (every requested frame arrived and less than one token is left: a resume timer waits for
  * {@code resumeBatch} tokens) → {@code FLOWING} (the timer fired: those tokens are granted) … and
  * from any state → {@code STOPPED} ({@link #stop}: the timer is disposed and nothing is requested
- * any more; terminal). Without a rate it never pauses: each received frame is replaced by one
- * request, as the window alone.
+ * any more; terminal). Without a rate it never pauses: the window alone bounds what is requested
+ * and not yet received, and is topped up each time half of it has arrived.
  *
  * <p>Confinement: every method runs on the engine's serial executor; the timer hops onto it.
  */
@@ -89,6 +89,14 @@ final class InboundLimiter {
   void received() {
     outstanding--;
     if (stopped || upstream == null) {
+      return;
+    }
+    if (rate == 0) {
+      // The window alone: topped up once half of it has arrived, one request per half window
+      // rather than one per frame (each request runs through the link's operators).
+      if (outstanding <= window / 2) {
+        grant();
+      }
       return;
     }
     refill();
