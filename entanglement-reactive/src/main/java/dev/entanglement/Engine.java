@@ -1742,12 +1742,20 @@ final class Engine {
     d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
     Message m;
     Object bound = null;
+    byte[] stateFrame = null;
     try {
       if (frame.length > 0 && frame[0] == MessageType.SYNC.code()) {
         FrameCodec.BoundSync b =
             codec.decodeSync(frame, (type, key, owner) -> attributeReader(d, type, key, owner));
         m = b.sync();
         bound = b.value();
+        stateFrame = frame;
+      } else if (frame.length > 0 && frame[0] == MessageType.RESPONSE.code()) {
+        FrameCodec.BoundResponse b =
+            codec.decodeResponse(frame, (type, key, owner) -> attributeReader(d, type, key, owner));
+        m = b.response();
+        bound = b.value();
+        stateFrame = b.syncFrame();
       } else {
         m = codec.decode(frame);
       }
@@ -1760,7 +1768,7 @@ final class Engine {
       return;
     }
     try {
-      dispatch(d, m, frame, bound);
+      dispatch(d, m, stateFrame, bound);
     } catch (IllegalArgumentException e) {
       // A value the codec accepts but the model refuses, such as a blank owner id.
       log.debug("node {}: invalid {} from {}", nodeId, m.type(), d.peer, e);
@@ -1804,8 +1812,12 @@ final class Engine {
     return true;
   }
 
-  /** @param bound the value a SYNC's attributes were bound to as it was decoded, if they were */
-  private void dispatch(Destination d, Message m, byte[] frame, @Nullable Object bound) {
+  /**
+   * @param stateFrame the SYNC frame of the state the message carries, if it has one: a SYNC's own
+   *     body, the SYNC a RESPONSE embeds (see {@link FrameCodec#decodeResponse})
+   * @param bound the value that state's attributes were bound to as it was decoded, if they were
+   */
+  private void dispatch(Destination d, Message m, byte @Nullable [] stateFrame, @Nullable Object bound) {
     if (!d.ready && !(m instanceof Message.Hello)) {
       if (m instanceof Message.Error e) {
         // The peer refused the link before its HELLO (its transport keeps another connection to
@@ -1822,7 +1834,7 @@ final class Engine {
     } else if (m instanceof Message.Routes r) {
       onRoutes(d, r);
     } else if (m instanceof Message.Sync s) {
-      onSync(d, s, frame, bound);
+      onSync(d, s, Objects.requireNonNull(stateFrame, "a SYNC's frame"), bound);
     } else if (m instanceof Message.Withdraw w) {
       onWithdraw(d, w);
     } else if (m instanceof Message.Propose p) {
@@ -1834,7 +1846,7 @@ final class Engine {
     } else if (m instanceof Message.TransitionEnd e) {
       onTransitionEnd(d, e);
     } else if (m instanceof Message.Response r) {
-      onResponse(d, r);
+      onResponse(d, r, stateFrame, bound);
     } else if (m instanceof Message.Error e) {
       onErrorMessage(d, e);
     } else if (m instanceof Message.NoResponse n) {
@@ -1932,11 +1944,8 @@ final class Engine {
   }
 
   /**
-   * Applies a received state if it is newer than the one held; returns the refusal code, or null
-   * if it was applied or was not newer.
-   */
-  /**
-   * Applies a received state if it is newer than the one held, and floods it.
+   * Applies a received state if it is newer than the one held, and floods it; returns the refusal
+   * code, or null if it was applied or was not newer.
    *
    * @param answering the requests a RESPONSE carrying this state answers: each learns the state
    *     before it is flooded (see {@link Obligation#willAnswer})
@@ -2200,7 +2209,13 @@ final class Engine {
     drain(route);
   }
 
-  private void onResponse(Destination d, Message.Response r) {
+  /**
+   * @param stateFrame the SYNC the RESPONSE embeds, when it was decoded from it: the state's
+   *     lossless source, kept as a received SYNC's frame is
+   * @param bound the value its attributes were bound to, if they were
+   */
+  private void onResponse(
+      Destination d, Message.Response r, byte @Nullable [] stateFrame, @Nullable Object bound) {
     List<Obligation> obs = d.outstanding.remove(r.inReplyTo());
     if (obs == null) {
       return;
@@ -2213,7 +2228,7 @@ final class Engine {
     Message.Sync s = r.state();
     ObjectKey key = new ObjectKey(b.type().name(), s.key());
     Version version = new Version(s.epoch(), s.serial());
-    if (applyState(d, b, s, null, null, obs) != null) {
+    if (applyState(d, b, s, stateFrame, bound, obs) != null) {
       log.debug("node {}: committed state in a response was not applied locally", nodeId);
     }
     StoredState held = objects.get(key);
@@ -2221,8 +2236,8 @@ final class Engine {
       obs.forEach(o -> o.committed(held)); // the state just applied: no second decode
       return;
     }
-    Object value = null;
-    if (!s.deleted() && s.attributes() instanceof ObjectNode attrs) {
+    Object value = bound;
+    if (value == null && !s.deleted() && s.attributes() instanceof ObjectNode attrs) {
       try {
         value = json.treeToValue(attrs, b.type().javaType());
       } catch (JacksonException | IllegalArgumentException e) {
@@ -2239,7 +2254,9 @@ final class Engine {
             s.deleted(),
             s.committedAt());
     StoredState st =
-        new StoredState(b, snap, s.attributes() instanceof ObjectNode o ? o : emptyObject(), null);
+        stateFrame != null
+            ? new StoredState(b, snap, null, stateFrame)
+            : new StoredState(b, snap, s.attributes() instanceof ObjectNode o ? o : emptyObject(), null);
     obs.forEach(o -> o.committed(st));
   }
 

@@ -49,6 +49,24 @@ class ProposalTest {
   }
 
   @Test
+  @DisplayName("a relay answers with the committed state's own frame: it neither encodes the state nor keeps its tree")
+  void relayForwardsTheCommittedStateWithoutEncodingIt() {
+    try (TestMesh mesh = gateway()) {
+      mesh.get("client").publish(new Cursor("t", 1, 1)).block();
+      mesh.settle();
+      long encodedBefore = mesh.get("server").statsConsistent().block().statesEncoded();
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", Map.of("y", 9.0)).block();
+      Outcome.Committed<Cursor> c = assertInstanceOf(Outcome.Committed.class, o);
+      assertEquals(new Cursor("t", 1, 9), c.snapshot().value());
+      mesh.settle();
+      assertEquals(c.snapshot().version(), mesh.get("server").get(CURSOR, "t").orElseThrow().version());
+      assertEquals(encodedBefore, mesh.get("server").statsConsistent().block().statesEncoded(),
+          "the relay re-encoded a state it received");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
   @DisplayName("combined updates: two partial proposals on disjoint attributes both take effect")
   void combinedPartialUpdates() {
     try (TestMesh mesh = gateway()) {

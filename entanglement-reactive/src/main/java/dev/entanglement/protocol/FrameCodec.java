@@ -377,6 +377,78 @@ public final class FrameCodec {
   }
 
   /**
+   * A decoded RESPONSE. When the state is embedded as {@link #encodeResponse} writes it, {@code
+   * syncFrame} is that state's SYNC frame body, byte for byte as its owner encoded it, and the
+   * state was decoded from it by {@link #decodeSync} ({@code value} then as in {@link BoundSync});
+   * otherwise both are null and the state has its tree.
+   */
+  public record BoundResponse(
+      Message.Response response, byte @Nullable [] syncFrame, @Nullable Object value) {}
+
+  /**
+   * Decodes a RESPONSE body as {@link #decode} does; if the body has exactly the layout of {@link
+   * #encodeResponse} ({@code r} then {@code s}, an indefinite map), its state is decoded with
+   * {@link #decodeSync} from the embedded SYNC, which is returned as a frame body of its own (a
+   * relay forwards it without encoding it again). Any other body, or an embedded state that
+   * decodeSync refuses, is decoded by {@link #decode}, so the caller meets the same refusal.
+   *
+   * @throws ProtocolException if the body is not a valid RESPONSE
+   */
+  public BoundResponse decodeResponse(byte[] body, AttributeBinder binder) {
+    if (body.length == 0 || body[0] != MessageType.RESPONSE.code()) {
+      throw new IllegalArgumentException("not a RESPONSE body");
+    }
+    long[] inReplyTo = new long[1];
+    int syncStart = embeddedSyncStart(body, inReplyTo);
+    if (syncStart > 0) {
+      byte[] sync = new byte[body.length - syncStart];
+      sync[0] = (byte) MessageType.SYNC.code();
+      System.arraycopy(body, syncStart, sync, 1, sync.length - 1); // without the closing BREAK
+      try {
+        BoundSync b = decodeSync(sync, binder);
+        return new BoundResponse(new Message.Response(inReplyTo[0], b.sync()), sync, b.value());
+      } catch (ProtocolException e) {
+        // Not one SYNC map before the BREAK (more fields follow it, say): decode judges the body.
+      }
+    }
+    return new BoundResponse((Message.Response) decode(body), null, null);
+  }
+
+  /**
+   * Where the SYNC map of a RESPONSE in {@link #encodeResponse}'s layout starts — {@code [type]
+   * [indefinite map] "r" [unsigned integer ≤ Long.MAX_VALUE] "s" [map ...] [BREAK]} — with the
+   * request id in {@code inReplyTo[0]}; -1 for any other layout.
+   */
+  private static int embeddedSyncStart(byte[] body, long[] inReplyTo) {
+    if (body.length < 9
+        || (body[1] & 0xff) != INDEFINITE_MAP
+        || (body[2] & 0xff) != TEXT_1
+        || body[3] != 'r'
+        || (body[body.length - 1] & 0xff) != BREAK) {
+      return -1;
+    }
+    int head = body[4] & 0xff;
+    if (head >> 5 != 0) {
+      return -1; // not an unsigned integer
+    }
+    int info = head & 0x1f;
+    int length = info < 24 ? 0 : info == 24 ? 1 : info == 25 ? 2 : info == 26 ? 4 : info == 27 ? 8 : -1;
+    int at = 5 + length;
+    if (length < 0 || at + 4 > body.length) { // "s", at least one byte of map, the BREAK
+      return -1;
+    }
+    long v = info < 24 ? info : 0;
+    for (int i = 5; i < at; i++) {
+      v = v << 8 | (body[i] & 0xff);
+    }
+    if (v < 0 || (body[at] & 0xff) != TEXT_1 || body[at + 1] != 's') {
+      return -1; // beyond a long, which decode refuses
+    }
+    inReplyTo[0] = v;
+    return at + 2;
+  }
+
+  /**
    * Reads attributes for a binder while refusing what {@link #decode} refuses in a tree: an
    * embedded object other than a byte string (Jackson's form of an unassigned CBOR simple value,
    * which would be passed on as another value).

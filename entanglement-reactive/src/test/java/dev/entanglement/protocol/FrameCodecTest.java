@@ -632,6 +632,88 @@ class FrameCodecTest {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // RESPONSE decoded from its embedded SYNC (decodeResponse)
+  // ---------------------------------------------------------------------------------------------
+
+  @ParameterizedTest(name = "request id {0}")
+  @ValueSource(longs = {0, 23, 24, 255, 256, 65_535, 65_536, 4_294_967_295L, 4_294_967_296L, Long.MAX_VALUE})
+  void responseAroundASyncCarriesThatSyncFrame_andItsBoundValue(long requestId) {
+    Message.Sync sync = new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false,
+        NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0));
+    byte[] syncFrame = codec.encode(sync);
+    FrameCodec.BoundResponse b = codec.decodeResponse(codec.encodeResponse(requestId, syncFrame), BINDER);
+    assertEquals(requestId, b.response().inReplyTo());
+    assertArrayEquals(syncFrame, b.syncFrame());
+    assertEquals(new Cursor("c1", 1.5, -2.0, null), b.value());
+    assertEquals(codec.decodeSync(syncFrame, BINDER).sync(), b.response().state());
+  }
+
+  @Test
+  void responseInAnotherLayoutIsDecodedAsByDecode_withoutAFrame() {
+    Message.Sync sync = new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false,
+        NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0));
+    // "s" before "r", a definite map: what another implementation may write.
+    ObjectNode tree = NODES.objectNode();
+    tree.set("s", CBOR.valueToTree(sync));
+    tree.put("r", 9);
+    byte[] cbor = CBOR.writeValueAsBytes(tree);
+    byte[] body = new byte[cbor.length + 1];
+    body[0] = (byte) MessageType.RESPONSE.code();
+    System.arraycopy(cbor, 0, body, 1, cbor.length);
+    FrameCodec.BoundResponse b = codec.decodeResponse(body, BINDER);
+    assertEquals(codec.decode(body), b.response());
+    assertEquals(new Message.Response(9, sync), b.response());
+    assertEquals(null, b.syncFrame());
+    assertEquals(null, b.value());
+    assertThrows(IllegalArgumentException.class, () -> codec.decodeResponse(codec.encode(sync), BINDER));
+  }
+
+  /**
+   * Differential, seeded: a mutated RESPONSE body is refused by decodeResponse exactly when decode
+   * refuses it; accepted, it has the same request id and state fields, a bound value is what the
+   * state's tree binds to, and an embedded frame decodes to the same state.
+   */
+  @ParameterizedTest(name = "seed {0}")
+  @ValueSource(longs = {9, 10, 11, 12})
+  void boundResponseAgreesWithDecode(long seed) {
+    FrameMutator gen = new FrameMutator();
+    int compared = 0;
+    int framed = 0;
+    for (long i = 0; i < 40_000; i++) {
+      byte[] body = gen.body(seed, i);
+      if (body.length == 0 || body[0] != MessageType.RESPONSE.code()) {
+        continue;
+      }
+      compared++;
+      String input = "seed " + seed + " input " + HexFormat.of().formatHex(body);
+      Message.Response ref;
+      try {
+        ref = (Message.Response) codec.decode(body);
+      } catch (ProtocolException e) {
+        assertThrows(ProtocolException.class, () -> codec.decodeResponse(body, BINDER), input);
+        continue;
+      }
+      FrameCodec.BoundResponse b = codec.decodeResponse(body, BINDER);
+      assertEquals(ref.inReplyTo(), b.response().inReplyTo(), input);
+      Message.Sync s = ref.state();
+      if (b.syncFrame() != null) {
+        framed++;
+        assertEquals(s, codec.decode(b.syncFrame()), input);
+      }
+      if (b.value() == null) {
+        assertEquals(ref, b.response(), input);
+        continue;
+      }
+      assertEquals(
+          new Message.Sync(s.objectType(), s.key(), s.owner(), s.epoch(), s.serial(),
+              s.committedAt(), s.deleted(), b.response().state().attributes()),
+          b.response().state(), input);
+      assertEquals(STRICT.treeToValue(s.attributes(), b.value().getClass()), b.value(), input);
+    }
+    assertTrue(compared > 1_000 && framed > 60, "compared " + compared + ", framed " + framed);
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Golden vectors (src/test/resources/golden/*.hex)
   // ---------------------------------------------------------------------------------------------
 
