@@ -378,19 +378,19 @@ public final class FrameCodec {
 
   /**
    * A decoded RESPONSE. When the state is embedded as {@link #encodeResponse} writes it, {@code
-   * syncFrame} is that state's SYNC frame body, byte for byte as its owner encoded it, and the
-   * state was decoded from it by {@link #decodeSync} ({@code value} then as in {@link BoundSync});
-   * otherwise both are null and the state has its tree.
+   * syncFrame} is that state's SYNC frame body, byte for byte as its owner encoded it, and {@code
+   * value} is as in {@link BoundSync}; otherwise both are null and the state has its tree.
    */
   public record BoundResponse(
       Message.Response response, byte @Nullable [] syncFrame, @Nullable Object value) {}
 
   /**
    * Decodes a RESPONSE body as {@link #decode} does; if the body has exactly the layout of {@link
-   * #encodeResponse} ({@code r} then {@code s}, an indefinite map), its state is decoded with
-   * {@link #decodeSync} from the embedded SYNC, which is returned as a frame body of its own (a
-   * relay forwards it without encoding it again). Any other body, or an embedded state that
-   * decodeSync refuses, is decoded by {@link #decode}, so the caller meets the same refusal.
+   * #encodeResponse} ({@code r} then {@code s}, an indefinite map), its state's attributes are bound
+   * as by {@link #decodeSync}, and the embedded SYNC map is returned as a SYNC frame body of its own
+   * (a relay can forward it without encoding it again). Any other body, and any body this reading
+   * fails on (malformed, a field after the state, attributes the type refuses), is decoded by
+   * {@link #decode}, so the caller meets the same refusal or the same tree.
    *
    * @throws ProtocolException if the body is not a valid RESPONSE
    */
@@ -401,17 +401,43 @@ public final class FrameCodec {
     long[] inReplyTo = new long[1];
     int syncStart = embeddedSyncStart(body, inReplyTo);
     if (syncStart > 0) {
-      byte[] sync = new byte[body.length - syncStart];
-      sync[0] = (byte) MessageType.SYNC.code();
-      System.arraycopy(body, syncStart, sync, 1, sync.length - 1); // without the closing BREAK
+      Object[] bound = new Object[1];
       try {
-        BoundSync b = decodeSync(sync, binder);
-        return new BoundResponse(new Message.Response(inReplyTo[0], b.sync()), sync, b.value());
-      } catch (ProtocolException e) {
-        // Not one SYNC map before the BREAK (more fields follow it, say): decode judges the body.
+        // The whole body is read, so every limit (nesting depth included) applies as in decode.
+        Message.Sync sync =
+            (Message.Sync) readWhole(body, p -> readEmbeddedSync(p, inReplyTo[0], binder, bound));
+        if (bound[0] == null && !plainData(sync.attributes())) {
+          throw new IllegalArgumentException("not plain data");
+        }
+        // The SYNC map ends where the RESPONSE's closing BREAK, the body's last byte, begins.
+        byte[] frame = new byte[body.length - syncStart];
+        frame[0] = (byte) MessageType.SYNC.code();
+        System.arraycopy(body, syncStart, frame, 1, frame.length - 1);
+        return new BoundResponse(new Message.Response(inReplyTo[0], sync), frame, bound[0]);
+      } catch (JacksonException | IllegalArgumentException e) {
+        // decode judges the body (see above)
       }
     }
     return new BoundResponse((Message.Response) decode(body), null, null);
+  }
+
+  /**
+   * Reads a RESPONSE map in {@link #encodeResponse}'s layout, the parser on its START_OBJECT: {@code
+   * r} (which must be {@code inReplyTo}), then {@code s}, read by {@link #readSync(JsonParser,
+   * AttributeBinder, Object[])}, then the map's end; returns the state.
+   */
+  private Message readEmbeddedSync(
+      JsonParser p, long inReplyTo, AttributeBinder binder, Object[] bound) {
+    expect(p, JsonToken.START_OBJECT);
+    if (!"r".equals(p.nextName()) || integer(p, p.nextToken()) != inReplyTo || !"s".equals(p.nextName())) {
+      throw new IllegalArgumentException("not the layout of encodeResponse");
+    }
+    p.nextToken();
+    Message.Sync sync = readSync(p, binder, bound);
+    if (p.nextToken() != JsonToken.END_OBJECT) {
+      throw new IllegalArgumentException("a field after the state");
+    }
+    return sync;
   }
 
   /**
@@ -514,7 +540,9 @@ public final class FrameCodec {
   /** Reads a body that is one CBOR map, and nothing after it. */
   private Message readWhole(byte[] body, BodyReader reader) {
     // From the factory: the mapper's createParser would build a deserialization context per
-    // body that nothing reads (each value read below builds its own).
+    // body that nothing reads (each value read below builds its own). Limits come from the
+    // factory either way; stream-read features from the context, so a feature enabled on the
+    // mapper alone would not apply here (the mapper enables none).
     try (JsonParser p =
         mapper.tokenStreamFactory().createParser(ObjectReadContext.empty(), body, 1, body.length - 1)) {
       p.nextToken();

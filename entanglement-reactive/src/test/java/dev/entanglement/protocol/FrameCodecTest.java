@@ -24,6 +24,7 @@ import org.jspecify.annotations.Nullable;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 import tools.jackson.databind.JsonNode;
@@ -666,6 +667,31 @@ class FrameCodecTest {
     assertEquals(null, b.syncFrame());
     assertEquals(null, b.value());
     assertThrows(IllegalArgumentException.class, () -> codec.decodeResponse(codec.encode(sync), BINDER));
+  }
+
+  /**
+   * The embedded state is read inside the RESPONSE, as decode reads it, so the nesting limit counts
+   * the RESPONSE's own level: a state at the limit as a SYNC is one level too deep in a RESPONSE.
+   */
+  @ParameterizedTest(name = "{0} arrays, type {1}")
+  @CsvSource({"497, Cursor", "498, Cursor", "497, Other", "498, Other"})
+  void nestingLimitCountsTheResponseLevel(int arrays, String type) {
+    ObjectNode attrs = NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0);
+    tools.jackson.databind.node.ArrayNode deepest = attrs.putArray("tag");
+    for (int i = 1; i < arrays; i++) {
+      deepest = deepest.addArray();
+    }
+    deepest.add(0);
+    byte[] sync = codec.encode(new Message.Sync(type, "c1", "owner-a", 1, 7, 5, false, attrs));
+    byte[] body = codec.encodeResponse(5, sync);
+    codec.decode(sync); // 2 + arrays levels: within the limit as a SYNC either way
+    if (arrays == 497) {
+      FrameCodec.BoundResponse b = codec.decodeResponse(body, BINDER);
+      assertEquals(codec.decode(body), new Message.Response(5, (Message.Sync) codec.decode(b.syncFrame())));
+    } else {
+      assertThrows(ProtocolException.class, () -> codec.decode(body));
+      assertThrows(ProtocolException.class, () -> codec.decodeResponse(body, BINDER));
+    }
   }
 
   /**
