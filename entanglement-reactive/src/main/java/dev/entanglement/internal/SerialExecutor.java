@@ -15,13 +15,12 @@ import java.util.function.Consumer;
  *
  * <p>State machine: {@code wip == 0} idle; {@code wip > 0} one thread is draining (a submitter, or
  * the continuation) and {@code wip} counts submissions not yet accounted for. Only the thread that
- * moves {@code wip} from 0 to 1 starts a drain; a submitter that finds the executor idle claims it
- * that way before enqueueing and runs its task without a queue node (at {@code wip == 0} a task
- * can be queued only by a submission still in progress, which is concurrent with this one and so
- * unordered with it); while a drain is handed off {@code wip} stays above
- * 0, so submitters only enqueue. The count of submissions a drain has taken on ({@code missed}) is
- * passed with the hand-off. A task that throws is reported to the error handler and does not stop
- * the drain.
+ * moves {@code wip} from 0 to 1 starts a drain. A submitter that finds the executor idle claims it
+ * that way before enqueueing and runs its task without a queue node: at {@code wip == 0} a task can
+ * be queued only by a submission still in progress, which is concurrent with this one and so
+ * unordered with it. While a drain is handed off {@code wip} stays above 0, so submitters only
+ * enqueue. The count of submissions a drain has taken on ({@code missed}) is passed with the
+ * hand-off. A task that throws is reported to the error handler and does not stop the drain.
  */
 public final class SerialExecutor implements Executor {
   /** Tasks a submitter runs before it hands the rest off: 256. */
@@ -79,28 +78,40 @@ public final class SerialExecutor implements Executor {
 
   /**
    * Runs one turn; {@code missed} submissions are already counted as taken on, and {@code ran}
-   * tasks of this turn have run.
+   * tasks of this turn have run. Before each task it checks the batch, so a turn begun by a task
+   * run at once ({@code ran == 1}) is bounded too.
    */
   private void drain(int missed, int ran) {
     for (;;) {
-      Runnable r;
-      while ((r = tasks.poll()) != null) {
-        run(r);
-        if (++ran >= batch && !tasks.isEmpty()) {
-          int taken = missed;
-          try {
-            continuation.execute(() -> drain(taken, 0));
+      for (;;) {
+        if (ran >= batch && !tasks.isEmpty()) {
+          if (handedOff(missed)) {
             return;
-          } catch (RuntimeException rejected) { // a shut-down continuation: finish the turn here
-            onError.accept(rejected);
-            ran = Integer.MIN_VALUE;
           }
+          ran = Integer.MIN_VALUE; // the continuation refused: finish the turn here
         }
+        Runnable r = tasks.poll();
+        if (r == null) {
+          break;
+        }
+        run(r);
+        ran++;
       }
       missed = wip.addAndGet(-missed);
       if (missed == 0) {
         return;
       }
+    }
+  }
+
+  /** Hands the rest of the turn to the continuation; false (reported) if it refuses. */
+  private boolean handedOff(int missed) {
+    try {
+      continuation.execute(() -> drain(missed, 0));
+      return true;
+    } catch (RuntimeException rejected) { // a shut-down continuation
+      onError.accept(rejected);
+      return false;
     }
   }
 }

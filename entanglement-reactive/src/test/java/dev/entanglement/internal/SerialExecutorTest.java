@@ -38,7 +38,7 @@ class SerialExecutorTest {
   }
 
   @Test
-  void aTaskSubmittedWhileAnIdleSubmitterRunsItsTaskWaitsAndRunsAfterItOnThatThread()
+  void aTaskSubmittedWhileAnotherThreadRunsATaskOnlyWaitsAndRunsAfterItOnThatThread()
       throws InterruptedException {
     List<String> log = new CopyOnWriteArrayList<>();
     CountDownLatch running = new CountDownLatch(1);
@@ -219,19 +219,44 @@ class SerialExecutorTest {
   }
 
   @Test
+  void aBatchOfOneRunsOnlyTheIdleSubmittersOwnTaskThenHandsOff() {
+    java.util.ArrayDeque<Runnable> handedOff = new java.util.ArrayDeque<>();
+    SerialExecutor batched = new SerialExecutor(1, handedOff::add, errors::add);
+    List<Integer> log = new ArrayList<>();
+    batched.execute(
+        () -> {
+          for (int i = 1; i <= 3; i++) {
+            int n = i;
+            batched.execute(() -> log.add(n));
+          }
+          log.add(0);
+        });
+    assertEquals(List.of(0), log, "the task run at once is the whole batch");
+    for (int turn = 1; turn <= 3; turn++) {
+      assertEquals(1, handedOff.size());
+      handedOff.poll().run();
+      assertEquals(turn + 1, log.size(), "one task per turn of the continuation");
+    }
+    assertTrue(handedOff.isEmpty());
+    assertEquals(List.of(0, 1, 2, 3), log);
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
   void aRejectedHandOffIsReportedAndTheTurnGoesOnWhereItIs() {
     RuntimeException rejected = new java.util.concurrent.RejectedExecutionException("shut down");
-    SerialExecutor batched = new SerialExecutor(1, task -> { throw rejected; }, errors::add);
     List<Integer> log = new ArrayList<>();
+    SerialExecutor batched =
+        new SerialExecutor(1, task -> { log.add(-1); throw rejected; }, errors::add);
     batched.execute(() -> {
       batched.execute(() -> log.add(2));
       batched.execute(() -> log.add(3));
       log.add(1);
     });
-    assertEquals(List.of(1, 2, 3), log);
+    assertEquals(List.of(1, -1, 2, 3), log, "handed off after the first task, refused once");
     assertEquals(List.of(rejected), errors);
     batched.execute(() -> log.add(4));
-    assertEquals(List.of(1, 2, 3, 4), log);
+    assertEquals(List.of(1, -1, 2, 3, 4), log);
   }
 
   @Test
