@@ -1777,9 +1777,10 @@ final class Engine {
   }
 
   /**
-   * The reader that binds a SYNC's attributes as its frame is read, or null to leave them as a tree:
-   * an event type, a link not yet greeted, or a sender the policy does not listen to about that
-   * object (its state is refused before its value is decoded, as {@link Policy} promises).
+   * The reader that binds a state's attributes (a SYNC's, a RESPONSE's) as its frame is read, or
+   * null to leave them as a tree: an event type, a link not yet greeted, or a sender the policy
+   * does not listen to about that object (its state is refused before its value is decoded, as
+   * {@link Policy} promises).
    */
   private @Nullable ObjectReader attributeReader(Destination d, String type, String key, String owner) {
     ObjectReader reader = attributeReaders.get(type);

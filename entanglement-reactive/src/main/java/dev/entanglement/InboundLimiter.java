@@ -85,7 +85,10 @@ final class InboundLimiter {
     grant();
   }
 
-  /** A requested frame has been handled: requests more, or pauses until tokens refill. */
+  /**
+   * A requested frame has been handled: requests more (without a rate, only once half the window
+   * has arrived), or pauses until tokens refill.
+   */
   void received() {
     outstanding--;
     if (stopped || upstream == null) {
