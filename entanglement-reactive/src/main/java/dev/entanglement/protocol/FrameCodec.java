@@ -398,22 +398,21 @@ public final class FrameCodec {
     if (body.length == 0 || body[0] != MessageType.RESPONSE.code()) {
       throw new IllegalArgumentException("not a RESPONSE body");
     }
-    long[] inReplyTo = new long[1];
-    int syncStart = embeddedSyncStart(body, inReplyTo);
+    int syncStart = embeddedSyncStart(body);
     if (syncStart > 0) {
       Object[] bound = new Object[1];
       try {
         // The whole body is read, so every limit (nesting depth included) applies as in decode.
-        Message.Sync sync =
-            (Message.Sync) readWhole(body, p -> readEmbeddedSync(p, inReplyTo[0], binder, bound));
-        if (bound[0] == null && !plainData(sync.attributes())) {
+        Message.Response response =
+            (Message.Response) readWhole(body, p -> readResponseAroundSync(p, binder, bound));
+        if (bound[0] == null && !plainData(response.state().attributes())) {
           throw new IllegalArgumentException("not plain data");
         }
         // The SYNC map ends where the RESPONSE's closing BREAK, the body's last byte, begins.
         byte[] frame = new byte[body.length - syncStart];
         frame[0] = (byte) MessageType.SYNC.code();
         System.arraycopy(body, syncStart, frame, 1, frame.length - 1);
-        return new BoundResponse(new Message.Response(inReplyTo[0], sync), frame, bound[0]);
+        return new BoundResponse(response, frame, bound[0]);
       } catch (JacksonException | IllegalArgumentException e) {
         // decode judges the body (see above)
       }
@@ -423,13 +422,16 @@ public final class FrameCodec {
 
   /**
    * Reads a RESPONSE map in {@link #encodeResponse}'s layout, the parser on its START_OBJECT: {@code
-   * r} (which must be {@code inReplyTo}), then {@code s}, read by {@link #readSync(JsonParser,
-   * AttributeBinder, Object[])}, then the map's end; returns the state.
+   * r}, then {@code s}, read by {@link #readSync(JsonParser, AttributeBinder, Object[])}, then the
+   * map's end.
    */
-  private Message readEmbeddedSync(
-      JsonParser p, long inReplyTo, AttributeBinder binder, Object[] bound) {
+  private Message readResponseAroundSync(JsonParser p, AttributeBinder binder, Object[] bound) {
     expect(p, JsonToken.START_OBJECT);
-    if (!"r".equals(p.nextName()) || integer(p, p.nextToken()) != inReplyTo || !"s".equals(p.nextName())) {
+    if (!"r".equals(p.nextName())) {
+      throw new IllegalArgumentException("not the layout of encodeResponse");
+    }
+    long inReplyTo = integer(p, p.nextToken());
+    if (!"s".equals(p.nextName())) {
       throw new IllegalArgumentException("not the layout of encodeResponse");
     }
     p.nextToken();
@@ -437,40 +439,30 @@ public final class FrameCodec {
     if (p.nextToken() != JsonToken.END_OBJECT) {
       throw new IllegalArgumentException("a field after the state");
     }
-    return sync;
+    return new Message.Response(inReplyTo, sync);
   }
 
   /**
    * Where the SYNC map of a RESPONSE in {@link #encodeResponse}'s layout starts — {@code [type]
-   * [indefinite map] "r" [unsigned integer ≤ Long.MAX_VALUE] "s" [map ...] [BREAK]} — with the
-   * request id in {@code inReplyTo[0]}; -1 for any other layout.
+   * [indefinite map] "r" [unsigned integer] "s" [map ...] [BREAK]} — or -1 for any other layout.
+   * Only the bytes are checked here; the parser reads the values.
    */
-  private static int embeddedSyncStart(byte[] body, long[] inReplyTo) {
+  private static int embeddedSyncStart(byte[] body) {
     if (body.length < 9
         || (body[1] & 0xff) != INDEFINITE_MAP
         || (body[2] & 0xff) != TEXT_1
         || body[3] != 'r'
-        || (body[body.length - 1] & 0xff) != BREAK) {
+        || (body[body.length - 1] & 0xff) != BREAK
+        || (body[4] & 0xff) >> 5 != 0) { // not an unsigned integer
       return -1;
     }
-    int head = body[4] & 0xff;
-    if (head >> 5 != 0) {
-      return -1; // not an unsigned integer
-    }
-    int info = head & 0x1f;
+    int info = body[4] & 0x1f;
     int length = info < 24 ? 0 : info == 24 ? 1 : info == 25 ? 2 : info == 26 ? 4 : info == 27 ? 8 : -1;
     int at = 5 + length;
-    if (length < 0 || at + 4 > body.length) { // "s", at least one byte of map, the BREAK
+    if (length < 0 || at + 4 > body.length // "s", at least one byte of map, the BREAK
+        || (body[at] & 0xff) != TEXT_1 || body[at + 1] != 's') {
       return -1;
     }
-    long v = info < 24 ? info : 0;
-    for (int i = 5; i < at; i++) {
-      v = v << 8 | (body[i] & 0xff);
-    }
-    if (v < 0 || (body[at] & 0xff) != TEXT_1 || body[at + 1] != 's') {
-      return -1; // beyond a long, which decode refuses
-    }
-    inReplyTo[0] = v;
     return at + 2;
   }
 
