@@ -23,7 +23,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.LinkedTransferQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Collectors;
@@ -167,7 +167,9 @@ class ShapeBoardApplicationTest {
     // the client reads (WebClient's event decoder prefetches on its own, and reads byte by byte,
     // which paranoid leak detection makes slow); a small receive window keeps the socket buffers
     // small too.
-    BlockingQueue<String> chunks = new LinkedBlockingQueue<>();
+    // Filled on the client's event loop: a lock-free queue, as a LinkedBlockingQueue's lock can park
+    // that thread when the test thread polls at the same moment (BlockHound ends the stream then).
+    BlockingQueue<String> chunks = new LinkedTransferQueue<>();
     BaseSubscriber<String> reader = new BaseSubscriber<>() {
       @Override
       protected void hookOnSubscribe(Subscription subscription) {
