@@ -122,6 +122,13 @@ final class Engine {
   private final Map<OwnerId, Long> removedOwners = new HashMap<>();
   /** For each remote owner, the version up to which this node holds every state of it. */
   private final Map<OwnerId, Version> watermarks = new HashMap<>();
+  /**
+   * Per remote owner, states of it this node refused in a route race (the sender was not on the
+   * owner's path yet) and has not received since: no watermark may cover them (see {@link
+   * #refusedOnRoute}), so the next catch-up brings them. In memory: the watermark kept in the store
+   * was already lowered below them.
+   */
+  private final Map<OwnerId, Map<ObjectKey, Version>> refusedStates = new HashMap<>();
   /** For each owner, the newest tombstone dropped by retention: peers behind it resync fully. */
   private final Map<OwnerId, Version> purgedUpTo = new HashMap<>();
   private final reactor.core.Disposable retentionTask;
@@ -1967,6 +1974,7 @@ final class Engine {
     if (!routes.onPath(from, owner)) {
       // Possibly a route change that overtook the state: its watermark must not cover it here.
       from.refusedOwners.add(owner);
+      refusedOnRoute(key, owner, v);
       return ErrorCode.BAD_OWNER;
     }
     // A bound value was bound only because the policy listens to this sender about this object.
@@ -2028,6 +2036,9 @@ final class Engine {
     st.arrival = ++arrivals;
     objects.put(key, st);
     dropped.remove(key);
+    if (!refusedStates.isEmpty()) {
+      receivedAfterRefusal(key, owner, v);
+    }
     if (store != null) {
       persist(new WriteBatch.PutObject(attrs != null ? record(st, attrs) : record(st)));
     }
@@ -2290,6 +2301,7 @@ final class Engine {
   private void purgeOwner(OwnerId owner, long epoch, @Nullable Destination from) {
     removedOwners.put(owner, epoch);
     watermarks.remove(owner);
+    refusedStates.remove(owner);
     persist(new WriteBatch.RemoveOwner(owner.value(), epoch));
     for (StoredState st : List.copyOf(objects.values())) {
       if (st.owner().equals(owner) && st.version().epoch() <= epoch) {
@@ -2469,11 +2481,64 @@ final class Engine {
     }
     d.caughtUp.add(owner);
     d.catchUpSeen.remove(owner);
+    Version capped = belowRefused(owner, v);
     Version cur = watermarks.get(owner);
-    if (cur == null || v.isNewerThan(cur)) {
-      watermarks.put(owner, v);
-      persist(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord(owner.value(), v.epoch(), v.serial())));
+    if (cur == null || capped.isNewerThan(cur)) {
+      setWatermark(owner, capped);
     }
+  }
+
+  private void setWatermark(OwnerId owner, Version v) {
+    watermarks.put(owner, v);
+    persist(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord(owner.value(), v.epoch(), v.serial())));
+  }
+
+  /**
+   * A state of {@code owner} newer than the one held was refused because its sender was not on the
+   * owner's path: the sender counts it as delivered, so only a catch-up can bring it again, and
+   * only if no watermark here covers it. The watermark falls below it, and stays below it until a
+   * state of that object at least as new arrives.
+   */
+  private void refusedOnRoute(ObjectKey key, OwnerId owner, Version v) {
+    StoredState cur = objects.get(key);
+    if (cur != null && !v.isNewerThan(cur.version())) {
+      return;
+    }
+    refusedStates
+        .computeIfAbsent(owner, o -> new HashMap<>())
+        .merge(key, v, (a, b) -> a.compareTo(b) <= 0 ? a : b);
+    Version wm = watermarks.get(owner);
+    Version capped = wm == null ? null : belowRefused(owner, wm);
+    if (capped != null && !capped.equals(wm)) {
+      setWatermark(owner, capped);
+    }
+  }
+
+  /** A state was applied: a refusal of that object at this version or older is made good. */
+  private void receivedAfterRefusal(ObjectKey key, OwnerId owner, Version v) {
+    Map<ObjectKey, Version> refused = refusedStates.get(owner);
+    Version r = refused == null ? null : refused.get(key);
+    if (r != null && v.compareTo(r) >= 0) {
+      refused.remove(key);
+      if (refused.isEmpty()) {
+        refusedStates.remove(owner);
+      }
+    }
+  }
+
+  /** {@code v}, or just below the oldest refused state of {@code owner} in its epoch if that is lower. */
+  private Version belowRefused(OwnerId owner, Version v) {
+    Map<ObjectKey, Version> refused = refusedStates.get(owner);
+    if (refused == null) {
+      return v;
+    }
+    Version result = v;
+    for (Version r : refused.values()) {
+      if (r.epoch() == result.epoch() && r.compareTo(result) <= 0) {
+        result = new Version(r.epoch(), r.serial() - 1);
+      }
+    }
+    return result;
   }
 
   /**
