@@ -177,6 +177,29 @@ final class Destination {
    * watermarks for them may cover a refused state, so they are not adopted from it.
    */
   final java.util.Set<OwnerId> refusedOwners = new java.util.HashSet<>();
+
+  /** States of {@link #refusedOnRoute} kept per link at most: 4,096 (the oldest go first). */
+  static final int REFUSED_ON_ROUTE_KEPT = 4_096;
+
+  /**
+   * The newest state per object that the peer sent and this node refused because the peer was not
+   * yet on the owner's path (a route change in flight): the peer counts it as delivered, so it is
+   * applied again once the routes put the peer on the path. Beyond the bound, a state comes back
+   * only with a catch-up (the node's watermark stays below it).
+   */
+  final java.util.LinkedHashMap<ObjectKey, RefusedState> refusedOnRoute = new java.util.LinkedHashMap<>();
+
+  /** A refused state as received: applied again as it was then (see {@link #refusedOnRoute}). */
+  record RefusedState(
+      TypeBinding<?> binding, Message.Sync sync, byte @Nullable [] frame, @Nullable Object bound) {}
+
+  void keepRefused(ObjectKey key, RefusedState state) {
+    refusedOnRoute.remove(key); // the newest goes to the end
+    refusedOnRoute.put(key, state);
+    if (refusedOnRoute.size() > REFUSED_ON_ROUTE_KEPT) {
+      refusedOnRoute.remove(refusedOnRoute.keySet().iterator().next());
+    }
+  }
   /** Owners whose first watermark from the peer has arrived. */
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
   /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */

@@ -1974,7 +1974,9 @@ final class Engine {
     if (!routes.onPath(from, owner)) {
       // Possibly a route change that overtook the state: its watermark must not cover it here.
       from.refusedOwners.add(owner);
-      refusedOnRoute(key, owner, v);
+      if (refusedOnRoute(key, owner, v) && answering.isEmpty()) {
+        from.keepRefused(key, new Destination.RefusedState(b, s, frame, bound)); // see routesChanged
+      }
       return ErrorCode.BAD_OWNER;
     }
     // A bound value was bound only because the policy listens to this sender about this object.
@@ -2498,11 +2500,13 @@ final class Engine {
    * owner's path: the sender counts it as delivered, so only a catch-up can bring it again, and
    * only if no watermark here covers it. The watermark falls below it, and stays below it until a
    * state of that object at least as new arrives.
+   *
+   * @return whether the state was newer than the one held (else nothing is missing)
    */
-  private void refusedOnRoute(ObjectKey key, OwnerId owner, Version v) {
+  private boolean refusedOnRoute(ObjectKey key, OwnerId owner, Version v) {
     StoredState cur = objects.get(key);
     if (cur != null && !v.isNewerThan(cur.version())) {
-      return;
+      return false;
     }
     refusedStates
         .computeIfAbsent(owner, o -> new HashMap<>())
@@ -2512,6 +2516,7 @@ final class Engine {
     if (capped != null && !capped.equals(wm)) {
       setWatermark(owner, capped);
     }
+    return true;
   }
 
   /** A state was applied: a refusal of that object at this version or older is made good. */
@@ -2980,6 +2985,33 @@ final class Engine {
     for (Destination d : destinations) {
       offer(d, new QueueKey(Lane.CONTROL, "routes"), 0, new Outbound.Routes());
       drain(d);
+    }
+    for (Destination d : destinations) {
+      applyRefusedNowOnPath(d);
+    }
+  }
+
+  /**
+   * Applies again the states refused from {@code d} in a route race whose owner's path now runs
+   * through it, as received (the listen policy is asked again for a value bound then).
+   */
+  private void applyRefusedNowOnPath(Destination d) {
+    if (d.refusedOnRoute.isEmpty() || d.closed) {
+      return;
+    }
+    List<Map.Entry<ObjectKey, Destination.RefusedState>> ready = new ArrayList<>();
+    for (var e : d.refusedOnRoute.entrySet()) {
+      if (routes.onPath(d, ownerId(e.getValue().sync().owner()))) {
+        ready.add(e);
+      }
+    }
+    for (var e : ready) {
+      d.refusedOnRoute.remove(e.getKey());
+      Destination.RefusedState r = e.getValue();
+      if (r.bound() == null
+          || listenAllowed(d.peer, Operation.SYNC, r.binding(), e.getKey(), ownerId(r.sync().owner()))) {
+        applyState(d, r.binding(), r.sync(), r.frame(), r.bound(), List.of());
+      }
     }
   }
 

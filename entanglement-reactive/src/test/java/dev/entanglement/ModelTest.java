@@ -46,13 +46,15 @@ class ModelTest {
   }
 
   /**
-   * Seeds that failed beyond the default run, at the length they failed at. 4112 (5,000
-   * operations): a state refused in a route race was counted as delivered by its sender, and
-   * another neighbour's watermark then covered it, so no catch-up brought it back.
+   * Seeds that failed beyond the default run, at the length they failed at (5,000 operations). 4112:
+   * a state refused in a route race was counted as delivered by its sender, and another
+   * neighbour's watermark then covered it, so no catch-up brought it back. 6156: the same refusal
+   * in the last catch-up (states ahead of the relay's own route to their owner), with no catch-up
+   * after it.
    */
   @Timeout(value = 120, unit = TimeUnit.SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
   @ParameterizedTest(name = "seed={0}")
-  @ValueSource(longs = {4112})
+  @ValueSource(longs = {4112, 6156})
   @DisplayName("seeds that once failed still converge")
   void regression(long seed) {
     run(seed, 5_000);
