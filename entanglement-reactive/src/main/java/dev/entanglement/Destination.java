@@ -200,6 +200,7 @@ final class Destination {
       refusedOnRoute.remove(refusedOnRoute.keySet().iterator().next());
     }
   }
+
   /** Owners whose first watermark from the peer has arrived. */
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
   /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */
