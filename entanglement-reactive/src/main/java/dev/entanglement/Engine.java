@@ -298,7 +298,10 @@ final class Engine {
               log.error("engine task failed on node {}", nodeId, t);
             });
     this.json =
-        JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build();
+        JsonMapper.builder()
+            .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+            .addModule(new DirectCreators())
+            .build();
     Map<String, TypeBinding<?>> byName = new LinkedHashMap<>();
     Map<Class<?>, TypeBinding<?>> byClass = new HashMap<>();
     for (Registry r : registries) {

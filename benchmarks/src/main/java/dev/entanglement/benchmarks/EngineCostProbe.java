@@ -2,13 +2,17 @@ package dev.entanglement.benchmarks;
 
 import com.sun.management.ThreadMXBean;
 import dev.entanglement.EntanglementNode;
+import dev.entanglement.Outcome;
 import dev.entanglement.PeerId;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import dev.entanglement.transport.Link;
+import dev.entanglement.transport.LocalTransport;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
+import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 import org.reactivestreams.Publisher;
 import org.reactivestreams.Subscriber;
@@ -17,18 +21,26 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
+import reactor.core.scheduler.Schedulers;
 import tools.jackson.databind.json.JsonMapper;
 
 /**
  * In one process and one thread, the engine's cost per SYNC on each side of B2 without a network:
  * the receive path (decode, apply, store, notify) against decoding alone, and the publish path
- * (commit, queue, encode) against encoding alone. Reports ns per frame, bytes allocated per frame
- * on the calling thread and GC time, so that a change to the engine's per-state work can be judged
- * in seconds and without the noise of two processes sharing two cores.
+ * (commit, queue, encode) against encoding alone. With {@code side=propose}, B4's path instead:
+ * a {@code propose → Committed} round trip between two nodes joined by a {@link LocalTransport}
+ * that delivers on the sending thread (so both nodes' work runs on the calling thread), against
+ * the codec work such a round trip needs at least (encode and decode the PROPOSE, encode the new
+ * SYNC, wrap it in the RESPONSE, decode that binding the value). Reports ns per frame or round
+ * trip, bytes allocated per frame or round trip on the calling thread and GC time, so that a change
+ * to the engine's per-state work can be judged in seconds and without the noise of two processes
+ * sharing two cores; the bytes are the steady figure on a noisy machine.
  *
  * <pre>java -cp benchmarks/target/benchmarks.jar dev.entanglement.benchmarks.EngineCostProbe</pre>
  *
- * Options: {@code objects} (100000), {@code rounds} (20; the first half is warm-up).
+ * Options: {@code objects} (100000; round trips per round for {@code propose}), {@code rounds}
+ * (20; the first half is warm-up), {@code side} ({@code both}: receive and send; {@code receive},
+ * {@code send}, {@code propose}).
  */
 public final class EngineCostProbe {
   private static final String OWNER = "owner-probe";
@@ -46,12 +58,66 @@ public final class EngineCostProbe {
     String side = o.string("side", "both");
     String[] ids = Payload.ids(objects, 42);
     String[] labels = Payload.labels(objects);
-    if (!side.equals("send")) {
-      receive(ids, labels, rounds);
+    switch (side) {
+      case "both" -> {
+        receive(ids, labels, rounds);
+        send(ids, labels, rounds);
+      }
+      case "receive" -> receive(ids, labels, rounds);
+      case "send" -> send(ids, labels, rounds);
+      case "propose" -> propose(objects, rounds);
+      default -> throw new IllegalArgumentException("side must be both, receive, send or propose: " + side);
     }
-    if (!side.equals("receive")) {
-      send(ids, labels, rounds);
+  }
+
+  private static void propose(int count, int rounds) {
+    FrameCodec codec = new FrameCodec();
+    JsonMapper json = JsonMapper.builder().build();
+    EntanglementNode owner =
+        EntanglementNode.builder().id("probe-owner").registry(Payload.registry()).build();
+    EntanglementNode proposer =
+        EntanglementNode.builder().id("probe-proposer").registry(Payload.registry()).build();
+    LocalTransport.Connection c =
+        LocalTransport.builder().scheduler(Schedulers.immediate()).build()
+            .connect(PeerId.of("probe-owner"), PeerId.of("probe-proposer"));
+    owner.attach(c.a()).subscribe();
+    proposer.attach(c.b()).subscribe();
+    String key = "00000000-0000-0000-0000-000000000001";
+    owner.publish(Payload.ITEM, Payload.item(key, 0, 1, "latency")).block(Duration.ofSeconds(5));
+    if (proposer.get(Payload.ITEM, key).isEmpty()) {
+      throw new IllegalStateException("the proposer did not receive the object");
     }
+    String ownerId = owner.owner().value();
+    long serial = 0;
+    for (int r = 0; r < rounds; r++) {
+      Sample ours = Sample.start();
+      for (int i = 0; i < count; i++) {
+        Object outcome =
+            proposer.propose(Payload.ITEM, key, Map.of("serial", ++serial)).block(Duration.ofSeconds(5));
+        if (!(outcome instanceof Outcome.Committed)) {
+          throw new IllegalStateException("round trip " + serial + ": " + outcome);
+        }
+      }
+      ours.end("propose ours ", r, rounds, count);
+      Sample floor = Sample.start();
+      long sink = 0;
+      for (int i = 0; i < count; i++) {
+        byte[] request = codec.encode(new Message.Propose(i, Message.ProposalKind.UPDATE,
+            Payload.ITEM.name(), key, ownerId, true, json.valueToTree(Map.of("serial", serial + i)), null, 0));
+        Message.Propose p = (Message.Propose) codec.decode(request);
+        byte[] sync = Payload.syncBody(codec, json,
+            Payload.item(key, p.attributes().get("serial").asLong(), 1, "latency"), ownerId, 1, serial + i);
+        byte[] response = codec.encodeResponse(p.requestId(), sync);
+        sink += ((Payload.Item) codec.decodeResponse(response, (type, k, o) -> ITEM_READER).value()).serial();
+      }
+      floor.end("propose codec", r, rounds, count);
+      if (sink == 42) {
+        System.out.print("");
+      }
+    }
+    c.close();
+    proposer.close().block();
+    owner.close().block();
   }
 
   private static void receive(String[] ids, String[] labels, int rounds) {
@@ -153,7 +219,7 @@ public final class EngineCostProbe {
       long b = THREADS.getCurrentThreadAllocatedBytes() - bytes;
       long gc = gcMillis() - gcAtStart;
       if (round >= rounds / 2) {
-        System.out.printf("round %2d %s %7.0f ns/frame %6d B/frame  gc %4d ms%n", round, what,
+        System.out.printf("round %2d %s %7.0f ns/op %6d B/op  gc %4d ms%n", round, what,
             (double) t / n, b / n, gc);
       }
     }
