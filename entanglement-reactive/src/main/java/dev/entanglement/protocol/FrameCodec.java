@@ -30,8 +30,8 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * a RESPONSE can be assembled around an already encoded SYNC ({@link #encodeResponse}), so an owner
  * encodes a version once whether it floods it or answers a proposal with it.
  *
- * <p>Thread-safe: it holds immutable Jackson readers and writers; SYNCs are written by one writer
- * per thread shared by all codecs (see {@code SyncWriter}).
+ * <p>Thread-safe: it holds immutable Jackson readers and writers; SYNCs and PROPOSEs are written by
+ * one writer per thread shared by all codecs (see {@code FrameWriter}).
  */
 public final class FrameCodec {
   /** Version of this body format; a HELLO with another major version is refused. */
@@ -68,11 +68,11 @@ public final class FrameCodec {
   private final ObjectReader treeReader;
   private final Map<MessageType, ObjectReader> readers = new EnumMap<>(MessageType.class);
   /**
-   * One SYNC writer per thread, shared by every codec: every codec's generators are configured
+   * One frame writer per thread, shared by every codec: every codec's generators are configured
    * alike, and a writer must not refer to its codec (a thread's value would keep it alive).
    */
-  private static final ThreadLocal<SyncWriter> SYNC_WRITERS =
-      ThreadLocal.withInitial(() -> new SyncWriter(CBORMapper.builder().build()));
+  private static final ThreadLocal<FrameWriter> FRAME_WRITERS =
+      ThreadLocal.withInitial(() -> new FrameWriter(CBORMapper.builder().build()));
 
   public FrameCodec() {
     this(CBORMapper.builder().disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build());
@@ -104,7 +104,7 @@ public final class FrameCodec {
     } else if (message instanceof Message.Response r) {
       return encodeResponse(r.inReplyTo(), encode(r.state()));
     } else if (message instanceof Message.Propose p) {
-      return encodePropose(p);
+      return FRAME_WRITERS.get().propose(p, mapper);
     }
     ByteArrayOutputStream out = new ByteArrayOutputStream(64);
     out.write(message.type().code());
@@ -129,40 +129,34 @@ public final class FrameCodec {
       boolean deleted,
       Object attributes,
       ObjectMapper attributeMapper) {
-    return SYNC_WRITERS.get().write(
+    return FRAME_WRITERS.get().sync(
         objectType, key, owner, epoch, serial, committedAt, deleted, attributes, attributeMapper);
   }
 
   /**
-   * Writes SYNC bodies for one thread with one generator kept open over a reusable buffer: each
-   * body is a root-level CBOR value of that generator, flushed and copied out, so a SYNC costs its
-   * own bytes plus what databind allocates for the value, not a generator, its contexts and a
-   * growing stream per frame (which made encoding the largest source of garbage on a sender).
+   * Writes the bodies of the hand-written messages (SYNC, PROPOSE) for one thread with one
+   * generator kept open over a reusable buffer: each body is a root-level CBOR value of that
+   * generator, flushed and copied out, so a frame costs its own bytes plus what databind allocates
+   * for the attributes, not a generator, its contexts and a growing stream per frame (which made
+   * encoding the largest source of garbage on a sender).
    *
    * <p>Invariant: between calls the generator is at the root with nothing buffered and the buffer is
    * empty. A write that throws leaves neither in a known state, so both are dropped; a buffer grown
    * past {@value #RETAINED_BUFFER} bytes by a large object is not kept.
    */
-  private static final class SyncWriter {
+  private static final class FrameWriter {
     private final ObjectMapper generators;
     private final FrameBuffer out = new FrameBuffer();
     private @Nullable JsonGenerator generator;
 
-    SyncWriter(ObjectMapper generators) {
+    FrameWriter(ObjectMapper generators) {
       this.generators = generators;
     }
 
-    byte[] write(
+    byte[] sync(
         String objectType, String key, String owner, long epoch, long serial, long committedAt,
         boolean deleted, Object attributes, ObjectMapper attributeMapper) {
-      out.reset();
-      out.write(MessageType.SYNC.code());
-      JsonGenerator g = generator;
-      if (g == null) {
-        g = generators.createGenerator(out);
-        generator = g;
-      }
-      boolean written = false;
+      JsonGenerator g = begin(MessageType.SYNC);
       try {
         g.writeStartObject();
         g.writeStringProperty("t", objectType);
@@ -175,11 +169,57 @@ public final class FrameCodec {
         g.writeName("a");
         attributeMapper.writeValue(g, attributes);
         g.writeEndObject();
+      } catch (RuntimeException | Error e) {
+        discard();
+        throw e;
+      }
+      return end(g);
+    }
+
+    /** A PROPOSE, field by field in the record's order: the bytes databind writes for it. */
+    byte[] propose(Message.Propose m, ObjectMapper attributeMapper) {
+      JsonGenerator g = begin(MessageType.PROPOSE);
+      try {
+        g.writeStartObject();
+        g.writeNumberProperty("r", m.requestId());
+        g.writeStringProperty("p", m.kind().name());
+        g.writeStringProperty("t", m.objectType());
+        g.writeStringProperty("k", m.key());
+        g.writeStringProperty("o", m.owner());
+        g.writeBooleanProperty("x", m.partial());
+        g.writeName("a");
+        attributeMapper.writeValue(g, m.attributes());
+        g.writeStringProperty("i", m.transitionId());
+        g.writeNumberProperty("h", m.hops());
+        g.writeEndObject();
+      } catch (RuntimeException | Error e) {
+        discard();
+        throw e;
+      }
+      return end(g);
+    }
+
+    private JsonGenerator begin(MessageType type) {
+      out.reset();
+      out.write(type.code());
+      JsonGenerator g = generator;
+      if (g == null) {
+        g = generators.createGenerator(out);
+        generator = g;
+      }
+      return g;
+    }
+
+    /** Flushes a body written whole and copies it out. */
+    private byte[] end(JsonGenerator g) {
+      boolean copied = false;
+      try {
         g.flush();
-        written = true;
-        return out.toByteArray();
+        byte[] body = out.toByteArray();
+        copied = true;
+        return body;
       } finally {
-        if (!written || out.capacity() > RETAINED_BUFFER) {
+        if (!copied || out.capacity() > RETAINED_BUFFER) {
           discard();
         }
       }
@@ -199,7 +239,7 @@ public final class FrameCodec {
     }
   }
 
-  /** Bytes a thread's {@link SyncWriter} keeps between frames at most: 64 KiB. */
+  /** Bytes a thread's {@link FrameWriter} keeps between frames at most: 64 KiB. */
   private static final int RETAINED_BUFFER = 64 * 1024;
 
   /** A {@link ByteArrayOutputStream} that can give up its array. */
@@ -217,27 +257,6 @@ public final class FrameCodec {
       buf = new byte[256];
       count = 0;
     }
-  }
-
-  /** A PROPOSE, field by field in the record's order: the bytes databind writes for it. */
-  private byte[] encodePropose(Message.Propose m) {
-    ByteArrayOutputStream out = new ByteArrayOutputStream(128);
-    out.write(MessageType.PROPOSE.code());
-    try (JsonGenerator g = mapper.createGenerator(out)) {
-      g.writeStartObject();
-      g.writeNumberProperty("r", m.requestId());
-      g.writeStringProperty("p", m.kind().name());
-      g.writeStringProperty("t", m.objectType());
-      g.writeStringProperty("k", m.key());
-      g.writeStringProperty("o", m.owner());
-      g.writeBooleanProperty("x", m.partial());
-      g.writeName("a");
-      mapper.writeValue(g, m.attributes());
-      g.writeStringProperty("i", m.transitionId());
-      g.writeNumberProperty("h", m.hops());
-      g.writeEndObject();
-    }
-    return out.toByteArray();
   }
 
   /**

@@ -381,6 +381,27 @@ class FrameCodecTest {
     }
   }
 
+  /** A value whose serialization fails once its map has begun. */
+  record Failing(String a) {
+    @Override
+    public String a() {
+      throw new IllegalStateException("unreadable");
+    }
+  }
+
+  @Test
+  void aWriteThatFailsMidFrameLeavesTheThreadsWriterClean() {
+    Message.Propose propose = new Message.Propose(5, Message.ProposalKind.UPDATE, "Cursor", "c1",
+        "owner-a", true, goldenSync().attributes(), null, 1);
+    for (int i = 0; i < 3; i++) {
+      // Fails after the SYNC's fields are written, inside its map: nothing of it may reach the next frame.
+      assertThrows(RuntimeException.class, () -> codec.encodeSync(
+          "T", "k", "o", 1, 2, 3, false, new Failing("x"), JSON));
+      assertSameBytesAsDatabind(propose);
+      assertSameBytesAsDatabind(goldenSync());
+    }
+  }
+
   /** Encodes through databind, as every other message type still is. */
   private void assertSameBytesAsDatabind(Message m) {
     java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
