@@ -19,9 +19,13 @@ import reactor.core.publisher.Operators;
  * <p>Producers call {@link #offer} from any thread. Delivery is serialized by a work-in-progress
  * counter: whoever moves {@code wip} from 0 drains while there is demand. Invariant: a key is in
  * {@code order} at most once, exactly while it has a value in {@code pending} that has not been
- * claimed by the drain loop. A value offered while nothing is pending and the subscriber has demand
- * is delivered directly by the offering thread (which then holds {@code wip}), so an unbounded or
- * keeping-up subscriber costs no map entry per value.
+ * claimed by the drain loop — except while a producer that does not hold {@code wip} is between
+ * its put and its offer to {@code order}, which {@code unqueued} counts. A value offered while no
+ * key is queued, no such put is in progress and the subscriber has demand is delivered directly by
+ * the offering thread (which then holds {@code wip}), so an unbounded or keeping-up subscriber
+ * costs no map entry per value. The map's own emptiness cannot stand for that test: it counts a
+ * new mapping after inserting it, and a put that replaces one counts nothing, so a value another
+ * producer has just replaced could be overtaken by its own producer's later values.
  */
 public final class ConflatingSubscription<K, V> implements Subscription {
   private final Subscriber<? super V> actual;
@@ -30,6 +34,8 @@ public final class ConflatingSubscription<K, V> implements Subscription {
   private final Queue<K> order = new ConcurrentLinkedQueue<>();
   private final AtomicLong requested = new AtomicLong();
   private final AtomicInteger wip = new AtomicInteger();
+  /** Producers between their put and their order.offer (exact, unlike the map's own count). */
+  private final AtomicInteger unqueued = new AtomicInteger();
   private final java.util.concurrent.atomic.AtomicBoolean cancelCalled =
       new java.util.concurrent.atomic.AtomicBoolean();
   private volatile boolean cancelled;
@@ -51,8 +57,8 @@ public final class ConflatingSubscription<K, V> implements Subscription {
     }
     if (wip.compareAndSet(0, 1)) {
       long r = requested.get();
-      // pending, not only order: another producer may have put a value and not yet queued its key.
-      if (r != 0 && pending.isEmpty() && order.isEmpty()) {
+      // Not pending.isEmpty() (see the class note): unqueued covers every put not yet queued.
+      if (r != 0 && unqueued.get() == 0 && order.isEmpty()) {
         actual.onNext(value);
         if (r != Long.MAX_VALUE) {
           requested.decrementAndGet();
@@ -63,8 +69,13 @@ public final class ConflatingSubscription<K, V> implements Subscription {
       drainLoop(1);
       return;
     }
-    if (pending.put(key, value) == null) {
-      order.offer(key);
+    unqueued.incrementAndGet();
+    try {
+      if (pending.put(key, value) == null) {
+        order.offer(key);
+      }
+    } finally {
+      unqueued.decrementAndGet();
     }
     drain();
   }
