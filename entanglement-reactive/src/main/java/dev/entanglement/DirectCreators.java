@@ -64,6 +64,7 @@ final class DirectCreators extends JacksonModule {
       MethodHandle spread =
           MethodHandles.lookup()
               .unreflectConstructor(constructor)
+              .asFixedArity() // a varargs constructor takes its array as one argument, as Jackson passes it
               .asSpreader(Object[].class, constructor.getParameterCount())
               .asType(MethodType.methodType(Object.class, Object[].class));
       return new Direct(std, spread);

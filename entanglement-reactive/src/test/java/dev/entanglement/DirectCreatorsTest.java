@@ -84,6 +84,17 @@ class DirectCreatorsTest {
 
   private record Hidden(String a, long b) {}
 
+  record Names(String first, String... rest) {}
+
+  static final class Numbers {
+    final int[] values;
+
+    @JsonCreator
+    Numbers(@JsonProperty("values") int... values) {
+      this.values = values;
+    }
+  }
+
   static final class Annotated {
     final String name;
     final int size;
@@ -186,6 +197,17 @@ class DirectCreatorsTest {
     Factory f = DIRECT.readValue("{\"name\":\"f\",\"size\":5}", Factory.class);
     assertEquals("f", f.name);
     assertEquals(5, f.size);
+  }
+
+  @Test
+  void aVarargsConstructorTakesItsArrayAsOneArgument() throws Exception {
+    String json = "{\"first\":\"a\",\"rest\":[\"b\",\"c\"]}";
+    Names plain = PLAIN.readValue(json, Names.class);
+    Names direct = DIRECT.readValue(json, Names.class);
+    assertEquals(plain.first(), direct.first());
+    assertEquals(List.of("b", "c"), Arrays.asList(direct.rest()));
+    assertEquals(List.of(1, 2, 3),
+        Arrays.stream(DIRECT.readValue("{\"values\":[1,2,3]}", Numbers.class).values).boxed().toList());
   }
 
   @Test

@@ -104,7 +104,7 @@ public final class FrameCodec {
     } else if (message instanceof Message.Response r) {
       return encodeResponse(r.inReplyTo(), encode(r.state()));
     } else if (message instanceof Message.Propose p) {
-      return FRAME_WRITERS.get().propose(p, mapper);
+      return frameWriter().propose(p, mapper);
     }
     ByteArrayOutputStream out = new ByteArrayOutputStream(64);
     out.write(message.type().code());
@@ -129,8 +129,17 @@ public final class FrameCodec {
       boolean deleted,
       Object attributes,
       ObjectMapper attributeMapper) {
-    return FRAME_WRITERS.get().sync(
+    return frameWriter().sync(
         objectType, key, owner, epoch, serial, committedAt, deleted, attributes, attributeMapper);
+  }
+
+  /**
+   * The thread's frame writer, or a new one while it is writing: a value's serializer that encodes
+   * a frame of its own (on the same thread) must not write into the frame being written.
+   */
+  private static FrameWriter frameWriter() {
+    FrameWriter w = FRAME_WRITERS.get();
+    return w.busy ? new FrameWriter(w.generators) : w;
   }
 
   /**
@@ -140,14 +149,16 @@ public final class FrameCodec {
    * for the attributes, not a generator, its contexts and a growing stream per frame (which made
    * encoding the largest source of garbage on a sender).
    *
-   * <p>Invariant: between calls the generator is at the root with nothing buffered and the buffer is
-   * empty. A write that throws leaves neither in a known state, so both are dropped; a buffer grown
-   * past {@value #RETAINED_BUFFER} bytes by a large object is not kept.
+   * <p>Invariant: between calls ({@code busy} false) the generator is at the root with nothing
+   * buffered and the buffer is empty. A write that throws leaves neither in a known state, so both
+   * are dropped; a buffer grown past {@value #RETAINED_BUFFER} bytes by a large object is not kept.
    */
   private static final class FrameWriter {
     private final ObjectMapper generators;
     private final FrameBuffer out = new FrameBuffer();
     private @Nullable JsonGenerator generator;
+    /** A frame is being written: set by {@code begin}, cleared by {@code end} and {@code discard}. */
+    private boolean busy;
 
     FrameWriter(ObjectMapper generators) {
       this.generators = generators;
@@ -169,7 +180,7 @@ public final class FrameCodec {
         g.writeName("a");
         attributeMapper.writeValue(g, attributes);
         g.writeEndObject();
-      } catch (RuntimeException | Error e) {
+      } catch (Throwable e) { // a serializer may throw a checked exception undeclared
         discard();
         throw e;
       }
@@ -192,7 +203,7 @@ public final class FrameCodec {
         g.writeStringProperty("i", m.transitionId());
         g.writeNumberProperty("h", m.hops());
         g.writeEndObject();
-      } catch (RuntimeException | Error e) {
+      } catch (Throwable e) { // a serializer may throw a checked exception undeclared
         discard();
         throw e;
       }
@@ -200,6 +211,7 @@ public final class FrameCodec {
     }
 
     private JsonGenerator begin(MessageType type) {
+      busy = true;
       out.reset();
       out.write(type.code());
       JsonGenerator g = generator;
@@ -219,6 +231,7 @@ public final class FrameCodec {
         copied = true;
         return body;
       } finally {
+        busy = false;
         if (!copied || out.capacity() > RETAINED_BUFFER) {
           discard();
         }
@@ -226,6 +239,7 @@ public final class FrameCodec {
     }
 
     private void discard() {
+      busy = false;
       JsonGenerator g = generator;
       generator = null;
       if (g != null) {

@@ -381,6 +381,60 @@ class FrameCodecTest {
     }
   }
 
+  /** Writes part of an object, then throws a checked exception the signature does not declare. */
+  static final class SneakySerializer extends tools.jackson.databind.ValueSerializer<Sneaky> {
+    @Override
+    public void serialize(Sneaky v, tools.jackson.core.JsonGenerator g, tools.jackson.databind.SerializationContext c) {
+      g.writeStartObject();
+      g.writeName("half");
+      FrameCodecTest.<RuntimeException>sneakyThrow(new IOException("checked, undeclared"));
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  static <E extends Throwable> void sneakyThrow(Throwable t) throws E {
+    throw (E) t;
+  }
+
+  @tools.jackson.databind.annotation.JsonSerialize(using = SneakySerializer.class)
+  record Sneaky(String a) {}
+
+  /** Encodes another frame on the same thread while its own frame is being written. */
+  static final class NestingSerializer extends tools.jackson.databind.ValueSerializer<Nesting> {
+    @Override
+    public void serialize(Nesting v, tools.jackson.core.JsonGenerator g, tools.jackson.databind.SerializationContext c) {
+      v.inner[0] = v.codec.encode(goldenSync());
+      g.writeString("outer");
+    }
+  }
+
+  @tools.jackson.databind.annotation.JsonSerialize(using = NestingSerializer.class)
+  record Nesting(FrameCodec codec, byte[][] inner) {}
+
+  @Test
+  void aCheckedExceptionThrownUndeclaredMidFrameLeavesTheWriterClean() {
+    Message.Propose propose = new Message.Propose(5, Message.ProposalKind.UPDATE, "Cursor", "c1",
+        "owner-a", true, goldenSync().attributes(), null, 1);
+    for (int i = 0; i < 3; i++) {
+      Throwable t = assertThrows(Throwable.class, () -> codec.encodeSync(
+          "T", "k", "o", 1, 2, 3, false, new Sneaky("x"), JSON));
+      assertTrue(t instanceof IOException, t.toString());
+      assertSameBytesAsDatabind(goldenSync());
+      assertSameBytesAsDatabind(propose);
+    }
+  }
+
+  @Test
+  void aSerializerThatEncodesAFrameOfItsOwnGetsAWholeFrame_andSoDoesItsCaller() {
+    byte[][] inner = new byte[1][];
+    byte[] outer = codec.encodeSync("T", "k", "o", 1, 2, 3, false, new Nesting(codec, inner), JSON);
+    assertEquals(goldenSync(), codec.decode(inner[0]));
+    Message.Sync decoded = (Message.Sync) codec.decode(outer);
+    assertEquals("outer", decoded.attributes().asString());
+    assertEquals("k", decoded.key());
+    assertSameBytesAsDatabind(goldenSync());
+  }
+
   /** A value whose serialization fails once its map has begun. */
   record Failing(String a) {
     @Override
