@@ -18,9 +18,9 @@ import tools.jackson.databind.introspect.AnnotatedConstructor;
  * A Jackson module that calls property-based constructors — a record's canonical constructor, a
  * class's multi-argument {@code @JsonCreator} constructor — through a method handle built once per
  * type, instead of Jackson's per-call {@code MethodHandle.invokeWithArguments}, which builds a
- * method type and a spreading adapter on every object it creates (about 200 B and, for a six-field
- * record, a fifth of the time to bind a small value from CBOR). The engine binds every state it
- * receives, every proposal it merges and every RESPONSE it reads this way.
+ * method type and a spreading adapter on every object it creates (about 200 B of garbage per value,
+ * docs/BENCHMARKS.md §10). The engine binds every state it receives, every proposal it merges and
+ * every RESPONSE it reads this way.
  *
  * <p>Only Jackson's standard instantiator with a constructor creator is replaced, and it keeps
  * everything else of it (the creator's properties, defaults, delegates); any other instantiator,
