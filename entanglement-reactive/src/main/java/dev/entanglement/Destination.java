@@ -120,7 +120,7 @@ final class Destination {
   /** Paces the frames requested from the link; stopped on close. */
   final InboundLimiter inbound;
   final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
-  final Map<ObjectKey, Version> held = new HashMap<>();
+  final HeldVersions held = new HeldVersions();
   final Map<String, Long> tentativeSeen = new HashMap<>();
   /** Active transitions this peer sent updates of; at most the per-peer transition limit. */
   final java.util.Set<String> transitionsReceived = new java.util.HashSet<>();
@@ -243,6 +243,6 @@ final class Destination {
 
   /** Records that the peer holds version {@code v} of {@code key}, keeping the newer one known. */
   void noteHeld(ObjectKey key, Version v) {
-    held.merge(key, v, (a, b) -> a.compareTo(b) >= 0 ? a : b);
+    held.putIfNewer(key, v);
   }
 }

@@ -767,7 +767,7 @@ final class Engine {
                           new Outbound.State(st.key()));
                     }
                     // Dropped here but still held by the peer: withdrawn if now hidden from it.
-                    for (ObjectKey key : List.copyOf(d.held.keySet())) {
+                    for (ObjectKey key : d.held.keys()) {
                       Dropped x = objects.containsKey(key) ? null : dropped.get(key);
                       if (x != null) {
                         offer(d, new QueueKey(Lane.STATE, key), x.state().binding.priority(),
@@ -1554,9 +1554,8 @@ final class Engine {
    * source); a peer the policy hides it from, or any peer if it is gone, is withdrawn it.
    */
   private byte @Nullable [] droppedFrame(Destination d, ObjectKey key) {
-    Version held = d.held.get(key);
     Dropped x = dropped.get(key);
-    if (held == null || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
+    if (!d.held.containsKey(key) || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
       return null;
     }
     d.held.remove(key);
@@ -1568,9 +1567,8 @@ final class Engine {
 
   /** The SYNC of {@code st} for {@code d}, a WITHDRAW if the policy hides it, or nothing. */
   private byte @Nullable [] stateFrame(Destination d, ObjectKey key, StoredState st) {
-    Version held = d.held.get(key);
     if (!sendAllowed(d.peer, st)) {
-      if (held != null || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
+      if (d.held.containsKey(key) || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
         // It holds this state, or may: its catch-up said it holds states of this owner (once per
         // key and link, until a state of it is sent again).
         d.held.remove(key);
@@ -1579,11 +1577,12 @@ final class Engine {
       }
       return null;
     }
-    if (held != null && held.compareTo(st.version()) >= 0 || RouteTable.ownedBy(d, st.owner())) {
+    if (RouteTable.ownedBy(d, st.owner()) || !d.held.putIfNewer(key, st.version())) {
       return null;
     }
-    d.held.put(key, st.version());
-    d.withdrawn.remove(key);
+    if (!d.withdrawn.isEmpty()) {
+      d.withdrawn.remove(key);
+    }
     d.staleness.record(now() - st.snapshot.committedAt());
     Map<String, TransitionSlot> slots = transitions.get(key);
     if (slots != null) {
@@ -3053,8 +3052,7 @@ final class Engine {
     if (st == null || st.deleted() || !sendAllowed(d.peer, st)) {
       return false;
     }
-    Version held = d.held.get(slot.key);
-    if (!RouteTable.ownedBy(d, slot.owner) && (held == null || st.version().isNewerThan(held))) {
+    if (!RouteTable.ownedBy(d, slot.owner) && !d.held.holdsAtLeast(slot.key, st.version())) {
       return false;
     }
     Object value = tentativeValue(slot);
