@@ -15,8 +15,8 @@ import tools.jackson.databind.node.ObjectNode;
  * A node's session with one neighbour, over one {@link Link}.
  *
  * <p>State machine: {@code OPEN} (attached, HELLO not yet received) → {@code READY} (HELLO
- * received; routes known) → {@code CLOSED} (link closed; terminal). All fields but {@link
- * #requested} are confined to the engine's serial executor.
+ * received; routes known) → {@code CLOSED} (link closed; terminal). All fields are confined to the
+ * engine's serial executor.
  *
  * <p>Invariants:
  *
@@ -208,17 +208,7 @@ final class Destination {
   /** The handshake and keepalive timers: fixed for the life of the link. */
   final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
-  /** Frames the link may be sent now; the engine's own count, fed from {@link #requested}. */
   long demand;
-  /**
-   * Demand the link signalled that the engine has not taken yet. The only field written outside
-   * the executor: the link adds to it from its own thread, and the engine moves it into {@link
-   * #demand} at the start of every drain. It does not wait in the executor's queue, so a backlog
-   * of tasks (a burst of publishes) does not hold up sending: each task that marks a key dirty
-   * drains, takes the new demand and sends, and the link is fed while the backlog is worked off.
-   * A request that finds it at zero also submits a drain, for when no other task comes.
-   */
-  final java.util.concurrent.atomic.AtomicLong requested = new java.util.concurrent.atomic.AtomicLong();
   /** The node id the peer announced in its HELLO; null before it. */
   @Nullable String helloNode;
   long framesSent;

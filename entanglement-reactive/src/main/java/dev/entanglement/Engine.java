@@ -55,9 +55,7 @@ import tools.jackson.databind.node.ObjectNode;
  * SerialExecutor#DEFAULT_BATCH} tasks), it goes on on the node's scheduler, so an overloaded node
  * never holds an event loop (whose links then go unread) or a publishing thread for longer than
  * one batch. The only state read outside it is {@link #objects} (a concurrent map of immutable
- * {@link StoredState}s) for {@link EntanglementNode#get}, and the only state written outside it is
- * a link's signalled demand ({@link Destination#requested}), which every drain takes: demand never
- * waits behind a backlog of tasks, so a link is fed while a burst of publishes is worked off.
+ * {@link StoredState}s) for {@link EntanglementNode#get}.
  *
  * <p>Replication is latest-state: a change marks its key dirty in the coalescing queue of every
  * destination; the frame is built from the current state only when the link asks for one. So a
@@ -1383,11 +1381,11 @@ final class Engine {
                     new Subscription() {
                       @Override
                       public void request(long n) {
-                        // Taken by the next drain, wherever it runs (see Destination.requested);
-                        // only the request that finds none pending submits one.
-                        if (d.requested.getAndAccumulate(n, Engine::addCapped) == 0) {
-                          serial.execute(() -> drain(d));
-                        }
+                        serial.execute(
+                            () -> {
+                              d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
+                              drain(d);
+                            });
                       }
 
                       @Override
@@ -1461,9 +1459,6 @@ final class Engine {
 
   /** Sends as many frames as the link demands, building each from the current state. */
   private void drain(Destination d) {
-    if (d.requested.get() != 0) {
-      d.demand = addCapped(d.demand, d.requested.getAndSet(0));
-    }
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null && d.catchUpAnswered && (d.offered == null
@@ -1504,12 +1499,6 @@ final class Engine {
       bytesSent.addAndGet(frame.length);
       d.out.onNext(frame);
     }
-  }
-
-  /** {@code a + b} for non-negative counts, at most {@link Long#MAX_VALUE} (unbounded demand). */
-  private static long addCapped(long a, long b) {
-    long sum = a + b;
-    return sum < 0 ? Long.MAX_VALUE : sum;
   }
 
   private byte @Nullable [] materialize(Destination d, Outbound o) {
