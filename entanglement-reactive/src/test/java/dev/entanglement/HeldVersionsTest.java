@@ -15,6 +15,19 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 class HeldVersionsTest {
 
+  /** {@code 2^blocks} keys of one hash code: every string of "Aa" and "BB" blocks hashes alike. */
+  static ObjectKey[] keysOfOneHashCode(int blocks) {
+    ObjectKey[] keys = new ObjectKey[1 << blocks];
+    for (int m = 0; m < keys.length; m++) {
+      StringBuilder sb = new StringBuilder();
+      for (int b = 0; b < blocks; b++) {
+        sb.append((m >> b & 1) == 0 ? "Aa" : "BB");
+      }
+      keys[m] = new ObjectKey("T", sb.toString());
+    }
+    return keys;
+  }
+
   @Test
   void emptyHoldsNothing() {
     HeldVersions held = new HeldVersions();
@@ -74,11 +87,13 @@ class HeldVersionsTest {
     Random random = new Random(seed);
     HeldVersions held = new HeldVersions();
     Map<ObjectKey, Version> model = new HashMap<>();
-    String[] colliding = {"Aa", "BB", "AaAa", "AaBB", "BBAa", "BBBB"};
+    // Half the seeds draw from more keys of one hash code than an operation may probe: the
+    // entries move to the map part way through the run.
+    ObjectKey[] colliding = keysOfOneHashCode(seed % 2 == 0 ? 11 : 2);
     int distinct = 1 + random.nextInt(400);
     for (int op = 0; op < 20_000; op++) {
       ObjectKey key = random.nextInt(4) == 0
-          ? new ObjectKey("T", colliding[random.nextInt(colliding.length)])
+          ? new ObjectKey("T", colliding[random.nextInt(colliding.length)].key())
           : new ObjectKey(random.nextBoolean() ? "T" : "U", "k" + random.nextInt(distinct));
       Version v = new Version(random.nextInt(3), random.nextInt(50));
       switch (random.nextInt(5)) {
@@ -131,5 +146,38 @@ class HeldVersionsTest {
       assertEquals(i % 2 == 1, held.containsKey(keys[i]), "key " + i);
     }
     assertEquals(n / 2, held.keys().size());
+    assertFalse(held.movedToMap(), "benign keys stay in the table");
+  }
+
+  @Test
+  void keysOfOneHashCodeMoveTheEntriesToAMap() {
+    ObjectKey[] keys = keysOfOneHashCode(12);
+    assertEquals(keys[0].hashCode(), keys[keys.length - 1].hashCode());
+    HeldVersions held = new HeldVersions();
+    ObjectKey other = new ObjectKey("U", "other");
+    held.putIfNewer(other, new Version(1, 1));
+    for (int i = 0; i < keys.length; i++) {
+      assertTrue(held.putIfNewer(keys[i], new Version(1, i)));
+      // A peer's colliding keys cost each operation at most MAX_PROBE probes, then a tree's (one
+      // slot more when the other key lies in their run).
+      if (i < HeldVersions.MAX_PROBE) {
+        assertFalse(held.movedToMap(), "after key " + i);
+      } else if (i > HeldVersions.MAX_PROBE + 1) {
+        assertTrue(held.movedToMap(), "after key " + i);
+      }
+    }
+    for (int i = 0; i < keys.length; i++) {
+      assertTrue(held.holdsAtLeast(keys[i], new Version(1, i)));
+      assertFalse(held.holdsAtLeast(keys[i], new Version(1, i + 1)));
+      assertFalse(held.putIfNewer(keys[i], new Version(1, i)));
+    }
+    assertTrue(held.containsKey(other), "entries held before the move are kept");
+    assertTrue(held.holdsAtLeast(other, new Version(1, 1)));
+    for (int i = 0; i < keys.length; i += 2) {
+      held.remove(keys[i]);
+    }
+    assertEquals(keys.length / 2 + 1, held.keys().size());
+    assertFalse(held.containsKey(keys[0]));
+    assertTrue(held.containsKey(keys[1]));
   }
 }
