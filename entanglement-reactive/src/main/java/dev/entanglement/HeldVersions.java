@@ -153,14 +153,17 @@ final class HeldVersions {
     return (h ^ (h >>> 16)) & mask;
   }
 
-  /** The slot of {@code key}, -1 if absent, or {@link #MOVED}. */
-  private int find(ObjectKey key) {
+  /**
+   * The slot of {@code key} if it is held; else {@code ~slot} of the free slot that ends its probe
+   * run, where it would go; or {@link #MOVED}.
+   */
+  private int probe(ObjectKey key) {
     int mask = keys.length - 1;
     int i = home(key, mask);
     for (int probes = 0; ; i = (i + 1) & mask) {
       ObjectKey k = keys[i];
       if (k == null) {
-        return -1;
+        return ~i;
       }
       if (k == key || k.equals(key)) {
         return i;
@@ -172,33 +175,28 @@ final class HeldVersions {
     }
   }
 
+  /** The slot of {@code key}, -1 if absent, or {@link #MOVED}. */
+  private int find(ObjectKey key) {
+    int i = probe(key);
+    return i >= 0 || i == MOVED ? i : -1;
+  }
+
   /**
    * The slot of {@code key}; if it was absent, it is inserted and {@code ~slot} returned; or {@link
    * #MOVED}, and it is not inserted.
    */
   private int slotFor(ObjectKey key) {
-    int mask = keys.length - 1;
-    int i = home(key, mask);
-    for (int probes = 0; ; i = (i + 1) & mask) {
-      ObjectKey k = keys[i];
-      if (k == null) {
-        break;
-      }
-      if (k == key || k.equals(key)) {
-        return i;
-      }
-      if (++probes > MAX_PROBE) {
-        moveToMap();
-        return MOVED;
-      }
+    int i = probe(key);
+    if (i >= 0 || i == MOVED) {
+      return i;
     }
     if (4 * (size + 1) > 3 * keys.length) {
       grow();
       return slotFor(key);
     }
-    keys[i] = key;
+    keys[~i] = key;
     size++;
-    return ~i;
+    return i;
   }
 
   private void set(int i, Version v) {
