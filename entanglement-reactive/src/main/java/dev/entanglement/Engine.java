@@ -1569,9 +1569,7 @@ final class Engine {
     if (RouteTable.ownedBy(d, st.owner()) || !d.held.putIfNewer(key, st.version())) {
       return null;
     }
-    if (!d.withdrawn.isEmpty()) {
-      d.withdrawn.remove(key);
-    }
+    d.withdrawn.remove(key);
     d.staleness.record(now() - st.snapshot.committedAt());
     Map<String, TransitionSlot> slots = transitions.get(key);
     if (slots != null) {

@@ -36,7 +36,7 @@ final class HeldVersions {
   private static final int MIN_CAPACITY = 16;
   /** Slots an operation may probe before the entries move to {@link #map}: 1,024. */
   static final int MAX_PROBE = 1024;
-  /** What {@link #find} and {@link #slotFor} return once they moved the entries to the map. */
+  /** What {@link #find} and {@link #slotFor} return once the entries are in the map. */
   private static final int MOVED = Integer.MIN_VALUE;
 
   private @Nullable ObjectKey[] keys = new ObjectKey[MIN_CAPACITY];
@@ -48,7 +48,7 @@ final class HeldVersions {
 
   /** Whether the peer holds {@code v} of {@code key} or a newer version. */
   boolean holdsAtLeast(ObjectKey key, Version v) {
-    int i = map == null ? find(key) : MOVED;
+    int i = find(key);
     if (i != MOVED) {
       return i >= 0 && compare(i, v) >= 0;
     }
@@ -57,7 +57,7 @@ final class HeldVersions {
   }
 
   boolean containsKey(ObjectKey key) {
-    int i = map == null ? find(key) : MOVED;
+    int i = find(key);
     return i != MOVED ? i >= 0 : movedMap().containsKey(key);
   }
 
@@ -66,7 +66,7 @@ final class HeldVersions {
    * one; true if it was recorded (the peer held an older version, or none).
    */
   boolean putIfNewer(ObjectKey key, Version v) {
-    int i = map == null ? slotFor(key) : MOVED;
+    int i = slotFor(key);
     if (i == MOVED) {
       Map<ObjectKey, Version> m = movedMap();
       Version held = m.get(key);
@@ -89,7 +89,7 @@ final class HeldVersions {
 
   /** Forgets {@code key}, if held. */
   void remove(ObjectKey key) {
-    int i = map == null ? find(key) : MOVED;
+    int i = find(key);
     if (i == MOVED) {
       movedMap().remove(key);
       return;
@@ -155,9 +155,13 @@ final class HeldVersions {
 
   /**
    * The slot of {@code key} if it is held; else {@code ~slot} of the free slot that ends its probe
-   * run, where it would go; or {@link #MOVED}.
+   * run, where it would go; or {@link #MOVED} if the entries are in the map (moving them there
+   * if this probe would go too far).
    */
   private int probe(ObjectKey key) {
+    if (map != null) {
+      return MOVED;
+    }
     int mask = keys.length - 1;
     int i = home(key, mask);
     for (int probes = 0; ; i = (i + 1) & mask) {
