@@ -209,6 +209,8 @@ final class Destination {
   final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
   long demand;
+  /** Whether this link is in the engine's list of drains left for the end of the turn. */
+  boolean drainDeferred;
   /** The node id the peer announced in its HELLO; null before it. */
   @Nullable String helloNode;
   long framesSent;

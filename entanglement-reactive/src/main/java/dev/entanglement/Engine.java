@@ -142,6 +142,8 @@ final class Engine {
   private final reactor.core.Disposable deadlineSweep;
   /** Copy-on-write: iterated on every change, written only on attach and detach. */
   private final List<Destination> destinations = new java.util.concurrent.CopyOnWriteArrayList<>();
+  /** Links whose drain {@link #markDirty} left for the end of the turn (executor-confined). */
+  private final List<Destination> drainsDeferred = new ArrayList<>();
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
   private final Map<String, List<FluxSink<Proposal<?>>>> proposalSinks = new HashMap<>();
@@ -293,6 +295,7 @@ final class Engine {
         new SerialExecutor(
             SerialExecutor.DEFAULT_BATCH,
             task -> scheduler.schedule(task),
+            this::drainDeferred,
             t -> {
               tasksFailed.incrementAndGet();
               log.error("engine task failed on node {}", nodeId, t);
@@ -1376,12 +1379,15 @@ final class Engine {
               });
       link.send(
               s -> {
-                serial.execute(() -> d.out = s);
+                // Urgent, all three: a link's demand must not wait behind a backlog of commits,
+                // or a burst is committed in full before its first frame is sent (one core idle).
+                // In one lane, so demand is never counted before the subscriber it is for.
+                serial.executeUrgent(() -> d.out = s);
                 s.onSubscribe(
                     new Subscription() {
                       @Override
                       public void request(long n) {
-                        serial.execute(
+                        serial.executeUrgent(
                             () -> {
                               d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
                               drain(d);
@@ -1390,7 +1396,7 @@ final class Engine {
 
                       @Override
                       public void cancel() {
-                        serial.execute(() -> d.out = null);
+                        serial.executeUrgent(() -> d.out = null);
                       }
                     });
               })
@@ -1693,13 +1699,41 @@ final class Engine {
     // One queue key and entry, immutable, shared by every destination's queue.
     QueueKey queueKey = new QueueKey(Lane.STATE, st.key());
     Outbound.State entry = new Outbound.State(st.key(), st);
+    boolean backlog = serial.hasWaiting();
     for (Destination d : destinations) {
       if (d != except) {
         st.retainFrame(); // released when d's entry is sent, replaced or dropped
         offer(d, queueKey, st.binding.priority(), entry);
-        drain(d);
+        if (backlog) {
+          deferDrain(d);
+        } else {
+          drain(d);
+        }
       }
     }
+  }
+
+  /**
+   * Leaves a link's drain for the end of the turn, when tasks wait behind this one: their changes
+   * coalesce in the link's queue meanwhile and leave as one run, instead of a frame per change
+   * handed to the transport's thread. A link without demand needs none: its demand drains it.
+   */
+  private void deferDrain(Destination d) {
+    if (!d.drainDeferred && d.demand > 0) {
+      d.drainDeferred = true;
+      drainsDeferred.add(d);
+    }
+  }
+
+  /** At the end of each turn of the executor: the drains left for it. */
+  private void drainDeferred() {
+    // Indexed: a drain hands frames to transports, which may only submit tasks, not add to this.
+    for (int i = 0; i < drainsDeferred.size(); i++) {
+      Destination d = drainsDeferred.get(i);
+      d.drainDeferred = false;
+      drain(d);
+    }
+    drainsDeferred.clear();
   }
 
   private void sendControl(Destination d, Message m, int priority) {

@@ -9,6 +9,7 @@ import dev.entanglement.TestMesh.Cursor;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import dev.entanglement.transport.LocalTransport;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -281,6 +282,119 @@ class WireBehaviourTest {
 
   private static List<Long> syncSerials(RawPeer peer, String key) {
     return peer.of(Message.Sync.class).stream().filter(s -> s.key().equals(key)).map(Message.Sync::serial).toList();
+  }
+
+  @Test
+  @DisplayName("changes committed while tasks wait behind them leave at the end of the turn: coalesced, and none left behind")
+  void changesBehindABacklogLeaveAtTheEndOfTheTurn() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      EntanglementNode a = mesh.get("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(new Message.CatchUp(List.of()));
+      mesh.settle();
+      // The watcher runs within the engine's task that commits "trigger": every publish it makes
+      // is queued behind that task, so each of them runs with more tasks waiting behind it.
+      a.watch(CURSOR, "trigger").take(1).subscribe(t -> {
+        a.publish(new Cursor("c", 1, 0)).subscribe();
+        a.publish(new Cursor("c", 2, 0)).subscribe();
+        for (int i = 0; i < 50; i++) {
+          a.publish(new Cursor("k" + i, i, 0)).subscribe();
+        }
+      });
+      a.publish(new Cursor("trigger", 0, 0)).block();
+      mesh.settle();
+
+      List<Message.Sync> c = peer.of(Message.Sync.class).stream().filter(s -> s.key().equals("c")).toList();
+      assertEquals(1, c.size(), "the two versions of c coalesced in the link's queue: " + c);
+      assertEquals(2.0, c.get(0).attributes().get("x").asDouble(), "the later version");
+      for (int i = 0; i < 50; i++) {
+        assertEquals(1, syncSerials(peer, "k" + i).size(), "k" + i);
+      }
+      assertEquals(1, syncSerials(peer, "trigger").size());
+    }
+  }
+
+  @Test
+  @DisplayName("a link's demand is served ahead of a backlog of commits, so a burst starts to leave before it is all committed")
+  void demandIsServedAheadOfABacklog() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<String> log = new ArrayList<>();
+      int[] framesOut = {0};
+      reactor.core.publisher.BaseSubscriber<byte[]> transport = new reactor.core.publisher.BaseSubscriber<>() {
+        @Override
+        protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
+          // frames only as the test asks for them
+        }
+
+        @Override
+        protected void hookOnNext(byte[] frame) {
+          framesOut[0]++;
+          if (CODEC.decode(frame) instanceof Message.Sync sync) {
+            log.add("sent " + sync.key());
+          }
+        }
+      };
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      Sinks.Empty<Void> closed = Sinks.empty();
+      a.attach(new dev.entanglement.transport.Link() {
+        public PeerId remote() {
+          return PeerId.of("x");
+        }
+
+        public reactor.core.publisher.Flux<byte[]> receive() {
+          return in.asFlux();
+        }
+
+        public reactor.core.publisher.Mono<Void> send(org.reactivestreams.Publisher<byte[]> f) {
+          return reactor.core.publisher.Mono.fromRunnable(() -> f.subscribe(transport));
+        }
+
+        public reactor.core.publisher.Mono<Void> onClose() {
+          return closed.asMono();
+        }
+
+        public void dispose() {
+          closed.tryEmitEmpty();
+        }
+
+        public boolean isDisposed() {
+          return closed.currentSubscriberCount() < 0;
+        }
+      }).subscribe();
+      in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
+      in.tryEmitNext(CODEC.encode(new Message.CatchUp(List.of())));
+      mesh.settle();
+      for (int i = 0; i < 100; i++) { // the handshake's frames, until one unit of demand is left over
+        int before = framesOut[0];
+        transport.request(1);
+        mesh.settle();
+        if (framesOut[0] == before) {
+          break;
+        }
+      }
+      a.watchAll(CURSOR).subscribe(s -> {
+        log.add("commit " + s.key().key());
+        if (s.key().key().equals("k24")) {
+          transport.request(5); // as a transport asks for more halfway through the backlog
+        }
+      });
+      a.watch(CURSOR, "trigger").take(1).subscribe(t -> {
+        for (int i = 0; i < 50; i++) {
+          a.publish(new Cursor("k" + i, i, 0)).subscribe();
+        }
+      });
+      a.publish(new Cursor("trigger", 0, 0)).block(); // takes the unit of demand left over
+      mesh.settle();
+
+      assertEquals(List.of("sent trigger", "sent k0", "sent k1", "sent k2", "sent k3", "sent k4"),
+          log.stream().filter(e -> e.startsWith("sent")).toList(), "six units of demand, in order");
+      assertEquals(log.indexOf("commit k24") + 1, log.indexOf("sent k0"),
+          "the demand ran right after the task it arrived in, ahead of the rest of the backlog: " + log);
+      assertEquals(51, log.stream().filter(e -> e.startsWith("commit")).count());
+    }
   }
 
   @Test

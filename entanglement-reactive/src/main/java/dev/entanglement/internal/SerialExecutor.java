@@ -5,6 +5,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Runs tasks one at a time, in submission order. A thread that submits while the executor is idle
@@ -21,48 +22,89 @@ import java.util.function.Consumer;
  * unordered with it. While a drain is handed off {@code wip} stays above 0, so submitters only
  * enqueue. The count of submissions a drain has taken on ({@code missed}) is passed with the
  * hand-off. A task that throws is reported to the error handler and does not stop the drain.
+ *
+ * <p>Two lanes. Tasks given to {@link #executeUrgent} run in their own submission order, ahead of
+ * ordinary tasks waiting at the time, but never two in a row while an ordinary task waits: a
+ * backlog of ordinary tasks delays an urgent one by at most one task, and a stream of urgent ones
+ * takes at most every other task of a drain. The lanes are unordered with each other; {@code wip}
+ * counts submissions to both.
+ *
+ * <p>Turn ends. {@code turnEnd} runs, in the executor's confinement like a task, whenever a turn
+ * ends: after a task run at once on an idle executor, when a drain finds both lanes empty, and
+ * before a drain hands off. A task can therefore leave work for the end of its turn while {@link
+ * #hasWaiting} says more tasks are queued behind it, and that work is done before the executor is
+ * next idle or changes thread.
  */
 public final class SerialExecutor implements Executor {
   /** Tasks a submitter runs before it hands the rest off: 256. */
   public static final int DEFAULT_BATCH = 256;
 
   private final Queue<Runnable> tasks = new ConcurrentLinkedQueue<>();
+  private final Queue<Runnable> urgent = new ConcurrentLinkedQueue<>();
   private final AtomicInteger wip = new AtomicInteger();
   private final int batch;
   private final Executor continuation;
+  private final Runnable turnEnd;
   private final Consumer<Throwable> onError;
+  /** Whether the task the current drain ran last came from the urgent lane (drain-confined). */
+  private boolean lastUrgent;
 
   /** Drains on the submitting thread only, without bound (a continuation is never needed). */
   public SerialExecutor(Consumer<Throwable> onError) {
-    this(Integer.MAX_VALUE, Runnable::run, onError);
+    this(Integer.MAX_VALUE, Runnable::run, () -> {}, onError);
   }
 
   /**
    * @param batch tasks run per turn, on a submitter or on the continuation
    * @param continuation where a drain goes on once a turn has run {@code batch} tasks; if it
    *     rejects the hand-off, the error is reported and the turn goes on where it is
+   * @param turnEnd run at the end of every turn (see above); it may submit tasks
    */
-  public SerialExecutor(int batch, Executor continuation, Consumer<Throwable> onError) {
+  public SerialExecutor(
+      int batch, Executor continuation, Runnable turnEnd, Consumer<Throwable> onError) {
     if (batch < 1) {
       throw new IllegalArgumentException("batch must be positive: " + batch);
     }
     this.batch = batch;
     this.continuation = continuation;
+    this.turnEnd = turnEnd;
     this.onError = onError;
   }
 
   @Override
   public void execute(Runnable task) {
+    submit(task, tasks);
+  }
+
+  /**
+   * Runs {@code task} ahead of the ordinary tasks waiting now (see the lanes above); on an idle
+   * executor, at once on this thread, as {@link #execute} does.
+   */
+  public void executeUrgent(Runnable task) {
+    submit(task, urgent);
+  }
+
+  /**
+   * Whether tasks are queued behind the one running. Meaningful only from a task or {@code
+   * turnEnd}: it then means that this turn will go on, so work left for its end is not delayed by
+   * an idle executor.
+   */
+  public boolean hasWaiting() {
+    return !tasks.isEmpty() || !urgent.isEmpty();
+  }
+
+  private void submit(Runnable task, Queue<Runnable> lane) {
     if (wip.get() == 0 && wip.compareAndSet(0, 1)) {
       // Idle: the task runs at once and is never enqueued (see the state machine above).
       run(task);
+      run(turnEnd);
       int missed = wip.decrementAndGet();
       if (missed != 0) {
         drain(missed, 1);
       }
       return;
     }
-    tasks.offer(task);
+    lane.offer(task);
     if (wip.getAndIncrement() == 0) {
       drain(1, 0);
     }
@@ -76,26 +118,50 @@ public final class SerialExecutor implements Executor {
     }
   }
 
+  /** The next task: urgent first, unless the last one was urgent and an ordinary one waits. */
+  private @Nullable Runnable next() {
+    Runnable r;
+    if (!lastUrgent && (r = urgent.poll()) != null) {
+      lastUrgent = true;
+      return r;
+    }
+    if ((r = tasks.poll()) != null) {
+      lastUrgent = false;
+      return r;
+    }
+    r = urgent.poll();
+    lastUrgent = r != null;
+    return r;
+  }
+
   /**
    * Runs one turn; {@code missed} submissions are already counted as taken on, and {@code ran}
    * tasks of this turn have run. Before each task it checks the batch, so a turn begun by a task
    * run at once ({@code ran == 1}) is bounded too.
    */
   private void drain(int missed, int ran) {
+    boolean ranSinceEnd = false; // a task run at once was followed by its turn end already
     for (;;) {
       for (;;) {
-        if (ran >= batch && !tasks.isEmpty()) {
+        if (ran >= batch && hasWaiting()) {
+          run(turnEnd);
           if (handedOff(missed)) {
             return;
           }
           ran = Integer.MIN_VALUE; // the continuation refused: finish the turn here
         }
-        Runnable r = tasks.poll();
+        Runnable r = next();
+        if (r == null && ranSinceEnd) {
+          ranSinceEnd = false;
+          run(turnEnd); // may submit: what it submits runs in this turn
+          r = next();
+        }
         if (r == null) {
           break;
         }
         run(r);
         ran++;
+        ranSinceEnd = true;
       }
       missed = wip.addAndGet(-missed);
       if (missed == 0) {

@@ -157,14 +157,20 @@ class SerialExecutorTest {
     }
 
     void run(java.util.concurrent.Executor executor) {
+      run(executor, executor);
+    }
+
+    /** The first submitter submits through {@code first}, the second through {@code second}. */
+    void run(java.util.concurrent.Executor first, java.util.concurrent.Executor second) {
       Runnable[] submitters = new Runnable[2];
       for (int t = 0; t < 2; t++) {
         final int submitter = t;
+        final java.util.concurrent.Executor lane = t == 0 ? first : second;
         submitters[t] =
             () -> {
               for (int i = 0; i < perThread; i++) {
                 final int id = submitter * perThread + i;
-                executor.execute(
+                lane.execute(
                     () -> {
                       maxInTask.accumulateAndGet(inTask.incrementAndGet(), Math::max);
                       order.add(id);
@@ -193,7 +199,7 @@ class SerialExecutorTest {
   @Test
   void aSubmitterRunsAtMostABatchThenTheContinuationGoesOnInOrder() {
     java.util.ArrayDeque<Runnable> handedOff = new java.util.ArrayDeque<>();
-    SerialExecutor batched = new SerialExecutor(3, handedOff::add, errors::add);
+    SerialExecutor batched = new SerialExecutor(3, handedOff::add, () -> {}, errors::add);
     List<Integer> log = new ArrayList<>();
     Thread caller = Thread.currentThread();
     batched.execute(
@@ -221,7 +227,7 @@ class SerialExecutorTest {
   @Test
   void aBatchOfOneRunsOnlyTheIdleSubmittersOwnTaskThenHandsOff() {
     java.util.ArrayDeque<Runnable> handedOff = new java.util.ArrayDeque<>();
-    SerialExecutor batched = new SerialExecutor(1, handedOff::add, errors::add);
+    SerialExecutor batched = new SerialExecutor(1, handedOff::add, () -> {}, errors::add);
     List<Integer> log = new ArrayList<>();
     batched.execute(
         () -> {
@@ -247,7 +253,7 @@ class SerialExecutorTest {
     RuntimeException rejected = new java.util.concurrent.RejectedExecutionException("shut down");
     List<Integer> log = new ArrayList<>();
     SerialExecutor batched =
-        new SerialExecutor(1, task -> { log.add(-1); throw rejected; }, errors::add);
+        new SerialExecutor(1, task -> { log.add(-1); throw rejected; }, () -> {}, errors::add);
     batched.execute(() -> {
       batched.execute(() -> log.add(2));
       batched.execute(() -> log.add(3));
@@ -265,7 +271,126 @@ class SerialExecutorTest {
     try {
       for (int iteration = 0; iteration < 50; iteration++) {
         Race race = new Race(200);
-        race.run(new SerialExecutor(4, pool, errors::add));
+        race.run(new SerialExecutor(4, pool, () -> {}, errors::add));
+        assertTrue(race.done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
+        race.assertRanAloneInOrder("iteration " + iteration);
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+    assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+  }
+
+  @Test
+  void anUrgentTaskRunsAheadOfWaitingOrdinaryOnesButNeverTwoInARowWhileOneWaits() {
+    List<String> log = new ArrayList<>();
+    executor.execute(() -> {
+      for (int i = 1; i <= 3; i++) {
+        int n = i;
+        executor.execute(() -> log.add("o" + n));
+      }
+      for (int i = 1; i <= 4; i++) {
+        int n = i;
+        executor.executeUrgent(() -> log.add("u" + n));
+      }
+      log.add("first");
+    });
+    assertEquals(List.of("first", "u1", "o1", "u2", "o2", "u3", "o3", "u4"), log);
+    executor.executeUrgent(() -> log.add("idle"));
+    assertEquals("idle", log.get(log.size() - 1), "on an idle executor an urgent task runs at once");
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void aBacklogOfOrdinaryTasksDelaysAnUrgentOneByAtMostOneTask() {
+    List<String> log = new ArrayList<>();
+    executor.execute(() -> {
+      for (int i = 1; i <= 100; i++) {
+        int n = i;
+        executor.execute(() -> {
+          log.add("o" + n);
+          if (n == 50) {
+            executor.executeUrgent(() -> log.add("urgent"));
+          }
+        });
+      }
+    });
+    assertEquals("o50", log.get(49));
+    assertEquals("urgent", log.get(50), "submitted during o50, run right after it");
+    assertEquals(101, log.size());
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void theTurnEndRunsAfterATaskRunAtOnceWhenTheLanesEmptyAndBeforeEachHandOff() {
+    java.util.ArrayDeque<Runnable> handedOff = new java.util.ArrayDeque<>();
+    List<String> log = new ArrayList<>();
+    SerialExecutor[] ref = new SerialExecutor[1];
+    SerialExecutor batched =
+        new SerialExecutor(3, handedOff::add, () -> log.add("end" + (ref[0].hasWaiting() ? "+" : "")), errors::add);
+    ref[0] = batched;
+    batched.execute(() -> log.add("alone"));
+    assertEquals(List.of("alone", "end"), log, "a task run at once on an idle executor ends a turn");
+    log.clear();
+    batched.execute(() -> {
+      for (int i = 1; i <= 4; i++) {
+        int n = i;
+        batched.execute(() -> log.add("t" + n + (batched.hasWaiting() ? "+" : "")));
+      }
+      log.add("t0" + (batched.hasWaiting() ? "+" : ""));
+    });
+    assertEquals(List.of("t0+", "end+", "t1+", "t2+", "end+"), log,
+        "after the task run at once, then before the hand-off, with tasks still waiting");
+    log.clear();
+    handedOff.poll().run();
+    assertEquals(List.of("t3+", "t4", "end"), log, "the continuation's turn ends when the lanes empty");
+    assertTrue(handedOff.isEmpty());
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void whatTheTurnEndSubmitsRunsInTheSameTurn() {
+    List<String> log = new ArrayList<>();
+    SerialExecutor[] ref = new SerialExecutor[1];
+    AtomicInteger ends = new AtomicInteger();
+    SerialExecutor serial = new SerialExecutor(256, Runnable::run, () -> {
+      log.add("end");
+      if (ends.incrementAndGet() == 2) {
+        ref[0].executeUrgent(() -> log.add("from the end"));
+      }
+    }, errors::add);
+    ref[0] = serial;
+    serial.execute(() -> {
+      serial.execute(() -> log.add("queued"));
+      log.add("first");
+    });
+    assertEquals(List.of("first", "end", "queued", "end", "from the end", "end"), log);
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void aThrowingTurnEndIsReportedAndTheExecutorGoesOn() {
+    RuntimeException boom = new IllegalStateException("boom");
+    List<String> log = new ArrayList<>();
+    SerialExecutor serial = new SerialExecutor(256, Runnable::run, () -> { throw boom; }, errors::add);
+    serial.execute(() -> {
+      serial.execute(() -> log.add("second"));
+      log.add("first");
+    });
+    serial.execute(() -> log.add("third"));
+    assertEquals(List.of("first", "second", "third"), log);
+    assertTrue(errors.size() >= 3 && errors.stream().allMatch(e -> e == boom), () -> "errors: " + errors);
+  }
+
+  @Test
+  void concurrentSubmittersToBothLanesWithHandOffsNeverOverlapAndEveryTaskRuns()
+      throws InterruptedException {
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newSingleThreadExecutor();
+    try {
+      for (int iteration = 0; iteration < 50; iteration++) {
+        Race race = new Race(200);
+        SerialExecutor serial = new SerialExecutor(4, pool, () -> {}, errors::add);
+        race.run(serial, serial::executeUrgent);
         assertTrue(race.done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
         race.assertRanAloneInOrder("iteration " + iteration);
       }
