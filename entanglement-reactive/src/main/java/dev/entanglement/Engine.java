@@ -1725,13 +1725,21 @@ final class Engine {
     }
   }
 
-  /** At the end of each turn of the executor: the drains left for it. */
+  /**
+   * At the end of each turn of the executor: the drains left for it. One failing link (a transport
+   * throwing from {@code onNext}) is reported and does not keep the others waiting.
+   */
   private void drainDeferred() {
     // Indexed: a drain hands frames to transports, which may only submit tasks, not add to this.
     for (int i = 0; i < drainsDeferred.size(); i++) {
       Destination d = drainsDeferred.get(i);
       d.drainDeferred = false;
-      drain(d);
+      try {
+        drain(d);
+      } catch (RuntimeException e) {
+        tasksFailed.incrementAndGet();
+        log.error("node {}: sending to {} failed", nodeId, d.peer, e);
+      }
     }
     drainsDeferred.clear();
   }

@@ -46,7 +46,10 @@ public final class SerialExecutor implements Executor {
   private final Executor continuation;
   private final Runnable turnEnd;
   private final Consumer<Throwable> onError;
-  /** Whether the task the current drain ran last came from the urgent lane (drain-confined). */
+  /**
+   * Whether the task run last came from the urgent lane; touched only by the thread that holds
+   * {@code wip} above 0, so {@code wip} orders it between threads.
+   */
   private boolean lastUrgent;
 
   /** Drains on the submitting thread only, without bound (a continuation is never needed). */
@@ -96,6 +99,7 @@ public final class SerialExecutor implements Executor {
   private void submit(Runnable task, Queue<Runnable> lane) {
     if (wip.get() == 0 && wip.compareAndSet(0, 1)) {
       // Idle: the task runs at once and is never enqueued (see the state machine above).
+      lastUrgent = lane == urgent;
       run(task);
       run(turnEnd);
       int missed = wip.decrementAndGet();
@@ -106,6 +110,7 @@ public final class SerialExecutor implements Executor {
     }
     lane.offer(task);
     if (wip.getAndIncrement() == 0) {
+      lastUrgent = false; // a drain from idle starts fair
       drain(1, 0);
     }
   }

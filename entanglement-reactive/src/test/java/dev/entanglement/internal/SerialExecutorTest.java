@@ -150,6 +150,19 @@ class SerialExecutorTest {
     final AtomicInteger maxInTask = new AtomicInteger();
     final ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
     final java.util.concurrent.CountDownLatch done;
+    /** Counted down by the first turn end after the last task. */
+    final java.util.concurrent.CountDownLatch endedAfterLast = new java.util.concurrent.CountDownLatch(1);
+
+    /** A turn end that counts as a task for overlaps, and notes the turn end after the last task. */
+    Runnable turnEnd() {
+      return () -> {
+        maxInTask.accumulateAndGet(inTask.incrementAndGet(), Math::max);
+        if (done.getCount() == 0) {
+          endedAfterLast.countDown();
+        }
+        inTask.decrementAndGet();
+      };
+    }
 
     Race(int perThread) {
       this.perThread = perThread;
@@ -298,6 +311,13 @@ class SerialExecutorTest {
     assertEquals(List.of("first", "u1", "o1", "u2", "o2", "u3", "o3", "u4"), log);
     executor.executeUrgent(() -> log.add("idle"));
     assertEquals("idle", log.get(log.size() - 1), "on an idle executor an urgent task runs at once");
+    log.clear();
+    executor.executeUrgent(() -> {
+      executor.execute(() -> log.add("o"));
+      executor.executeUrgent(() -> log.add("u"));
+      log.add("urgent at once");
+    });
+    assertEquals(List.of("urgent at once", "o", "u"), log, "an urgent task run at once counts as the last");
     assertTrue(errors.isEmpty());
   }
 
@@ -389,10 +409,12 @@ class SerialExecutorTest {
     try {
       for (int iteration = 0; iteration < 50; iteration++) {
         Race race = new Race(200);
-        SerialExecutor serial = new SerialExecutor(4, pool, () -> {}, errors::add);
+        SerialExecutor serial = new SerialExecutor(4, pool, race.turnEnd(), errors::add);
         race.run(serial, serial::executeUrgent);
         assertTrue(race.done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
-        race.assertRanAloneInOrder("iteration " + iteration);
+        assertTrue(race.endedAfterLast.await(10, java.util.concurrent.TimeUnit.SECONDS),
+            "iteration " + iteration + ": a turn end follows the last task");
+        race.assertRanAloneInOrder("iteration " + iteration + " (turn ends included)");
       }
     } finally {
       pool.shutdownNow();
