@@ -1801,7 +1801,8 @@ final class Engine {
         stateFrame = frame;
       } else if (frame.length > 0 && frame[0] == MessageType.RESPONSE.code()) {
         FrameCodec.BoundResponse b =
-            codec.decodeResponse(frame, (type, key, owner) -> attributeReader(d, type, key, owner));
+            codec.decodeResponse(frame, d.outstanding::containsKey,
+                (type, key, owner) -> attributeReader(d, type, key, owner));
         m = b.response();
         bound = b.value();
         stateFrame = b.syncFrame();

@@ -398,6 +398,34 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a RESPONSE to no request of the node's is checked but never bound: neither the policy nor the type's deserializer runs for it")
+  void unsolicitedResponseIsNotBound() {
+    try (TestMesh mesh = new TestMesh()) {
+      List<String> listened = new ArrayList<>();
+      mesh.node("a", b -> b.peerPolicy(new Policy() {
+        @Override
+        public boolean shouldListen(PeerId sender, Operation op, SyncType<?> type, ObjectKey key, OwnerId owner) {
+          listened.add(key.key());
+          return true;
+        }
+      }));
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(new Message.CatchUp(List.of()));
+      mesh.settle();
+
+      peer.sendRaw(CODEC.encodeResponse(77, CODEC.encode(sync("stray", "owner-x", 1, 5))));
+      peer.send(sync("real", "owner-x", 1, 6));
+      mesh.settle();
+
+      assertEquals(List.of("real"), listened, "the policy ran for the SYNC only");
+      assertTrue(mesh.get("a").get(CURSOR, "stray").isEmpty(), "an unsolicited answer is not applied");
+      assertEquals(6.0, mesh.get("a").get(CURSOR, "real").orElseThrow().value().x());
+      assertTrue(!peer.closed && peer.of(Message.Error.class).isEmpty(), "and it is no protocol error");
+    }
+  }
+
+  @Test
   @DisplayName("the owner answers a proposal with RESPONSE alone on the proposer's link, and floods the SYNC elsewhere")
   void responseStandsInForTheSyncToTheProposer() {
     try (TestMesh mesh = new TestMesh()) {

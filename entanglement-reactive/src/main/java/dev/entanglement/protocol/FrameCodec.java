@@ -3,6 +3,7 @@ package dev.entanglement.protocol;
 import java.io.ByteArrayOutputStream;
 import java.util.EnumMap;
 import java.util.Map;
+import java.util.function.LongPredicate;
 import org.jspecify.annotations.Nullable;
 import tools.jackson.core.JacksonException;
 import tools.jackson.core.JsonGenerator;
@@ -361,6 +362,9 @@ public final class FrameCodec {
     }
   }
 
+  /** Binds nothing: the attributes are read as a tree. */
+  private static final AttributeBinder UNBOUND = (objectType, key, owner) -> null;
+
   /** Chooses how a SYNC's attributes are bound as the body is read ({@link #decodeSync}). */
   @FunctionalInterface
   public interface AttributeBinder {
@@ -428,6 +432,18 @@ public final class FrameCodec {
    * @throws ProtocolException if the body is not a valid RESPONSE
    */
   public BoundResponse decodeResponse(byte[] body, AttributeBinder binder) {
+    return decodeResponse(body, requestId -> true, binder);
+  }
+
+  /**
+   * As {@link #decodeResponse(byte[], AttributeBinder)}, but the state is bound only if {@code
+   * awaited} accepts the RESPONSE's request id: an answer to nothing the caller awaits is read and
+   * checked as a tree, and {@code binder} (the caller's policy, the type's deserializer) never runs
+   * for it.
+   *
+   * @throws ProtocolException if the body is not a valid RESPONSE
+   */
+  public BoundResponse decodeResponse(byte[] body, LongPredicate awaited, AttributeBinder binder) {
     if (body.length == 0 || body[0] != MessageType.RESPONSE.code()) {
       throw new IllegalArgumentException("not a RESPONSE body");
     }
@@ -437,7 +453,7 @@ public final class FrameCodec {
       try {
         // The whole body is read, so every limit (nesting depth included) applies as in decode.
         Message.Response response =
-            (Message.Response) readWhole(body, p -> readResponseAroundSync(p, binder, bound));
+            (Message.Response) readWhole(body, p -> readResponseAroundSync(p, awaited, binder, bound));
         if (bound[0] == null && !plainData(response.state().attributes())) {
           throw new IllegalArgumentException("not plain data");
         }
@@ -458,7 +474,8 @@ public final class FrameCodec {
    * r}, then {@code s}, read by {@link #readSync(JsonParser, AttributeBinder, Object[])}, then the
    * map's end.
    */
-  private Message readResponseAroundSync(JsonParser p, AttributeBinder binder, Object[] bound) {
+  private Message readResponseAroundSync(
+      JsonParser p, LongPredicate awaited, AttributeBinder binder, Object[] bound) {
     expect(p, JsonToken.START_OBJECT);
     if (!"r".equals(p.nextName())) {
       throw new IllegalArgumentException("not the layout of encodeResponse");
@@ -468,7 +485,7 @@ public final class FrameCodec {
       throw new IllegalArgumentException("not the layout of encodeResponse");
     }
     p.nextToken();
-    Message.Sync sync = readSync(p, binder, bound);
+    Message.Sync sync = readSync(p, awaited.test(inReplyTo) ? binder : UNBOUND, bound);
     if (p.nextToken() != JsonToken.END_OBJECT) {
       throw new IllegalArgumentException("a field after the state");
     }

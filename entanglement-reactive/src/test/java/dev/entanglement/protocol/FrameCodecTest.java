@@ -725,6 +725,35 @@ class FrameCodecTest {
   }
 
   @Test
+  void aResponseToARequestNotAwaitedIsReadAsATree_andTheBinderNeverRuns() {
+    Message.Sync sync = new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false,
+        NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0));
+    byte[] syncFrame = codec.encode(sync);
+    byte[] body = codec.encodeResponse(42, syncFrame);
+    List<Long> asked = new ArrayList<>();
+    int[] binderCalls = {0};
+    FrameCodec.AttributeBinder counting = (type, key, owner) -> {
+      binderCalls[0]++;
+      return BINDER.readerFor(type, key, owner);
+    };
+
+    FrameCodec.BoundResponse unawaited = codec.decodeResponse(body, id -> asked.add(id) && false, counting);
+    assertEquals(List.of(42L), asked);
+    assertEquals(0, binderCalls[0], "no binder for an answer nobody awaits");
+    assertEquals(null, unawaited.value());
+    assertEquals(new Message.Response(42, sync), unawaited.response(), "the state read as a tree");
+    assertArrayEquals(syncFrame, unawaited.syncFrame());
+
+    FrameCodec.BoundResponse awaited = codec.decodeResponse(body, id -> id == 42, counting);
+    assertEquals(1, binderCalls[0]);
+    assertEquals(new Cursor("c1", 1.5, -2.0, null), awaited.value());
+
+    // Checked all the same: a malformed answer is refused whether awaited or not.
+    byte[] truncated = Arrays.copyOf(body, body.length - 3);
+    assertThrows(ProtocolException.class, () -> codec.decodeResponse(truncated, id -> false, counting));
+  }
+
+  @Test
   void responseInAnotherLayoutIsDecodedAsByDecode_withoutAFrame() {
     Message.Sync sync = new Message.Sync("Cursor", "c1", "owner-a", 1, 7, 5, false,
         NODES.objectNode().put("id", "c1").put("x", 1.5).put("y", -2.0));
