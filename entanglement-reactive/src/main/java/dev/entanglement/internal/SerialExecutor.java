@@ -8,11 +8,11 @@ import java.util.function.Consumer;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Runs tasks one at a time, in submission order. A thread that submits while the executor is idle
- * runs the tasks itself (a trampoline), but at most {@code batch} of them: if more are waiting it
- * hands the rest to {@code continuation}, which runs them a batch per call. So no submitter — an
- * event loop delivering frames, an application thread publishing — is held for longer than one
- * batch however far behind the executor is, and the executor itself never blocks.
+ * Runs tasks one at a time, each lane (below) in submission order. A thread that submits while the
+ * executor is idle runs the tasks itself (a trampoline), but at most {@code batch} of them: if more
+ * are waiting it hands the rest to {@code continuation}, which runs them a batch per call. So no
+ * submitter — an event loop delivering frames, an application thread publishing — is held for
+ * longer than one batch however far behind the executor is, and the executor itself never blocks.
  *
  * <p>State machine: {@code wip == 0} idle; {@code wip > 0} one thread is draining (a submitter, or
  * the continuation) and {@code wip} counts submissions not yet accounted for. Only the thread that
