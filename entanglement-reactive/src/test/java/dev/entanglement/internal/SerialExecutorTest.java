@@ -280,18 +280,7 @@ class SerialExecutorTest {
 
   @Test
   void concurrentSubmittersWithHandOffsNeverOverlapAndEveryTaskRuns() throws InterruptedException {
-    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newSingleThreadExecutor();
-    try {
-      for (int iteration = 0; iteration < 50; iteration++) {
-        Race race = new Race(200);
-        race.run(new SerialExecutor(4, pool, () -> {}, errors::add));
-        assertTrue(race.done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
-        race.assertRanAloneInOrder("iteration " + iteration);
-      }
-    } finally {
-      pool.shutdownNow();
-    }
-    assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+    racesWithHandOffs(false);
   }
 
   @Test
@@ -405,12 +394,20 @@ class SerialExecutorTest {
   @Test
   void concurrentSubmittersToBothLanesWithHandOffsNeverOverlapAndEveryTaskRuns()
       throws InterruptedException {
+    racesWithHandOffs(true);
+  }
+
+  /**
+   * Races two submitters (the second on the urgent lane if {@code bothLanes}) on an executor that
+   * hands off every 4 tasks; turn ends count as tasks for overlaps, and one must follow the last.
+   */
+  private void racesWithHandOffs(boolean bothLanes) throws InterruptedException {
     java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newSingleThreadExecutor();
     try {
       for (int iteration = 0; iteration < 50; iteration++) {
         Race race = new Race(200);
         SerialExecutor serial = new SerialExecutor(4, pool, race.turnEnd(), errors::add);
-        race.run(serial, serial::executeUrgent);
+        race.run(serial, bothLanes ? serial::executeUrgent : serial);
         assertTrue(race.done.await(10, java.util.concurrent.TimeUnit.SECONDS), "iteration " + iteration);
         assertTrue(race.endedAfterLast.await(10, java.util.concurrent.TimeUnit.SECONDS),
             "iteration " + iteration + ": a turn end follows the last task");
