@@ -25,16 +25,19 @@ import reactor.core.scheduler.Schedulers;
 import tools.jackson.databind.json.JsonMapper;
 
 /**
- * In one process and one thread, the engine's cost per SYNC on each side of B2 without a network:
+ * In one process and without a network, the engine's cost per SYNC on each side of B2:
  * the receive path (decode, apply, store, notify) against decoding alone, and the publish path
  * (commit, queue, encode) against encoding alone. With {@code side=propose}, B4's path instead:
  * a {@code propose → Committed} round trip between two nodes joined by a {@link LocalTransport}
  * that delivers on the sending thread (so both nodes' work runs on the calling thread), against
  * the codec work such a round trip needs at least (encode and decode the PROPOSE, encode the new
- * SYNC, wrap it in the RESPONSE, decode that binding the value). Reports ns per frame or round
- * trip, bytes allocated per frame or round trip on the calling thread and GC time, so that a change
- * to the engine's per-state work can be judged in seconds and without the noise of two processes
- * sharing two cores; the bytes are the steady figure on a noisy machine.
+ * SYNC, wrap it in the RESPONSE, decode that binding the value). The engine runs at most a batch
+ * of tasks on the caller's thread before it hands the rest to its scheduler, so "ours" is timed
+ * until the engine has delivered every state (receive) or handed every frame to the link (send),
+ * not only until the loop returns. Reports ns per frame or round trip, bytes allocated per frame
+ * or round trip (on every thread) and GC time, so that a change to the engine's per-state work can
+ * be judged in seconds and without the noise of two processes sharing two cores; the bytes are the
+ * steady figure on a noisy machine.
  *
  * <pre>java -cp benchmarks/target/benchmarks.jar dev.entanglement.benchmarks.EngineCostProbe</pre>
  *
@@ -141,6 +144,7 @@ public final class EngineCostProbe {
       for (byte[] f : frames) {
         link.push(f);
       }
+      awaitCount(seen, (long) (r + 1) * ids.length, "watchAll emissions");
       ours.end("receive ours", r, rounds, ids.length);
       Sample raw = Sample.start();
       long sink = 0;
@@ -170,10 +174,12 @@ public final class EngineCostProbe {
     String owner = node.owner().value();
     for (int r = 0; r < rounds; r++) {
       long serial = r + 1;
+      long sentBefore = link.sent.get();
       Sample ours = Sample.start();
       for (int i = 0; i < ids.length; i++) {
         node.publish(Payload.ITEM, Payload.item(ids[i], serial, i, labels[i])).subscribe();
       }
+      awaitCount(link.sent, sentBefore + ids.length, "frames sent");
       ours.end("send ours   ", r, rounds, ids.length);
       Sample raw = Sample.start();
       long bytes = 0;
@@ -206,17 +212,43 @@ public final class EngineCostProbe {
     }
   }
 
-  /** Elapsed time, allocation on this thread and GC time over one measured loop. */
+  /**
+   * Waits until {@code counter} reaches {@code target}: the engine may have handed its work to
+   * the scheduler's thread (it runs at most a batch on the caller's), and then a loop of pushes or
+   * publishes returns before the work is done.
+   */
+  private static void awaitCount(AtomicLong counter, long target, String what) {
+    long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+    while (counter.get() < target) {
+      if (System.nanoTime() > deadline) {
+        throw new IllegalStateException(what + ": " + counter.get() + " of " + target + " after 60 s");
+      }
+      Thread.onSpinWait();
+    }
+  }
+
+  /**
+   * Elapsed time, allocation on every live thread (the engine's work may run on the scheduler's)
+   * and GC time over one measured loop.
+   */
   private record Sample(long nanos, long bytes, long gcAtStart) {
     private static final ThreadMXBean THREADS = (ThreadMXBean) ManagementFactory.getThreadMXBean();
 
     static Sample start() {
-      return new Sample(System.nanoTime(), THREADS.getCurrentThreadAllocatedBytes(), gcMillis());
+      return new Sample(System.nanoTime(), allocated(), gcMillis());
+    }
+
+    static long allocated() {
+      long sum = 0;
+      for (long b : THREADS.getThreadAllocatedBytes(THREADS.getAllThreadIds())) {
+        sum += Math.max(0, b);
+      }
+      return sum;
     }
 
     void end(String what, int round, int rounds, int n) {
       long t = System.nanoTime() - nanos;
-      long b = THREADS.getCurrentThreadAllocatedBytes() - bytes;
+      long b = allocated() - bytes;
       long gc = gcMillis() - gcAtStart;
       if (round >= rounds / 2) {
         System.out.printf("round %2d %s %7.0f ns/op %6d B/op  gc %4d ms%n", round, what,
