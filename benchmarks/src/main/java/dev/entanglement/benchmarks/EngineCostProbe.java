@@ -21,6 +21,7 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
+import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 import tools.jackson.databind.json.JsonMapper;
 
@@ -31,10 +32,11 @@ import tools.jackson.databind.json.JsonMapper;
  * a {@code propose → Committed} round trip between two nodes joined by a {@link LocalTransport}
  * that delivers on the sending thread (so both nodes' work runs on the calling thread), against
  * the codec work such a round trip needs at least (encode and decode the PROPOSE, encode the new
- * SYNC, wrap it in the RESPONSE, decode that binding the value). The engine runs at most a batch
- * of tasks on the caller's thread before it hands the rest to its scheduler, so "ours" is timed
- * until the engine has delivered every state (receive) or handed every frame to the link (send),
- * not only until the loop returns. Reports ns per frame or round trip, bytes allocated per frame
+ * SYNC, wrap it in the RESPONSE, decode that binding the value). For receive and send, the
+ * node's scheduler is one thread and the measured loops run on it, so that the engine runs every
+ * task on the loop's thread (its timers wait for the loop); "ours" is still timed until the engine
+ * has delivered every state (receive) or handed every frame to the link (send), in case it handed
+ * work on all the same. Reports ns per frame or round trip, bytes allocated per frame
  * or round trip (on every thread) and GC time, so that a change to the engine's per-state work can
  * be judged in seconds and without the noise of two processes sharing two cores; the bytes are the
  * steady figure on a noisy machine.
@@ -127,7 +129,7 @@ public final class EngineCostProbe {
     FrameCodec codec = new FrameCodec();
     JsonMapper json = JsonMapper.builder().build();
     EntanglementNode node =
-        EntanglementNode.builder().id("probe-receiver").registry(Payload.registry()).build();
+        EntanglementNode.builder().id("probe-receiver").registry(Payload.registry()).scheduler(PROBE).build();
     node.start().block();
     AtomicLong seen = new AtomicLong();
     node.watchAll(Payload.ITEM).subscribe(s -> seen.incrementAndGet());
@@ -141,9 +143,11 @@ public final class EngineCostProbe {
         frames[i] = Payload.syncBody(codec, json, Payload.item(ids[i], r + 1, i, labels[i]), OWNER, 1, r + 1);
       }
       Sample ours = Sample.start();
-      for (byte[] f : frames) {
-        link.push(f);
-      }
+      onProbeThread(() -> {
+        for (byte[] f : frames) {
+          link.push(f);
+        }
+      });
       awaitCount(seen, (long) (r + 1) * ids.length, "watchAll emissions");
       ours.end("receive ours", r, rounds, ids.length);
       Sample raw = Sample.start();
@@ -165,7 +169,7 @@ public final class EngineCostProbe {
     FrameCodec codec = new FrameCodec();
     JsonMapper json = JsonMapper.builder().build();
     EntanglementNode node =
-        EntanglementNode.builder().id("probe-sender").registry(Payload.registry()).build();
+        EntanglementNode.builder().id("probe-sender").registry(Payload.registry()).scheduler(PROBE).build();
     node.start().block();
     ProbeLink link = new ProbeLink();
     node.attach(link).subscribe();
@@ -176,9 +180,11 @@ public final class EngineCostProbe {
       long serial = r + 1;
       long sentBefore = link.sent.get();
       Sample ours = Sample.start();
-      for (int i = 0; i < ids.length; i++) {
-        node.publish(Payload.ITEM, Payload.item(ids[i], serial, i, labels[i])).subscribe();
-      }
+      onProbeThread(() -> {
+        for (int i = 0; i < ids.length; i++) {
+          node.publish(Payload.ITEM, Payload.item(ids[i], serial, i, labels[i])).subscribe();
+        }
+      });
       awaitCount(link.sent, sentBefore + ids.length, "frames sent");
       ours.end("send ours   ", r, rounds, ids.length);
       Sample raw = Sample.start();
@@ -210,6 +216,17 @@ public final class EngineCostProbe {
     } catch (Exception e) {
       throw new IllegalStateException(e);
     }
+  }
+
+  /**
+   * The receiving and sending nodes' scheduler, and the thread their measured loops run on: the
+   * engine's timers then run only between loops, so no other thread takes the engine's executor
+   * while a loop submits, and the engine runs every task on the loop's thread.
+   */
+  private static final Scheduler PROBE = Schedulers.newSingle("probe", true);
+
+  private static void onProbeThread(Runnable loop) {
+    Mono.fromRunnable(loop).subscribeOn(PROBE).block(Duration.ofSeconds(120));
   }
 
   /**
