@@ -36,9 +36,9 @@ import tools.jackson.databind.json.JsonMapper;
  * node's scheduler is one thread and the measured loops run on it, so that the engine runs every
  * task on the loop's thread (its timers wait for the loop); "ours" is still timed until the engine
  * has delivered every state (receive) or handed every frame to the link (send), in case it handed
- * work on all the same. Reports ns per frame or round trip, bytes allocated per frame
- * or round trip (on every thread) and GC time, so that a change to the engine's per-state work can
- * be judged in seconds and without the noise of two processes sharing two cores; the bytes are the
+ * work on all the same. Reports ns per frame or round trip, bytes allocated per frame or round
+ * trip (on every thread) and GC time, so that a change to the engine's per-state work can be
+ * judged in seconds and without the noise of two processes sharing two cores; the bytes are the
  * steady figure on a noisy machine.
  *
  * <pre>java -cp benchmarks/target/benchmarks.jar dev.entanglement.benchmarks.EngineCostProbe</pre>
@@ -129,7 +129,11 @@ public final class EngineCostProbe {
     FrameCodec codec = new FrameCodec();
     JsonMapper json = JsonMapper.builder().build();
     EntanglementNode node =
-        EntanglementNode.builder().id("probe-receiver").registry(Payload.registry()).scheduler(PROBE).build();
+        EntanglementNode.builder()
+            .id("probe-receiver")
+            .registry(Payload.registry())
+            .scheduler(PROBE)
+            .build();
     node.start().block();
     AtomicLong seen = new AtomicLong();
     node.watchAll(Payload.ITEM).subscribe(s -> seen.incrementAndGet());
@@ -169,7 +173,11 @@ public final class EngineCostProbe {
     FrameCodec codec = new FrameCodec();
     JsonMapper json = JsonMapper.builder().build();
     EntanglementNode node =
-        EntanglementNode.builder().id("probe-sender").registry(Payload.registry()).scheduler(PROBE).build();
+        EntanglementNode.builder()
+            .id("probe-sender")
+            .registry(Payload.registry())
+            .scheduler(PROBE)
+            .build();
     node.start().block();
     ProbeLink link = new ProbeLink();
     node.attach(link).subscribe();
