@@ -21,7 +21,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Predicate;
@@ -98,7 +97,7 @@ final class Engine {
   private final RouteTable routes;
 
   /** Current state of every object this node holds, tombstones included. */
-  final ConcurrentHashMap<ObjectKey, StoredState> objects = new ConcurrentHashMap<>();
+  final ObjectTable objects = new ObjectTable();
   /** Local commits waiting for their batch to be durable; owner-side logic reads them first. */
   private final Map<ObjectKey, StoredState> uncommitted = new HashMap<>();
 
@@ -400,7 +399,7 @@ final class Engine {
       Snapshot<?> snap =
           new Snapshot<>(key, value, OwnerId.of(r.owner()), new Version(r.epoch(), r.serial()),
               r.deleted(), r.committedAt());
-      objects.put(key, new StoredState(b, snap, attrs, null));
+      objects.put(new StoredState(b, snap, attrs, null));
     }
     for (StoredData.WatermarkRecord w : data.watermarks()) {
       watermarks.put(OwnerId.of(w.owner()), new Version(w.epoch(), w.serial()));
@@ -1176,7 +1175,7 @@ final class Engine {
 
   private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
     st.arrival = ++arrivals;
-    objects.put(st.key(), st);
+    objects.put(st);
     notifyWatchers(st.snapshot);
     markDirty(st, null);
     settleTransitions(st.key(), confirmsTransition);
@@ -2079,7 +2078,7 @@ final class Engine {
     }
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
     st.arrival = ++arrivals;
-    objects.put(key, st);
+    objects.put(st);
     dropped.remove(key);
     if (!refusedStates.isEmpty()) {
       receivedAfterRefusal(key, owner, v);

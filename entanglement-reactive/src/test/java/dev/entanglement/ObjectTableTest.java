@@ -1,0 +1,232 @@
+package dev.entanglement;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.entanglement.TestMesh.Cursor;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.NoSuchElementException;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+class ObjectTableTest {
+  private static final TypeBinding<Cursor> BINDING = new TypeBinding<>(TestMesh.CURSOR, TestMesh.registry());
+
+  private static StoredState state(ObjectKey key, long serial) {
+    return new StoredState(
+        BINDING,
+        new Snapshot<>(key, new Cursor(key.key(), (int) serial, 0), OwnerId.of("o"), new Version(1, serial), false, 0),
+        null,
+        null);
+  }
+
+  private static ObjectKey key(int i) {
+    return new ObjectKey("Cursor", "k" + i);
+  }
+
+  @Test
+  void emptyHoldsNothing() {
+    ObjectTable t = new ObjectTable();
+    assertNull(t.get(key(1)));
+    assertFalse(t.containsKey(key(1)));
+    assertNull(t.remove(key(1)));
+    assertEquals(0, t.size());
+    assertFalse(t.values().iterator().hasNext());
+    assertThrows(NoSuchElementException.class, () -> t.values().iterator().next());
+  }
+
+  @Test
+  @DisplayName("a put replaces the state of its key, found by an equal key of another instance")
+  void putReplaces() {
+    ObjectTable t = new ObjectTable();
+    StoredState v1 = state(key(1), 1);
+    StoredState v2 = state(key(1), 2);
+    t.put(v1);
+    t.put(v2);
+    assertSame(v2, t.get(new ObjectKey("Cursor", "k1")));
+    assertEquals(1, t.size());
+    assertEquals(List.of(v2), List.copyOf(t.values()));
+    assertSame(v2, t.remove(key(1)));
+    assertNull(t.get(key(1)));
+    assertEquals(0, t.size());
+  }
+
+  @Test
+  @DisplayName("a removed key's slot is reused, and a stale slot never yields another key's state")
+  void slotReuse() {
+    ObjectTable t = new ObjectTable();
+    t.put(state(key(1), 1));
+    t.put(state(key(2), 1));
+    t.remove(key(1));
+    StoredState three = state(key(3), 1);
+    t.put(three); // takes key 1's slot
+    assertNull(t.get(key(1)));
+    assertSame(three, t.get(key(3)));
+    assertEquals(2, t.size());
+    assertEquals(Set.of(key(2), key(3)), keys(t));
+  }
+
+  @Test
+  @DisplayName("the writer may remove states while it iterates, as the engine does")
+  void removeWhileIterating() {
+    ObjectTable t = new ObjectTable();
+    for (int i = 0; i < 200; i++) {
+      t.put(state(key(i), 1));
+    }
+    int seen = 0;
+    for (StoredState st : t.values()) {
+      seen++;
+      if (st.version().serial() == 1) {
+        t.remove(st.key());
+      }
+    }
+    assertEquals(200, seen);
+    assertEquals(0, t.size());
+    assertFalse(t.values().iterator().hasNext());
+  }
+
+  /** Property: any seeded sequence of puts and removes leaves the table equal to a map's. */
+  @ParameterizedTest
+  @ValueSource(longs = {1, 2, 3, 4, 5, 6, 7, 8})
+  void agreesWithAMap(long seed) {
+    Random random = new Random(seed);
+    ObjectTable t = new ObjectTable();
+    Map<ObjectKey, StoredState> model = new HashMap<>();
+    for (int op = 0; op < 20_000; op++) {
+      ObjectKey k = key(random.nextInt(random.nextBoolean() ? 50 : 3_000));
+      if (random.nextInt(3) == 0) {
+        assertSame(model.remove(k), t.remove(k));
+      } else {
+        StoredState st = state(k, op);
+        t.put(st);
+        model.put(k, st);
+      }
+      if (op % 1_000 == 0) {
+        assertEquals(model.size(), t.size());
+        assertEquals(new HashSet<>(model.values()), new HashSet<>(t.values()));
+      }
+    }
+    for (int i = 0; i < 3_000; i++) {
+      assertSame(model.get(key(i)), t.get(key(i)));
+    }
+    assertEquals(model.size(), t.values().size());
+  }
+
+  @Test
+  @DisplayName("an iterator made before the array grows keeps to that array: weakly consistent, never broken")
+  void iteratorSurvivesGrowth() {
+    ObjectTable t = new ObjectTable();
+    for (int i = 0; i < 10; i++) {
+      t.put(state(key(i), 1));
+    }
+    Iterator<StoredState> it = t.values().iterator();
+    for (int i = 10; i < 1_000; i++) {
+      t.put(state(key(i), 1));
+    }
+    Set<ObjectKey> seen = new HashSet<>();
+    it.forEachRemaining(st -> assertTrue(seen.add(st.key()), "each once"));
+    for (int i = 0; i < 10; i++) {
+      assertTrue(seen.contains(key(i)), "present when the iterator was made: " + i);
+    }
+    assertFalse(seen.contains(key(999)), "put after the growth, into the new array");
+  }
+
+  /**
+   * Race: readers on other threads, while the writer replaces some keys and keeps swapping others
+   * in and out of one slot each (removing one key and putting another into its slot), never see a
+   * state of another key, and see every key that is never removed, never going back in version.
+   */
+  @Test
+  void readersDuringWrites() throws Exception {
+    ObjectTable t = new ObjectTable();
+    int stable = 32;
+    int pairs = 32;
+    ObjectKey[] keys = new ObjectKey[stable + 2 * pairs];
+    for (int i = 0; i < keys.length; i++) {
+      keys[i] = key(i);
+    }
+    for (int i = 0; i < stable + pairs; i++) { // stable keys, and the first key of each pair
+      t.put(state(keys[i], 0));
+    }
+    AtomicReference<Throwable> failure = new AtomicReference<>();
+    int readers = 2;
+    CountDownLatch started = new CountDownLatch(readers);
+    CountDownLatch done = new CountDownLatch(readers);
+    for (int r = 0; r < readers; r++) {
+      Thread reader =
+          new Thread(
+              () -> {
+                try {
+                  started.countDown();
+                  long[] lastSeen = new long[stable];
+                  for (int n = 0; n < 2_000_000 && failure.get() == null; n++) {
+                    int i = n % keys.length;
+                    StoredState st = t.get(keys[i]);
+                    if (st != null && !st.key().equals(keys[i])) {
+                      throw new AssertionError("got " + st.key() + " for " + keys[i]);
+                    }
+                    if (i < stable) {
+                      if (st == null) {
+                        throw new AssertionError(keys[i] + " was never removed");
+                      }
+                      if (st.version().serial() < lastSeen[i]) {
+                        throw new AssertionError(keys[i] + " went back");
+                      }
+                      lastSeen[i] = st.version().serial();
+                    }
+                  }
+                  for (StoredState st : t.values()) {
+                    if (st == null) {
+                      throw new AssertionError("null from the iterator");
+                    }
+                  }
+                } catch (Throwable e) {
+                  failure.compareAndSet(null, e);
+                } finally {
+                  done.countDown();
+                }
+              });
+      reader.setDaemon(true);
+      reader.start();
+    }
+    assertTrue(started.await(10, TimeUnit.SECONDS));
+    // Bounded: the readers finish their lookups long before this many rounds on any machine.
+    for (int round = 1; round <= 5_000_000 && done.getCount() > 0; round++) {
+      for (int i = 0; i < stable; i++) {
+        t.put(state(keys[i], round));
+      }
+      for (int j = 0; j < pairs; j++) {
+        ObjectKey out = keys[stable + 2 * j + (round % 2 == 1 ? 0 : 1)];
+        ObjectKey in = keys[stable + 2 * j + (round % 2 == 1 ? 1 : 0)];
+        t.remove(out);
+        t.put(state(in, round)); // takes the slot just freed
+      }
+    }
+    assertTrue(done.await(30, TimeUnit.SECONDS), "readers finished");
+    if (failure.get() != null) {
+      throw new AssertionError(failure.get());
+    }
+    assertEquals(stable + pairs, t.size());
+  }
+
+  private static Set<ObjectKey> keys(ObjectTable t) {
+    Set<ObjectKey> keys = new HashSet<>();
+    t.values().forEach(st -> keys.add(st.key()));
+    return keys;
+  }
+}
