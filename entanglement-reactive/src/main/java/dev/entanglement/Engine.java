@@ -822,6 +822,21 @@ final class Engine {
   }
 
   /**
+   * Keys recorded over every link for catch-ups still waiting for the peer's first watermark of
+   * their owner ({@link Destination#catchUpSeen}). For tests, which read it while the engine is idle:
+   * the record must end with the catch-up.
+   */
+  int keysAwaitingWatermark() {
+    int keys = 0;
+    for (Destination d : destinations) {
+      for (java.util.Set<ObjectKey> seen : d.catchUpSeen.values()) {
+        keys += seen.size();
+      }
+    }
+    return keys;
+  }
+
+  /**
    * Counters read from any thread: confined fields read outside the serial executor may be
    * slightly stale or mutually inconsistent, a benign race for statistics; {@link
    * #statsConsistent} reads them on the executor.
@@ -2511,20 +2526,24 @@ final class Engine {
 
   private void onWatermark(Destination d, Message.Watermark w) {
     OwnerId owner = OwnerId.of(w.owner());
+    // The peer's first watermark of an owner ends its catch-up of that owner, adopted or not: the
+    // keys it sent meanwhile are recorded for that watermark only. Ended only on adoption, the
+    // record would grow by every key of the owner the link brought, for the link's life, once a
+    // state of the owner had been refused from it (refusedOwners is never emptied).
+    d.caughtUp.add(owner);
+    java.util.Set<ObjectKey> seen = d.catchUpSeen.remove(owner);
     if (localOwners.containsKey(owner) || !routes.onPath(d, owner) || d.refusedOwners.contains(owner)) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());
     if (w.full()) {
-      java.util.Set<ObjectKey> seen = d.catchUpSeen.getOrDefault(owner, java.util.Set.of());
       for (StoredState st : List.copyOf(objects.values())) {
-        if (st.owner().equals(owner) && st.version().compareTo(v) <= 0 && !seen.contains(st.key())) {
+        if (st.owner().equals(owner) && st.version().compareTo(v) <= 0
+            && (seen == null || !seen.contains(st.key()))) {
           drop(st, d, st.version(), true);
         }
       }
     }
-    d.caughtUp.add(owner);
-    d.catchUpSeen.remove(owner);
     Version capped = belowRefused(owner, v);
     Version cur = watermarks.get(owner);
     if (cur == null || capped.isNewerThan(cur)) {

@@ -36,7 +36,7 @@ import tools.jackson.databind.JsonNode;
  * route, lost link, timeout).
  */
 public final class EntanglementNode {
-  private final Engine engine;
+  final Engine engine;
 
   private EntanglementNode(Engine engine) {
     this.engine = engine;

@@ -152,6 +152,32 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("the peer's first watermark ends the record of what its catch-up sent, even when a refused state keeps the watermark from being adopted")
+  void catchUpRecordEndsAtARefusedWatermark() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("z");
+      mesh.connect("a", "z");
+      mesh.get("z").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-z", 9, 9)); // before x's ROUTES names owner-z: refused
+      peer.send(new Message.Routes(Map.of("owner-z", 1)));
+      for (int i = 0; i < 10; i++) {
+        peer.send(sync("k" + i, "owner-z", 10 + i, i));
+      }
+      // c, applied again once x's ROUTES put it on owner-z's path, and the ten states after it.
+      assertEquals(11, mesh.get("a").engine.keysAwaitingWatermark(), "recorded until the watermark");
+      peer.send(new Message.Watermark("owner-z", 1, 19, false));
+      for (int i = 10; i < 20; i++) {
+        peer.send(sync("k" + i, "owner-z", 10 + i, i));
+      }
+      assertEquals(19.0, mesh.get("a").get(CURSOR, "k19").orElseThrow().value().x());
+      assertEquals(0, mesh.get("a").engine.keysAwaitingWatermark(), "the record ended with the watermark");
+    }
+  }
+
+  @Test
   @DisplayName("a replayed old version is ignored and the sender is brought up to date")
   void replayIgnored() {
     try (TestMesh mesh = new TestMesh()) {
