@@ -79,6 +79,66 @@ final class Measure {
     return sb.toString();
   }
 
+  /** Linux's clock tick for {@code /proc} CPU times: 100 per second on every common kernel. */
+  private static final long NANOS_PER_TICK = 10_000_000L;
+
+  /**
+   * CPU time of every thread of this process as the kernel counts it, JVM threads included (the
+   * collector's workers, G1's refinement threads, the compilers), grouped by thread name with a
+   * trailing number folded and spaces as underscores ({@code G1 Refine#0} and {@code G1 Refine#1}
+   * add up as {@code G1_Refine#N}), in nanoseconds at the kernel's 10 ms resolution; empty where
+   * {@code /proc/self/task} does not exist. The kernel truncates names to 15 characters. Threads
+   * that ended since an earlier reading are missing from the later one, so a delta can only
+   * under-count them.
+   */
+  static java.util.Map<String, Long> osThreadCpu() {
+    java.util.Map<String, Long> byName = new java.util.TreeMap<>();
+    java.nio.file.Path tasks = java.nio.file.Path.of("/proc/self/task");
+    if (!java.nio.file.Files.isDirectory(tasks)) {
+      return byName;
+    }
+    try (var dirs = java.nio.file.Files.list(tasks)) {
+      for (java.nio.file.Path t : (Iterable<java.nio.file.Path>) dirs::iterator) {
+        try {
+          String stat = java.nio.file.Files.readString(t.resolve("stat"));
+          String name = stat.substring(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+          // After the name: state is field 3, utime 14 and stime 15 (1-based, name as field 2).
+          String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+          long ticks = Long.parseLong(f[11]) + Long.parseLong(f[12]);
+          byName.merge(name.replaceAll("(?<=[-#])\\d+$", "N").replace(' ', '_'), ticks * NANOS_PER_TICK, Long::sum);
+        } catch (java.io.IOException | RuntimeException e) {
+          // the thread ended while being read
+        }
+      }
+    } catch (java.io.IOException e) {
+      return byName;
+    }
+    return byName;
+  }
+
+  /** {@code after − before} per thread group, dropping groups that used nothing. */
+  static java.util.Map<String, Long> minus(java.util.Map<String, Long> after, java.util.Map<String, Long> before) {
+    java.util.Map<String, Long> d = new java.util.TreeMap<>();
+    after.forEach(
+        (k, v) -> {
+          long x = v - before.getOrDefault(k, 0L);
+          if (x > 0) {
+            d.put(k, x);
+          }
+        });
+    return d;
+  }
+
+  /** The {@code top} groups of {@code cpu} as "name µs; ...", each in µs per {@code per} operations. */
+  static String perOperation(java.util.Map<String, Long> cpu, long per, int top) {
+    StringBuilder sb = new StringBuilder();
+    cpu.entrySet().stream()
+        .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
+        .limit(top)
+        .forEach(e -> sb.append(String.format(Locale.ROOT, "%s %.2f; ", e.getKey(), e.getValue() / 1e3 / per)));
+    return sb.toString();
+  }
+
   /**
    * A class histogram of live objects (forces a full GC), as class name → bytes, from the HotSpot
    * diagnostic command {@code GC.class_histogram}; empty if unavailable.

@@ -167,10 +167,12 @@ public final class ThroughputBenchmark {
           expected[i] += objects;
           child.call("ARM design=" + s.name + " target=" + expected[i], CALL);
           long cpu0 = Measure.processCpuNanos();
+          Map<String, Long> threads0 = Measure.osThreadCpu();
           long t0 = System.nanoTime();
           s.round(r + 1);
           String done = child.call("WAIT design=" + s.name + " timeout=" + timeout.toSeconds(), timeout.plusSeconds(10));
           long cpu1 = Measure.processCpuNanos();
+          Map<String, Long> threads1 = Measure.osThreadCpu();
           long now = System.nanoTime();
           if (!done.startsWith("DONE")) {
             throw new IllegalStateException(s.name + " round " + (r + 1) + ": " + done + " (" + s.details() + ")");
@@ -187,6 +189,9 @@ public final class ThroughputBenchmark {
             s.rates.add(rate);
             s.senderCpuUs.add((cpu1 - cpu0) / 1e3 / objects);
             s.receiverCpuUs.add(childCpu / 1e3 / objects);
+            Measure.minus(threads1, threads0).forEach((k, v) -> s.senderThreads.merge(k, v, Long::sum));
+            decodeThreads(ChildProcess.word(done.split(" "), "threads", ""))
+                .forEach((k, v) -> s.receiverThreads.merge(k, v, Long::sum));
           }
         }
         System.out.println(line);
@@ -213,6 +218,13 @@ public final class ThroughputBenchmark {
             Measure.median(s.senderCpuUs.stream().mapToDouble(Double::doubleValue).toArray()),
             Measure.median(s.receiverCpuUs.stream().mapToDouble(Double::doubleValue).toArray()),
             s.meanFrameBytes());
+      }
+      System.out.println();
+      System.out.println("CPU µs per state by thread, over the measured rounds (kernel counts, 10 ms resolution):");
+      for (Sender s : senders) {
+        long states = (long) s.rates.size() * objects;
+        System.out.println("  " + s.name + " sender:   " + Measure.perOperation(s.senderThreads, states, 8));
+        System.out.println("  " + s.name + " receiver: " + Measure.perOperation(s.receiverThreads, states, 8));
       }
       System.out.println();
       for (Sender s : senders) {
@@ -253,6 +265,24 @@ public final class ThroughputBenchmark {
     System.exit(0);
   }
 
+  /** Thread groups as one word of a child's answer: {@code name:ns,name:ns}. */
+  static String encodeThreads(Map<String, Long> cpu) {
+    StringBuilder sb = new StringBuilder();
+    cpu.forEach((k, v) -> sb.append(sb.length() == 0 ? "" : ",").append(k).append(':').append(v));
+    return sb.toString();
+  }
+
+  static Map<String, Long> decodeThreads(String word) {
+    Map<String, Long> m = new java.util.TreeMap<>();
+    for (String e : word.split(",")) {
+      int colon = e.lastIndexOf(':');
+      if (colon > 0) {
+        m.put(e.substring(0, colon), Long.parseLong(e.substring(colon + 1)));
+      }
+    }
+    return m;
+  }
+
   private static Sender find(List<Sender> senders, String name) {
     return senders.stream().filter(s -> s.name.equals(name)).findFirst().orElse(null);
   }
@@ -285,6 +315,9 @@ public final class ThroughputBenchmark {
     final List<Double> rates = new ArrayList<>();
     final List<Double> senderCpuUs = new ArrayList<>();
     final List<Double> receiverCpuUs = new ArrayList<>();
+    /** CPU per thread group over the measured rounds, in ns: this process, and the receiver's. */
+    final Map<String, Long> senderThreads = new java.util.TreeMap<>();
+    final Map<String, Long> receiverThreads = new java.util.TreeMap<>();
 
     Sender(String name, String[] ids, String[] labels) {
       this.name = name;
@@ -430,6 +463,7 @@ public final class ThroughputBenchmark {
     volatile long reachedNanos;
     volatile CompletableFuture<Void> reached = new CompletableFuture<>();
     long cpuAtArm;
+    Map<String, Long> threadsAtArm = Map.of();
 
     void hit() {
       if (count.incrementAndGet() == target) {
@@ -463,6 +497,7 @@ public final class ThroughputBenchmark {
             c.reached = new CompletableFuture<>();
             c.target = Long.parseLong(ChildProcess.word(w, "target", "0"));
             c.cpuAtArm = Measure.processCpuNanos();
+            c.threadsAtArm = Measure.osThreadCpu();
             if (c.count.get() >= c.target) {
               yield "ERROR count " + c.count.get() + " already at or past target " + c.target;
             }
@@ -477,7 +512,8 @@ public final class ThroughputBenchmark {
               yield "TIMEOUT count=" + c.count.get() + " target=" + c.target;
             }
             long cpu = Measure.processCpuNanos() - c.cpuAtArm;
-            yield "DONE count=" + c.count.get() + " last=" + c.reachedNanos + " cpu=" + cpu;
+            yield "DONE count=" + c.count.get() + " last=" + c.reachedNanos + " cpu=" + cpu
+                + " threads=" + encodeThreads(Measure.minus(Measure.osThreadCpu(), c.threadsAtArm));
           }
           case "STATS" -> {
             String d = ChildProcess.word(w, "design", "");
