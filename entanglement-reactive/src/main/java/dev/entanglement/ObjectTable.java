@@ -52,7 +52,7 @@ final class ObjectTable {
       return null;
     }
     StoredState st = (StoredState) SLOT.getAcquire(states, (int) slot);
-    return st != null && (st.key() == key || st.key().equals(key)) ? st : null;
+    return st != null && st.key().equals(key) ? st : null; // equals tests identity first
   }
 
   boolean containsKey(ObjectKey key) {
