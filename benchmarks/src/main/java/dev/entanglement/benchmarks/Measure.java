@@ -111,7 +111,7 @@ final class Measure {
         }
       }
     } catch (java.io.IOException e) {
-      return byName;
+      // the task directory could not be listed: report what was read, possibly nothing
     }
     return byName;
   }

@@ -177,8 +177,9 @@ public final class ThroughputBenchmark {
           if (!done.startsWith("DONE")) {
             throw new IllegalStateException(s.name + " round " + (r + 1) + ": " + done + " (" + s.details() + ")");
           }
-          long last = Long.parseLong(ChildProcess.word(done.split(" "), "last", "0"));
-          long childCpu = Long.parseLong(ChildProcess.word(done.split(" "), "cpu", "0"));
+          String[] answer = done.split(" ");
+          long last = Long.parseLong(ChildProcess.word(answer, "last", "0"));
+          long childCpu = Long.parseLong(ChildProcess.word(answer, "cpu", "0"));
           if (last < t0 || last > now) {
             throw new IllegalStateException("clocks of the two processes disagree: " + done);
           }
@@ -190,7 +191,7 @@ public final class ThroughputBenchmark {
             s.senderCpuUs.add((cpu1 - cpu0) / 1e3 / objects);
             s.receiverCpuUs.add(childCpu / 1e3 / objects);
             Measure.minus(threads1, threads0).forEach((k, v) -> s.senderThreads.merge(k, v, Long::sum));
-            decodeThreads(ChildProcess.word(done.split(" "), "threads", ""))
+            decodeThreads(ChildProcess.word(answer, "threads", ""))
                 .forEach((k, v) -> s.receiverThreads.merge(k, v, Long::sum));
           }
         }
