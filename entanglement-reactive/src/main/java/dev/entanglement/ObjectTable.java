@@ -8,6 +8,7 @@ import java.util.Collection;
 import java.util.Iterator;
 import java.util.NoSuchElementException;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ThreadLocalRandom;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -15,44 +16,106 @@ import org.jspecify.annotations.Nullable;
  * engine's serial executor, and any number of readers on other threads ({@code
  * EntanglementNode.get}).
  *
- * <p>Design: a concurrent index from each key to a slot number, assigned when the key is first put
- * and never changed while the key is present, and the states in one array, by slot. The engine
- * replaces an object's state on every version it commits or receives, so this table takes one write
- * per version. In a map the write goes into the key's own entry, and entries are scattered over the
- * old generation: each write marks a different card, which a generational collector (G1) must then
- * refine and scan, and which cost a receiver of 100,000 objects at 250,000 versions/s about a third
- * of its CPU. In the array the writes of many versions share a card (128 slots with compressed
- * references), and the index, written only when a key comes or goes, marks none. The price is
- * about 20 bytes per object over a map alone: the boxed slot number and the array's slot.
+ * <p>Design: the states sit in one array, by slot; a slot is assigned when a key is first put and
+ * never changes while the key is present. The engine replaces an object's state on every version
+ * it commits or receives, so this table takes one write per version; in the array the writes of
+ * many versions share a card (128 slots with compressed references), where a map's entries,
+ * scattered over the old generation, would each mark a card for a generational collector (G1) to
+ * refine and scan (about a third of a receiver's CPU at 250,000 versions/s, before this design).
  *
- * <p>Invariants: a key in the index maps to a slot whose state has that key, except between a
- * removal's index update and its slot clearing, both made by the writer; a free slot holds null and
- * is on the free list; slots in use are below {@code used}. A reader loads the slot from the index
- * and then the array, so it sees the array that holds the slot; it checks the state's key, since
- * the writer may have removed the key and given the slot to another one in between (it then
- * reports the key absent, which was true at some point of its call). Arrays are replaced, never
- * shrunk, on growth; a reader holding the old one sees the states as they were when it was copied.
+ * <p>An index finds a key's slot: an open-addressing table with linear probing, each entry one
+ * {@code long} holding the key's hash (high word) and its slot plus one (low word). A lookup reads
+ * the index entry, the state in its slot and the state's key: three objects, where a concurrent
+ * map's lookup also reads its node and the boxed slot number, and on a node of 100,000 objects
+ * every one of them is a cache miss (the first lookup of a version was a fifth of an owner's
+ * per-state work). Hashes are mixed with a per-table random seed, so a peer cannot aim keys at
+ * neighbouring entries; keys of one hash code (strings made of "Aa" and "BB" hash alike) still
+ * share one run, so an insert that would probe more than {@value #MAX_PROBE} entries moves the
+ * index, for good, to a {@link ConcurrentHashMap} from key to slot, whose crowded bins become
+ * trees ({@link ObjectKey} is comparable). The price of a fixed bound is that mode's slower
+ * lookups, on a node that meets such keys. Memory: the index is a quarter to half full, 16 to 32
+ * bytes per object, and the states array 4 to 8 (compressed references), where a concurrent map
+ * took about 50 (its node, table slot and boxed slot number).
+ *
+ * <p>State machine: {@code TABLE} → {@code MAP} (on the first insert that would probe too far;
+ * terminal). Invariants in {@code TABLE}: an entry is {@code 0} (empty), {@link #TOMBSTONE} (a
+ * removed key: lookups probe past it) or a key's hash and slot; every present key is found by
+ * probing from its home without crossing an empty entry; entries and tombstones fill at most half
+ * of the index. Inserts only fill empty entries, and tombstones go when the index is
+ * rebuilt. In both modes: a free slot holds null and is on the free list; slots in use are below
+ * {@link #used}.
+ *
+ * <p>Readers load {@link #tables} once, then the entry, then the slot (acquire loads, matched by
+ * the writer's release stores): the writer stores a state before the entry that points to it, and
+ * never changes an index array once it published a newer one, so a reader sees either the key
+ * absent or its slot. It checks the state's key, since the writer may have removed the key and
+ * given the slot to another in between, and the slot's bound, since a slot added after the reader
+ * loaded {@link #tables} may lie past its copy of the states array; in both cases it reports the
+ * key absent, which was true at some point of its call. A reader holding a replaced states array
+ * sees the states as they were when it was copied.
  */
 final class ObjectTable {
-  private static final VarHandle SLOT = MethodHandles.arrayElementVarHandle(StoredState[].class);
-  private static final int MIN_CAPACITY = 64;
+  private static final VarHandle STATE = MethodHandles.arrayElementVarHandle(StoredState[].class);
+  private static final VarHandle ENTRY = MethodHandles.arrayElementVarHandle(long[].class);
+  private static final int MIN_STATES = 64;
+  /**
+   * Entries an insert may probe before the index moves to a map: 512. At most half full, a probing
+   * table of ten million random keys has runs of about 85 entries at the longest.
+   */
+  static final int MAX_PROBE = 512;
+  /** A removed key's entry: no slot (low word 0), not empty. */
+  private static final long TOMBSTONE = 1L << 32;
 
-  private final ConcurrentHashMap<ObjectKey, Integer> index = new ConcurrentHashMap<>();
-  private volatile StoredState[] states = new StoredState[MIN_CAPACITY];
+  /**
+   * What a reader loads at once: the index (null in {@code MAP}), the map it moved to (null in
+   * {@code TABLE}) and the states it points into.
+   */
+  private record Tables(
+      long @Nullable [] index,
+      @Nullable ConcurrentHashMap<ObjectKey, Integer> map,
+      StoredState[] states) {}
+
+  private final int seed = ThreadLocalRandom.current().nextInt();
+  private volatile Tables tables = new Tables(new long[2 * MIN_STATES], null, new StoredState[MIN_STATES]);
   /** Slots below this were assigned at least once; writer only. */
   private int used;
   /** Slots given back by removals, reused before {@link #used} grows; writer only. */
   private int[] free = new int[16];
   private int freeCount;
+  /** Tombstones in the index; writer only. */
+  private int tombstones;
   private volatile int size;
 
   /** The state of {@code key}, or null; any thread. */
   @Nullable StoredState get(ObjectKey key) {
-    Integer slot = index.get(key);
-    if (slot == null) {
+    Tables t = tables;
+    long[] index = t.index;
+    if (index == null) {
+      Integer slot = t.map.get(key);
+      return slot == null ? null : stateIn(t.states, slot, key);
+    }
+    int h = hash(key);
+    int mask = index.length - 1;
+    for (int i = h & mask, probed = 0; probed < index.length; i = (i + 1) & mask, probed++) {
+      long e = (long) ENTRY.getAcquire(index, i);
+      if (e == 0) {
+        return null;
+      }
+      if ((int) (e >>> 32) == h && (int) e != 0) {
+        StoredState st = stateIn(t.states, (int) e - 1, key);
+        if (st != null) {
+          return st;
+        }
+      }
+    }
+    return null;
+  }
+
+  private static @Nullable StoredState stateIn(StoredState[] states, int slot, ObjectKey key) {
+    if (slot >= states.length) {
       return null;
     }
-    StoredState st = (StoredState) SLOT.getAcquire(states, (int) slot);
+    StoredState st = (StoredState) STATE.getAcquire(states, slot);
     return st != null && st.key().equals(key) ? st : null; // equals tests identity first
   }
 
@@ -63,30 +126,80 @@ final class ObjectTable {
   /** Makes {@code st} the state of its key, replacing any; the writer only. */
   void put(StoredState st) {
     ObjectKey key = st.key();
-    Integer slot = index.get(key);
-    if (slot != null) {
-      SLOT.setRelease(states, (int) slot, st);
+    Tables t = tables;
+    long[] index = t.index;
+    if (index == null) {
+      Integer slot = t.map.get(key);
+      if (slot != null) {
+        STATE.setRelease(t.states, (int) slot, st);
+        return;
+      }
+      int s = newSlot();
+      StoredState[] states = statesFor(t.states, s);
+      STATE.setRelease(states, s, st);
+      if (states != t.states) {
+        tables = new Tables(null, t.map, states);
+      }
+      t.map.put(key, s); // after the state: a reader that finds the slot finds the state
+      size = size + 1;
       return;
     }
-    int s = freeCount > 0 ? free[--freeCount] : used++;
-    StoredState[] a = states;
-    if (s == a.length) {
-      a = Arrays.copyOf(a, a.length * 2);
-      states = a;
+    int h = hash(key);
+    int mask = index.length - 1;
+    int i = h & mask;
+    int probed = 0;
+    for (long e; (e = index[i]) != 0; i = (i + 1) & mask, probed++) {
+      if ((int) (e >>> 32) == h && (int) e != 0) {
+        int s = (int) e - 1;
+        StoredState cur = t.states[s];
+        if (cur != null && cur.key().equals(key)) {
+          STATE.setRelease(t.states, s, st);
+          return;
+        }
+      }
     }
-    SLOT.setRelease(a, s, st);
-    index.put(key, s); // after the state: a reader that finds the slot finds the state
+    int s = newSlot();
+    StoredState[] states = statesFor(t.states, s);
+    STATE.setRelease(states, s, st);
+    if (probed >= MAX_PROBE) {
+      ConcurrentHashMap<ObjectKey, Integer> map = toMap(index, states);
+      map.put(key, s);
+      tables = new Tables(null, map, states);
+    } else if ((size + tombstones + 1) * 2L > index.length) {
+      long[] rebuilt = rebuild(index);
+      insert(rebuilt, h, s);
+      tables = new Tables(rebuilt, null, states);
+    } else {
+      if (states != t.states) {
+        tables = new Tables(index, null, states);
+      }
+      ENTRY.setRelease(index, i, entry(h, s)); // after the state, as above
+    }
     size = size + 1;
   }
 
   /** Removes the state of {@code key}; returns it, or null if there was none; the writer only. */
   @Nullable StoredState remove(ObjectKey key) {
-    Integer slot = index.remove(key);
-    if (slot == null) {
-      return null;
+    Tables t = tables;
+    long[] index = t.index;
+    int slot;
+    if (index == null) {
+      Integer s = t.map.remove(key);
+      if (s == null) {
+        return null;
+      }
+      slot = s;
+    } else {
+      int at = find(index, t.states, key);
+      if (at < 0) {
+        return null;
+      }
+      slot = (int) index[at] - 1;
+      ENTRY.setRelease(index, at, TOMBSTONE);
+      tombstones++;
     }
-    StoredState st = states[slot];
-    SLOT.setRelease(states, (int) slot, (StoredState) null);
+    StoredState st = t.states[slot];
+    STATE.setRelease(t.states, slot, (StoredState) null);
     if (freeCount == free.length) {
       free = Arrays.copyOf(free, free.length * 2);
     }
@@ -99,6 +212,11 @@ final class ObjectTable {
     return size;
   }
 
+  /** Whether the index moved to a map (the {@code MAP} state); for tests. */
+  boolean indexIsMap() {
+    return tables.index == null;
+  }
+
   /**
    * Every state, in slot order; weakly consistent like a concurrent map's view (a state put or
    * removed during the iteration may or may not be seen). The writer may remove states while it
@@ -109,14 +227,14 @@ final class ObjectTable {
       @Override
       public Iterator<StoredState> iterator() {
         return new Iterator<>() {
-          private final StoredState[] a = states;
+          private final StoredState[] a = tables.states;
           private int at;
           private @Nullable StoredState ahead = advance();
 
           /** The next state from slot {@code at} on, leaving {@code at} past it; null at the end. */
           private @Nullable StoredState advance() {
             while (at < a.length) {
-              StoredState st = (StoredState) SLOT.getAcquire(a, at++);
+              StoredState st = (StoredState) STATE.getAcquire(a, at++);
               if (st != null) {
                 return st;
               }
@@ -146,5 +264,86 @@ final class ObjectTable {
         return size;
       }
     };
+  }
+
+  // ------------------------------------------------------------------ writer's helpers
+
+  /** The key's hash code mixed with the seed (murmur3's finalizer), so homes cannot be aimed at. */
+  private int hash(ObjectKey key) {
+    int h = key.hashCode() ^ seed;
+    h = (h ^ (h >>> 16)) * 0x85ebca6b;
+    h = (h ^ (h >>> 13)) * 0xc2b2ae35;
+    return h ^ (h >>> 16);
+  }
+
+  private static long entry(int hash, int slot) {
+    return ((long) hash << 32) | (slot + 1L);
+  }
+
+  private int newSlot() {
+    return freeCount > 0 ? free[--freeCount] : used++;
+  }
+
+  /** {@code states}, or a copy twice its length if {@code slot} lies past it. */
+  private static StoredState[] statesFor(StoredState[] states, int slot) {
+    return slot < states.length ? states : Arrays.copyOf(states, states.length * 2);
+  }
+
+  /** Where {@code key}'s entry is in {@code index}, or -1. */
+  private int find(long[] index, StoredState[] states, ObjectKey key) {
+    int h = hash(key);
+    int mask = index.length - 1;
+    for (int i = h & mask; ; i = (i + 1) & mask) {
+      long e = index[i];
+      if (e == 0) {
+        return -1;
+      }
+      if ((int) (e >>> 32) == h && (int) e != 0) {
+        StoredState st = states[(int) e - 1];
+        if (st != null && st.key().equals(key)) {
+          return i;
+        }
+      }
+    }
+  }
+
+  /**
+   * A new index with the entries of {@code index} and no tombstones, large enough that one more
+   * key leaves it at most a quarter full.
+   */
+  private long[] rebuild(long[] index) {
+    int capacity = index.length;
+    while ((size + 1) * 4L > capacity) {
+      capacity *= 2;
+    }
+    long[] rebuilt = new long[capacity];
+    for (long e : index) {
+      if ((int) e != 0) {
+        insert(rebuilt, (int) (e >>> 32), (int) e - 1);
+      }
+    }
+    tombstones = 0;
+    return rebuilt;
+  }
+
+  /** Fills the first empty entry from {@code hash}'s home; the index is not yet published. */
+  private static void insert(long[] index, int hash, int slot) {
+    int mask = index.length - 1;
+    int i = hash & mask;
+    while (index[i] != 0) {
+      i = (i + 1) & mask;
+    }
+    index[i] = entry(hash, slot);
+  }
+
+  private static ConcurrentHashMap<ObjectKey, Integer> toMap(long[] index, StoredState[] states) {
+    ConcurrentHashMap<ObjectKey, Integer> map = new ConcurrentHashMap<>();
+    for (long e : index) {
+      if ((int) e != 0) {
+        int slot = (int) e - 1;
+        map.put(states[slot].key(), slot);
+      }
+    }
+    return map;
   }
 }

@@ -163,50 +163,35 @@ class ObjectTableTest {
     for (int i = 0; i < stable + pairs; i++) { // stable keys, and the first key of each pair
       t.put(state(keys[i], 0));
     }
-    AtomicReference<Throwable> failure = new AtomicReference<>();
-    int readers = 2;
-    CountDownLatch started = new CountDownLatch(readers);
-    CountDownLatch done = new CountDownLatch(readers);
-    for (int r = 0; r < readers; r++) {
-      Thread reader =
-          new Thread(
-              () -> {
-                try {
-                  started.countDown();
-                  long[] lastSeen = new long[stable];
-                  for (int n = 0; n < 2_000_000 && failure.get() == null; n++) {
-                    int i = n % keys.length;
-                    StoredState st = t.get(keys[i]);
-                    if (st != null && !st.key().equals(keys[i])) {
-                      throw new AssertionError("got " + st.key() + " for " + keys[i]);
-                    }
-                    if (i < stable) {
-                      if (st == null) {
-                        throw new AssertionError(keys[i] + " was never removed");
-                      }
-                      if (st.version().serial() < lastSeen[i]) {
-                        throw new AssertionError(keys[i] + " went back");
-                      }
-                      lastSeen[i] = st.version().serial();
-                    }
-                  }
-                  for (StoredState st : t.values()) {
-                    if (st == null) {
-                      throw new AssertionError("null from the iterator");
-                    }
-                  }
-                } catch (Throwable e) {
-                  failure.compareAndSet(null, e);
-                } finally {
-                  done.countDown();
+    Readers readers =
+        new Readers(
+            2,
+            (r, stop) -> {
+              long[] lastSeen = new long[stable];
+              for (int n = 0; n < 2_000_000 && !stop.getAsBoolean(); n++) {
+                int i = n % keys.length;
+                StoredState st = t.get(keys[i]);
+                if (st != null && !st.key().equals(keys[i])) {
+                  throw new AssertionError("got " + st.key() + " for " + keys[i]);
                 }
-              });
-      reader.setDaemon(true);
-      reader.start();
-    }
-    assertTrue(started.await(10, TimeUnit.SECONDS));
+                if (i < stable) {
+                  if (st == null) {
+                    throw new AssertionError(keys[i] + " was never removed");
+                  }
+                  if (st.version().serial() < lastSeen[i]) {
+                    throw new AssertionError(keys[i] + " went back");
+                  }
+                  lastSeen[i] = st.version().serial();
+                }
+              }
+              for (StoredState st : t.values()) {
+                if (st == null) {
+                  throw new AssertionError("null from the iterator");
+                }
+              }
+            });
     // Bounded: the readers finish their lookups long before this many rounds on any machine.
-    for (int round = 1; round <= 5_000_000 && done.getCount() > 0; round++) {
+    for (int round = 1; round <= 5_000_000 && readers.running(); round++) {
       for (int i = 0; i < stable; i++) {
         t.put(state(keys[i], round));
       }
@@ -217,11 +202,148 @@ class ObjectTableTest {
         t.put(state(in, round)); // takes the slot just freed
       }
     }
-    assertTrue(done.await(30, TimeUnit.SECONDS), "readers finished");
-    if (failure.get() != null) {
-      throw new AssertionError(failure.get());
-    }
+    readers.finish(30);
     assertEquals(stable + pairs, t.size());
+  }
+
+  /** {@code n} distinct keys of one hash code: strings of "Aa" and "BB" blocks hash alike. */
+  private static List<ObjectKey> collidingKeys(int n) {
+    List<ObjectKey> keys = new java.util.ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      StringBuilder b = new StringBuilder();
+      for (int bit = 0; bit < 12; bit++) {
+        b.append((i >> bit & 1) == 0 ? "Aa" : "BB");
+      }
+      keys.add(new ObjectKey("Cursor", b.toString()));
+    }
+    return keys;
+  }
+
+  @Test
+  @DisplayName("keys of one hash code move the index to a map once a probe would pass the bound; nothing is lost")
+  void collidingKeysMoveTheIndexToAMap() {
+    ObjectTable t = new ObjectTable();
+    for (int i = 0; i < 100; i++) {
+      t.put(state(key(i), 1));
+    }
+    List<ObjectKey> colliding = collidingKeys(ObjectTable.MAX_PROBE + 100);
+    assertEquals(1, colliding.stream().mapToInt(ObjectKey::hashCode).distinct().count());
+    // Each colliding key probes past those before it, and past any of the 100 others that lie in
+    // their run: below this many, no probe can pass the bound.
+    int safe = ObjectTable.MAX_PROBE - 101;
+    for (int i = 0; i < safe; i++) {
+      t.put(state(colliding.get(i), 1));
+    }
+    assertFalse(t.indexIsMap(), "no probe has passed the bound yet");
+    for (int i = safe; i < colliding.size(); i++) {
+      t.put(state(colliding.get(i), 1));
+    }
+    assertTrue(t.indexIsMap());
+    for (ObjectKey k : colliding) {
+      t.put(state(k, 2)); // replaced in place, through the map
+    }
+    assertEquals(100 + colliding.size(), t.size());
+    for (int i = 0; i < 100; i++) {
+      assertEquals(1, t.get(key(i)).version().serial());
+    }
+    for (ObjectKey k : colliding) {
+      assertEquals(2, t.get(new ObjectKey(k.type(), new String(k.key()))).version().serial());
+    }
+    assertSame(t.get(colliding.get(7)), t.remove(colliding.get(7)));
+    assertNull(t.get(colliding.get(7)));
+    StoredState back = state(colliding.get(7), 3);
+    t.put(back);
+    assertSame(back, t.get(colliding.get(7)));
+    assertEquals(100 + colliding.size(), t.values().size());
+  }
+
+  /**
+   * Race: readers look up keys while the writer keeps adding new ones, so that both the states
+   * array and the index are replaced many times under them. A key put before a lookup began is
+   * always found, a key being added is found or not but never mistaken for another, and no lookup
+   * fails.
+   */
+  @Test
+  void readersDuringGrowth() throws Exception {
+    ObjectTable t = new ObjectTable();
+    int total = 200_000;
+    ObjectKey[] keys = new ObjectKey[total];
+    for (int i = 0; i < total; i++) {
+      keys[i] = key(i);
+    }
+    java.util.concurrent.atomic.AtomicInteger added = new java.util.concurrent.atomic.AtomicInteger();
+    Readers readers =
+        new Readers(
+            2,
+            (r, stop) -> {
+              Random random = new Random(r);
+              for (int n = 0; n < 1_000_000 && !stop.getAsBoolean(); n++) {
+                int before = added.get();
+                if (before > 0) {
+                  ObjectKey k = keys[random.nextInt(before)];
+                  StoredState st = t.get(k);
+                  if (st == null || !st.key().equals(k)) {
+                    throw new AssertionError(k + " was put before the lookup, got " + st);
+                  }
+                }
+                int frontier = Math.min(total - 1, before + random.nextInt(8));
+                StoredState st = t.get(keys[frontier]);
+                if (st != null && !st.key().equals(keys[frontier])) {
+                  throw new AssertionError("got " + st.key() + " for " + keys[frontier]);
+                }
+              }
+            });
+    for (int i = 0; i < total; i++) {
+      t.put(state(keys[i], 1));
+      added.set(i + 1);
+    }
+    readers.finish(60);
+    assertEquals(total, t.size());
+  }
+
+  /** What a reader thread runs; {@code stop} turns true once any reader failed. */
+  private interface ReaderBody {
+    void run(int reader, java.util.function.BooleanSupplier stop) throws Exception;
+  }
+
+  /** Daemon reader threads, started at once; the first failure is kept and rethrown by finish. */
+  private static final class Readers {
+    private final AtomicReference<Throwable> failure = new AtomicReference<>();
+    private final CountDownLatch done;
+
+    Readers(int count, ReaderBody body) throws InterruptedException {
+      CountDownLatch started = new CountDownLatch(count);
+      done = new CountDownLatch(count);
+      for (int r = 0; r < count; r++) {
+        int reader = r;
+        Thread t =
+            new Thread(
+                () -> {
+                  try {
+                    started.countDown();
+                    body.run(reader, () -> failure.get() != null);
+                  } catch (Throwable e) {
+                    failure.compareAndSet(null, e);
+                  } finally {
+                    done.countDown();
+                  }
+                });
+        t.setDaemon(true);
+        t.start();
+      }
+      assertTrue(started.await(10, TimeUnit.SECONDS));
+    }
+
+    boolean running() {
+      return done.getCount() > 0;
+    }
+
+    void finish(long seconds) throws InterruptedException {
+      assertTrue(done.await(seconds, TimeUnit.SECONDS), "readers finished");
+      if (failure.get() != null) {
+        throw new AssertionError(failure.get());
+      }
+    }
   }
 
   private static Set<ObjectKey> keys(ObjectTable t) {
