@@ -141,6 +141,10 @@ public final class EngineCostProbe {
     node.attach(link).subscribe();
     link.push(codec.encode(new Message.Hello(
         FrameCodec.PROTOCOL_VERSION, "probe-sender", List.of(new Message.OwnerAd(OWNER, 1)), 1 << 20)));
+    // The sender's first watermark ends the link's catch-up record of the owner's keys, as it does
+    // in B2 within the first round; without it every key received would be recorded, a cost B2
+    // does not pay.
+    link.push(codec.encode(new Message.Watermark(OWNER, 1, 0, false)));
     for (int r = 0; r < rounds; r++) {
       byte[][] frames = new byte[ids.length][];
       for (int i = 0; i < ids.length; i++) {
