@@ -1477,8 +1477,13 @@ final class Engine {
     log.debug("node {}: detached {}", nodeId, d.peer);
   }
 
-  /** Sends as many frames as the link demands, building each from the current state. */
+  /**
+   * Sends as many frames as the link demands, building each from the current state, and ends the
+   * burst with {@link Link#END_OF_BURST} when it sent any and demand is left: the transport may
+   * hold a burst's frames until then and write them at once.
+   */
   private void drain(Destination d) {
+    int sent = 0;
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null && d.catchUpAnswered && (d.offered == null
@@ -1500,7 +1505,7 @@ final class Engine {
           d.out.onComplete();
           d.out = null;
         }
-        return;
+        break;
       }
       byte[] frame;
       try {
@@ -1517,7 +1522,12 @@ final class Engine {
       d.bytesSent += frame.length;
       framesSent.incrementAndGet();
       bytesSent.addAndGet(frame.length);
+      sent++;
       d.out.onNext(frame);
+    }
+    if (sent > 0 && d.demand > 0 && d.out != null && !d.closed) {
+      d.demand--;
+      d.out.onNext(Link.END_OF_BURST);
     }
   }
 

@@ -306,6 +306,102 @@ class WireBehaviourTest {
     }
   }
 
+  /**
+   * Attaches to {@code a} a link from "x" whose outbound frames go to {@code transport}, which asks
+   * for them as the test decides; completes the handshake, and takes its frames one at a time until
+   * one unit of demand is left over.
+   */
+  private static void attachWithOneUnitLeft(
+      TestMesh mesh,
+      EntanglementNode a,
+      reactor.core.publisher.BaseSubscriber<byte[]> transport,
+      java.util.function.IntSupplier framesOut) {
+    Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+    a.attach(manualLink(in, transport)).subscribe();
+    in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
+    in.tryEmitNext(CODEC.encode(new Message.CatchUp(List.of())));
+    mesh.settle();
+    for (int i = 0; i < 100; i++) {
+      int before = framesOut.getAsInt();
+      transport.request(1);
+      mesh.settle();
+      if (framesOut.getAsInt() == before) {
+        break;
+      }
+    }
+  }
+
+  private static dev.entanglement.transport.Link manualLink(
+      Sinks.Many<byte[]> in, org.reactivestreams.Subscriber<byte[]> transport) {
+    Sinks.Empty<Void> closed = Sinks.empty();
+    return new dev.entanglement.transport.Link() {
+      public PeerId remote() {
+        return PeerId.of("x");
+      }
+
+      public reactor.core.publisher.Flux<byte[]> receive() {
+        return in.asFlux();
+      }
+
+      public reactor.core.publisher.Mono<Void> send(org.reactivestreams.Publisher<byte[]> f) {
+        return reactor.core.publisher.Mono.fromRunnable(() -> f.subscribe(transport));
+      }
+
+      public reactor.core.publisher.Mono<Void> onClose() {
+        return closed.asMono();
+      }
+
+      public void dispose() {
+        closed.tryEmitEmpty();
+      }
+
+      public boolean isDisposed() {
+        return closed.currentSubscriberCount() < 0;
+      }
+    };
+  }
+
+  @Test
+  @DisplayName("a run of frames ends with END_OF_BURST while demand is left; the marker is no frame and is not counted")
+  void runsEndWithAMarkerWhileDemandIsLeft() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<byte[]> out = new ArrayList<>();
+      reactor.core.publisher.BaseSubscriber<byte[]> transport = new reactor.core.publisher.BaseSubscriber<>() {
+        @Override
+        protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
+          // frames only as the test asks for them
+        }
+
+        @Override
+        protected void hookOnNext(byte[] frame) {
+          out.add(frame);
+        }
+      };
+      attachWithOneUnitLeft(mesh, a, transport, out::size);
+      assertTrue(out.stream().allMatch(f -> f.length > 0), "a frame that takes the last unit ends no run with a marker");
+
+      out.clear();
+      a.publish(new Cursor("k1", 1, 0)).block(); // takes the unit left over
+      mesh.settle();
+      assertEquals(1, out.size());
+      assertInstanceOf(Message.Sync.class, CODEC.decode(out.get(0)));
+
+      transport.request(10);
+      mesh.settle();
+      out.clear();
+      long framesBefore = a.stats().framesSent();
+      long bytesBefore = a.stats().bytesSent();
+      a.publish(new Cursor("k2", 2, 0)).block();
+      mesh.settle();
+      assertEquals(2, out.size(), "the SYNC, then the marker: demand is left");
+      assertEquals("k2", ((Message.Sync) CODEC.decode(out.get(0))).key());
+      assertEquals(0, out.get(1).length);
+      assertEquals(1, a.stats().framesSent() - framesBefore, "the marker is not a frame sent");
+      assertEquals(out.get(0).length, a.stats().bytesSent() - bytesBefore);
+    }
+  }
+
   private static List<Long> syncSerials(RawPeer peer, String key) {
     return peer.of(Message.Sync.class).stream().filter(s -> s.key().equals(key)).map(Message.Sync::serial).toList();
   }
@@ -363,44 +459,7 @@ class WireBehaviourTest {
           }
         }
       };
-      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
-      Sinks.Empty<Void> closed = Sinks.empty();
-      a.attach(new dev.entanglement.transport.Link() {
-        public PeerId remote() {
-          return PeerId.of("x");
-        }
-
-        public reactor.core.publisher.Flux<byte[]> receive() {
-          return in.asFlux();
-        }
-
-        public reactor.core.publisher.Mono<Void> send(org.reactivestreams.Publisher<byte[]> f) {
-          return reactor.core.publisher.Mono.fromRunnable(() -> f.subscribe(transport));
-        }
-
-        public reactor.core.publisher.Mono<Void> onClose() {
-          return closed.asMono();
-        }
-
-        public void dispose() {
-          closed.tryEmitEmpty();
-        }
-
-        public boolean isDisposed() {
-          return closed.currentSubscriberCount() < 0;
-        }
-      }).subscribe();
-      in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
-      in.tryEmitNext(CODEC.encode(new Message.CatchUp(List.of())));
-      mesh.settle();
-      for (int i = 0; i < 100; i++) { // the handshake's frames, until one unit of demand is left over
-        int before = framesOut[0];
-        transport.request(1);
-        mesh.settle();
-        if (framesOut[0] == before) {
-          break;
-        }
-      }
+      attachWithOneUnitLeft(mesh, a, transport, () -> framesOut[0]);
       a.watchAll(CURSOR).subscribe(s -> {
         log.add("commit " + s.key().key());
         if (s.key().key().equals("k24")) {

@@ -327,7 +327,9 @@ public final class EngineCostProbe {
 
         @Override
         public void onNext(byte[] f) {
-          sent.incrementAndGet();
+          if (f.length > 0) { // not Link.END_OF_BURST
+            sent.incrementAndGet();
+          }
         }
 
         @Override

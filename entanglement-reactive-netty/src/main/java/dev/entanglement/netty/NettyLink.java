@@ -12,46 +12,42 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
 import reactor.netty.NettyInbound;
-import reactor.netty.NettyOutbound;
 
 /**
  * A {@link Link} over a Reactor Netty connection. Inbound frame bodies are copied out of their
  * buffers at once (the bridge releases the buffers after {@code onNext}), so no {@code ByteBuf}
- * escapes. Outbound frames are requested only while the channel is writable (Reactor Netty's
- * {@code send}), and, with a bandwidth limit, one at a time: after a frame of {@code n} bytes the
- * next is requested only {@code n / bytesPerSecond} seconds later, so the rate never exceeds the
- * cap and the engine's coalescing queue absorbs any overload.
+ * escapes. Outbound frames are written a run at a time by a {@link BurstWriter}, which asks for
+ * more only as the channel takes what it wrote; with a bandwidth limit, one at a time: after a
+ * frame of {@code n} bytes the next is requested only {@code n / bytesPerSecond} seconds later, so
+ * the rate never exceeds the cap and the engine's coalescing queue absorbs any overload.
  */
 final class NettyLink implements Link {
   private static final Logger log = LoggerFactory.getLogger(NettyLink.class);
 
   private final Connection connection;
   private final NettyInbound inbound;
-  private final NettyOutbound outbound;
   private final PeerId remote;
   private final long bytesPerSecond;
   private final Function<Flux<ByteBuf>, Flux<byte[]>> bodies;
-  private final Function<Flux<byte[]>, Publisher<?>> frames;
+  private final BurstWriter.Encoding encoding;
 
   /**
    * @param bodies turns the inbound messages into frame bodies
-   * @param frames turns frame bodies into what the outbound sends
+   * @param encoding writes a run of frame bodies as the connection carries them
    */
   NettyLink(
       Connection connection,
       NettyInbound inbound,
-      NettyOutbound outbound,
       PeerId remote,
       long bytesPerSecond,
       Function<Flux<ByteBuf>, Flux<byte[]>> bodies,
-      Function<Flux<byte[]>, Publisher<?>> frames) {
+      BurstWriter.Encoding encoding) {
     this.connection = connection;
     this.inbound = inbound;
-    this.outbound = outbound;
     this.remote = remote;
     this.bytesPerSecond = bytesPerSecond;
     this.bodies = bodies;
-    this.frames = frames;
+    this.encoding = encoding;
   }
 
   /** A stream link: bodies arrive split by {@link FrameDecoder}; frames go out with a header. */
@@ -59,11 +55,10 @@ final class NettyLink implements Link {
     return new NettyLink(
         c,
         c.inbound(),
-        c.outbound(),
         remote,
         bytesPerSecond,
         in -> in.map(ByteBufUtil::getBytes),
-        out -> out.map(b -> Framing.encode(c.channel().alloc(), b)));
+        BurstWriter::streamRun);
   }
 
   @Override
@@ -85,11 +80,11 @@ final class NettyLink implements Link {
 
   @Override
   public Mono<Void> send(Publisher<byte[]> source) {
-    @SuppressWarnings("unchecked")
-    Publisher<Object> out =
-        (Publisher<Object>) frames.apply(Throttle.apply(Flux.from(source), bytesPerSecond));
-    // Deferred: Reactor Netty throws at assembly if the channel closed in the meantime.
-    return Mono.defer(() -> outbound.sendObject(out).then())
+    return BurstWriter.write(
+            connection.channel(),
+            Throttle.apply(Flux.from(source), bytesPerSecond),
+            bytesPerSecond > 0 ? 1 : BurstWriter.WINDOW,
+            encoding)
         // The engine completes its frames to close after a last frame: it is flushed by now.
         .then(Mono.fromRunnable(() -> GracefulClose.afterFlush(connection.channel(), connection::dispose)))
         .then()

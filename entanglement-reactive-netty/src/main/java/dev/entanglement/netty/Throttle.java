@@ -19,12 +19,14 @@ final class Throttle {
     }
     return frames.concatMap(
         body ->
-            Mono.just(body)
-                .concatWith(
-                    Mono.delay(
-                            Duration.ofNanos(
-                                (body.length + Framing.HEADER_BYTES) * 1_000_000_000L / bytesPerSecond))
-                        .then(Mono.empty())),
+            body.length == 0 // Link.END_OF_BURST: takes no time on the wire
+                ? Mono.just(body)
+                : Mono.just(body)
+                    .concatWith(
+                        Mono.delay(
+                                Duration.ofNanos(
+                                    (body.length + Framing.HEADER_BYTES) * 1_000_000_000L / bytesPerSecond))
+                            .then(Mono.empty())),
         1);
   }
 }

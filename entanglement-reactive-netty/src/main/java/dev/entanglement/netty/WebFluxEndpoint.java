@@ -164,6 +164,7 @@ public final class WebFluxEndpoint {
       return session
           .send(
               Throttle.apply(Flux.from(frames), bandwidth)
+                  .filter(b -> b.length > 0) // Link.END_OF_BURST: Spring's session flushes each message
                   .map(b -> session.binaryMessage(f -> f.wrap(Framing.withHeader(b)))))
           .then(close)
           .onErrorResume(e -> close);

@@ -3,11 +3,14 @@ package dev.entanglement.netty;
 import dev.entanglement.ErrorCode;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufUtil;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.CloseWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.PingWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.PongWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.WebSocketFrame;
+import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Flux;
@@ -50,11 +53,21 @@ final class WebSocketFrames {
     return new NettyLink(
         c,
         in,
-        out,
         remote,
         bandwidth,
         ignored -> bodies(c, whole, out, maxFrame),
-        bodies -> bodies.map(b -> new BinaryWebSocketFrame(Framing.encode(c.channel().alloc(), b))));
+        WebSocketFrames::writeRun);
+  }
+
+  /** A run of frames as binary messages, one frame each; returns the last write's future. */
+  private static ChannelFuture writeRun(Channel ch, List<byte[]> run) {
+    ChannelFuture last = null;
+    for (byte[] body : run) {
+      if (body.length > 0) {
+        last = ch.write(new BinaryWebSocketFrame(Framing.encode(ch.alloc(), body)));
+      }
+    }
+    return last;
   }
 
   /** The frame bodies of {@code in}, whose fragmented messages are already aggregated. */

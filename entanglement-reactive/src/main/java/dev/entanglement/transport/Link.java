@@ -20,11 +20,21 @@ import reactor.core.publisher.Mono;
  *       queue buffers without bound; when {@code frames} completes, the transport MUST deliver what
  *       it already accepted and then close the link (this is how a node sends a last ERROR frame);
  *       the returned {@code Mono} completes when the link closes;
+ *   <li>an empty body ({@link #END_OF_BURST}) is not a frame and MUST NOT reach the peer: the
+ *       engine sends one after each run of frames it hands over at once, if it has demand left
+ *       (the marker takes one unit of it). A transport may hold the frames of a run until its
+ *       marker, or until every frame it requested has arrived, and write them together, one write
+ *       to the connection instead of one per frame; it must not wait for anything else;
  *   <li>{@link #onClose()} completes once, when either side closes or the connection is lost;
  *   <li>{@link #dispose()} closes the link; it is idempotent.
  * </ul>
  */
 public interface Link extends Disposable {
+  /**
+   * What the engine sends after a run of frames (see above): empty, and recognised by its length,
+   * so a transport needs no reference to this constant.
+   */
+  byte[] END_OF_BURST = new byte[0];
 
   /** The authenticated identity of the other end. */
   PeerId remote();

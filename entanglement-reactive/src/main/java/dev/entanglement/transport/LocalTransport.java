@@ -309,6 +309,10 @@ public final class LocalTransport {
         return;
       }
       requestedFromSender--;
+      if (frame.length == 0) {
+        pump(); // Link.END_OF_BURST: nothing to carry, and each frame is delivered at once anyway
+        return;
+      }
       long now = scheduler.now(TimeUnit.NANOSECONDS);
       // A frame requested the moment the link became free starts when it became free, so timer
       // and scheduling latency never accumulate into lost bandwidth; an idle link starts now.

@@ -418,6 +418,26 @@ class LocalTransportTest {
   }
 
   @Test
+  void endOfBurstIsNotCarriedAndGivesItsUnitBack() {
+    LocalTransport.Connection c = connect();
+    TestPublisher<byte[]> sender = TestPublisher.create();
+    Receiver atB = new Receiver();
+    c.b().receive().subscribe(atB);
+    c.a().send(sender).subscribe();
+    atB.request(3);
+    sender.assertMinRequested(3).assertMaxRequested(3);
+    sender.next(frame(0, 8), Link.END_OF_BURST);
+    assertEquals(List.of(0), atB.indices(), "the marker reaches no receiver");
+    sender.next(frame(1, 8));
+    assertEquals(List.of(0, 1), atB.indices());
+    sender.assertMinRequested(1).assertMaxRequested(1); // the marker's unit asked for again
+    sender.next(frame(2, 8));
+    assertEquals(List.of(0, 1, 2), atB.indices());
+    sender.assertMaxRequested(0);
+    atB.assertClean();
+  }
+
+  @Test
   void framesInFlightCountAgainstReceiverDemand() {
     LocalTransport.Connection c = connect(0, Duration.ofMillis(100));
     TestPublisher<byte[]> sender = TestPublisher.create();

@@ -1,0 +1,243 @@
+package dev.entanglement.netty;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.RejectedExecutionException;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
+import org.reactivestreams.Subscription;
+import reactor.core.CoreSubscriber;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.MonoSink;
+
+/**
+ * Writes a link's frame bodies to its channel a run at a time: one task on the event loop, one
+ * write of the run (a buffer for a stream, a message per frame for WebSocket) and one flush, where
+ * the run is what the engine handed over at once, ended by {@code Link.END_OF_BURST} or by the last
+ * frame this writer asked for.
+ *
+ * <p>Why: Reactor Netty's {@code send}, fed from the engine's thread, wakes the event loop for the
+ * first frame and flushes whatever arrived by the time it runs, about ten frames a system call in
+ * B2, each call on a loopback socket also waking the receiver. A run ends only where the engine
+ * has no more to send, so this adds no wait: the last frame of a run leaves at once.
+ *
+ * <p>Demand: {@code window} frames at first (128; 1 behind a bandwidth cap, which paces frame by
+ * frame); a run's frames and marker are asked for again once its write completed, that is once
+ * the channel took them into the socket. So at most {@code window} frames are accepted and not yet
+ * written, and a reader that stops reading stops the requests: the engine's queue coalesces
+ * meanwhile.
+ *
+ * <p>State machine: {@code IDLE} (nothing queued on the event loop) → {@code SCHEDULED} (a task
+ * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes
+ * the run. {@code DONE}, from either, once the source completed and its last run is written, on a
+ * failed write, the source's error, or cancellation; a pending run is then dropped (arrays only:
+ * no buffer exists before the task writes). Threads: the source's signals arrive serially on any
+ * thread, the task and write completions run on the event loop; the run, the flags and {@code
+ * outstanding} are guarded by this object's lock.
+ */
+final class BurstWriter implements CoreSubscriber<byte[]> {
+  /** Frames asked for and not yet written, without a bandwidth cap: 128, as Reactor Netty's send. */
+  static final int WINDOW = 128;
+  /** A stream run is written in buffers of at most this size (a larger frame gets its own): 64 KiB. */
+  static final int MAX_BUFFER = 64 * 1024;
+
+  /** Writes (without flushing) the non-empty bodies of a run; returns the last write's future. */
+  interface Encoding {
+    ChannelFuture write(Channel ch, List<byte[]> run);
+  }
+
+  private final Channel ch;
+  private final int window;
+  private final Encoding encoding;
+  private final MonoSink<Void> done;
+  private @Nullable Subscription upstream;
+  private List<byte[]> run = new ArrayList<>();
+  private boolean scheduled;
+  private boolean completed;
+  private boolean finished;
+  /** Frames asked for and not yet received. */
+  private int outstanding;
+  /** The latest write; event loop only. */
+  private @Nullable ChannelFuture lastWrite;
+
+  private BurstWriter(Channel ch, int window, Encoding encoding, MonoSink<Void> done) {
+    this.ch = ch;
+    this.window = window;
+    this.encoding = encoding;
+    this.done = done;
+  }
+
+  /**
+   * Writes {@code frames} to {@code ch}; completes once the source completed and everything it
+   * sent is written, fails with the source's error or a failed write. Cancelling stops it.
+   */
+  static Mono<Void> write(Channel ch, Publisher<byte[]> frames, int window, Encoding encoding) {
+    return Mono.create(sink -> Flux.from(frames).subscribe(new BurstWriter(ch, window, encoding, sink)));
+  }
+
+  /** A stream's encoding: header and body of every frame, in as few buffers as {@link #MAX_BUFFER} allows. */
+  static ChannelFuture streamRun(Channel ch, List<byte[]> run) {
+    ChannelFuture last = null;
+    int from = 0;
+    while (from < run.size()) {
+      int bytes = 0;
+      int to = from;
+      for (; to < run.size(); to++) {
+        int size = run.get(to).length == 0 ? 0 : Framing.HEADER_BYTES + run.get(to).length;
+        if (bytes > 0 && bytes + size > MAX_BUFFER) {
+          break;
+        }
+        bytes += size;
+      }
+      if (bytes > 0) {
+        ByteBuf buf = ch.alloc().ioBuffer(bytes);
+        for (int i = from; i < to; i++) {
+          byte[] body = run.get(i);
+          if (body.length > 0) {
+            buf.writeInt(body.length).writeInt(0).writeBytes(body);
+          }
+        }
+        last = ch.write(buf);
+      }
+      from = to;
+    }
+    return last;
+  }
+
+  @Override
+  public void onSubscribe(Subscription s) {
+    upstream = s;
+    done.onDispose(this::cancel);
+    synchronized (this) {
+      outstanding = window;
+    }
+    s.request(window);
+  }
+
+  @Override
+  public void onNext(byte[] body) {
+    boolean wake;
+    synchronized (this) {
+      if (finished) {
+        return;
+      }
+      run.add(body);
+      outstanding--;
+      wake = !scheduled && (body.length == 0 || outstanding == 0);
+      scheduled |= wake;
+    }
+    if (wake) {
+      schedule();
+    }
+  }
+
+  @Override
+  public void onError(Throwable t) {
+    if (end()) {
+      done.error(t);
+    }
+  }
+
+  @Override
+  public void onComplete() {
+    boolean wake;
+    synchronized (this) {
+      completed = true;
+      wake = !scheduled && !finished;
+      scheduled |= wake;
+    }
+    if (wake) {
+      schedule();
+    }
+  }
+
+  private void schedule() {
+    if (ch.eventLoop().inEventLoop()) {
+      writeRun();
+      return;
+    }
+    try {
+      ch.eventLoop().execute(this::writeRun);
+    } catch (RejectedExecutionException e) {
+      fail(e);
+    }
+  }
+
+  /** On the event loop: writes the pending run, then asks for as many items as it held. */
+  private void writeRun() {
+    List<byte[]> taken;
+    boolean last;
+    synchronized (this) {
+      if (finished) {
+        return;
+      }
+      taken = run;
+      run = new ArrayList<>();
+      scheduled = false;
+      last = completed;
+    }
+    int items = taken.size();
+    ChannelFuture written = encoding.write(ch, taken);
+    if (written != null) {
+      lastWrite = written;
+      ch.flush();
+    }
+    ChannelFuture settled = last ? lastWrite : written;
+    if (settled == null) {
+      settled(items, last);
+    } else {
+      settled.addListener(f -> {
+        if (f.isSuccess()) {
+          settled(items, last);
+        } else {
+          fail(f.cause());
+        }
+      });
+    }
+  }
+
+  private void settled(int items, boolean last) {
+    if (last) {
+      if (end()) {
+        done.success();
+      }
+      return;
+    }
+    synchronized (this) {
+      if (finished || items == 0) {
+        return;
+      }
+      outstanding += items;
+    }
+    upstream.request(items);
+  }
+
+  private void fail(Throwable t) {
+    if (end()) {
+      upstream.cancel();
+      done.error(t);
+    }
+  }
+
+  private void cancel() {
+    if (end()) {
+      upstream.cancel();
+    }
+  }
+
+  /** Moves to {@code DONE}; true for the caller that did. */
+  private boolean end() {
+    synchronized (this) {
+      if (finished) {
+        return false;
+      }
+      finished = true;
+      run = List.of();
+      return true;
+    }
+  }
+}
