@@ -1534,7 +1534,11 @@ final class Engine {
   private byte @Nullable [] materialize(Destination d, Outbound o) {
     if (o instanceof Outbound.State s) {
       try {
-        return stateFrame(d, s.key());
+        StoredState retained = s.retained();
+        // The version the entry retained, while it is still the current one: no second lookup.
+        return retained != null && retained.inTable
+            ? stateFrame(d, s.key(), retained)
+            : stateFrame(d, s.key());
       } finally {
         if (s.retained() != null) {
           s.retained().releaseFrame(); // d's queue entry is spent, whatever was sent

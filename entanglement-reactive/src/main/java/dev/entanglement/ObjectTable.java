@@ -43,7 +43,8 @@ import org.jspecify.annotations.Nullable;
  * probing from its home without crossing an empty entry; entries and tombstones fill at most half
  * of the index. Inserts only fill empty entries, and tombstones go when the index is
  * rebuilt. In both modes: a free slot holds null and is on the free list; slots in use are below
- * {@link #used}.
+ * {@link #used}; the state in a slot has {@link StoredState#inTable} set, and a state the table
+ * replaced or removed has it cleared (by the writer, which alone reads it).
  *
  * <p>Readers load {@link #tables} once, then the entry, then the slot (acquire loads, matched by
  * the writer's release stores): the writer stores a state before the entry that points to it, and
@@ -131,9 +132,10 @@ final class ObjectTable {
     if (index == null) {
       Integer slot = t.map.get(key);
       if (slot != null) {
-        STATE.setRelease(t.states, (int) slot, st);
+        replace(t.states, slot, st);
         return;
       }
+      st.inTable = true;
       int s = newSlot();
       StoredState[] states = statesFor(t.states, s);
       STATE.setRelease(states, s, st);
@@ -153,11 +155,12 @@ final class ObjectTable {
         int s = (int) e - 1;
         StoredState cur = t.states[s];
         if (cur != null && cur.key().equals(key)) {
-          STATE.setRelease(t.states, s, st);
+          replace(t.states, s, st);
           return;
         }
       }
     }
+    st.inTable = true;
     int s = newSlot();
     StoredState[] states = statesFor(t.states, s);
     STATE.setRelease(states, s, st);
@@ -199,6 +202,7 @@ final class ObjectTable {
       tombstones++;
     }
     StoredState st = t.states[slot];
+    st.inTable = false;
     STATE.setRelease(t.states, slot, (StoredState) null);
     if (freeCount == free.length) {
       free = Arrays.copyOf(free, free.length * 2);
@@ -274,6 +278,13 @@ final class ObjectTable {
     h = (h ^ (h >>> 16)) * 0x85ebca6b;
     h = (h ^ (h >>> 13)) * 0xc2b2ae35;
     return h ^ (h >>> 16);
+  }
+
+  /** Makes {@code st} the state in {@code slot}, in place of the one there. */
+  private static void replace(StoredState[] states, int slot, StoredState st) {
+    states[slot].inTable = false;
+    st.inTable = true;
+    STATE.setRelease(states, slot, st);
   }
 
   private static long entry(int hash, int slot) {

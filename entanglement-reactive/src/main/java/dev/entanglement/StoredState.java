@@ -44,6 +44,12 @@ final class StoredState {
    * Engine.arrivals}); 0 for a state reloaded from the store. Read on the engine's executor only.
    */
   long arrival;
+  /**
+   * Whether this is its key's state in the engine's {@link ObjectTable}: set when put there, cleared
+   * when replaced or removed, by the table's writer, the engine's executor. A queue entry that
+   * retained this state builds its frame from it without looking the key up again while it is set.
+   */
+  boolean inTable;
 
   /**
    * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries

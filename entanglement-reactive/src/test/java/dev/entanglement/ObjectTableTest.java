@@ -67,6 +67,32 @@ class ObjectTableTest {
   }
 
   @Test
+  @DisplayName("a state is marked in the table while it is its key's state, in both index modes")
+  void inTableFollowsPutReplaceAndRemove() {
+    ObjectTable t = new ObjectTable();
+    List<ObjectKey> keys = new java.util.ArrayList<>(List.of(key(1)));
+    keys.addAll(collidingKeys(ObjectTable.MAX_PROBE + 10)); // the last puts move the index to a map
+    for (ObjectKey k : keys) {
+      StoredState v1 = state(k, 1);
+      assertFalse(v1.inTable);
+      t.put(v1);
+      assertTrue(v1.inTable);
+      StoredState v2 = state(k, 2);
+      t.put(v2);
+      assertFalse(v1.inTable, "replaced");
+      assertTrue(v2.inTable);
+      t.put(v2);
+      assertTrue(v2.inTable, "put again, still the table's");
+    }
+    assertTrue(t.indexIsMap());
+    for (ObjectKey k : keys) {
+      StoredState st = t.get(k);
+      assertSame(st, t.remove(k));
+      assertFalse(st.inTable, "removed");
+    }
+  }
+
+  @Test
   @DisplayName("a removed key's slot is reused, and a stale slot never yields another key's state")
   void slotReuse() {
     ObjectTable t = new ObjectTable();
