@@ -1603,9 +1603,11 @@ final class Engine {
     if (RouteTable.ownedBy(d, st.owner()) || !d.held.putIfNewer(key, st.version())) {
       return null;
     }
-    d.withdrawn.remove(key);
+    if (!d.withdrawn.isEmpty()) { // hashing the key is a cache miss on a node of many objects
+      d.withdrawn.remove(key);
+    }
     d.staleness.record(now() - st.snapshot.committedAt());
-    Map<String, TransitionSlot> slots = transitions.get(key);
+    Map<String, TransitionSlot> slots = transitionsOf(key);
     if (slots != null) {
       // Tentative states held back until the peer had this base (see tentativeAllowed).
       for (TransitionSlot slot : slots.values()) {
@@ -2061,7 +2063,8 @@ final class Engine {
     if (cur != null) {
       key = cur.key(); // one key instance per object: the received one is garbage at once
     }
-    if (!from.withdrawn.contains(key) || cur != null && v.isNewerThan(cur.version())) {
+    if (from.withdrawn.isEmpty() || !from.withdrawn.contains(key)
+        || cur != null && v.isNewerThan(cur.version())) {
       // Not when it withdrew this key from the peer and the state is not newer: that state
       // crossed the withdrawal, and the peer drops it on receiving it.
       from.noteHeld(key, v);
@@ -2108,7 +2111,9 @@ final class Engine {
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
     st.arrival = ++arrivals;
     objects.put(st);
-    dropped.remove(key);
+    if (!dropped.isEmpty()) {
+      dropped.remove(key);
+    }
     if (!refusedStates.isEmpty()) {
       receivedAfterRefusal(key, owner, v);
     }
@@ -3013,9 +3018,18 @@ final class Engine {
     }
   }
 
+  /**
+   * The open transitions of {@code key}, or null; without hashing the key when there are none, as
+   * on every commit and send of a node without transitions (the hash reads the key's string, a
+   * cache miss on a node of many objects).
+   */
+  private @Nullable Map<String, TransitionSlot> transitionsOf(ObjectKey key) {
+    return transitions.isEmpty() ? null : transitions.get(key);
+  }
+
   /** At the owner: a commit confirms the transition it names and breaks every other one. */
   private void settleTransitions(ObjectKey key, @Nullable String confirms) {
-    Map<String, TransitionSlot> slots = transitions.get(key);
+    Map<String, TransitionSlot> slots = transitionsOf(key);
     if (slots != null) {
       for (String tid : List.copyOf(slots.keySet())) {
         endTransition(key, tid,
