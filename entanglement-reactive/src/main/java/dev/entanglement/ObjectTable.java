@@ -147,19 +147,13 @@ final class ObjectTable {
       return;
     }
     int h = hash(key);
-    int mask = index.length - 1;
-    int i = h & mask;
-    int probed = 0;
-    for (long e; (e = index[i]) != 0; i = (i + 1) & mask, probed++) {
-      if ((int) (e >>> 32) == h && (int) e != 0) {
-        int s = (int) e - 1;
-        StoredState cur = t.states[s];
-        if (cur != null && cur.key().equals(key)) {
-          replace(t.states, s, st);
-          return;
-        }
-      }
+    int at = find(index, t.states, key, h);
+    if (at >= 0) {
+      replace(t.states, (int) index[at] - 1, st);
+      return;
     }
+    int i = ~at;
+    int probed = (i - h) & (index.length - 1);
     st.inTable = true;
     int s = newSlot();
     StoredState[] states = statesFor(t.states, s);
@@ -193,7 +187,7 @@ final class ObjectTable {
       }
       slot = s;
     } else {
-      int at = find(index, t.states, key);
+      int at = find(index, t.states, key, hash(key));
       if (at < 0) {
         return null;
       }
@@ -300,16 +294,18 @@ final class ObjectTable {
     return slot < states.length ? states : Arrays.copyOf(states, states.length * 2);
   }
 
-  /** Where {@code key}'s entry is in {@code index}, or -1. */
-  private int find(long[] index, StoredState[] states, ObjectKey key) {
-    int h = hash(key);
+  /**
+   * Where {@code key}'s entry is in {@code index}, or, if it is absent, {@code ~i} for the first
+   * empty entry {@code i} from its home {@code hash}.
+   */
+  private static int find(long[] index, StoredState[] states, ObjectKey key, int hash) {
     int mask = index.length - 1;
-    for (int i = h & mask; ; i = (i + 1) & mask) {
+    for (int i = hash & mask; ; i = (i + 1) & mask) {
       long e = index[i];
       if (e == 0) {
-        return -1;
+        return ~i;
       }
-      if ((int) (e >>> 32) == h && (int) e != 0) {
+      if ((int) (e >>> 32) == hash && (int) e != 0) {
         StoredState st = states[(int) e - 1];
         if (st != null && st.key().equals(key)) {
           return i;
