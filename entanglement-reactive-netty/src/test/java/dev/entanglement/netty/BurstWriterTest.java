@@ -101,6 +101,27 @@ class BurstWriterTest {
     }
   }
 
+  /** A writer on an embedded channel whose writes are held, fed by a {@link Source}. */
+  private static final class Harness implements AutoCloseable {
+    final HeldWrites held = new HeldWrites();
+    final EmbeddedChannel ch = new EmbeddedChannel(held);
+    final Source source = new Source();
+    final AtomicBoolean completed = new AtomicBoolean();
+    final AtomicReference<Throwable> failure = new AtomicReference<>();
+    final Disposable subscription;
+
+    Harness(int window) {
+      subscription =
+          BurstWriter.write(ch, source, window, BurstWriter::streamRun)
+              .subscribe(null, failure::set, () -> completed.set(true));
+    }
+
+    @Override
+    public void close() {
+      ch.finishAndReleaseAll();
+    }
+  }
+
   private static byte[] body(int size, int seed) {
     byte[] b = new byte[size];
     new Random(seed).nextBytes(b);
@@ -120,146 +141,119 @@ class BurstWriterTest {
   @Test
   @DisplayName("a run's frames wait for its end, then leave in one write and one flush")
   void runLeavesAtItsEnd() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe();
-    assertEquals(128, source.requested.get());
-    byte[] a = body(40, 1);
-    byte[] b = body(50, 2);
-    byte[] c = body(60, 3);
-    source.emit(a, b, c);
-    assertEquals(0, held.written.size(), "held until the run ends");
-    source.emit(END);
-    assertEquals(1, held.written.size());
-    assertArrayEquals(framed(a, b, c), held.written.get(0));
-    assertEquals(1, held.flushes);
-    assertEquals(128, source.requested.get(), "nothing more asked for before the socket took the run");
-    held.completeAll();
-    assertEquals(128 + 4, source.requested.get(), "three frames and the marker asked for again");
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(128)) {
+      assertEquals(128, h.source.requested.get());
+      byte[] a = body(40, 1);
+      byte[] b = body(50, 2);
+      byte[] c = body(60, 3);
+      h.source.emit(a, b, c);
+      assertEquals(0, h.held.written.size(), "held until the run ends");
+      h.source.emit(END);
+      assertEquals(1, h.held.written.size());
+      assertArrayEquals(framed(a, b, c), h.held.written.get(0));
+      assertEquals(1, h.held.flushes);
+      assertEquals(128, h.source.requested.get(), "nothing more asked for before the socket took the run");
+      h.held.completeAll();
+      assertEquals(128 + 4, h.source.requested.get(), "three frames and the marker asked for again");
+    }
   }
 
   @Test
   @DisplayName("the last frame asked for ends a run without a marker")
   void exhaustedDemandEndsARun() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    BurstWriter.write(ch, source, 2, BurstWriter::streamRun).subscribe();
-    byte[] a = body(10, 1);
-    source.emit(a);
-    assertEquals(0, held.written.size());
-    byte[] b = body(10, 2);
-    source.emit(b);
-    assertArrayEquals(framed(a, b), held.written.get(0));
-    held.completeAll();
-    assertEquals(4, source.requested.get());
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(2)) {
+      byte[] a = body(10, 1);
+      h.source.emit(a);
+      assertEquals(0, h.held.written.size());
+      byte[] b = body(10, 2);
+      h.source.emit(b);
+      assertArrayEquals(framed(a, b), h.held.written.get(0));
+      h.held.completeAll();
+      assertEquals(4, h.source.requested.get());
+    }
   }
 
   @Test
   @DisplayName("a run larger than the buffer bound goes out in several buffers, a larger frame in its own")
   void largeRunsAreSplit() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe();
-    byte[] a = body(30_000, 1);
-    byte[] b = body(30_000, 2);
-    byte[] c = body(30_000, 3);
-    byte[] huge = body(BurstWriter.MAX_BUFFER + 10, 4);
-    source.emit(a, b, c, huge, END);
-    assertEquals(3, held.written.size());
-    assertArrayEquals(framed(a, b), held.written.get(0));
-    assertArrayEquals(framed(c), held.written.get(1));
-    assertArrayEquals(framed(huge), held.written.get(2));
-    assertEquals(1, held.flushes);
-    held.completeAll();
-    assertEquals(128 + 5, source.requested.get());
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(128)) {
+      byte[] a = body(30_000, 1);
+      byte[] b = body(30_000, 2);
+      byte[] c = body(30_000, 3);
+      byte[] huge = body(BurstWriter.MAX_BUFFER + 10, 4);
+      h.source.emit(a, b, c, huge, END);
+      assertEquals(3, h.held.written.size());
+      assertArrayEquals(framed(a, b), h.held.written.get(0));
+      assertArrayEquals(framed(c), h.held.written.get(1));
+      assertArrayEquals(framed(huge), h.held.written.get(2));
+      assertEquals(1, h.held.flushes);
+      h.held.completeAll();
+      assertEquals(128 + 5, h.source.requested.get());
+    }
   }
 
   @Test
   @DisplayName("a run of only a marker writes nothing and asks for one more")
   void markerAlone() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe();
-    source.emit(END);
-    assertEquals(0, held.written.size());
-    assertEquals(0, held.flushes);
-    assertEquals(129, source.requested.get());
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(128)) {
+      h.source.emit(END);
+      assertEquals(0, h.held.written.size());
+      assertEquals(0, h.held.flushes);
+      assertEquals(129, h.source.requested.get());
+    }
   }
 
   @Test
   @DisplayName("completion writes the pending run and completes once the channel took it")
   void completionWritesAndWaits() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    AtomicBoolean completed = new AtomicBoolean();
-    BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe(null, null, () -> completed.set(true));
-    byte[] a = body(20, 1);
-    source.emit(a, END);
-    byte[] last = body(20, 2);
-    source.emit(last);
-    source.subscriber.onComplete();
-    assertEquals(2, held.written.size());
-    assertArrayEquals(framed(last), held.written.get(1));
-    assertTrue(!completed.get(), "not before the writes are done");
-    held.completeAll();
-    assertTrue(completed.get());
-    assertEquals(128 + 2, source.requested.get(), "the first run's items only: the source completed");
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(128)) {
+      h.source.emit(body(20, 1), END);
+      byte[] last = body(20, 2);
+      h.source.emit(last);
+      h.source.subscriber.onComplete();
+      assertEquals(2, h.held.written.size());
+      assertArrayEquals(framed(last), h.held.written.get(1));
+      assertTrue(!h.completed.get(), "not before the writes are done");
+      h.held.completeAll();
+      assertTrue(h.completed.get());
+      assertEquals(128 + 2, h.source.requested.get(), "the first run's items only: the source completed");
+    }
   }
 
   @Test
   @DisplayName("a failed write cancels the source and fails the writer; nothing leaks")
   void failedWrite() {
-    EmbeddedChannel ch = new EmbeddedChannel();
-    Source source = new Source();
-    AtomicReference<Throwable> failure = new AtomicReference<>();
-    BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe(null, failure::set);
-    ch.close();
-    source.emit(body(20, 1), END);
-    assertTrue(source.cancelled.get());
-    assertTrue(failure.get() != null);
-    source.emit(body(20, 2), END); // a late frame is dropped
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(128)) {
+      h.ch.close();
+      h.source.emit(body(20, 1), END);
+      assertTrue(h.source.cancelled.get());
+      assertTrue(h.failure.get() != null);
+      h.source.emit(body(20, 2), END); // a late frame is dropped
+    }
   }
 
   @Test
   @DisplayName("cancelling drops the pending run and cancels the source")
   void cancellation() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    Disposable d = BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe();
-    source.emit(body(20, 1));
-    d.dispose();
-    assertTrue(source.cancelled.get());
-    source.emit(END);
-    assertEquals(0, held.written.size());
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(128)) {
+      h.source.emit(body(20, 1));
+      h.subscription.dispose();
+      assertTrue(h.source.cancelled.get());
+      h.source.emit(END);
+      assertEquals(0, h.held.written.size());
+    }
   }
 
   @Test
   @DisplayName("with a window of one (a bandwidth cap) every frame is a run of its own")
   void windowOfOne() {
-    HeldWrites held = new HeldWrites();
-    EmbeddedChannel ch = new EmbeddedChannel(held);
-    Source source = new Source();
-    BurstWriter.write(ch, source, 1, BurstWriter::streamRun).subscribe();
-    byte[] a = body(20, 1);
-    source.emit(a);
-    assertEquals(1, held.written.size());
-    assertEquals(1, source.requested.get());
-    held.completeAll();
-    assertEquals(2, source.requested.get());
-    ch.finishAndReleaseAll();
+    try (Harness h = new Harness(1)) {
+      h.source.emit(body(20, 1));
+      assertEquals(1, h.held.written.size());
+      assertEquals(1, h.source.requested.get());
+      h.held.completeAll();
+      assertEquals(2, h.source.requested.get());
+    }
   }
 
   /**
