@@ -87,7 +87,7 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       int bytes = 0;
       int to = from;
       for (; to < run.size(); to++) {
-        int size = run.get(to).length == 0 ? 0 : Framing.HEADER_BYTES + run.get(to).length;
+        int size = run.get(to).length == 0 ? 0 : Framing.wireBytes(run.get(to));
         if (bytes > 0 && bytes + size > MAX_BUFFER) {
           break;
         }
@@ -98,7 +98,7 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
         for (int i = from; i < to; i++) {
           byte[] body = run.get(i);
           if (body.length > 0) {
-            buf.writeInt(body.length).writeInt(0).writeBytes(body);
+            Framing.write(buf, body);
           }
         }
         last = ch.write(buf);

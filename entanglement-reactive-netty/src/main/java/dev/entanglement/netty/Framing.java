@@ -26,14 +26,22 @@ final class Framing {
    * composite buffer per frame.
    */
   static ByteBuf encode(ByteBufAllocator alloc, byte[] body) {
-    ByteBuf frame = alloc.ioBuffer(HEADER_BYTES + body.length);
-    frame.writeInt(body.length).writeInt(0).writeBytes(body);
-    return frame;
+    return write(alloc.ioBuffer(wireBytes(body)), body);
+  }
+
+  /** The bytes a frame of {@code body} takes on a stream: header and body. */
+  static int wireBytes(byte[] body) {
+    return HEADER_BYTES + body.length;
+  }
+
+  /** Appends the header and {@code body} to {@code out}; returns {@code out}. */
+  static ByteBuf write(ByteBuf out, byte[] body) {
+    return out.writeInt(body.length).writeInt(0).writeBytes(body);
   }
 
   /** The header and {@code body} in one new array (for transports that take whole messages). */
   static byte[] withHeader(byte[] body) {
-    byte[] out = new byte[HEADER_BYTES + body.length];
+    byte[] out = new byte[wireBytes(body)];
     java.nio.ByteBuffer.wrap(out).putInt(body.length).putInt(0).put(body);
     return out;
   }

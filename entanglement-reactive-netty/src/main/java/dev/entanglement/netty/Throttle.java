@@ -25,7 +25,7 @@ final class Throttle {
                     .concatWith(
                         Mono.delay(
                                 Duration.ofNanos(
-                                    (body.length + Framing.HEADER_BYTES) * 1_000_000_000L / bytesPerSecond))
+                                    Framing.wireBytes(body) * 1_000_000_000L / bytesPerSecond))
                             .then(Mono.empty())),
         1);
   }
