@@ -120,7 +120,13 @@ final class Destination {
   /** Paces the frames requested from the link; stopped on close. */
   final InboundLimiter inbound;
   final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
+  /**
+   * What the peer holds, per object; a state this link is the {@link StoredState#holder} of stands
+   * for one more entry, not written here.
+   */
   final HeldVersions held = new HeldVersions();
+  /** Whether a state ever named this link its holder (see {@link StoredState#holder}). */
+  boolean everHolder;
   final Map<String, Long> tentativeSeen = new HashMap<>();
   /** Active transitions this peer sent updates of; at most the per-peer transition limit. */
   final java.util.Set<String> transitionsReceived = new java.util.HashSet<>();

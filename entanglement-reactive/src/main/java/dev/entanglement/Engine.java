@@ -774,6 +774,12 @@ final class Engine {
                             new Outbound.State(key));
                       }
                     }
+                    for (Dropped x : dropped.values()) {
+                      if (x.state().holder == d && !objects.containsKey(x.state().key())) {
+                        offer(d, new QueueKey(Lane.STATE, x.state().key()), x.state().binding.priority(),
+                            new Outbound.State(x.state().key()));
+                      }
+                    }
                     drain(d);
                   }
                   sink.success();
@@ -834,6 +840,24 @@ final class Engine {
       }
     }
     return keys;
+  }
+
+  /**
+   * Whether the engine takes the link to {@code peer} to hold {@code v} of {@code key} or a newer
+   * version: in the link's table, or as the holder of the key's state (held or dropped). For tests,
+   * which read it while the engine is idle.
+   */
+  boolean peerHolds(PeerId peer, ObjectKey key, Version v) {
+    for (Destination d : destinations) {
+      if (d.peer.equals(peer)) {
+        StoredState st = objects.get(key);
+        if (st == null && dropped.get(key) != null) {
+          st = dropped.get(key).state();
+        }
+        return holdsAtLeast(d, key, st, v);
+      }
+    }
+    return false;
   }
 
   /**
@@ -1190,10 +1214,109 @@ final class Engine {
 
   private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
     st.arrival = ++arrivals;
-    objects.put(st);
+    putState(st);
     notifyWatchers(st.snapshot);
     markDirty(st, null);
     settleTransitions(st.key(), confirmsTransition);
+  }
+
+  /**
+   * Makes {@code st} its key's state. The holder of the state it replaces (see {@link
+   * StoredState#holder}) goes on holding the same version: a new version of the same owner without a
+   * holder of its own carries it; otherwise, unless the new state has the same holder (which then
+   * holds it, a newer version), the holding goes to the holder's table.
+   */
+  private void putState(StoredState st) {
+    StoredState old = objects.put(st);
+    if (old == null || old.holder == null) {
+      return;
+    }
+    if (st.holder == null && old.owner().equals(st.owner())) {
+      st.holder = old.holder;
+      st.heldVersion = old.heldVersion;
+    } else if (st.holder != old.holder) {
+      old.holder.noteHeld(old.key(), old.heldVersion);
+    }
+  }
+
+  /**
+   * Records that {@code d} is sent {@code st}; false if it holds that version or a newer one. The
+   * state's holder, or a first link sent one of this node's own objects, is recorded in the state,
+   * any other link in its table. For this node's own objects, the holder's table is never written
+   * (no state of theirs is received), and was found older when the link became the holder: so it
+   * need not be read.
+   */
+  private boolean noteSent(Destination d, ObjectKey key, StoredState st) {
+    Version v = st.version();
+    if (st.holder == d) {
+      if (st.heldVersion.compareTo(v) >= 0
+          || !localOwners.containsKey(st.owner()) && d.held.holdsAtLeast(key, v)) {
+        return false;
+      }
+      st.heldVersion = v;
+      return true;
+    }
+    if (st.holder == null && localOwners.containsKey(st.owner())) {
+      if (d.held.holdsAtLeast(key, v)) {
+        return false;
+      }
+      st.holder = d;
+      st.heldVersion = v;
+      d.everHolder = true;
+      return true;
+    }
+    return d.held.putIfNewer(key, v);
+  }
+
+  /**
+   * Records that {@code d} holds {@code st}'s version without sending it (a RESPONSE carries it, or
+   * a catch-up showed it), by the rules of {@link #noteSent}.
+   */
+  private void noteHolds(Destination d, StoredState st) {
+    Version v = st.version();
+    if (st.holder == d) {
+      if (st.heldVersion.compareTo(v) < 0) {
+        st.heldVersion = v;
+      }
+    } else if (st.holder == null && localOwners.containsKey(st.owner())) {
+      st.holder = d;
+      st.heldVersion = v;
+      d.everHolder = true;
+    } else {
+      d.noteHeld(st.key(), v);
+    }
+  }
+
+  /** Whether {@code d} holds {@code v} of {@code key} or a newer version; {@code st} is its state. */
+  private static boolean holdsAtLeast(Destination d, ObjectKey key, @Nullable StoredState st, Version v) {
+    return st != null && st.holder == d && st.heldVersion.compareTo(v) >= 0 || d.held.holdsAtLeast(key, v);
+  }
+
+  /** Forgets that {@code d} holds {@code key}, in its table and as the holder of {@code st}. */
+  private static void forgetHeld(Destination d, ObjectKey key, @Nullable StoredState st) {
+    d.held.remove(key);
+    if (st != null) {
+      forgetHolder(d, st);
+    }
+  }
+
+  private static void forgetHolder(Destination d, StoredState st) {
+    if (st.holder == d) {
+      st.holder = null;
+      st.heldVersion = null;
+    }
+  }
+
+  /**
+   * A refused state that its source still holds: recorded in its table if it was to stand for the
+   * holding ({@code heldBySource}, see {@link #applyState}).
+   */
+  private static ErrorCode refusedHeld(
+      Destination from, ObjectKey key, Version v, boolean heldBySource, ErrorCode code) {
+    if (heldBySource) {
+      from.noteHeld(key, v);
+    }
+    return code;
   }
 
   /** The newest state of {@code key}, including a local commit not yet durable. */
@@ -1452,6 +1575,15 @@ final class Engine {
       d.watermarkFlush.dispose();
     }
     destinations.remove(d);
+    if (d.everHolder) {
+      // What it held goes with it; no state keeps the closed link reachable.
+      for (StoredState st : objects.values()) {
+        forgetHolder(d, st);
+      }
+      for (Dropped x : dropped.values()) {
+        forgetHolder(d, x.state());
+      }
+    }
     if (d.acknowledged != null) {
       offeredAtDetach.put(d.peer, d.acknowledged);
     }
@@ -1578,10 +1710,11 @@ final class Engine {
    */
   private byte @Nullable [] droppedFrame(Destination d, ObjectKey key) {
     Dropped x = dropped.get(key);
-    if (!d.held.containsKey(key) || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
+    boolean heldThere = x != null && x.state().holder == d || d.held.containsKey(key);
+    if (!heldThere || x != null && !x.gone() && sendAllowed(d.peer, x.state())) {
       return null;
     }
-    d.held.remove(key);
+    forgetHeld(d, key, x != null ? x.state() : null);
     // Gone (deleted, owner removed): every version up to the withdrawn one goes. Hidden: only
     // what was judged, the state held here; a newer one the peer holds was judged by its sender.
     return x == null ? null
@@ -1591,16 +1724,17 @@ final class Engine {
   /** The SYNC of {@code st} for {@code d}, a WITHDRAW if the policy hides it, or nothing. */
   private byte @Nullable [] stateFrame(Destination d, ObjectKey key, StoredState st) {
     if (!sendAllowed(d.peer, st)) {
-      if (d.held.containsKey(key) || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
+      if (st.holder == d || d.held.containsKey(key)
+          || d.peerWatermarks.containsKey(st.owner()) && !d.withdrawn.contains(key)) {
         // It holds this state, or may: its catch-up said it holds states of this owner (once per
         // key and link, until a state of it is sent again).
-        d.held.remove(key);
+        forgetHeld(d, key, st);
         d.withdrawn.add(key);
         return withdrawFrame(key, st.owner(), st.version());
       }
       return null;
     }
-    if (RouteTable.ownedBy(d, st.owner()) || !d.held.putIfNewer(key, st.version())) {
+    if (RouteTable.ownedBy(d, st.owner()) || !noteSent(d, key, st)) {
       return null;
     }
     if (!d.withdrawn.isEmpty()) { // hashing the key is a cache miss on a node of many objects
@@ -2063,10 +2197,14 @@ final class Engine {
     if (cur != null) {
       key = cur.key(); // one key instance per object: the received one is garbage at once
     }
-    if (from.withdrawn.isEmpty() || !from.withdrawn.contains(key)
-        || cur != null && v.isNewerThan(cur.version())) {
-      // Not when it withdrew this key from the peer and the state is not newer: that state
-      // crossed the withdrawal, and the peer drops it on receiving it.
+    // Not when it withdrew this key from the peer and the state is not newer: that state
+    // crossed the withdrawal, and the peer drops it on receiving it.
+    boolean fromHolds = from.withdrawn.isEmpty() || !from.withdrawn.contains(key)
+        || cur != null && v.isNewerThan(cur.version());
+    // The common case, a newer state of the object's owner: applied below unless it is refused,
+    // and then the state's holder stands for the holding (StoredState.holder), not a table entry.
+    boolean heldBySource = fromHolds && cur != null && cur.owner().equals(owner) && v.isNewerThan(cur.version());
+    if (fromHolds && !heldBySource) {
       from.noteHeld(key, v);
     }
     if (cur == null) {
@@ -2095,22 +2233,27 @@ final class Engine {
       attrs = emptyObject();
     } else if (value == null) {
       if (!(s.attributes() instanceof ObjectNode o)) {
-        return ErrorCode.BAD_ENCODING;
+        return refusedHeld(from, key, v, heldBySource, ErrorCode.BAD_ENCODING);
       }
       attrs = o;
       try {
         value = json.treeToValue(attrs, b.type().javaType());
       } catch (JacksonException | IllegalArgumentException e) {
-        return ErrorCode.BAD_ENCODING;
+        return refusedHeld(from, key, v, heldBySource, ErrorCode.BAD_ENCODING);
       }
     }
     Snapshot<?> snap = new Snapshot<>(key, value, owner, v, s.deleted(), s.committedAt());
     if (!constructedAllowed(from.peer, Operation.SYNC, b, snap)) {
-      return ErrorCode.UNAUTHORIZED;
+      return refusedHeld(from, key, v, heldBySource, ErrorCode.UNAUTHORIZED);
     }
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
     st.arrival = ++arrivals;
-    objects.put(st);
+    if (fromHolds) {
+      st.holder = from;
+      st.heldVersion = v;
+      from.everHolder = true;
+    }
+    putState(st);
     if (!dropped.isEmpty()) {
       dropped.remove(key);
     }
@@ -2182,8 +2325,9 @@ final class Engine {
     ObjectKey key = new ObjectKey(w.objectType(), w.key());
     OwnerId owner = ownerId(w.owner());
     Version upTo = new Version(w.epoch(), w.serial());
-    d.held.remove(key);
     StoredState cur = objects.get(key);
+    Dropped x = cur == null ? dropped.get(key) : null;
+    forgetHeld(d, key, cur != null ? cur : x != null ? x.state() : null);
     if (cur == null || !cur.owner().equals(owner) || cur.version().isNewerThan(upTo)
         || localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
       return;
@@ -2466,7 +2610,7 @@ final class Engine {
       if (holds.get(st.owner()) != null && !objects.containsKey(st.key()) && !st.deleted()
           && (x.gone() || !sendAllowed(d.peer, st)) && !RouteTable.ownedBy(d, st.owner())) {
         // Dropped here while the peer may hold it (it had states of that owner): withdraw it.
-        d.noteHeld(st.key(), st.version());
+        noteHolds(d, st);
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }
@@ -2640,7 +2784,7 @@ final class Engine {
       notifyWatchers(new Snapshot<>(s.key(), null, s.owner(), s.version(), true, s.committedAt()));
     }
     for (Destination other : destinations) {
-      if (other != from && other.held.containsKey(st.key())) {
+      if (other != from && (st.holder == other || other.held.containsKey(st.key()))) {
         offer(other, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
         drain(other);
       }
@@ -2653,6 +2797,9 @@ final class Engine {
     for (StoredState st : List.copyOf(objects.values())) {
       if (st.deleted() && st.snapshot.committedAt() < horizon) {
         objects.remove(st.key());
+        if (st.holder != null) {
+          st.holder.noteHeld(st.key(), st.heldVersion); // as the table would have kept it
+        }
         persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
         purgedUpTo.merge(st.owner(), st.version(), (a, b) -> a.compareTo(b) >= 0 ? a : b);
       }
@@ -3128,7 +3275,7 @@ final class Engine {
     if (st == null || st.deleted() || !sendAllowed(d.peer, st)) {
       return false;
     }
-    if (!RouteTable.ownedBy(d, slot.owner) && !d.held.holdsAtLeast(slot.key, st.version())) {
+    if (!RouteTable.ownedBy(d, slot.owner) && !holdsAtLeast(d, slot.key, st, st.version())) {
       return false;
     }
     Object value = tentativeValue(slot);
@@ -3346,7 +3493,7 @@ final class Engine {
     @Override
     void willAnswer(StoredState state) {
       if (!isDone() && sendAllowed(from.peer, state)) {
-        from.noteHeld(state.key(), state.version());
+        noteHolds(from, state);
       }
     }
 
@@ -3360,7 +3507,7 @@ final class Engine {
           return;
         }
         // A state this node held already was not applied, nor noted by willAnswer.
-        from.noteHeld(state.key(), state.version());
+        noteHolds(from, state);
         // Around the version's SYNC frame, encoded once for the flood and for this answer.
         sendFrame(from, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded)));
       }

@@ -12,10 +12,11 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Design: an open-addressing table with linear probing; the keys in one array, each version as
  * two {@code long}s in another. A node holds one such table per link, every state sent or received
- * updates it, and the table of a busy link has an entry for every object. Storing the version as
- * primitives means an update of a key already present writes no reference: a generational collector
- * has no card to dirty and refine, and no per-entry node or version object to copy. A key is
- * written once, when the peer first holds its object.
+ * updates it (unless the object's state stands for the entry instead, see {@link
+ * StoredState#holder}), and the table of a busy link has an entry for every object. Storing the
+ * version as primitives means an update of a key already present writes no reference: a
+ * generational collector has no card to dirty and refine, and no per-entry node or version object
+ * to copy. A key is written once, when the peer first holds its object.
  *
  * <p>Keys come from peers, and a peer can choose many keys of one hash code (strings made of "Aa"
  * and "BB" hash alike): in a probing table they share one run, and each operation would walk all of

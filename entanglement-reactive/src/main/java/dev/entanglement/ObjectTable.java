@@ -124,16 +124,15 @@ final class ObjectTable {
     return get(key) != null;
   }
 
-  /** Makes {@code st} the state of its key, replacing any; the writer only. */
-  void put(StoredState st) {
+  /** Makes {@code st} the state of its key; returns the state it replaced, if any; the writer only. */
+  @Nullable StoredState put(StoredState st) {
     ObjectKey key = st.key();
     Tables t = tables;
     long[] index = t.index;
     if (index == null) {
       Integer slot = t.map.get(key);
       if (slot != null) {
-        replace(t.states, slot, st);
-        return;
+        return replace(t.states, slot, st);
       }
       st.inTable = true;
       int s = newSlot();
@@ -144,13 +143,12 @@ final class ObjectTable {
       }
       t.map.put(key, s); // after the state: a reader that finds the slot finds the state
       size = size + 1;
-      return;
+      return null;
     }
     int h = hash(key);
     int at = find(index, t.states, key, h);
     if (at >= 0) {
-      replace(t.states, (int) index[at] - 1, st);
-      return;
+      return replace(t.states, (int) index[at] - 1, st);
     }
     int i = ~at;
     int probed = (i - h) & (index.length - 1);
@@ -173,6 +171,7 @@ final class ObjectTable {
       ENTRY.setRelease(index, i, entry(h, s)); // after the state, as above
     }
     size = size + 1;
+    return null;
   }
 
   /** Removes the state of {@code key}; returns it, or null if there was none; the writer only. */
@@ -274,11 +273,13 @@ final class ObjectTable {
     return h ^ (h >>> 16);
   }
 
-  /** Makes {@code st} the state in {@code slot}, in place of the one there. */
-  private static void replace(StoredState[] states, int slot, StoredState st) {
-    states[slot].inTable = false;
+  /** Makes {@code st} the state in {@code slot}, in place of the one there, which it returns. */
+  private static StoredState replace(StoredState[] states, int slot, StoredState st) {
+    StoredState old = states[slot];
+    old.inTable = false;
     st.inTable = true;
     STATE.setRelease(states, slot, st);
+    return old;
   }
 
   private static long entry(int hash, int slot) {

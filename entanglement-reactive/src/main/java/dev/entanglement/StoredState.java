@@ -50,6 +50,18 @@ final class StoredState {
    * retained this state builds its frame from it without looking the key up again while it is set.
    */
   boolean inTable;
+  /**
+   * A link whose peer holds {@link #heldVersion} of this key or a newer version, or null. It stands
+   * for that link's entry in its {@link Destination#held} table, which the engine then neither writes
+   * nor, for its own owners' objects, reads: a node skips a table access, a likely cache miss on a
+   * node of many objects, for every state its source sends it (the holder is the source) and for
+   * every state it sends the holder (which it carries from version to version of its object).
+   * Engine's {@code putState}, {@code noteSent} and {@code forgetHeld} state the rules. Read and
+   * written on the engine's executor only.
+   */
+  @Nullable Destination holder;
+  /** The version {@link #holder} holds at least; set with it. */
+  @Nullable Version heldVersion;
 
   /**
    * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries

@@ -417,7 +417,7 @@ class PolicyTest {
   }
 
   @Test
-  @DisplayName("a state received from a peer the policy hides it from is withdrawn from that peer")
+  @DisplayName("a state received from a peer the policy hides it from is withdrawn from that peer, a new object or a new version")
   void hiddenStateWithdrawnFromItsSource() {
     try (TestMesh mesh = new TestMesh()) {
       Registry reg = Registry.builder("big").type(CURSOR).policy(TestMesh.bigCursorsHiddenFrom("x")).build();
@@ -427,10 +427,14 @@ class PolicyTest {
       x.send(new dev.entanglement.protocol.Message.Routes(Map.of("owner-y", 1))); // x relays y
       x.send(WireBehaviourTest.sync("small", "owner-y", 1, 10));
       x.send(WireBehaviourTest.sync("big", "owner-y", 2, 500)); // x got it before a hid it from x
+      x.send(WireBehaviourTest.sync("small", "owner-y", 3, 600)); // a newer version, now hidden
       assertEquals(
-          List.of(new dev.entanglement.protocol.Message.Withdraw("Cursor", "big", "owner-y", 1, 2)),
+          List.of(new dev.entanglement.protocol.Message.Withdraw("Cursor", "big", "owner-y", 1, 2),
+              new dev.entanglement.protocol.Message.Withdraw("Cursor", "small", "owner-y", 1, 3)),
           x.of(dev.entanglement.protocol.Message.Withdraw.class));
       assertEquals(500.0, mesh.get("a").get(CURSOR, "big").orElseThrow().value().x(), "a keeps it");
+      assertFalse(mesh.get("a").engine.peerHolds(PeerId.of("x"), new ObjectKey("Cursor", "small"), new Version(1, 1)),
+          "withdrawn: x no longer counts as holding it");
     }
   }
 

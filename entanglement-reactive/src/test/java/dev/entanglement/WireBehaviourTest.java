@@ -2,6 +2,7 @@ package dev.entanglement;
 
 import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -127,6 +128,95 @@ class WireBehaviourTest {
       assertTrue(mesh.get("a").get(CURSOR, "c").isEmpty());
       peer.send(sync("c", "owner-x", 6, 6));
       assertEquals(6.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
+  private static final ObjectKey KEY_C = new ObjectKey("Cursor", "c");
+
+  @Test
+  @DisplayName("a peer still holds the state it sent once another peer sends a newer one")
+  void aReplacedSourceKeepsItsHolding() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer owner = new RawPeer(mesh, "a", "x");
+      owner.send(hello("x", "owner-x"));
+      owner.send(sync("c", "owner-x", 1, 1));
+      owner.send(sync("c", "owner-x", 2, 2));
+      RawPeer relay = new RawPeer(mesh, "a", "u");
+      relay.send(hello("u"));
+      relay.send(new Message.Routes(Map.of("owner-x", 1)));
+      relay.send(sync("c", "owner-x", 3, 3)); // not sent on to x: x is its owner
+      Engine engine = mesh.get("a").engine;
+      assertEquals(3.0, mesh.get("a").get(CURSOR, "c").orElseThrow().value().x());
+      assertTrue(engine.peerHolds(PeerId.of("x"), KEY_C, new Version(1, 2)), "x's holding, now in its table");
+      assertFalse(engine.peerHolds(PeerId.of("x"), KEY_C, new Version(1, 3)));
+      assertTrue(engine.peerHolds(PeerId.of("u"), KEY_C, new Version(1, 3)));
+    }
+  }
+
+  @Test
+  @DisplayName("a peer holds the newest state it sent, until it withdraws the key; its new link holds nothing")
+  void aSourceHoldsWhatItSent() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      for (int serial = 1; serial <= 3; serial++) {
+        x.send(sync("c", "owner-x", serial, serial));
+        x.send(sync("d", "owner-x", serial, serial));
+      }
+      Engine engine = mesh.get("a").engine;
+      assertTrue(engine.peerHolds(PeerId.of("x"), KEY_C, new Version(1, 3)));
+      assertFalse(engine.peerHolds(PeerId.of("x"), KEY_C, new Version(1, 4)));
+      assertFalse(engine.peerHolds(PeerId.of("y"), KEY_C, new Version(1, 1)), "no such link");
+      x.send(new Message.Withdraw("Cursor", "c", "owner-x", 1, 1)); // stale: the state stays
+      assertTrue(mesh.get("a").get(CURSOR, "c").isPresent());
+      assertFalse(engine.peerHolds(PeerId.of("x"), KEY_C, new Version(1, 1)), "withdrawn by x");
+      ObjectKey d = new ObjectKey("Cursor", "d");
+      assertTrue(engine.peerHolds(PeerId.of("x"), d, new Version(1, 3)));
+      x.connection.close();
+      RawPeer again = new RawPeer(mesh, "a", "x");
+      again.send(hello("x", "owner-x"));
+      assertFalse(engine.peerHolds(PeerId.of("x"), d, new Version(1, 1)), "a new link holds nothing yet");
+    }
+  }
+
+  @Test
+  @DisplayName("a peer holds the newest state it was sent: a policy refresh sends it nothing again, and after its withdrawal the next version goes to it")
+  void aPeerHoldsWhatItWasSent() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      for (RawPeer p : List.of(x, y)) {
+        p.send(hello(p == x ? "x" : "y"));
+        p.send(new Message.CatchUp(List.of()));
+      }
+      mesh.settle();
+      for (int i = 1; i <= 3; i++) {
+        mesh.get("a").publish(new Cursor("c", i, i)).block();
+        mesh.settle();
+      }
+      Engine engine = mesh.get("a").engine;
+      Version third = mesh.get("a").get(CURSOR, "c").orElseThrow().version();
+      Version fourth = new Version(third.epoch(), third.serial() + 1);
+      for (String p : List.of("x", "y")) { // one link held in the state, the other in its table
+        assertTrue(engine.peerHolds(PeerId.of(p), KEY_C, third), p);
+        assertFalse(engine.peerHolds(PeerId.of(p), KEY_C, fourth), p);
+      }
+      mesh.get("a").refreshPolicy().block();
+      mesh.settle();
+      assertEquals(List.of(1L, 2L, 3L), syncSerials(x, "c"), "x holds them all: nothing sent again");
+      assertEquals(List.of(1L, 2L, 3L), syncSerials(y, "c"));
+
+      x.send(new Message.Withdraw("Cursor", "c", mesh.get("a").owner().value(), third.epoch(), third.serial()));
+      mesh.settle();
+      assertFalse(engine.peerHolds(PeerId.of("x"), KEY_C, third), "x dropped it");
+      assertTrue(engine.peerHolds(PeerId.of("y"), KEY_C, third));
+      mesh.get("a").refreshPolicy().block();
+      mesh.settle();
+      assertEquals(List.of(1L, 2L, 3L, 3L), syncSerials(x, "c"), "sent again: x no longer holds it");
+      assertEquals(List.of(1L, 2L, 3L), syncSerials(y, "c"));
     }
   }
 
