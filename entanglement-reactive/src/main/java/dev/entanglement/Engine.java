@@ -1240,13 +1240,14 @@ final class Engine {
   }
 
   /**
-   * Records that {@code d} is sent {@code st}; false if it holds that version or a newer one. The
-   * state's holder, or a first link sent one of this node's own objects, is recorded in the state,
-   * any other link in its table. For this node's own objects, the holder's table is never written
-   * (no state of theirs is received), and was found older when the link became the holder: so it
-   * need not be read.
+   * Records that {@code d} holds {@code st}'s version (it is sent it, a RESPONSE carries it, or a
+   * catch-up showed it); false if it held that version or a newer one already. The state's holder,
+   * or a first link that holds one of this node's own objects, is recorded in the state, any other
+   * link in its table. For this node's own objects, the holder's table is never written (no state of
+   * theirs is received), and was found older when the link became the holder: so it need not be
+   * read.
    */
-  private boolean noteSent(Destination d, ObjectKey key, StoredState st) {
+  private boolean noteHolds(Destination d, ObjectKey key, StoredState st) {
     Version v = st.version();
     if (st.holder == d) {
       if (st.heldVersion.compareTo(v) >= 0
@@ -1266,25 +1267,6 @@ final class Engine {
       return true;
     }
     return d.held.putIfNewer(key, v);
-  }
-
-  /**
-   * Records that {@code d} holds {@code st}'s version without sending it (a RESPONSE carries it, or
-   * a catch-up showed it), by the rules of {@link #noteSent}.
-   */
-  private void noteHolds(Destination d, StoredState st) {
-    Version v = st.version();
-    if (st.holder == d) {
-      if (st.heldVersion.compareTo(v) < 0) {
-        st.heldVersion = v;
-      }
-    } else if (st.holder == null && localOwners.containsKey(st.owner())) {
-      st.holder = d;
-      st.heldVersion = v;
-      d.everHolder = true;
-    } else {
-      d.noteHeld(st.key(), v);
-    }
   }
 
   /** Whether {@code d} holds {@code v} of {@code key} or a newer version; {@code st} is its state. */
@@ -1734,7 +1716,7 @@ final class Engine {
       }
       return null;
     }
-    if (RouteTable.ownedBy(d, st.owner()) || !noteSent(d, key, st)) {
+    if (RouteTable.ownedBy(d, st.owner()) || !noteHolds(d, key, st)) {
       return null;
     }
     if (!d.withdrawn.isEmpty()) { // hashing the key is a cache miss on a node of many objects
@@ -2610,7 +2592,7 @@ final class Engine {
       if (holds.get(st.owner()) != null && !objects.containsKey(st.key()) && !st.deleted()
           && (x.gone() || !sendAllowed(d.peer, st)) && !RouteTable.ownedBy(d, st.owner())) {
         // Dropped here while the peer may hold it (it had states of that owner): withdraw it.
-        noteHolds(d, st);
+        noteHolds(d, st.key(), st);
         offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
       }
     }
@@ -3493,7 +3475,7 @@ final class Engine {
     @Override
     void willAnswer(StoredState state) {
       if (!isDone() && sendAllowed(from.peer, state)) {
-        noteHolds(from, state);
+        noteHolds(from, state.key(), state);
       }
     }
 
@@ -3507,7 +3489,7 @@ final class Engine {
           return;
         }
         // A state this node held already was not applied, nor noted by willAnswer.
-        noteHolds(from, state);
+        noteHolds(from, state.key(), state);
         // Around the version's SYNC frame, encoded once for the flood and for this answer.
         sendFrame(from, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded)));
       }

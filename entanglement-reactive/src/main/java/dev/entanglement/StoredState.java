@@ -56,7 +56,7 @@ final class StoredState {
    * nor, for its own owners' objects, reads: a node skips a table access, a likely cache miss on a
    * node of many objects, for every state its source sends it (the holder is the source) and for
    * every state it sends the holder (which it carries from version to version of its object).
-   * Engine's {@code putState}, {@code noteSent} and {@code forgetHeld} state the rules. Read and
+   * Engine's {@code putState}, {@code noteHolds} and {@code forgetHeld} state the rules. Read and
    * written on the engine's executor only.
    */
   @Nullable Destination holder;
