@@ -767,17 +767,11 @@ final class Engine {
                           new Outbound.State(st.key()));
                     }
                     // Dropped here but still held by the peer: withdrawn if now hidden from it.
-                    for (ObjectKey key : d.held.keys()) {
-                      Dropped x = objects.containsKey(key) ? null : dropped.get(key);
-                      if (x != null) {
+                    for (Dropped x : dropped.values()) {
+                      ObjectKey key = x.state().key();
+                      if (!objects.containsKey(key) && (x.state().holder == d || d.held.containsKey(key))) {
                         offer(d, new QueueKey(Lane.STATE, key), x.state().binding.priority(),
                             new Outbound.State(key));
-                      }
-                    }
-                    for (Dropped x : dropped.values()) {
-                      if (x.state().holder == d && !objects.containsKey(x.state().key())) {
-                        offer(d, new QueueKey(Lane.STATE, x.state().key()), x.state().binding.priority(),
-                            new Outbound.State(x.state().key()));
                       }
                     }
                     drain(d);
@@ -851,10 +845,7 @@ final class Engine {
     for (Destination d : destinations) {
       if (d.peer.equals(peer)) {
         StoredState st = objects.get(key);
-        if (st == null && dropped.get(key) != null) {
-          st = dropped.get(key).state();
-        }
-        return holdsAtLeast(d, key, st, v);
+        return holdsAtLeast(d, key, st != null ? st : droppedState(key), v);
       }
     }
     return false;
@@ -1261,12 +1252,26 @@ final class Engine {
       if (d.held.holdsAtLeast(key, v)) {
         return false;
       }
-      st.holder = d;
-      st.heldVersion = v;
-      d.everHolder = true;
+      makeHolder(st, d, v);
       return true;
     }
     return d.held.putIfNewer(key, v);
+  }
+
+  /** The state of {@code key} this node dropped last, if it still remembers it, or null. */
+  private @Nullable StoredState droppedState(ObjectKey key) {
+    Dropped x = dropped.get(key);
+    return x == null ? null : x.state();
+  }
+
+  /**
+   * Makes {@code d} the holder of {@code st} at {@code v} (see {@link StoredState#holder}); the link
+   * is marked, so that its detach clears what it holds.
+   */
+  private static void makeHolder(StoredState st, Destination d, Version v) {
+    st.holder = d;
+    st.heldVersion = v;
+    d.everHolder = true;
   }
 
   /** Whether {@code d} holds {@code v} of {@code key} or a newer version; {@code st} is its state. */
@@ -2231,9 +2236,7 @@ final class Engine {
     StoredState st = new StoredState(b, snap, frame != null ? null : attrs, frame);
     st.arrival = ++arrivals;
     if (fromHolds) {
-      st.holder = from;
-      st.heldVersion = v;
-      from.everHolder = true;
+      makeHolder(st, from, v);
     }
     putState(st);
     if (!dropped.isEmpty()) {
@@ -2308,8 +2311,7 @@ final class Engine {
     OwnerId owner = ownerId(w.owner());
     Version upTo = new Version(w.epoch(), w.serial());
     StoredState cur = objects.get(key);
-    Dropped x = cur == null ? dropped.get(key) : null;
-    forgetHeld(d, key, cur != null ? cur : x != null ? x.state() : null);
+    forgetHeld(d, key, cur != null ? cur : droppedState(key));
     if (cur == null || !cur.owner().equals(owner) || cur.version().isNewerThan(upTo)
         || localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
       return;

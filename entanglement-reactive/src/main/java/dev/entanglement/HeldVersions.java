@@ -116,7 +116,11 @@ final class HeldVersions {
     size--;
   }
 
-  /** The keys held, as a copy that may be iterated while this changes. */
+  /**
+   * The keys held, as a copy that may be iterated while this changes. The engine enumerates what a
+   * link holds through the objects it dropped instead (a bounded set); tests compare this with a
+   * model.
+   */
   List<ObjectKey> keys() {
     if (map != null) {
       return new ArrayList<>(map.keySet());

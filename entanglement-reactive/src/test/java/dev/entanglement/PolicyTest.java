@@ -439,6 +439,40 @@ class PolicyTest {
   }
 
   @Test
+  @DisplayName("a policy refresh withdraws a dropped object from the peers still holding it: its source and a peer it was sent to")
+  void refreshWithdrawsADroppedObjectFromItsHolders() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("hiding").type(CURSOR).policy(TestMesh.hidingKeys(hidden)).build();
+      mesh.node("a", reg, b -> {});
+      WireBehaviourTest.RawPeer source = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      WireBehaviourTest.RawPeer other = new WireBehaviourTest.RawPeer(mesh, "a", "y");
+      WireBehaviourTest.RawPeer withdrawing = new WireBehaviourTest.RawPeer(mesh, "a", "u");
+      for (WireBehaviourTest.RawPeer p : List.of(source, other, withdrawing)) {
+        p.send(WireBehaviourTest.hello(p == source ? "x" : p == other ? "y" : "u"));
+      }
+      source.send(new dev.entanglement.protocol.Message.Routes(Map.of("owner-y", 1)));
+      withdrawing.send(new dev.entanglement.protocol.Message.Routes(Map.of("owner-y", 1)));
+      source.send(WireBehaviourTest.sync("k", "owner-y", 1, 10)); // flooded to y and u
+      // x drops its copy (a stale withdrawal: a keeps the state), then sends a newer version: x holds
+      // it as the state's source alone, with no entry in its link's table.
+      source.send(new dev.entanglement.protocol.Message.Withdraw("Cursor", "k", "owner-y", 1, 0));
+      source.send(WireBehaviourTest.sync("k", "owner-y", 2, 20));
+      withdrawing.send(new dev.entanglement.protocol.Message.Withdraw("Cursor", "k", "owner-y", 1, 2));
+      assertTrue(mesh.get("a").get(CURSOR, "k").isEmpty(), "dropped");
+      assertEquals(List.of(), source.of(dev.entanglement.protocol.Message.Withdraw.class), "x may still see it");
+      assertEquals(List.of(), other.of(dev.entanglement.protocol.Message.Withdraw.class), "y may still see it");
+
+      hidden.add("k");
+      mesh.get("a").refreshPolicy().block();
+      dev.entanglement.protocol.Message.Withdraw expected =
+          new dev.entanglement.protocol.Message.Withdraw("Cursor", "k", "owner-y", 1, 2);
+      assertEquals(List.of(expected), source.of(dev.entanglement.protocol.Message.Withdraw.class), "its source");
+      assertEquals(List.of(expected), other.of(dev.entanglement.protocol.Message.Withdraw.class), "a peer it was sent to");
+    }
+  }
+
+  @Test
   @DisplayName("a node that dropped a state on a withdrawal withdraws from a peer only the version it held")
   void relayWithdrawsTheVersionItJudged() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
