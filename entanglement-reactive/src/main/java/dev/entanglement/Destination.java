@@ -135,6 +135,13 @@ final class Destination {
   final Map<Long, List<Obligation>> outstanding = new HashMap<>();
   Map<OwnerId, Integer> routes = Map.of();
   @Nullable Map<OwnerId, Integer> lastAdvertised;
+  /**
+   * Whether the link delivered {@code Link.END_OF_BURST}: from then on its frames wait in {@link
+   * #burst} until the next marker (see {@code Engine.receiveFrame}).
+   */
+  boolean marksBursts;
+  /** Frames received since the link's last marker and not handled yet; at most {@code MAX_BURST}. */
+  final List<byte[]> burst = new ArrayList<>();
   boolean ready;
   boolean closed;
   boolean closeWhenFlushed;

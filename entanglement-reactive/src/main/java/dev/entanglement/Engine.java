@@ -9,6 +9,7 @@ import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import dev.entanglement.protocol.MessageType;
 import dev.entanglement.protocol.ProtocolException;
+import dev.entanglement.protocol.SyncKeyHashes;
 import dev.entanglement.store.StateStore;
 import dev.entanglement.store.StoredData;
 import dev.entanglement.store.WriteBatch;
@@ -295,10 +296,7 @@ final class Engine {
             SerialExecutor.DEFAULT_BATCH,
             task -> scheduler.schedule(task),
             this::drainDeferred,
-            t -> {
-              tasksFailed.incrementAndGet();
-              log.error("engine task failed on node {}", nodeId, t);
-            });
+            this::taskFailed);
     this.json =
         JsonMapper.builder()
             .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
@@ -1482,10 +1480,13 @@ final class Engine {
                       () -> {
                         try {
                           if (!d.closed && !d.closeWhenFlushed) { // nothing is read after an ERROR
-                            receive(d, frame);
+                            receiveFrame(d, frame);
                           }
                         } finally {
                           d.inbound.received(); // even if a handler failed: the link must not stall
+                          if (!d.burst.isEmpty() && !d.inbound.awaiting()) {
+                            receiveBurst(d); // no marker comes before more is requested
+                          }
                         }
                       });
                 }
@@ -1493,11 +1494,13 @@ final class Engine {
                 @Override
                 protected void hookOnError(Throwable t) {
                   log.warn("node {}: link to {} failed", nodeId, d.peer, t);
+                  serial.execute(() -> receiveBurst(d));
                   link.dispose();
                 }
 
                 @Override
                 protected void hookOnComplete() {
+                  serial.execute(() -> receiveBurst(d)); // before the close detaches the link
                   link.dispose();
                 }
               });
@@ -1934,6 +1937,79 @@ final class Engine {
   }
 
   // ------------------------------------------------------------------ receive
+
+  /**
+   * Frames a link's burst holds before they are handled without waiting for its marker: 256. It
+   * bounds what a burst holds, and so the scratch of {@link ObjectTable#prefetch}.
+   */
+  static final int MAX_BURST = 256;
+
+  /**
+   * A frame or marker from {@code d}'s link (see {@link Link#receive}). Once the link marked the
+   * end of a burst, its frames are held until the next marker and handled together by {@link
+   * #receiveBurst}; before that, each is handled at once.
+   */
+  private void receiveFrame(Destination d, byte[] frame) {
+    if (frame.length == 0) { // Link.END_OF_BURST
+      d.marksBursts = true;
+      receiveBurst(d);
+    } else if (d.marksBursts) {
+      d.burst.add(frame);
+      if (d.burst.size() >= MAX_BURST) {
+        receiveBurst(d);
+      }
+    } else {
+      receive(d, frame);
+    }
+  }
+
+  /**
+   * Handles the frames {@code d}'s burst holds, in order, once the objects its SYNCs name were
+   * looked up together ({@link ObjectTable#prefetch}): the cache misses of a burst's lookups then
+   * overlap, where they otherwise stall one state at a time. Each frame is handled exactly as it
+   * would have been on arrival; a frame whose handling throws is reported as a failed task is, and
+   * the next is handled.
+   */
+  private void receiveBurst(Destination d) {
+    List<byte[]> frames = d.burst;
+    int n = frames.size();
+    if (n == 0) {
+      return;
+    }
+    try {
+      if (n > 1) {
+        prefetchStates(frames);
+      }
+      for (int i = 0; i < n && !d.closed && !d.closeWhenFlushed; i++) {
+        try {
+          receive(d, frames.get(i));
+        } catch (RuntimeException e) {
+          taskFailed(e);
+        }
+      }
+    } finally {
+      frames.clear();
+    }
+  }
+
+  private void prefetchStates(List<byte[]> frames) {
+    int[] keyHashCodes = new int[frames.size()];
+    int n = 0;
+    for (byte[] frame : frames) {
+      long h = SyncKeyHashes.of(frame);
+      if (h != SyncKeyHashes.NONE) {
+        keyHashCodes[n++] = ObjectKey.hashOf(SyncKeyHashes.typeHash(h), SyncKeyHashes.keyHash(h));
+      }
+    }
+    if (n > 1) {
+      objects.prefetch(keyHashCodes, n);
+    }
+  }
+
+  private void taskFailed(Throwable t) {
+    tasksFailed.incrementAndGet();
+    log.error("engine task failed on node {}", nodeId, t);
+  }
 
   private void receive(Destination d, byte[] frame) {
     framesReceived.incrementAndGet();

@@ -111,6 +111,11 @@ final class InboundLimiter {
     }
   }
 
+  /** Whether frames are requested and not yet received: false while paused, stopped or not started. */
+  boolean awaiting() {
+    return outstanding > 0;
+  }
+
   /** Ends the limiter: cancels a pending resume; nothing is requested after. Idempotent. */
   void stop() {
     if (stopped) {

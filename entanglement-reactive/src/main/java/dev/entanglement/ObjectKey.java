@@ -29,7 +29,12 @@ public record ObjectKey(String type, String key) implements Comparable<ObjectKey
 
   @Override
   public int hashCode() {
-    return 31 * type.hashCode() + key.hashCode();
+    return hashOf(type.hashCode(), key.hashCode());
+  }
+
+  /** The hash code of the key whose type name and key have these hash codes. */
+  static int hashOf(int typeHash, int keyHash) {
+    return 31 * typeHash + keyHash;
   }
 
   @Override

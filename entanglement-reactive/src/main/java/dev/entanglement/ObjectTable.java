@@ -86,6 +86,9 @@ final class ObjectTable {
   /** Tombstones in the index; writer only. */
   private int tombstones;
   private volatile int size;
+  /** What {@link #prefetch} read last, kept so that its reads are not dead code; never read. */
+  @SuppressWarnings("unused")
+  private int prefetched;
 
   /** The state of {@code key}, or null; any thread. */
   @Nullable StoredState get(ObjectKey key) {
@@ -118,6 +121,41 @@ final class ObjectTable {
     }
     StoredState st = (StoredState) STATE.getAcquire(states, slot);
     return st != null && st.key().equals(key) ? st : null; // equals tests identity first
+  }
+
+  /**
+   * Reads, for each of the first {@code n} key hash codes, the key's index entry and the state and
+   * key it leads to, and changes nothing: the engine calls it with the keys of a burst of received
+   * states before it applies any of them. On a node of many objects each of those reads is a cache
+   * miss; issued together, independent of each other, they overlap, where one lookup at a time
+   * waits for each in turn (about 180 ns per state at 100,000 objects, see BENCHMARKS.md §3). Only
+   * a key's home entry is read: one that lies further along its run is found by its lookup. The
+   * writer's thread; in {@code MAP} it does nothing.
+   */
+  void prefetch(int[] keyHashCodes, int n) {
+    Tables t = tables;
+    long[] index = t.index;
+    if (index == null) {
+      return;
+    }
+    int mask = index.length - 1;
+    int[] slots = new int[n];
+    for (int i = 0; i < n; i++) {
+      int h = mix(keyHashCodes[i]);
+      long e = (long) ENTRY.getAcquire(index, h & mask);
+      slots[i] = (int) (e >>> 32) == h ? (int) e - 1 : -1;
+    }
+    StoredState[] states = t.states;
+    int sum = 0;
+    for (int slot : slots) {
+      if (slot >= 0 && slot < states.length) {
+        StoredState st = (StoredState) STATE.getAcquire(states, slot);
+        if (st != null) {
+          sum += st.key().key().length();
+        }
+      }
+    }
+    prefetched = sum;
   }
 
   boolean containsKey(ObjectKey key) {
@@ -267,7 +305,11 @@ final class ObjectTable {
 
   /** The key's hash code mixed with the seed (murmur3's finalizer), so homes cannot be aimed at. */
   private int hash(ObjectKey key) {
-    int h = key.hashCode() ^ seed;
+    return mix(key.hashCode());
+  }
+
+  private int mix(int keyHashCode) {
+    int h = keyHashCode ^ seed;
     h = (h ^ (h >>> 16)) * 0x85ebca6b;
     h = (h ^ (h >>> 13)) * 0xc2b2ae35;
     return h ^ (h >>> 16);

@@ -153,6 +153,40 @@ class ObjectTableTest {
     assertEquals(model.size(), t.values().size());
   }
 
+  @ParameterizedTest
+  @ValueSource(longs = {1, 2, 3})
+  @DisplayName("prefetching the keys of present, absent and colliding hash codes changes nothing, in either index mode")
+  void prefetchChangesNothing(long seed) {
+    Random random = new Random(seed);
+    ObjectTable t = new ObjectTable();
+    Map<ObjectKey, StoredState> model = new HashMap<>();
+    List<ObjectKey> colliding = collidingKeys(ObjectTable.MAX_PROBE + 10);
+    for (int round = 0; round < 2; round++) {
+      for (int i = 0; i < 2_000; i++) {
+        StoredState st = state(key(random.nextInt(3_000)), i);
+        t.put(st);
+        model.put(st.key(), st);
+      }
+      int[] hashes = new int[ObjectTable.MAX_PROBE];
+      for (int i = 0; i < hashes.length; i++) {
+        hashes[i] = random.nextBoolean() ? key(random.nextInt(6_000)).hashCode() : random.nextInt();
+      }
+      hashes[0] = colliding.get(0).hashCode();
+      t.prefetch(hashes, hashes.length);
+      t.prefetch(hashes, 0);
+      assertEquals(model.size(), t.size());
+      for (int i = 0; i < 6_000; i++) {
+        assertSame(model.get(key(i)), t.get(key(i)));
+      }
+      for (ObjectKey k : colliding) { // the second round prefetches in MAP
+        StoredState st = state(k, round);
+        t.put(st);
+        model.put(k, st);
+      }
+    }
+    assertTrue(t.indexIsMap());
+  }
+
   @Test
   @DisplayName("an iterator made before the array grows keeps to that array: weakly consistent, never broken")
   void iteratorSurvivesGrowth() {

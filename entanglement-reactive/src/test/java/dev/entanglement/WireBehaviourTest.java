@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.entanglement.TestMesh.Cursor;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
+import dev.entanglement.transport.Link;
 import dev.entanglement.transport.LocalTransport;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,6 +19,9 @@ import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.reactivestreams.Publisher;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
@@ -59,6 +63,64 @@ class WireBehaviourTest {
     }
   }
 
+  /**
+   * A link whose transport marks the end of each read, as the stream transports do: the test emits
+   * frames and {@link Link#END_OF_BURST} markers; what the node sends is decoded and recorded.
+   */
+  static final class BurstLink implements Link {
+    final Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+    final List<Message> received = new CopyOnWriteArrayList<>();
+    private final Sinks.Empty<Void> closed = Sinks.empty();
+    private volatile boolean disposed;
+
+    BurstLink(TestMesh mesh, String node) {
+      mesh.get(node).attach(this).subscribe();
+    }
+
+    void send(Message m) {
+      in.tryEmitNext(CODEC.encode(m));
+    }
+
+    void endBurst() {
+      in.tryEmitNext(Link.END_OF_BURST);
+    }
+
+    @Override
+    public PeerId remote() {
+      return PeerId.of("x");
+    }
+
+    @Override
+    public Flux<byte[]> receive() {
+      return in.asFlux();
+    }
+
+    @Override
+    public Mono<Void> send(Publisher<byte[]> frames) {
+      return Flux.from(frames)
+          .filter(f -> f.length > 0)
+          .doOnNext(f -> received.add(CODEC.decode(f)))
+          .takeUntilOther(closed.asMono())
+          .then();
+    }
+
+    @Override
+    public Mono<Void> onClose() {
+      return closed.asMono();
+    }
+
+    @Override
+    public void dispose() {
+      disposed = true;
+      closed.tryEmitEmpty();
+    }
+
+    @Override
+    public boolean isDisposed() {
+      return disposed;
+    }
+  }
+
   static Message.Sync sync(String key, String owner, long serial, double x) {
     ObjectNode attrs = JSON.valueToTree(new Cursor(key, x, 0));
     return new Message.Sync("Cursor", key, owner, 1, serial, 0, false, attrs);
@@ -70,6 +132,97 @@ class WireBehaviourTest {
         node,
         java.util.Arrays.stream(owners).map(o -> new Message.OwnerAd(o, 1)).toList(),
         0);
+  }
+
+  private static Double x(TestMesh mesh, String key) {
+    return mesh.get("a").get(CURSOR, key).map(st -> st.value().x()).orElse(null);
+  }
+
+  @Test
+  @DisplayName("once a link marks the end of a burst, each later burst is handled at its marker, in the order received")
+  void burstsAreHandledAtTheirMarkers() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      List<Double> seen = new CopyOnWriteArrayList<>();
+      mesh.get("a").watchAll(CURSOR).subscribe(st -> seen.add(st.value().x()));
+      BurstLink x = new BurstLink(mesh, "a");
+      x.send(hello("x", "owner-x"));
+      x.send(sync("c", "owner-x", 1, 1));
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"), "no marker yet: handled on arrival");
+      x.endBurst();
+      x.send(sync("c", "owner-x", 2, 2));
+      x.send(sync("c", "owner-x", 3, 3));
+      x.send(sync("d", "owner-x", 1, 4));
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"), "held until the burst's marker");
+      assertEquals(null, x(mesh, "d"));
+      x.endBurst();
+      mesh.settle();
+      assertEquals(3.0, x(mesh, "c"));
+      assertEquals(4.0, x(mesh, "d"));
+      assertEquals(List.of(1.0, 2.0, 3.0, 4.0), seen);
+      x.endBurst(); // an empty burst: nothing to handle, and no error
+      mesh.settle();
+      assertEquals(List.of(), x.received.stream().filter(Message.Error.class::isInstance).toList());
+    }
+  }
+
+  @Test
+  @DisplayName("a burst is handled without its marker once it holds MAX_BURST frames")
+  void aFullBurstIsHandledWithoutItsMarker() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      BurstLink x = new BurstLink(mesh, "a");
+      x.send(hello("x", "owner-x"));
+      x.endBurst();
+      for (int i = 0; i < Engine.MAX_BURST - 1; i++) {
+        x.send(sync("k" + i, "owner-x", 1, i));
+      }
+      mesh.settle();
+      assertEquals(null, x(mesh, "k0"));
+      x.send(sync("last", "owner-x", 1, -1));
+      mesh.settle();
+      assertEquals(0.0, x(mesh, "k0"));
+      assertEquals(-1.0, x(mesh, "last"));
+    }
+  }
+
+  @Test
+  @DisplayName("a burst is handled without its marker when nothing more is requested of the link (its inbound rate paused it)")
+  void aBurstIsHandledWhenTheLinkIsPaused() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.maxInboundRate(1, 3)); // three frames, then a pause of a second
+      BurstLink x = new BurstLink(mesh, "a");
+      x.send(hello("x", "owner-x"));
+      x.endBurst();
+      x.send(sync("c", "owner-x", 1, 1));
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"));
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(booleans = {true, false})
+  @DisplayName("a burst is handled when its link ends before the marker, normally or with an error")
+  void aBurstIsHandledWhenTheLinkEnds(boolean error) {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      BurstLink x = new BurstLink(mesh, "a");
+      x.send(hello("x", "owner-x"));
+      x.endBurst();
+      x.send(sync("c", "owner-x", 1, 1));
+      mesh.settle();
+      assertEquals(null, x(mesh, "c"));
+      if (error) {
+        x.in.tryEmitError(new java.io.IOException("connection reset"));
+      } else {
+        x.in.tryEmitComplete();
+      }
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"));
+      assertTrue(x.isDisposed());
+    }
   }
 
   @Test

@@ -45,7 +45,9 @@ import tools.jackson.databind.json.JsonMapper;
  *
  * Options: {@code objects} (100000; round trips per round for {@code propose}), {@code rounds}
  * (20; the first half is warm-up), {@code side} ({@code both}: receive and send; {@code receive},
- * {@code send}, {@code propose}).
+ * {@code send}, {@code propose}), {@code burst} (256: the receive side's link marks the end of a
+ * burst after this many frames, as a TCP link marks each read, so the engine looks a burst's
+ * objects up together; 0: no marks, a frame at a time).
  */
 public final class EngineCostProbe {
   private static final String OWNER = "owner-probe";
@@ -57,18 +59,19 @@ public final class EngineCostProbe {
   private EngineCostProbe() {}
 
   public static void main(String[] args) throws Exception {
-    Options o = Options.parse(args, "objects", "rounds", "side");
+    Options o = Options.parse(args, "objects", "rounds", "side", "burst");
     int objects = o.integer("objects", 100_000);
     int rounds = o.integer("rounds", 20);
     String side = o.string("side", "both");
+    int burst = o.integer("burst", 256);
     String[] ids = Payload.ids(objects, 42);
     String[] labels = Payload.labels(objects);
     switch (side) {
       case "both" -> {
-        receive(ids, labels, rounds);
+        receive(ids, labels, rounds, burst);
         send(ids, labels, rounds);
       }
-      case "receive" -> receive(ids, labels, rounds);
+      case "receive" -> receive(ids, labels, rounds, burst);
       case "send" -> send(ids, labels, rounds);
       case "propose" -> propose(objects, rounds);
       default -> throw new IllegalArgumentException("side must be both, receive, send or propose: " + side);
@@ -125,7 +128,7 @@ public final class EngineCostProbe {
     owner.close().block();
   }
 
-  private static void receive(String[] ids, String[] labels, int rounds) {
+  private static void receive(String[] ids, String[] labels, int rounds, int burst) {
     FrameCodec codec = new FrameCodec();
     JsonMapper json = JsonMapper.builder().build();
     EntanglementNode node =
@@ -145,6 +148,9 @@ public final class EngineCostProbe {
     // in B2 within the first round; without it every key received would be recorded, a cost B2
     // does not pay.
     link.push(codec.encode(new Message.Watermark(OWNER, 1, 0, false)));
+    if (burst > 0) {
+      link.push(Link.END_OF_BURST); // from now on the link marks its bursts, as a TCP link does
+    }
     for (int r = 0; r < rounds; r++) {
       byte[][] frames = new byte[ids.length][];
       for (int i = 0; i < ids.length; i++) {
@@ -152,8 +158,11 @@ public final class EngineCostProbe {
       }
       Sample ours = Sample.start();
       onProbeThread(() -> {
-        for (byte[] f : frames) {
-          link.push(f);
+        for (int i = 0; i < frames.length; i++) {
+          link.push(frames[i]);
+          if (burst > 0 && ((i + 1) % burst == 0 || i == frames.length - 1)) {
+            link.push(Link.END_OF_BURST);
+          }
         }
       });
       awaitCount(seen, (long) (r + 1) * ids.length, "watchAll emissions");

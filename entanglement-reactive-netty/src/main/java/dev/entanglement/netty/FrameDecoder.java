@@ -9,15 +9,25 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Splits a byte stream into frame bodies. A header that announces more than the maximum frame size
- * or an unknown critical flag gets an ERROR frame and the connection is closed; nothing more is
- * read from it. Bodies are emitted as retained slices; the reactive bridge releases them.
+ * Splits a byte stream into frame bodies. A header that announces an empty body, more than the
+ * maximum frame size or an unknown critical flag gets an ERROR frame and the connection is closed;
+ * nothing more is read from it. Bodies are emitted as retained slices; the reactive bridge releases
+ * them. The bodies split from one read are followed by {@link #END_OF_READ}, which the link delivers
+ * as {@code Link.END_OF_BURST}: the engine then handles them together (see {@code Link#receive}).
+ * Not an empty buffer: Reactor Netty drops those before they reach the link.
  *
  * <p>States: {@code READING} → {@code REFUSED} (terminal; input is discarded).
  */
 final class FrameDecoder extends ByteToMessageDecoder {
   private static final Logger log = LoggerFactory.getLogger(FrameDecoder.class);
   static final String NAME = "entanglement.frames";
+  /** Follows the bodies split from one read; not reference-counted. */
+  static final Object END_OF_READ = new Object() {
+    @Override
+    public String toString() {
+      return "END_OF_READ";
+    }
+  };
 
   private final int maxFrame;
   private boolean refused;
@@ -28,6 +38,7 @@ final class FrameDecoder extends ByteToMessageDecoder {
 
   @Override
   protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+    int before = out.size();
     while (!refused && in.readableBytes() >= Framing.HEADER_BYTES) {
       int start = in.readerIndex();
       long length = in.getUnsignedInt(start);
@@ -42,6 +53,9 @@ final class FrameDecoder extends ByteToMessageDecoder {
       }
       in.skipBytes(Framing.HEADER_BYTES);
       out.add(in.readRetainedSlice((int) length));
+    }
+    if (out.size() > before) {
+      out.add(END_OF_READ);
     }
     if (refused) {
       in.skipBytes(in.readableBytes());

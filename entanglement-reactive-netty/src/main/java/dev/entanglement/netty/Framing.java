@@ -53,6 +53,9 @@ final class Framing {
 
   /** Why a header is refused, or {@code null} if it is acceptable. */
   static @Nullable String refusal(long length, int flags, int maxFrame) {
+    if (length == 0) {
+      return "an empty body"; // every body starts with its type byte
+    }
     if (length > maxFrame) {
       return "frame of " + length + " bytes exceeds the maximum of " + maxFrame;
     }

@@ -28,11 +28,11 @@ final class NettyLink implements Link {
   private final NettyInbound inbound;
   private final PeerId remote;
   private final long bytesPerSecond;
-  private final Function<Flux<ByteBuf>, Flux<byte[]>> bodies;
+  private final Function<NettyInbound, Flux<byte[]>> bodies;
   private final BurstWriter.Encoding encoding;
 
   /**
-   * @param bodies turns the inbound messages into frame bodies
+   * @param bodies turns the inbound messages into frame bodies (and {@code END_OF_BURST} markers)
    * @param encoding writes a run of frame bodies as the connection carries them
    */
   NettyLink(
@@ -40,7 +40,7 @@ final class NettyLink implements Link {
       NettyInbound inbound,
       PeerId remote,
       long bytesPerSecond,
-      Function<Flux<ByteBuf>, Flux<byte[]>> bodies,
+      Function<NettyInbound, Flux<byte[]>> bodies,
       BurstWriter.Encoding encoding) {
     this.connection = connection;
     this.inbound = inbound;
@@ -57,8 +57,13 @@ final class NettyLink implements Link {
         c.inbound(),
         remote,
         bytesPerSecond,
-        in -> in.map(ByteBufUtil::getBytes),
+        in -> in.receiveObject().map(NettyLink::streamBody),
         BurstWriter::streamRun);
+  }
+
+  /** A body split by {@link FrameDecoder}, or the marker it puts after the bodies of one read. */
+  private static byte[] streamBody(Object message) {
+    return message == FrameDecoder.END_OF_READ ? END_OF_BURST : ByteBufUtil.getBytes((ByteBuf) message);
   }
 
   @Override
@@ -69,7 +74,7 @@ final class NettyLink implements Link {
   @Override
   public Flux<byte[]> receive() {
     return bodies
-        .apply(inbound.receive())
+        .apply(inbound)
         .onErrorResume(
             e -> {
               log.debug("link to {} ended with {}", remote, e.toString());

@@ -302,7 +302,7 @@ class FrameDecoderFuzzTest {
         TcpClient.create().host("127.0.0.1").port(tcp.port())
             .doOnConnected(x -> x.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
             .handle((in, out) -> {
-              in.receive().asByteArray().subscribe(bytes -> {
+              Raw.bodies(in).subscribe(bytes -> {
                 Message m = decode(bytes);
                 got.add(m);
                 if (m instanceof Message.Pong p && p.nonce() == nonce) {

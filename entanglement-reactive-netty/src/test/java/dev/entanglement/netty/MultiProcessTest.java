@@ -223,9 +223,7 @@ class MultiProcessTest {
     assertNotNull(c);
     cleanup.add(c);
     step("raw TLS connection to B open");
-    c.inbound()
-        .receive()
-        .asByteArray()
+    Raw.bodies(c.inbound())
         .map(CODEC::decode)
         .subscribe(received::tryEmitNext, received::tryEmitError, received::tryEmitComplete);
 

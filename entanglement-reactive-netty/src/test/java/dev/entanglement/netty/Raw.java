@@ -2,6 +2,8 @@ package dev.entanglement.netty;
 
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
 import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
 import java.time.Duration;
@@ -11,6 +13,7 @@ import org.jspecify.annotations.Nullable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
+import reactor.netty.NettyInbound;
 import reactor.netty.http.client.HttpClient;
 import reactor.netty.tcp.TcpClient;
 
@@ -20,6 +23,11 @@ final class Raw {
   static final Duration WAIT = Duration.ofSeconds(15);
 
   private Raw() {}
+
+  /** The bodies {@link FrameDecoder} splits from {@code in}, without its markers. */
+  static Flux<byte[]> bodies(NettyInbound in) {
+    return in.receiveObject().ofType(ByteBuf.class).map(ByteBufUtil::getBytes);
+  }
 
   static byte[] hello(String node) {
     return CODEC.encode(new Message.Hello(FrameCodec.PROTOCOL_VERSION, node, List.of(), 0));
@@ -38,7 +46,7 @@ final class Raw {
             .doOnConnected(x -> x.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
             .handle(
                 (in, out) -> {
-                  in.receive().asByteArray().subscribe(b -> got.add(CODEC.decode(b)), e -> {});
+                  bodies(in).subscribe(b -> got.add(CODEC.decode(b)), e -> {});
                   return out.send(
                           Flux.just(hello("raw"), frame)
                               .map(b -> Framing.encode(out.alloc(), b)))

@@ -401,7 +401,7 @@ class TcpTransportTest {
           TcpClient.create().host("127.0.0.1").port(s.port())
               .doOnConnected(x -> x.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
               .handle((in, out) -> {
-                in.receive().asByteArray().subscribe(b -> got.add(codec.decode(b)), e -> {});
+                Raw.bodies(in).subscribe(b -> got.add(codec.decode(b)), e -> {});
                 return out.send(Mono.just(bad)).then(Mono.never());
               })
               .connect().block(WAIT);

@@ -15,6 +15,12 @@ import reactor.core.publisher.Mono;
  *       credentials, upgrade hook) before the link is handed to a node, and never changes;
  *   <li>{@link #receive()} accepts one subscriber, honours its demand, delivers frames in the order
  *       sent, and completes when the link closes; it MUST NOT signal {@code onError} for a close;
+ *       it never delivers an empty body as a frame (a peer's empty body is malformed, refused by
+ *       the transport). It MAY deliver {@link #END_OF_BURST} after the frames of one read from the
+ *       connection (the marker takes one unit of demand); a link that delivered one MUST deliver
+ *       one after every later read that brings frames, because the engine then holds a link's
+ *       frames until their marker, to look up the objects of a burst of states together. It
+ *       handles them without the marker once it holds {@code 256} or has no demand left;
  *   <li>{@link #send(Publisher)} is called once; the transport MUST request frames only as it can
  *       carry them (channel writability, bandwidth), so that nothing outside the engine's coalescing
  *       queue buffers without bound; when {@code frames} completes, the transport MUST deliver what
@@ -31,8 +37,9 @@ import reactor.core.publisher.Mono;
  */
 public interface Link extends Disposable {
   /**
-   * What the engine sends after a run of frames (see above): empty, and recognised by its length,
-   * so a transport needs no reference to this constant.
+   * What the engine sends after a run of frames, and a transport may deliver after the frames of
+   * one read (see above): empty, and recognised by its length, so a transport needs no reference
+   * to this constant.
    */
   byte[] END_OF_BURST = new byte[0];
 
