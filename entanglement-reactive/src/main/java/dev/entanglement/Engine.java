@@ -1977,10 +1977,10 @@ final class Engine {
       return;
     }
     try {
-      if (n > 1) {
-        prefetchStates(frames);
-      }
       for (int i = 0; i < n && !d.closed && !d.closeWhenFlushed; i++) {
+        if (i % PREFETCH_GROUP == 0 && n - i > 1) {
+          prefetchStates(frames, i, Math.min(n, i + PREFETCH_GROUP));
+        }
         try {
           receive(d, frames.get(i));
         } catch (RuntimeException e) {
@@ -1992,11 +1992,18 @@ final class Engine {
     }
   }
 
-  private void prefetchStates(List<byte[]> frames) {
-    int[] keyHashCodes = new int[frames.size()];
+  /**
+   * Frames whose objects are looked up together, just before they are handled: 32. Enough reads
+   * in flight at once; and what they bring into the caches is still there when its frame's turn
+   * comes, where the lookups of a whole burst are evicted by the handling of its first frames.
+   */
+  private static final int PREFETCH_GROUP = 32;
+
+  private void prefetchStates(List<byte[]> frames, int from, int to) {
+    int[] keyHashCodes = new int[to - from];
     int n = 0;
-    for (byte[] frame : frames) {
-      long h = SyncKeyHashes.of(frame);
+    for (int i = from; i < to; i++) {
+      long h = SyncKeyHashes.of(frames.get(i));
       if (h != SyncKeyHashes.NONE) {
         keyHashCodes[n++] = ObjectKey.hashOf(SyncKeyHashes.typeHash(h), SyncKeyHashes.keyHash(h));
       }
