@@ -1,5 +1,6 @@
 package dev.entanglement.netty;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -15,6 +16,7 @@ import dev.entanglement.Snapshot;
 import dev.entanglement.SyncType;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
+import dev.entanglement.transport.Link;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import java.time.Duration;
@@ -384,6 +386,43 @@ class TcpTransportTest {
             .build()
             .connect();
     assertThrows(RuntimeException.class, () -> dial.block(WAIT));
+  }
+
+  @Test
+  @DisplayName("a TCP link delivers the frames of each read followed by END_OF_BURST, and never a marker without frames before it")
+  void readsAreMarked() {
+    byte[][] bodies = {{3, 1}, {3, 2, 2}, {3, 3, 3, 3}};
+    DisposableServer s =
+        reactor.netty.tcp.TcpServer.create().host("127.0.0.1").port(0)
+            .handle((in, out) -> out.send(Mono.fromSupplier(() -> {
+              ByteBuf b = out.alloc().buffer();
+              for (byte[] body : bodies) {
+                Framing.write(b, body);
+              }
+              return b;
+            })).then(Mono.never()))
+            .bindNow(WAIT);
+    cleanup.add(s);
+    Link link = TcpClientTransport.builder(node("client")).remote("127.0.0.1", s.port())
+        .expect(PeerId.of("raw")).build().connect().block(WAIT);
+    cleanup.add(link);
+    List<byte[]> got = new ArrayList<>();
+    int[] frames = {0};
+    link.receive()
+        .doOnNext(got::add)
+        .takeUntil(b -> b.length > 0 ? ++frames[0] < 0 : frames[0] == bodies.length)
+        .blockLast(WAIT);
+    List<byte[]> received = got.stream().filter(b -> b.length > 0).toList();
+    assertEquals(bodies.length, received.size());
+    for (int i = 0; i < bodies.length; i++) {
+      assertArrayEquals(bodies[i], received.get(i));
+    }
+    for (int i = 0; i < got.size(); i++) {
+      if (got.get(i).length == 0) {
+        assertTrue(i > 0 && got.get(i - 1).length > 0, "a marker follows a frame, at " + i);
+      }
+    }
+    assertEquals(0, got.get(got.size() - 1).length, "the last read's frames are marked");
   }
 
   @Test
