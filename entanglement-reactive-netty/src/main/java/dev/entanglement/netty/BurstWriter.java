@@ -3,6 +3,7 @@ package dev.entanglement.netty;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
+import io.netty.channel.EventLoop;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.RejectedExecutionException;
@@ -156,12 +157,19 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   }
 
   private void schedule() {
-    if (ch.eventLoop().inEventLoop()) {
+    EventLoop loop;
+    try {
+      loop = ch.eventLoop();
+    } catch (IllegalStateException deregistered) { // closed meanwhile: nothing can be written
+      fail(deregistered);
+      return;
+    }
+    if (loop.inEventLoop()) {
       writeRun();
       return;
     }
     try {
-      ch.eventLoop().execute(this::writeRun);
+      loop.execute(this::writeRun);
     } catch (RejectedExecutionException e) {
       fail(e);
     }

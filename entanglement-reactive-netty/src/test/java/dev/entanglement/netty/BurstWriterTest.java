@@ -2,6 +2,7 @@ package dev.entanglement.netty;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.transport.Link;
@@ -136,6 +137,19 @@ class BurstWriterTest {
       out.writeBytes(b);
     }
     return out.toByteArray();
+  }
+
+  @Test
+  @DisplayName("on a channel no longer registered (closed while the engine sends) the writer fails; the source's onNext does not throw")
+  void deregisteredChannelFailsTheWriter() {
+    EmbeddedChannel ch = new EmbeddedChannel(false, false); // as a closed channel: no event loop
+    Source source = new Source();
+    AtomicReference<Throwable> failure = new AtomicReference<>();
+    BurstWriter.write(ch, source, 128, BurstWriter::streamRun).subscribe(null, failure::set);
+    source.emit(body(10, 1), END);
+    assertInstanceOf(IllegalStateException.class, failure.get());
+    assertTrue(source.cancelled.get());
+    source.emit(body(10, 2), END); // after the end: ignored
   }
 
   @Test
