@@ -426,7 +426,7 @@ class TcpTransportTest {
   }
 
   @Test
-  @DisplayName("an oversize frame or an unknown critical flag gets an ERROR frame and closes only that connection")
+  @DisplayName("an empty body, an oversize frame or an unknown critical flag gets an ERROR frame and closes only that connection")
   void badFramesCloseTheConnection() {
     EntanglementNode server = node("server");
     DisposableServer s =
@@ -434,7 +434,7 @@ class TcpTransportTest {
             .unknownDestination(p -> Mono.just(true)).build().bind().block(WAIT);
     cleanup.add(s);
     FrameCodec codec = new FrameCodec();
-    for (ByteBuf bad : List.of(header(4096, 0), header(10, 0x2))) {
+    for (ByteBuf bad : List.of(header(0, 0), header(4096, 0), header(10, 0x2))) {
       List<Message> got = new java.util.concurrent.CopyOnWriteArrayList<>();
       Connection c =
           TcpClient.create().host("127.0.0.1").port(s.port())
