@@ -57,6 +57,11 @@ import tools.jackson.databind.node.ObjectNode;
  * one batch. The only state read outside it is {@link #objects} (a concurrent map of immutable
  * {@link StoredState}s) for {@link EntanglementNode#get}.
  *
+ * <p>Frames from a link that marks its reads ({@link Link#END_OF_BURST}) are held until the read's
+ * marker and handled together, in order, once the objects they name were looked up at once
+ * ({@link #receiveBurst}): on a node of many objects each lookup is a cache miss, and misses
+ * waited for one at a time were a fifth of a receiver's time.
+ *
  * <p>Replication is latest-state: a change marks its key dirty in the coalescing queue of every
  * destination; the frame is built from the current state only when the link asks for one. So a
  * slow link carries the newest state of every dirty key, once per round, and never a backlog.
