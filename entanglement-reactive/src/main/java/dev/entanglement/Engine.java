@@ -54,8 +54,9 @@ import tools.jackson.databind.node.ObjectNode;
  * state, nothing is handed to a pool. Behind by more than a batch ({@value
  * SerialExecutor#DEFAULT_BATCH} tasks), it goes on on the node's scheduler, so an overloaded node
  * never holds an event loop (whose links then go unread) or a publishing thread for longer than
- * one batch. The only state read outside it is {@link #objects} (a concurrent map of immutable
- * {@link StoredState}s) for {@link EntanglementNode#get}.
+ * one batch. The only state read outside it is {@link #objects} (an {@link ObjectTable} of
+ * immutable {@link StoredState}s, which readers on any thread may probe) for {@link
+ * EntanglementNode#get}.
  *
  * <p>Frames from a link that marks its reads ({@link Link#END_OF_BURST}) are held until the read's
  * marker and handled together, in order, once the objects they name were looked up at once
