@@ -1489,7 +1489,12 @@ final class Engine {
                             receiveFrame(d, frame);
                           }
                         } finally {
-                          d.inbound.received(); // even if a handler failed: the link must not stall
+                          // Even if a handler failed: the link must not stall.
+                          if (frame.length == 0) {
+                            d.inbound.receivedMarker();
+                          } else {
+                            d.inbound.received();
+                          }
                           if (!d.burst.isEmpty() && !d.inbound.awaiting()) {
                             receiveBurst(d); // no marker comes before more is requested
                           }

@@ -116,6 +116,19 @@ final class InboundLimiter {
     return outstanding > 0;
   }
 
+  /**
+   * A requested item was the link's {@code END_OF_BURST} marker, not a frame: handled as {@link
+   * #received} is, and its token is given back, so that a rate counts the peer's frames only (a
+   * marker follows every read, which could otherwise halve a peer sending a frame per read).
+   * {@code tokens + outstanding} is unchanged: one more token, one fewer outstanding.
+   */
+  void receivedMarker() {
+    if (rate != 0) {
+      nanoTokens += NANOS_PER_SECOND;
+    }
+    received();
+  }
+
   /** Ends the limiter: cancels a pending resume; nothing is requested after. Idempotent. */
   void stop() {
     if (stopped) {

@@ -86,20 +86,35 @@ class InboundLimiterTest {
    */
   private final class Upstream implements Subscription {
     final boolean flooding;
+    /** Whether every frame is followed by a marker, as a link that marks a frame per read. */
+    final boolean marking;
     @Nullable InboundLimiter limiter;
     long requested;
+    /** Frames delivered; markers are not counted. */
     long delivered;
+    private boolean markerNext;
 
     Upstream(boolean flooding) {
+      this(flooding, false);
+    }
+
+    Upstream(boolean flooding, boolean marking) {
       this.flooding = flooding;
+      this.marking = marking;
     }
 
     @Override
     public void request(long n) {
       requested += n;
       for (long i = 0; flooding && i < n; i++) {
-        delivered++;
-        serial.execute(limiter::received);
+        if (markerNext) {
+          markerNext = false;
+          serial.execute(limiter::receivedMarker);
+        } else {
+          markerNext = marking;
+          delivered++;
+          serial.execute(limiter::received);
+        }
       }
     }
 
@@ -134,11 +149,12 @@ class InboundLimiterTest {
     assertEquals(0, scheduler.pending());
   }
 
-  @ParameterizedTest(name = "rate {0}/s, burst {1}, window {2}")
-  @CsvSource({"100, 20, 256", "1000, 5000, 256", "100000, 10000, 256", "7, 1, 256", "50000, 3, 2"})
-  @DisplayName("a flood gets at most burst + rate × t frames by time t, and keeps getting the rate")
-  void floodIsPaced(int rate, int burst, int window) {
-    Upstream up = new Upstream(true);
+  @ParameterizedTest(name = "rate {0}/s, burst {1}, window {2}, a marker after each frame: {3}")
+  @CsvSource({"100, 20, 256, false", "1000, 5000, 256, false", "100000, 10000, 256, false", "7, 1, 256, false",
+      "50000, 3, 2, false", "100, 20, 256, true", "100000, 10000, 256, true", "7, 1, 256, true", "50000, 3, 2, true"})
+  @DisplayName("a flood gets at most burst + rate × t frames by time t, and keeps getting the rate; markers are not counted")
+  void floodIsPaced(int rate, int burst, int window, boolean marking) {
+    Upstream up = new Upstream(true, marking);
     InboundLimiter l = start(rate, burst, window, up);
     assertEquals(burst, up.delivered, "the burst at once");
     Random random = new Random(rate * 31L + burst);

@@ -192,13 +192,34 @@ class WireBehaviourTest {
   @DisplayName("a burst is handled without its marker when nothing more is requested of the link (its inbound rate paused it)")
   void aBurstIsHandledWhenTheLinkIsPaused() {
     try (TestMesh mesh = new TestMesh()) {
-      mesh.node("a", b -> b.maxInboundRate(1, 3)); // three frames, then a pause of a second
+      mesh.node("a", b -> b.maxInboundRate(1, 2)); // two frames (the marker is not counted), then a pause
       BurstLink x = new BurstLink(mesh, "a");
       x.send(hello("x", "owner-x"));
       x.endBurst();
       x.send(sync("c", "owner-x", 1, 1));
       mesh.settle();
       assertEquals(1.0, x(mesh, "c"));
+    }
+  }
+
+  @Test
+  @DisplayName("markers do not count against the inbound rate: a frame per read still gets the whole rate")
+  void markersAreNotCountedByTheRate() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.maxInboundRate(1, 3)); // three frames, then one a second
+      BurstLink x = new BurstLink(mesh, "a");
+      x.send(hello("x", "owner-x"));
+      x.endBurst();
+      for (String key : List.of("c", "d", "e")) {
+        x.send(sync(key, "owner-x", 1, 1));
+        x.endBurst();
+      }
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"));
+      assertEquals(1.0, x(mesh, "d"), "the burst of three counts frames only: HELLO, c and d");
+      assertEquals(null, x(mesh, "e"), "the fourth frame waits for the rate");
+      mesh.advance(java.time.Duration.ofSeconds(1));
+      assertEquals(1.0, x(mesh, "e"));
     }
   }
 
