@@ -1951,7 +1951,7 @@ final class Engine {
 
   /**
    * Frames a link's burst holds before they are handled without waiting for its marker: 256. It
-   * bounds what a burst holds, and so the scratch of {@link ObjectTable#prefetch}.
+   * bounds what a burst holds, and how long its first frame waits for a marker that is late.
    */
   static final int MAX_BURST = 256;
 

@@ -111,7 +111,10 @@ final class InboundLimiter {
     }
   }
 
-  /** Whether frames are requested and not yet received: false while paused, stopped or not started. */
+  /**
+   * Whether some frames requested of the link have not arrived yet: false before the first
+   * request, and once a paused link has received everything it asked for.
+   */
   boolean awaiting() {
     return outstanding > 0;
   }
