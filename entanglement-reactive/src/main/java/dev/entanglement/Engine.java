@@ -1468,6 +1468,9 @@ final class Engine {
             () ->
                 serial.execute(
                     () -> {
+                      // Netty reports the close before the end of the receive stream: frames held
+                      // for a marker that will not come are handled before the link is detached.
+                      receiveBurst(d);
                       detach(d);
                       sink.success();
                     }));
@@ -1511,7 +1514,7 @@ final class Engine {
 
                 @Override
                 protected void hookOnComplete() {
-                  serial.execute(() -> receiveBurst(d)); // before the close detaches the link
+                  serial.execute(() -> receiveBurst(d));
                   link.dispose();
                 }
               });

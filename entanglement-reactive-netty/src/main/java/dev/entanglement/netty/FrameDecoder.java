@@ -49,7 +49,7 @@ final class FrameDecoder extends ByteToMessageDecoder {
         break;
       }
       if (in.readableBytes() < Framing.HEADER_BYTES + length) {
-        return;
+        break; // the rest comes with a later read; the marker still follows this read's bodies
       }
       in.skipBytes(Framing.HEADER_BYTES);
       out.add(in.readRetainedSlice((int) length));

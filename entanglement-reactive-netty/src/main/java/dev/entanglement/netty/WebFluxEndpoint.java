@@ -131,6 +131,9 @@ public final class WebFluxEndpoint {
           .receive()
           .concatMap(
               m -> {
+                if (m.getType() == WebSocketMessage.Type.PING || m.getType() == WebSocketMessage.Type.PONG) {
+                  return Mono.<byte[]>empty(); // control messages, as on the Reactor Netty transports
+                }
                 String refusal = refusal(m);
                 if (refusal != null) {
                   log.warn("refusing {}: {}", peer, refusal);
@@ -151,7 +154,7 @@ public final class WebFluxEndpoint {
 
     private @Nullable String refusal(WebSocketMessage m) {
       if (m.getType() != WebSocketMessage.Type.BINARY) {
-        return m.getType() == WebSocketMessage.Type.TEXT ? "only binary messages are allowed" : null;
+        return "only binary messages are allowed";
       }
       DataBuffer p = m.getPayload();
       ByteBuffer header = ByteBuffer.allocate(Framing.HEADER_BYTES);

@@ -58,6 +58,25 @@ class FrameDecoderTest {
   }
 
   @Test
+  @DisplayName("a read that ends inside a body is marked after the bodies it completed")
+  void aReadEndingInsideABodyIsMarked() {
+    EmbeddedChannel ch = new EmbeddedChannel(new FrameDecoder(1 << 20));
+    byte[] one = {3, 1};
+    byte[] three = {3, 3, 3, 3};
+    ByteBuf third = frames(three);
+    ByteBuf read = frames(one).writeBytes(third, Framing.HEADER_BYTES + 2); // one read
+    ch.writeInbound(read);
+    assertArrayEquals(one, body(ch.readInbound()));
+    assertSame(FrameDecoder.END_OF_READ, ch.readInbound(), "the third frame's header came, not its body");
+    assertNull(ch.readInbound());
+    ch.writeInbound(third);
+    assertArrayEquals(three, body(ch.readInbound()));
+    assertSame(FrameDecoder.END_OF_READ, ch.readInbound());
+    assertNull(ch.readInbound());
+    assertFalse(ch.finish());
+  }
+
+  @Test
   @DisplayName("a frame announcing an empty body gets ERROR BAD_ENCODING and the connection is closed; nothing is read after it")
   void anEmptyBodyIsRefused() {
     EmbeddedChannel ch = new EmbeddedChannel(new FrameDecoder(1 << 20));

@@ -5,13 +5,23 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.EntanglementNode;
 import dev.entanglement.PeerId;
+import dev.entanglement.protocol.Message;
+import io.netty.buffer.ByteBufUtil;
+import io.netty.buffer.Unpooled;
+import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.PingWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.PongWebSocketFrame;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.springframework.http.server.reactive.HttpHandler;
 import org.springframework.http.server.reactive.ReactorHttpHandlerAdapter;
 import org.springframework.web.server.adapter.WebHttpHandlerBuilder;
+import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.netty.DisposableServer;
 import reactor.netty.http.client.HttpClient;
@@ -70,6 +80,62 @@ class WebFluxEndpointTest {
       client.close().block(WAIT);
       http.disposeNow(WAIT);
     }
+  }
+
+  @Test
+  @DisplayName("WebSocket PING and PONG messages are not frames: they are skipped and the link stays up")
+  void controlMessagesAreSkipped() {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = TransportConformance.node("b");
+    WebFluxEndpoint endpoint =
+        WebFluxEndpoint.builder(server)
+            .upgrade(exchange -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("a"))))
+            .build();
+    HttpHandler app =
+        WebHttpHandlerBuilder.webHandler(
+                exchange -> endpoint.webSocketService().handleRequest(exchange, endpoint.handler()))
+            .build();
+    DisposableServer http =
+        HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+    try {
+      List<Message> got = new CopyOnWriteArrayList<>();
+      HttpClient.create()
+          .websocket()
+          .uri("ws://127.0.0.1:" + http.port() + "/sync")
+          .handle(
+              (in, out) -> {
+                Mono<Void> answered =
+                    in.receiveFrames()
+                        .ofType(BinaryWebSocketFrame.class)
+                        .map(f -> Raw.CODEC.decode(ByteBufUtil.getBytes(f.content(),
+                            f.content().readerIndex() + Framing.HEADER_BYTES,
+                            f.content().readableBytes() - Framing.HEADER_BYTES)))
+                        .doOnNext(got::add)
+                        .takeUntil(m -> m instanceof Message.Pong)
+                        .then();
+                out.sendObject(
+                        Flux.just(
+                            new PongWebSocketFrame(Unpooled.wrappedBuffer(new byte[] {1, 2})),
+                            binary(Raw.hello("a")),
+                            new PingWebSocketFrame(Unpooled.wrappedBuffer(new byte[] {3})),
+                            new PongWebSocketFrame(Unpooled.wrappedBuffer(new byte[12])),
+                            binary(Raw.CODEC.encode(new Message.Ping(7)))))
+                    .then()
+                    .subscribe(v -> {}, e -> {});
+                return answered;
+              })
+          .then()
+          .block(WAIT);
+      assertEquals(List.of(), got.stream().filter(Message.Error.class::isInstance).toList());
+      assertTrue(got.contains(new Message.Pong(7)), got.toString());
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
+  private static BinaryWebSocketFrame binary(byte[] body) {
+    return new BinaryWebSocketFrame(Framing.encode(Unpooled.buffer().alloc(), body));
   }
 
   private static int upgradeStatus(HttpClient client, String uri) {
