@@ -802,6 +802,11 @@ final class Engine {
                         .values()
                         .forEach(l -> l.forEach(w -> w.subscription().complete()));
                     proposalSinks.values().forEach(l -> new ArrayList<>(l).forEach(FluxSink::complete));
+                    // Without the deadline sweep nothing would end them: their requesters are
+                    // answered, and a decision made later does not count.
+                    for (Proposal<?> p : List.copyOf(decisionDeadlines.keySet())) {
+                      p.reject(ErrorCode.NOT_CONNECTED, "the owner's node closed before deciding");
+                    }
                     for (Map<String, TransitionSlot> slots : transitions.values()) {
                       slots.values().forEach(s -> cancelExpiry(s));
                     }
@@ -853,6 +858,15 @@ final class Engine {
       }
     }
     return false;
+  }
+
+  /**
+   * Whether the state of {@code key} names a detached link as its holder, which would keep that
+   * link reachable for the object's life. For tests, which read it while the engine is idle.
+   */
+  boolean heldByDetachedLink(ObjectKey key) {
+    StoredState st = objects.get(key);
+    return st != null && st.holder != null && st.holder.closed;
   }
 
   /**
@@ -3573,7 +3587,7 @@ final class Engine {
      */
     @Override
     void willAnswer(StoredState state) {
-      if (!isDone() && sendAllowed(from.peer, state)) {
+      if (!isDone() && !from.closed && sendAllowed(from.peer, state)) {
         noteHolds(from, state.key(), state);
       }
     }
@@ -3582,6 +3596,11 @@ final class Engine {
     void committed(StoredState state) {
       if (finish()) {
         released(this);
+        if (from.closed) {
+          // The requester's link is gone (detached while the request was decided): nothing to
+          // answer, and a detached link must not become the holder of a state (see detach).
+          return;
+        }
         if (!sendAllowed(from.peer, state)) {
           // Committed, but the requester may not see the state: an answer that reveals none of it.
           sendControl(from, new Message.Error(inReplyTo, ErrorCode.WITHHELD.wire(), WITHHELD_TEXT), 0);

@@ -3,6 +3,7 @@ package dev.entanglement;
 import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
@@ -225,6 +226,31 @@ class ProposalTest {
       assertEquals(ErrorCode.TIMEOUT, ((Outcome.Rejected<Cursor>) out.get()).code());
       assertEquals(1, ignored.size());
       assertTrue(!ignored.get(0).commit(), "a late decision must not count");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("closing the owner's node rejects the proposals it has not decided, local and remote; a later decision does not count")
+  void closeRejectsUndecidedProposals() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      List<Proposal<Cursor>> undecided = new ArrayList<>();
+      mesh.get("owner").proposals(CURSOR).subscribe(undecided::add);
+      AtomicReference<Outcome<Cursor>> local = new AtomicReference<>();
+      AtomicReference<Object> remote = new AtomicReference<>();
+      mesh.get("owner").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(local::set);
+      mesh.get("p").propose(CURSOR, "t", Map.of("y", 3.0)).subscribe(remote::set, remote::set);
+      mesh.settle();
+      assertEquals(2, undecided.size());
+      mesh.get("owner").close().block();
+      mesh.settle();
+      assertEquals(ErrorCode.NOT_CONNECTED, ((Outcome.Rejected<Cursor>) local.get()).code());
+      assertNotNull(remote.get(), "the remote proposer is answered too");
+      assertTrue(undecided.stream().noneMatch(Proposal::commit), "a late decision must not count");
       assertNoPending(mesh);
     }
   }

@@ -801,6 +801,32 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a proposal decided after its requester's link closed commits, and the closed link holds nothing")
+  void aRequesterWhoseLinkClosedDoesNotBecomeAHolder() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      List<Proposal<Cursor>> undecided = new ArrayList<>();
+      mesh.get("a").proposals(CURSOR).subscribe(undecided::add);
+      RawPeer proposer = new RawPeer(mesh, "a", "x");
+      proposer.send(hello("x", "owner-x"));
+      proposer.send(new Message.CatchUp(List.of()));
+      proposer.send(new Message.Propose(5, Message.ProposalKind.UPDATE, "Cursor", "c", "owner-a", true,
+          JSON.valueToTree(Map.of("x", 4.0)), null, 0));
+      mesh.settle();
+      assertEquals(1, undecided.size());
+      proposer.connection.b().dispose();
+      mesh.settle();
+      assertTrue(undecided.get(0).commit());
+      mesh.settle();
+      assertEquals(4.0, x(mesh, "c"));
+      assertFalse(mesh.get("a").engine.heldByDetachedLink(KEY_C));
+      mesh.get("a").publish(new Cursor("c", 5, 5)).block();
+      assertFalse(mesh.get("a").engine.heldByDetachedLink(KEY_C), "nor of the owner's next version");
+    }
+  }
+
+  @Test
   @DisplayName("a relay applies the state a RESPONSE carries, passes it back without a SYNC, and floods it to other neighbours")
   void relayPassesTheResponseInsteadOfTheSync() {
     try (TestMesh mesh = new TestMesh()) {

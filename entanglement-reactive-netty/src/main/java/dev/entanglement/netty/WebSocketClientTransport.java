@@ -15,7 +15,8 @@ import reactor.netty.http.client.WebsocketClientSpec;
 /**
  * Connects to a WebSocket endpoint of another node. With TLS ({@code wss://}) the server's
  * certificate must chain to the trusted CAs, match the URI's host name, and have the expected
- * fingerprint. Defaults: no extra headers, maximum frame 1 MiB, no bandwidth limit.
+ * fingerprint; a TLS configuration with a {@code ws://} URI is refused by {@link Builder#build}.
+ * Defaults: no extra headers, maximum frame 1 MiB, no bandwidth limit.
  */
 public final class WebSocketClientTransport {
   private final EntanglementNode node;
@@ -31,6 +32,11 @@ public final class WebSocketClientTransport {
     this.uri = Objects.requireNonNull(b.uri, "uri");
     this.expected = Objects.requireNonNull(b.expected, "expected peer");
     this.tls = b.tls;
+    // Reactor Netty speaks plain HTTP to a ws:// URI even when TLS is configured: the peer would
+    // then be taken for the expected one with no certificate checked.
+    if (tls != null && !"wss".equalsIgnoreCase(java.net.URI.create(uri).getScheme())) {
+      throw new IllegalArgumentException("TLS is configured, so the URI must be wss://: " + uri);
+    }
     this.headers = b.headers;
     this.maxFrame = b.maxFrame;
     this.bandwidth = b.bandwidth;

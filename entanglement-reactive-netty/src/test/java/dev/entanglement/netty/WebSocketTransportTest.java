@@ -143,6 +143,21 @@ class WebSocketTransportTest {
     assertTrue(e.getMessage().contains("negative"), e.getMessage());
   }
 
+  @Test
+  void aTlsClientRefusesAPlainWsUri() {
+    EntanglementNode node = TransportConformance.node("a");
+    try {
+      TlsConfig tls = TestPki.selfSigned("a").tls();
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> WebSocketClientTransport.builder(node).uri("ws://127.0.0.1:1/sync").expect(PeerId.of("b"))
+              .tls(tls).build());
+      assertTrue(e.getMessage().contains("wss://"), e.getMessage());
+      WebSocketClientTransport.builder(node).uri("WSS://127.0.0.1:1/sync").expect(PeerId.of("b")).tls(tls).build();
+    } finally {
+      node.close().block(WAIT);
+    }
+  }
+
   /** The status of a WebSocket upgrade request. */
   private static int status(HttpClient client, String uri) {
     return client
