@@ -2518,6 +2518,9 @@ final class Engine {
     return r.kind() == Message.ProposalKind.DELETE ? Operation.DELETE : Operation.PROPOSE;
   }
 
+  /** The queue id of a request made in a transition. */
+  private record KeyInTransition(ObjectKey key, String transitionId) {}
+
   /** Queues a request toward its owner, or ends its obligations if there is no way there. */
   private void sendRequest(Outbound.Request r, @Nullable Destination from) {
     if (r.hops() > RouteTable.MAX_HOPS || r.hops() < 0) { // negative: a peer's count overflowed
@@ -2530,10 +2533,13 @@ final class Engine {
           .forEach(o -> fail(o, ErrorCode.NOT_CONNECTED, "no route to owner " + r.owner()));
       return;
     }
+    // Requests of an object coalesce only within one transition (or none): the owner confirms or
+    // breaks a transition by the id its request carries.
     QueueKey qk =
         r.create() || r.key() == null
             ? new QueueKey(Lane.UNIQUE, new Object())
-            : new QueueKey(Lane.PROPOSE, r.key());
+            : new QueueKey(Lane.PROPOSE,
+                r.transitionId() == null ? r.key() : new KeyInTransition(r.key(), r.transitionId()));
     offer(route, qk, r.binding().priority(), r);
     drain(route);
   }

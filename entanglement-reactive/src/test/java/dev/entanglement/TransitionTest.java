@@ -73,6 +73,31 @@ class TransitionTest {
   }
 
   @Test
+  @DisplayName("a transition's commit queued on a slow link does not merge with a plain proposal of the object: each is decided as sent")
+  void aQueuedCommitDoesNotMergeWithAPlainProposal() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p",
+          dev.entanglement.transport.LocalTransport.builder().scheduler(mesh.clock).bandwidth(200).build());
+      mesh.advance(Duration.ofSeconds(5));
+      mesh.get("owner").publish(new Cursor("t", 0, 0)).block();
+      mesh.advance(Duration.ofSeconds(5));
+      Map<String, List<Tentative<Cursor>>> signals = record(mesh, "t");
+      Transition<Cursor> t = mesh.get("p").beginTransition(CURSOR, "t");
+      t.update(Map.of("x", 1.0));
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      t.commit().subscribe(outcomes::add);
+      mesh.get("p").propose(CURSOR, "t", Map.of("y", 2.0)).subscribe(outcomes::add);
+      mesh.advance(Duration.ofSeconds(20));
+      assertEquals(2, outcomes.size());
+      assertTrue(outcomes.stream().allMatch(Outcome::isCommitted), outcomes.toString());
+      assertEquals(TransitionState.CONFIRMED, terminal(signals.get("owner"), t.id()));
+      assertEquals(new Cursor("t", 1, 2), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+    }
+  }
+
+  @Test
   @DisplayName("confirmed: the owner's own transition commits without asking anyone")
   void ownerTransition() {
     try (TestMesh mesh = ReplicationTest.line("client", "server")) {

@@ -88,7 +88,9 @@ public final class TcpClientTransport {
     if (peer == null) {
       peer = expected != null ? expected : PeerId.of("tcp:" + c.channel().remoteAddress());
     }
-    return Mono.just(NettyLink.stream(c, peer, bandwidth));
+    NettyLink link = NettyLink.stream(c, peer, bandwidth);
+    DialledLinks.opened(node, link);
+    return Mono.just(link);
   }
 
   /** Connects once and runs the link on the node until it closes. */

@@ -98,7 +98,11 @@ public final class TcpServerTransport {
               if (!admitted) {
                 return refuse(c, "unknown peer " + peer);
               }
-              if (tls != null && node.isConnected(peer) && PeerOrder.localDialWins(tls.identity(), peer)) {
+              // Only this node's own dial, open and winning, is kept over the peer's: any other
+              // connection from the peer (a half-open one whose side died) is replaced at once.
+              if (tls != null
+                  && PeerOrder.localDialWins(tls.identity(), peer)
+                  && DialledLinks.open(node, peer)) {
                 return refuse(c, "duplicate connection from " + peer + "; keeping the one we dialed");
               }
               log.info("accepted {} from {}", peer, c.channel().remoteAddress());

@@ -2,6 +2,7 @@ package dev.entanglement.netty;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -538,6 +539,33 @@ class TcpTransportTest {
       await(b, "x", 2 + i);
     }
     assertTrue(a.isConnected(bid.fingerprint()) && b.isConnected(aid.fingerprint()));
+  }
+
+  @Test
+  @DisplayName("a peer's new connection replaces its old one at once, even where this node's dial would win: only an open dial of its own is kept")
+  void aReconnectReplacesTheOldConnection() {
+    TestPki.Identity x = pki.issue("x");
+    TestPki.Identity y = pki.issue("y");
+    boolean xLower = PeerOrder.localDialWins(x.fingerprint(), y.fingerprint());
+    TestPki.Identity lowId = xLower ? x : y;
+    TestPki.Identity highId = xLower ? y : x;
+    EntanglementNode server = node("low"); // its own dial would win, but it dials nothing
+    EntanglementNode client = node("high");
+    DisposableServer s = serve(server, lowId, highId.fingerprint());
+    TcpClientTransport dial = TcpClientTransport.builder(client).remote("localhost", s.port())
+        .expect(lowId.fingerprint()).tls(highId.tls()).build();
+    cleanup.add(dial.connectAndAttach().subscribe());
+    server.publish(new Cursor("s", 1, 1)).block(WAIT);
+    await(client, "s", 1);
+    // A second connection while the server still holds the first: as after the client's side of
+    // the first died without the server noticing.
+    Link second = dial.connect().block(WAIT);
+    TransportConformance.awaitTrue(
+        () -> !client.isConnected(lowId.fingerprint()) || second.isDisposed(), "the server decided");
+    assertFalse(second.isDisposed(), "refused: the server kept the old connection");
+    cleanup.add(client.attach(second).subscribe());
+    server.publish(new Cursor("s", 2, 2)).block(WAIT);
+    await(client, "s", 2);
   }
 
   @Test
