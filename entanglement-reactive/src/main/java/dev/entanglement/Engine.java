@@ -111,13 +111,11 @@ final class Engine {
   private final @Nullable StateStore store;
   /** The batch being filled, and what to run once it is durable. */
   private WriteBatch filling = new WriteBatch();
-  private List<Runnable> fillingCallbacks = new ArrayList<>();
+  private List<Durable> fillingCallbacks = new ArrayList<>();
   /** Local owners whose serial advanced since the last batch was taken (one record per batch). */
   private final java.util.Set<OwnerId> ownersToPersist = new java.util.LinkedHashSet<>();
   private boolean writing;
   private boolean started;
-  /** Set by close(): how to report writes that can no longer be retried. */
-  private java.util.function.@Nullable Consumer<Throwable> closeFailed;
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
   /**
@@ -427,7 +425,7 @@ final class Engine {
             serial.execute(
                 () -> {
                   try {
-                    publishNow(declared, owner, value, sink::success);
+                    publishNow(declared, owner, value, sink::success, e -> sink.error(notWritten(e)));
                   } catch (RuntimeException e) {
                     sink.error(e);
                   }
@@ -496,7 +494,11 @@ final class Engine {
           return;
         }
         try {
-          publishNow(declared, owner, value, s -> committed());
+          publishNow(declared, owner, value, s -> committed(), e -> {
+            if (!done) {
+              end(notWritten(e));
+            }
+          });
         } catch (RuntimeException e) {
           end(e);
         }
@@ -520,7 +522,7 @@ final class Engine {
           if (store == null) {
             sink.success();
           } else {
-            whenDurable(sink::success);
+            whenDurable(sink::success, e -> sink.error(notWritten(e)));
           }
         }
       });
@@ -564,7 +566,7 @@ final class Engine {
           }
           if (localOwners.containsKey(cur.owner())) {
             commitLocal(b, key, cur.owner(), null, null, true, null, List.of(),
-                st -> sink.success(new Outcome.Committed<>(st.snapshot)));
+                st -> sink.success(new Outcome.Committed<>(st.snapshot)), e -> sink.error(notWritten(e)));
             return;
           }
           LocalWaiter w = localWaiter(sink);
@@ -815,8 +817,7 @@ final class Engine {
                     sink.success();
                   } else {
                     // Everything accepted before close reaches the store; then the store closes.
-                    closeFailed = sink::error;
-                    whenDurable(() -> store.close().subscribe(null, sink::error, sink::success));
+                    whenDurable(() -> store.close().subscribe(null, sink::error, sink::success), sink::error);
                   }
                 }));
   }
@@ -1097,7 +1098,8 @@ final class Engine {
       ObjectNode merged = slot.partial ? merge(cur.attributes(codec, json), slot.attributes) : slot.attributes;
       try {
         Object value = json.treeToValue(merged, b.type().javaType());
-        commitLocal(b, key, owner, merged, value, false, tid, List.of(), w::committed);
+        commitLocal(b, key, owner, merged, value, false, tid, List.of(), w::committed,
+            e -> fail(w, ErrorCode.NOT_CONNECTED, NOT_WRITTEN));
       } catch (JacksonException e) {
         w.rejected(ErrorCode.BAD_ENCODING, "tentative value does not decode: " + e.getOriginalMessage());
       }
@@ -1112,7 +1114,8 @@ final class Engine {
       @Nullable SyncType<?> declared,
       OwnerId owner,
       Object value,
-      java.util.function.Consumer<Snapshot<?>> done) {
+      java.util.function.Consumer<Snapshot<?>> done,
+      java.util.function.Consumer<Throwable> lost) {
     requireStarted();
     TypeBinding<?> b = declared != null ? binding(declared) : bindingOf(value.getClass());
     if (!b.type().javaType().isInstance(value)) {
@@ -1144,7 +1147,7 @@ final class Engine {
     // to the bound a receiver applies to that frame.
     limits.checkEncodedSize(st.frame(codec, json, statesEncoded).length, key);
     lo.serial++;
-    commit(st, null, List.of(), s -> done.accept(s.snapshot));
+    commit(st, null, List.of(), s -> done.accept(s.snapshot), lost);
   }
 
   private Snapshot<?> publishEvent(
@@ -1179,7 +1182,8 @@ final class Engine {
       boolean deleted,
       @Nullable String confirmsTransition,
       List<Obligation> answering,
-      java.util.function.Consumer<StoredState> done) {
+      java.util.function.Consumer<StoredState> done,
+      java.util.function.Consumer<Throwable> lost) {
     LocalOwner lo = localOwners.get(owner);
     Version v = new Version(lo.epoch, ++lo.serial);
     Object typed = value;
@@ -1189,15 +1193,20 @@ final class Engine {
     Snapshot<?> snap = new Snapshot<>(key, deleted ? null : typed, owner, v, deleted, now());
     commit(
         new StoredState(b, snap, deleted || value != null ? null : attributes, null),
-        confirmsTransition, answering, done);
+        confirmsTransition, answering, done, lost);
   }
 
-  /** Commits a new version of a local owner's object, built by the caller: see {@link #commitLocal}. */
+  /**
+   * Commits a new version of a local owner's object, built by the caller: see {@link #commitLocal}.
+   * With a store, {@code done} runs once it is durable; if the node closes before it can be written,
+   * the answering obligations fail and {@code lost} runs instead, and the version never takes effect.
+   */
   private void commit(
       StoredState st,
       @Nullable String confirmsTransition,
       List<Obligation> answering,
-      java.util.function.Consumer<StoredState> done) {
+      java.util.function.Consumer<StoredState> done,
+      java.util.function.Consumer<Throwable> lost) {
     ObjectKey key = st.key();
     Version v = st.version();
     st.retainFrame(); // until done: an answer is built around the frame the flood sends
@@ -1218,7 +1227,21 @@ final class Engine {
           takeEffect(st, confirmsTransition);
           done.accept(st);
           st.releaseFrame();
+        },
+        e -> {
+          uncommitted.remove(key, st);
+          st.releaseFrame();
+          answering.forEach(o -> fail(o, ErrorCode.NOT_CONNECTED, NOT_WRITTEN));
+          lost.accept(e);
         });
+  }
+
+  private static final String NOT_WRITTEN = "the node closed before the change could be written";
+
+  private static EntanglementException notWritten(Throwable cause) {
+    EntanglementException e = new EntanglementException(ErrorCode.NOT_CONNECTED, NOT_WRITTEN);
+    e.initCause(cause);
+    return e;
   }
 
   private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
@@ -1352,9 +1375,14 @@ final class Engine {
     flushWrites();
   }
 
-  /** Runs {@code r} once everything persisted so far is durable. */
-  private void whenDurable(Runnable r) {
-    fillingCallbacks.add(r);
+  /**
+   * What to run once everything persisted so far is durable, and what to run instead if it never
+   * will be: the node closed while the store failed (see {@link #flushWrites}).
+   */
+  private record Durable(Runnable then, java.util.function.Consumer<Throwable> lost) {}
+
+  private void whenDurable(Runnable then, java.util.function.Consumer<Throwable> lost) {
+    fillingCallbacks.add(new Durable(then, lost));
     flushWrites();
   }
 
@@ -1371,7 +1399,7 @@ final class Engine {
     serial.execute(
         () -> {
           WriteBatch batch = filling;
-          List<Runnable> callbacks = fillingCallbacks;
+          List<Durable> callbacks = fillingCallbacks;
           filling = new WriteBatch();
           fillingCallbacks = new ArrayList<>();
           // The owner's serial as of now covers every commit in this batch, and no later one.
@@ -1389,11 +1417,15 @@ final class Engine {
                   e ->
                       serial.execute(
                           () -> {
-                            if (closed && closeFailed != null) {
-                              // Closing: give up rather than retry forever; close() fails.
+                            if (closed) {
+                              // Closing: give up rather than retry forever. Every change not
+                              // written fails its caller, and close() fails.
                               log.error("node {}: {} changes could not be written before close",
                                   nodeId, batch.size() + filling.size(), e);
-                              closeFailed.accept(e);
+                              List<Durable> lost = new ArrayList<>(callbacks);
+                              lost.addAll(fillingCallbacks);
+                              fillingCallbacks = new ArrayList<>();
+                              lost.forEach(c -> c.lost().accept(e));
                               return;
                             }
                             // Nothing of the batch took effect: retry it ahead of later changes.
@@ -1415,7 +1447,7 @@ final class Engine {
                       serial.execute(
                           () -> {
                             writing = false;
-                            callbacks.forEach(Runnable::run);
+                            callbacks.forEach(c -> c.then().run());
                             flushWrites();
                           }));
         });
@@ -3078,9 +3110,9 @@ final class Engine {
     }
     java.util.function.Consumer<StoredState> answer = st -> obs.forEach(o -> o.committed(st));
     if (kind == Proposal.Kind.DELETE) {
-      commitLocal(b, key, r.owner(), null, null, true, tid, obs, answer);
+      commitLocal(b, key, r.owner(), null, null, true, tid, obs, answer, e -> {});
     } else {
-      commitLocal(b, key, r.owner(), null, value, false, tid, obs, answer);
+      commitLocal(b, key, r.owner(), null, value, false, tid, obs, answer, e -> {});
     }
   }
 

@@ -2,6 +2,7 @@ package dev.entanglement;
 
 import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -187,7 +188,7 @@ class StateStoreTest {
   }
 
   @Test
-  @DisplayName("close() waits for pending writes; if the store fails then, close fails instead of retrying forever")
+  @DisplayName("close() waits for pending writes; if the store fails then, close fails instead of retrying forever, and so does every change not written")
   void closeWaitsForWritesAndGivesUpOnFailure() {
     GatedStore store = new GatedStore();
     try (TestMesh mesh = new TestMesh()) {
@@ -205,11 +206,20 @@ class StateStoreTest {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a", b -> b.store(failing));
       a.start().block();
-      a.publish(new Cursor("c", 1, 1)).subscribe();
+      AtomicReference<Object> published = new AtomicReference<>();
+      AtomicReference<Object> deleted = new AtomicReference<>();
+      a.publish(new Cursor("c", 1, 1)).subscribe(published::set, published::set);
+      a.delete(CURSOR, "c").subscribe(deleted::set, deleted::set); // of the version not yet written
       AtomicReference<Object> closed = new AtomicReference<>();
       a.close().subscribe(null, closed::set, () -> closed.set("ok"));
       mesh.advance(Duration.ofSeconds(5));
       assertTrue(closed.get() instanceof IllegalStateException, String.valueOf(closed.get()));
+      for (AtomicReference<Object> change : java.util.List.of(published, deleted)) {
+        EntanglementException e = assertInstanceOf(EntanglementException.class, change.get());
+        assertEquals(ErrorCode.NOT_CONNECTED, e.code());
+        assertInstanceOf(IllegalStateException.class, e.getCause(), "the store's error");
+      }
+      assertTrue(a.get(CURSOR, "c").isEmpty(), "a change not written never takes effect");
       int writes = failing.writes;
       mesh.advance(Duration.ofSeconds(30));
       assertEquals(writes, failing.writes, "no retries after close gave up");
