@@ -60,6 +60,7 @@ final class Dialer implements Disposable {
                   retry(started);
                 },
                 () -> retry(started));
+    stopIfDisposed();
   }
 
   private void retry(long startedNanos) {
@@ -75,6 +76,17 @@ final class Dialer implements Disposable {
   private void schedule(Duration delay) {
     if (!stopped.get()) {
       current = Mono.delay(delay, Schedulers.parallel()).subscribe(t -> dial());
+      stopIfDisposed();
+    }
+  }
+
+  /**
+   * A dispose that ran between a step's check of {@code stopped} and its assignment of {@code
+   * current} disposed the previous step: the new one is disposed here.
+   */
+  private void stopIfDisposed() {
+    if (stopped.get()) {
+      current.dispose();
     }
   }
 
