@@ -597,6 +597,7 @@ final class Engine {
             return;
           }
           limits.checkObjectSize(attributes, "the proposal for " + key);
+          ObjectNode attrs = asObject(attributes); // before the waiter: a refusal leaves nothing pending
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
               Outbound.Request.local(
@@ -606,7 +607,7 @@ final class Engine {
                   key,
                   cur.owner(),
                   partial,
-                  asObject(attributes),
+                  attrs,
                   tid,
                   w);
           if (localOwners.containsKey(cur.owner())) {
@@ -622,6 +623,7 @@ final class Engine {
         sink -> {
           TypeBinding<?> b = binding(type);
           limits.checkObjectSize(value, "the new " + type.name());
+          ObjectNode attrs = asObject(json.valueToTree(value)); // before the waiter, as in propose
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
               Outbound.Request.local(
@@ -631,7 +633,7 @@ final class Engine {
                   null,
                   owner,
                   false,
-                  json.valueToTree(value),
+                  attrs,
                   null,
                   w);
           if (localOwners.containsKey(owner)) {

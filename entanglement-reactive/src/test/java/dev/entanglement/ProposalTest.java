@@ -4,6 +4,7 @@ import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
@@ -251,6 +252,19 @@ class ProposalTest {
       assertEquals(ErrorCode.NOT_CONNECTED, ((Outcome.Rejected<Cursor>) local.get()).code());
       assertNotNull(remote.get(), "the remote proposer is answered too");
       assertTrue(undecided.stream().noneMatch(Proposal::commit), "a late decision must not count");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("a proposal or create whose value is not an object fails at once and leaves nothing pending")
+  void aValueThatIsNotAnObjectLeavesNothingPending() {
+    SyncType<String> name = SyncType.of("Name", String.class, s -> s);
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", Registry.builder("names").type(name).build(), b -> {});
+      a.publish(name, "k").block();
+      assertThrows(IllegalArgumentException.class, () -> a.propose(name, "k", "other").block());
+      assertThrows(IllegalArgumentException.class, () -> a.create(name, a.owner(), "new").block());
       assertNoPending(mesh);
     }
   }
