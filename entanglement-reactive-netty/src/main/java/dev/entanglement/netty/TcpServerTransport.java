@@ -3,7 +3,6 @@ package dev.entanglement.netty;
 import dev.entanglement.EntanglementNode;
 import dev.entanglement.ErrorCode;
 import dev.entanglement.PeerId;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.handler.ssl.SslHandler;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -118,12 +117,14 @@ public final class TcpServerTransport {
     return Fingerprints.of(ssl.engine().getSession().getPeerCertificates()[0]);
   }
 
-  private static Mono<Void> refuse(Connection c, String reason) {
+  /** Answers ERROR UNAUTHORIZED and closes without losing it; completes once closed. */
+  static Mono<Void> refuse(Connection c, String reason) {
     log.warn("refused connection from {}: {}", c.channel().remoteAddress(), reason);
     c.channel()
         .writeAndFlush(Framing.errorFrame(c.channel().alloc(), ErrorCode.UNAUTHORIZED, "refused"))
-        .addListener(ChannelFutureListener.CLOSE);
-    return Mono.empty();
+        .addListener(f -> GracefulClose.afterFlush(c.channel(), c::dispose));
+    // Not empty: Reactor Netty closes a connection at once when its handler completes.
+    return c.onDispose();
   }
 
   /** Builds a {@link TcpServerTransport}. */

@@ -1,10 +1,8 @@
 package dev.entanglement.netty;
 
 import dev.entanglement.EntanglementNode;
-import dev.entanglement.ErrorCode;
 import dev.entanglement.PeerId;
 import dev.entanglement.transport.Link;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.epoll.Epoll;
 import io.netty.channel.epoll.EpollDomainSocketChannel;
 import io.netty.channel.unix.DomainSocketAddress;
@@ -71,13 +69,7 @@ public final class UnixSocketTransport {
                           .flatMap(
                               ok -> {
                                 if (!ok) {
-                                  log.warn("refused unix peer {}", peer);
-                                  c[0].channel()
-                                      .writeAndFlush(
-                                          Framing.errorFrame(
-                                              c[0].channel().alloc(), ErrorCode.UNAUTHORIZED, "refused"))
-                                      .addListener(ChannelFutureListener.CLOSE);
-                                  return Mono.empty();
+                                  return TcpServerTransport.refuse(c[0], "unix peer " + peer);
                                 }
                                 return node.attach(NettyLink.stream(c[0], peer, 0));
                               });
