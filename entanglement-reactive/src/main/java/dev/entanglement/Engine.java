@@ -1449,7 +1449,13 @@ final class Engine {
                       serial.execute(
                           () -> {
                             writing = false;
-                            callbacks.forEach(c -> c.then().run());
+                            for (Durable c : callbacks) {
+                              try {
+                                c.then().run();
+                              } catch (RuntimeException failed) { // one change's failure is its own
+                                taskFailed(failed);
+                              }
+                            }
                             flushWrites();
                           }));
         });
@@ -3445,15 +3451,28 @@ final class Engine {
     watchers.computeIfAbsent(type, k -> new ArrayList<>()).add(w);
     if (w.key() != null) {
       StoredState st = objects.get(w.key());
-      if (st != null && w.filter().test(st.snapshot)) {
+      if (st != null && matches(w, st.snapshot)) {
         w.subscription().offer(w.key(), st.snapshot);
       }
     } else {
       for (StoredState st : objects.values()) {
-        if (st.key().type().equals(type) && !st.deleted() && w.filter().test(st.snapshot)) {
+        if (st.key().type().equals(type) && !st.deleted() && matches(w, st.snapshot)) {
           w.subscription().offer(st.key(), st.snapshot);
         }
       }
+    }
+  }
+
+  /**
+   * The watcher's filter on {@code s}. A filter that throws (say, on a deletion's null value) ends
+   * its own stream with that error; the engine's work goes on.
+   */
+  private static boolean matches(Watcher w, Snapshot<?> s) {
+    try {
+      return w.filter().test(s);
+    } catch (RuntimeException e) {
+      w.subscription().error(e);
+      return false;
     }
   }
 
@@ -3494,7 +3513,7 @@ final class Engine {
       return;
     }
     for (Watcher w : ws) {
-      if ((w.key() == null || w.key().equals(s.key())) && w.filter().test(s)) {
+      if ((w.key() == null || w.key().equals(s.key())) && matches(w, s)) {
         w.subscription().offer(s.key(), s);
       }
     }

@@ -127,6 +127,58 @@ class WatchTest {
   }
 
   @Test
+  @DisplayName("a filter or a subscriber that throws ends its own stream; the change still takes effect, floods and reaches other watchers")
+  void aThrowingWatcherEndsItsOwnStreamOnly() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      mesh.node("b");
+      mesh.connect("a", "b");
+      a.publish(new Cursor("c", 1, 1)).block();
+      List<Throwable> filterFailed = new ArrayList<>();
+      a.watchAll(CURSOR, s -> s.value().x() > 0) // a deletion's value is null
+          .subscribe(s -> {}, filterFailed::add);
+      List<Throwable> dropped = new java.util.concurrent.CopyOnWriteArrayList<>();
+      reactor.core.publisher.Hooks.onErrorDropped(dropped::add);
+      try {
+        a.watch(CURSOR, "c").subscribe(new org.reactivestreams.Subscriber<Snapshot<Cursor>>() {
+          @Override
+          public void onSubscribe(Subscription s) {
+            s.request(Long.MAX_VALUE);
+          }
+
+          @Override
+          public void onNext(Snapshot<Cursor> s) {
+            if (s.deleted()) {
+              throw new IllegalStateException("a subscriber that breaks rule 2.13");
+            }
+          }
+
+          @Override
+          public void onError(Throwable t) {}
+
+          @Override
+          public void onComplete() {}
+        });
+        List<Snapshot<Cursor>> other = new ArrayList<>();
+        a.watch(CURSOR, "c").subscribe(other::add);
+        assertTrue(a.delete(CURSOR, "c").block().isCommitted());
+        mesh.settle();
+        assertEquals(1, filterFailed.size());
+        assertTrue(filterFailed.get(0) instanceof NullPointerException, String.valueOf(filterFailed.get(0)));
+        assertEquals(1, dropped.size(), String.valueOf(dropped));
+        assertTrue(other.get(other.size() - 1).deleted(), "the other watcher got the deletion");
+        assertTrue(mesh.get("b").get(CURSOR, "c").orElseThrow().deleted(), "the deletion flooded");
+        a.publish(new Cursor("c", 2, 2)).block();
+        mesh.settle();
+        assertEquals(2.0, mesh.get("b").get(CURSOR, "c").orElseThrow().value().x());
+        assertEquals(1, filterFailed.size(), "the failed watcher is gone");
+      } finally {
+        reactor.core.publisher.Hooks.resetOnErrorDropped();
+      }
+    }
+  }
+
+  @Test
   @DisplayName("a cancelled watcher receives nothing more and is released")
   void cancellation() {
     try (TestMesh mesh = ReplicationTest.line("a", "b")) {

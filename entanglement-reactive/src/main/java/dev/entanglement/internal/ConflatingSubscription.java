@@ -26,6 +26,10 @@ import reactor.core.publisher.Operators;
  * costs no map entry per value. The map's own emptiness cannot stand for that test: it counts a
  * new mapping after inserting it, and a put that replaces one counts nothing, so a value another
  * producer has just replaced could be overtaken by its own producer's later values.
+ *
+ * <p>Ends: {@link #complete} after the pending values; {@link #error} at once, dropping them; a
+ * subscriber whose {@code onNext} throws (Reactive Streams rule 2.13) is cancelled and its error goes
+ * to Reactor's dropped-error hook, so a producer's thread never sees it.
  */
 public final class ConflatingSubscription<K, V> implements Subscription {
   private final Subscriber<? super V> actual;
@@ -40,6 +44,7 @@ public final class ConflatingSubscription<K, V> implements Subscription {
       new java.util.concurrent.atomic.AtomicBoolean();
   private volatile boolean cancelled;
   private volatile boolean done;
+  private volatile @org.jspecify.annotations.Nullable Throwable error;
 
   public ConflatingSubscription(Subscriber<? super V> actual, Runnable onCancel) {
     this.actual = actual;
@@ -59,8 +64,7 @@ public final class ConflatingSubscription<K, V> implements Subscription {
       long r = requested.get();
       // Not pending.isEmpty() (see the class note): unqueued covers every put not yet queued.
       if (r != 0 && unqueued.get() == 0 && order.isEmpty()) {
-        actual.onNext(value);
-        if (r != Long.MAX_VALUE) {
+        if (deliver(value) && r != Long.MAX_VALUE) {
           requested.decrementAndGet();
         }
       } else if (pending.put(key, value) == null) {
@@ -83,6 +87,21 @@ public final class ConflatingSubscription<K, V> implements Subscription {
   /** Completes after the pending values are delivered. */
   public void complete() {
     done = true;
+    drain();
+  }
+
+  /**
+   * Ends with {@code t} at once, dropping the pending values (the producer failed); the first
+   * error wins. {@code onCancel} runs, as on a cancel, so that producers let go of this subscription.
+   */
+  public void error(Throwable t) {
+    if (error == null) {
+      error = t;
+    }
+    done = true;
+    if (cancelCalled.compareAndSet(false, true)) {
+      onCancel.run();
+    }
     drain();
   }
 
@@ -132,7 +151,7 @@ public final class ConflatingSubscription<K, V> implements Subscription {
     do {
       long r = requested.get();
       long e = 0;
-      while (e != r) {
+      while (e != r && error == null) {
         if (cancelled) {
           pending.clear();
           order.clear();
@@ -146,12 +165,24 @@ public final class ConflatingSubscription<K, V> implements Subscription {
         if (v == null) {
           continue;
         }
-        actual.onNext(v);
+        if (!deliver(v)) {
+          pending.clear();
+          order.clear();
+          return;
+        }
         e++;
       }
       if (cancelled) {
         pending.clear();
         order.clear();
+        return;
+      }
+      Throwable failed = error;
+      if (failed != null) {
+        cancelled = true;
+        pending.clear();
+        order.clear();
+        actual.onError(failed);
         return;
       }
       if (done && order.isEmpty()) {
@@ -164,6 +195,19 @@ public final class ConflatingSubscription<K, V> implements Subscription {
       }
       missed = wip.addAndGet(-missed);
     } while (missed != 0);
+  }
+
+  /** Delivers {@code v}; false if the subscriber threw, which cancelled it. */
+  private boolean deliver(V v) {
+    try {
+      actual.onNext(v);
+      return true;
+    } catch (Throwable t) {
+      reactor.core.Exceptions.throwIfJvmFatal(t);
+      cancel();
+      Operators.onErrorDropped(t, reactor.util.context.Context.empty());
+      return false;
+    }
   }
 
 }

@@ -370,6 +370,57 @@ class ConflatingSubscriptionTest {
   }
 
   @Test
+  void errorEndsAtOnce_droppingPendingValues_once_andLetsProducersGo() {
+    Recorder<String> r = new Recorder<>();
+    AtomicInteger cancels = new AtomicInteger();
+    ConflatingSubscription<String, String> s = attach(r, cancels);
+    s.offer("a", "a1");
+    IllegalStateException first = new IllegalStateException("filter failed");
+    s.error(first);
+    s.error(new IllegalStateException("second"));
+    s.offer("b", "b1"); // ignored: the stream has ended
+    r.request(5);
+    assertTrue(r.values.isEmpty(), "pending values are dropped: " + r.values);
+    assertEquals(List.of(first), r.errors);
+    assertEquals(0, r.completions.get());
+    assertEquals(1, cancels.get(), "producers are told once");
+    assertEquals(0, s.pendingKeys());
+    assertTrue(r.violations.isEmpty(), () -> "violations: " + r.violations);
+  }
+
+  @Test
+  void aSubscriberWhoseOnNextThrowsIsCancelled_andTheOfferingThreadNeverSeesIt() {
+    List<Throwable> dropped = new CopyOnWriteArrayList<>();
+    reactor.core.publisher.Hooks.onErrorDropped(dropped::add);
+    try {
+      for (boolean direct : new boolean[] {true, false}) {
+        Recorder<String> r = new Recorder<>();
+        AtomicInteger cancels = new AtomicInteger();
+        ConflatingSubscription<String, String> s = attach(r, cancels);
+        IllegalStateException boom = new IllegalStateException("subscriber bug");
+        r.onNextHook = v -> {
+          throw boom;
+        };
+        if (direct) {
+          r.request(5);
+          s.offer("a", "a1"); // delivered on the offering thread
+        } else {
+          s.offer("a", "a1");
+          r.request(5); // delivered by the drain
+        }
+        s.offer("b", "b1");
+        assertEquals(List.of("a1"), r.values, "nothing after the throw");
+        assertTrue(s.isCancelled());
+        assertEquals(1, cancels.get());
+        assertEquals(List.of(boom), dropped);
+        dropped.clear();
+      }
+    } finally {
+      reactor.core.publisher.Hooks.resetOnErrorDropped();
+    }
+  }
+
+  @Test
   void completeWithNothingPendingCompletesImmediately_evenWithoutDemand() {
     Recorder<String> r = new Recorder<>();
     ConflatingSubscription<String, String> s = attach(r, new AtomicInteger());
