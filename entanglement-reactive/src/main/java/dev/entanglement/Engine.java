@@ -3049,13 +3049,18 @@ final class Engine {
     holder[0] = p;
     pendingDecisions++;
     decisionDeadlines.put(p, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
+    // The first subscriber that has asked for a proposal decides it; if none has, the first
+    // subscriber holds it until it asks (or the decision times out). Never the default decision
+    // while a subscriber exists: that would decide behind the application's back.
     List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(b.type().name());
     FluxSink<Proposal<?>> target = null;
     if (sinks != null) {
       for (FluxSink<Proposal<?>> s : sinks) {
-        if (!s.isCancelled()) {
+        if (!s.isCancelled() && (target == null || s.requestedFromDownstream() > 0)) {
           target = s;
-          break;
+          if (s.requestedFromDownstream() > 0) {
+            break;
+          }
         }
       }
     }

@@ -196,9 +196,11 @@ public final class EntanglementNode {
   }
 
   /**
-   * Proposals for objects of {@code type} owned here. The first active subscriber receives each
-   * proposal and must decide it; with no subscriber the registry's default decision applies. Each
-   * proposal not decided within the decision timeout is rejected with {@link ErrorCode#TIMEOUT}.
+   * Proposals for objects of {@code type} owned here. The first active subscriber that has
+   * requested one receives each proposal and must decide it (while none has, the first active
+   * subscriber holds it until it requests); with no subscriber the registry's default decision
+   * applies. Each proposal not decided within the decision timeout is rejected with {@link
+   * ErrorCode#TIMEOUT}.
    */
   public <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     return engine.proposals(type);

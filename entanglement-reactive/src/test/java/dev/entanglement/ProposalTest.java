@@ -232,6 +232,43 @@ class ProposalTest {
   }
 
   @Test
+  @DisplayName("a proposal goes to a subscriber that has asked for one, not to a busy one before it")
+  void aProposalGoesToADeciderThatAskedForIt() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      List<Proposal<Cursor>> busy = new ArrayList<>();
+      mesh.get("owner").proposals(CURSOR).subscribe(new reactor.core.publisher.BaseSubscriber<>() {
+        @Override
+        protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
+          s.request(1); // one, and no more
+        }
+
+        @Override
+        protected void hookOnNext(Proposal<Cursor> p) {
+          busy.add(p);
+        }
+      });
+      List<Proposal<Cursor>> ready = new ArrayList<>();
+      mesh.get("owner").proposals(CURSOR).subscribe(ready::add);
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(outcomes::add);
+      mesh.get("p").propose(CURSOR, "t", Map.of("y", 3.0)).subscribe(outcomes::add);
+      mesh.settle();
+      assertEquals(1, busy.size());
+      assertEquals(1, ready.size(), "the second went to the subscriber that asked");
+      assertTrue(busy.get(0).commit());
+      assertTrue(ready.get(0).commit());
+      mesh.settle();
+      assertEquals(2, outcomes.size());
+      assertTrue(outcomes.stream().allMatch(Outcome::isCommitted));
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
   @DisplayName("closing the owner's node rejects the proposals it has not decided, local and remote; a later decision does not count")
   void closeRejectsUndecidedProposals() {
     try (TestMesh mesh = new TestMesh()) {
