@@ -370,14 +370,46 @@ final class Engine {
                         serial.execute(
                             () -> {
                               if (!started) {
-                                restore(data);
+                                try {
+                                  restore(data);
+                                } catch (RuntimeException e) { // nothing was restored
+                                  sink.error(e);
+                                  return;
+                                }
                                 started = true;
                               }
                               sink.success();
                             })));
   }
 
+  /**
+   * Takes the stored data in: every object is decoded first, so that one that no longer decodes
+   * into its type (an application's type changed) fails start() with nothing restored, rather than
+   * half of the node.
+   */
   private void restore(StoredData data) {
+    List<StoredState> restored = new ArrayList<>(data.objects().size());
+    for (StoredData.ObjectRecord r : data.objects()) {
+      TypeBinding<?> b = types.get(r.type());
+      if (b == null) {
+        log.warn("node {}: stored object of unknown type {} ignored", nodeId, r.type());
+        continue;
+      }
+      ObjectNode attrs;
+      Object value;
+      try {
+        attrs = r.deleted() ? emptyObject() : (ObjectNode) json.readTree(r.attributes());
+        value = r.deleted() ? null : json.treeToValue(attrs, b.type().javaType());
+      } catch (JacksonException | ClassCastException e) {
+        throw new IllegalStateException("node " + nodeId + ": stored object " + r.type() + " " + r.key()
+            + " does not decode into " + b.type().javaType().getName() + ": " + e.getMessage(), e);
+      }
+      ObjectKey key = new ObjectKey(r.type(), r.key());
+      Snapshot<?> snap =
+          new Snapshot<>(key, value, OwnerId.of(r.owner()), new Version(r.epoch(), r.serial()),
+              r.deleted(), r.committedAt());
+      restored.add(new StoredState(b, snap, attrs, null));
+    }
     for (StoredData.OwnerRecord o : data.owners()) {
       OwnerId id = OwnerId.of(o.owner());
       if (o.local()) {
@@ -389,20 +421,7 @@ final class Engine {
         removedOwners.put(id, o.epoch());
       }
     }
-    for (StoredData.ObjectRecord r : data.objects()) {
-      TypeBinding<?> b = types.get(r.type());
-      if (b == null) {
-        log.warn("node {}: stored object of unknown type {} ignored", nodeId, r.type());
-        continue;
-      }
-      ObjectNode attrs = r.deleted() ? emptyObject() : (ObjectNode) json.readTree(r.attributes());
-      Object value = r.deleted() ? null : json.treeToValue(attrs, b.type().javaType());
-      ObjectKey key = new ObjectKey(r.type(), r.key());
-      Snapshot<?> snap =
-          new Snapshot<>(key, value, OwnerId.of(r.owner()), new Version(r.epoch(), r.serial()),
-              r.deleted(), r.committedAt());
-      objects.put(new StoredState(b, snap, attrs, null));
-    }
+    restored.forEach(objects::put);
     for (StoredData.WatermarkRecord w : data.watermarks()) {
       watermarks.put(OwnerId.of(w.owner()), new Version(w.epoch(), w.serial()));
     }
@@ -1887,12 +1906,18 @@ final class Engine {
   }
 
   /**
-   * Last operation wins; requests merge their attributes and their obligations. A replaced state
-   * entry gives back the frame it retained.
+   * Last operation wins; requests merge their attributes and their obligations, and a full
+   * watermark stays full. A replaced state entry gives back the frame it retained. Package-private
+   * for tests.
    */
-  private static Outbound mergeOutbound(Outbound pending, Outbound next) {
+  static Outbound mergeOutbound(Outbound pending, Outbound next) {
     if (pending instanceof Outbound.State p && p.retained() != null) {
       p.retained().releaseFrame();
+    }
+    if (pending instanceof Outbound.Watermark p && next instanceof Outbound.Watermark n && p.full()) {
+      // A full resync's watermark stays full: a steady-state one queued behind it must not turn it
+      // into one that drops nothing.
+      return new Outbound.Watermark(n.owner(), true);
     }
     if (pending instanceof Outbound.Request p && next instanceof Outbound.Request n) {
       List<Obligation> obligations = new ArrayList<>(p.obligations());

@@ -19,6 +19,17 @@ import org.junit.jupiter.api.Test;
 class CatchUpTest {
 
   @Test
+  @DisplayName("a full resync's watermark stays full when a steady-state watermark of the owner is queued behind it")
+  void aFullWatermarkStaysFullWhenMerged() {
+    OwnerId o = OwnerId.of("owner-o");
+    Destination.Outbound.Watermark full = new Destination.Outbound.Watermark(o, true);
+    Destination.Outbound.Watermark steady = new Destination.Outbound.Watermark(o, false);
+    assertEquals(full, Engine.mergeOutbound(full, steady));
+    assertEquals(full, Engine.mergeOutbound(steady, full));
+    assertEquals(steady, Engine.mergeOutbound(steady, steady));
+  }
+
+  @Test
   @DisplayName("a reconnecting peer receives only what changed while it was away")
   void onlyChangesAreResent() {
     try (TestMesh mesh = ReplicationTest.line("a", "b")) {

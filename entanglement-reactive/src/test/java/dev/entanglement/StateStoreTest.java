@@ -61,6 +61,25 @@ class StateStoreTest {
   }
 
   @Test
+  @DisplayName("a stored object that no longer decodes into its type fails start(), with nothing restored")
+  void anUndecodableStoredObjectFailsStart() {
+    InMemoryStateStore store = new InMemoryStateStore();
+    store.write(new WriteBatch()
+        .add(new WriteBatch.PutObject(new StoredData.ObjectRecord(
+            "Cursor", "good", "owner-a", 1, 1, 0, false, "{\"id\":\"good\",\"x\":1,\"y\":1}")))
+        .add(new WriteBatch.PutObject(new StoredData.ObjectRecord(
+            "Cursor", "bad", "owner-a", 1, 2, 0, false, "{\"id\":\"bad\",\"x\":\"one\",\"y\":1}"))))
+        .block();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> a.start().block(Duration.ofSeconds(5)));
+      assertTrue(e.getMessage().contains("Cursor bad"), e.getMessage());
+      assertTrue(a.get(CURSOR, "good").isEmpty(), "nothing restored");
+      assertThrows(IllegalStateException.class, () -> a.publish(new Cursor("c", 1, 1)).block(), "not started");
+    }
+  }
+
+  @Test
   @DisplayName("with a store, a node refuses to work before start()")
   void startRequired() {
     try (TestMesh mesh = new TestMesh()) {
