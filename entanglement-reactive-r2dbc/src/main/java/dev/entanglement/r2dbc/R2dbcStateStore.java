@@ -41,6 +41,10 @@ import reactor.core.scheduler.Schedulers;
  * returned {@code Mono} completes. The engine writes one batch at a time and folds the commits made
  * meanwhile into the next batch (group commit), so a burst of commits costs few transactions.
  *
+ * <p>Connection: one, opened on first use. A failed open is not kept, and a connection on which a
+ * load or a write failed is closed and replaced at the next use, so the store recovers when the
+ * database comes back (restarted, failed over, or a dropped idle connection) as the engine retries.
+ *
  * <p>Schema: created and upgraded on {@link #load()} by the versioned scripts shipped in this jar
  * ({@code dev/entanglement/r2dbc/schema/<database>/V<n>__*.sql}); the version applied is kept in
  * table {@code ent_schema}. Work runs on {@link Schedulers#boundedElastic()}, since embedded H2
@@ -53,16 +57,15 @@ public final class R2dbcStateStore implements StateStore {
 
   private final ConnectionFactory factory;
   private final Dialect dialect;
-  private final Mono<Connection> connection;
+  /** The connection in use, opened once on first use; replaced after a failure (see the class note). */
+  private final java.util.concurrent.atomic.AtomicReference<Mono<Connection>> connection;
   /** The schema scripts, read here so that no file is read on a non-blocking thread. */
   private final List<String> scripts;
 
   private R2dbcStateStore(ConnectionFactory factory, Dialect dialect) {
     this.factory = factory;
     this.dialect = dialect;
-    // Work continues on a thread that may block: embedded H2 does.
-    this.connection =
-        Mono.<Connection>from(factory.create()).publishOn(Schedulers.boundedElastic()).cache();
+    this.connection = new java.util.concurrent.atomic.AtomicReference<>(open());
     this.scripts = SCRIPTS.stream().map(s -> resource("schema/" + dialect.scripts + "/" + s)).toList();
   }
 
@@ -104,11 +107,31 @@ public final class R2dbcStateStore implements StateStore {
     return new R2dbcStateStore(factory, d);
   }
 
+  /** A connection opened on first subscription and kept; a failure to open is not kept. */
+  private Mono<Connection> open() {
+    // Work continues on a thread that may block: embedded H2 does.
+    return Mono.<Connection>from(factory.create())
+        .publishOn(Schedulers.boundedElastic())
+        .cache(c -> java.time.Duration.ofMillis(Long.MAX_VALUE), e -> java.time.Duration.ZERO, () -> java.time.Duration.ZERO);
+  }
+
+  /** Runs {@code work} on the connection; after a failure the connection is closed and replaced. */
+  private <T> Mono<T> withConnection(Function<Connection, Mono<T>> work) {
+    Mono<Connection> current = connection.get();
+    return current
+        .flatMap(work)
+        .onErrorResume(e -> {
+          if (connection.compareAndSet(current, open())) {
+            current.flatMap(c -> Mono.from(c.close())).onErrorResume(x -> Mono.empty()).subscribe();
+          }
+          return Mono.error(e);
+        })
+        .subscribeOn(Schedulers.boundedElastic());
+  }
+
   @Override
   public Mono<StoredData> load() {
-    return connection
-        .flatMap(c -> migrate(c).then(read(c)))
-        .subscribeOn(Schedulers.boundedElastic());
+    return withConnection(c -> migrate(c).then(read(c)));
   }
 
   private Mono<Void> migrate(Connection c) {
@@ -164,14 +187,14 @@ public final class R2dbcStateStore implements StateStore {
 
   @Override
   public Mono<Void> write(WriteBatch batch) {
-    return connection
-        .flatMap(
+    return withConnection(
             c ->
                 Mono.from(c.beginTransaction())
                     .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch)))
                     .then(Mono.from(c.commitTransaction()))
-                    .onErrorResume(e -> Mono.from(c.rollbackTransaction()).then(Mono.error(e))))
-        .subscribeOn(Schedulers.boundedElastic())
+                    .onErrorResume(e -> Mono.from(c.rollbackTransaction())
+                        .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
+                        .then(Mono.error(e))))
         .publishOn(Schedulers.boundedElastic());
   }
 
@@ -225,7 +248,7 @@ public final class R2dbcStateStore implements StateStore {
 
   @Override
   public Mono<Void> close() {
-    return connection.flatMap(c -> Mono.from(c.close())).subscribeOn(Schedulers.boundedElastic());
+    return connection.get().flatMap(c -> Mono.from(c.close())).subscribeOn(Schedulers.boundedElastic());
   }
 
   @Override

@@ -1,7 +1,18 @@
 package dev.entanglement.r2dbc;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.entanglement.store.StoredData;
+import dev.entanglement.store.WriteBatch;
+import io.r2dbc.h2.H2ConnectionConfiguration;
+import io.r2dbc.h2.H2ConnectionFactory;
 import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
 
 /** The store suite on embedded H2 (a file, as by default). */
 class H2StateStoreTest extends StoreContract {
@@ -17,5 +28,27 @@ class H2StateStoreTest extends StoreContract {
   @Override
   R2dbcStateStore sameDatabase() {
     return R2dbcStateStore.h2File(dir.resolve("store-" + databases));
+  }
+
+  @Test
+  void aConnectionLostUnderTheStoreIsReplacedAtTheNextWrite() {
+    R2dbcStateStore store = emptyStore();
+    store.load().block(WAIT);
+    store.write(watermark(1)).block(WAIT);
+    // The database closes under the store, as a restarted server would: its connection is dead.
+    H2ConnectionFactory other = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+        .file(dir.resolve("store-" + databases).toAbsolutePath() + ";WRITE_DELAY=0").build());
+    Mono.from(other.create())
+        .flatMap(c -> Flux.from(c.createStatement("SHUTDOWN").execute()).then())
+        .onErrorResume(e -> Mono.empty()) // the shutdown may end its own connection mid-answer
+        .block(WAIT);
+    assertThrows(RuntimeException.class, () -> store.write(watermark(2)).block(WAIT), "on the dead connection");
+    store.write(watermark(3)).block(WAIT); // the engine's retry: a new connection
+    assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 3)), store.load().block(WAIT).watermarks());
+    store.close().block(WAIT);
+  }
+
+  private static WriteBatch watermark(long serial) {
+    return new WriteBatch().add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("other", 1, serial)));
   }
 }
