@@ -4,6 +4,7 @@ import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
@@ -523,6 +524,38 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a key or an owner id that no store could keep (too long, or with U+0000) is refused as BAD_ENCODING, and never stored")
+  void unstorableNamesAreRefused() {
+    try (TestMesh mesh = new TestMesh()) {
+      dev.entanglement.store.InMemoryStateStore store = new dev.entanglement.store.InMemoryStateStore();
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      a.start().block();
+      String longKey = "k".repeat(ObjectKey.MAX_KEY_LENGTH + 1);
+      String longOwner = "o".repeat(OwnerId.MAX_LENGTH + 1);
+      List<Message.Sync> bad = List.of(
+          sync(longKey, "owner-x", 1, 1),
+          sync("nul\u0000key", "owner-x", 1, 1),
+          new Message.Sync("Cursor", "c", longOwner, 1, 1, 0, false, JSON.valueToTree(new Cursor("c", 1, 1))),
+          new Message.Sync("Cursor", "c", "owner\u0000x", 1, 1, 0, false, JSON.valueToTree(new Cursor("c", 1, 1))));
+      for (Message.Sync s : bad) {
+        RawPeer x = new RawPeer(mesh, "a", "x");
+        x.send(hello("x", "owner-x"));
+        x.send(s);
+        mesh.settle();
+        assertEquals(List.of("BAD_ENCODING"), x.of(Message.Error.class).stream().map(Message.Error::code).toList());
+        assertTrue(x.closed);
+      }
+      assertTrue(store.load().block().objects().isEmpty(), "nothing of them stored");
+      RawPeer ok = new RawPeer(mesh, "a", "y");
+      ok.send(hello("y", "owner-y"));
+      ok.send(sync("k".repeat(ObjectKey.MAX_KEY_LENGTH), "owner-y", 1, 1));
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "k".repeat(ObjectKey.MAX_KEY_LENGTH)), "the longest key is kept");
+      assertThrows(IllegalArgumentException.class, () -> a.publish(new Cursor(longKey, 1, 1)).block());
+    }
+  }
+
+  @Test
   @DisplayName("a HELLO with another protocol version is refused")
   void versionMismatch() {
     try (TestMesh mesh = new TestMesh()) {
@@ -944,14 +977,14 @@ class WireBehaviourTest {
   @DisplayName("maximum object size: a local publish or propose fails clearly; a peer's oversize SYNC or PROPOSE is refused")
   void maxObjectSize() {
     try (TestMesh mesh = new TestMesh()) {
-      mesh.node("a", b -> b.maxObjectSize(1024));
+      mesh.node("a", b -> b.maxObjectSize(300));
       mesh.node("b");
       mesh.connect("a", "b");
-      String big = "x".repeat(2000);
+      String big = "x".repeat(400); // over the size, within the key length
       EntanglementException local = org.junit.jupiter.api.Assertions.assertThrows(
           EntanglementException.class, () -> mesh.get("a").publish(new Cursor(big, 1, 1)).block());
       assertEquals(ErrorCode.LIMIT_EXCEEDED, local.code());
-      assertTrue(local.getMessage().contains("maximum object size of 1024 bytes"), local.getMessage());
+      assertTrue(local.getMessage().contains("maximum object size of 300 bytes"), local.getMessage());
       mesh.get("a").publish(new Cursor("c", 1, 1)).block();
       EntanglementException proposed = org.junit.jupiter.api.Assertions.assertThrows(
           EntanglementException.class,
