@@ -1277,14 +1277,26 @@ final class Engine {
    * Makes {@code st} its key's state. The holder of the state it replaces (see {@link
    * StoredState#holder}) goes on holding the same version: a new version of the same owner without a
    * holder of its own carries it; otherwise, unless the new state has the same holder (which then
-   * holds it, a newer version), the holding goes to the holder's table.
+   * holds it, a newer version), the holding goes to the holder's table. A state of another owner
+   * replaces every holding of the key: versions of different owners do not compare.
    */
   private void putState(StoredState st) {
     StoredState old = objects.put(st);
-    if (old == null || old.holder == null) {
+    if (old == null) {
       return;
     }
-    if (st.holder == null && old.owner().equals(st.owner())) {
+    if (!old.owner().equals(st.owner())) {
+      // Versions of another owner say nothing about this owner's (its epochs may be lower): no
+      // link is taken to hold the new state but its own holder.
+      for (Destination d : destinations) {
+        d.held.remove(st.key());
+      }
+      return;
+    }
+    if (old.holder == null) {
+      return;
+    }
+    if (st.holder == null) {
       st.holder = old.holder;
       st.heldVersion = old.heldVersion;
     } else if (st.holder != old.holder) {

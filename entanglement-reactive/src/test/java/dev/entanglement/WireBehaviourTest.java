@@ -556,6 +556,33 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a key deleted by one owner and recreated by another: a peer that held the first owner's newer-looking tombstone still gets the new state")
+  void heldVersionsOfAnotherOwnerDoNotCount() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer owners = new RawPeer(mesh, "a", "x");
+      owners.send(new Message.Hello(FrameCodec.PROTOCOL_VERSION, "x",
+          List.of(new Message.OwnerAd("owner-1", 100), new Message.OwnerAd("owner-2", 50)), 0));
+      owners.send(new Message.CatchUp(List.of()));
+      RawPeer watcher = new RawPeer(mesh, "a", "y");
+      watcher.send(hello("y"));
+      watcher.send(new Message.CatchUp(List.of()));
+      ObjectNode attrs = JSON.valueToTree(new Cursor("k", 1, 0));
+      owners.send(new Message.Sync("Cursor", "k", "owner-1", 100, 1, 0, false, attrs));
+      owners.send(new Message.Sync("Cursor", "k", "owner-1", 100, 2, 0, true, JSON.createObjectNode()));
+      mesh.settle();
+      assertEquals(List.of(1L, 2L), syncSerials(watcher, "k"), "y holds owner-1's tombstone (100, 2)");
+      // owner-2 creates the key anew, in an epoch lower than owner-1's.
+      owners.send(new Message.Sync("Cursor", "k", "owner-2", 50, 1, 0, false, JSON.valueToTree(new Cursor("k", 7, 0))));
+      mesh.settle();
+      assertEquals(7.0, x(mesh, "k"));
+      List<Message.Sync> toY = watcher.of(Message.Sync.class);
+      Message.Sync last = toY.get(toY.size() - 1);
+      assertEquals(List.of("owner-2", 1L), List.of(last.owner(), last.serial()), "y is sent owner-2's state");
+    }
+  }
+
+  @Test
   @DisplayName("a HELLO with another protocol version is refused")
   void versionMismatch() {
     try (TestMesh mesh = new TestMesh()) {
