@@ -2361,12 +2361,14 @@ final class Engine {
       }
       return ErrorCode.BAD_OWNER;
     }
+    // Sent in the peer's catch-up, refused by policy or not: the peer holds it, so the end of a
+    // full resync must not take it for gone.
+    if (!from.caughtUp.contains(owner)) {
+      from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
+    }
     // A bound value was bound only because the policy listens to this sender about this object.
     if (bound == null && !listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
       return ErrorCode.UNAUTHORIZED;
-    }
-    if (!from.caughtUp.contains(owner)) {
-      from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
     StoredState cur = objects.get(key);
     if (cur != null) {

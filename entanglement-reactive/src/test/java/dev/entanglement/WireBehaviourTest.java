@@ -417,6 +417,36 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a full resync does not drop a key its sender sent but the listen policy refused: the sender holds it, so it is not gone")
+  void aFullResyncKeepsAKeyThePolicyRefused() {
+    try (TestMesh mesh = new TestMesh()) {
+      Policy refuseK2FromZ = new Policy() {
+        @Override
+        public boolean shouldListen(PeerId sender, Operation op, SyncType<?> type, ObjectKey key, OwnerId owner) {
+          return !(sender.equals(PeerId.of("z")) && key.key().equals("k2"));
+        }
+      };
+      mesh.node("a", b -> b.peerPolicy(refuseK2FromZ));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(new Message.CatchUp(List.of()));
+      x.send(sync("k1", "owner-x", 1, 1));
+      x.send(sync("k2", "owner-x", 2, 2));
+      mesh.settle();
+      RawPeer z = new RawPeer(mesh, "a", "z");
+      z.send(hello("z"));
+      z.send(new Message.Routes(Map.of("owner-x", 1)));
+      z.send(sync("k1", "owner-x", 1, 1));
+      z.send(sync("k2", "owner-x", 2, 2)); // refused by a's policy
+      z.send(new Message.Watermark("owner-x", 1, 2, true)); // the end of z's full resync of owner-x
+      mesh.settle();
+      assertEquals(List.of("UNAUTHORIZED"), z.of(Message.Error.class).stream().map(Message.Error::code).toList());
+      assertEquals(1.0, x(mesh, "k1"));
+      assertEquals(2.0, x(mesh, "k2"), "z sent k2: it is not gone");
+    }
+  }
+
+  @Test
   @DisplayName("the peer's first watermark ends the record of what its catch-up sent, even when a refused state keeps the watermark from being adopted")
   void catchUpRecordEndsAtARefusedWatermark() {
     try (TestMesh mesh = new TestMesh()) {
