@@ -838,7 +838,10 @@ final class Engine {
                     sink.success();
                   } else {
                     // Everything accepted before close reaches the store; then the store closes.
-                    whenDurable(() -> store.close().subscribe(null, sink::error, sink::success), sink::error);
+                    whenDurable(
+                        () -> store.close().subscribe(null, sink::error, sink::success),
+                        // Written or not, the store is closed (its connections released); close() fails.
+                        e -> store.close().subscribe(null, x -> sink.error(e), () -> sink.error(e)));
                   }
                 }));
   }

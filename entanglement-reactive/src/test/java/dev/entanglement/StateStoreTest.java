@@ -242,12 +242,14 @@ class StateStoreTest {
       int writes = failing.writes;
       mesh.advance(Duration.ofSeconds(30));
       assertEquals(writes, failing.writes, "no retries after close gave up");
+      assertTrue(failing.closed, "the store is closed all the same");
     }
   }
 
   /** A store whose writes always fail. */
   static final class FailingStore implements StateStore {
     int writes;
+    boolean closed;
 
     public Mono<StoredData> load() {
       return Mono.just(StoredData.empty());
@@ -259,6 +261,7 @@ class StateStoreTest {
     }
 
     public Mono<Void> close() {
+      closed = true;
       return Mono.empty();
     }
   }
