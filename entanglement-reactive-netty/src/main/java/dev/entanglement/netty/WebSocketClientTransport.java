@@ -54,7 +54,7 @@ public final class WebSocketClientTransport {
     }
     HttpClient c = client;
     return Mono.create(
-        sink ->
+        sink -> sink.onCancel( // cancelled before the link is handed over: the connection closes
             c.websocket(
                     WebsocketClientSpec.builder()
                         .maxFramePayloadLength(maxFrame + Framing.HEADER_BYTES)
@@ -75,7 +75,7 @@ public final class WebSocketClientTransport {
                       sink.success(link);
                       return link.onClose();
                     })
-                .subscribe(v -> {}, sink::error));
+                .subscribe(v -> {}, sink::error)));
   }
 
   /** Connects once and runs the link on the node until it closes. */

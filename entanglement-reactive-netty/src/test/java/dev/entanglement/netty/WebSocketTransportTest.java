@@ -144,6 +144,31 @@ class WebSocketTransportTest {
   }
 
   @Test
+  void cancellingConnectClosesTheConnectionBeingOpened() throws InterruptedException {
+    EntanglementNode node = TransportConformance.node("a");
+    java.util.concurrent.CountDownLatch opened = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
+    DisposableServer server = HttpServer.create().host("127.0.0.1").port(0)
+        .doOnConnection(c -> {
+          opened.countDown();
+          c.onDispose(closed::countDown);
+        })
+        .handle((req, res) -> Mono.never()) // never answers the upgrade
+        .bindNow(WAIT);
+    try {
+      reactor.core.Disposable connecting = WebSocketClientTransport.builder(node)
+          .uri("ws://127.0.0.1:" + server.port() + "/sync").expect(PeerId.of("b")).build()
+          .connect().subscribe();
+      assertTrue(opened.await(10, java.util.concurrent.TimeUnit.SECONDS));
+      connecting.dispose();
+      assertTrue(closed.await(10, java.util.concurrent.TimeUnit.SECONDS), "the connection being opened is closed");
+    } finally {
+      server.disposeNow(WAIT);
+      node.close().block(WAIT);
+    }
+  }
+
+  @Test
   void aTlsClientRefusesAPlainWsUri() {
     EntanglementNode node = TransportConformance.node("a");
     try {
