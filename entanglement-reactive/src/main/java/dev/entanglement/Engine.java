@@ -226,6 +226,11 @@ final class Engine {
   private static final class LocalOwner {
     final long epoch;
     long serial;
+    /**
+     * With a store, the serial its stored owner record holds: every version up to it is durable, so
+     * it is the watermark peers are told (a crash cannot reissue a serial they recorded).
+     */
+    long durable;
 
     LocalOwner(long epoch) {
       this.epoch = epoch;
@@ -415,6 +420,7 @@ final class Engine {
       if (o.local()) {
         LocalOwner lo = new LocalOwner(o.epoch());
         lo.serial = o.serial();
+        lo.durable = o.serial();
         localOwners.put(id, lo);
         localOwnersChanged();
       } else {
@@ -1439,11 +1445,13 @@ final class Engine {
           filling = new WriteBatch();
           fillingCallbacks = new ArrayList<>();
           // The owner's serial as of now covers every commit in this batch, and no later one.
+          Map<OwnerId, Long> serials = new HashMap<>();
           for (OwnerId o : ownersToPersist) {
             LocalOwner lo = localOwners.get(o);
             if (lo != null) {
               batch.add(new WriteBatch.PutOwner(
                   new StoredData.OwnerRecord(o.value(), lo.epoch, lo.serial, true)));
+              serials.put(o, lo.serial);
             }
           }
           ownersToPersist.clear();
@@ -1469,6 +1477,7 @@ final class Engine {
                                 nodeId, batch.size(), e);
                             batch.changes().addAll(filling.changes());
                             filling = batch;
+                            ownersToPersist.addAll(serials.keySet()); // their durable serial, again
                             callbacks.addAll(fillingCallbacks);
                             fillingCallbacks = callbacks;
                             scheduler.schedule(
@@ -1483,6 +1492,12 @@ final class Engine {
                       serial.execute(
                           () -> {
                             writing = false;
+                            serials.forEach((o, s) -> {
+                              LocalOwner lo = localOwners.get(o);
+                              if (lo != null && lo.durable < s) {
+                                lo.durable = s;
+                              }
+                            });
                             for (Durable c : callbacks) {
                               try {
                                 c.then().run();
@@ -2734,7 +2749,10 @@ final class Engine {
   /** The version up to which this node holds every state of {@code owner}, or null. */
   private @Nullable Version watermarkOf(OwnerId owner) {
     LocalOwner lo = localOwners.get(owner);
-    return lo != null ? new Version(lo.epoch, lo.serial) : watermarks.get(owner);
+    if (lo != null) {
+      return new Version(lo.epoch, store == null ? lo.serial : lo.durable);
+    }
+    return watermarks.get(owner);
   }
 
   /**

@@ -139,6 +139,32 @@ class StateStoreTest {
   }
 
   @Test
+  @DisplayName("a peer is told a watermark of the owner's durable versions only: a crash cannot reissue a serial it recorded")
+  void watermarksCoverDurableVersionsOnly() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      a.start().block();
+      store.open();
+      a.publish(new Cursor("c", 1, 1)).subscribe();
+      store.open();
+      a.publish(new Cursor("c", 2, 2)).subscribe(); // not durable yet
+      WireBehaviourTest.RawPeer peer = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      peer.send(WireBehaviourTest.hello("x"));
+      peer.send(new dev.entanglement.protocol.Message.CatchUp(java.util.List.of()));
+      mesh.settle();
+      long told = peer.of(dev.entanglement.protocol.Message.Watermark.class).stream()
+          .filter(w -> w.owner().equals("owner-a")).mapToLong(w -> w.serial()).max().orElseThrow();
+      assertEquals(1, told, "serial 2 is not durable");
+      store.open();
+      mesh.advance(Duration.ofSeconds(2));
+      long later = peer.of(dev.entanglement.protocol.Message.Watermark.class).stream()
+          .filter(w -> w.owner().equals("owner-a")).mapToLong(w -> w.serial()).max().orElseThrow();
+      assertEquals(2, later, "durable now");
+    }
+  }
+
+  @Test
   @DisplayName("group commit: a burst of commits while a batch is written costs one more batch, not one each")
   void groupCommit() {
     GatedStore store = new GatedStore();
