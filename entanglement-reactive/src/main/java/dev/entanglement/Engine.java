@@ -400,20 +400,18 @@ final class Engine {
         log.warn("node {}: stored object of unknown type {} ignored", nodeId, r.type());
         continue;
       }
-      ObjectNode attrs;
-      Object value;
       try {
-        attrs = r.deleted() ? emptyObject() : (ObjectNode) json.readTree(r.attributes());
-        value = r.deleted() ? null : json.treeToValue(attrs, b.type().javaType());
-      } catch (JacksonException | ClassCastException e) {
-        throw new IllegalStateException("node " + nodeId + ": stored object " + r.type() + " " + r.key()
+        ObjectNode attrs = r.deleted() ? emptyObject() : (ObjectNode) json.readTree(r.attributes());
+        Object value = r.deleted() ? null : json.treeToValue(attrs, b.type().javaType());
+        ObjectKey key = new ObjectKey(r.type(), r.key()); // its bounds (a store of an older version)
+        Snapshot<?> snap =
+            new Snapshot<>(key, value, OwnerId.of(r.owner()), new Version(r.epoch(), r.serial()),
+                r.deleted(), r.committedAt());
+        restored.add(new StoredState(b, snap, attrs, null));
+      } catch (JacksonException | ClassCastException | IllegalArgumentException e) {
+        throw new IllegalStateException("node " + nodeId + ": stored object " + r.type() + " " + brief(r.key())
             + " does not decode into " + b.type().javaType().getName() + ": " + e.getMessage(), e);
       }
-      ObjectKey key = new ObjectKey(r.type(), r.key());
-      Snapshot<?> snap =
-          new Snapshot<>(key, value, OwnerId.of(r.owner()), new Version(r.epoch(), r.serial()),
-              r.deleted(), r.committedAt());
-      restored.add(new StoredState(b, snap, attrs, null));
     }
     for (StoredData.OwnerRecord o : data.owners()) {
       OwnerId id = OwnerId.of(o.owner());

@@ -77,6 +77,16 @@ class StateStoreTest {
       assertTrue(a.get(CURSOR, "good").isEmpty(), "nothing restored");
       assertThrows(IllegalStateException.class, () -> a.publish(new Cursor("c", 1, 1)).block(), "not started");
     }
+    // A key longer than ObjectKey allows, kept by an older version: the same clear failure.
+    InMemoryStateStore older = new InMemoryStateStore();
+    String longKey = "k".repeat(ObjectKey.MAX_KEY_LENGTH + 1);
+    older.write(new WriteBatch().add(new WriteBatch.PutObject(new StoredData.ObjectRecord(
+        "Cursor", longKey, "owner-a", 1, 1, 0, false, "{\"id\":\"" + longKey + "\",\"x\":1,\"y\":1}")))).block();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(older));
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> a.start().block(Duration.ofSeconds(5)));
+      assertTrue(e.getMessage().contains("at most " + ObjectKey.MAX_KEY_LENGTH), e.getMessage());
+    }
   }
 
   @Test
