@@ -2518,6 +2518,11 @@ final class Engine {
     Version upTo = new Version(w.epoch(), w.serial());
     StoredState cur = objects.get(key);
     forgetHeld(d, key, cur != null ? cur : droppedState(key));
+    Destination.RefusedState kept = d.refusedOnRoute.get(key);
+    if (kept != null && kept.sync().owner().equals(owner.value())
+        && !new Version(kept.sync().epoch(), kept.sync().serial()).isNewerThan(upTo)) {
+      d.refusedOnRoute.remove(key); // withdrawn by its sender: never to be applied from there
+    }
     if (cur == null || !cur.owner().equals(owner) || cur.version().isNewerThan(upTo)
         || localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
       return;

@@ -396,6 +396,24 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a state refused while its sender was off the owner's path, then withdrawn by it, is not applied when the routes put the sender on the path")
+  void aWithdrawnRefusedStateIsNotAppliedLater() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("z");
+      mesh.connect("a", "z");
+      mesh.get("z").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(sync("c", "owner-z", 9, 9)); // before x's ROUTES names owner-z: refused, and kept
+      peer.send(new Message.Withdraw("Cursor", "c", "owner-z", 1, 9));
+      peer.send(new Message.Routes(Map.of("owner-z", 1)));
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"), "the withdrawn state is not applied");
+    }
+  }
+
+  @Test
   @DisplayName("a watermark from a peer whose state of that owner was refused (no route yet) is not adopted")
   void watermarkAfterARefusedStateIsNotAdopted() {
     try (TestMesh mesh = new TestMesh()) {
