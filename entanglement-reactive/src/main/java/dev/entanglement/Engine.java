@@ -3119,11 +3119,15 @@ final class Engine {
     FluxSink<Proposal<?>> target = null;
     if (sinks != null) {
       for (FluxSink<Proposal<?>> s : sinks) {
-        if (!s.isCancelled() && (target == null || s.requestedFromDownstream() > 0)) {
+        if (s.isCancelled()) {
+          continue;
+        }
+        if (s.requestedFromDownstream() > 0) {
           target = s;
-          if (s.requestedFromDownstream() > 0) {
-            break;
-          }
+          break;
+        }
+        if (target == null) {
+          target = s;
         }
       }
     }
