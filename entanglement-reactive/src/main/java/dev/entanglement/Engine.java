@@ -1123,7 +1123,8 @@ final class Engine {
         w.rejected(ErrorCode.NOT_FOUND, key + " does not exist");
         return;
       }
-      ObjectNode merged = slot.partial ? merge(cur.attributes(codec, json), slot.attributes) : slot.attributes;
+      ObjectNode merged =
+          slot.partial ? cur.attributesPatchedWith(slot.attributes, codec, json) : slot.attributes;
       try {
         Object value = json.treeToValue(merged, b.type().javaType());
         commitLocal(b, key, owner, merged, value, false, tid, List.of(), w::committed,
@@ -3052,7 +3053,8 @@ final class Engine {
         return;
       }
       if (kind == Proposal.Kind.UPDATE) {
-        ObjectNode merged = r.partial() ? merge(cur.attributes(codec, json), r.attributes()) : r.attributes();
+        ObjectNode merged =
+            r.partial() ? cur.attributesPatchedWith(r.attributes(), codec, json) : r.attributes();
         try {
           proposed = json.treeToValue(merged, b.type().javaType());
         } catch (JacksonException | IllegalArgumentException e) {
@@ -3419,7 +3421,9 @@ final class Engine {
   private @Nullable Object tentativeValue(TransitionSlot slot) {
     StoredState cur = objects.get(slot.key);
     ObjectNode tree =
-        slot.partial && cur != null && !cur.deleted() ? merge(cur.attributes(codec, json), slot.attributes) : slot.attributes;
+        slot.partial && cur != null && !cur.deleted()
+            ? cur.attributesPatchedWith(slot.attributes, codec, json)
+            : slot.attributes;
     try {
       return json.treeToValue(tree, slot.binding.type().javaType());
     } catch (JacksonException | IllegalArgumentException e) {

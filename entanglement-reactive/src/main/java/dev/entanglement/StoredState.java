@@ -113,6 +113,16 @@ final class StoredState {
     return json.valueToTree(snapshot.value());
   }
 
+  /**
+   * A new tree: these attributes with {@code patch}'s top-level attributes replacing their own (a
+   * partial proposal's merge). Only a held tree is copied first; a derived one is already fresh.
+   */
+  ObjectNode attributesPatchedWith(ObjectNode patch, FrameCodec codec, ObjectMapper json) {
+    ObjectNode out = tree != null ? tree.deepCopy() : attributes(codec, json);
+    out.setAll(patch);
+    return out;
+  }
+
   /** One more user of the frame: a destination this version is queued for, or its commit. */
   void retainFrame() {
     frameUsers++;

@@ -68,6 +68,28 @@ class StoredStateTest {
   }
 
   @Test
+  @DisplayName("a partial proposal's patch replaces top-level attributes and never changes a held tree")
+  void patchedAttributes() {
+    ObjectNode patch = JSON.createObjectNode().put("x", 9.0);
+    ObjectNode expected = JSON.valueToTree(new Cursor("c", 9, 4));
+
+    ObjectNode tree = JSON.valueToTree(new Cursor("c", 3, 4));
+    StoredState held = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), tree, null);
+    assertEquals(expected, held.attributesPatchedWith(patch, CODEC, JSON));
+    assertEquals(JSON.valueToTree(new Cursor("c", 3, 4)), held.attributes(CODEC, JSON), "held tree unchanged");
+
+    StoredState fromValue = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), null, null);
+    assertEquals(expected, fromValue.attributesPatchedWith(patch, CODEC, JSON));
+    assertEquals(JSON.valueToTree(new Cursor("c", 3, 4)), fromValue.attributes(CODEC, JSON));
+
+    byte[] frame = CODEC.encode(
+        new Message.Sync("Cursor", "c", "o", 1, 2, 0, false, JSON.valueToTree(new Cursor("c", 3, 4))));
+    StoredState received = new StoredState(BINDING, snapshot(new Cursor("c", 3, 4), false), null, frame);
+    assertEquals(expected, received.attributesPatchedWith(patch, CODEC, JSON));
+    assertEquals(JSON.valueToTree(new Cursor("c", 3, 4)), received.attributes(CODEC, JSON));
+  }
+
+  @Test
   @DisplayName("a live state needs a source for its attributes")
   void needsASource() {
     Snapshot<Cursor> noValue = new Snapshot<>(KEY, null, OwnerId.of("o"), new Version(1, 2), false, 0);

@@ -282,48 +282,55 @@ public final class FrameCodec {
     if (syncFrame.length < 2 || syncFrame[0] != MessageType.SYNC.code()) {
       throw new IllegalArgumentException("not a SYNC frame body");
     }
-    ByteArrayOutputStream out = new ByteArrayOutputStream(syncFrame.length + 16);
-    out.write(MessageType.RESPONSE.code());
-    out.write(INDEFINITE_MAP);
-    out.write(TEXT_1);
-    out.write('r');
-    writeInteger(out, inReplyTo);
-    out.write(TEXT_1);
-    out.write('s');
-    out.write(syncFrame, 1, syncFrame.length - 1);
-    out.write(BREAK);
-    return out.toByteArray();
+    int idBytes = integerBytes(inReplyTo);
+    // [type][map]["r"][id]["s"][the SYNC's map, its own type byte dropped][BREAK], sized exactly
+    byte[] out = new byte[1 + 1 + 2 + idBytes + 2 + (syncFrame.length - 1) + 1];
+    int at = 0;
+    out[at++] = (byte) MessageType.RESPONSE.code();
+    out[at++] = (byte) INDEFINITE_MAP;
+    out[at++] = (byte) TEXT_1;
+    out[at++] = 'r';
+    at = writeInteger(out, at, inReplyTo, idBytes);
+    out[at++] = (byte) TEXT_1;
+    out[at++] = 's';
+    System.arraycopy(syncFrame, 1, out, at, syncFrame.length - 1);
+    out[out.length - 1] = (byte) BREAK;
+    return out;
   }
 
-  /** A CBOR integer (major type 0 or 1) in its shortest form, as Jackson's generator writes it. */
-  private static void writeInteger(ByteArrayOutputStream out, long value) {
-    int major = 0;
-    long v = value;
-    if (value < 0) {
-      major = 1 << 5;
-      v = -1 - value;
-    }
+  /** How many bytes {@link #writeInteger} takes for {@code value}: its head and argument. */
+  private static int integerBytes(long value) {
+    long v = value < 0 ? -1 - value : value;
     if (v < 24) {
-      out.write(major | (int) v);
+      return 1;
     } else if (v <= 0xff) {
-      out.write(major | 24);
-      out.write((int) v);
+      return 2;
     } else if (v <= 0xffff) {
-      out.write(major | 25);
-      writeBigEndian(out, v, 2);
+      return 3;
     } else if (v <= 0xffff_ffffL) {
-      out.write(major | 26);
-      writeBigEndian(out, v, 4);
-    } else {
-      out.write(major | 27);
-      writeBigEndian(out, v, 8);
+      return 5;
     }
+    return 9;
   }
 
-  private static void writeBigEndian(ByteArrayOutputStream out, long v, int bytes) {
-    for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
-      out.write((int) (v >>> shift) & 0xff);
+  /**
+   * Writes a CBOR integer (major type 0 or 1) in its shortest form, as Jackson's generator writes
+   * it, taking {@code bytes} ({@link #integerBytes}) at {@code at}; returns the index after it.
+   */
+  private static int writeInteger(byte[] out, int at, long value, int bytes) {
+    int major = value < 0 ? 1 << 5 : 0;
+    long v = value < 0 ? -1 - value : value;
+    if (bytes == 1) {
+      out[at] = (byte) (major | (int) v);
+      return at + 1;
     }
+    int argument = bytes - 1;
+    // additional information 24, 25, 26, 27: a 1, 2, 4 or 8 byte argument follows
+    out[at] = (byte) (major | (24 + Integer.numberOfTrailingZeros(argument)));
+    for (int i = 0; i < argument; i++) {
+      out[at + 1 + i] = (byte) (v >>> ((argument - 1 - i) * 8));
+    }
+    return at + bytes;
   }
 
   /**
