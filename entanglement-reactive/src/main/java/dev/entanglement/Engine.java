@@ -133,7 +133,10 @@ final class Engine {
    * was already lowered below them.
    */
   private final Map<OwnerId, Map<ObjectKey, Version>> refusedStates = new HashMap<>();
-  /** For each owner, the newest tombstone dropped by retention: peers behind it resync fully. */
+  /**
+   * For each owner, the newest tombstone dropped by retention: peers behind it resync fully. Kept
+   * in the store, so that a restart does not forget it.
+   */
   private final Map<OwnerId, Version> purgedUpTo = new HashMap<>();
   private final reactor.core.Disposable retentionTask;
   /**
@@ -428,6 +431,9 @@ final class Engine {
     restored.forEach(objects::put);
     for (StoredData.WatermarkRecord w : data.watermarks()) {
       watermarks.put(OwnerId.of(w.owner()), new Version(w.epoch(), w.serial()));
+    }
+    for (StoredData.PurgeRecord p : data.purges()) {
+      purgedUpTo.put(OwnerId.of(p.owner()), new Version(p.epoch(), p.serial()));
     }
     routes.invalidate();
     // Owners configured but not stored (a new or lost store) start here, in their new epoch.
@@ -2726,6 +2732,7 @@ final class Engine {
     removedOwners.put(owner, epoch);
     watermarks.remove(owner);
     refusedStates.remove(owner);
+    purgedUpTo.computeIfPresent(owner, (o, v) -> v.epoch() <= epoch ? null : v);
     persist(new WriteBatch.RemoveOwner(owner.value(), epoch));
     for (StoredState st : List.copyOf(objects.values())) {
       if (st.owner().equals(owner) && st.version().epoch() <= epoch) {
@@ -3006,7 +3013,10 @@ final class Engine {
           st.holder.noteHeld(st.key(), st.heldVersion); // as the table would have kept it
         }
         persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
-        purgedUpTo.merge(st.owner(), st.version(), (a, b) -> a.compareTo(b) >= 0 ? a : b);
+        Version upTo = purgedUpTo.merge(st.owner(), st.version(), (a, b) -> a.compareTo(b) >= 0 ? a : b);
+        // Stored with the removal: after a restart the node still knows whom to resync fully.
+        persist(new WriteBatch.PutPurge(
+            new StoredData.PurgeRecord(st.owner().value(), upTo.epoch(), upTo.serial())));
       }
     }
   }

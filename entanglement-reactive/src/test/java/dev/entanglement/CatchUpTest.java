@@ -89,18 +89,42 @@ class CatchUpTest {
     try (TestMesh mesh = new TestMesh()) {
       mesh.node("a", b -> b.tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO));
       mesh.node("b", b -> b.keepAlive(Duration.ZERO));
-      mesh.connect("a", "b");
-      mesh.get("a").publish(new Cursor("gone", 1, 1)).block();
-      mesh.get("a").publish(new Cursor("kept", 2, 2)).block();
-      mesh.advance(Duration.ofSeconds(2));
-      mesh.disconnect("a", "b");
-      mesh.get("a").delete(CURSOR, "gone").block();
-      mesh.advance(Duration.ofMinutes(3)); // the tombstone is dropped
+      deleteWhileApartAndDropTheTombstone(mesh);
       assertTrue(mesh.get("a").get(CURSOR, "gone").isEmpty());
       mesh.connect("a", "b");
       assertTrue(mesh.get("b").get(CURSOR, "gone").isEmpty(), "a full resync removes what no longer exists");
       assertEquals(2.0, mesh.get("b").get(CURSOR, "kept").orElseThrow().value().x());
     }
+  }
+
+  @Test
+  @DisplayName("an owner that dropped a tombstone and then restarted from its store still resyncs a peer behind it fully")
+  void behindRetentionGetsFullResyncAfterTheOwnerRestarts() {
+    InMemoryStateStore store = new InMemoryStateStore();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.store(store).tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO))
+          .start().block();
+      mesh.node("b", b -> b.keepAlive(Duration.ZERO));
+      deleteWhileApartAndDropTheTombstone(mesh);
+      mesh.nodes.remove("a").close().block();
+      mesh.node("a", b -> b.store(store).tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO))
+          .start().block();
+      assertTrue(mesh.get("a").get(CURSOR, "gone").isEmpty());
+      mesh.connect("a", "b");
+      assertTrue(mesh.get("b").get(CURSOR, "gone").isEmpty(), "the restarted owner still knows what it dropped");
+      assertEquals(2.0, mesh.get("b").get(CURSOR, "kept").orElseThrow().value().x());
+    }
+  }
+
+  /** a publishes "gone" and "kept" to b, deletes "gone" while apart, and drops its tombstone. */
+  private static void deleteWhileApartAndDropTheTombstone(TestMesh mesh) {
+    mesh.connect("a", "b");
+    mesh.get("a").publish(new Cursor("gone", 1, 1)).block();
+    mesh.get("a").publish(new Cursor("kept", 2, 2)).block();
+    mesh.advance(Duration.ofSeconds(2));
+    mesh.disconnect("a", "b");
+    mesh.get("a").delete(CURSOR, "gone").block();
+    mesh.advance(Duration.ofMinutes(3)); // past the retention of 1 minute
   }
 
   @Test

@@ -53,7 +53,7 @@ import reactor.core.scheduler.Schedulers;
 public final class R2dbcStateStore implements StateStore {
   private static final Logger log = LoggerFactory.getLogger(R2dbcStateStore.class);
   /** Scripts shipped with this version, in order; the version is the list position + 1. */
-  private static final List<String> SCRIPTS = List.of("V1__schema.sql");
+  private static final List<String> SCRIPTS = List.of("V1__schema.sql", "V2__purges.sql");
 
   private final ConnectionFactory factory;
   private final Dialect dialect;
@@ -178,7 +178,11 @@ public final class R2dbcStateStore implements StateStore {
     Mono<List<StoredData.WatermarkRecord>> watermarks =
         query(c, "SELECT owner, epoch, serial FROM ent_watermark",
             r -> new StoredData.WatermarkRecord(r.get(0, String.class), r.get(1, Long.class), r.get(2, Long.class)));
-    return owners.flatMap(o -> objects.flatMap(ob -> watermarks.map(w -> new StoredData(o, ob, w))));
+    Mono<List<StoredData.PurgeRecord>> purges =
+        query(c, "SELECT owner, epoch, serial FROM ent_purge",
+            r -> new StoredData.PurgeRecord(r.get(0, String.class), r.get(1, Long.class), r.get(2, Long.class)));
+    return owners.flatMap(o -> objects.flatMap(ob -> watermarks.flatMap(w -> purges.map(
+        p -> new StoredData(o, ob, w, p)))));
   }
 
   private static <T> Mono<List<T>> query(Connection c, String sql, Function<Readable, T> mapper) {
@@ -219,9 +223,16 @@ public final class R2dbcStateStore implements StateStore {
       return run(c.createStatement(dialect.upsertWatermark)
           .bind(0, w.owner()).bind(1, w.epoch()).bind(2, w.serial()));
     }
+    if (change instanceof WriteBatch.PutPurge p) {
+      StoredData.PurgeRecord u = p.purge();
+      return run(c.createStatement(dialect.upsertPurge)
+          .bind(0, u.owner()).bind(1, u.epoch()).bind(2, u.serial()));
+    }
     WriteBatch.RemoveOwner r = (WriteBatch.RemoveOwner) change;
     return run(c.createStatement("DELETE FROM ent_object WHERE owner = $1 AND epoch <= $2")
             .bind(0, r.owner()).bind(1, r.epoch()))
+        .then(run(c.createStatement("DELETE FROM ent_purge WHERE owner = $1 AND epoch <= $2")
+            .bind(0, r.owner()).bind(1, r.epoch())))
         .then(run(c.createStatement("DELETE FROM ent_watermark WHERE owner = $1").bind(0, r.owner())))
         .then(run(c.createStatement(dialect.upsertOwner)
             .bind(0, r.owner()).bind(1, r.epoch()).bind(2, 0L).bind(3, false)));

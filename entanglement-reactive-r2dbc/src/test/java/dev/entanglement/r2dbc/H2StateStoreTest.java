@@ -48,6 +48,40 @@ class H2StateStoreTest extends StoreContract {
     store.close().block(WAIT);
   }
 
+  @Test
+  void aDatabaseOfSchemaVersion1IsUpgradedInPlace() throws java.io.IOException {
+    String v1;
+    try (java.io.InputStream in =
+        R2dbcStateStore.class.getResourceAsStream("schema/h2/V1__schema.sql")) {
+      v1 = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+    }
+    emptyStore(); // names a new database
+    H2ConnectionFactory direct = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+        .file(dir.resolve("store-" + databases).toAbsolutePath().toString()).build());
+    List<String> statements = new java.util.ArrayList<>(
+        java.util.Arrays.stream(v1.split(";")).map(String::strip)
+            .map(s -> s.lines().filter(l -> !l.strip().startsWith("--")).reduce("", (a, b) -> a + "\n" + b).strip())
+            .filter(s -> !s.isEmpty()).toList());
+    statements.add("CREATE TABLE ent_schema (version INT NOT NULL)");
+    statements.add("INSERT INTO ent_schema (version) VALUES (1)");
+    statements.add("INSERT INTO ent_watermark (owner, epoch, serial) VALUES ('other', 1, 5)");
+    Mono.usingWhen(direct.create(),
+            c -> Flux.fromIterable(statements)
+                .concatMap(sql -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()))
+                .then(),
+            c -> c.close())
+        .block(WAIT);
+
+    R2dbcStateStore store = sameDatabase();
+    StoredData before = store.load().block(WAIT);
+    assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 5)), before.watermarks(), "data kept");
+    assertEquals(List.of(), before.purges());
+    store.write(new WriteBatch().add(new WriteBatch.PutPurge(new StoredData.PurgeRecord("other", 1, 3))))
+        .block(WAIT);
+    assertEquals(List.of(new StoredData.PurgeRecord("other", 1, 3)), store.load().block(WAIT).purges());
+    store.close().block(WAIT);
+  }
+
   private static WriteBatch watermark(long serial) {
     return new WriteBatch().add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("other", 1, serial)));
   }

@@ -41,7 +41,7 @@ class PostgresStateStoreTest extends StoreContract {
             Mono.<Connection>from(ConnectionFactories.get(URL).create()),
             (Connection c) ->
                 Flux.from(c.createStatement(
-                        "DROP TABLE IF EXISTS ent_object, ent_owner, ent_watermark, ent_schema").execute())
+                        "DROP TABLE IF EXISTS ent_object, ent_owner, ent_watermark, ent_purge, ent_schema").execute())
                     .then(),
             Connection::close)
         .block(Duration.ofSeconds(30));

@@ -43,8 +43,13 @@ abstract class StoreContract {
         .add(new WriteBatch.PutObject(new StoredData.ObjectRecord("Cursor", "gone", "other", 1, 9, 1, false, "{}")))
         .add(new WriteBatch.RemoveObject("Cursor", "gone"))
         .add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("other", 1, 9)))
+        .add(new WriteBatch.PutPurge(new StoredData.PurgeRecord("other", 1, 4)))
+        .add(new WriteBatch.PutPurge(new StoredData.PurgeRecord("other", 1, 8)))
         .add(new WriteBatch.PutObject(new StoredData.ObjectRecord("Cursor", "x", "removed", 2, 1, 1, false, "{}")))
-        .add(new WriteBatch.RemoveOwner("removed", 2));
+        .add(new WriteBatch.PutPurge(new StoredData.PurgeRecord("removed", 2, 1)))
+        .add(new WriteBatch.PutPurge(new StoredData.PurgeRecord("later", 3, 1)))
+        .add(new WriteBatch.RemoveOwner("removed", 2))
+        .add(new WriteBatch.RemoveOwner("later", 2));
     store.write(batch).block(WAIT);
     store.close().block(WAIT);
     StoredData data = sameDatabase().load().block(WAIT);
@@ -54,6 +59,10 @@ abstract class StoreContract {
     assertTrue(data.objects().contains(new StoredData.ObjectRecord("Cursor", "a", "me", 5, 2, 11, false, "{\"x\":2}")));
     assertTrue(data.objects().contains(new StoredData.ObjectRecord("Cursor", "b", "me", 5, 3, 12, true, "{}")));
     assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 9)), data.watermarks());
+    assertEquals(
+        java.util.Set.of(new StoredData.PurgeRecord("other", 1, 8), new StoredData.PurgeRecord("later", 3, 1)),
+        java.util.Set.copyOf(data.purges()),
+        "the newest record per owner; an owner's removal drops records of its epoch and earlier");
   }
 
   @Test

@@ -13,6 +13,7 @@ public final class InMemoryStateStore implements StateStore {
   private final Map<String, StoredData.OwnerRecord> owners = new LinkedHashMap<>();
   private final Map<String, StoredData.ObjectRecord> objects = new LinkedHashMap<>();
   private final Map<String, StoredData.WatermarkRecord> watermarks = new LinkedHashMap<>();
+  private final Map<String, StoredData.PurgeRecord> purges = new LinkedHashMap<>();
   private long batches;
 
   @Override
@@ -21,7 +22,8 @@ public final class InMemoryStateStore implements StateStore {
         new StoredData(
             new ArrayList<>(owners.values()),
             new ArrayList<>(objects.values()),
-            new ArrayList<>(watermarks.values())));
+            new ArrayList<>(watermarks.values()),
+            new ArrayList<>(purges.values())));
   }
 
   @Override
@@ -40,9 +42,12 @@ public final class InMemoryStateStore implements StateStore {
         objects.remove(r.type() + "/" + r.key());
       } else if (c instanceof WriteBatch.PutWatermark w) {
         watermarks.put(w.watermark().owner(), w.watermark());
+      } else if (c instanceof WriteBatch.PutPurge p) {
+        purges.put(p.purge().owner(), p.purge());
       } else if (c instanceof WriteBatch.RemoveOwner r) {
         objects.values().removeIf(o -> o.owner().equals(r.owner()) && o.epoch() <= r.epoch());
         watermarks.remove(r.owner());
+        purges.computeIfPresent(r.owner(), (o, p) -> p.epoch() <= r.epoch() ? null : p);
         owners.put(r.owner(), new StoredData.OwnerRecord(r.owner(), r.epoch(), 0, false));
       }
     }

@@ -12,7 +12,7 @@ import reactor.core.publisher.Mono;
  *       {@code Mono} completes only when the batch is durable (a crash after that loses nothing of
  *       it), and a batch is applied whole or not at all;
  *   <li>within a batch, later records replace earlier ones with the same identity (owner, object
- *       key, watermark owner), and removals apply in order with upserts.
+ *       key, watermark owner, purge owner), and removals apply in order with upserts.
  * </ul>
  */
 public interface StateStore {

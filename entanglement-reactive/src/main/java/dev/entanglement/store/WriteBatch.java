@@ -19,7 +19,13 @@ public final class WriteBatch {
 
   public record PutWatermark(StoredData.WatermarkRecord watermark) implements Change {}
 
-  /** Removes a remote owner's objects and watermark, and records it as removed. */
+  /** Records that an owner's tombstones up to this version were dropped, replacing an older record. */
+  public record PutPurge(StoredData.PurgeRecord purge) implements Change {}
+
+  /**
+   * Removes a remote owner's objects and purge record up to its epoch and its watermark, and
+   * records it as removed.
+   */
   public record RemoveOwner(String owner, long epoch) implements Change {}
 
   private final List<Change> changes = new ArrayList<>();
