@@ -905,6 +905,21 @@ final class Engine {
   }
 
   /**
+   * How many links record anything of {@code key}: hold it (in the object's state or their table)
+   * or had it withdrawn. For tests, which read it while the engine is idle.
+   */
+  int linksRecording(ObjectKey key) {
+    StoredState st = objects.get(key);
+    int n = 0;
+    for (Destination d : destinations) {
+      if (st != null && st.holder == d || d.held.containsKey(key) || d.withdrawn.contains(key)) {
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
    * Counters read from any thread: confined fields read outside the serial executor may be
    * slightly stale or mutually inconsistent, a benign race for statistics; {@link
    * #statsConsistent} reads them on the executor.
@@ -3009,8 +3024,11 @@ final class Engine {
     for (StoredState st : List.copyOf(objects.values())) {
       if (st.deleted() && st.snapshot.committedAt() < horizon) {
         objects.remove(st.key());
-        if (st.holder != null) {
-          st.holder.noteHeld(st.key(), st.heldVersion); // as the table would have kept it
+        // Forgotten by every link too, or their records of deleted keys grow for the links' life;
+        // a peer that still holds the tombstone refuses an older state by it.
+        for (Destination d : destinations) {
+          d.held.remove(st.key());
+          d.withdrawn.remove(st.key());
         }
         persist(new WriteBatch.RemoveObject(st.key().type(), st.key().key()));
         Version upTo = purgedUpTo.merge(st.owner(), st.version(), (a, b) -> a.compareTo(b) >= 0 ? a : b);

@@ -12,6 +12,7 @@ import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import dev.entanglement.transport.Link;
 import dev.entanglement.transport.LocalTransport;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -905,6 +906,32 @@ class WireBehaviourTest {
       assertEquals(2, r.state().serial());
       assertEquals(List.of(1L), syncSerials(proposer, "c"), "no SYNC of version 2 besides the RESPONSE");
       assertEquals(List.of(1L, 2L), syncSerials(bystander, "c"));
+    }
+  }
+
+  @Test
+  @DisplayName("once a tombstone is dropped after the retention, no link records its key any more")
+  void droppedTombstonesLeaveNoRecordOnLinks() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.tombstoneRetention(Duration.ofMinutes(1)));
+      mesh.node("b");
+      mesh.node("c");
+      mesh.connect("a", "b");
+      mesh.connect("a", "c");
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      mesh.get("a").delete(CURSOR, "c").block();
+      mesh.settle();
+      assertTrue(mesh.get("b").get(CURSOR, "c").orElseThrow().deleted());
+      assertEquals(2, mesh.get("a").engine.linksRecording(KEY_C), "both peers hold the tombstone");
+      mesh.advance(Duration.ofMinutes(3));
+      assertTrue(mesh.get("a").get(CURSOR, "c").isEmpty(), "dropped");
+      assertEquals(0, mesh.get("a").engine.linksRecording(KEY_C));
+      mesh.get("a").publish(new Cursor("c", 7, 7)).block();
+      mesh.settle();
+      for (String peer : List.of("b", "c")) {
+        assertEquals(7.0, mesh.get(peer).get(CURSOR, "c").orElseThrow().value().x(),
+            "a new object of the key still reaches " + peer);
+      }
     }
   }
 
