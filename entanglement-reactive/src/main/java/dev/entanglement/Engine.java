@@ -10,6 +10,7 @@ import dev.entanglement.protocol.Message;
 import dev.entanglement.protocol.MessageType;
 import dev.entanglement.protocol.ProtocolException;
 import dev.entanglement.protocol.SyncKeyHashes;
+import dev.entanglement.store.PermanentStoreException;
 import dev.entanglement.store.StateStore;
 import dev.entanglement.store.StoredData;
 import dev.entanglement.store.WriteBatch;
@@ -115,6 +116,11 @@ final class Engine {
   /** Local owners whose serial advanced since the last batch was taken (one record per batch). */
   private final java.util.Set<OwnerId> ownersToPersist = new java.util.LinkedHashSet<>();
   private boolean writing;
+  /**
+   * The store's permanent failure, once it refused a batch for good: from then on nothing is
+   * written and every change that waits for the store fails at once (see {@link StateStore}).
+   */
+  private @Nullable Throwable storeFailure;
   private boolean started;
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
@@ -1286,7 +1292,7 @@ final class Engine {
         });
   }
 
-  private static final String NOT_WRITTEN = "the node closed before the change could be written";
+  private static final String NOT_WRITTEN = "the change could not be written to the store";
 
   private static EntanglementException notWritten(Throwable cause) {
     EntanglementException e = new EntanglementException(ErrorCode.NOT_CONNECTED, NOT_WRITTEN);
@@ -1430,7 +1436,7 @@ final class Engine {
 
   /** Adds a change to the batch being filled; with no store, does nothing. */
   private void persist(WriteBatch.Change change) {
-    if (store == null) {
+    if (store == null || storeFailure != null) {
       return;
     }
     filling.add(change);
@@ -1444,6 +1450,11 @@ final class Engine {
   private record Durable(Runnable then, java.util.function.Consumer<Throwable> lost) {}
 
   private void whenDurable(Runnable then, java.util.function.Consumer<Throwable> lost) {
+    Throwable failure = storeFailure;
+    if (failure != null) {
+      lost.accept(failure);
+      return;
+    }
     fillingCallbacks.add(new Durable(then, lost));
     flushWrites();
   }
@@ -1453,7 +1464,8 @@ final class Engine {
    * next batch, so a burst of commits costs one transaction, not one each.
    */
   private void flushWrites() {
-    if (writing || store == null || (filling.isEmpty() && fillingCallbacks.isEmpty())) {
+    if (writing || store == null || storeFailure != null
+        || (filling.isEmpty() && fillingCallbacks.isEmpty())) {
       return;
     }
     writing = true;
@@ -1481,11 +1493,21 @@ final class Engine {
                   e ->
                       serial.execute(
                           () -> {
-                            if (closed) {
-                              // Closing: give up rather than retry forever. Every change not
-                              // written fails its caller, and close() fails.
-                              log.error("node {}: {} changes could not be written before close",
-                                  nodeId, batch.size() + filling.size(), e);
+                            if (closed || e instanceof PermanentStoreException) {
+                              // Closing, or a batch no retry can write: give up. Every change not
+                              // written fails its caller (and close() fails).
+                              if (closed) {
+                                log.error("node {}: {} changes could not be written before close",
+                                    nodeId, batch.size() + filling.size(), e);
+                              } else {
+                                log.error("node {}: the store refused {} changes for good; this node"
+                                    + " writes nothing more, and every local commit fails",
+                                    nodeId, batch.size() + filling.size(), e);
+                                storeFailure = e;
+                                writing = false;
+                                filling = new WriteBatch();
+                                ownersToPersist.clear();
+                              }
                               List<Durable> lost = new ArrayList<>(callbacks);
                               lost.addAll(fillingCallbacks);
                               fillingCallbacks = new ArrayList<>();

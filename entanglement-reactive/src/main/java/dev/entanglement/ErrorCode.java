@@ -27,7 +27,11 @@ public enum ErrorCode {
    * one peer, or an object larger than the maximum object size.
    */
   LIMIT_EXCEEDED,
-  /** No route to the owner, or the link was lost while the request was pending. */
+  /**
+   * No route to the owner, the link was lost while the request was pending, or the owner's store
+   * could not write the change (the node closed while its store failed, or the store refused it
+   * for good): the cause, where there is one, is the store's error.
+   */
   NOT_CONNECTED,
   /** A relay reported that the request will never be answered. */
   NO_RESPONSE,

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
 import dev.entanglement.store.InMemoryStateStore;
+import dev.entanglement.store.PermanentStoreException;
 import dev.entanglement.store.StateStore;
 import dev.entanglement.store.StoredData;
 import dev.entanglement.store.WriteBatch;
@@ -257,7 +258,8 @@ class StateStoreTest {
       store.open();
       assertEquals("ok", closed.get());
     }
-    FailingStore failing = new FailingStore();
+    RefusingStore failing = new RefusingStore();
+    failing.failWith = new IllegalStateException("disk full");
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a", b -> b.store(failing));
       a.start().block();
@@ -282,8 +284,62 @@ class StateStoreTest {
     }
   }
 
-  /** A store whose writes always fail. */
-  static final class FailingStore implements StateStore {
+  @Test
+  @DisplayName("a failed write is retried until the store takes it; one the store refuses for good stops writing and fails every local commit")
+  void transientFailuresAreRetriedPermanentOnesStopWriting() {
+    RefusingStore store = new RefusingStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      a.start().block();
+      mesh.node("b");
+      mesh.connect("a", "b");
+
+      store.failWith = new IllegalStateException("connection lost");
+      AtomicReference<Object> retried = new AtomicReference<>();
+      a.publish(new Cursor("c", 1, 1)).subscribe(retried::set, retried::set);
+      mesh.advance(Duration.ofSeconds(3));
+      assertNull(retried.get(), "waits while the writes fail");
+      assertTrue(store.writes >= 3, "retried every second: " + store.writes);
+      store.failWith = null;
+      mesh.advance(Duration.ofSeconds(1));
+      assertInstanceOf(Snapshot.class, retried.get());
+      assertTrue(mesh.get("b").get(CURSOR, "c").isPresent());
+
+      store.failWith = new PermanentStoreException("column dropped", new IllegalStateException());
+      AtomicReference<Object> refused = new AtomicReference<>();
+      a.publish(new Cursor("c", 2, 2)).subscribe(refused::set, refused::set);
+      mesh.settle();
+      EntanglementException e = assertInstanceOf(EntanglementException.class, refused.get());
+      assertEquals(ErrorCode.NOT_CONNECTED, e.code());
+      assertInstanceOf(PermanentStoreException.class, e.getCause());
+      assertEquals(1.0, a.get(CURSOR, "c").orElseThrow().value().x(), "the refused commit never takes effect");
+      int writes = store.writes;
+
+      store.failWith = null; // too late: the node no longer writes
+      AtomicReference<Object> later = new AtomicReference<>();
+      a.publish(new Cursor("d", 1, 1)).subscribe(later::set, later::set);
+      mesh.advance(Duration.ofSeconds(30));
+      assertInstanceOf(PermanentStoreException.class,
+          assertInstanceOf(EntanglementException.class, later.get()).getCause(), "fails at once");
+      assertEquals(writes, store.writes, "no retry, no later write");
+      assertTrue(a.get(CURSOR, "d").isEmpty());
+
+      mesh.get("b").publish(new Cursor("from-b", 5, 5)).block();
+      mesh.settle();
+      assertTrue(a.get(CURSOR, "from-b").isPresent(), "received states still take effect in memory");
+      assertEquals(writes, store.writes);
+
+      AtomicReference<Object> closed = new AtomicReference<>();
+      a.close().subscribe(null, closed::set, () -> closed.set("ok"));
+      mesh.settle();
+      assertInstanceOf(PermanentStoreException.class, closed.get(), "close() reports the failure");
+      assertTrue(store.closed);
+    }
+  }
+
+  /** A store whose writes fail with {@code failWith} while it is set. */
+  static final class RefusingStore implements StateStore {
+    @org.jspecify.annotations.Nullable RuntimeException failWith;
     int writes;
     boolean closed;
 
@@ -293,7 +349,7 @@ class StateStoreTest {
 
     public Mono<Void> write(WriteBatch batch) {
       writes++;
-      return Mono.error(new IllegalStateException("disk full"));
+      return failWith != null ? Mono.error(failWith) : Mono.empty();
     }
 
     public Mono<Void> close() {

@@ -1,5 +1,6 @@
 package dev.entanglement.r2dbc;
 
+import dev.entanglement.store.PermanentStoreException;
 import dev.entanglement.store.StateStore;
 import dev.entanglement.store.StoredData;
 import dev.entanglement.store.WriteBatch;
@@ -9,6 +10,9 @@ import io.r2dbc.h2.H2ConnectionOption;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.R2dbcBadGrammarException;
+import io.r2dbc.spi.R2dbcDataIntegrityViolationException;
+import io.r2dbc.spi.R2dbcPermissionDeniedException;
 import io.r2dbc.spi.Readable;
 import io.r2dbc.spi.Result;
 import io.r2dbc.spi.Statement;
@@ -40,6 +44,10 @@ import reactor.core.scheduler.Schedulers;
  * <p>Durability: every {@link #write} is one transaction on one connection, committed before the
  * returned {@code Mono} completes. The engine writes one batch at a time and folds the commits made
  * meanwhile into the next batch (group commit), so a burst of commits costs few transactions.
+ *
+ * <p>Failures: a write the database refuses itself (bad grammar, such as a table changed by hand;
+ * a data integrity violation; a permission denied) fails with a {@link PermanentStoreException},
+ * and the node stops writing; any other failure is retried by the node.
  *
  * <p>Connection: one, opened on first use. A failed open is not kept, and a connection on which a
  * load or a write failed is closed and replaced at the next use, so the store recovers when the
@@ -199,7 +207,19 @@ public final class R2dbcStateStore implements StateStore {
                     .onErrorResume(e -> Mono.from(c.rollbackTransaction())
                         .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
                         .then(Mono.error(e))))
+        .onErrorMap(R2dbcStateStore::refusesTheBatch,
+            e -> new PermanentStoreException("the database refuses this batch: " + e.getMessage(), e))
         .publishOn(Schedulers.boundedElastic());
+  }
+
+  /**
+   * Whether the database refused the statements themselves, which no retry of the same batch
+   * changes; a lost connection, a timeout or a failed open may pass and are retried.
+   */
+  private static boolean refusesTheBatch(Throwable e) {
+    return e instanceof R2dbcBadGrammarException
+        || e instanceof R2dbcDataIntegrityViolationException
+        || e instanceof R2dbcPermissionDeniedException;
   }
 
   private Mono<Void> execute(Connection c, WriteBatch.Change change) {

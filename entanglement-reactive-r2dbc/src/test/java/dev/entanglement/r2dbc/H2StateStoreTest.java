@@ -1,8 +1,10 @@
 package dev.entanglement.r2dbc;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import dev.entanglement.store.PermanentStoreException;
 import dev.entanglement.store.StoredData;
 import dev.entanglement.store.WriteBatch;
 import io.r2dbc.h2.H2ConnectionConfiguration;
@@ -30,6 +32,16 @@ class H2StateStoreTest extends StoreContract {
     return R2dbcStateStore.h2File(dir.resolve("store-" + databases));
   }
 
+  @Override
+  void execute(String sql) {
+    H2ConnectionFactory direct = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+        .file(dir.resolve("store-" + databases).toAbsolutePath().toString()).build());
+    Mono.usingWhen(direct.create(),
+            c -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).then(),
+            c -> c.close())
+        .block(WAIT);
+  }
+
   @Test
   void aConnectionLostUnderTheStoreIsReplacedAtTheNextWrite() {
     R2dbcStateStore store = emptyStore();
@@ -42,7 +54,9 @@ class H2StateStoreTest extends StoreContract {
         .flatMap(c -> Flux.from(c.createStatement("SHUTDOWN").execute()).then())
         .onErrorResume(e -> Mono.empty()) // the shutdown may end its own connection mid-answer
         .block(WAIT);
-    assertThrows(RuntimeException.class, () -> store.write(watermark(2)).block(WAIT), "on the dead connection");
+    RuntimeException lost =
+        assertThrows(RuntimeException.class, () -> store.write(watermark(2)).block(WAIT), "on the dead connection");
+    assertFalse(lost instanceof PermanentStoreException, "a lost connection is retried: " + lost);
     store.write(watermark(3)).block(WAIT); // the engine's retry: a new connection
     assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 3)), store.load().block(WAIT).watermarks());
     store.close().block(WAIT);
@@ -56,8 +70,6 @@ class H2StateStoreTest extends StoreContract {
       v1 = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
     }
     emptyStore(); // names a new database
-    H2ConnectionFactory direct = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
-        .file(dir.resolve("store-" + databases).toAbsolutePath().toString()).build());
     List<String> statements = new java.util.ArrayList<>(
         java.util.Arrays.stream(v1.split(";")).map(String::strip)
             .map(s -> s.lines().filter(l -> !l.strip().startsWith("--")).reduce("", (a, b) -> a + "\n" + b).strip())
@@ -65,12 +77,7 @@ class H2StateStoreTest extends StoreContract {
     statements.add("CREATE TABLE ent_schema (version INT NOT NULL)");
     statements.add("INSERT INTO ent_schema (version) VALUES (1)");
     statements.add("INSERT INTO ent_watermark (owner, epoch, serial) VALUES ('other', 1, 5)");
-    Mono.usingWhen(direct.create(),
-            c -> Flux.fromIterable(statements)
-                .concatMap(sql -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()))
-                .then(),
-            c -> c.close())
-        .block(WAIT);
+    statements.forEach(this::execute);
 
     R2dbcStateStore store = sameDatabase();
     StoredData before = store.load().block(WAIT);

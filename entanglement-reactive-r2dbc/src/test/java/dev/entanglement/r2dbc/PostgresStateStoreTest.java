@@ -37,15 +37,17 @@ class PostgresStateStoreTest extends StoreContract {
 
   @Override
   R2dbcStateStore emptyStore() {
+    execute("DROP TABLE IF EXISTS ent_object, ent_owner, ent_watermark, ent_purge, ent_schema");
+    return sameDatabase();
+  }
+
+  @Override
+  void execute(String sql) {
     Mono.usingWhen(
             Mono.<Connection>from(ConnectionFactories.get(URL).create()),
-            (Connection c) ->
-                Flux.from(c.createStatement(
-                        "DROP TABLE IF EXISTS ent_object, ent_owner, ent_watermark, ent_purge, ent_schema").execute())
-                    .then(),
+            (Connection c) -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).then(),
             Connection::close)
         .block(Duration.ofSeconds(30));
-    return sameDatabase();
   }
 
   @Override

@@ -1,6 +1,8 @@
 package dev.entanglement.r2dbc;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.EntanglementNode;
@@ -10,6 +12,7 @@ import dev.entanglement.Registry;
 import dev.entanglement.Snapshot;
 import dev.entanglement.SyncType;
 import dev.entanglement.Version;
+import dev.entanglement.store.PermanentStoreException;
 import dev.entanglement.store.StoredData;
 import dev.entanglement.store.WriteBatch;
 import dev.entanglement.transport.LocalTransport;
@@ -30,6 +33,24 @@ abstract class StoreContract {
 
   /** Another store on the same database as the last {@link #emptyStore()} (a restart). */
   abstract R2dbcStateStore sameDatabase();
+
+  /** Runs one statement on the database of the last {@link #emptyStore()}, as an operator would. */
+  abstract void execute(String sql);
+
+  @Test
+  void aBatchTheDatabaseRefusesFailsAsPermanent() {
+    R2dbcStateStore store = emptyStore();
+    store.load().block(WAIT);
+    store.write(new WriteBatch().add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("o", 1, 1))))
+        .block(WAIT);
+    execute("ALTER TABLE ent_watermark DROP COLUMN serial"); // a schema changed by hand
+    WriteBatch refused =
+        new WriteBatch().add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("o", 1, 2)));
+    RuntimeException e = assertThrows(RuntimeException.class, () -> store.write(refused).block(WAIT));
+    assertInstanceOf(PermanentStoreException.class, e, "not retried by the node: " + e);
+    assertInstanceOf(io.r2dbc.spi.R2dbcBadGrammarException.class, e.getCause());
+    store.close().block(WAIT);
+  }
 
   @Test
   void writesReadBackInOrder() {
