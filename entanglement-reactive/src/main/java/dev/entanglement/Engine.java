@@ -1155,7 +1155,13 @@ final class Engine {
       try {
         Object value = json.treeToValue(merged, b.type().javaType());
         commitLocal(b, key, owner, merged, value, false, tid, List.of(), w::committed,
-            e -> fail(w, ErrorCode.NOT_CONNECTED, NOT_WRITTEN));
+            e -> {
+              if (e instanceof EntanglementException removed) { // the owner, while it was written
+                w.rejected(removed.code(), removed.getMessage());
+              } else {
+                fail(w, ErrorCode.NOT_CONNECTED, NOT_WRITTEN);
+              }
+            });
       } catch (JacksonException e) {
         w.rejected(ErrorCode.BAD_ENCODING, "tentative value does not decode: " + e.getOriginalMessage());
       }
@@ -1276,9 +1282,19 @@ final class Engine {
     uncommitted.put(key, st);
     ownersToPersist.add(st.owner());
     persist(new WriteBatch.PutObject(record(st)));
+    LocalOwner committer = localOwners.get(st.owner());
     whenDurable(
         () -> {
           uncommitted.remove(key, st);
+          if (localOwners.get(st.owner()) != committer) {
+            // Removed while the version was written: the store dropped it with the owner's other
+            // objects (the removal was written after it), so it must not take effect here either.
+            st.releaseFrame();
+            String why = st.owner() + " was removed from " + nodeId + " before the change took effect";
+            answering.forEach(o -> o.rejected(ErrorCode.BAD_OWNER, why));
+            lost.accept(new EntanglementException(ErrorCode.BAD_OWNER, why));
+            return;
+          }
           answering.forEach(o -> o.willAnswer(st));
           takeEffect(st, confirmsTransition);
           done.accept(st);
@@ -1294,7 +1310,11 @@ final class Engine {
 
   private static final String NOT_WRITTEN = "the change could not be written to the store";
 
+  /** The failure of a change never written, or {@code cause} itself if it says why already. */
   private static EntanglementException notWritten(Throwable cause) {
+    if (cause instanceof EntanglementException known) {
+      return known;
+    }
     EntanglementException e = new EntanglementException(ErrorCode.NOT_CONNECTED, NOT_WRITTEN);
     e.initCause(cause);
     return e;

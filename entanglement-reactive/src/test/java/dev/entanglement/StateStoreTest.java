@@ -285,6 +285,30 @@ class StateStoreTest {
   }
 
   @Test
+  @DisplayName("an owner removed while its commit is written: the commit never takes effect, and its caller is told why")
+  void ownerRemovedWhileItsCommitIsWritten() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      a.start().block();
+      OwnerId extra = OwnerId.of("extra");
+      a.addOwner(extra).block();
+      store.open();
+      AtomicReference<Object> published = new AtomicReference<>();
+      a.publish(CURSOR, extra, new Cursor("c", 1, 1)).subscribe(published::set, published::set);
+      mesh.settle();
+      assertNull(published.get(), "being written");
+      a.removeOwner(extra).block();
+      store.open();
+      EntanglementException e = assertInstanceOf(EntanglementException.class, published.get());
+      assertEquals(ErrorCode.BAD_OWNER, e.code());
+      assertTrue(e.getMessage().contains("removed"), e.getMessage());
+      assertTrue(a.get(CURSOR, "c").isEmpty(), "never takes effect");
+      assertTrue(store.inner.load().block().objects().isEmpty(), "the store dropped it with the owner");
+    }
+  }
+
+  @Test
   @DisplayName("a failed write is retried until the store takes it; one the store refuses for good stops writing and fails every local commit")
   void transientFailuresAreRetriedPermanentOnesStopWriting() {
     RefusingStore store = new RefusingStore();
