@@ -49,12 +49,6 @@ import reactor.core.scheduler.Schedulers;
  * a data integrity violation; a permission denied) fails with a {@link PermanentStoreException},
  * and the node stops writing; any other failure is retried by the node.
  *
- * <p>One node per store: on PostgreSQL each connection takes a session-level advisory lock on its
- * schema's store before it reads or writes, so a second node on the same database and schema
- * fails to start (and a node whose lock went with a lost connection, and was taken meanwhile,
- * stops writing), with a {@link PermanentStoreException}. An H2 file is locked by the process that
- * opened it.
- *
  * <p>Connection: one, opened on first use. A failed open is not kept, and a connection on which a
  * load or a write failed is closed and replaced at the next use, so the store recovers when the
  * database comes back (restarted, failed over, or a dropped idle connection) as the engine retries.
@@ -126,28 +120,7 @@ public final class R2dbcStateStore implements StateStore {
     // Work continues on a thread that may block: embedded H2 does.
     return Mono.<Connection>from(factory.create())
         .publishOn(Schedulers.boundedElastic())
-        .flatMap(this::claim)
         .cache(c -> java.time.Duration.ofMillis(Long.MAX_VALUE), e -> java.time.Duration.ZERO, () -> java.time.Duration.ZERO);
-  }
-
-  /**
-   * The connection, once it holds the store alone (see the class note); closed, and a {@link
-   * PermanentStoreException}, if another node's connection holds it.
-   */
-  private Mono<Connection> claim(Connection c) {
-    String claim = dialect.claim;
-    if (claim == null) {
-      return Mono.just(c);
-    }
-    return Flux.from(c.createStatement(claim).execute())
-        .flatMap(r -> r.map(row -> Boolean.TRUE.equals(row.get(0, Boolean.class))))
-        .next()
-        .defaultIfEmpty(false)
-        .flatMap(alone -> alone
-            ? Mono.just(c)
-            : Mono.from(c.close()).onErrorResume(e -> Mono.empty())
-                .then(Mono.error(new PermanentStoreException("another node holds this store (the"
-                    + " same database and schema): a store serves one node at a time"))));
   }
 
   /** Runs {@code work} on the connection; after a failure the connection is closed and replaced. */

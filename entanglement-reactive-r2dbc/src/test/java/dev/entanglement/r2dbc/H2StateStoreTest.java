@@ -29,13 +29,17 @@ class H2StateStoreTest extends StoreContract {
 
   @Override
   R2dbcStateStore sameDatabase() {
-    return track(R2dbcStateStore.h2File(dir.resolve("store-" + databases)));
+    return R2dbcStateStore.h2File(dir.resolve("store-" + databases));
   }
 
   @Override
-  io.r2dbc.spi.ConnectionFactory direct() {
-    return new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+  void execute(String sql) {
+    H2ConnectionFactory direct = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
         .file(dir.resolve("store-" + databases).toAbsolutePath().toString()).build());
+    Mono.usingWhen(direct.create(),
+            c -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).then(),
+            c -> c.close())
+        .block(WAIT);
   }
 
   @Test

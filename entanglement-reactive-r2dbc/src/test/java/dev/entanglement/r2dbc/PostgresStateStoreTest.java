@@ -1,17 +1,12 @@
 package dev.entanglement.r2dbc;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import dev.entanglement.store.PermanentStoreException;
-import dev.entanglement.store.StoredData;
-import dev.entanglement.store.WriteBatch;
+import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import java.time.Duration;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Test;
+import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 /**
@@ -47,37 +42,16 @@ class PostgresStateStoreTest extends StoreContract {
   }
 
   @Override
-  io.r2dbc.spi.ConnectionFactory direct() {
-    return ConnectionFactories.get(URL);
-  }
-
-  @Test
-  void aSecondNodeOnTheSameDatabaseIsRefusedWhileTheFirstHoldsIt() {
-    R2dbcStateStore first = emptyStore();
-    first.load().block(WAIT);
-    R2dbcStateStore second = sameDatabase();
-    PermanentStoreException refused = assertThrows(PermanentStoreException.class, () -> second.load().block(WAIT));
-    assertTrue(refused.getMessage().contains("another node holds this store"), refused.getMessage());
-    first.write(new WriteBatch().add(new WriteBatch.PutOwner(new StoredData.OwnerRecord("o", 1, 1, true))))
-        .block(WAIT);
-    first.close().block(WAIT); // its connection, and the lock with it, ends
-    assertEquals(1, second.load().block(WAIT).owners().size(), "free once the first closed");
-    second.close().block(WAIT);
-  }
-
-  @Test
-  void aNodeThatCannotStartOnAHeldStoreSaysWhy() {
-    R2dbcStateStore held = emptyStore();
-    held.load().block(WAIT);
-    dev.entanglement.EntanglementNode node = dev.entanglement.EntanglementNode.builder().id("second")
-        .registry(dev.entanglement.Registry.builder("r").type(CURSOR).build()).store(sameDatabase()).build();
-    assertThrows(PermanentStoreException.class, () -> node.start().block(WAIT));
-    node.close().onErrorResume(e -> Mono.empty()).block(WAIT);
-    held.close().block(WAIT);
+  void execute(String sql) {
+    Mono.usingWhen(
+            Mono.<Connection>from(ConnectionFactories.get(URL).create()),
+            (Connection c) -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).then(),
+            Connection::close)
+        .block(Duration.ofSeconds(30));
   }
 
   @Override
   R2dbcStateStore sameDatabase() {
-    return track(R2dbcStateStore.postgresql(URL));
+    return R2dbcStateStore.postgresql(URL);
   }
 }
