@@ -45,9 +45,10 @@ import reactor.core.scheduler.Schedulers;
  * returned {@code Mono} completes. The engine writes one batch at a time and folds the commits made
  * meanwhile into the next batch (group commit), so a burst of commits costs few transactions.
  *
- * <p>Failures: a write the database refuses itself (bad grammar, such as a table changed by hand;
- * a data integrity violation; a permission denied) fails with a {@link PermanentStoreException},
- * and the node stops writing; any other failure is retried by the node.
+ * <p>Failures: a batch whose statements the database refuses (bad grammar, such as a table changed
+ * by hand; a data integrity violation; a permission denied) fails with a {@link
+ * PermanentStoreException}, and the node stops writing; any other failure, opening a connection
+ * included (a refused login may pass later), is retried by the node.
  *
  * <p>Connection: one, opened on first use. A failed open is not kept, and a connection on which a
  * load or a write failed is closed and replaced at the next use, so the store recovers when the
@@ -202,13 +203,15 @@ public final class R2dbcStateStore implements StateStore {
     return withConnection(
             c ->
                 Mono.from(c.beginTransaction())
-                    .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch)))
+                    .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
+                        // The statements' own errors only: a refused login while reconnecting
+                        // (permission denied too) passes once the database lets the node in.
+                        .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
+                            "the database refuses this batch: " + e.getMessage(), e)))
                     .then(Mono.from(c.commitTransaction()))
                     .onErrorResume(e -> Mono.from(c.rollbackTransaction())
                         .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
                         .then(Mono.error(e))))
-        .onErrorMap(R2dbcStateStore::refusesTheBatch,
-            e -> new PermanentStoreException("the database refuses this batch: " + e.getMessage(), e))
         .publishOn(Schedulers.boundedElastic());
   }
 

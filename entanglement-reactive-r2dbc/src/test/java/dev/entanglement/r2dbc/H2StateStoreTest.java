@@ -2,6 +2,7 @@ package dev.entanglement.r2dbc;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import dev.entanglement.store.PermanentStoreException;
@@ -87,6 +88,25 @@ class H2StateStoreTest extends StoreContract {
         .block(WAIT);
     assertEquals(List.of(new StoredData.PurgeRecord("other", 1, 3)), store.load().block(WAIT).purges());
     store.close().block(WAIT);
+  }
+
+  @Test
+  void aConnectionRefusedAtLoginIsNotPermanent() {
+    // As a password being rotated: PostgreSQL's driver reports a failed login as permission denied.
+    io.r2dbc.spi.ConnectionFactory refusing = new io.r2dbc.spi.ConnectionFactory() {
+      @Override
+      public org.reactivestreams.Publisher<? extends io.r2dbc.spi.Connection> create() {
+        return Mono.error(new io.r2dbc.spi.R2dbcPermissionDeniedException("password authentication failed"));
+      }
+
+      @Override
+      public io.r2dbc.spi.ConnectionFactoryMetadata getMetadata() {
+        return () -> "PostgreSQL";
+      }
+    };
+    R2dbcStateStore store = R2dbcStateStore.of(refusing);
+    RuntimeException e = assertThrows(RuntimeException.class, () -> store.write(watermark(1)).block(WAIT));
+    assertInstanceOf(io.r2dbc.spi.R2dbcPermissionDeniedException.class, e, "retried by the node: " + e);
   }
 
   private static WriteBatch watermark(long serial) {
