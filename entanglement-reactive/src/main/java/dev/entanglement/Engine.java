@@ -500,6 +500,8 @@ final class Engine {
     /** Values committed since the last request; requested again in halves of the window. */
     private int committedSinceRequest;
     private boolean done;
+    /** The source completed: {@code done}, the end waiting for the store to write every value. */
+    private boolean sourceCompleted;
 
     PublishAll(@Nullable SyncType<?> declared, OwnerId owner, MonoSink<Void> sink) {
       this.declared = declared;
@@ -532,6 +534,9 @@ final class Engine {
           publishNow(declared, owner, value, s -> committed(), e -> {
             if (!done) {
               end(notWritten(e));
+            } else if (sourceCompleted) {
+              // The end waits for the store: this failure comes first, and a later success is void.
+              sink.error(notWritten(e));
             }
           });
         } catch (RuntimeException e) {
@@ -554,6 +559,7 @@ final class Engine {
       serial.execute(() -> {
         if (!done) {
           done = true;
+          sourceCompleted = true;
           if (store == null) {
             sink.success();
           } else {
@@ -774,6 +780,8 @@ final class Engine {
                     return;
                   }
                   localOwnersChanged();
+                  // Its commits still being written never take effect (see commit): no longer current.
+                  uncommitted.values().removeIf(st -> st.owner().equals(owner));
                   purgeOwner(owner, lo.epoch, null);
                   routesChanged();
                   sink.success();
@@ -1496,14 +1504,17 @@ final class Engine {
           List<Durable> callbacks = fillingCallbacks;
           filling = new WriteBatch();
           fillingCallbacks = new ArrayList<>();
-          // The owner's serial as of now covers every commit in this batch, and no later one.
-          Map<OwnerId, Long> serials = new HashMap<>();
+          // The owner's serial as of now covers every commit in this batch, and no later one. Kept
+          // per owner instance: an owner removed and added again meanwhile starts anew.
+          Map<OwnerId, LocalOwner> owners = new HashMap<>();
+          Map<LocalOwner, Long> serials = new java.util.IdentityHashMap<>();
           for (OwnerId o : ownersToPersist) {
             LocalOwner lo = localOwners.get(o);
             if (lo != null) {
               batch.add(new WriteBatch.PutOwner(
                   new StoredData.OwnerRecord(o.value(), lo.epoch, lo.serial, true)));
-              serials.put(o, lo.serial);
+              owners.put(o, lo);
+              serials.put(lo, lo.serial);
             }
           }
           ownersToPersist.clear();
@@ -1539,7 +1550,7 @@ final class Engine {
                                 nodeId, batch.size(), e);
                             batch.changes().addAll(filling.changes());
                             filling = batch;
-                            ownersToPersist.addAll(serials.keySet()); // their durable serial, again
+                            ownersToPersist.addAll(owners.keySet()); // their durable serial, again
                             callbacks.addAll(fillingCallbacks);
                             fillingCallbacks = callbacks;
                             scheduler.schedule(
@@ -1554,9 +1565,8 @@ final class Engine {
                       serial.execute(
                           () -> {
                             writing = false;
-                            serials.forEach((o, s) -> {
-                              LocalOwner lo = localOwners.get(o);
-                              if (lo != null && lo.durable < s) {
+                            serials.forEach((lo, s) -> {
+                              if (lo.durable < s) {
                                 lo.durable = s;
                               }
                             });

@@ -284,16 +284,22 @@ class StateStoreTest {
     }
   }
 
+  /** Node "a" on {@code store}, started, with the local owner {@code extra} of {@code epoch} written. */
+  private static EntanglementNode startedWithOwner(TestMesh mesh, GatedStore store, OwnerId extra, long epoch) {
+    EntanglementNode a = mesh.node("a", b -> b.store(store));
+    a.start().block();
+    a.engine.addOwner(extra, epoch).block();
+    store.open();
+    return a;
+  }
+
   @Test
   @DisplayName("an owner removed while its commit is written: the commit never takes effect, and its caller is told why")
   void ownerRemovedWhileItsCommitIsWritten() {
     GatedStore store = new GatedStore();
     try (TestMesh mesh = new TestMesh()) {
-      EntanglementNode a = mesh.node("a", b -> b.store(store));
-      a.start().block();
       OwnerId extra = OwnerId.of("extra");
-      a.addOwner(extra).block();
-      store.open();
+      EntanglementNode a = startedWithOwner(mesh, store, extra, 5);
       AtomicReference<Object> published = new AtomicReference<>();
       a.publish(CURSOR, extra, new Cursor("c", 1, 1)).subscribe(published::set, published::set);
       mesh.settle();
@@ -305,6 +311,69 @@ class StateStoreTest {
       assertTrue(e.getMessage().contains("removed"), e.getMessage());
       assertTrue(a.get(CURSOR, "c").isEmpty(), "never takes effect");
       assertTrue(store.inner.load().block().objects().isEmpty(), "the store dropped it with the owner");
+    }
+  }
+
+  @Test
+  @DisplayName("the removed owner's commit being written is not current: another owner may create the key at once")
+  void aRemovedOwnersPendingCommitDoesNotHoldTheKey() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      OwnerId extra = OwnerId.of("extra");
+      EntanglementNode a = startedWithOwner(mesh, store, extra, 5);
+      a.publish(CURSOR, extra, new Cursor("c", 1, 1)).subscribe(v -> {}, e -> {});
+      mesh.settle();
+      a.removeOwner(extra).block();
+      AtomicReference<Object> mine = new AtomicReference<>();
+      a.publish(new Cursor("c", 2, 2)).subscribe(mine::set, mine::set); // the node's own owner
+      store.open();
+      assertInstanceOf(Snapshot.class, mine.get(), String.valueOf(mine.get()));
+      assertEquals(2.0, a.get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("publishAll fails, not succeeds, when its owner is removed while its values are written")
+  void publishAllOfARemovedOwnerFails() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      OwnerId extra = OwnerId.of("extra");
+      EntanglementNode a = startedWithOwner(mesh, store, extra, 5);
+      AtomicReference<Object> end = new AtomicReference<>();
+      a.publishAll(CURSOR, extra, reactor.core.publisher.Flux.just(new Cursor("p", 1, 1), new Cursor("q", 1, 1)))
+          .subscribe(null, end::set, () -> end.set("success"));
+      mesh.settle();
+      assertNull(end.get(), "the source completed; its values are being written");
+      a.removeOwner(extra).block();
+      store.open();
+      assertEquals(ErrorCode.BAD_OWNER, assertInstanceOf(EntanglementException.class, end.get()).code());
+    }
+  }
+
+  @Test
+  @DisplayName("an owner removed and added again while a batch is written: the new owner's watermark is its own")
+  void aReaddedOwnersWatermarkIsItsOwn() {
+    GatedStore store = new GatedStore();
+    try (TestMesh mesh = new TestMesh()) {
+      OwnerId extra = OwnerId.of("extra");
+      EntanglementNode a = startedWithOwner(mesh, store, extra, 5);
+      for (int i = 1; i <= 3; i++) {
+        a.publish(CURSOR, extra, new Cursor("e" + i, i, i)).subscribe(v -> {}, e -> {});
+      }
+      mesh.settle(); // serials 1-3 of epoch 5 are being written
+      a.removeOwner(extra).block();
+      a.engine.addOwner(extra, 6).block();
+      store.open();
+      WireBehaviourTest.RawPeer peer = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      peer.send(WireBehaviourTest.hello("x"));
+      peer.send(new dev.entanglement.protocol.Message.CatchUp(java.util.List.of()));
+      mesh.settle();
+      store.open();
+      mesh.settle();
+      assertTrue(peer.of(dev.entanglement.protocol.Message.Watermark.class).stream()
+              .filter(w -> w.owner().equals("extra"))
+              .allMatch(w -> w.epoch() == 6 && w.serial() == 0),
+          "epoch 6 has no serial yet: " + peer.of(dev.entanglement.protocol.Message.Watermark.class));
     }
   }
 
