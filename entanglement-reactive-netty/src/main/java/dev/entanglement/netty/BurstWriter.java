@@ -30,7 +30,11 @@ import reactor.core.publisher.MonoSink;
  * frame); a run's frames and marker are asked for again once its write completed, that is once
  * the channel took them into the socket. So at most {@code window} frames are accepted and not yet
  * written, and a reader that stops reading stops the requests: the engine's queue coalesces
- * meanwhile.
+ * meanwhile. Bytes are bounded too: while the bodies accepted and not yet written reach {@link
+ * #MAX_UNWRITTEN} bytes nothing more is asked for, and below that only as many frames as fit at
+ * the size of the last run's frames (at least one), so a link of large frames holds about {@link
+ * #MAX_UNWRITTEN} bytes, not {@code window} large frames; the frames held back are asked for as
+ * later writes complete.
  *
  * <p>State machine: {@code IDLE} (nothing queued on the event loop) → {@code SCHEDULED} (a task
  * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes
@@ -45,6 +49,8 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   static final int WINDOW = 128;
   /** A stream run is written in buffers of at most this size (a larger frame gets its own): 64 KiB. */
   static final int MAX_BUFFER = 64 * 1024;
+  /** Bytes of bodies accepted and not yet written past which no more is asked for: 256 KiB. */
+  static final int MAX_UNWRITTEN = 256 * 1024;
 
   /** Writes (without flushing) the non-empty bodies of a run; returns the last write's future. */
   interface Encoding {
@@ -62,6 +68,12 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   private boolean finished;
   /** Frames asked for and not yet received. */
   private int outstanding;
+  /** Bytes of the bodies received and not yet written (in {@code run} or in a pending write). */
+  private long unwritten;
+  /** Frames written whose demand is held back by the byte bound, to be asked for later. */
+  private int credits;
+  /** The mean body size of the last run's frames (markers aside), 0 before any. */
+  private long meanFrameBytes;
   /** The latest write; event loop only. */
   private @Nullable ChannelFuture lastWrite;
 
@@ -128,6 +140,7 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       }
       run.add(body);
       outstanding--;
+      unwritten += body.length;
       wake = !scheduled && (body.length == 0 || outstanding == 0);
       scheduled |= wake;
     }
@@ -189,6 +202,18 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       last = completed;
     }
     int items = taken.size();
+    long bytes = 0;
+    int frames = 0;
+    for (byte[] body : taken) {
+      bytes += body.length;
+      frames += body.length > 0 ? 1 : 0;
+    }
+    long runBytes = bytes;
+    if (frames > 0) {
+      synchronized (this) {
+        meanFrameBytes = bytes / frames;
+      }
+    }
     ChannelFuture written = encoding.write(ch, taken);
     if (written != null) {
       lastWrite = written;
@@ -196,11 +221,11 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     }
     ChannelFuture settled = last ? lastWrite : written;
     if (settled == null) {
-      settled(items, last);
+      settled(items, runBytes, last);
     } else {
       settled.addListener(f -> {
         if (f.isSuccess()) {
-          settled(items, last);
+          settled(items, runBytes, last);
         } else {
           fail(f.cause());
         }
@@ -208,20 +233,41 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     }
   }
 
-  private void settled(int items, boolean last) {
+  private void settled(int items, long bytes, boolean last) {
     if (last) {
       if (end()) {
         done.success();
       }
       return;
     }
+    int asked;
     synchronized (this) {
-      if (finished || items == 0) {
+      if (finished) {
         return;
       }
-      outstanding += items;
+      unwritten -= bytes;
+      credits += items;
+      asked = grantable();
+      credits -= asked;
+      outstanding += asked;
     }
-    upstream.request(items);
+    if (asked > 0) {
+      upstream.request(asked);
+    }
+  }
+
+  /**
+   * How many of the held-back frames may be asked for now (under the lock): none while the
+   * unwritten bytes reach the bound, else as many as fit at the last run's frame size, at least
+   * one. Demand never stalls: every unwritten byte belongs to a frame whose write will settle and
+   * ask again.
+   */
+  private int grantable() {
+    if (credits == 0 || unwritten >= MAX_UNWRITTEN) {
+      return 0;
+    }
+    return meanFrameBytes == 0 ? credits
+        : (int) Math.min(credits, Math.max(1, (MAX_UNWRITTEN - unwritten) / meanFrameBytes));
   }
 
   private void fail(Throwable t) {

@@ -173,6 +173,45 @@ class BurstWriterTest {
   }
 
   @Test
+  @DisplayName("large frames: no more is asked for while the bytes not yet written reach the bound, then as many as fit")
+  void unwrittenBytesAreBounded() {
+    try (Harness h = new Harness(128)) {
+      int size = BurstWriter.MAX_UNWRITTEN / 4; // 64 KiB
+      byte[][] run = new byte[6][];
+      for (int i = 0; i < run.length; i++) {
+        run[i] = body(size, i);
+      }
+      h.source.emit(run);
+      h.source.emit(END);
+      int firstRunWrites = h.held.promises.size();
+      h.source.emit(body(size, 10), END); // a second run while the first is not written yet
+      assertEquals(128, h.source.requested.get());
+      List<ChannelPromise> firstRun = new ArrayList<>(h.held.promises.subList(0, firstRunWrites));
+      h.held.promises.subList(0, firstRunWrites).clear();
+      firstRun.forEach(ChannelPromise::setSuccess); // the last of them settles the first run
+      // 6 frames and a marker written; the second run's 64 KiB is still unwritten: 3 frames fit.
+      assertEquals(128 + 3, h.source.requested.get());
+      h.held.completeAll();
+      assertEquals(128 + 3 + 4, h.source.requested.get(), "nothing unwritten: 4 frames of 64 KiB fit");
+      h.source.emit(body(size, 11), body(size, 12), body(size, 13), body(size, 14), body(size, 15), END);
+      h.held.completeAll();
+      assertEquals(128 + 3 + 4 + 4, h.source.requested.get(), "the frames held back are asked for as writes complete");
+    }
+  }
+
+  @Test
+  @DisplayName("small frames are asked for again in full, as before the byte bound")
+  void smallFramesKeepTheWindow() {
+    try (Harness h = new Harness(128)) {
+      for (int i = 0; i < 5; i++) {
+        h.source.emit(body(200, i), body(200, i + 100), END);
+        h.held.completeAll();
+      }
+      assertEquals(128 + 15, h.source.requested.get());
+    }
+  }
+
+  @Test
   @DisplayName("the last frame asked for ends a run without a marker")
   void exhaustedDemandEndsARun() {
     try (Harness h = new Harness(2)) {
