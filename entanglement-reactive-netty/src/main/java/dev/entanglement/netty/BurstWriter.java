@@ -30,27 +30,31 @@ import reactor.core.publisher.MonoSink;
  * frame); a run's frames and marker are asked for again once its write completed, that is once
  * the channel took them into the socket. So at most {@code window} frames are accepted and not yet
  * written, and a reader that stops reading stops the requests: the engine's queue coalesces
- * meanwhile. Bytes are bounded too: while the bodies accepted and not yet written reach {@link
- * #MAX_UNWRITTEN} bytes nothing more is asked for, and below that only as many frames as fit at
- * the size of the last run's frames (at least one), so a link of large frames holds about {@link
- * #MAX_UNWRITTEN} bytes, not {@code window} large frames; the frames held back are asked for as
- * later writes complete.
+ * meanwhile. Bytes are bounded too, by an estimate: the frames asked for and not yet written are
+ * kept to as many as fit in {@link #MAX_UNWRITTEN} bytes at the size of the largest frame of the
+ * last run (at least one when nothing is pending), and before the first run to {@link
+ * #INITIAL_REQUEST}; the demand held back is asked for as later writes complete. So a link of
+ * large frames holds about {@link #MAX_UNWRITTEN} bytes, not {@code window} large frames; frames
+ * that grow suddenly can exceed it by what was asked for at the smaller size.
  *
  * <p>State machine: {@code IDLE} (nothing queued on the event loop) → {@code SCHEDULED} (a task
  * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes
  * the run. {@code DONE}, from either, once the source completed and its last run is written, on a
  * failed write, the source's error, or cancellation; a pending run is then dropped (arrays only:
  * no buffer exists before the task writes). Threads: the source's signals arrive serially on any
- * thread, the task and write completions run on the event loop; the run, the flags and {@code
- * outstanding} are guarded by this object's lock.
+ * thread, the task and write completions run on the event loop; the run, the flags and the
+ * demand and byte counts ({@code outstanding}, {@code credits}, {@code unwritten}, {@code
+ * frameBytes}) are guarded by this object's lock.
  */
 final class BurstWriter implements CoreSubscriber<byte[]> {
   /** Frames asked for and not yet written, without a bandwidth cap: 128, as Reactor Netty's send. */
   static final int WINDOW = 128;
   /** A stream run is written in buffers of at most this size (a larger frame gets its own): 64 KiB. */
   static final int MAX_BUFFER = 64 * 1024;
-  /** Bytes of bodies accepted and not yet written past which no more is asked for: 256 KiB. */
+  /** Bytes of bodies asked for and not yet written, at the estimated frame size: 256 KiB. */
   static final int MAX_UNWRITTEN = 256 * 1024;
+  /** Frames asked for before any frame size is known: 8 (or the window, if smaller). */
+  static final int INITIAL_REQUEST = 8;
 
   /** Writes (without flushing) the non-empty bodies of a run; returns the last write's future. */
   interface Encoding {
@@ -72,8 +76,8 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   private long unwritten;
   /** Frames written whose demand is held back by the byte bound, to be asked for later. */
   private int credits;
-  /** The mean body size of the last run's frames (markers aside), 0 before any. */
-  private long meanFrameBytes;
+  /** The largest body of the last run that held a frame, 0 before any: the size estimate. */
+  private long frameBytes;
   /** The latest write; event loop only. */
   private @Nullable ChannelFuture lastWrite;
 
@@ -125,10 +129,12 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   public void onSubscribe(Subscription s) {
     upstream = s;
     done.onDispose(this::cancel);
+    int first = Math.min(window, INITIAL_REQUEST);
     synchronized (this) {
-      outstanding = window;
+      outstanding = first;
+      credits = window - first;
     }
-    s.request(window);
+    s.request(first);
   }
 
   @Override
@@ -203,15 +209,15 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     }
     int items = taken.size();
     long bytes = 0;
-    int frames = 0;
+    long largest = 0;
     for (byte[] body : taken) {
       bytes += body.length;
-      frames += body.length > 0 ? 1 : 0;
+      largest = Math.max(largest, body.length);
     }
     long runBytes = bytes;
-    if (frames > 0) {
+    if (largest > 0) {
       synchronized (this) {
-        meanFrameBytes = bytes / frames;
+        frameBytes = largest;
       }
     }
     ChannelFuture written = encoding.write(ch, taken);
@@ -257,17 +263,23 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   }
 
   /**
-   * How many of the held-back frames may be asked for now (under the lock): none while the
-   * unwritten bytes reach the bound, else as many as fit at the last run's frame size, at least
-   * one. Demand never stalls: every unwritten byte belongs to a frame whose write will settle and
-   * ask again.
+   * How many of the held-back frames may be asked for now (under the lock): as many as keep the
+   * frames asked for and unwritten within {@link #MAX_UNWRITTEN} bytes at the estimated size, and
+   * at least one when nothing is asked for or unwritten. Demand never stalls: while any frame is
+   * asked for the engine can send, and every unwritten byte belongs to a run whose write settles
+   * and asks again.
    */
   private int grantable() {
-    if (credits == 0 || unwritten >= MAX_UNWRITTEN) {
+    if (credits == 0) {
       return 0;
     }
-    return meanFrameBytes == 0 ? credits
-        : (int) Math.min(credits, Math.max(1, (MAX_UNWRITTEN - unwritten) / meanFrameBytes));
+    long room = MAX_UNWRITTEN - unwritten;
+    long fit = frameBytes == 0 ? (long) credits + outstanding : Math.max(0, room) / frameBytes;
+    long n = Math.min(credits, fit - outstanding);
+    if (n <= 0) {
+      n = outstanding == 0 && unwritten == 0 ? 1 : 0;
+    }
+    return (int) n;
   }
 
   private void fail(Throwable t) {
