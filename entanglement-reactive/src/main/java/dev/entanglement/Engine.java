@@ -1477,6 +1477,9 @@ final class Engine {
    */
   private record Durable(Runnable then, java.util.function.Consumer<Throwable> lost) {}
 
+  /** A local owner's serial as a batch records it: durable once the batch is. */
+  private record CoveredSerial(LocalOwner owner, long serial) {}
+
   private void whenDurable(Runnable then, java.util.function.Consumer<Throwable> lost) {
     Throwable failure = storeFailure;
     if (failure != null) {
@@ -1505,16 +1508,14 @@ final class Engine {
           filling = new WriteBatch();
           fillingCallbacks = new ArrayList<>();
           // The owner's serial as of now covers every commit in this batch, and no later one. Kept
-          // per owner instance: an owner removed and added again meanwhile starts anew.
-          Map<OwnerId, LocalOwner> owners = new HashMap<>();
-          Map<LocalOwner, Long> serials = new java.util.IdentityHashMap<>();
+          // with the owner instance: an owner removed and added again meanwhile starts anew.
+          Map<OwnerId, CoveredSerial> covered = new HashMap<>();
           for (OwnerId o : ownersToPersist) {
             LocalOwner lo = localOwners.get(o);
             if (lo != null) {
               batch.add(new WriteBatch.PutOwner(
                   new StoredData.OwnerRecord(o.value(), lo.epoch, lo.serial, true)));
-              owners.put(o, lo);
-              serials.put(lo, lo.serial);
+              covered.put(o, new CoveredSerial(lo, lo.serial));
             }
           }
           ownersToPersist.clear();
@@ -1550,7 +1551,7 @@ final class Engine {
                                 nodeId, batch.size(), e);
                             batch.changes().addAll(filling.changes());
                             filling = batch;
-                            ownersToPersist.addAll(owners.keySet()); // their durable serial, again
+                            ownersToPersist.addAll(covered.keySet()); // their durable serial, again
                             callbacks.addAll(fillingCallbacks);
                             fillingCallbacks = callbacks;
                             scheduler.schedule(
@@ -1565,11 +1566,11 @@ final class Engine {
                       serial.execute(
                           () -> {
                             writing = false;
-                            serials.forEach((lo, s) -> {
-                              if (lo.durable < s) {
-                                lo.durable = s;
+                            for (CoveredSerial c : covered.values()) {
+                              if (c.owner().durable < c.serial()) {
+                                c.owner().durable = c.serial();
                               }
-                            });
+                            }
                             for (Durable c : callbacks) {
                               try {
                                 c.then().run();
