@@ -24,6 +24,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Flux;
@@ -67,14 +68,14 @@ public final class R2dbcStateStore implements StateStore {
   private final ConnectionFactory factory;
   private final Dialect dialect;
   /** The connection in use, opened once on first use; replaced after a failure (see the class note). */
-  private final java.util.concurrent.atomic.AtomicReference<Mono<Connection>> connection;
+  private final java.util.concurrent.atomic.AtomicReference<Opening> connection;
   /** The schema scripts, read here so that no file is read on a non-blocking thread. */
   private final List<String> scripts;
 
   private R2dbcStateStore(ConnectionFactory factory, Dialect dialect) {
     this.factory = factory;
     this.dialect = dialect;
-    this.connection = new java.util.concurrent.atomic.AtomicReference<>(open());
+    this.connection = new java.util.concurrent.atomic.AtomicReference<>(new Opening());
     this.scripts = SCRIPTS.stream().map(s -> resource("schema/" + dialect.scripts + "/" + s)).toList();
   }
 
@@ -116,22 +117,35 @@ public final class R2dbcStateStore implements StateStore {
     return new R2dbcStateStore(factory, d);
   }
 
-  /** A connection opened on first subscription and kept; a failure to open is not kept. */
-  private Mono<Connection> open() {
+  /**
+   * One connection: opened on the first subscription to {@code connection} and kept; a failure to
+   * open is not kept (the next subscription tries again). Closing closes what was opened, and
+   * opens nothing.
+   */
+  private final class Opening {
+    private volatile @Nullable Connection opened;
     // Work continues on a thread that may block: embedded H2 does.
-    return Mono.<Connection>from(factory.create())
-        .publishOn(Schedulers.boundedElastic())
-        .cache(c -> java.time.Duration.ofMillis(Long.MAX_VALUE), e -> java.time.Duration.ZERO, () -> java.time.Duration.ZERO);
+    final Mono<Connection> connection =
+        Mono.<Connection>from(factory.create())
+            .publishOn(Schedulers.boundedElastic())
+            .doOnNext(c -> opened = c)
+            .cache(c -> java.time.Duration.ofMillis(Long.MAX_VALUE), e -> java.time.Duration.ZERO,
+                () -> java.time.Duration.ZERO);
+
+    Mono<Void> close() {
+      Connection c = opened;
+      return c == null ? Mono.empty() : Mono.from(c.close());
+    }
   }
 
   /** Runs {@code work} on the connection; after a failure the connection is closed and replaced. */
   private <T> Mono<T> withConnection(Function<Connection, Mono<T>> work) {
-    Mono<Connection> current = connection.get();
-    return current
+    Opening current = connection.get();
+    return current.connection
         .flatMap(work)
         .onErrorResume(e -> {
-          if (connection.compareAndSet(current, open())) {
-            current.flatMap(c -> Mono.from(c.close())).onErrorResume(x -> Mono.empty()).subscribe();
+          if (connection.compareAndSet(current, new Opening())) {
+            current.close().onErrorResume(x -> Mono.empty()).subscribe();
           }
           return Mono.error(e);
         })
@@ -282,7 +296,7 @@ public final class R2dbcStateStore implements StateStore {
 
   @Override
   public Mono<Void> close() {
-    return connection.get().flatMap(c -> Mono.from(c.close())).subscribeOn(Schedulers.boundedElastic());
+    return connection.get().close().subscribeOn(Schedulers.boundedElastic());
   }
 
   @Override

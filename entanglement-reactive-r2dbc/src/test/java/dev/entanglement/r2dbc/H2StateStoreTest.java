@@ -90,23 +90,40 @@ class H2StateStoreTest extends StoreContract {
     store.close().block(WAIT);
   }
 
+  /** A database that refuses every login, as during a password rotation, counting the attempts. */
+  private static final class RefusingLogins implements io.r2dbc.spi.ConnectionFactory {
+    final java.util.concurrent.atomic.AtomicInteger attempts = new java.util.concurrent.atomic.AtomicInteger();
+
+    @Override
+    public org.reactivestreams.Publisher<? extends io.r2dbc.spi.Connection> create() {
+      // PostgreSQL's driver reports a failed login as permission denied.
+      return Mono.defer(() -> {
+        attempts.incrementAndGet();
+        return Mono.error(new io.r2dbc.spi.R2dbcPermissionDeniedException("password authentication failed"));
+      });
+    }
+
+    @Override
+    public io.r2dbc.spi.ConnectionFactoryMetadata getMetadata() {
+      return () -> "PostgreSQL";
+    }
+  }
+
   @Test
   void aConnectionRefusedAtLoginIsNotPermanent() {
-    // As a password being rotated: PostgreSQL's driver reports a failed login as permission denied.
-    io.r2dbc.spi.ConnectionFactory refusing = new io.r2dbc.spi.ConnectionFactory() {
-      @Override
-      public org.reactivestreams.Publisher<? extends io.r2dbc.spi.Connection> create() {
-        return Mono.error(new io.r2dbc.spi.R2dbcPermissionDeniedException("password authentication failed"));
-      }
-
-      @Override
-      public io.r2dbc.spi.ConnectionFactoryMetadata getMetadata() {
-        return () -> "PostgreSQL";
-      }
-    };
+    RefusingLogins refusing = new RefusingLogins();
     R2dbcStateStore store = R2dbcStateStore.of(refusing);
     RuntimeException e = assertThrows(RuntimeException.class, () -> store.write(watermark(1)).block(WAIT));
     assertInstanceOf(io.r2dbc.spi.R2dbcPermissionDeniedException.class, e, "retried by the node: " + e);
+    store.close().block(WAIT);
+    assertEquals(1, refusing.attempts.get(), "neither replacing the failed connection nor close() connects");
+  }
+
+  @Test
+  void closingAStoreThatNeverConnectedConnectsToNothing() {
+    RefusingLogins refusing = new RefusingLogins();
+    R2dbcStateStore.of(refusing).close().block(WAIT);
+    assertEquals(0, refusing.attempts.get());
   }
 
   private static WriteBatch watermark(long serial) {
