@@ -52,7 +52,7 @@ final class Dialer implements Disposable {
     current =
         transport
             .connect()
-            .flatMap(link -> transport.node().attach(link))
+            .flatMap(transport::attachDialled)
             .subscribe(
                 v -> {},
                 e -> {

@@ -10,6 +10,8 @@ import java.util.function.UnaryOperator;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLParameters;
 import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import reactor.core.Disposable;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
@@ -30,6 +32,8 @@ import reactor.netty.tcp.TcpClient;
  * bandwidth limit, reconnect backoff from 1 s to 60 s with full jitter.
  */
 public final class TcpClientTransport {
+  private static final Logger log = LoggerFactory.getLogger(TcpClientTransport.class);
+
   private final EntanglementNode node;
   private final String host;
   private final int port;
@@ -89,13 +93,32 @@ public final class TcpClientTransport {
       peer = expected != null ? expected : PeerId.of("tcp:" + c.channel().remoteAddress());
     }
     NettyLink link = NettyLink.stream(c, peer, bandwidth);
-    DialledLinks.opened(node, link);
+    PeerConnections.opened(node, link, PeerConnections.Side.DIALLED);
     return Mono.just(link);
   }
 
-  /** Connects once and runs the link on the node until it closes. */
+  /**
+   * Connects once and runs the link on the node until it closes. If the dial crossed one of the
+   * peer's that wins the tie-break and is open, the link is closed instead and this completes.
+   */
   public Mono<Void> connectAndAttach() {
-    return connect().flatMap(node::attach);
+    return connect().flatMap(this::attachDialled);
+  }
+
+  /**
+   * Attaches {@code link}, dialled by this transport, unless the peer's own dial to this node is
+   * open and wins the tie-break ({@link PeerConnections}); then closes it and completes.
+   */
+  Mono<Void> attachDialled(Link link) {
+    PeerId local = localIdentity();
+    if (local != null
+        && !PeerOrder.localDialWins(local, link.remote())
+        && PeerConnections.open(node, link.remote(), PeerConnections.Side.ACCEPTED)) {
+      log.info("dropping our dial to {}: its own dial to us is open and wins", link.remote());
+      link.dispose();
+      return Mono.empty();
+    }
+    return node.attach(link);
   }
 
   /**

@@ -101,11 +101,13 @@ public final class TcpServerTransport {
               // connection from the peer (a half-open one whose side died) is replaced at once.
               if (tls != null
                   && PeerOrder.localDialWins(tls.identity(), peer)
-                  && DialledLinks.open(node, peer)) {
+                  && PeerConnections.open(node, peer, PeerConnections.Side.DIALLED)) {
                 return refuse(c, "duplicate connection from " + peer + "; keeping the one we dialed");
               }
               log.info("accepted {} from {}", peer, c.channel().remoteAddress());
-              return node.attach(NettyLink.stream(c, peer, bandwidth));
+              NettyLink link = NettyLink.stream(c, peer, bandwidth);
+              PeerConnections.opened(node, link, PeerConnections.Side.ACCEPTED);
+              return node.attach(link);
             });
   }
 

@@ -68,6 +68,15 @@ class TcpTransportTest {
     return s;
   }
 
+  /** Two identities, the one whose dial wins the simultaneous-connect rule first. */
+  private TestPki.Identity[] lowAndHigh() {
+    TestPki.Identity x = pki.issue("x");
+    TestPki.Identity y = pki.issue("y");
+    return PeerOrder.localDialWins(x.fingerprint(), y.fingerprint())
+        ? new TestPki.Identity[] {x, y}
+        : new TestPki.Identity[] {y, x};
+  }
+
   private static Snapshot<Cursor> await(EntanglementNode n, String key, double x) {
     return n.watch(CURSOR, key).filter(s -> s.value() != null && s.value().x() == x).blockFirst(WAIT);
   }
@@ -542,11 +551,9 @@ class TcpTransportTest {
   @Test
   @DisplayName("a peer's new connection replaces its old one at once, even where this node's dial would win: only an open dial of its own is kept")
   void aReconnectReplacesTheOldConnection() {
-    TestPki.Identity x = pki.issue("x");
-    TestPki.Identity y = pki.issue("y");
-    boolean xLower = PeerOrder.localDialWins(x.fingerprint(), y.fingerprint());
-    TestPki.Identity lowId = xLower ? x : y;
-    TestPki.Identity highId = xLower ? y : x;
+    TestPki.Identity[] ids = lowAndHigh();
+    TestPki.Identity lowId = ids[0];
+    TestPki.Identity highId = ids[1];
     EntanglementNode server = node("low"); // its own dial would win, but it dials nothing
     EntanglementNode client = node("high");
     DisposableServer s = serve(server, lowId, highId.fingerprint());
@@ -564,6 +571,36 @@ class TcpTransportTest {
     cleanup.add(client.attach(second).subscribe());
     server.publish(new Cursor("s", 2, 2)).block(WAIT);
     await(client, "s", 2);
+  }
+
+  @Test
+  @DisplayName("dials that cross: the losing side drops its own after the handshake, so one connection stays")
+  void crossedDialsKeepTheWinningOne() {
+    TestPki.Identity[] ids = lowAndHigh();
+    TestPki.Identity lowId = ids[0];
+    TestPki.Identity highId = ids[1];
+    EntanglementNode low = node("low");
+    EntanglementNode high = node("high");
+    DisposableServer lowServer = serve(low, lowId, highId.fingerprint());
+    DisposableServer highServer = serve(high, highId, lowId.fingerprint());
+    TcpClientTransport highDials = TcpClientTransport.builder(high).remote("localhost", lowServer.port())
+        .expect(lowId.fingerprint()).tls(highId.tls()).build();
+    TcpClientTransport lowDials = TcpClientTransport.builder(low).remote("localhost", highServer.port())
+        .expect(highId.fingerprint()).tls(lowId.tls()).build();
+    // Both handshakes finish before either side attaches its own dial: each server has accepted
+    // the other's dial by then, the order in which crossed dials drop both without the rule.
+    Link highLink = highDials.connect().block(WAIT);
+    TransportConformance.awaitTrue(() -> low.isConnected(highId.fingerprint()), "low accepted high's dial");
+    Link lowLink = lowDials.connect().block(WAIT);
+    TransportConformance.awaitTrue(() -> high.isConnected(lowId.fingerprint()), "high accepted low's dial");
+    cleanup.add(highDials.attachDialled(highLink).subscribe());
+    cleanup.add(lowDials.attachDialled(lowLink).subscribe());
+    TransportConformance.awaitTrue(highLink::isDisposed, "high dropped its losing dial");
+    low.publish(new Cursor("from-low", 1, 1)).block(WAIT);
+    await(high, "from-low", 1);
+    high.publish(new Cursor("from-high", 1, 1)).block(WAIT);
+    await(low, "from-high", 1);
+    assertFalse(lowLink.isDisposed(), "the winning dial stays");
   }
 
   @Test
