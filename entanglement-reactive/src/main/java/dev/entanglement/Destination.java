@@ -185,11 +185,6 @@ final class Destination {
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
   /** Keys received from the peer per owner, until the peer's first watermark for that owner. */
   final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
-  /**
-   * Owners of states refused from the peer on this link because it was not on their path: its
-   * watermarks for them may cover a refused state, so they are not adopted from it.
-   */
-  final java.util.Set<OwnerId> refusedOwners = new java.util.HashSet<>();
 
   /** States of {@link #refusedOnRoute} kept per link at most: 4,096 (the oldest go first). */
   static final int REFUSED_ON_ROUTE_KEPT = 4_096;

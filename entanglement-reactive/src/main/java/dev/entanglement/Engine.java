@@ -2444,18 +2444,18 @@ final class Engine {
     if (removedEpoch != null && removedEpoch >= s.epoch()) {
       return null;
     }
+    // Sent in the peer's catch-up, refused (on route or by policy) or not: the peer holds it, so
+    // the end of a full resync must not take it for gone.
+    if (!from.caughtUp.contains(owner)) {
+      from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
+    }
     if (!routes.onPath(from, owner)) {
-      // Possibly a route change that overtook the state: its watermark must not cover it here.
-      from.refusedOwners.add(owner);
+      // Possibly a route change that overtook the state: no watermark may cover it here until it
+      // arrives again (refusedStates).
       if (refusedOnRoute(key, owner, v) && answering.isEmpty()) {
         from.keepRefused(key, new Destination.RefusedState(b, s, frame, bound)); // see routesChanged
       }
       return ErrorCode.BAD_OWNER;
-    }
-    // Sent in the peer's catch-up, refused by policy or not: the peer holds it, so the end of a
-    // full resync must not take it for gone.
-    if (!from.caughtUp.contains(owner)) {
-      from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
     // A bound value was bound only because the policy listens to this sender about this object.
     if (bound == null && !listenAllowed(from.peer, Operation.SYNC, b, key, owner)) {
@@ -2971,11 +2971,13 @@ final class Engine {
     OwnerId owner = OwnerId.of(w.owner());
     // The peer's first watermark of an owner ends its catch-up of that owner, adopted or not: the
     // keys it sent meanwhile are recorded for that watermark only. Ended only on adoption, the
-    // record would grow by every key of the owner the link brought, for the link's life, once a
-    // state of the owner had been refused from it (refusedOwners is never emptied).
+    // record would grow by every key of the owner the link brought, for the link's life, while the
+    // peer was off the owner's path.
     d.caughtUp.add(owner);
     java.util.Set<ObjectKey> seen = d.catchUpSeen.remove(owner);
-    if (localOwners.containsKey(owner) || !routes.onPath(d, owner) || d.refusedOwners.contains(owner)) {
+    // A state of the owner refused from the peer on route and not received since keeps the
+    // watermark below it (belowRefused), whoever sends the watermark.
+    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());

@@ -414,24 +414,69 @@ class WireBehaviourTest {
     }
   }
 
+  /**
+   * Node a holds c of owner-z (serial 1) from z; raw peer x, not on owner-z's path yet, sends c at
+   * serial 9, which a refuses, then as many refused states of other keys as a link keeps, so that
+   * a does not apply c again when x's routes name owner-z. Returns x.
+   */
+  private static RawPeer peerWhoseStateWasRefusedOnRoute(TestMesh mesh) {
+    mesh.node("a");
+    mesh.node("z");
+    mesh.connect("a", "z"); // z announces owner-z to a
+    mesh.get("z").publish(new Cursor("c", 1, 1)).block();
+    RawPeer x = new RawPeer(mesh, "a", "x");
+    x.send(hello("x", "owner-x"));
+    x.send(sync("c", "owner-z", 9, 9));
+    for (int i = 0; i < Destination.REFUSED_ON_ROUTE_KEPT; i++) {
+      x.send(sync("filler-" + i, "owner-z", 1, 0));
+    }
+    assertEquals("BAD_OWNER", x.of(Message.Error.class).get(0).code());
+    return x;
+  }
+
+  /** The serial of owner-z that a claims to hold in the catch-up it sends a new peer. */
+  private static long claimedSerialOfOwnerZ(TestMesh mesh) {
+    RawPeer later = new RawPeer(mesh, "a", "y");
+    return later.of(Message.CatchUp.class).get(0).holds().stream()
+        .filter(m -> m.owner().equals("owner-z")).findFirst().orElseThrow().serial();
+  }
+
   @Test
-  @DisplayName("a watermark from a peer whose state of that owner was refused (no route yet) is not adopted")
-  void watermarkAfterARefusedStateIsNotAdopted() {
+  @DisplayName("a watermark does not cover a state refused on route and not received since")
+  void watermarkStaysBelowARefusedState() {
     try (TestMesh mesh = new TestMesh()) {
-      mesh.node("a");
-      mesh.node("z");
-      mesh.connect("a", "z"); // z announces owner-z to a
-      mesh.get("z").publish(new Cursor("c", 1, 1)).block();
-      RawPeer peer = new RawPeer(mesh, "a", "x");
-      peer.send(hello("x", "owner-x"));
-      peer.send(sync("c", "owner-z", 9, 9)); // before x's ROUTES names owner-z: refused
-      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
-      peer.send(new Message.Routes(Map.of("owner-z", 1)));
-      peer.send(new Message.Watermark("owner-z", 1, 10, false));
-      RawPeer later = new RawPeer(mesh, "a", "y");
-      Message.Mark claim = later.of(Message.CatchUp.class).get(0).holds().stream()
-          .filter(m -> m.owner().equals("owner-z")).findFirst().orElseThrow();
-      assertTrue(claim.serial() < 9, "a does not hold serial 9 of owner-z: " + claim);
+      RawPeer x = peerWhoseStateWasRefusedOnRoute(mesh);
+      x.send(new Message.Routes(Map.of("owner-z", 1)));
+      x.send(new Message.Watermark("owner-z", 1, 10, false));
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"));
+      assertEquals(8, claimedSerialOfOwnerZ(mesh), "just below the refused serial 9");
+    }
+  }
+
+  @Test
+  @DisplayName("once a state refused on route arrives, the same peer's watermarks of that owner are adopted")
+  void watermarkIsAdoptedOnceTheRefusedStateArrived() {
+    try (TestMesh mesh = new TestMesh()) {
+      RawPeer x = peerWhoseStateWasRefusedOnRoute(mesh);
+      x.send(new Message.Routes(Map.of("owner-z", 1)));
+      x.send(sync("c", "owner-z", 9, 9)); // now on the path: applied, the refusal made good
+      x.send(new Message.Watermark("owner-z", 1, 10, false));
+      mesh.settle();
+      assertEquals(9.0, x(mesh, "c"));
+      assertEquals(10, claimedSerialOfOwnerZ(mesh), "x's watermark was adopted");
+    }
+  }
+
+  @Test
+  @DisplayName("a full resync does not drop a key its sender sent but had refused on route: the sender holds it")
+  void aFullResyncKeepsAKeyRefusedOnRoute() {
+    try (TestMesh mesh = new TestMesh()) {
+      RawPeer x = peerWhoseStateWasRefusedOnRoute(mesh); // c was in x's catch-up
+      x.send(new Message.Routes(Map.of("owner-z", 1)));
+      x.send(new Message.Watermark("owner-z", 1, 10, true)); // the end of x's full resync
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "c"), "x sent c: it is not gone");
     }
   }
 
