@@ -160,6 +160,13 @@ final class Engine {
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
   private final Map<String, List<FluxSink<Proposal<?>>>> proposalSinks = new HashMap<>();
+  /**
+   * Per type, undecided proposals that found subscribers but none that had asked for one, in
+   * arrival order: handed out as subscribers ask ({@link #handWaitingProposals}), and dropped here
+   * when decided otherwise (a timeout, the node closing), so that a subscriber that stops asking
+   * holds none of them.
+   */
+  private final Map<String, java.util.ArrayDeque<Proposal<?>>> proposalsWaiting = new HashMap<>();
   private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
@@ -741,6 +748,7 @@ final class Engine {
                         return;
                       }
                       proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(sink);
+                      sink.onRequest(n -> serial.execute(() -> handWaitingProposals(type.name())));
                       sink.onDispose(
                           () -> serial.execute(() -> removeFrom(proposalSinks, type.name(), sink)));
                     }))
@@ -3192,40 +3200,70 @@ final class Engine {
                     () -> {
                       pendingDecisions--;
                       decisionDeadlines.remove(holder[0]);
+                      stopWaiting(b.type().name(), holder[0]);
                       applyDecision(b, kind, key, r, decision);
                     }));
     holder[0] = p;
     pendingDecisions++;
     decisionDeadlines.put(p, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
-    // The first subscriber that has asked for a proposal decides it; if none has, the first
-    // subscriber holds it until it asks (or the decision times out). Never the default decision
-    // while a subscriber exists: that would decide behind the application's back.
-    List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(b.type().name());
-    FluxSink<Proposal<?>> target = null;
-    if (sinks != null) {
+    // The first subscriber that has asked for a proposal decides it; if none has, it waits here
+    // until one asks (or the decision times out). Never the default decision while a subscriber
+    // exists: that would decide behind the application's back.
+    String type = b.type().name();
+    List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(type);
+    if (sinks == null || sinks.stream().allMatch(FluxSink::isCancelled)) {
+      try {
+        b.registry().defaultDecision().accept(p);
+      } catch (RuntimeException e) {
+        failedToDecide(p, e);
+      }
+      return;
+    }
+    proposalsWaiting.computeIfAbsent(type, t -> new java.util.ArrayDeque<>()).add(p);
+    handWaitingProposals(type);
+  }
+
+  /** Hands waiting proposals of {@code type}, oldest first, to subscribers that asked for one. */
+  private void handWaitingProposals(String type) {
+    java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
+    List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(type);
+    while (waiting != null && !waiting.isEmpty() && sinks != null) {
+      FluxSink<Proposal<?>> target = null;
       for (FluxSink<Proposal<?>> s : sinks) {
-        if (s.isCancelled()) {
-          continue;
-        }
-        if (s.requestedFromDownstream() > 0) {
+        if (!s.isCancelled() && s.requestedFromDownstream() > 0) {
           target = s;
           break;
         }
-        if (target == null) {
-          target = s;
-        }
       }
-    }
-    try {
-      if (target != null) {
+      if (target == null) {
+        return;
+      }
+      Proposal<?> p = waiting.poll();
+      if (waiting.isEmpty()) {
+        proposalsWaiting.remove(type);
+      }
+      if (p.isDecided()) {
+        continue; // its decision is on its way to stopWaiting
+      }
+      try {
         target.next(p);
-      } else {
-        b.registry().defaultDecision().accept(p);
+      } catch (RuntimeException e) {
+        failedToDecide(p, e);
       }
-    } catch (RuntimeException e) {
-      log.error("node {}: proposal handler failed for {}", nodeId, p, e);
-      p.reject(ErrorCode.INVALID_OPERATION, "the owner failed to decide");
     }
+  }
+
+  /** Forgets {@code p} as waiting for a subscriber: it was decided (most often the oldest). */
+  private void stopWaiting(String type, Proposal<?> p) {
+    java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
+    if (waiting != null && waiting.removeFirstOccurrence(p) && waiting.isEmpty()) {
+      proposalsWaiting.remove(type);
+    }
+  }
+
+  private void failedToDecide(Proposal<?> p, RuntimeException e) {
+    log.error("node {}: proposal handler failed for {}", nodeId, p, e);
+    p.reject(ErrorCode.INVALID_OPERATION, "the owner failed to decide");
   }
 
   private <T> void applyDecision(

@@ -197,10 +197,11 @@ public final class EntanglementNode {
 
   /**
    * Proposals for objects of {@code type} owned here. The first active subscriber that has
-   * requested one receives each proposal and must decide it (while none has, the first active
-   * subscriber holds it until it requests); with no subscriber the registry's default decision
-   * applies. Each proposal not decided within the decision timeout is rejected with {@link
-   * ErrorCode#TIMEOUT}.
+   * requested one receives each proposal and must decide it; while subscribers exist but none has
+   * requested one, proposals wait in the node, in arrival order, and go to the first that requests.
+   * With no subscriber the registry's default decision applies. Each proposal not decided within
+   * the decision timeout is rejected with {@link ErrorCode#TIMEOUT}, and one that timed out while
+   * waiting is never handed out.
    */
   public <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     return engine.proposals(type);

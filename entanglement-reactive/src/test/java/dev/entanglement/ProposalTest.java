@@ -268,6 +268,77 @@ class ProposalTest {
     }
   }
 
+  /** A proposals() subscriber that asks for nothing until the test calls {@code request}. */
+  private static final class Decider extends reactor.core.publisher.BaseSubscriber<Proposal<Cursor>> {
+    final List<Proposal<Cursor>> handed = new ArrayList<>();
+
+    @Override
+    protected void hookOnSubscribe(org.reactivestreams.Subscription s) {}
+
+    @Override
+    protected void hookOnNext(Proposal<Cursor> p) {
+      handed.add(p);
+    }
+  }
+
+  @Test
+  @DisplayName("a subscriber that has not asked for a proposal holds none: one that timed out meanwhile is never handed to it")
+  void aDeciderWithoutDemandHoldsNoProposal() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner", b -> b.decisionTimeout(Duration.ofSeconds(3)));
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      Decider decider = new Decider();
+      mesh.get("owner").proposals(CURSOR).subscribe(decider);
+      AtomicReference<Outcome<Cursor>> first = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(first::set);
+      mesh.advance(Duration.ofSeconds(4));
+      assertEquals(ErrorCode.TIMEOUT, ((Outcome.Rejected<Cursor>) first.get()).code());
+      decider.request(1);
+      mesh.settle();
+      assertEquals(List.of(), decider.handed, "the timed-out proposal is not handed out");
+      AtomicReference<Outcome<Cursor>> second = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 3.0)).subscribe(second::set);
+      mesh.settle();
+      assertEquals(1, decider.handed.size());
+      assertEquals(3.0, decider.handed.get(0).proposed().x());
+      assertTrue(decider.handed.get(0).commit());
+      mesh.settle();
+      assertTrue(second.get().isCommitted());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("proposals that wait for a subscriber to ask are handed to it in arrival order as it asks")
+  void waitingProposalsAreHandedInOrder() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+      Decider decider = new Decider();
+      mesh.get("owner").proposals(CURSOR).subscribe(decider);
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      for (double x = 2; x <= 4; x++) {
+        mesh.get("p").propose(CURSOR, "t", Map.of("x", x)).subscribe(outcomes::add);
+      }
+      mesh.settle();
+      assertEquals(List.of(), decider.handed);
+      decider.request(2);
+      mesh.settle();
+      assertEquals(List.of(2.0, 3.0), decider.handed.stream().map(p -> p.proposed().x()).toList());
+      decider.request(1);
+      mesh.settle();
+      assertEquals(List.of(2.0, 3.0, 4.0), decider.handed.stream().map(p -> p.proposed().x()).toList());
+      decider.handed.forEach(p -> assertTrue(p.reject(ErrorCode.INVALID_OPERATION, "no")));
+      mesh.settle();
+      assertEquals(3, outcomes.size());
+      assertNoPending(mesh);
+    }
+  }
+
   @Test
   @DisplayName("closing the owner's node rejects the proposals it has not decided, local and remote; a later decision does not count")
   void closeRejectsUndecidedProposals() {
