@@ -1,6 +1,9 @@
 package dev.entanglement.r2dbc;
 
-/** The SQL that differs between databases: upserts, and where the schema scripts live. */
+/**
+ * The SQL that differs between databases: upserts, taking the claim (date arithmetic), and where
+ * the schema scripts live.
+ */
 enum Dialect {
   H2(
       "h2",
@@ -8,7 +11,9 @@ enum Dialect {
       "MERGE INTO ent_object (obj_type, obj_key, owner, epoch, serial, committed_at, deleted, attributes)"
           + " KEY (obj_type, obj_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
       "MERGE INTO ent_watermark (owner, epoch, serial) KEY (owner) VALUES ($1, $2, $3)",
-      "MERGE INTO ent_purge (owner, epoch, serial) KEY (owner) VALUES ($1, $2, $3)"),
+      "MERGE INTO ent_purge (owner, epoch, serial) KEY (owner) VALUES ($1, $2, $3)",
+      "UPDATE ent_claim SET instance = $1, ttl_ms = $2, renewed_at = CURRENT_TIMESTAMP WHERE id = 1"
+          + " AND (instance = $1 OR instance = '' OR DATEADD(MILLISECOND, ttl_ms, renewed_at) < CURRENT_TIMESTAMP)"),
   POSTGRESQL(
       "postgresql",
       "INSERT INTO ent_owner (owner, epoch, serial, local_owner) VALUES ($1, $2, $3, $4)"
@@ -22,20 +27,30 @@ enum Dialect {
       "INSERT INTO ent_watermark (owner, epoch, serial) VALUES ($1, $2, $3)"
           + " ON CONFLICT (owner) DO UPDATE SET epoch = EXCLUDED.epoch, serial = EXCLUDED.serial",
       "INSERT INTO ent_purge (owner, epoch, serial) VALUES ($1, $2, $3)"
-          + " ON CONFLICT (owner) DO UPDATE SET epoch = EXCLUDED.epoch, serial = EXCLUDED.serial");
+          + " ON CONFLICT (owner) DO UPDATE SET epoch = EXCLUDED.epoch, serial = EXCLUDED.serial",
+      "UPDATE ent_claim SET instance = $1, ttl_ms = $2, renewed_at = CURRENT_TIMESTAMP WHERE id = 1"
+          + " AND (instance = $1 OR instance = ''"
+          + " OR renewed_at + ttl_ms * INTERVAL '1 millisecond' < CURRENT_TIMESTAMP)");
 
   final String scripts;
   final String upsertOwner;
   final String upsertObject;
   final String upsertWatermark;
   final String upsertPurge;
+  /**
+   * Takes the claim for instance $1 with time to live $2 (ms): if it holds it already, if nobody
+   * does, or if the holder's claim lapsed by the database's clock. One row updated if taken.
+   */
+  final String takeClaim;
 
   Dialect(
-      String scripts, String upsertOwner, String upsertObject, String upsertWatermark, String upsertPurge) {
+      String scripts, String upsertOwner, String upsertObject, String upsertWatermark, String upsertPurge,
+      String takeClaim) {
     this.scripts = scripts;
     this.upsertOwner = upsertOwner;
     this.upsertObject = upsertObject;
     this.upsertWatermark = upsertWatermark;
     this.upsertPurge = upsertPurge;
+    this.takeClaim = takeClaim;
   }
 }

@@ -20,13 +20,17 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import reactor.core.Disposable;
+import reactor.core.Disposables;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Schedulers;
@@ -55,6 +59,18 @@ import reactor.core.scheduler.Schedulers;
  * load or a write failed is closed and replaced at the next use, so the store recovers when the
  * database comes back (restarted, failed over, or a dropped idle connection) as the engine retries.
  *
+ * <p>Claim: one node writes a database. {@link #load()} takes the database's claim (table {@code
+ * ent_claim}) for this store instance, every batch renews it in its own transaction, and the store
+ * renews it every third of its time to live while idle; {@link #close()} gives it up. While another
+ * instance holds an unexpired claim, {@code load()} waits for it to lapse, at most that claim's
+ * time to live and one second, and then fails with a {@link PermanentStoreException}: a node
+ * started on a database another running node uses does not start (two nodes on one database
+ * would each take the other's owners as their own). A batch of an instance whose claim was taken
+ * (it was cut off from the database longer than its time to live, and another instance started)
+ * fails with a {@link PermanentStoreException}, and its node stops writing. Time is the database's
+ * clock. A node restarted after a crash waits for its old claim to lapse. Default time to live 10
+ * s ({@link #withClaimTtl}).
+ *
  * <p>Schema: created and upgraded on {@link #load()} by the versioned scripts shipped in this jar
  * ({@code dev/entanglement/r2dbc/schema/<database>/V<n>__*.sql}); the version applied is kept in
  * table {@code ent_schema}. Work runs on {@link Schedulers#boundedElastic()}, since embedded H2
@@ -63,20 +79,53 @@ import reactor.core.scheduler.Schedulers;
 public final class R2dbcStateStore implements StateStore {
   private static final Logger log = LoggerFactory.getLogger(R2dbcStateStore.class);
   /** Scripts shipped with this version, in order; the version is the list position + 1. */
-  private static final List<String> SCRIPTS = List.of("V1__schema.sql", "V2__purges.sql");
+  private static final List<String> SCRIPTS = List.of("V1__schema.sql", "V2__purges.sql", "V3__claim.sql");
+  /** The claim's default time to live. */
+  static final Duration DEFAULT_CLAIM_TTL = Duration.ofSeconds(10);
+  /** How often {@link #load()} tries again to take a claim another instance holds. */
+  private static final Duration CLAIM_POLL = Duration.ofMillis(250);
+  private static final String RENEW_CLAIM =
+      "UPDATE ent_claim SET renewed_at = CURRENT_TIMESTAMP WHERE id = 1 AND instance = $1";
+  private static final String RELEASE_CLAIM = "UPDATE ent_claim SET instance = '' WHERE id = 1 AND instance = $1";
 
   private final ConnectionFactory factory;
   private final Dialect dialect;
+  private final Duration claimTtl;
+  /** This store instance, as the claim names it. */
+  private final String instance = java.util.UUID.randomUUID().toString();
   /** The connection in use, opened once on first use; replaced after a failure (see the class note). */
-  private final java.util.concurrent.atomic.AtomicReference<Opening> connection;
+  private final AtomicReference<Opening> connection;
+  /** The connection that renews the claim while idle, so that it never waits for a batch. */
+  private final AtomicReference<Opening> renewing;
+  /** The idle renewal, running from a successful {@link #load()} until {@link #close()}. */
+  private final AtomicReference<Disposable> renewal = new AtomicReference<>(Disposables.disposed());
+  private volatile boolean closed;
   /** The schema scripts, read here so that no file is read on a non-blocking thread. */
   private final List<String> scripts;
 
-  private R2dbcStateStore(ConnectionFactory factory, Dialect dialect) {
+  private R2dbcStateStore(ConnectionFactory factory, Dialect dialect, Duration claimTtl) {
     this.factory = factory;
     this.dialect = dialect;
-    this.connection = new java.util.concurrent.atomic.AtomicReference<>(new Opening());
+    this.claimTtl = claimTtl;
+    this.connection = new AtomicReference<>(new Opening());
+    this.renewing = new AtomicReference<>(new Opening());
     this.scripts = SCRIPTS.stream().map(s -> resource("schema/" + dialect.scripts + "/" + s)).toList();
+  }
+
+  private R2dbcStateStore(ConnectionFactory factory, Dialect dialect) {
+    this(factory, dialect, DEFAULT_CLAIM_TTL);
+  }
+
+  /**
+   * A store on the same database whose claim lasts {@code ttl} without renewal (default 10 s): a
+   * node restarted after a crash waits that long at most for its old claim to lapse, and a node
+   * cut off from the database that long may have its claim taken. At least 300 ms.
+   */
+  public R2dbcStateStore withClaimTtl(Duration ttl) {
+    if (ttl.compareTo(Duration.ofMillis(300)) < 0) {
+      throw new IllegalArgumentException("claim time to live under 300 ms: " + ttl);
+    }
+    return new R2dbcStateStore(factory, dialect, ttl);
   }
 
   /**
@@ -140,11 +189,15 @@ public final class R2dbcStateStore implements StateStore {
 
   /** Runs {@code work} on the connection; after a failure the connection is closed and replaced. */
   private <T> Mono<T> withConnection(Function<Connection, Mono<T>> work) {
-    Opening current = connection.get();
+    return withConnection(connection, work);
+  }
+
+  private <T> Mono<T> withConnection(AtomicReference<Opening> ref, Function<Connection, Mono<T>> work) {
+    Opening current = ref.get();
     return current.connection
         .flatMap(work)
         .onErrorResume(e -> {
-          if (connection.compareAndSet(current, new Opening())) {
+          if (ref.compareAndSet(current, new Opening())) {
             current.close().onErrorResume(x -> Mono.empty()).subscribe();
           }
           return Mono.error(e);
@@ -154,7 +207,83 @@ public final class R2dbcStateStore implements StateStore {
 
   @Override
   public Mono<StoredData> load() {
-    return withConnection(c -> migrate(c).then(read(c)));
+    return withConnection(c -> migrate(c).then(claim(c)).then(read(c))).doOnSuccess(d -> renewWhileIdle());
+  }
+
+  /** Takes the claim, waiting for another instance's to lapse: see the class note. */
+  private Mono<Void> claim(Connection c) {
+    return take(c).flatMap(taken -> taken ? Mono.<Void>empty() : holder(c).flatMap(h -> {
+      long deadline = System.nanoTime() + Duration.ofMillis(h.ttlMs()).plusSeconds(1).toNanos();
+      return takeBy(c, deadline, h);
+    }));
+  }
+
+  private Mono<Void> takeBy(Connection c, long deadlineNanos, Holder h) {
+    return Mono.delay(CLAIM_POLL, Schedulers.boundedElastic())
+        .then(take(c))
+        .flatMap(taken -> {
+          if (taken) {
+            log.info("store claim taken after the claim of {} lapsed", h.instance());
+            return Mono.<Void>empty();
+          }
+          if (System.nanoTime() - deadlineNanos > 0) {
+            return Mono.error(new PermanentStoreException(
+                "another node uses this database: store instance " + h.instance()
+                    + " renews its claim (time to live " + h.ttlMs() + " ms); stop it, or give this node"
+                    + " a database of its own"));
+          }
+          return takeBy(c, deadlineNanos, h);
+        });
+  }
+
+  private record Holder(String instance, long ttlMs) {}
+
+  private Mono<Boolean> take(Connection c) {
+    return updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis()));
+  }
+
+  private static Mono<Holder> holder(Connection c) {
+    return Flux.from(c.createStatement("SELECT instance, ttl_ms FROM ent_claim WHERE id = 1").execute())
+        .flatMap(r -> r.map(row -> new Holder(row.get(0, String.class), row.get(1, Long.class))))
+        .next()
+        .switchIfEmpty(Mono.error(() -> new IllegalStateException("table ent_claim has no row")));
+  }
+
+  /** Renews this instance's claim; false if it does not hold it (taken by another, or never taken). */
+  private Mono<Boolean> renew(Connection c) {
+    return updatesOne(c.createStatement(RENEW_CLAIM).bind(0, instance));
+  }
+
+  private static Mono<Boolean> updatesOne(Statement s) {
+    return Flux.from(s.execute()).flatMap(Result::getRowsUpdated).reduce(0L, Long::sum).map(n -> n > 0);
+  }
+
+  /**
+   * Renews the claim every third of its time to live, on a connection of its own, until {@link
+   * #close()} or until it finds the claim taken (the next batch then fails). A failed renewal is
+   * tried again at the next tick.
+   */
+  private void renewWhileIdle() {
+    Duration period = claimTtl.dividedBy(3);
+    Disposable task =
+        Flux.interval(period, period, Schedulers.parallel())
+            .onBackpressureDrop()
+            .concatMap(tick -> withConnection(renewing, this::renew)
+                .onErrorResume(e -> {
+                  log.debug("store claim not renewed this time: {}", e.toString());
+                  return Mono.just(true);
+                }))
+            .takeUntil(held -> !held)
+            .subscribe(held -> {
+              if (!held) {
+                log.error("store claim taken by another node: this node can write nothing more");
+              }
+            });
+    Disposable previous = renewal.getAndSet(task);
+    previous.dispose();
+    if (closed) {
+      task.dispose();
+    }
   }
 
   private Mono<Void> migrate(Connection c) {
@@ -217,6 +346,9 @@ public final class R2dbcStateStore implements StateStore {
     return withConnection(
             c ->
                 Mono.from(c.beginTransaction())
+                    .then(renew(c).flatMap(held -> held ? Mono.<Void>empty() : Mono.error(new PermanentStoreException(
+                        "this node's claim on the database was taken by another node (store instance "
+                            + instance + "): it writes nothing more"))))
                     .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
                         // The statements' own errors only: a refused login while reconnecting
                         // (permission denied too) passes once the database lets the node in.
@@ -294,9 +426,20 @@ public final class R2dbcStateStore implements StateStore {
     }
   }
 
+  /** Gives up the claim, if a connection is open to do it, and closes the connections. */
   @Override
   public Mono<Void> close() {
-    return connection.get().close().subscribeOn(Schedulers.boundedElastic());
+    closed = true;
+    renewal.get().dispose();
+    Opening current = connection.get();
+    Connection c = current.opened;
+    Mono<Void> release = c == null
+        ? Mono.empty()
+        : run(c.createStatement(RELEASE_CLAIM).bind(0, instance)).onErrorResume(e -> Mono.empty());
+    return release
+        .then(current.close())
+        .then(renewing.get().close())
+        .subscribeOn(Schedulers.boundedElastic());
   }
 
   @Override

@@ -35,12 +35,24 @@ class H2StateStoreTest extends StoreContract {
 
   @Override
   void execute(String sql) {
-    H2ConnectionFactory direct = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
-        .file(dir.resolve("store-" + databases).toAbsolutePath().toString()).build());
-    Mono.usingWhen(direct.create(),
+    Mono.usingWhen(direct().create(),
             c -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).then(),
             c -> c.close())
         .block(WAIT);
+  }
+
+  @Override
+  Long queryLong(String sql) {
+    return Mono.usingWhen(direct().create(),
+            c -> Flux.from(c.createStatement(sql).execute())
+                .flatMap(r -> r.map(row -> ((Number) row.get(0)).longValue())).next(),
+            c -> c.close())
+        .block(WAIT);
+  }
+
+  private H2ConnectionFactory direct() {
+    return new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+        .file(dir.resolve("store-" + databases).toAbsolutePath().toString()).build());
   }
 
   @Test

@@ -18,7 +18,8 @@ import reactor.core.publisher.Mono;
  * An owner node on an H2 file store, in its own JVM, for {@link KillAndRestartTest}. Test code only.
  *
  * <p>Arguments: {@code <store path> <keys>}. The node (id {@value #NODE_ID}, owner {@value
- * #OWNER}, epoch left to its default) starts on {@code R2dbcStateStore.h2File(<store path>)},
+ * #OWNER}, epoch left to its default) starts on {@code R2dbcStateStore.h2File(<store path>)} with
+ * a claim that lasts 2 s (so that the restart after the kill waits at most that long for it),
  * accepts peers over plain TCP on 127.0.0.1 (an ephemeral port), prints {@code READY <epoch of the
  * node's builder> <port>}, then publishes {@code Counter(key-i, n)} for
  * n = 1, 2, 3... on every key at once (one publish in flight per key, so the engine folds them into
@@ -97,7 +98,7 @@ public final class OwnerProcess {
             .id(NODE_ID)
             .owner(OwnerId.of(OWNER))
             .registry(registry())
-            .store(R2dbcStateStore.h2File(storePath))
+            .store(R2dbcStateStore.h2File(storePath).withClaimTtl(java.time.Duration.ofSeconds(2)))
             .epoch(builderEpoch)
             .build();
     node.start().block(WAIT);

@@ -37,7 +37,7 @@ class PostgresStateStoreTest extends StoreContract {
 
   @Override
   R2dbcStateStore emptyStore() {
-    execute("DROP TABLE IF EXISTS ent_object, ent_owner, ent_watermark, ent_purge, ent_schema");
+    execute("DROP TABLE IF EXISTS ent_object, ent_owner, ent_watermark, ent_purge, ent_claim, ent_schema");
     return sameDatabase();
   }
 
@@ -46,6 +46,16 @@ class PostgresStateStoreTest extends StoreContract {
     Mono.usingWhen(
             Mono.<Connection>from(ConnectionFactories.get(URL).create()),
             (Connection c) -> Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).then(),
+            Connection::close)
+        .block(Duration.ofSeconds(30));
+  }
+
+  @Override
+  Long queryLong(String sql) {
+    return Mono.usingWhen(
+            Mono.<Connection>from(ConnectionFactories.get(URL).create()),
+            (Connection c) -> Flux.from(c.createStatement(sql).execute())
+                .flatMap(r -> r.map(row -> ((Number) row.get(0)).longValue())).next(),
             Connection::close)
         .block(Duration.ofSeconds(30));
   }

@@ -37,6 +37,52 @@ abstract class StoreContract {
   /** Runs one statement on the database of the last {@link #emptyStore()}, as an operator would. */
   abstract void execute(String sql);
 
+  /** The first column of the first row {@code sql} returns there, or null if none. */
+  abstract @org.jspecify.annotations.Nullable Long queryLong(String sql);
+
+  private static WriteBatch watermarkBatch(long serial) {
+    return new WriteBatch().add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("o", 1, serial)));
+  }
+
+  @Test
+  void aSecondStoreIsRefusedWhileTheFirstHoldsTheDatabase() {
+    R2dbcStateStore first = emptyStore().withClaimTtl(Duration.ofSeconds(3));
+    first.load().block(WAIT);
+    R2dbcStateStore second = sameDatabase();
+    RuntimeException e = assertThrows(RuntimeException.class, () -> second.load().block(WAIT));
+    assertInstanceOf(PermanentStoreException.class, e, "the first renewed its claim while the second waited");
+    assertTrue(e.getMessage().contains("another node uses this database"), e.getMessage());
+    second.close().block(WAIT);
+    first.write(watermarkBatch(1)).block(WAIT);
+    first.close().block(WAIT);
+  }
+
+  @Test
+  void closingGivesTheClaimUp() {
+    R2dbcStateStore first = emptyStore().withClaimTtl(Duration.ofSeconds(60));
+    first.load().block(WAIT);
+    first.close().block(WAIT);
+    // Within WAIT, well before the first's claim would lapse.
+    R2dbcStateStore second = sameDatabase();
+    second.load().block(WAIT);
+    second.write(watermarkBatch(1)).block(WAIT);
+    second.close().block(WAIT);
+  }
+
+  @Test
+  void aStoreWhoseClaimWasTakenWritesNothingMore() {
+    R2dbcStateStore store = emptyStore();
+    store.load().block(WAIT);
+    store.write(watermarkBatch(1)).block(WAIT);
+    execute("UPDATE ent_claim SET instance = 'another-node'"); // as another node would after a lapse
+    RuntimeException e = assertThrows(RuntimeException.class, () -> store.write(watermarkBatch(2)).block(WAIT));
+    assertInstanceOf(PermanentStoreException.class, e, "not retried by the node: " + e);
+    assertEquals(1L, queryLong("SELECT serial FROM ent_watermark WHERE owner = 'o'"), "nothing of the batch");
+    store.close().block(WAIT);
+    assertEquals(1L, queryLong("SELECT COUNT(*) FROM ent_claim WHERE instance = 'another-node'"),
+        "closing gives up only its own claim");
+  }
+
   @Test
   void aBatchTheDatabaseRefusesFailsAsPermanent() {
     R2dbcStateStore store = emptyStore();
@@ -138,12 +184,13 @@ abstract class StoreContract {
     }
     // Wait until b has persisted a watermark covering everything (sent a second after the link drains).
     b.watch(CURSOR, "k29").blockFirst(WAIT);
-    R2dbcStateStore probe = sameDatabase();
     reactor.core.publisher.Flux.interval(Duration.ofMillis(50)).onBackpressureDrop()
-        .concatMap(i -> probe.load())
-        .filter(d -> d.watermarks().stream().anyMatch(w -> w.owner().equals("owner-a") && w.serial() >= 30))
+        .concatMap(i -> reactor.core.publisher.Mono.fromCallable(
+                () -> java.util.Optional.ofNullable(
+                    queryLong("SELECT serial FROM ent_watermark WHERE owner = 'owner-a'")))
+            .subscribeOn(reactor.core.scheduler.Schedulers.boundedElastic()))
+        .filter(serial -> serial.orElse(0L) >= 30)
         .blockFirst(WAIT);
-    probe.close().block(WAIT);
     link.close();
     b.close().block(WAIT);
     a.publish(new Cursor("k3", 300, 0)).block(WAIT);

@@ -1,0 +1,11 @@
+-- Entanglement Reactive store, schema version 3 (H2): the node that writes this database.
+-- One row: the store instance holding the claim (empty: none), how long its claim lasts without
+-- renewal, and when it last renewed it, by the database's clock.
+CREATE TABLE IF NOT EXISTS ent_claim (
+  id         INT                      PRIMARY KEY,
+  instance   VARCHAR(64)              NOT NULL,
+  ttl_ms     BIGINT                   NOT NULL,
+  renewed_at TIMESTAMP WITH TIME ZONE NOT NULL
+);
+INSERT INTO ent_claim (id, instance, ttl_ms, renewed_at)
+  VALUES (1, '', 0, TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00');
