@@ -133,9 +133,9 @@ final class Engine {
   /** For each remote owner, the version up to which this node holds every state of it. */
   private final Map<OwnerId, Version> watermarks = new HashMap<>();
   /**
-   * Per remote owner, states of it this node refused in a route race (the sender was not on the
-   * owner's path yet) and has not received since: no watermark may cover them (see {@link
-   * #refusedOnRoute}), so the next catch-up brings them. In memory: the watermark kept in the store
+   * Per remote owner, the newest state of each key this node refused in a route race (the sender
+   * was not on the owner's path yet) and has not received since: no watermark may cover them (see
+   * {@link #refusedOnRoute}), so the next catch-up brings them. In memory: the watermark kept in the store
    * was already lowered below them.
    */
   private final Map<OwnerId, Map<ObjectKey, Version>> refusedStates = new HashMap<>();
@@ -159,7 +159,7 @@ final class Engine {
   private final List<Destination> drainsDeferred = new ArrayList<>();
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
-  private final Map<String, List<FluxSink<Proposal<?>>>> proposalSinks = new HashMap<>();
+  private final Map<String, List<Decider>> proposalSinks = new HashMap<>();
   /**
    * Per type, undecided proposals that found subscribers but none that had asked for one, in
    * arrival order: handed out as subscribers ask ({@link #handWaitingProposals}), and dropped here
@@ -747,10 +747,14 @@ final class Engine {
                         sink.complete();
                         return;
                       }
-                      proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(sink);
-                      sink.onRequest(n -> serial.execute(() -> handWaitingProposals(type.name())));
-                      sink.onDispose(
-                          () -> serial.execute(() -> removeFrom(proposalSinks, type.name(), sink)));
+                      Decider decider = new Decider(sink);
+                      proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(decider);
+                      // Called at once with what was requested so far, then with each request.
+                      sink.onRequest(n -> serial.execute(() -> {
+                        decider.credit = reactor.core.publisher.Operators.addCap(decider.credit, n);
+                        handWaitingProposals(type.name());
+                      }));
+                      sink.onDispose(() -> serial.execute(() -> deciderGone(type.name(), decider)));
                     }))
         .map(
             p -> {
@@ -770,6 +774,12 @@ final class Engine {
                   link.dispose();
                   sink.error(new IllegalStateException(
                       "node " + nodeId + (closed ? " is closed" : " has a store: call start() first")));
+                  return;
+                }
+                if (link.isDisposed()) {
+                  // Closed before its turn (a transport dropped it): it must not replace a live
+                  // link to the same peer.
+                  sink.success();
                   return;
                 }
                 attachNow(link, sink);
@@ -856,7 +866,7 @@ final class Engine {
                     tentativeWatchers
                         .values()
                         .forEach(l -> l.forEach(w -> w.subscription().complete()));
-                    proposalSinks.values().forEach(l -> new ArrayList<>(l).forEach(FluxSink::complete));
+                    proposalSinks.values().forEach(l -> new ArrayList<>(l).forEach(d -> d.sink.complete()));
                     // Without the deadline sweep nothing would end them: their requesters are
                     // answered, and a decision made later does not count.
                     for (Proposal<?> p : List.copyOf(decisionDeadlines.keySet())) {
@@ -2807,7 +2817,13 @@ final class Engine {
   private void purgeOwner(OwnerId owner, long epoch, @Nullable Destination from) {
     removedOwners.put(owner, epoch);
     watermarks.remove(owner);
-    refusedStates.remove(owner);
+    Map<ObjectKey, Version> refused = refusedStates.get(owner);
+    if (refused != null) { // states of a later epoch stay missing
+      refused.values().removeIf(r -> r.epoch() <= epoch);
+      if (refused.isEmpty()) {
+        refusedStates.remove(owner);
+      }
+    }
     purgedUpTo.computeIfPresent(owner, (o, v) -> v.epoch() <= epoch ? null : v);
     persist(new WriteBatch.RemoveOwner(owner.value(), epoch));
     for (StoredState st : List.copyOf(objects.values())) {
@@ -3019,12 +3035,15 @@ final class Engine {
    */
   private boolean refusedOnRoute(ObjectKey key, OwnerId owner, Version v) {
     StoredState cur = objects.get(key);
-    if (cur != null && !v.isNewerThan(cur.version())) {
+    // As applyState would judge it on the path: nothing is missing if the owner's state held is not
+    // older, or the key is another owner's live object; another owner's tombstone gives way.
+    if (cur != null && (cur.owner().equals(owner) ? !v.isNewerThan(cur.version()) : !cur.deleted())) {
       return false;
     }
+    // The newest refused version of each key: an older one arriving does not make it good.
     refusedStates
         .computeIfAbsent(owner, o -> new HashMap<>())
-        .merge(key, v, (a, b) -> a.compareTo(b) <= 0 ? a : b);
+        .merge(key, v, (a, b) -> a.compareTo(b) >= 0 ? a : b);
     Version wm = watermarks.get(owner);
     Version capped = wm == null ? null : belowRefused(owner, wm);
     if (capped != null && !capped.equals(wm)) {
@@ -3045,7 +3064,11 @@ final class Engine {
     }
   }
 
-  /** {@code v}, or just below the oldest refused state of {@code owner} in its epoch if that is lower. */
+  /**
+   * {@code v}, or just below the lowest of the refused states of {@code owner} in its epoch (the
+   * newest refused version of each key) if that is lower: a state of that key at least that new,
+   * which the next catch-up then brings, is newer than the watermark.
+   */
   private Version belowRefused(OwnerId owner, Version v) {
     Map<ObjectKey, Version> refused = refusedStates.get(owner);
     if (refused == null) {
@@ -3210,28 +3233,50 @@ final class Engine {
     // until one asks (or the decision times out). Never the default decision while a subscriber
     // exists: that would decide behind the application's back.
     String type = b.type().name();
-    List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(type);
-    if (sinks == null || sinks.stream().allMatch(FluxSink::isCancelled)) {
-      try {
-        b.registry().defaultDecision().accept(p);
-      } catch (RuntimeException e) {
-        failedToDecide(p, e);
-      }
+    if (!hasDecider(type)) {
+      decideByDefault(b, p);
       return;
     }
     proposalsWaiting.computeIfAbsent(type, t -> new java.util.ArrayDeque<>()).add(p);
     handWaitingProposals(type);
   }
 
+  /**
+   * A {@code proposals()} subscriber, with the proposals it asked for and was not handed yet:
+   * counted here, on the engine, from each request, because the sink's own count falls only once
+   * its subscriber has taken a proposal, which another thread may be doing meanwhile.
+   */
+  private static final class Decider {
+    final FluxSink<Proposal<?>> sink;
+    long credit;
+
+    Decider(FluxSink<Proposal<?>> sink) {
+      this.sink = sink;
+    }
+  }
+
+  private boolean hasDecider(String type) {
+    List<Decider> deciders = proposalSinks.get(type);
+    return deciders != null && deciders.stream().anyMatch(d -> !d.sink.isCancelled());
+  }
+
+  private void decideByDefault(TypeBinding<?> b, Proposal<?> p) {
+    try {
+      b.registry().defaultDecision().accept(p);
+    } catch (RuntimeException e) {
+      failedToDecide(p, e);
+    }
+  }
+
   /** Hands waiting proposals of {@code type}, oldest first, to subscribers that asked for one. */
   private void handWaitingProposals(String type) {
     java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
-    List<FluxSink<Proposal<?>>> sinks = proposalSinks.get(type);
-    while (waiting != null && !waiting.isEmpty() && sinks != null) {
-      FluxSink<Proposal<?>> target = null;
-      for (FluxSink<Proposal<?>> s : sinks) {
-        if (!s.isCancelled() && s.requestedFromDownstream() > 0) {
-          target = s;
+    List<Decider> deciders = proposalSinks.get(type);
+    while (waiting != null && !waiting.isEmpty() && deciders != null) {
+      Decider target = null;
+      for (Decider d : deciders) {
+        if (!d.sink.isCancelled() && d.credit > 0) {
+          target = d;
           break;
         }
       }
@@ -3245,10 +3290,30 @@ final class Engine {
       if (p.isDecided()) {
         continue; // its decision is on its way to stopWaiting
       }
+      target.credit--;
       try {
-        target.next(p);
+        target.sink.next(p);
       } catch (RuntimeException e) {
         failedToDecide(p, e);
+      }
+    }
+  }
+
+  /**
+   * A subscriber left: once none is left, the proposals that waited for one get the default
+   * decision, as later ones do (unless the node is closing, which rejects them).
+   */
+  private void deciderGone(String type, Decider decider) {
+    removeFrom(proposalSinks, type, decider);
+    java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
+    if (closed || waiting == null || hasDecider(type)) {
+      return;
+    }
+    proposalsWaiting.remove(type);
+    TypeBinding<?> b = types.get(type);
+    for (Proposal<?> p : waiting) {
+      if (!p.isDecided()) {
+        decideByDefault(b, p);
       }
     }
   }

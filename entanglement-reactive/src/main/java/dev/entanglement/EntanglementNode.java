@@ -199,9 +199,11 @@ public final class EntanglementNode {
    * Proposals for objects of {@code type} owned here. The first active subscriber that has
    * requested one receives each proposal and must decide it; while subscribers exist but none has
    * requested one, proposals wait in the node, in arrival order, and go to the first that requests.
-   * With no subscriber the registry's default decision applies. Each proposal not decided within
-   * the decision timeout is rejected with {@link ErrorCode#TIMEOUT}, and one that timed out while
-   * waiting is never handed out.
+   * With no subscriber the registry's default decision applies, also to the proposals that waited
+   * when the last subscriber leaves. Each proposal not decided within the decision timeout is
+   * rejected with {@link ErrorCode#TIMEOUT}, and one that timed out while waiting is never handed
+   * out. (An operator between the flux and the decider that requests ahead, such as {@code
+   * publishOn}, holds what it requested.)
    */
   public <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     return engine.proposals(type);

@@ -268,6 +268,20 @@ class ProposalTest {
     }
   }
 
+  /**
+   * Node "owner" (configured by {@code owner}) holding Cursor t, node "p" linked to it, and a
+   * subscriber to the owner's proposals that has asked for none yet.
+   */
+  private static Decider ownerWithAnIdleDecider(TestMesh mesh, java.util.function.Consumer<EntanglementNode.Builder> owner) {
+    mesh.node("owner", owner);
+    mesh.node("p");
+    mesh.connect("owner", "p");
+    mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
+    Decider decider = new Decider();
+    mesh.get("owner").proposals(CURSOR).subscribe(decider);
+    return decider;
+  }
+
   /** A proposals() subscriber that asks for nothing until the test calls {@code request}. */
   private static final class Decider extends reactor.core.publisher.BaseSubscriber<Proposal<Cursor>> {
     final List<Proposal<Cursor>> handed = new ArrayList<>();
@@ -285,12 +299,7 @@ class ProposalTest {
   @DisplayName("a subscriber that has not asked for a proposal holds none: one that timed out meanwhile is never handed to it")
   void aDeciderWithoutDemandHoldsNoProposal() {
     try (TestMesh mesh = new TestMesh()) {
-      mesh.node("owner", b -> b.decisionTimeout(Duration.ofSeconds(3)));
-      mesh.node("p");
-      mesh.connect("owner", "p");
-      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
-      Decider decider = new Decider();
-      mesh.get("owner").proposals(CURSOR).subscribe(decider);
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> b.decisionTimeout(Duration.ofSeconds(3)));
       AtomicReference<Outcome<Cursor>> first = new AtomicReference<>();
       mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(first::set);
       mesh.advance(Duration.ofSeconds(4));
@@ -314,12 +323,7 @@ class ProposalTest {
   @DisplayName("proposals that wait for a subscriber to ask are handed to it in arrival order as it asks")
   void waitingProposalsAreHandedInOrder() {
     try (TestMesh mesh = new TestMesh()) {
-      mesh.node("owner");
-      mesh.node("p");
-      mesh.connect("owner", "p");
-      mesh.get("owner").publish(new Cursor("t", 1, 1)).block();
-      Decider decider = new Decider();
-      mesh.get("owner").proposals(CURSOR).subscribe(decider);
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> {});
       List<Outcome<Cursor>> outcomes = new ArrayList<>();
       for (double x = 2; x <= 4; x++) {
         mesh.get("p").propose(CURSOR, "t", Map.of("x", x)).subscribe(outcomes::add);
@@ -335,6 +339,23 @@ class ProposalTest {
       decider.handed.forEach(p -> assertTrue(p.reject(ErrorCode.INVALID_OPERATION, "no")));
       mesh.settle();
       assertEquals(3, outcomes.size());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("when the last subscriber leaves, the proposals that waited for it get the default decision, as later ones do")
+  void waitingProposalsGetTheDefaultDecisionWhenTheLastDeciderLeaves() {
+    try (TestMesh mesh = new TestMesh()) {
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> {});
+      AtomicReference<Outcome<Cursor>> out = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(out::set);
+      mesh.settle();
+      assertEquals(null, out.get(), "waiting for the subscriber");
+      decider.cancel();
+      mesh.settle();
+      assertTrue(out.get().isCommitted(), "the default decision: " + out.get());
+      assertEquals(List.of(), decider.handed);
       assertNoPending(mesh);
     }
   }

@@ -468,6 +468,68 @@ class WireBehaviourTest {
     }
   }
 
+  /** A state of owner-z, its x the serial. */
+  private static Message.Sync syncOfZ(String key, long epoch, long serial, boolean deleted) {
+    return new Message.Sync("Cursor", key, "owner-z", epoch, serial, 0, deleted,
+        deleted ? JSON.createObjectNode() : JSON.valueToTree(new Cursor(key, serial, 0)));
+  }
+
+  @Test
+  @DisplayName("a state refused on route stays missing when an older state of that key arrives: the watermark stays below the newest refused")
+  void anOlderStateDoesNotMakeANewerRefusalGood() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer w = new RawPeer(mesh, "a", "w");
+      w.send(hello("w", "owner-z")); // w owns owner-z: on its path
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x")); // not on owner-z's path
+      x.send(syncOfZ("c", 1, 9, false));
+      x.send(syncOfZ("c", 1, 12, false));
+      w.send(syncOfZ("c", 1, 10, false));
+      w.send(new Message.Watermark("owner-z", 1, 15, false));
+      mesh.settle();
+      assertEquals(10.0, x(mesh, "c"));
+      assertEquals(11, claimedSerialOfOwnerZ(mesh), "serial 12 of c is still missing");
+    }
+  }
+
+  @Test
+  @DisplayName("a state refused on route over another owner's tombstone of the key keeps the watermark below it")
+  void aRefusalOverAnotherOwnersTombstoneIsRemembered() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      y.send(hello("y", "owner-y"));
+      y.send(new Message.Sync("Cursor", "c", "owner-y", 5, 1, 0, true, JSON.createObjectNode()));
+      RawPeer w = new RawPeer(mesh, "a", "w");
+      w.send(hello("w", "owner-z"));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(syncOfZ("c", 1, 9, false)); // would replace owner-y's tombstone: refused on route
+      w.send(new Message.Watermark("owner-z", 1, 10, false));
+      mesh.settle();
+      assertTrue(mesh.get("a").get(CURSOR, "c").orElseThrow().deleted());
+      assertEquals(8, claimedSerialOfOwnerZ(mesh), "serial 9 of c is missing");
+    }
+  }
+
+  @Test
+  @DisplayName("removing an owner's epoch forgets its refused states of that epoch only")
+  void anOwnerRemovalKeepsRefusalsOfALaterEpoch() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer w = new RawPeer(mesh, "a", "w");
+      w.send(hello("w", "owner-z"));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(syncOfZ("c", 2, 5, false)); // refused on route
+      w.send(new Message.OwnerRemoved("owner-z", 1));
+      w.send(new Message.Watermark("owner-z", 2, 9, false));
+      mesh.settle();
+      assertEquals(4, claimedSerialOfOwnerZ(mesh), "serial 5 of epoch 2 is missing");
+    }
+  }
+
   @Test
   @DisplayName("a full resync does not drop a key its sender sent but had refused on route: the sender holds it")
   void aFullResyncKeepsAKeyRefusedOnRoute() {

@@ -97,17 +97,15 @@ public final class TcpClientTransport {
     return Mono.just(link);
   }
 
-  /**
-   * Connects once and runs the link on the node until it closes. If the dial crossed one of the
-   * peer's that wins the tie-break and is open, the link is closed instead and this completes.
-   */
+  /** Connects once and runs the link on the node until it closes. */
   public Mono<Void> connectAndAttach() {
-    return connect().flatMap(this::attachDialled);
+    return connect().flatMap(node::attach);
   }
 
   /**
-   * Attaches {@code link}, dialled by this transport, unless the peer's own dial to this node is
-   * open and wins the tie-break ({@link PeerConnections}); then closes it and completes.
+   * For {@link #maintain()}: attaches {@code link}, dialled by this transport, unless the peer's
+   * own dial to this node is open and wins the tie-break ({@link PeerConnections}); then closes it
+   * and completes (the dialer looks again later).
    */
   Mono<Void> attachDialled(Link link) {
     PeerId local = localIdentity();

@@ -107,6 +107,10 @@ public final class TcpServerTransport {
               log.info("accepted {} from {}", peer, c.channel().remoteAddress());
               NettyLink link = NettyLink.stream(c, peer, bandwidth);
               PeerConnections.opened(node, link, PeerConnections.Side.ACCEPTED);
+              if (tls != null && !PeerOrder.localDialWins(tls.identity(), peer)) {
+                // The peer's dial wins: a dial of ours that crossed it gives way.
+                PeerConnections.closeAll(node, peer, PeerConnections.Side.DIALLED);
+              }
               return node.attach(link);
             });
   }

@@ -68,6 +68,35 @@ class TcpTransportTest {
     return s;
   }
 
+  /** Nodes "low" and "high" (by the simultaneous-connect rule), each serving TLS and able to dial the other. */
+  private record Pair(
+      EntanglementNode low, EntanglementNode high, TcpClientTransport lowDials, TcpClientTransport highDials,
+      PeerId lowId, PeerId highId) {}
+
+  private Pair pairThatCanDialEachOther() {
+    TestPki.Identity[] ids = lowAndHigh();
+    EntanglementNode low = node("low");
+    EntanglementNode high = node("high");
+    DisposableServer lowServer = serve(low, ids[0], ids[1].fingerprint());
+    DisposableServer highServer = serve(high, ids[1], ids[0].fingerprint());
+    return new Pair(
+        low,
+        high,
+        TcpClientTransport.builder(low).remote("localhost", highServer.port())
+            .expect(ids[1].fingerprint()).tls(ids[0].tls()).build(),
+        TcpClientTransport.builder(high).remote("localhost", lowServer.port())
+            .expect(ids[0].fingerprint()).tls(ids[1].tls()).build(),
+        ids[0].fingerprint(),
+        ids[1].fingerprint());
+  }
+
+  private static void replicatesBothWays(EntanglementNode low, EntanglementNode high) {
+    low.publish(new Cursor("from-low", 1, 1)).block(WAIT);
+    await(high, "from-low", 1);
+    high.publish(new Cursor("from-high", 1, 1)).block(WAIT);
+    await(low, "from-high", 1);
+  }
+
   /** Two identities, the one whose dial wins the simultaneous-connect rule first. */
   private TestPki.Identity[] lowAndHigh() {
     TestPki.Identity x = pki.issue("x");
@@ -576,30 +605,41 @@ class TcpTransportTest {
   @Test
   @DisplayName("dials that cross: the losing side drops its own after the handshake, so one connection stays")
   void crossedDialsKeepTheWinningOne() {
-    TestPki.Identity[] ids = lowAndHigh();
-    TestPki.Identity lowId = ids[0];
-    TestPki.Identity highId = ids[1];
-    EntanglementNode low = node("low");
-    EntanglementNode high = node("high");
-    DisposableServer lowServer = serve(low, lowId, highId.fingerprint());
-    DisposableServer highServer = serve(high, highId, lowId.fingerprint());
-    TcpClientTransport highDials = TcpClientTransport.builder(high).remote("localhost", lowServer.port())
-        .expect(lowId.fingerprint()).tls(highId.tls()).build();
-    TcpClientTransport lowDials = TcpClientTransport.builder(low).remote("localhost", highServer.port())
-        .expect(highId.fingerprint()).tls(lowId.tls()).build();
+    Pair pair = pairThatCanDialEachOther();
+    EntanglementNode low = pair.low();
+    EntanglementNode high = pair.high();
+    TcpClientTransport lowDials = pair.lowDials();
+    TcpClientTransport highDials = pair.highDials();
     // Both handshakes finish before either side attaches its own dial: each server has accepted
     // the other's dial by then, the order in which crossed dials drop both without the rule.
     Link highLink = highDials.connect().block(WAIT);
-    TransportConformance.awaitTrue(() -> low.isConnected(highId.fingerprint()), "low accepted high's dial");
+    TransportConformance.awaitTrue(() -> low.isConnected(pair.highId()), "low accepted high's dial");
     Link lowLink = lowDials.connect().block(WAIT);
-    TransportConformance.awaitTrue(() -> high.isConnected(lowId.fingerprint()), "high accepted low's dial");
+    TransportConformance.awaitTrue(() -> high.isConnected(pair.lowId()), "high accepted low's dial");
     cleanup.add(highDials.attachDialled(highLink).subscribe());
     cleanup.add(lowDials.attachDialled(lowLink).subscribe());
     TransportConformance.awaitTrue(highLink::isDisposed, "high dropped its losing dial");
-    low.publish(new Cursor("from-low", 1, 1)).block(WAIT);
-    await(high, "from-low", 1);
-    high.publish(new Cursor("from-high", 1, 1)).block(WAIT);
-    await(low, "from-high", 1);
+    replicatesBothWays(low, high);
+    assertFalse(lowLink.isDisposed(), "the winning dial stays");
+  }
+
+  @Test
+  @DisplayName("dials that cross: accepting the winning dial closes the losing one, so a late attach of it replaces nothing")
+  void acceptingTheWinningDialClosesTheLosingOne() {
+    Pair pair = pairThatCanDialEachOther();
+    EntanglementNode low = pair.low();
+    EntanglementNode high = pair.high();
+    TcpClientTransport lowDials = pair.lowDials();
+    TcpClientTransport highDials = pair.highDials();
+    Link highLink = highDials.connect().block(WAIT);
+    TransportConformance.awaitTrue(() -> low.isConnected(pair.highId()), "low accepted high's dial");
+    Link lowLink = lowDials.connect().block(WAIT);
+    TransportConformance.awaitTrue(highLink::isDisposed, "high's server closed its own losing dial");
+    // As when high's client checked for a crossing just before low's dial was accepted, and
+    // attached its own just after.
+    cleanup.add(high.attach(highLink).subscribe());
+    cleanup.add(lowDials.attachDialled(lowLink).subscribe());
+    replicatesBothWays(low, high);
     assertFalse(lowLink.isDisposed(), "the winning dial stays");
   }
 
