@@ -400,7 +400,10 @@ final class Engine {
                                 started = true;
                               }
                               sink.success();
-                            })));
+                            })))
+        // A node that did not start gives its store up (a database claim, connections); the
+        // store may be loaded again by a later start().
+        .onErrorResume(e -> store.close().onErrorResume(x -> Mono.empty()).then(Mono.error(e)));
   }
 
   /**

@@ -59,7 +59,8 @@ public final class EntanglementNode {
   /**
    * Starts the node: with a {@link dev.entanglement.store.StateStore}, loads owners (keeping their
    * epochs and serials), objects, tombstones and watermarks. A node with a store refuses to attach
-   * links or publish before it has started; a node without one needs no start.
+   * links or publish before it has started; a node without one needs no start. If starting fails,
+   * the node closes its store (giving up its database), and a later {@code start()} loads it again.
    */
   public Mono<Void> start() {
     return engine.start();

@@ -55,21 +55,26 @@ import reactor.core.scheduler.Schedulers;
  * PermanentStoreException}, and the node stops writing; any other failure, opening a connection
  * included (a refused login may pass later), is retried by the node.
  *
- * <p>Connection: one, opened on first use. A failed open is not kept, and a connection on which a
- * load or a write failed is closed and replaced at the next use, so the store recovers when the
+ * <p>Connection: one, opened on first use, used by one operation at a time (load, batch, claim
+ * renewal, close), in the order they were asked for. A failed open is not kept, and a connection on
+ * which an operation failed is closed and replaced at the next use, so the store recovers when the
  * database comes back (restarted, failed over, or a dropped idle connection) as the engine retries.
  *
  * <p>Claim: one node writes a database. {@link #load()} takes the database's claim (table {@code
- * ent_claim}) for this store instance, every batch renews it in its own transaction, and the store
- * renews it every third of its time to live while idle; {@link #close()} gives it up. While another
- * instance holds an unexpired claim, {@code load()} waits for it to lapse, at most that claim's
- * time to live and one second, and then fails with a {@link PermanentStoreException}: a node
- * started on a database another running node uses does not start (two nodes on one database
- * would each take the other's owners as their own). A batch of an instance whose claim was taken
- * (it was cut off from the database longer than its time to live, and another instance started)
- * fails with a {@link PermanentStoreException}, and its node stops writing. Time is the database's
- * clock. A node restarted after a crash waits for its old claim to lapse. Default time to live 10
- * s ({@link #withClaimTtl}).
+ * ent_claim}) for this store instance; every batch renews it at its start (which locks the claim
+ * for the batch) and again at its end, in its own transaction; the store renews it every third of
+ * its time to live while idle; {@link #close()} gives it up. While another instance holds an
+ * unexpired claim, {@code load()} waits for it to lapse, about that claim's time to live and one
+ * second, and then fails with a {@link PermanentStoreException}: a node started on a database
+ * another running node uses does not start (two nodes on one database would each take the other's
+ * owners as their own). A batch of an instance whose claim was taken (it was cut off from the
+ * database longer than its time to live, and another instance started) fails with a {@link
+ * PermanentStoreException}, and its node stops writing. Time is the database's clock. A node
+ * restarted after a crash waits for its old claim to lapse. Default time to live 10 s ({@link
+ * #withClaimTtl}). On PostgreSQL, a node that dies inside a batch leaves its server session, and
+ * the lock on the claim, until the server drops the session, and a node starting meanwhile fails
+ * as if the holder were alive: set {@code idle_in_transaction_session_timeout} below the time to
+ * live.
  *
  * <p>Schema: created and upgraded on {@link #load()} by the versioned scripts shipped in this jar
  * ({@code dev/entanglement/r2dbc/schema/<database>/V<n>__*.sql}); the version applied is kept in
@@ -84,8 +89,6 @@ public final class R2dbcStateStore implements StateStore {
   static final Duration DEFAULT_CLAIM_TTL = Duration.ofSeconds(10);
   /** How often {@link #load()} tries again to take a claim another instance holds. */
   private static final Duration CLAIM_POLL = Duration.ofMillis(250);
-  private static final String RENEW_CLAIM =
-      "UPDATE ent_claim SET renewed_at = CURRENT_TIMESTAMP WHERE id = 1 AND instance = $1";
   private static final String RELEASE_CLAIM = "UPDATE ent_claim SET instance = '' WHERE id = 1 AND instance = $1";
 
   private final ConnectionFactory factory;
@@ -95,8 +98,15 @@ public final class R2dbcStateStore implements StateStore {
   private final String instance = java.util.UUID.randomUUID().toString();
   /** The connection in use, opened once on first use; replaced after a failure (see the class note). */
   private final AtomicReference<Opening> connection;
-  /** The connection that renews the claim while idle, so that it never waits for a batch. */
-  private final AtomicReference<Opening> renewing;
+  /**
+   * Operations run one at a time, in the order asked for (see {@link #inTurn}): whether one runs,
+   * and those waiting for it (both guarded by {@code this}).
+   */
+  private boolean operating;
+
+  private final java.util.ArrayDeque<Runnable> operationsWaiting = new java.util.ArrayDeque<>();
+  /** Whether this instance took the claim and has not given it up. */
+  private volatile boolean claimed;
   /** The idle renewal, running from a successful {@link #load()} until {@link #close()}. */
   private final AtomicReference<Disposable> renewal = new AtomicReference<>(Disposables.disposed());
   private volatile boolean closed;
@@ -108,7 +118,6 @@ public final class R2dbcStateStore implements StateStore {
     this.dialect = dialect;
     this.claimTtl = claimTtl;
     this.connection = new AtomicReference<>(new Opening());
-    this.renewing = new AtomicReference<>(new Opening());
     this.scripts = SCRIPTS.stream().map(s -> resource("schema/" + dialect.scripts + "/" + s)).toList();
   }
 
@@ -189,25 +198,61 @@ public final class R2dbcStateStore implements StateStore {
 
   /** Runs {@code work} on the connection; after a failure the connection is closed and replaced. */
   private <T> Mono<T> withConnection(Function<Connection, Mono<T>> work) {
-    return withConnection(connection, work);
-  }
-
-  private <T> Mono<T> withConnection(AtomicReference<Opening> ref, Function<Connection, Mono<T>> work) {
-    Opening current = ref.get();
-    return current.connection
-        .flatMap(work)
-        .onErrorResume(e -> {
-          if (ref.compareAndSet(current, new Opening())) {
-            current.close().onErrorResume(x -> Mono.empty()).subscribe();
-          }
-          return Mono.error(e);
+    return Mono.defer(() -> {
+          Opening current = connection.get();
+          return current.connection
+              .flatMap(work)
+              .onErrorResume(e -> {
+                if (connection.compareAndSet(current, new Opening())) {
+                  current.close().onErrorResume(x -> Mono.empty()).subscribe();
+                }
+                return Mono.error(e);
+              });
         })
         .subscribeOn(Schedulers.boundedElastic());
   }
 
+  /**
+   * {@code work}, once the operations asked for before it have ended, however they ended. It runs
+   * whole even if its subscriber cancels: a batch or a renewal is never cut short on the connection.
+   */
+  private <T> Mono<T> inTurn(Mono<T> work) {
+    return Mono.create(sink -> {
+      Runnable start = () -> work.doFinally(signal -> nextInTurn())
+          .subscribe(sink::success, sink::error, sink::success);
+      boolean now;
+      synchronized (this) {
+        now = !operating;
+        if (now) {
+          operating = true;
+        } else {
+          operationsWaiting.add(start);
+        }
+      }
+      if (now) {
+        start.run();
+      }
+    });
+  }
+
+  private void nextInTurn() {
+    Runnable next;
+    synchronized (this) {
+      next = operationsWaiting.poll();
+      operating = next != null;
+    }
+    if (next != null) {
+      next.run();
+    }
+  }
+
   @Override
   public Mono<StoredData> load() {
-    return withConnection(c -> migrate(c).then(claim(c)).then(read(c))).doOnSuccess(d -> renewWhileIdle());
+    return Mono.defer(() -> {
+      closed = false;
+      return inTurn(withConnection(c -> migrate(c).then(claim(c)).then(read(c))))
+          .doOnSuccess(d -> renewWhileIdle());
+    });
   }
 
   /** Takes the claim, waiting for another instance's to lapse: see the class note. */
@@ -238,8 +283,28 @@ public final class R2dbcStateStore implements StateStore {
 
   private record Holder(String instance, long ttlMs) {}
 
+  /**
+   * One attempt, in a transaction of its own whose wait for a lock on the claim is bounded: a lock
+   * held means that the holder is writing a batch, so the claim is not taken this time.
+   */
   private Mono<Boolean> take(Connection c) {
-    return updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis()));
+    Mono<Boolean> attempt =
+        Mono.from(c.beginTransaction())
+            .then(dialect.boundLockWait == null ? Mono.empty() : run(c, dialect.boundLockWait))
+            .then(updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis())))
+            .flatMap(taken -> Mono.from(c.commitTransaction()).thenReturn(taken))
+            .onErrorResume(e -> Mono.from(c.rollbackTransaction())
+                .onErrorResume(x -> Mono.empty())
+                .then(Mono.error(e)));
+    return attempt
+        .onErrorResume(R2dbcStateStore::isLockTimeout, e -> Mono.just(false))
+        .doOnNext(taken -> claimed |= taken);
+  }
+
+  /** A wait for a lock that gave up: PostgreSQL's {@code lock_timeout}, H2's lock timeout. */
+  private static boolean isLockTimeout(Throwable e) {
+    return e instanceof io.r2dbc.spi.R2dbcException r
+        && ("55P03".equals(r.getSqlState()) || "HYT00".equals(r.getSqlState()) || r.getErrorCode() == 50200);
   }
 
   private static Mono<Holder> holder(Connection c) {
@@ -251,7 +316,13 @@ public final class R2dbcStateStore implements StateStore {
 
   /** Renews this instance's claim; false if it does not hold it (taken by another, or never taken). */
   private Mono<Boolean> renew(Connection c) {
-    return updatesOne(c.createStatement(RENEW_CLAIM).bind(0, instance));
+    return updatesOne(c.createStatement(dialect.renewClaim).bind(0, instance));
+  }
+
+  private Mono<Void> renewOrFail(Connection c) {
+    return renew(c).flatMap(held -> held ? Mono.<Void>empty() : Mono.error(new PermanentStoreException(
+        "this store holds no claim on its database (store instance " + instance + "): another node took"
+            + " it over, or the store was not loaded; it writes nothing more")));
   }
 
   private static Mono<Boolean> updatesOne(Statement s) {
@@ -259,16 +330,16 @@ public final class R2dbcStateStore implements StateStore {
   }
 
   /**
-   * Renews the claim every third of its time to live, on a connection of its own, until {@link
+   * Renews the claim every third of its time to live, in turn with the batches, until {@link
    * #close()} or until it finds the claim taken (the next batch then fails). A failed renewal is
-   * tried again at the next tick.
+   * tried again at the next tick. Stopping it never cuts a renewal short: each runs whole.
    */
   private void renewWhileIdle() {
     Duration period = claimTtl.dividedBy(3);
     Disposable task =
         Flux.interval(period, period, Schedulers.parallel())
             .onBackpressureDrop()
-            .concatMap(tick -> withConnection(renewing, this::renew)
+            .concatMap(tick -> inTurn(withConnection(this::renew))
                 .onErrorResume(e -> {
                   log.debug("store claim not renewed this time: {}", e.toString());
                   return Mono.just(true);
@@ -343,21 +414,22 @@ public final class R2dbcStateStore implements StateStore {
 
   @Override
   public Mono<Void> write(WriteBatch batch) {
-    return withConnection(
+    return inTurn(withConnection(
             c ->
                 Mono.from(c.beginTransaction())
-                    .then(renew(c).flatMap(held -> held ? Mono.<Void>empty() : Mono.error(new PermanentStoreException(
-                        "this node's claim on the database was taken by another node (store instance "
-                            + instance + "): it writes nothing more"))))
+                    // Locks the claim for the batch; renewed again at its end, by then a long batch
+                    // would have let it lapse.
+                    .then(renewOrFail(c))
                     .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
                         // The statements' own errors only: a refused login while reconnecting
                         // (permission denied too) passes once the database lets the node in.
                         .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
                             "the database refuses this batch: " + e.getMessage(), e)))
+                    .then(renewOrFail(c))
                     .then(Mono.from(c.commitTransaction()))
                     .onErrorResume(e -> Mono.from(c.rollbackTransaction())
                         .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
-                        .then(Mono.error(e))))
+                        .then(Mono.error(e)))))
         .publishOn(Schedulers.boundedElastic());
   }
 
@@ -426,20 +498,24 @@ public final class R2dbcStateStore implements StateStore {
     }
   }
 
-  /** Gives up the claim, if a connection is open to do it, and closes the connections. */
+  /**
+   * Once the operations asked for before have ended: gives up the claim if this instance took it
+   * (a store that never took it opens no connection), and closes the connection. The store may be
+   * loaded again after.
+   */
   @Override
   public Mono<Void> close() {
     closed = true;
     renewal.get().dispose();
-    Opening current = connection.get();
-    Connection c = current.opened;
-    Mono<Void> release = c == null
-        ? Mono.empty()
-        : run(c.createStatement(RELEASE_CLAIM).bind(0, instance)).onErrorResume(e -> Mono.empty());
-    return release
-        .then(current.close())
-        .then(renewing.get().close())
-        .subscribeOn(Schedulers.boundedElastic());
+    return inTurn(Mono.defer(() -> {
+          Mono<Void> release = !claimed
+              ? Mono.<Void>empty()
+              : withConnection(c -> run(c.createStatement(RELEASE_CLAIM).bind(0, instance)))
+                  .onErrorResume(e -> Mono.empty()) // it lapses by itself
+                  .then(Mono.fromRunnable(() -> claimed = false));
+          return release.then(Mono.defer(() -> connection.getAndSet(new Opening()).close()));
+        })
+        .subscribeOn(Schedulers.boundedElastic()));
   }
 
   @Override

@@ -69,6 +69,29 @@ abstract class StoreContract {
     second.close().block(WAIT);
   }
 
+  record Other(String id) {}
+
+  @Test
+  void aNodeThatFailsToStartGivesTheDatabaseUp() {
+    R2dbcStateStore store = emptyStore();
+    store.load().block(WAIT);
+    store.write(new WriteBatch().add(new WriteBatch.PutObject(
+        new StoredData.ObjectRecord("Cursor", "bad", "other", 1, 1, 1, false, "{\"x\":\"not a number\"}"))))
+        .block(WAIT);
+    store.close().block(WAIT);
+    EntanglementNode failing = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a"))
+        .registry(Registry.builder("r").type(CURSOR).build())
+        .store(sameDatabase().withClaimTtl(Duration.ofSeconds(60))).build();
+    assertThrows(RuntimeException.class, () -> failing.start().block(WAIT), "the stored Cursor does not decode");
+    // Within WAIT, long before the failed node's claim would lapse.
+    EntanglementNode other = EntanglementNode.builder().id("b").owner(OwnerId.of("owner-b"))
+        .registry(Registry.builder("r").type(SyncType.of("Other", Other.class, Other::id)).build())
+        .store(sameDatabase()).build();
+    other.start().block(WAIT);
+    other.close().block(WAIT);
+    failing.close().block(WAIT);
+  }
+
   @Test
   void aStoreWhoseClaimWasTakenWritesNothingMore() {
     R2dbcStateStore store = emptyStore();

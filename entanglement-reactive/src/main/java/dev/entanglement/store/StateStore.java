@@ -6,8 +6,9 @@ import reactor.core.publisher.Mono;
  * Where a node keeps its state across restarts. Contract for implementations:
  *
  * <ul>
- *   <li>{@link #load()} is called once, before anything is written, and returns everything written
- *       so far;
+ *   <li>{@link #load()} is called before anything is written, and returns everything written so
+ *       far; if the node then fails to start, it calls {@link #close()}, and a later start calls
+ *       {@code load()} again;
  *   <li>{@link #write(WriteBatch)} is called with one batch at a time, in order; the returned
  *       {@code Mono} completes only when the batch is durable (a crash after that loses nothing of
  *       it), and a batch is applied whole or not at all;
