@@ -211,6 +211,13 @@ final class Destination {
 
   /** Owners whose first watermark from the peer has arrived. */
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
+  /**
+   * Owners of which this node dropped tombstones after the retention that the peer's CATCH_UP is
+   * behind: until the peer's first watermark of such an owner, a state of it from the peer that
+   * this node does not hold, no newer than the newest tombstone it dropped, is taken for one that
+   * was deleted meanwhile (the peer was away) and is not applied.
+   */
+  final java.util.Set<OwnerId> behindPurge = new java.util.HashSet<>();
   /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */
   reactor.core.@Nullable Disposable watermarkFlush;
   /** The handshake and keepalive timers: fixed for the life of the link. */

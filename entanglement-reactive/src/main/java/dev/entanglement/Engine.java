@@ -2485,6 +2485,8 @@ final class Engine {
     StoredState cur = objects.get(key);
     if (cur != null) {
       key = cur.key(); // one key instance per object: the received one is garbage at once
+    } else if (deletedWhileThePeerWasAway(from, owner, v) && !dropped.containsKey(key)) {
+      return null; // the peer's full resync from here drops it there
     }
     // Not when it withdrew this key from the peer and the state is not newer: that state
     // crossed the withdrawal, and the peer drops it on receiving it.
@@ -2897,6 +2899,9 @@ final class Engine {
       full.put(o, h == null
           || (wm != null && h.epoch() != wm.epoch())
           || (purged != null && purged.epoch() == h.epoch() && h.serial() < purged.serial()));
+      if (purged != null && (h == null || purged.isNewerThan(h))) {
+        d.behindPurge.add(o);
+      }
     }
     for (StoredState st : objects.values()) {
       Version h = holds.get(st.owner());
@@ -3053,6 +3058,20 @@ final class Engine {
       setWatermark(owner, capped);
     }
     return true;
+  }
+
+  /**
+   * Whether a state of {@code owner} at {@code v} that this node does not hold, sent by {@code
+   * from} in its catch-up, may be an object deleted while the peer was away whose tombstone this
+   * node dropped after the retention (see {@link Destination#behindPurge}). It may also be one that
+   * was hidden from this node; that one comes back with its next version.
+   */
+  private boolean deletedWhileThePeerWasAway(Destination from, OwnerId owner, Version v) {
+    if (from.behindPurge.isEmpty() || !from.behindPurge.contains(owner) || from.caughtUp.contains(owner)) {
+      return false;
+    }
+    Version purged = purgedUpTo.get(owner);
+    return purged != null && v.compareTo(purged) <= 0;
   }
 
   /** A state was applied: a refusal of that object at this version or older is made good. */

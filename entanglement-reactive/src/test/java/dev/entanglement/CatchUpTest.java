@@ -116,6 +116,36 @@ class CatchUpTest {
     }
   }
 
+  @Test
+  @DisplayName("a relay that dropped a tombstone does not take the deleted object back from a peer that was away longer and forgot it")
+  void aRelayDoesNotResurrectWhatItDroppedFromAPeerBehindIt() {
+    InMemoryStateStore pStore = new InMemoryStateStore();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.keepAlive(Duration.ZERO));
+      mesh.node("r", b -> b.tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO));
+      mesh.node("p", b -> b.store(pStore).keepAlive(Duration.ZERO)).start().block();
+      mesh.connect("a", "r");
+      mesh.connect("r", "p");
+      mesh.get("a").publish(new Cursor("gone", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("kept", 2, 2)).block();
+      mesh.advance(Duration.ofSeconds(2));
+      assertEquals(1.0, mesh.get("p").get(CURSOR, "gone").orElseThrow().value().x());
+      mesh.disconnect("r", "p");
+      mesh.get("a").delete(CURSOR, "gone").block();
+      mesh.advance(Duration.ofMinutes(3)); // r drops the tombstone after its retention of 1 minute
+      assertTrue(mesh.get("r").get(CURSOR, "gone").isEmpty());
+      // p restarts from its store: it no longer remembers r, so it offers r every state it holds.
+      mesh.nodes.remove("p").close().block();
+      mesh.node("p", b -> b.store(pStore).keepAlive(Duration.ZERO)).start().block();
+      assertTrue(mesh.get("p").get(CURSOR, "gone").isPresent());
+      mesh.connect("r", "p");
+      mesh.advance(Duration.ofSeconds(2));
+      assertTrue(mesh.get("r").get(CURSOR, "gone").isEmpty(), "not resurrected at the relay");
+      assertTrue(mesh.get("p").get(CURSOR, "gone").isEmpty(), "dropped by the relay's full resync");
+      assertEquals(2.0, mesh.get("p").get(CURSOR, "kept").orElseThrow().value().x());
+    }
+  }
+
   /** a publishes "gone" and "kept" to b, deletes "gone" while apart, and drops its tombstone. */
   private static void deleteWhileApartAndDropTheTombstone(TestMesh mesh) {
     mesh.connect("a", "b");
