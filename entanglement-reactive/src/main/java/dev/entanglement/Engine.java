@@ -382,28 +382,42 @@ final class Engine {
     if (store == null) {
       return Mono.empty();
     }
-    return store
-        .load()
-        .flatMap(
-            data ->
-                Mono.<Void>create(
-                    sink ->
-                        serial.execute(
-                            () -> {
-                              if (!started) {
-                                try {
-                                  restore(data);
-                                } catch (RuntimeException e) { // nothing was restored
-                                  sink.error(e);
-                                  return;
-                                }
-                                started = true;
-                              }
-                              sink.success();
-                            })))
+    StateStore s = store;
+    return onEngine(() -> {
+          if (closed) {
+            throw new IllegalStateException("node " + nodeId + " is closed");
+          }
+          return started;
+        })
+        .flatMap(alreadyStarted -> alreadyStarted ? Mono.<Void>empty() : s.load().flatMap(data -> onEngine(() -> {
+          if (closed) { // closed while loading, perhaps its store before this load
+            throw new IllegalStateException("node " + nodeId + " is closed");
+          }
+          if (!started) {
+            restore(data); // throws with nothing restored
+            started = true;
+          }
+          return Boolean.TRUE;
+        })).then())
         // A node that did not start gives its store up (a database claim, connections); the
-        // store may be loaded again by a later start().
-        .onErrorResume(e -> store.close().onErrorResume(x -> Mono.empty()).then(Mono.error(e)));
+        // store may be loaded again by a later start(). A started node keeps it.
+        .onErrorResume(e -> onEngine(() -> !started)
+            .flatMap(notStarted -> notStarted ? s.close().onErrorResume(x -> Mono.empty()) : Mono.<Void>empty())
+            .then(Mono.error(e)));
+  }
+
+  /** {@code task}'s result, computed on the engine's executor; its exception fails the Mono. */
+  private <T> Mono<T> onEngine(java.util.function.Supplier<T> task) {
+    return Mono.create(sink -> serial.execute(() -> {
+      T result;
+      try {
+        result = task.get();
+      } catch (RuntimeException e) {
+        sink.error(e);
+        return;
+      }
+      sink.success(result);
+    }));
   }
 
   /**
@@ -2470,6 +2484,9 @@ final class Engine {
     if (!from.caughtUp.contains(owner)) {
       from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
+    if (deletedWhileThePeerWasAway(from, owner, v) && objects.get(key) == null && !dropped.containsKey(key)) {
+      return null; // not refused either: the peer's full resync from here drops it there
+    }
     if (!routes.onPath(from, owner)) {
       // Possibly a route change that overtook the state: no watermark may cover it here until it
       // arrives again (refusedStates).
@@ -2485,8 +2502,6 @@ final class Engine {
     StoredState cur = objects.get(key);
     if (cur != null) {
       key = cur.key(); // one key instance per object: the received one is garbage at once
-    } else if (deletedWhileThePeerWasAway(from, owner, v) && !dropped.containsKey(key)) {
-      return null; // the peer's full resync from here drops it there
     }
     // Not when it withdrew this key from the peer and the state is not newer: that state
     // crossed the withdrawal, and the peer drops it on receiving it.
@@ -2899,8 +2914,12 @@ final class Engine {
       full.put(o, h == null
           || (wm != null && h.epoch() != wm.epoch())
           || (purged != null && purged.epoch() == h.epoch() && h.serial() < purged.serial()));
-      if (purged != null && (h == null || purged.isNewerThan(h))) {
-        d.behindPurge.add(o);
+      // The full resync's watermark makes the peer drop what it holds up to it: a state the peer
+      // offers below both that and the dropped tombstones is taken for deleted. Never one of the
+      // peer's own owners, which cannot hold a deleted object's old state.
+      if (purged != null && (h == null || purged.isNewerThan(h)) && full.get(o) && wm != null
+          && !RouteTable.ownedBy(d, o)) {
+        d.behindPurge.put(o, purged.compareTo(wm) <= 0 ? purged : wm);
       }
     }
     for (StoredState st : objects.values()) {
@@ -3067,11 +3086,11 @@ final class Engine {
    * was hidden from this node; that one comes back with its next version.
    */
   private boolean deletedWhileThePeerWasAway(Destination from, OwnerId owner, Version v) {
-    if (from.behindPurge.isEmpty() || !from.behindPurge.contains(owner) || from.caughtUp.contains(owner)) {
+    if (from.behindPurge.isEmpty() || from.caughtUp.contains(owner)) {
       return false;
     }
-    Version purged = purgedUpTo.get(owner);
-    return purged != null && v.compareTo(purged) <= 0;
+    Version upTo = from.behindPurge.get(owner);
+    return upTo != null && v.compareTo(upTo) <= 0;
   }
 
   /** A state was applied: a refusal of that object at this version or older is made good. */

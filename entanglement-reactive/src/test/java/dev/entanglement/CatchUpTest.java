@@ -146,6 +146,29 @@ class CatchUpTest {
     }
   }
 
+  @Test
+  @DisplayName("a node that dropped tombstones of an owner still takes from that owner a state it never had below them (one that was hidden)")
+  void anOwnersOwnStatesAreNotTakenForDeleted() {
+    Set<String> hidden = ConcurrentHashMap.newKeySet();
+    hidden.add("h");
+    Policy hide = TestMesh.hidingKeys(hidden);
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(hide).keepAlive(Duration.ZERO));
+      mesh.node("r", b -> b.tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO));
+      mesh.connect("a", "r");
+      mesh.get("a").publish(new Cursor("h", 1, 1)).block(); // hidden from r
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.get("a").delete(CURSOR, "x").block();
+      mesh.advance(Duration.ofMinutes(3)); // r drops x's tombstone, newer than h
+      mesh.disconnect("a", "r");
+      hidden.clear();
+      mesh.get("a").refreshPolicy().block();
+      mesh.connect("a", "r");
+      assertEquals(1.0, mesh.get("r").get(CURSOR, "h").orElseThrow().value().x(), "from its owner");
+    }
+  }
+
   /** a publishes "gone" and "kept" to b, deletes "gone" while apart, and drops its tombstone. */
   private static void deleteWhileApartAndDropTheTombstone(TestMesh mesh) {
     mesh.connect("a", "b");

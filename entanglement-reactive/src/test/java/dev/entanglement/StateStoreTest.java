@@ -128,6 +128,50 @@ class StateStoreTest {
     }
   }
 
+  /** A store that counts loads and closes, and fails loads while told to. */
+  static final class CountingStore implements StateStore {
+    final InMemoryStateStore inner = new InMemoryStateStore();
+    int loads;
+    int closes;
+    boolean failLoads;
+
+    public Mono<StoredData> load() {
+      loads++;
+      return failLoads ? Mono.error(new IllegalStateException("load failed")) : inner.load();
+    }
+
+    public Mono<Void> write(WriteBatch batch) {
+      return inner.write(batch);
+    }
+
+    public Mono<Void> close() {
+      closes++;
+      return Mono.empty();
+    }
+  }
+
+  @Test
+  @DisplayName("a failed start gives the store up; a started node's second start neither loads nor closes it; a closed node loads nothing")
+  void startGivesTheStoreUpOnlyIfTheNodeDidNotStart() {
+    CountingStore store = new CountingStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      store.failLoads = true;
+      assertThrows(RuntimeException.class, () -> a.start().block());
+      assertEquals(1, store.closes, "a node that did not start gives its store up");
+      store.failLoads = false;
+      a.start().block();
+      a.start().block();
+      assertEquals(2, store.loads, "started already: no second load");
+      assertEquals(1, store.closes, "a started node keeps its store");
+      a.close().block();
+      int closes = store.closes;
+      assertThrows(IllegalStateException.class, () -> a.start().block());
+      assertEquals(2, store.loads, "a closed node loads nothing");
+      assertEquals(closes, store.closes);
+    }
+  }
+
   @Test
   @DisplayName("a commit is acknowledged and flooded only once durable")
   void durableBeforeAckAndFlood() {

@@ -531,6 +531,28 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a state taken for deleted (its sender was away while the tombstone was dropped) is not also refused on route: the watermark stays")
+  void aStateTakenForDeletedIsNotRefusedOnRoute() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("z", b -> b.keepAlive(Duration.ZERO));
+      mesh.node("a", b -> b.tombstoneRetention(Duration.ofMinutes(1)).keepAlive(Duration.ZERO));
+      mesh.connect("a", "z");
+      mesh.get("z").publish(new Cursor("gone", 1, 1)).block(); // serial 1
+      mesh.get("z").publish(new Cursor("kept", 2, 2)).block(); // serial 2
+      mesh.get("z").delete(CURSOR, "gone").block(); // serial 3
+      mesh.advance(Duration.ofMinutes(3)); // a drops the tombstone after its retention
+      assertEquals(3, claimedSerialOfOwnerZ(mesh));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x")); // not on owner-z's path
+      x.send(new Message.CatchUp(List.of())); // remembers nothing: behind what a dropped
+      x.send(sync("gone", "owner-z", 1, 1));
+      mesh.settle();
+      assertTrue(mesh.get("a").get(CURSOR, "gone").isEmpty());
+      assertEquals(3, claimedSerialOfOwnerZ(mesh), "no refusal holds a's watermark below serial 1");
+    }
+  }
+
+  @Test
   @DisplayName("a full resync does not drop a key its sender sent but had refused on route: the sender holds it")
   void aFullResyncKeepsAKeyRefusedOnRoute() {
     try (TestMesh mesh = new TestMesh()) {

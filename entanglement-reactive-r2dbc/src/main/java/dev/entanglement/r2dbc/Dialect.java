@@ -16,7 +16,6 @@ enum Dialect {
       "MERGE INTO ent_purge (owner, epoch, serial) KEY (owner) VALUES ($1, $2, $3)",
       "UPDATE ent_claim SET instance = $1, ttl_ms = $2, renewed_at = CURRENT_TIMESTAMP WHERE id = 1"
           + " AND (instance = $1 OR instance = '' OR DATEADD(MILLISECOND, ttl_ms, renewed_at) < CURRENT_TIMESTAMP)",
-      "UPDATE ent_claim SET renewed_at = CURRENT_TIMESTAMP WHERE id = 1 AND instance = $1",
       null),
   POSTGRESQL(
       "postgresql",
@@ -35,8 +34,6 @@ enum Dialect {
       "UPDATE ent_claim SET instance = $1, ttl_ms = $2, renewed_at = clock_timestamp() WHERE id = 1"
           + " AND (instance = $1 OR instance = ''"
           + " OR renewed_at + ttl_ms * INTERVAL '1 millisecond' < clock_timestamp())",
-      // The time now, not the transaction's start: a batch renews at its end too.
-      "UPDATE ent_claim SET renewed_at = clock_timestamp() WHERE id = 1 AND instance = $1",
       "SET LOCAL lock_timeout = '1s'");
 
   final String scripts;
@@ -49,8 +46,6 @@ enum Dialect {
    * does, or if the holder's claim lapsed by the database's clock. One row updated if taken.
    */
   final String takeClaim;
-  /** Renews the claim of instance $1, by the database's clock now. One row updated if held. */
-  final String renewClaim;
   /**
    * Run first in a claim attempt's transaction, to bound its wait for the claim's lock (H2's
    * default lock timeout, 2 s, bounds it already); null if none is needed.
@@ -59,14 +54,13 @@ enum Dialect {
 
   Dialect(
       String scripts, String upsertOwner, String upsertObject, String upsertWatermark, String upsertPurge,
-      String takeClaim, String renewClaim, @Nullable String boundLockWait) {
+      String takeClaim, @Nullable String boundLockWait) {
     this.scripts = scripts;
     this.upsertOwner = upsertOwner;
     this.upsertObject = upsertObject;
     this.upsertWatermark = upsertWatermark;
     this.upsertPurge = upsertPurge;
     this.takeClaim = takeClaim;
-    this.renewClaim = renewClaim;
     this.boundLockWait = boundLockWait;
   }
 }

@@ -89,6 +89,12 @@ public final class R2dbcStateStore implements StateStore {
   static final Duration DEFAULT_CLAIM_TTL = Duration.ofSeconds(10);
   /** How often {@link #load()} tries again to take a claim another instance holds. */
   private static final Duration CLAIM_POLL = Duration.ofMillis(250);
+  /**
+   * Renews the claim of instance $1 for $2 ms from the transaction's start (CURRENT_TIMESTAMP, in
+   * both databases): a batch adds the time it took. One row updated if held.
+   */
+  private static final String RENEW_CLAIM =
+      "UPDATE ent_claim SET renewed_at = CURRENT_TIMESTAMP, ttl_ms = $2 WHERE id = 1 AND instance = $1";
   private static final String RELEASE_CLAIM = "UPDATE ent_claim SET instance = '' WHERE id = 1 AND instance = $1";
 
   private final ConnectionFactory factory;
@@ -316,11 +322,16 @@ public final class R2dbcStateStore implements StateStore {
 
   /** Renews this instance's claim; false if it does not hold it (taken by another, or never taken). */
   private Mono<Boolean> renew(Connection c) {
-    return updatesOne(c.createStatement(dialect.renewClaim).bind(0, instance));
+    return renew(c, 0);
   }
 
-  private Mono<Void> renewOrFail(Connection c) {
-    return renew(c).flatMap(held -> held ? Mono.<Void>empty() : Mono.error(new PermanentStoreException(
+  /** Renews for the time to live plus {@code extraMillis}, since the transaction began that long ago. */
+  private Mono<Boolean> renew(Connection c, long extraMillis) {
+    return updatesOne(c.createStatement(RENEW_CLAIM).bind(0, instance).bind(1, claimTtl.toMillis() + extraMillis));
+  }
+
+  private Mono<Void> renewOrFail(Connection c, long extraMillis) {
+    return renew(c, extraMillis).flatMap(held -> held ? Mono.<Void>empty() : Mono.error(new PermanentStoreException(
         "this store holds no claim on its database (store instance " + instance + "): another node took"
             + " it over, or the store was not loaded; it writes nothing more")));
   }
@@ -415,22 +426,28 @@ public final class R2dbcStateStore implements StateStore {
   @Override
   public Mono<Void> write(WriteBatch batch) {
     return inTurn(withConnection(
-            c ->
-                Mono.from(c.beginTransaction())
-                    // Locks the claim for the batch; renewed again at its end, by then a long batch
-                    // would have let it lapse.
-                    .then(renewOrFail(c))
+            c -> {
+              long begun = System.nanoTime();
+              return Mono.from(c.beginTransaction())
+                    // Locks the claim for the batch; renewed again at its end, for the time the
+                    // batch took too, or a long batch would have let it lapse.
+                    .then(renewOrFail(c, 0))
                     .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
                         // The statements' own errors only: a refused login while reconnecting
                         // (permission denied too) passes once the database lets the node in.
                         .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
                             "the database refuses this batch: " + e.getMessage(), e)))
-                    .then(renewOrFail(c))
+                    .then(Mono.defer(() -> renewOrFail(c, millisSince(begun))))
                     .then(Mono.from(c.commitTransaction()))
                     .onErrorResume(e -> Mono.from(c.rollbackTransaction())
                         .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
-                        .then(Mono.error(e)))))
+                        .then(Mono.error(e)));
+            }))
         .publishOn(Schedulers.boundedElastic());
+  }
+
+  private static long millisSince(long nanoTime) {
+    return java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - nanoTime) + 1;
   }
 
   /**
@@ -507,6 +524,11 @@ public final class R2dbcStateStore implements StateStore {
   public Mono<Void> close() {
     closed = true;
     renewal.get().dispose();
+    // An operation that hangs (a half-open connection) would hold the close back for ever: after
+    // the time to live, the connection is closed under it, and the claim lapses by itself.
+    Mono<Void> force = Mono.defer(() -> connection.getAndSet(new Opening()).close())
+        .onErrorResume(e -> Mono.empty())
+        .subscribeOn(Schedulers.boundedElastic());
     return inTurn(Mono.defer(() -> {
           Mono<Void> release = !claimed
               ? Mono.<Void>empty()
@@ -515,7 +537,8 @@ public final class R2dbcStateStore implements StateStore {
                   .then(Mono.fromRunnable(() -> claimed = false));
           return release.then(Mono.defer(() -> connection.getAndSet(new Opening()).close()));
         })
-        .subscribeOn(Schedulers.boundedElastic()));
+        .subscribeOn(Schedulers.boundedElastic()))
+        .timeout(claimTtl, force);
   }
 
   @Override

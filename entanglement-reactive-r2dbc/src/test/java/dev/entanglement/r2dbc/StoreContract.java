@@ -69,6 +69,17 @@ abstract class StoreContract {
     second.close().block(WAIT);
   }
 
+  @Test
+  void aBatchRenewsTheClaimForTheTimeItTookToo() {
+    R2dbcStateStore store = emptyStore().withClaimTtl(Duration.ofSeconds(5));
+    store.load().block(WAIT);
+    assertEquals(5_000L, queryLong("SELECT ttl_ms FROM ent_claim"));
+    store.write(watermarkBatch(1)).block(WAIT);
+    // Renewed from the transaction's start, so for longer than the time to live.
+    assertTrue(queryLong("SELECT ttl_ms FROM ent_claim") > 5_000L);
+    store.close().block(WAIT);
+  }
+
   record Other(String id) {}
 
   @Test
