@@ -122,6 +122,8 @@ final class Engine {
    */
   private @Nullable Throwable storeFailure;
   private boolean started;
+  /** The start() running, shared by the calls made meanwhile; null when none runs (guarded by this). */
+  private @Nullable Mono<Void> startInProgress;
 
   private final Map<OwnerId, LocalOwner> localOwners = new LinkedHashMap<>();
   /**
@@ -382,7 +384,22 @@ final class Engine {
     if (store == null) {
       return Mono.empty();
     }
-    StateStore s = store;
+    // Calls made while a start runs share it: two loads at once, one failing, would close the
+    // store under the other.
+    synchronized (this) {
+      if (startInProgress == null) {
+        startInProgress = startNow().doFinally(signal -> {
+          synchronized (this) {
+            startInProgress = null;
+          }
+        }).cache();
+      }
+      return startInProgress;
+    }
+  }
+
+  private Mono<Void> startNow() {
+    StateStore s = Objects.requireNonNull(store);
     return onEngine(() -> {
           if (closed) {
             throw new IllegalStateException("node " + nodeId + " is closed");
@@ -406,13 +423,13 @@ final class Engine {
             .then(Mono.error(e)));
   }
 
-  /** {@code task}'s result, computed on the engine's executor; its exception fails the Mono. */
+  /** {@code task}'s result, computed on the engine's executor; what it throws fails the Mono. */
   private <T> Mono<T> onEngine(java.util.function.Supplier<T> task) {
     return Mono.create(sink -> serial.execute(() -> {
       T result;
       try {
         result = task.get();
-      } catch (RuntimeException e) {
+      } catch (Throwable e) { // an Error while restoring too: start() must end, and give the store up
         sink.error(e);
         return;
       }

@@ -134,9 +134,14 @@ class StateStoreTest {
     int loads;
     int closes;
     boolean failLoads;
+    /** While set, a load completes only when the test emits into it. */
+    reactor.core.publisher.Sinks.One<StoredData> gate;
 
     public Mono<StoredData> load() {
       loads++;
+      if (gate != null) {
+        return gate.asMono();
+      }
       return failLoads ? Mono.error(new IllegalStateException("load failed")) : inner.load();
     }
 
@@ -169,6 +174,26 @@ class StateStoreTest {
       assertThrows(IllegalStateException.class, () -> a.start().block());
       assertEquals(2, store.loads, "a closed node loads nothing");
       assertEquals(closes, store.closes);
+    }
+  }
+
+  @Test
+  @DisplayName("start() calls made while a start runs share it: one load")
+  void concurrentStartsShareOneLoad() {
+    CountingStore store = new CountingStore();
+    store.gate = reactor.core.publisher.Sinks.one();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      AtomicReference<String> first = new AtomicReference<>();
+      AtomicReference<String> second = new AtomicReference<>();
+      a.start().subscribe(null, e -> first.set("failed"), () -> first.set("started"));
+      a.start().subscribe(null, e -> second.set("failed"), () -> second.set("started"));
+      assertEquals(1, store.loads);
+      store.gate.tryEmitValue(StoredData.empty());
+      mesh.settle();
+      assertEquals("started", first.get());
+      assertEquals("started", second.get());
+      assertEquals(0, store.closes);
     }
   }
 

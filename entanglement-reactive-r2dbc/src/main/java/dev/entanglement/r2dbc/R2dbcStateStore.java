@@ -188,17 +188,31 @@ public final class R2dbcStateStore implements StateStore {
    */
   private final class Opening {
     private volatile @Nullable Connection opened;
+    /** Closed: a connection that finishes opening after {@link #close()} is closed at once. */
+    private volatile boolean closing;
+    private final java.util.concurrent.atomic.AtomicBoolean connectionClosed =
+        new java.util.concurrent.atomic.AtomicBoolean();
     // Work continues on a thread that may block: embedded H2 does.
     final Mono<Connection> connection =
         Mono.<Connection>from(factory.create())
             .publishOn(Schedulers.boundedElastic())
-            .doOnNext(c -> opened = c)
+            .doOnNext(c -> {
+              opened = c;
+              if (closing) {
+                closeOnce(c).onErrorResume(e -> Mono.empty()).subscribe();
+              }
+            })
             .cache(c -> java.time.Duration.ofMillis(Long.MAX_VALUE), e -> java.time.Duration.ZERO,
                 () -> java.time.Duration.ZERO);
 
     Mono<Void> close() {
+      closing = true;
       Connection c = opened;
-      return c == null ? Mono.empty() : Mono.from(c.close());
+      return c == null ? Mono.empty() : closeOnce(c);
+    }
+
+    private Mono<Void> closeOnce(Connection c) {
+      return connectionClosed.compareAndSet(false, true) ? Mono.from(c.close()) : Mono.empty();
     }
   }
 
@@ -530,12 +544,13 @@ public final class R2dbcStateStore implements StateStore {
         .onErrorResume(e -> Mono.empty())
         .subscribeOn(Schedulers.boundedElastic());
     return inTurn(Mono.defer(() -> {
+          Opening current = connection.getAndSet(new Opening()); // the next load opens anew
           Mono<Void> release = !claimed
               ? Mono.<Void>empty()
-              : withConnection(c -> run(c.createStatement(RELEASE_CLAIM).bind(0, instance)))
+              : current.connection.flatMap(c -> run(c.createStatement(RELEASE_CLAIM).bind(0, instance)))
                   .onErrorResume(e -> Mono.empty()) // it lapses by itself
                   .then(Mono.fromRunnable(() -> claimed = false));
-          return release.then(Mono.defer(() -> connection.getAndSet(new Opening()).close()));
+          return release.then(Mono.defer(current::close));
         })
         .subscribeOn(Schedulers.boundedElastic()))
         .timeout(claimTtl, force);
