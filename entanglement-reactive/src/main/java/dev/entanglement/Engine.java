@@ -2502,7 +2502,10 @@ final class Engine {
       from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
     if (deletedWhileThePeerWasAway(from, owner, v) && objects.get(key) == null && !dropped.containsKey(key)) {
-      return null; // not refused either: the peer's full resync from here drops it there
+      // Not refused either (no refusal may hold the watermark down for it): withdrawn, so that
+      // the peer drops it too, whatever this node's watermark covers.
+      sendControl(from, new Message.Withdraw(s.objectType(), s.key(), s.owner(), s.epoch(), s.serial()), 1);
+      return null;
     }
     if (!routes.onPath(from, owner)) {
       // Possibly a route change that overtook the state: no watermark may cover it here until it
@@ -2931,12 +2934,9 @@ final class Engine {
       full.put(o, h == null
           || (wm != null && h.epoch() != wm.epoch())
           || (purged != null && purged.epoch() == h.epoch() && h.serial() < purged.serial()));
-      // The full resync's watermark makes the peer drop what it holds up to it: a state the peer
-      // offers below both that and the dropped tombstones is taken for deleted. Never one of the
-      // peer's own owners, which cannot hold a deleted object's old state.
-      if (purged != null && (h == null || purged.isNewerThan(h)) && full.get(o) && wm != null
-          && !RouteTable.ownedBy(d, o)) {
-        d.behindPurge.put(o, purged.compareTo(wm) <= 0 ? purged : wm);
+      // Never for the peer's own owners, which cannot hold a deleted object's old state.
+      if (purged != null && (h == null || purged.isNewerThan(h)) && !RouteTable.ownedBy(d, o)) {
+        d.behindPurge.put(o, purged);
       }
     }
     for (StoredState st : objects.values()) {

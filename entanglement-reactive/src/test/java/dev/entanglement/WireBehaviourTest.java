@@ -548,6 +548,8 @@ class WireBehaviourTest {
       x.send(sync("gone", "owner-z", 1, 1));
       mesh.settle();
       assertTrue(mesh.get("a").get(CURSOR, "gone").isEmpty());
+      assertTrue(x.of(Message.Withdraw.class).stream().anyMatch(w -> w.key().equals("gone") && w.serial() == 1),
+          "withdrawn, so that x drops it");
       assertEquals(3, claimedSerialOfOwnerZ(mesh), "no refusal holds a's watermark below serial 1");
     }
   }
