@@ -213,10 +213,10 @@ final class Destination {
   final java.util.Set<OwnerId> caughtUp = new java.util.HashSet<>();
   /**
    * Owners of which this node dropped tombstones after the retention that the peer's CATCH_UP is
-   * behind, each with the newest tombstone dropped: until the peer's first watermark of such an
-   * owner, a state of it from the peer that this node does not hold, no newer than that tombstone,
-   * is taken for one that was deleted meanwhile (the peer was away): not applied, and withdrawn
-   * from the peer.
+   * behind, each with a version, the lower of the newest tombstone dropped and this node's
+   * watermark: until the peer's first watermark of such an owner, a state of it from the peer that
+   * this node does not hold, no newer than that version, is taken for one that was deleted
+   * meanwhile (the peer was away): not applied, and withdrawn from the peer.
    */
   final Map<OwnerId, Version> behindPurge = new HashMap<>();
   /** The scheduled steady-state watermark flush; null when none is pending (at most one is). */

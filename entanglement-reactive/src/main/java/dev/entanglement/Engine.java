@@ -25,6 +25,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
@@ -385,17 +386,25 @@ final class Engine {
       return Mono.empty();
     }
     // Calls made while a start runs share it: two loads at once, one failing, would close the
-    // store under the other.
-    synchronized (this) {
-      if (startInProgress == null) {
-        startInProgress = startNow().doFinally(signal -> {
-          synchronized (this) {
-            startInProgress = null;
-          }
-        }).cache();
+    // store under the other. It is forgotten as it ends, before its subscribers hear of it, so a
+    // retry after a failure starts anew.
+    return Mono.defer(() -> {
+      synchronized (this) {
+        if (startInProgress == null) {
+          AtomicReference<Mono<Void>> self = new AtomicReference<>();
+          Mono<Void> shared = startNow().doOnTerminate(() -> {
+            synchronized (this) {
+              if (startInProgress == self.get()) {
+                startInProgress = null;
+              }
+            }
+          }).cache();
+          self.set(shared);
+          startInProgress = shared;
+        }
+        return startInProgress;
       }
-      return startInProgress;
-    }
+    });
   }
 
   private Mono<Void> startNow() {
@@ -2934,9 +2943,12 @@ final class Engine {
       full.put(o, h == null
           || (wm != null && h.epoch() != wm.epoch())
           || (purged != null && purged.epoch() == h.epoch() && h.serial() < purged.serial()));
-      // Never for the peer's own owners, which cannot hold a deleted object's old state.
-      if (purged != null && (h == null || purged.isNewerThan(h)) && !RouteTable.ownedBy(d, o)) {
-        d.behindPurge.put(o, purged);
+      // Up to this node's watermark too: above it a state it lacks may just not have arrived (a
+      // refusal on route holds the watermark below it). Never for the peer's own owners, which
+      // cannot hold a deleted object's old state.
+      if (purged != null && (h == null || purged.isNewerThan(h)) && wm != null
+          && !RouteTable.ownedBy(d, o)) {
+        d.behindPurge.put(o, purged.compareTo(wm) <= 0 ? purged : wm);
       }
     }
     for (StoredState st : objects.values()) {

@@ -178,6 +178,22 @@ class StateStoreTest {
   }
 
   @Test
+  @DisplayName("a start() retried after a failure loads again")
+  void aRetriedStartLoadsAgain() {
+    CountingStore store = new CountingStore();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.store(store));
+      store.failLoads = true;
+      a.start().onErrorResume(e -> {
+        store.failLoads = false;
+        return a.start();
+      }).block();
+      assertEquals(2, store.loads);
+      a.publish(new Cursor("c", 1, 1)).block(); // started
+    }
+  }
+
+  @Test
   @DisplayName("start() calls made while a start runs share it: one load")
   void concurrentStartsShareOneLoad() {
     CountingStore store = new CountingStore();

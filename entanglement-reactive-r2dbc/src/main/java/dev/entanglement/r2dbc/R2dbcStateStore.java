@@ -544,13 +544,17 @@ public final class R2dbcStateStore implements StateStore {
         .onErrorResume(e -> Mono.empty())
         .subscribeOn(Schedulers.boundedElastic());
     return inTurn(Mono.defer(() -> {
-          Opening current = connection.getAndSet(new Opening()); // the next load opens anew
+          // Left in place while it releases, so that a forced close reaches it if it hangs.
+          Opening current = connection.get();
           Mono<Void> release = !claimed
               ? Mono.<Void>empty()
               : current.connection.flatMap(c -> run(c.createStatement(RELEASE_CLAIM).bind(0, instance)))
                   .onErrorResume(e -> Mono.empty()) // it lapses by itself
                   .then(Mono.fromRunnable(() -> claimed = false));
-          return release.then(Mono.defer(current::close));
+          return release.then(Mono.defer(() -> {
+            connection.compareAndSet(current, new Opening()); // the next load opens anew
+            return current.close();
+          }));
         })
         .subscribeOn(Schedulers.boundedElastic()))
         .timeout(claimTtl, force);
