@@ -278,6 +278,8 @@ public final class R2dbcStateStore implements StateStore {
   /** Takes the claim, waiting for another instance's to lapse: see the class note. */
   private Mono<Void> claim(Connection c) {
     return take(c).flatMap(taken -> taken ? Mono.<Void>empty() : holder(c).flatMap(h -> {
+      log.info("store claim held by store instance {} (time to live {} ms): waiting for it to lapse,"
+          + " as after a crash; a node that renews it keeps this one from starting", h.instance(), h.ttlMs());
       long deadline = System.nanoTime() + Duration.ofMillis(h.ttlMs()).plusSeconds(1).toNanos();
       return takeBy(c, deadline, h);
     }));
