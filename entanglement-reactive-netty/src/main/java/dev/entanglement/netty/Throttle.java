@@ -27,6 +27,6 @@ final class Throttle {
                                 Duration.ofNanos(
                                     Framing.wireBytes(body) * 1_000_000_000L / bytesPerSecond))
                             .then(Mono.empty())),
-        1);
+        0); // no prefetch: the next frame is asked for only after the delay, so it is the newest
   }
 }

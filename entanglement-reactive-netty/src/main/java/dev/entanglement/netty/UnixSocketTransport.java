@@ -64,8 +64,10 @@ public final class UnixSocketTransport {
                       Connection[] c = new Connection[1];
                       in.withConnection(x -> c[0] = x);
                       PeerId peer = credentials(c[0]);
-                      return admit.apply(peer)
+                      // A hook that fails refuses, as on the other transports.
+                      return Mono.defer(() -> admit.apply(peer))
                           .defaultIfEmpty(false)
+                          .onErrorReturn(false)
                           .flatMap(
                               ok -> {
                                 if (!ok) {
@@ -85,7 +87,14 @@ public final class UnixSocketTransport {
         .remoteAddress(() -> new DomainSocketAddress(path.toFile()))
         .doOnConnected(c -> c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(Framing.DEFAULT_MAX_FRAME)))
         .connect()
-        .map(c -> NettyLink.stream(c, credentials(c), 0));
+        .flatMap(c -> {
+          try {
+            return Mono.<Link>just(NettyLink.stream(c, credentials(c), 0));
+          } catch (RuntimeException e) {
+            c.dispose();
+            return Mono.error(e);
+          }
+        });
   }
 
   private static PeerId credentials(Connection c) {

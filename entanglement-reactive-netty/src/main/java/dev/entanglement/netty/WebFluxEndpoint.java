@@ -48,13 +48,18 @@ public final class WebFluxEndpoint {
   private final Function<ServerWebExchange, Mono<WebSocketServerTransport.Upgrade>> upgrade;
   private final int maxFrame;
   private final long bandwidth;
-  private final HandshakeWebSocketService handshake = new HandshakeWebSocketService();
+  private final HandshakeWebSocketService handshake;
 
   private WebFluxEndpoint(Builder b) {
     this.node = b.node;
     this.upgrade = b.upgrade;
     this.maxFrame = b.maxFrame;
     this.bandwidth = b.bandwidth;
+    // Spring's default caps a message at 64 KiB: a frame up to the maximum must pass.
+    int maxPayload = maxFrame + Framing.HEADER_BYTES;
+    this.handshake = new HandshakeWebSocketService(
+        new org.springframework.web.reactive.socket.server.upgrade.ReactorNettyRequestUpgradeStrategy(
+            () -> reactor.netty.http.server.WebsocketServerSpec.builder().maxFramePayloadLength(maxPayload)));
   }
 
   public static Builder builder(EntanglementNode node) {
@@ -72,7 +77,7 @@ public final class WebFluxEndpoint {
   /** The upgrade service: applies the hook, then Spring's handshake, then runs the protocol. */
   public WebSocketService webSocketService() {
     return (exchange, handler) ->
-        WebSocketFrames.decide(upgrade.apply(exchange))
+        WebSocketFrames.decide(Mono.defer(() -> upgrade.apply(exchange)))
             .flatMap(
                 decision -> {
                   if (decision instanceof WebSocketServerTransport.Upgrade.Refuse r) {
@@ -140,7 +145,7 @@ public final class WebFluxEndpoint {
                   byte[] error = Framing.bytes(ErrorCode.BAD_ENCODING, refusal);
                   return session
                       .send(Mono.just(session.binaryMessage(f -> f.wrap(error))))
-                      .then(session.close())
+                      .then(close) // deferred: a close frame made now would leak if the send fails
                       .then(Mono.<byte[]>empty());
                 }
                 DataBuffer payload = m.getPayload();

@@ -122,7 +122,7 @@ public final class WebSocketServerTransport {
   /** The route handler: decides the upgrade, then runs the protocol until the socket closes. */
   public BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> handler() {
     return (req, res) ->
-        WebSocketFrames.decide(upgrade.apply(req))
+        WebSocketFrames.decide(Mono.defer(() -> upgrade.apply(req)))
             .flatMap(
                 decision -> {
                   if (decision instanceof Upgrade.Refuse r) {
