@@ -70,26 +70,25 @@ final class WebSocketFrames {
     return last;
   }
 
-  /** The frame bodies of {@code in}, whose fragmented messages are already aggregated. */
+  /**
+   * The frame bodies of {@code in}, whose fragmented messages are already aggregated. After a
+   * refused message nothing more is delivered: messages read with it do not reach the engine.
+   */
   private static Flux<byte[]> bodies(
       Connection c, WebsocketInbound in, WebsocketOutbound out, int maxFrame) {
+    java.util.concurrent.atomic.AtomicBoolean refused = new java.util.concurrent.atomic.AtomicBoolean();
     return in.receiveFrames()
         .<byte[]>concatMap(
             frame -> {
-              if (frame instanceof PingWebSocketFrame
+              if (refused.get()
+                  || frame instanceof PingWebSocketFrame
                   || frame instanceof PongWebSocketFrame
                   || frame instanceof CloseWebSocketFrame) {
                 return Mono.empty();
               }
               String refusal = refusal(frame, maxFrame);
               if (refusal != null) {
-                log.warn("refusing {}: {}", c.channel().remoteAddress(), refusal);
-                return out.sendObject(
-                        new BinaryWebSocketFrame(
-                            Framing.errorFrame(c.channel().alloc(), ErrorCode.BAD_ENCODING, refusal)))
-                    .then()
-                    .doFinally(signal -> c.dispose())
-                    .then(Mono.<byte[]>empty());
+                return refuse(c, out, refused, refusal);
               }
               ByteBuf content = frame.content();
               return Mono.just(
@@ -97,7 +96,23 @@ final class WebSocketFrames {
                       content,
                       content.readerIndex() + Framing.HEADER_BYTES,
                       content.readableBytes() - Framing.HEADER_BYTES));
-            });
+            })
+        // A message split in fragments that add up to more than the maximum (one oversize frame
+        // is refused by Netty's decoder with close code 1009).
+        .onErrorResume(io.netty.handler.codec.TooLongFrameException.class,
+            e -> refused.get() ? Mono.empty() : refuse(c, out, refused, "message longer than the maximum frame"));
+  }
+
+  /** Answers ERROR BAD_ENCODING, then closes once it is flushed (a reset could lose it). */
+  private static Mono<byte[]> refuse(
+      Connection c, WebsocketOutbound out, java.util.concurrent.atomic.AtomicBoolean refused, String why) {
+    refused.set(true);
+    log.warn("refusing {}: {}", c.channel().remoteAddress(), why);
+    return out.sendObject(
+            new BinaryWebSocketFrame(Framing.errorFrame(c.channel().alloc(), ErrorCode.BAD_ENCODING, why)))
+        .then()
+        .doFinally(signal -> GracefulClose.afterFlush(c.channel(), c::dispose))
+        .then(Mono.<byte[]>empty());
   }
 
   private static @org.jspecify.annotations.Nullable String refusal(WebSocketFrame frame, int maxFrame) {

@@ -19,6 +19,43 @@ class WebSocketTransportTest {
   private static final Duration WAIT = Duration.ofSeconds(15);
 
   @Test
+  @org.junit.jupiter.api.DisplayName("a message split in fragments that add up to more than the maximum frame gets an ERROR, then a close")
+  void anOversizeFragmentedMessageGetsAnError() {
+    EntanglementNode b = TransportConformance.node("b");
+    WebSocketServerTransport ws = WebSocketServerTransport.builder(b).maxFrameSize(1_000)
+        .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("raw")))).build();
+    DisposableServer server = HttpServer.create().host("127.0.0.1").port(0)
+        .route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
+    try {
+      java.util.List<dev.entanglement.protocol.Message> got = new java.util.concurrent.CopyOnWriteArrayList<>();
+      HttpClient.create().websocket().uri("ws://127.0.0.1:" + server.port() + "/sync")
+          .handle((in, out) -> {
+            Mono<Void> answers = in.receiveFrames()
+                .filter(f -> f instanceof io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame)
+                .map(f -> io.netty.buffer.ByteBufUtil.getBytes(
+                    f.content(), f.content().readerIndex() + Framing.HEADER_BYTES,
+                    f.content().readableBytes() - Framing.HEADER_BYTES))
+                .doOnNext(body -> got.add(Raw.CODEC.decode(body)))
+                .then();
+            // Two fragments of 800 bytes: each under the maximum, together over it.
+            out.sendObject(reactor.core.publisher.Flux.just(
+                    new io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame(
+                        false, 0, io.netty.buffer.Unpooled.wrappedBuffer(new byte[800])),
+                    new io.netty.handler.codec.http.websocketx.ContinuationWebSocketFrame(
+                        true, 0, io.netty.buffer.Unpooled.wrappedBuffer(new byte[800]))))
+                .then().subscribe(v -> {}, e -> {});
+            return answers;
+          })
+          .then().onErrorResume(e -> Mono.empty()).block(WAIT);
+      assertTrue(got.stream().anyMatch(m -> m instanceof dev.entanglement.protocol.Message.Error e
+          && e.code().equals("BAD_ENCODING")), got.toString());
+    } finally {
+      server.disposeNow(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  @Test
   void mountsOnAnExistingServerAndRefusesWithoutUpgrading() {
     EntanglementNode b = TransportConformance.node("b");
     EntanglementNode a = TransportConformance.node("a");
