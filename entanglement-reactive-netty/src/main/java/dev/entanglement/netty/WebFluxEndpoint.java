@@ -49,6 +49,10 @@ public final class WebFluxEndpoint {
   private final int maxFrame;
   private final long bandwidth;
   private final HandshakeWebSocketService handshake;
+  /** Spring's own handshake, for the WebSocket handlers of other endpoints. */
+  private final HandshakeWebSocketService others = new HandshakeWebSocketService();
+  /** The handler mapped to this endpoint's URL: the service recognises it and runs the protocol. */
+  private final WebSocketHandler marker = WebSocketSession::close;
 
   private WebFluxEndpoint(Builder b) {
     this.node = b.node;
@@ -71,13 +75,18 @@ public final class WebFluxEndpoint {
    * knows the peer; a session upgraded by any other service is closed.
    */
   public WebSocketHandler handler() {
-    return WebSocketSession::close;
+    return marker;
   }
 
-  /** The upgrade service: applies the hook, then Spring's handshake, then runs the protocol. */
+  /**
+   * The upgrade service: for {@link #handler()}, applies the hook, then Spring's handshake, then
+   * runs the protocol; any other handler (another endpoint of the application) gets Spring's plain
+   * handshake, as without this service.
+   */
   public WebSocketService webSocketService() {
-    return (exchange, handler) ->
-        WebSocketFrames.decide(Mono.defer(() -> upgrade.apply(exchange)))
+    return (exchange, handler) -> handler != marker
+        ? others.handleRequest(exchange, handler)
+        : WebSocketFrames.decide(Mono.defer(() -> upgrade.apply(exchange)))
             .flatMap(
                 decision -> {
                   if (decision instanceof WebSocketServerTransport.Upgrade.Refuse r) {
@@ -96,9 +105,15 @@ public final class WebFluxEndpoint {
                 });
   }
 
-  /** A handler adapter to register as a bean, using {@link #webSocketService()}. */
+  /**
+   * A handler adapter to register as a bean, using {@link #webSocketService()}. Its order, 1,
+   * comes before the adapter WebFlux declares itself (2), so that this endpoint's handler never
+   * reaches Spring's; the handlers of other endpoints still get Spring's handshake through it.
+   */
   public WebSocketHandlerAdapter adapter() {
-    return new WebSocketHandlerAdapter(webSocketService());
+    WebSocketHandlerAdapter adapter = new WebSocketHandlerAdapter(webSocketService());
+    adapter.setOrder(1);
+    return adapter;
   }
 
   /** A {@link Link} over a WebFlux session; one binary message per frame, header included. */
@@ -115,9 +130,13 @@ public final class WebFluxEndpoint {
      * under paranoid leak detection).
      */
     private final Mono<Void> close;
+    private final Flux<WebSocketMessage> messages;
 
     SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth) {
       this.session = session;
+      // Now, during the handshake's handler: the frame aggregator goes in when receive() is
+      // called, and added when the engine subscribes it would miss fragments read meanwhile.
+      this.messages = session.receive();
       this.close = Mono.defer(() -> session.isOpen() ? session.close() : Mono.<Void>empty()).cache();
       this.peer = peer;
       this.maxFrame = maxFrame;
@@ -132,8 +151,7 @@ public final class WebFluxEndpoint {
 
     @Override
     public Flux<byte[]> receive() {
-      return session
-          .receive()
+      return messages
           .concatMap(
               m -> {
                 if (m.getType() == WebSocketMessage.Type.PING || m.getType() == WebSocketMessage.Type.PONG) {

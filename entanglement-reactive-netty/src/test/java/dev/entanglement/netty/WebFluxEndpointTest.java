@@ -134,6 +134,31 @@ class WebFluxEndpointTest {
     }
   }
 
+  @Test
+  @DisplayName("the endpoint's upgrade service gives another endpoint's WebSocket handler Spring's plain handshake")
+  void otherWebSocketHandlersGetSpringsHandshake() {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = TransportConformance.node("b");
+    WebFluxEndpoint endpoint = WebFluxEndpoint.builder(server).build(); // its own hook refuses everyone
+    org.springframework.web.reactive.socket.WebSocketHandler echo =
+        session -> session.send(session.receive().map(m -> session.textMessage(m.getPayloadAsText())));
+    HttpHandler app = WebHttpHandlerBuilder.webHandler(
+            exchange -> endpoint.webSocketService().handleRequest(exchange, echo))
+        .build();
+    DisposableServer http =
+        HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+    try {
+      String answer = HttpClient.create().websocket().uri("ws://127.0.0.1:" + http.port() + "/echo")
+          .handle((in, out) -> out.sendString(Mono.just("hi")).then()
+              .thenMany(in.receive().asString().take(1)))
+          .blockFirst(WAIT);
+      assertEquals("hi", answer);
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
   record Blob(String id, String data) {}
 
   static final dev.entanglement.SyncType<Blob> BLOB = dev.entanglement.SyncType.of("Blob", Blob.class, Blob::id);

@@ -39,8 +39,9 @@ class BoardConfiguration {
   }
 
   /**
-   * Runs the protocol on upgraded sessions. Its order (2) comes before the adapter that WebFlux
-   * declares itself (3), so WebSocket requests reach this one.
+   * Runs the protocol on upgraded sessions. Its order (1) comes before the adapter that WebFlux
+   * declares itself (2), so WebSocket requests reach this one; other WebSocket handlers still get
+   * Spring's handshake through it.
    */
   @Bean
   WebSocketHandlerAdapter webSocketAdapter(WebFluxEndpoint webSocketEndpoint) {
