@@ -58,6 +58,7 @@ public final class WebSocketClientTransport {
             c.websocket(
                     WebsocketClientSpec.builder()
                         .maxFramePayloadLength(maxFrame + Framing.HEADER_BYTES)
+                        .handlePing(true) // answered in WebSocketFrames, while writable
                         .build())
                 .uri(uri)
                 .handle(

@@ -80,6 +80,10 @@ final class WebSocketFrames {
     return in.receiveFrames()
         .<byte[]>concatMap(
             frame -> {
+              if (frame instanceof PingWebSocketFrame && !refused.get()) {
+                answer(c.channel(), frame);
+                return Mono.empty();
+              }
               if (refused.get()
                   || frame instanceof PingWebSocketFrame
                   || frame instanceof PongWebSocketFrame
@@ -101,6 +105,17 @@ final class WebSocketFrames {
         // is refused by Netty's decoder with close code 1009).
         .onErrorResume(io.netty.handler.codec.TooLongFrameException.class,
             e -> refused.get() ? Mono.empty() : refuse(c, out, refused, "message longer than the maximum frame"));
+  }
+
+  /**
+   * Answers a PING with a PONG, unless the connection is not writable: a peer that sends PINGs and
+   * reads nothing would otherwise have the PONGs queued here without bound (Reactor Netty's own
+   * answer does not look). A peer that reads gets every answer.
+   */
+  private static void answer(Channel ch, WebSocketFrame ping) {
+    if (ch.isWritable()) {
+      ch.writeAndFlush(new PongWebSocketFrame(ping.content().retainedDuplicate()), ch.voidPromise());
+    }
   }
 
   /** Answers ERROR BAD_ENCODING, then closes once it is flushed (a reset could lose it). */

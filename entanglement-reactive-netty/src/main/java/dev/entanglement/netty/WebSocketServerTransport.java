@@ -141,6 +141,7 @@ public final class WebSocketServerTransport {
                           },
                           WebsocketServerSpec.builder()
                               .maxFramePayloadLength(maxFrame + Framing.HEADER_BYTES)
+                              .handlePing(true) // answered in WebSocketFrames, while writable
                               .build())
                       .then();
                 });
