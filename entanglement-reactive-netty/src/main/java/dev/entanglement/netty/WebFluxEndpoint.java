@@ -63,7 +63,9 @@ public final class WebFluxEndpoint {
     int maxPayload = maxFrame + Framing.HEADER_BYTES;
     this.handshake = new HandshakeWebSocketService(
         new org.springframework.web.reactive.socket.server.upgrade.ReactorNettyRequestUpgradeStrategy(
-            () -> reactor.netty.http.server.WebsocketServerSpec.builder().maxFramePayloadLength(maxPayload)));
+            () -> reactor.netty.http.server.WebsocketServerSpec.builder()
+                .maxFramePayloadLength(maxPayload)
+                .handlePing(true))); // answered in SessionLink, while writable
   }
 
   public static Builder builder(EntanglementNode node) {
@@ -131,6 +133,9 @@ public final class WebFluxEndpoint {
      */
     private final Mono<Void> close;
     private final Flux<WebSocketMessage> messages;
+    /** A PONG is on its way: another PING is not answered until it has been written. */
+    private final java.util.concurrent.atomic.AtomicBoolean pongPending =
+        new java.util.concurrent.atomic.AtomicBoolean();
 
     SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth) {
       this.session = session;
@@ -154,7 +159,11 @@ public final class WebFluxEndpoint {
       return messages
           .concatMap(
               m -> {
-                if (m.getType() == WebSocketMessage.Type.PING || m.getType() == WebSocketMessage.Type.PONG) {
+                if (m.getType() == WebSocketMessage.Type.PING) {
+                  answer(m);
+                  return Mono.<byte[]>empty();
+                }
+                if (m.getType() == WebSocketMessage.Type.PONG) {
                   return Mono.<byte[]>empty(); // control messages, as on the Reactor Netty transports
                 }
                 String refusal = refusal(m);
@@ -173,6 +182,23 @@ public final class WebFluxEndpoint {
                 return Mono.just(body);
               })
           .onErrorResume(e -> Mono.empty());
+    }
+
+    /**
+     * Answers a PING with a PONG, one at a time: a PING that arrives while the last PONG has not been
+     * written yet (the peer is not reading) goes unanswered. Otherwise a peer that sends PINGs and
+     * reads nothing would have the PONGs queued without bound, as Spring's own answer does.
+     */
+    private void answer(WebSocketMessage ping) {
+      if (!pongPending.compareAndSet(false, true)) {
+        return;
+      }
+      DataBuffer p = ping.getPayload();
+      byte[] payload = new byte[p.readableByteCount()];
+      p.read(payload);
+      session.send(Mono.just(session.pongMessage(f -> f.wrap(payload))))
+          .doFinally(signal -> pongPending.set(false))
+          .subscribe(v -> {}, e -> {});
     }
 
     private @Nullable String refusal(WebSocketMessage m) {

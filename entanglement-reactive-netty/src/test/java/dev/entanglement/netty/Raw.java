@@ -89,4 +89,38 @@ final class Raw {
         .block(WAIT);
     return got;
   }
+
+  /**
+   * Over WebSocket: HELLO (so that the handshake timeout does not end the connection), then
+   * {@code pings} PINGs of 125 bytes while reading nothing; then reads until no PONG came for a
+   * second. Returns the PONGs read: every one the node kept for it.
+   */
+  static int pingFlood(String uri, int pings) {
+    java.util.concurrent.atomic.AtomicInteger pongs = new java.util.concurrent.atomic.AtomicInteger();
+    HttpClient.create()
+        .websocket(reactor.netty.http.client.WebsocketClientSpec.builder().handlePing(true).build())
+        .uri(uri)
+        .handle((in, out) -> {
+          io.netty.channel.Channel[] ch = new io.netty.channel.Channel[1];
+          in.withConnection(c -> ch[0] = c.channel());
+          ch[0].config().setAutoRead(false);
+          io.netty.handler.codec.http.websocketx.WebSocketFrame hello =
+              new BinaryWebSocketFrame(Framing.encode(Unpooled.buffer().alloc(), hello("raw")));
+          return out.sendObject(Flux.<io.netty.handler.codec.http.websocketx.WebSocketFrame>just(hello)
+                  .concatWith(Flux.range(0, pings)
+                      .map(i -> new io.netty.handler.codec.http.websocketx.PingWebSocketFrame(
+                          Unpooled.wrappedBuffer(new byte[125])))))
+              .then()
+              .then(Mono.fromRunnable(() -> ch[0].config().setAutoRead(true)))
+              .thenMany(in.receiveFrames()
+                  .filter(f -> f instanceof io.netty.handler.codec.http.websocketx.PongWebSocketFrame)
+                  .doOnNext(f -> pongs.incrementAndGet())
+                  .timeout(Duration.ofSeconds(1))
+                  .onErrorResume(java.util.concurrent.TimeoutException.class, e -> Mono.empty()));
+        })
+        .then()
+        .onErrorResume(e -> Mono.empty())
+        .block(Duration.ofSeconds(60));
+    return pongs.get();
+  }
 }

@@ -159,6 +159,33 @@ class WebFluxEndpointTest {
     }
   }
 
+  @Test
+  @DisplayName("a peer that floods PINGs and reads nothing does not get its PONGs queued without bound")
+  void pingsFromAPeerThatDoesNotReadAreNotQueued() {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = TransportConformance.node("b");
+    DisposableServer http = serveAccepting(server, "raw");
+    int pings = 200_000;
+    try {
+      int pongs = Raw.pingFlood("ws://127.0.0.1:" + http.port() + "/sync", pings);
+      assertTrue(pongs > 0, "a peer that reads gets answers");
+      assertTrue(pongs < pings, pongs + " of " + pings + " PONGs kept");
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
+  /** An HTTP server whose every request is an upgrade to {@code node}'s endpoint, accepted as {@code peer}. */
+  private static DisposableServer serveAccepting(EntanglementNode node, String peer) {
+    WebFluxEndpoint endpoint = WebFluxEndpoint.builder(node)
+        .upgrade(exchange -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of(peer)))).build();
+    HttpHandler app = WebHttpHandlerBuilder.webHandler(
+            exchange -> endpoint.webSocketService().handleRequest(exchange, endpoint.handler()))
+        .build();
+    return HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+  }
+
   record Blob(String id, String data) {}
 
   static final dev.entanglement.SyncType<Blob> BLOB = dev.entanglement.SyncType.of("Blob", Blob.class, Blob::id);
@@ -174,13 +201,7 @@ class WebFluxEndpointTest {
     org.springframework.http.codec.ServerCodecConfigurer.create();
     EntanglementNode server = blobNode("b");
     EntanglementNode client = blobNode("a");
-    WebFluxEndpoint endpoint = WebFluxEndpoint.builder(server)
-        .upgrade(exchange -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("a")))).build();
-    HttpHandler app = WebHttpHandlerBuilder.webHandler(
-            exchange -> endpoint.webSocketService().handleRequest(exchange, endpoint.handler()))
-        .build();
-    DisposableServer http =
-        HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+    DisposableServer http = serveAccepting(server, "a");
     try {
       WebSocketClientTransport.builder(client).uri("ws://127.0.0.1:" + http.port() + "/sync")
           .expect(PeerId.of("b")).build().connectAndAttach().subscribe();
