@@ -310,14 +310,9 @@ public final class R2dbcStateStore implements StateStore {
    * held means that the holder is writing a batch, so the claim is not taken this time.
    */
   private Mono<Boolean> take(Connection c) {
-    Mono<Boolean> attempt =
-        Mono.from(c.beginTransaction())
-            .then(dialect.boundLockWait == null ? Mono.empty() : run(c, dialect.boundLockWait))
-            .then(updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis())))
-            .flatMap(taken -> Mono.from(c.commitTransaction()).thenReturn(taken))
-            .onErrorResume(e -> Mono.from(c.rollbackTransaction())
-                .onErrorResume(x -> Mono.empty())
-                .then(Mono.error(e)));
+    Mono<Boolean> attempt = inTransaction(c,
+        (dialect.boundLockWait == null ? Mono.<Void>empty() : run(c, dialect.boundLockWait))
+            .then(updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis()))));
     return attempt
         .onErrorResume(R2dbcStateStore::isLockTimeout, e -> Mono.just(false))
         .doOnNext(taken -> claimed |= taken);
@@ -444,22 +439,31 @@ public final class R2dbcStateStore implements StateStore {
     return inTurn(withConnection(
             c -> {
               long begun = System.nanoTime();
-              return Mono.from(c.beginTransaction())
-                    // Locks the claim for the batch; renewed again at its end, for the time the
-                    // batch took too, or a long batch would have let it lapse.
-                    .then(renewOrFail(c, 0))
-                    .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
-                        // The statements' own errors only: a refused login while reconnecting
-                        // (permission denied too) passes once the database lets the node in.
-                        .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
-                            "the database refuses this batch: " + e.getMessage(), e)))
-                    .then(Mono.defer(() -> renewOrFail(c, millisSince(begun))))
-                    .then(Mono.from(c.commitTransaction()))
-                    .onErrorResume(e -> Mono.from(c.rollbackTransaction())
-                        .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
-                        .then(Mono.error(e)));
+              // Locks the claim for the batch; renewed again at its end, for the time the batch
+              // took too, or a long batch would have let it lapse.
+              return inTransaction(c, renewOrFail(c, 0)
+                  .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
+                      // The statements' own errors only: a refused login while reconnecting
+                      // (permission denied too) passes once the database lets the node in.
+                      .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
+                          "the database refuses this batch: " + e.getMessage(), e)))
+                  .then(Mono.defer(() -> renewOrFail(c, millisSince(begun)))));
             }))
         .publishOn(Schedulers.boundedElastic());
+  }
+
+  /**
+   * {@code work} in a transaction on {@code c}: committed if it succeeds, else rolled back and its
+   * error passed on. Its value, if any, once committed.
+   */
+  private static <T> Mono<T> inTransaction(Connection c, Mono<T> work) {
+    return Mono.from(c.beginTransaction())
+        .then(work)
+        .flatMap(v -> Mono.from(c.commitTransaction()).thenReturn(v))
+        .switchIfEmpty(Mono.defer(() -> Mono.from(c.commitTransaction()).then(Mono.<T>empty())))
+        .onErrorResume(e -> Mono.from(c.rollbackTransaction())
+            .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
+            .then(Mono.error(e)));
   }
 
   private static long millisSince(long nanoTime) {
