@@ -87,16 +87,7 @@ class WebFluxEndpointTest {
   void controlMessagesAreSkipped() {
     org.springframework.http.codec.ServerCodecConfigurer.create();
     EntanglementNode server = TransportConformance.node("b");
-    WebFluxEndpoint endpoint =
-        WebFluxEndpoint.builder(server)
-            .upgrade(exchange -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("a"))))
-            .build();
-    HttpHandler app =
-        WebHttpHandlerBuilder.webHandler(
-                exchange -> endpoint.webSocketService().handleRequest(exchange, endpoint.handler()))
-            .build();
-    DisposableServer http =
-        HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+    DisposableServer http = serveAccepting(server, "a");
     try {
       List<Message> got = new CopyOnWriteArrayList<>();
       HttpClient.create()
