@@ -59,6 +59,8 @@ import reactor.core.scheduler.Schedulers;
  * renewal, close), in the order they were asked for. A failed open is not kept, and a connection on
  * which an operation failed is closed and replaced at the next use, so the store recovers when the
  * database comes back (restarted, failed over, or a dropped idle connection) as the engine retries.
+ * Each step on the database has a time limit, 30 s by default ({@link #withOperationTimeout}): one
+ * that never ends cannot hold the store's later operations.
  *
  * <p>Claim: one node writes a database. {@link #load()} takes the database's claim (table {@code
  * ent_claim}) for this store instance; every batch renews it at its start (which locks the claim
@@ -87,6 +89,8 @@ public final class R2dbcStateStore implements StateStore {
   private static final List<String> SCRIPTS = List.of("V1__schema.sql", "V2__purges.sql", "V3__claim.sql");
   /** The claim's default time to live. */
   static final Duration DEFAULT_CLAIM_TTL = Duration.ofSeconds(10);
+  /** The default of {@link #withOperationTimeout}. */
+  static final Duration DEFAULT_OPERATION_TIMEOUT = Duration.ofSeconds(30);
   /** How often {@link #load()} tries again to take a claim another instance holds. */
   private static final Duration CLAIM_POLL = Duration.ofMillis(250);
   /**
@@ -100,6 +104,8 @@ public final class R2dbcStateStore implements StateStore {
   private final ConnectionFactory factory;
   private final Dialect dialect;
   private final Duration claimTtl;
+  /** The longest one step on the database may take: see {@link #withOperationTimeout}. */
+  private final Duration operationTimeout;
   /** This store instance, as the claim names it. */
   private final String instance = java.util.UUID.randomUUID().toString();
   /** The connection in use, opened once on first use; replaced after a failure (see the class note). */
@@ -119,16 +125,18 @@ public final class R2dbcStateStore implements StateStore {
   /** The schema scripts, read here so that no file is read on a non-blocking thread. */
   private final List<String> scripts;
 
-  private R2dbcStateStore(ConnectionFactory factory, Dialect dialect, Duration claimTtl) {
+  private R2dbcStateStore(
+      ConnectionFactory factory, Dialect dialect, Duration claimTtl, Duration operationTimeout) {
     this.factory = factory;
     this.dialect = dialect;
     this.claimTtl = claimTtl;
+    this.operationTimeout = operationTimeout;
     this.connection = new AtomicReference<>(new Opening());
     this.scripts = SCRIPTS.stream().map(s -> resource("schema/" + dialect.scripts + "/" + s)).toList();
   }
 
   private R2dbcStateStore(ConnectionFactory factory, Dialect dialect) {
-    this(factory, dialect, DEFAULT_CLAIM_TTL);
+    this(factory, dialect, DEFAULT_CLAIM_TTL, DEFAULT_OPERATION_TIMEOUT);
   }
 
   /**
@@ -140,7 +148,24 @@ public final class R2dbcStateStore implements StateStore {
     if (ttl.compareTo(Duration.ofMillis(300)) < 0) {
       throw new IllegalArgumentException("claim time to live under 300 ms: " + ttl);
     }
-    return new R2dbcStateStore(factory, dialect, ttl);
+    return new R2dbcStateStore(factory, dialect, ttl, operationTimeout);
+  }
+
+  /**
+   * A store on the same database whose every step on the database must end within {@code limit}
+   * (default 30 s): a batch, a renewal of the claim, the release of the claim on {@link #close()},
+   * and in {@link #load()} the schema upgrade, each attempt to take the claim, and the read (the
+   * wait for another instance's claim to lapse is not one step). A step that takes longer fails
+   * with a {@link java.util.concurrent.TimeoutException}, which the node retries, and its
+   * connection is closed and replaced: otherwise one that never ends (a half-open connection, a
+   * lock never released) would hold every later operation of the store, and a later start. Raise
+   * it if reading the whole database at start takes longer.
+   */
+  public R2dbcStateStore withOperationTimeout(Duration limit) {
+    if (limit.isNegative() || limit.isZero()) {
+      throw new IllegalArgumentException("operation time limit not positive: " + limit);
+    }
+    return new R2dbcStateStore(factory, dialect, claimTtl, limit);
   }
 
   /**
@@ -233,6 +258,18 @@ public final class R2dbcStateStore implements StateStore {
   }
 
   /**
+   * {@code step}, or a {@link java.util.concurrent.TimeoutException} once it took longer than the
+   * operation time limit: it is then cancelled, and {@link #withConnection} closes its connection.
+   * The failure comes from a thread that may block, as closing an embedded H2 connection does.
+   */
+  private <T> Mono<T> limited(Mono<T> step) {
+    return step.timeout(operationTimeout,
+        Mono.<T>error(() -> new java.util.concurrent.TimeoutException("a store operation took longer than "
+                + operationTimeout.toMillis() + " ms; its connection is closed, and a new one opened"))
+            .subscribeOn(Schedulers.boundedElastic()));
+  }
+
+  /**
    * {@code work}, once the operations asked for before it have ended, however they ended. It runs
    * whole even if its subscriber cancels: a batch or a renewal is never cut short on the connection.
    */
@@ -270,14 +307,14 @@ public final class R2dbcStateStore implements StateStore {
   public Mono<StoredData> load() {
     return Mono.defer(() -> {
       closed = false;
-      return inTurn(withConnection(c -> migrate(c).then(claim(c)).then(read(c))))
+      return inTurn(withConnection(c -> limited(migrate(c)).then(claim(c)).then(limited(read(c)))))
           .doOnSuccess(d -> renewWhileIdle());
     });
   }
 
   /** Takes the claim, waiting for another instance's to lapse: see the class note. */
   private Mono<Void> claim(Connection c) {
-    return take(c).flatMap(taken -> taken ? Mono.<Void>empty() : holder(c).flatMap(h -> {
+    return take(c).flatMap(taken -> taken ? Mono.<Void>empty() : limited(holder(c)).flatMap(h -> {
       log.info("store claim held by store instance {} (time to live {} ms): waiting for it to lapse,"
           + " as after a crash; a node that renews it keeps this one from starting", h.instance(), h.ttlMs());
       long deadline = System.nanoTime() + Duration.ofMillis(h.ttlMs()).plusSeconds(1).toNanos();
@@ -313,7 +350,7 @@ public final class R2dbcStateStore implements StateStore {
     Mono<Boolean> attempt = inTransaction(c,
         (dialect.boundLockWait == null ? Mono.<Void>empty() : run(c, dialect.boundLockWait))
             .then(updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis()))));
-    return attempt
+    return limited(attempt)
         .onErrorResume(R2dbcStateStore::isLockTimeout, e -> Mono.just(false))
         .doOnNext(taken -> claimed |= taken);
   }
@@ -361,7 +398,7 @@ public final class R2dbcStateStore implements StateStore {
     Disposable task =
         Flux.interval(period, period, Schedulers.parallel())
             .onBackpressureDrop()
-            .concatMap(tick -> inTurn(withConnection(this::renew))
+            .concatMap(tick -> inTurn(withConnection(c -> limited(renew(c))))
                 .onErrorResume(e -> {
                   log.debug("store claim not renewed this time: {}", e.toString());
                   return Mono.just(true);
@@ -441,13 +478,13 @@ public final class R2dbcStateStore implements StateStore {
               long begun = System.nanoTime();
               // Locks the claim for the batch; renewed again at its end, for the time the batch
               // took too, or a long batch would have let it lapse.
-              return inTransaction(c, renewOrFail(c, 0)
+              return limited(inTransaction(c, renewOrFail(c, 0)
                   .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
                       // The statements' own errors only: a refused login while reconnecting
                       // (permission denied too) passes once the database lets the node in.
                       .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
                           "the database refuses this batch: " + e.getMessage(), e)))
-                  .then(Mono.defer(() -> renewOrFail(c, millisSince(begun)))));
+                  .then(Mono.defer(() -> renewOrFail(c, millisSince(begun))))));
             }))
         .publishOn(Schedulers.boundedElastic());
   }
@@ -554,7 +591,7 @@ public final class R2dbcStateStore implements StateStore {
           Opening current = connection.get();
           Mono<Void> release = !claimed
               ? Mono.<Void>empty()
-              : current.connection.flatMap(c -> run(c.createStatement(RELEASE_CLAIM).bind(0, instance)))
+              : current.connection.flatMap(c -> limited(run(c.createStatement(RELEASE_CLAIM).bind(0, instance))))
                   .onErrorResume(e -> Mono.empty()) // it lapses by itself
                   .then(Mono.fromRunnable(() -> claimed = false));
           return release.then(Mono.defer(() -> {

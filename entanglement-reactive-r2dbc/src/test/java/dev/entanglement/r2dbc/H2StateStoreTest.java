@@ -138,6 +138,82 @@ class H2StateStoreTest extends StoreContract {
     assertEquals(0, refusing.attempts.get());
   }
 
+  /**
+   * A database whose statements on {@code ent_watermark} get no answer while {@link #hang} is set,
+   * as on a half-open connection; it counts the connections closed.
+   */
+  private static final class Unanswering implements io.r2dbc.spi.ConnectionFactory {
+    private final io.r2dbc.spi.ConnectionFactory database;
+    final java.util.concurrent.atomic.AtomicBoolean hang = new java.util.concurrent.atomic.AtomicBoolean();
+    final java.util.concurrent.atomic.AtomicInteger closed = new java.util.concurrent.atomic.AtomicInteger();
+
+    Unanswering(io.r2dbc.spi.ConnectionFactory database) {
+      this.database = database;
+    }
+
+    @Override
+    public org.reactivestreams.Publisher<? extends io.r2dbc.spi.Connection> create() {
+      return Mono.from(database.create()).map(c -> proxy(io.r2dbc.spi.Connection.class, c, (m, args) -> {
+        if (m.getName().equals("close")) {
+          closed.incrementAndGet();
+        }
+        Object result = m.invoke(c, args);
+        return result instanceof io.r2dbc.spi.Statement s ? statement(s, (String) args[0]) : result;
+      }));
+    }
+
+    private io.r2dbc.spi.Statement statement(io.r2dbc.spi.Statement s, String sql) {
+      return proxy(io.r2dbc.spi.Statement.class, s, new Call() {
+        @Override
+        public Object call(java.lang.reflect.Method m, Object[] args) throws Exception {
+          if (m.getName().equals("execute") && hang.get() && sql.contains("ent_watermark")) {
+            return Flux.never();
+          }
+          Object result = m.invoke(s, args);
+          return result == s ? statement(s, sql) : result; // bind() and the like return the statement
+        }
+      });
+    }
+
+    @Override
+    public io.r2dbc.spi.ConnectionFactoryMetadata getMetadata() {
+      return database.getMetadata();
+    }
+  }
+
+  private interface Call {
+    Object call(java.lang.reflect.Method m, Object[] args) throws Exception;
+  }
+
+  private static <T> T proxy(Class<T> type, T target, Call call) {
+    return type.cast(java.lang.reflect.Proxy.newProxyInstance(type.getClassLoader(), new Class<?>[] {type},
+        (p, m, args) -> {
+          try {
+            return call.call(m, args);
+          } catch (java.lang.reflect.InvocationTargetException e) {
+            throw e.getCause();
+          }
+        }));
+  }
+
+  @Test
+  void anOperationThatNeverEndsFailsInTimeAndTheNextRunsOnANewConnection() {
+    emptyStore(); // names a new database
+    Unanswering database = new Unanswering(new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+        .file(dir.resolve("store-" + databases).toAbsolutePath() + ";WRITE_DELAY=0").build()));
+    R2dbcStateStore store = R2dbcStateStore.of(database).withOperationTimeout(java.time.Duration.ofMillis(300));
+    store.load().block(WAIT);
+    store.write(watermark(1)).block(WAIT);
+    database.hang.set(true);
+    Throwable e = store.write(watermark(2)).then(Mono.<Throwable>empty()).onErrorResume(Mono::just).block(WAIT);
+    assertInstanceOf(java.util.concurrent.TimeoutException.class, e, "retried by the node");
+    assertEquals(1, database.closed.get(), "the connection it hung on is closed");
+    database.hang.set(false);
+    store.write(watermark(3)).block(WAIT); // the node's retry, on a new connection
+    assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 3)), store.load().block(WAIT).watermarks());
+    store.close().block(WAIT);
+  }
+
   private static WriteBatch watermark(long serial) {
     return new WriteBatch().add(new WriteBatch.PutWatermark(new StoredData.WatermarkRecord("other", 1, serial)));
   }
