@@ -27,6 +27,7 @@ import java.util.Objects;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.Disposable;
@@ -59,8 +60,8 @@ import reactor.core.scheduler.Schedulers;
  * renewal, close), in the order they were asked for. A failed open is not kept, and a connection on
  * which an operation failed is closed and replaced at the next use, so the store recovers when the
  * database comes back (restarted, failed over, or a dropped idle connection) as the engine retries.
- * Each step on the database has a time limit, 30 s by default ({@link #withOperationTimeout}): one
- * that never ends cannot hold the store's later operations.
+ * Each round trip to the database has a time limit, 30 s by default ({@link #withOperationTimeout}):
+ * one that never ends cannot hold the store's later operations.
  *
  * <p>Claim: one node writes a database. {@link #load()} takes the database's claim (table {@code
  * ent_claim}) for this store instance; every batch renews it at its start (which locks the claim
@@ -91,6 +92,11 @@ public final class R2dbcStateStore implements StateStore {
   static final Duration DEFAULT_CLAIM_TTL = Duration.ofSeconds(10);
   /** The default of {@link #withOperationTimeout}. */
   static final Duration DEFAULT_OPERATION_TIMEOUT = Duration.ofSeconds(30);
+  /**
+   * The least time limit of an attempt to take the claim: the database's own bound on its wait for
+   * the claim's lock (1 s on PostgreSQL, H2's default 2 s) must end it first, as "not taken".
+   */
+  private static final Duration CLAIM_LOCK_WAIT_LIMIT = Duration.ofSeconds(5);
   /** How often {@link #load()} tries again to take a claim another instance holds. */
   private static final Duration CLAIM_POLL = Duration.ofMillis(250);
   /**
@@ -152,14 +158,16 @@ public final class R2dbcStateStore implements StateStore {
   }
 
   /**
-   * A store on the same database whose every step on the database must end within {@code limit}
-   * (default 30 s): a batch, a renewal of the claim, the release of the claim on {@link #close()},
-   * and in {@link #load()} the schema upgrade, each attempt to take the claim, and the read (the
-   * wait for another instance's claim to lapse is not one step). A step that takes longer fails
-   * with a {@link java.util.concurrent.TimeoutException}, which the node retries, and its
-   * connection is closed and replaced: otherwise one that never ends (a half-open connection, a
-   * lock never released) would hold every later operation of the store, and a later start. Raise
-   * it if reading the whole database at start takes longer.
+   * A store on the same database whose every round trip to the database must end within {@code
+   * limit} (default 30 s): opening the connection, each statement, each begin, commit and rollback,
+   * and the wait for each next row of a query (so reading a large database is not cut short). An
+   * attempt to take the claim gets at least 5 s, so that the database's own bound on its wait for
+   * the claim's lock ends it first. A round trip that takes longer fails its operation with a
+   * {@link java.util.concurrent.TimeoutException}, and its connection is closed and replaced:
+   * otherwise one that never ends (a half-open connection, a lock never released) would hold every
+   * later operation of the store, and a later start. The node retries a batch that failed so; a
+   * {@link #load()} that failed so fails the node's {@code start()}, which the application may call
+   * again.
    */
   public R2dbcStateStore withOperationTimeout(Duration limit) {
     if (limit.isNegative() || limit.isZero()) {
@@ -245,7 +253,7 @@ public final class R2dbcStateStore implements StateStore {
   private <T> Mono<T> withConnection(Function<Connection, Mono<T>> work) {
     return Mono.defer(() -> {
           Opening current = connection.get();
-          return current.connection
+          return limited(current.connection)
               .flatMap(work)
               .onErrorResume(e -> {
                 if (connection.compareAndSet(current, new Opening())) {
@@ -258,15 +266,29 @@ public final class R2dbcStateStore implements StateStore {
   }
 
   /**
-   * {@code step}, or a {@link java.util.concurrent.TimeoutException} once it took longer than the
-   * operation time limit: it is then cancelled, and {@link #withConnection} closes its connection.
-   * The failure comes from a thread that may block, as closing an embedded H2 connection does.
+   * One round trip to the database, or a {@link java.util.concurrent.TimeoutException} once it took
+   * longer than {@code limit}: it is then cancelled, and {@link #withConnection} closes its
+   * connection. The failure comes from a thread that may block, as closing an embedded H2
+   * connection does.
    */
-  private <T> Mono<T> limited(Mono<T> step) {
-    return step.timeout(operationTimeout,
-        Mono.<T>error(() -> new java.util.concurrent.TimeoutException("a store operation took longer than "
-                + operationTimeout.toMillis() + " ms; its connection is closed, and a new one opened"))
-            .subscribeOn(Schedulers.boundedElastic()));
+  private <T> Mono<T> limited(Publisher<T> step, Duration limit) {
+    return Mono.from(step).timeout(limit, Mono.<T>error(() -> tookTooLong(limit))
+        .subscribeOn(Schedulers.boundedElastic()));
+  }
+
+  private <T> Mono<T> limited(Publisher<T> step) {
+    return limited(step, operationTimeout);
+  }
+
+  /** The rows of a query, failed as {@link #limited} if none came for the operation time limit. */
+  private <T> Flux<T> limitedRows(Flux<T> rows) {
+    return rows.timeout(operationTimeout, Flux.<T>error(() -> tookTooLong(operationTimeout))
+        .subscribeOn(Schedulers.boundedElastic()));
+  }
+
+  private static java.util.concurrent.TimeoutException tookTooLong(Duration limit) {
+    return new java.util.concurrent.TimeoutException("a step on the database took longer than "
+        + limit.toMillis() + " ms; its connection is closed, and a new one opened");
   }
 
   /**
@@ -307,14 +329,14 @@ public final class R2dbcStateStore implements StateStore {
   public Mono<StoredData> load() {
     return Mono.defer(() -> {
       closed = false;
-      return inTurn(withConnection(c -> limited(migrate(c)).then(claim(c)).then(limited(read(c)))))
+      return inTurn(withConnection(c -> migrate(c).then(claim(c)).then(read(c))))
           .doOnSuccess(d -> renewWhileIdle());
     });
   }
 
   /** Takes the claim, waiting for another instance's to lapse: see the class note. */
   private Mono<Void> claim(Connection c) {
-    return take(c).flatMap(taken -> taken ? Mono.<Void>empty() : limited(holder(c)).flatMap(h -> {
+    return take(c).flatMap(taken -> taken ? Mono.<Void>empty() : holder(c).flatMap(h -> {
       log.info("store claim held by store instance {} (time to live {} ms): waiting for it to lapse,"
           + " as after a crash; a node that renews it keeps this one from starting", h.instance(), h.ttlMs());
       long deadline = System.nanoTime() + Duration.ofMillis(h.ttlMs()).plusSeconds(1).toNanos();
@@ -349,8 +371,9 @@ public final class R2dbcStateStore implements StateStore {
   private Mono<Boolean> take(Connection c) {
     Mono<Boolean> attempt = inTransaction(c,
         (dialect.boundLockWait == null ? Mono.<Void>empty() : run(c, dialect.boundLockWait))
-            .then(updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis()))));
-    return limited(attempt)
+            .then(updatesOne(c.createStatement(dialect.takeClaim).bind(0, instance).bind(1, claimTtl.toMillis()),
+                max(operationTimeout, CLAIM_LOCK_WAIT_LIMIT))));
+    return attempt
         .onErrorResume(R2dbcStateStore::isLockTimeout, e -> Mono.just(false))
         .doOnNext(taken -> claimed |= taken);
   }
@@ -361,9 +384,9 @@ public final class R2dbcStateStore implements StateStore {
         && ("55P03".equals(r.getSqlState()) || "HYT00".equals(r.getSqlState()) || r.getErrorCode() == 50200);
   }
 
-  private static Mono<Holder> holder(Connection c) {
-    return Flux.from(c.createStatement("SELECT instance, ttl_ms FROM ent_claim WHERE id = 1").execute())
-        .flatMap(r -> r.map(row -> new Holder(row.get(0, String.class), row.get(1, Long.class))))
+  private Mono<Holder> holder(Connection c) {
+    return limitedRows(Flux.from(c.createStatement("SELECT instance, ttl_ms FROM ent_claim WHERE id = 1").execute())
+            .flatMap(r -> r.map(row -> new Holder(row.get(0, String.class), row.get(1, Long.class)))))
         .next()
         .switchIfEmpty(Mono.error(() -> new IllegalStateException("table ent_claim has no row")));
   }
@@ -384,8 +407,17 @@ public final class R2dbcStateStore implements StateStore {
             + " it over, or the store was not loaded; it writes nothing more")));
   }
 
-  private static Mono<Boolean> updatesOne(Statement s) {
-    return Flux.from(s.execute()).flatMap(Result::getRowsUpdated).reduce(0L, Long::sum).map(n -> n > 0);
+  private Mono<Boolean> updatesOne(Statement s) {
+    return updatesOne(s, operationTimeout);
+  }
+
+  private Mono<Boolean> updatesOne(Statement s, Duration limit) {
+    return limited(Flux.from(s.execute()).flatMap(Result::getRowsUpdated).reduce(0L, Long::sum), limit)
+        .map(n -> n > 0);
+  }
+
+  private static Duration max(Duration a, Duration b) {
+    return a.compareTo(b) >= 0 ? a : b;
   }
 
   /**
@@ -398,7 +430,7 @@ public final class R2dbcStateStore implements StateStore {
     Disposable task =
         Flux.interval(period, period, Schedulers.parallel())
             .onBackpressureDrop()
-            .concatMap(tick -> inTurn(withConnection(c -> limited(renew(c))))
+            .concatMap(tick -> inTurn(withConnection(this::renew))
                 .onErrorResume(e -> {
                   log.debug("store claim not renewed this time: {}", e.toString());
                   return Mono.just(true);
@@ -419,8 +451,8 @@ public final class R2dbcStateStore implements StateStore {
   private Mono<Void> migrate(Connection c) {
     return run(c, "CREATE TABLE IF NOT EXISTS ent_schema (version INT NOT NULL)")
         .then(
-            Flux.from(c.createStatement("SELECT MAX(version) FROM ent_schema").execute())
-                .flatMap(r -> r.map(row -> Objects.requireNonNullElse(row.get(0, Integer.class), 0)))
+            limitedRows(Flux.from(c.createStatement("SELECT MAX(version) FROM ent_schema").execute())
+                    .flatMap(r -> r.map(row -> Objects.requireNonNullElse(row.get(0, Integer.class), 0))))
                 .next()
                 .defaultIfEmpty(0))
         .flatMap(
@@ -438,12 +470,9 @@ public final class R2dbcStateStore implements StateStore {
     Flux<String> statements =
         Flux.fromStream(Arrays.stream(sql.split(";")).map(String::strip).filter(s -> !s.isEmpty()
             && !s.lines().allMatch(l -> l.isBlank() || l.strip().startsWith("--"))));
-    return Mono.from(c.beginTransaction())
-        .thenMany(statements.concatMap(s -> run(c, s)))
-        .then(run(c, "INSERT INTO ent_schema (version) VALUES (" + version + ")"))
-        .then(Mono.from(c.commitTransaction()))
-        .doOnSuccess(v -> log.info("store schema upgraded to version {} ({})", version, dialect))
-        .onErrorResume(e -> Mono.from(c.rollbackTransaction()).then(Mono.error(e)));
+    return inTransaction(c, statements.concatMap(s -> run(c, s))
+            .then(run(c, "INSERT INTO ent_schema (version) VALUES (" + version + ")")))
+        .doOnSuccess(v -> log.info("store schema upgraded to version {} ({})", version, dialect));
   }
 
   private Mono<StoredData> read(Connection c) {
@@ -467,8 +496,8 @@ public final class R2dbcStateStore implements StateStore {
         p -> new StoredData(o, ob, w, p)))));
   }
 
-  private static <T> Mono<List<T>> query(Connection c, String sql, Function<Readable, T> mapper) {
-    return Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.map(mapper)).collectList();
+  private <T> Mono<List<T>> query(Connection c, String sql, Function<Readable, T> mapper) {
+    return limitedRows(Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.map(mapper))).collectList();
   }
 
   @Override
@@ -478,13 +507,13 @@ public final class R2dbcStateStore implements StateStore {
               long begun = System.nanoTime();
               // Locks the claim for the batch; renewed again at its end, for the time the batch
               // took too, or a long batch would have let it lapse.
-              return limited(inTransaction(c, renewOrFail(c, 0)
+              return inTransaction(c, renewOrFail(c, 0)
                   .thenMany(Flux.fromIterable(batch.changes()).concatMap(ch -> execute(c, ch))
                       // The statements' own errors only: a refused login while reconnecting
                       // (permission denied too) passes once the database lets the node in.
                       .onErrorMap(R2dbcStateStore::refusesTheBatch, e -> new PermanentStoreException(
                           "the database refuses this batch: " + e.getMessage(), e)))
-                  .then(Mono.defer(() -> renewOrFail(c, millisSince(begun))))));
+                  .then(Mono.defer(() -> renewOrFail(c, millisSince(begun)))));
             }))
         .publishOn(Schedulers.boundedElastic());
   }
@@ -493,12 +522,12 @@ public final class R2dbcStateStore implements StateStore {
    * {@code work} in a transaction on {@code c}: committed if it succeeds, else rolled back and its
    * error passed on. Its value, if any, once committed.
    */
-  private static <T> Mono<T> inTransaction(Connection c, Mono<T> work) {
-    return Mono.from(c.beginTransaction())
+  private <T> Mono<T> inTransaction(Connection c, Mono<T> work) {
+    return limited(c.beginTransaction())
         .then(work)
-        .flatMap(v -> Mono.from(c.commitTransaction()).thenReturn(v))
-        .switchIfEmpty(Mono.defer(() -> Mono.from(c.commitTransaction()).then(Mono.<T>empty())))
-        .onErrorResume(e -> Mono.from(c.rollbackTransaction())
+        .flatMap(v -> limited(c.commitTransaction()).thenReturn(v))
+        .switchIfEmpty(Mono.defer(() -> limited(c.commitTransaction()).then(Mono.<T>empty())))
+        .onErrorResume(e -> limited(c.rollbackTransaction())
             .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
             .then(Mono.error(e)));
   }
@@ -553,12 +582,12 @@ public final class R2dbcStateStore implements StateStore {
             .bind(0, r.owner()).bind(1, r.epoch()).bind(2, 0L).bind(3, false)));
   }
 
-  private static Mono<Void> run(Connection c, String sql) {
+  private Mono<Void> run(Connection c, String sql) {
     return run(c.createStatement(sql));
   }
 
-  private static Mono<Void> run(Statement s) {
-    return Flux.from(s.execute()).flatMap(Result::getRowsUpdated).then();
+  private Mono<Void> run(Statement s) {
+    return limited(Flux.from(s.execute()).flatMap(Result::getRowsUpdated).then());
   }
 
   private static String resource(String name) {
@@ -591,7 +620,7 @@ public final class R2dbcStateStore implements StateStore {
           Opening current = connection.get();
           Mono<Void> release = !claimed
               ? Mono.<Void>empty()
-              : current.connection.flatMap(c -> limited(run(c.createStatement(RELEASE_CLAIM).bind(0, instance))))
+              : limited(current.connection).flatMap(c -> run(c.createStatement(RELEASE_CLAIM).bind(0, instance)))
                   .onErrorResume(e -> Mono.empty()) // it lapses by itself
                   .then(Mono.fromRunnable(() -> claimed = false));
           return release.then(Mono.defer(() -> {

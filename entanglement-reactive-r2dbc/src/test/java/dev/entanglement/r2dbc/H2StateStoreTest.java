@@ -140,11 +140,13 @@ class H2StateStoreTest extends StoreContract {
 
   /**
    * A database whose statements on {@code ent_watermark} get no answer while {@link #hang} is set,
-   * as on a half-open connection; it counts the connections closed.
+   * and whose connections never open while {@link #hangOpening} is, as on a half-open connection;
+   * it counts the connections closed.
    */
   private static final class Unanswering implements io.r2dbc.spi.ConnectionFactory {
     private final io.r2dbc.spi.ConnectionFactory database;
     final java.util.concurrent.atomic.AtomicBoolean hang = new java.util.concurrent.atomic.AtomicBoolean();
+    final java.util.concurrent.atomic.AtomicBoolean hangOpening = new java.util.concurrent.atomic.AtomicBoolean();
     final java.util.concurrent.atomic.AtomicInteger closed = new java.util.concurrent.atomic.AtomicInteger();
 
     Unanswering(io.r2dbc.spi.ConnectionFactory database) {
@@ -153,7 +155,7 @@ class H2StateStoreTest extends StoreContract {
 
     @Override
     public org.reactivestreams.Publisher<? extends io.r2dbc.spi.Connection> create() {
-      return Mono.from(database.create()).map(c -> proxy(io.r2dbc.spi.Connection.class, c, (m, args) -> {
+      return Mono.defer(() -> hangOpening.get() ? Mono.never() : Mono.from(database.create())).map(c -> proxy(io.r2dbc.spi.Connection.class, c, (m, args) -> {
         if (m.getName().equals("close")) {
           closed.incrementAndGet();
         }
@@ -198,7 +200,9 @@ class H2StateStoreTest extends StoreContract {
 
   @Test
   void anOperationThatNeverEndsFailsInTimeAndTheNextRunsOnANewConnection() {
-    emptyStore(); // names a new database
+    R2dbcStateStore migrated = emptyStore(); // a new database, its schema made with no time limit
+    migrated.load().block(WAIT);
+    migrated.close().block(WAIT);
     Unanswering database = new Unanswering(new H2ConnectionFactory(H2ConnectionConfiguration.builder()
         .file(dir.resolve("store-" + databases).toAbsolutePath() + ";WRITE_DELAY=0").build()));
     R2dbcStateStore store = R2dbcStateStore.of(database).withOperationTimeout(java.time.Duration.ofMillis(300));
@@ -209,8 +213,12 @@ class H2StateStoreTest extends StoreContract {
     assertInstanceOf(java.util.concurrent.TimeoutException.class, e, "retried by the node");
     assertEquals(1, database.closed.get(), "the connection it hung on is closed");
     database.hang.set(false);
-    store.write(watermark(3)).block(WAIT); // the node's retry, on a new connection
-    assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 3)), store.load().block(WAIT).watermarks());
+    database.hangOpening.set(true);
+    e = store.write(watermark(3)).then(Mono.<Throwable>empty()).onErrorResume(Mono::just).block(WAIT);
+    assertInstanceOf(java.util.concurrent.TimeoutException.class, e, "a new connection that never opens");
+    database.hangOpening.set(false);
+    store.write(watermark(4)).block(WAIT); // the node's retry, on a new connection
+    assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 4)), store.load().block(WAIT).watermarks());
     store.close().block(WAIT);
   }
 
