@@ -34,6 +34,7 @@ import reactor.core.Disposable;
 import reactor.core.Disposables;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
 /**
@@ -81,13 +82,39 @@ import reactor.core.scheduler.Schedulers;
  *
  * <p>Schema: created and upgraded on {@link #load()} by the versioned scripts shipped in this jar
  * ({@code dev/entanglement/r2dbc/schema/<database>/V<n>__*.sql}); the version applied is kept in
- * table {@code ent_schema}. Work runs on {@link Schedulers#boundedElastic()}, since embedded H2
- * blocks its caller.
+ * table {@code ent_schema}. Work runs on the stores' own threads, which are never interrupted,
+ * since embedded H2 blocks its caller.
  */
 public final class R2dbcStateStore implements StateStore {
   private static final Logger log = LoggerFactory.getLogger(R2dbcStateStore.class);
   /** Scripts shipped with this version, in order; the version is the list position + 1. */
   private static final List<String> SCRIPTS = List.of("V1__schema.sql", "V2__purges.sql", "V3__claim.sql");
+  /**
+   * Where the store's work runs, since embedded H2 blocks its caller: threads that are never
+   * interrupted (daemons, made as needed, ended after a minute idle). Reactor's own schedulers
+   * interrupt a task that is cancelled from another thread, as the time limit cancels a round trip,
+   * and an interrupt during H2's file I/O closes the database's file for every connection.
+   */
+  private static final Scheduler BLOCKING = Schedulers.fromExecutor(uninterrupted(
+      java.util.concurrent.Executors.newCachedThreadPool(new java.util.concurrent.ThreadFactory() {
+        private final java.util.concurrent.atomic.AtomicInteger made = new java.util.concurrent.atomic.AtomicInteger();
+
+        @Override
+        public Thread newThread(Runnable r) {
+          Thread t = new Thread(r, "entanglement-store-" + made.incrementAndGet());
+          t.setDaemon(true);
+          return t;
+        }
+      })));
+
+  /**
+   * {@code pool} as a plain {@link java.util.concurrent.Executor}: given an executor service,
+   * Reactor cancels a running task with an interrupt; given an executor, it only skips a task that
+   * has not started.
+   */
+  private static java.util.concurrent.Executor uninterrupted(java.util.concurrent.ExecutorService pool) {
+    return pool::execute;
+  }
   /** The claim's default time to live. */
   static final Duration DEFAULT_CLAIM_TTL = Duration.ofSeconds(10);
   /** The default of {@link #withOperationTimeout}. */
@@ -159,8 +186,11 @@ public final class R2dbcStateStore implements StateStore {
 
   /**
    * A store on the same database whose every round trip to the database must end within {@code
-   * limit} (default 30 s): opening the connection, each statement, each begin, commit and rollback,
-   * and the wait for each next row of a query (so reading a large database is not cut short). An
+   * limit} (default 30 s): opening and closing the connection, each statement, each begin, commit
+   * and rollback, and the wait for each next row of a query (on PostgreSQL, which streams rows, a
+   * long read of a large database is not cut short; embedded H2 builds a whole result before its
+   * first row, so there each table's read must end within the limit: raise it for a very large
+   * store). An
    * attempt to take the claim gets at least 5 s, so that the database's own bound on its wait for
    * the claim's lock ends it first. A round trip that takes longer fails its operation with a
    * {@link java.util.concurrent.TimeoutException}, and its connection is closed and replaced:
@@ -228,7 +258,7 @@ public final class R2dbcStateStore implements StateStore {
     // Work continues on a thread that may block: embedded H2 does.
     final Mono<Connection> connection =
         Mono.<Connection>from(factory.create())
-            .publishOn(Schedulers.boundedElastic())
+            .publishOn(BLOCKING)
             .doOnNext(c -> {
               opened = c;
               if (closing) {
@@ -262,7 +292,7 @@ public final class R2dbcStateStore implements StateStore {
                 return Mono.error(e);
               });
         })
-        .subscribeOn(Schedulers.boundedElastic());
+        .subscribeOn(BLOCKING);
   }
 
   /**
@@ -273,7 +303,7 @@ public final class R2dbcStateStore implements StateStore {
    */
   private <T> Mono<T> limited(Publisher<T> step, Duration limit) {
     return Mono.from(step).timeout(limit, Mono.<T>error(() -> tookTooLong(limit))
-        .subscribeOn(Schedulers.boundedElastic()));
+        .subscribeOn(BLOCKING));
   }
 
   private <T> Mono<T> limited(Publisher<T> step) {
@@ -283,7 +313,7 @@ public final class R2dbcStateStore implements StateStore {
   /** The rows of a query, failed as {@link #limited} if none came for the operation time limit. */
   private <T> Flux<T> limitedRows(Flux<T> rows) {
     return rows.timeout(operationTimeout, Flux.<T>error(() -> tookTooLong(operationTimeout))
-        .subscribeOn(Schedulers.boundedElastic()));
+        .subscribeOn(BLOCKING));
   }
 
   private static java.util.concurrent.TimeoutException tookTooLong(Duration limit) {
@@ -345,7 +375,8 @@ public final class R2dbcStateStore implements StateStore {
   }
 
   private Mono<Void> takeBy(Connection c, long deadlineNanos, Holder h) {
-    return Mono.delay(CLAIM_POLL, Schedulers.boundedElastic())
+    return Mono.delay(CLAIM_POLL)
+        .publishOn(BLOCKING)
         .then(take(c))
         .flatMap(taken -> {
           if (taken) {
@@ -515,19 +546,21 @@ public final class R2dbcStateStore implements StateStore {
                           "the database refuses this batch: " + e.getMessage(), e)))
                   .then(Mono.defer(() -> renewOrFail(c, millisSince(begun)))));
             }))
-        .publishOn(Schedulers.boundedElastic());
+        .publishOn(BLOCKING);
   }
 
   /**
    * {@code work} in a transaction on {@code c}: committed if it succeeds, else rolled back and its
-   * error passed on. Its value, if any, once committed.
+   * error passed on. Its value, if any, once committed. A round trip that timed out is not rolled
+   * back: the rollback's answer would queue behind the one that never came, and closing the
+   * connection, which follows, ends the transaction.
    */
   private <T> Mono<T> inTransaction(Connection c, Mono<T> work) {
     return limited(c.beginTransaction())
         .then(work)
         .flatMap(v -> limited(c.commitTransaction()).thenReturn(v))
         .switchIfEmpty(Mono.defer(() -> limited(c.commitTransaction()).then(Mono.<T>empty())))
-        .onErrorResume(e -> limited(c.rollbackTransaction())
+        .onErrorResume(e -> !(e instanceof java.util.concurrent.TimeoutException), e -> limited(c.rollbackTransaction())
             .onErrorResume(x -> Mono.empty()) // a dead connection cannot roll back
             .then(Mono.error(e)));
   }
@@ -612,9 +645,9 @@ public final class R2dbcStateStore implements StateStore {
     renewal.get().dispose();
     // An operation that hangs (a half-open connection) would hold the close back for ever: after
     // the time to live, the connection is closed under it, and the claim lapses by itself.
-    Mono<Void> force = Mono.defer(() -> connection.getAndSet(new Opening()).close())
+    Mono<Void> force = Mono.defer(() -> limited(connection.getAndSet(new Opening()).close()))
         .onErrorResume(e -> Mono.empty())
-        .subscribeOn(Schedulers.boundedElastic());
+        .subscribeOn(BLOCKING);
     return inTurn(Mono.defer(() -> {
           // Left in place while it releases, so that a forced close reaches it if it hangs.
           Opening current = connection.get();
@@ -625,10 +658,11 @@ public final class R2dbcStateStore implements StateStore {
                   .then(Mono.fromRunnable(() -> claimed = false));
           return release.then(Mono.defer(() -> {
             connection.compareAndSet(current, new Opening()); // the next load opens anew
-            return current.close();
+            // Limited: closing a half-open connection can wait for TCP to give up.
+            return limited(current.close()).onErrorResume(e -> Mono.empty());
           }));
         })
-        .subscribeOn(Schedulers.boundedElastic()))
+        .subscribeOn(BLOCKING))
         .timeout(claimTtl, force);
   }
 

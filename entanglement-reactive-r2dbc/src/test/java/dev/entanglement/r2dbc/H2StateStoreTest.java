@@ -140,13 +140,14 @@ class H2StateStoreTest extends StoreContract {
 
   /**
    * A database whose statements on {@code ent_watermark} get no answer while {@link #hang} is set,
-   * and whose connections never open while {@link #hangOpening} is, as on a half-open connection;
-   * it counts the connections closed.
+   * whose connections never open while {@link #hangOpening} is, and never finish closing while
+   * {@link #hangClosing} is, as on a half-open connection; it counts the connections closed.
    */
   private static final class Unanswering implements io.r2dbc.spi.ConnectionFactory {
     private final io.r2dbc.spi.ConnectionFactory database;
     final java.util.concurrent.atomic.AtomicBoolean hang = new java.util.concurrent.atomic.AtomicBoolean();
     final java.util.concurrent.atomic.AtomicBoolean hangOpening = new java.util.concurrent.atomic.AtomicBoolean();
+    final java.util.concurrent.atomic.AtomicBoolean hangClosing = new java.util.concurrent.atomic.AtomicBoolean();
     final java.util.concurrent.atomic.AtomicInteger closed = new java.util.concurrent.atomic.AtomicInteger();
 
     Unanswering(io.r2dbc.spi.ConnectionFactory database) {
@@ -158,6 +159,10 @@ class H2StateStoreTest extends StoreContract {
       return Mono.defer(() -> hangOpening.get() ? Mono.never() : Mono.from(database.create())).map(c -> proxy(io.r2dbc.spi.Connection.class, c, (m, args) -> {
         if (m.getName().equals("close")) {
           closed.incrementAndGet();
+          if (hangClosing.get()) {
+            Mono.from(c.close()).subscribe(); // closed here, but the caller never learns it
+            return Mono.never();
+          }
         }
         Object result = m.invoke(c, args);
         return result instanceof io.r2dbc.spi.Statement s ? statement(s, (String) args[0]) : result;
@@ -203,9 +208,13 @@ class H2StateStoreTest extends StoreContract {
     R2dbcStateStore migrated = emptyStore(); // a new database, its schema made with no time limit
     migrated.load().block(WAIT);
     migrated.close().block(WAIT);
-    Unanswering database = new Unanswering(new H2ConnectionFactory(H2ConnectionConfiguration.builder()
-        .file(dir.resolve("store-" + databases).toAbsolutePath() + ";WRITE_DELAY=0").build()));
-    R2dbcStateStore store = R2dbcStateStore.of(database).withOperationTimeout(java.time.Duration.ofMillis(300));
+    H2ConnectionFactory h2 = new H2ConnectionFactory(H2ConnectionConfiguration.builder()
+        .file(dir.resolve("store-" + databases).toAbsolutePath() + ";WRITE_DELAY=0").build());
+    // Kept open, so that the database stays open: a new connection does not reopen its file, which
+    // could take longer than the limit on a slow machine.
+    io.r2dbc.spi.Connection keptOpen = Mono.from(h2.create()).block(WAIT);
+    Unanswering database = new Unanswering(h2);
+    R2dbcStateStore store = R2dbcStateStore.of(database).withOperationTimeout(java.time.Duration.ofMillis(500));
     store.load().block(WAIT);
     store.write(watermark(1)).block(WAIT);
     database.hang.set(true);
@@ -219,7 +228,12 @@ class H2StateStoreTest extends StoreContract {
     database.hangOpening.set(false);
     store.write(watermark(4)).block(WAIT); // the node's retry, on a new connection
     assertEquals(List.of(new StoredData.WatermarkRecord("other", 1, 4)), store.load().block(WAIT).watermarks());
+    database.hangClosing.set(true);
+    store.close().block(WAIT); // gives up on the close after the limit
+    database.hangClosing.set(false);
+    store.load().block(WAIT); // not held behind it
     store.close().block(WAIT);
+    Mono.from(keptOpen.close()).block(WAIT);
   }
 
   private static WriteBatch watermark(long serial) {
