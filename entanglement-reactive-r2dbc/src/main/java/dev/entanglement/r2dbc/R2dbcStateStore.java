@@ -95,24 +95,14 @@ public final class R2dbcStateStore implements StateStore {
    * interrupt a task that is cancelled from another thread, as the time limit cancels a round trip,
    * and an interrupt during H2's file I/O closes the database's file for every connection.
    */
-  private static final Scheduler BLOCKING = Schedulers.fromExecutor(uninterrupted(
-      java.util.concurrent.Executors.newCachedThreadPool(new java.util.concurrent.ThreadFactory() {
-        private final java.util.concurrent.atomic.AtomicInteger made = new java.util.concurrent.atomic.AtomicInteger();
-
-        @Override
-        public Thread newThread(Runnable r) {
-          Thread t = new Thread(r, "entanglement-store-" + made.incrementAndGet());
-          t.setDaemon(true);
-          return t;
-        }
-      })));
+  private static final Scheduler BLOCKING = Schedulers.fromExecutor(uninterrupted(new StoreThreads()));
 
   /**
    * {@code pool} as a plain {@link java.util.concurrent.Executor}: given an executor service,
    * Reactor cancels a running task with an interrupt; given an executor, it only skips a task that
    * has not started.
    */
-  private static java.util.concurrent.Executor uninterrupted(java.util.concurrent.ExecutorService pool) {
+  private static java.util.concurrent.Executor uninterrupted(StoreThreads pool) {
     return pool::execute;
   }
   /** The claim's default time to live. */
@@ -274,6 +264,20 @@ public final class R2dbcStateStore implements StateStore {
       return c == null ? Mono.empty() : closeOnce(c);
     }
 
+    /**
+     * After a round trip that timed out on embedded H2: rolls back, then closes. H2's rollback waits
+     * for the statement still running in the session, where closing alone would end its
+     * transaction under it; it is limited too. (Elsewhere the rollback's answer would queue behind
+     * the one that never came: there the connection is only closed.)
+     */
+    Mono<Void> rollBackAndClose() {
+      closing = true;
+      Connection c = opened;
+      return c == null
+          ? Mono.empty()
+          : limited(c.rollbackTransaction()).onErrorResume(e -> Mono.empty()).then(Mono.defer(() -> closeOnce(c)));
+    }
+
     private Mono<Void> closeOnce(Connection c) {
       return connectionClosed.compareAndSet(false, true) ? Mono.from(c.close()) : Mono.empty();
     }
@@ -287,7 +291,11 @@ public final class R2dbcStateStore implements StateStore {
               .flatMap(work)
               .onErrorResume(e -> {
                 if (connection.compareAndSet(current, new Opening())) {
-                  current.close().onErrorResume(x -> Mono.empty()).subscribe();
+                  (e instanceof java.util.concurrent.TimeoutException && dialect == Dialect.H2
+                          ? current.rollBackAndClose()
+                          : current.close())
+                      .onErrorResume(x -> Mono.empty())
+                      .subscribe();
                 }
                 return Mono.error(e);
               });
