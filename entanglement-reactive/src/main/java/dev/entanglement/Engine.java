@@ -164,12 +164,15 @@ final class Engine {
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
   private final Map<String, List<Decider>> proposalSinks = new HashMap<>();
   /**
-   * Per type, undecided proposals that found subscribers but none that had asked for one, in
-   * arrival order: handed out as subscribers ask ({@link #handWaitingProposals}), and dropped here
-   * when decided otherwise (a timeout, the node closing), so that a subscriber that stops asking
+   * Per type, undecided proposals that found subscribers but none that had asked for one, by
+   * arrival ({@link Proposal#arrival}): handed out as subscribers ask ({@link
+   * #handWaitingProposals}), handed back if the subscriber cancelled before taking one, and dropped
+   * here when decided otherwise (a timeout, the node closing), so that a subscriber that stops asking
    * holds none of them.
    */
-  private final Map<String, java.util.ArrayDeque<Proposal<?>>> proposalsWaiting = new HashMap<>();
+  private final Map<String, java.util.TreeMap<Long, Proposal<?>>> proposalsWaiting = new HashMap<>();
+  /** Proposals this node received, counted: the last one's {@link Proposal#arrival}. */
+  private long proposalsReceived;
   private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
@@ -799,6 +802,8 @@ final class Engine {
                       }));
                       sink.onDispose(() -> serial.execute(() -> deciderGone(type.name(), decider)));
                     }))
+        // A proposal handed to a subscriber that cancelled before taking it goes to another one.
+        .doOnDiscard(Proposal.class, p -> serial.execute(() -> handBack(p)))
         .map(
             p -> {
               @SuppressWarnings("unchecked")
@@ -3297,18 +3302,40 @@ final class Engine {
                       applyDecision(b, kind, key, r, decision);
                     }));
     holder[0] = p;
+    p.arrival = ++proposalsReceived;
     pendingDecisions++;
     decisionDeadlines.put(p, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
-    // The first subscriber that has asked for a proposal decides it; if none has, it waits here
-    // until one asks (or the decision times out). Never the default decision while a subscriber
-    // exists: that would decide behind the application's back.
-    String type = b.type().name();
-    if (!hasDecider(type)) {
-      decideByDefault(b, p);
+    if (closed) {
+      // Read before close() ran, decided after: nothing else would end it.
+      p.reject(ErrorCode.NOT_CONNECTED, "the owner's node closed before deciding");
       return;
     }
-    proposalsWaiting.computeIfAbsent(type, t -> new java.util.ArrayDeque<>()).add(p);
+    waitForDecider(p);
+  }
+
+  /**
+   * The first subscriber that has asked for a proposal decides it; if none has, it waits here until
+   * one asks (or the decision times out). Never the default decision while a subscriber exists: that
+   * would decide behind the application's back. Without one, the proposals still waiting get the
+   * default decision first (the last subscriber left, and its leaving has not been handled yet), so
+   * that an object's proposals are decided in order.
+   */
+  private void waitForDecider(Proposal<?> p) {
+    String type = p.type().name();
+    if (!hasDecider(type)) {
+      decideWaitingByDefault(type);
+      decideByDefault(types.get(type), p);
+      return;
+    }
+    proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
     handWaitingProposals(type);
+  }
+
+  /** A proposal a subscriber cancelled before taking: it waits again, in its place, or is decided. */
+  private void handBack(Proposal<?> p) {
+    if (!p.isDecided()) {
+      waitForDecider(p);
+    }
   }
 
   /**
@@ -3340,7 +3367,7 @@ final class Engine {
 
   /** Hands waiting proposals of {@code type}, oldest first, to subscribers that asked for one. */
   private void handWaitingProposals(String type) {
-    java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
+    java.util.TreeMap<Long, Proposal<?>> waiting = proposalsWaiting.get(type);
     List<Decider> deciders = proposalSinks.get(type);
     while (waiting != null && !waiting.isEmpty() && deciders != null) {
       Decider target = null;
@@ -3353,7 +3380,7 @@ final class Engine {
       if (target == null) {
         return;
       }
-      Proposal<?> p = waiting.poll();
+      Proposal<?> p = waiting.pollFirstEntry().getValue();
       if (waiting.isEmpty()) {
         proposalsWaiting.remove(type);
       }
@@ -3375,23 +3402,29 @@ final class Engine {
    */
   private void deciderGone(String type, Decider decider) {
     removeFrom(proposalSinks, type, decider);
-    java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
-    if (closed || waiting == null || hasDecider(type)) {
+    if (!closed && !hasDecider(type)) {
+      decideWaitingByDefault(type);
+    }
+  }
+
+  /** Gives the default decision to the proposals of {@code type} waiting for a subscriber, oldest first. */
+  private void decideWaitingByDefault(String type) {
+    java.util.TreeMap<Long, Proposal<?>> waiting = proposalsWaiting.remove(type);
+    if (waiting == null) {
       return;
     }
-    proposalsWaiting.remove(type);
     TypeBinding<?> b = types.get(type);
-    for (Proposal<?> p : waiting) {
+    for (Proposal<?> p : waiting.values()) {
       if (!p.isDecided()) {
         decideByDefault(b, p);
       }
     }
   }
 
-  /** Forgets {@code p} as waiting for a subscriber: it was decided (most often the oldest). */
+  /** Forgets {@code p} as waiting for a subscriber: it was decided. */
   private void stopWaiting(String type, Proposal<?> p) {
-    java.util.ArrayDeque<Proposal<?>> waiting = proposalsWaiting.get(type);
-    if (waiting != null && waiting.removeFirstOccurrence(p) && waiting.isEmpty()) {
+    java.util.TreeMap<Long, Proposal<?>> waiting = proposalsWaiting.get(type);
+    if (waiting != null && waiting.remove(p.arrival, p) && waiting.isEmpty()) {
       proposalsWaiting.remove(type);
     }
   }

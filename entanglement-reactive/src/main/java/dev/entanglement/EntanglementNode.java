@@ -203,8 +203,10 @@ public final class EntanglementNode {
    * With no subscriber the registry's default decision applies, also to the proposals that waited
    * when the last subscriber leaves. Each proposal not decided within the decision timeout is
    * rejected with {@link ErrorCode#TIMEOUT}, and one that timed out while waiting is never handed
-   * out. (An operator between the flux and the decider that requests ahead, such as {@code
-   * publishOn}, holds what it requested.)
+   * out; one handed to a subscriber that cancelled before taking it goes to the next. (An operator
+   * between the flux and the decider that requests ahead, such as {@code publishOn}, holds what it
+   * requested.) Without such an operator, proposals are handed on the node's own thread: a decider
+   * that blocks there stalls the node.
    */
   public <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     return engine.proposals(type);

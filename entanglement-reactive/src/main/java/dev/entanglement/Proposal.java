@@ -36,6 +36,11 @@ public final class Proposal<T> {
   private final @Nullable String transitionId;
   private final Consumer<Decision<T>> decide;
   private final AtomicBoolean decided = new AtomicBoolean();
+  /**
+   * Its place in the order its node received proposals, set once by the engine before anything
+   * sees it, and read on the engine's executor only: where it waits for a subscriber.
+   */
+  long arrival;
 
   Proposal(
       Kind kind,

@@ -361,6 +361,52 @@ class ProposalTest {
   }
 
   @Test
+  @DisplayName("a proposal made after the last subscriber cancelled, before the engine saw it leave, is decided after those that waited")
+  void proposalsOfAnObjectAreDecidedInOrderWhenTheLastDeciderLeaves() {
+    try (TestMesh mesh = new TestMesh()) {
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> {});
+      EntanglementNode owner = mesh.get("owner");
+      AtomicReference<Outcome<Cursor>> older = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(older::set);
+      mesh.settle();
+      AtomicReference<Outcome<Cursor>> newer = new AtomicReference<>();
+      // On the engine's thread, so that both the new proposal and the subscriber's leaving wait
+      // for the engine, in that order: the new one is handled first.
+      owner.watch(CURSOR, "u").take(1).subscribe(u -> {
+        owner.propose(CURSOR, "t", Map.of("x", 3.0)).subscribe(newer::set);
+        decider.cancel();
+      });
+      owner.publish(new Cursor("u", 0, 0)).block();
+      mesh.settle();
+      assertTrue(older.get().isCommitted(), "default decision: " + older.get());
+      assertTrue(newer.get().isCommitted(), "default decision: " + newer.get());
+      assertEquals(3.0, owner.get(CURSOR, "t").orElseThrow().value().x(), "the newer proposal is the object's state");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("a node closed while a proposal was on its way rejects it, and nothing stays pending")
+  void aProposalReadAfterCloseIsRejected() {
+    try (TestMesh mesh = new TestMesh()) {
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> {});
+      decider.request(1);
+      EntanglementNode owner = mesh.get("owner");
+      AtomicReference<Object> out = new AtomicReference<>();
+      // On the owner's engine thread: the close waits for it, then the PROPOSE read meanwhile.
+      owner.watch(CURSOR, "u").take(1).subscribe(u -> {
+        owner.close().subscribe();
+        mesh.get("p").propose(CURSOR, "t", Map.of("x", 3.0)).subscribe(out::set, out::set);
+      });
+      owner.publish(new Cursor("u", 0, 0)).block();
+      mesh.settle();
+      assertNotNull(out.get(), "the proposer is answered");
+      assertEquals(List.of(), decider.handed);
+      assertEquals(0, owner.stats().pendingDecisions(), "nothing left undecided");
+    }
+  }
+
+  @Test
   @DisplayName("closing the owner's node rejects the proposals it has not decided, local and remote; a later decision does not count")
   void closeRejectsUndecidedProposals() {
     try (TestMesh mesh = new TestMesh()) {
