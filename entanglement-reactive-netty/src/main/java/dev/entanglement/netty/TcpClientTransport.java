@@ -105,16 +105,20 @@ public final class TcpClientTransport {
   /**
    * For {@link #maintain()}: attaches {@code link}, dialled by this transport, unless the peer's
    * own dial to this node is open and wins the tie-break ({@link PeerConnections}); then closes it
-   * and completes (the dialer looks again later).
+   * and completes (the dialer looks again later). When this dial wins, a dial of the peer's that
+   * this node accepted meanwhile is closed first: it was registered before its check, as this dial
+   * was before this one, so one of the two checks sees the other.
    */
   Mono<Void> attachDialled(Link link) {
     PeerId local = localIdentity();
-    if (local != null
-        && !PeerOrder.localDialWins(local, link.remote())
-        && PeerConnections.open(node, link.remote(), PeerConnections.Side.ACCEPTED)) {
-      log.info("dropping our dial to {}: its own dial to us is open and wins", link.remote());
-      link.dispose();
-      return Mono.empty();
+    if (local != null && !PeerOrder.localDialWins(local, link.remote())) {
+      if (PeerConnections.open(node, link.remote(), PeerConnections.Side.ACCEPTED)) {
+        log.info("dropping our dial to {}: its own dial to us is open and wins", link.remote());
+        link.dispose();
+        return Mono.empty();
+      }
+    } else if (local != null) {
+      PeerConnections.closeAll(node, link.remote(), PeerConnections.Side.ACCEPTED);
     }
     return node.attach(link);
   }

@@ -97,6 +97,11 @@ public final class TcpServerTransport {
               if (!admitted) {
                 return refuse(c, "unknown peer " + peer);
               }
+              NettyLink link = NettyLink.stream(c, peer, bandwidth);
+              // Registered before the check: this node's winning dial, registered before its own
+              // check of accepted links (TcpClientTransport.attachDialled), sees this one or is
+              // seen here, whatever the order.
+              PeerConnections.opened(node, link, PeerConnections.Side.ACCEPTED);
               // Only this node's own dial, open and winning, is kept over the peer's: any other
               // connection from the peer (a half-open one whose side died) is replaced at once.
               if (tls != null
@@ -105,8 +110,6 @@ public final class TcpServerTransport {
                 return refuse(c, "duplicate connection from " + peer + "; keeping the one we dialed");
               }
               log.info("accepted {} from {}", peer, c.channel().remoteAddress());
-              NettyLink link = NettyLink.stream(c, peer, bandwidth);
-              PeerConnections.opened(node, link, PeerConnections.Side.ACCEPTED);
               if (tls != null && !PeerOrder.localDialWins(tls.identity(), peer)) {
                 // The peer's dial wins: a dial of ours that crossed it gives way.
                 PeerConnections.closeAll(node, peer, PeerConnections.Side.DIALLED);
