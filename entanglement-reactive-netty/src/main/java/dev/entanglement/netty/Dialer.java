@@ -14,8 +14,8 @@ import reactor.core.scheduler.Schedulers;
  *
  * <p>States: {@code WAITING} (a timer is armed) → {@code DIALING} → {@code CONNECTED} (the link is
  * attached) → {@code WAITING} when it closes or a dial fails; {@code STOPPED} on dispose (terminal).
- * While the node is connected to the peer by the peer's own dial, no dial is made: it looks again
- * within the first backoff.
+ * While the node is connected to the peer by the peer's own dial, and that dial wins the
+ * tie-break, no dial is made: it looks again within the first backoff.
  * The attempt counter grows with each failure and resets when a connection lasted longer than the
  * current backoff ceiling, so a flapping peer does not get hammered.
  */
@@ -41,10 +41,13 @@ final class Dialer implements Disposable {
       return;
     }
     PeerId peer = transport.expected();
-    if (peer != null && transport.node().isConnected(peer)) {
-      // Connected by the peer's own dial: dialling now would replace a working link, with one the
-      // peer may refuse. Crossed dials are settled by the tie-break, since both sides dial only
-      // while disconnected. Look again soon, in case that link closes and the peer does not redial.
+    PeerId local = transport.localIdentity();
+    if (peer != null
+        && local != null
+        && transport.node().isConnected(peer)
+        && !PeerOrder.localDialWins(local, peer)) {
+      // The peer's own dial is the connection both sides keep; look again soon, in case that link
+      // closes and the peer does not dial again.
       schedule(transport.backoff().delay(0));
       return;
     }

@@ -106,14 +106,22 @@ final class NettyLink implements Link {
     return connection.onDispose();
   }
 
+  /**
+   * Set by {@link #dispose()} at once: the connection's close takes a while (a TLS close_notify
+   * first), and the engine must meanwhile see the link as gone, so that a link closed because it
+   * lost a crossing never replaces the one that won.
+   */
+  private volatile boolean disposed;
+
   @Override
   public void dispose() {
+    disposed = true;
     connection.dispose();
   }
 
   @Override
   public boolean isDisposed() {
-    return connection.isDisposed();
+    return disposed || connection.isDisposed();
   }
 
   @Override

@@ -644,28 +644,6 @@ class TcpTransportTest {
   }
 
   @Test
-  @DisplayName("a node connected by the peer's dial does not dial it: a dial the peer refuses would replace the working link")
-  void aDialerDoesNotReplaceTheLinkThePeerDialled() throws InterruptedException {
-    TestPki.Identity[] ids = lowAndHigh();
-    EntanglementNode low = node("low");
-    EntanglementNode high = node("high");
-    DisposableServer lowServer = serve(low, ids[0], ids[1].fingerprint());
-    DisposableServer highServer = serve(high, ids[1]); // knows nobody: refuses low's dials
-    cleanup.add(TcpClientTransport.builder(high).remote("localhost", lowServer.port())
-        .expect(ids[0].fingerprint()).tls(ids[1].tls()).backoff(Duration.ofMillis(20), Duration.ofMillis(100))
-        .build().maintain());
-    TransportConformance.awaitTrue(() -> low.isConnected(ids[1].fingerprint()), "high's dial accepted");
-    try (LogCapture refusals = LogCapture.warnings(TcpServerTransport.class)) {
-      cleanup.add(TcpClientTransport.builder(low).remote("localhost", highServer.port())
-          .expect(ids[1].fingerprint()).tls(ids[0].tls()).backoff(Duration.ofMillis(20), Duration.ofMillis(100))
-          .build().maintain());
-      // Ten of low's longest backoffs: a dial would have been made, and refused, in each.
-      assertEquals(null, refusals.await(l -> l.contains("unknown peer"), Duration.ofSeconds(1)));
-    }
-    replicatesBothWays(low, high);
-  }
-
-  @Test
   @DisplayName("bad input never reaches Reactor's global error hooks")
   void badInputStaysOffGlobalHooks() {
     java.util.List<Throwable> dropped = new java.util.concurrent.CopyOnWriteArrayList<>();
