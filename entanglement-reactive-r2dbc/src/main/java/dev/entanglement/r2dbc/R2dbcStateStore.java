@@ -127,7 +127,7 @@ public final class R2dbcStateStore implements StateStore {
   private final ConnectionFactory factory;
   private final Dialect dialect;
   private final Duration claimTtl;
-  /** The longest one step on the database may take: see {@link #withOperationTimeout}. */
+  /** The longest one round trip to the database may take: see {@link #withOperationTimeout}. */
   private final Duration operationTimeout;
   /** This store instance, as the claim names it. */
   private final String instance = java.util.UUID.randomUUID().toString();
@@ -180,9 +180,8 @@ public final class R2dbcStateStore implements StateStore {
    * and rollback, and the wait for each next row of a query (on PostgreSQL, which streams rows, a
    * long read of a large database is not cut short; embedded H2 builds a whole result before its
    * first row, so there each table's read must end within the limit: raise it for a very large
-   * store). An
-   * attempt to take the claim gets at least 5 s, so that the database's own bound on its wait for
-   * the claim's lock ends it first. A round trip that takes longer fails its operation with a
+   * store). An attempt to take the claim gets at least 5 s, so that the database's own bound on its
+   * wait for the claim's lock ends it first. A round trip that takes longer fails its operation with a
    * {@link java.util.concurrent.TimeoutException}, and its connection is closed and replaced:
    * otherwise one that never ends (a half-open connection, a lock never released) would hold every
    * later operation of the store, and a later start. The node retries a batch that failed so; a
