@@ -229,6 +229,11 @@ final class Engine {
   private volatile int activeTransitions;
   /** Completes when the node closes. */
   private final reactor.core.publisher.Sinks.Empty<Void> closing = reactor.core.publisher.Sinks.empty();
+
+  /** Completes when {@link #close()} begins. */
+  Mono<Void> onClose() {
+    return closing.asMono();
+  }
   /** Active transitions per originating node id, for per-peer statistics read from any thread. */
   private final Map<String, Integer> transitionsByOrigin = new java.util.concurrent.ConcurrentHashMap<>();
 

@@ -74,6 +74,14 @@ public final class EntanglementNode {
     return engine.close();
   }
 
+  /**
+   * Completes when {@link #close()} begins: from then on the node refuses further requests. For
+   * what must stop with the node, such as a transport's reconnecting dialer.
+   */
+  public Mono<Void> onClose() {
+    return engine.onClose();
+  }
+
   // ------------------------------------------------------------------ owner writes
 
   /**

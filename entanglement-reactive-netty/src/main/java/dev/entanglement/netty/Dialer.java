@@ -13,7 +13,8 @@ import reactor.core.scheduler.Schedulers;
  * Keeps one outbound connection alive.
  *
  * <p>States: {@code WAITING} (a timer is armed) → {@code DIALING} → {@code CONNECTED} (the link is
- * attached) → {@code WAITING} when it closes or a dial fails; {@code STOPPED} on dispose (terminal).
+ * attached) → {@code WAITING} when it closes or a dial fails; {@code STOPPED} on dispose or when
+ * the node closes (terminal).
  * While the node is connected to the peer by the peer's own dial, and that dial wins the
  * tie-break, no dial is made: it looks again within the first backoff.
  * The attempt counter grows with each failure and resets when a connection lasted longer than the
@@ -25,6 +26,8 @@ final class Dialer implements Disposable {
   private final TcpClientTransport transport;
   private final AtomicBoolean stopped = new AtomicBoolean();
   private volatile Disposable current = reactor.core.Disposables.disposed();
+  /** Stops this dialer when its node closes: dialling for a closed node would fail for ever. */
+  private volatile Disposable whenNodeCloses = reactor.core.Disposables.disposed();
   private int attempt;
 
   Dialer(TcpClientTransport transport) {
@@ -32,6 +35,7 @@ final class Dialer implements Disposable {
   }
 
   Dialer start() {
+    whenNodeCloses = transport.node().onClose().subscribe(v -> {}, e -> {}, this::dispose);
     dial();
     return this;
   }
@@ -100,6 +104,7 @@ final class Dialer implements Disposable {
   public void dispose() {
     if (stopped.compareAndSet(false, true)) {
       current.dispose();
+      whenNodeCloses.dispose();
     }
   }
 

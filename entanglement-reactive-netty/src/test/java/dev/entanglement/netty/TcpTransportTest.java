@@ -644,6 +644,19 @@ class TcpTransportTest {
   }
 
   @Test
+  @DisplayName("a dialer stops when its node closes, instead of dialling for it for ever")
+  void aDialerStopsWhenItsNodeCloses() {
+    EntanglementNode lonely = node("lonely");
+    reactor.core.Disposable dialer = TcpClientTransport.builder(lonely).remote("127.0.0.1", 1) // refused
+        .expect(pki.issue("peer").fingerprint()).tls(pki.issue("lonely").tls())
+        .backoff(Duration.ofMillis(20), Duration.ofMillis(100)).build().maintain();
+    cleanup.add(dialer);
+    assertFalse(dialer.isDisposed());
+    lonely.close().block(WAIT);
+    TransportConformance.awaitTrue(dialer::isDisposed, "the dialer stopped");
+  }
+
+  @Test
   @DisplayName("bad input never reaches Reactor's global error hooks")
   void badInputStaysOffGlobalHooks() {
     java.util.List<Throwable> dropped = new java.util.concurrent.CopyOnWriteArrayList<>();
