@@ -111,14 +111,14 @@ public final class TcpClientTransport {
    */
   Mono<Void> attachDialled(Link link) {
     PeerId local = localIdentity();
-    if (local != null && !PeerOrder.localDialWins(local, link.remote())) {
-      if (PeerConnections.open(node, link.remote(), PeerConnections.Side.ACCEPTED)) {
+    if (local != null) {
+      if (PeerOrder.localDialWins(local, link.remote())) {
+        PeerConnections.closeAll(node, link.remote(), PeerConnections.Side.ACCEPTED);
+      } else if (PeerConnections.open(node, link.remote(), PeerConnections.Side.ACCEPTED)) {
         log.info("dropping our dial to {}: its own dial to us is open and wins", link.remote());
         link.dispose();
         return Mono.empty();
       }
-    } else if (local != null) {
-      PeerConnections.closeAll(node, link.remote(), PeerConnections.Side.ACCEPTED);
     }
     return node.attach(link);
   }
