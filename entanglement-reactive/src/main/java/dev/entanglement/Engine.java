@@ -790,31 +790,37 @@ final class Engine {
 
   <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     binding(type);
-    return Flux.<Proposal<?>>create(
-            sink ->
-                serial.execute(
-                    () -> {
-                      if (closed) {
-                        sink.complete();
-                        return;
-                      }
-                      Decider decider = new Decider(sink);
-                      proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(decider);
-                      // Called at once with what was requested so far, then with each request.
-                      sink.onRequest(n -> serial.execute(() -> {
-                        decider.credit = reactor.core.publisher.Operators.addCap(decider.credit, n);
-                        handWaitingProposals(type.name());
-                      }));
-                      sink.onDispose(() -> serial.execute(() -> deciderGone(type.name(), decider)));
-                    }))
-        // A proposal handed to a subscriber that cancelled before taking it goes to another one.
-        .doOnDiscard(Proposal.class, p -> serial.execute(() -> handBack(p)))
-        .map(
-            p -> {
-              @SuppressWarnings("unchecked")
-              Proposal<T> t = (Proposal<T>) p;
-              return t;
-            });
+    return Flux.defer(() -> {
+      // This subscription's decider, set and read on the engine's executor.
+      Decider[] self = new Decider[1];
+      return Flux.<Proposal<?>>create(
+              sink ->
+                  serial.execute(
+                      () -> {
+                        if (closed) {
+                          sink.complete();
+                          return;
+                        }
+                        Decider decider = new Decider(sink);
+                        self[0] = decider;
+                        proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(decider);
+                        // Called at once with what was requested so far, then with each request.
+                        sink.onRequest(n -> serial.execute(() -> {
+                          decider.credit = reactor.core.publisher.Operators.addCap(decider.credit, n);
+                          handWaitingProposals(type.name());
+                        }));
+                        sink.onDispose(() -> serial.execute(() -> deciderGone(type.name(), decider)));
+                      }))
+          .doOnNext(p -> p.taken = true)
+          // A proposal handed to a subscriber that cancelled before taking it goes to another one.
+          .doOnDiscard(Proposal.class, p -> serial.execute(() -> handBack(self[0], p)))
+          .map(
+              p -> {
+                @SuppressWarnings("unchecked")
+                Proposal<T> t = (Proposal<T>) p;
+                return t;
+              });
+    });
   }
 
   Mono<Void> attach(Link link) {
@@ -3247,35 +3253,61 @@ final class Engine {
         return;
       }
       if (kind == Proposal.Kind.UPDATE) {
-        ObjectNode merged =
-            r.partial() ? cur.attributesPatchedWith(r.attributes(), codec, json) : r.attributes();
-        try {
-          proposed = json.treeToValue(merged, b.type().javaType());
-        } catch (JacksonException | IllegalArgumentException e) {
-          rejectAll(obs, ErrorCode.BAD_ENCODING, "proposed value does not decode");
-          return;
-        }
-        if (!key.equals(keyOrNull(b, proposed))) {
-          rejectAll(obs, ErrorCode.INVALID_OPERATION, "a proposal cannot change the key");
+        proposed = proposedUpdate(b, key, r, cur);
+        if (proposed == null) {
           return;
         }
       }
     }
-    if (from != null && proposed != null) {
-      Snapshot<?> candidate =
-          new Snapshot<>(
-              key != null ? key : new ObjectKey(b.type().name(), ""),
-              proposed,
-              r.owner(),
-              cur != null ? cur.version() : new Version(0, 0),
-              false,
-              now());
-      if (!constructedAllowed(from.peer, operationOf(r), b, candidate)) {
-        rejectAll(obs, ErrorCode.UNAUTHORIZED, operationOf(r) + " refused by policy");
-        return;
-      }
+    if (from != null && proposed != null && !proposalAllowed(b, key, r, from, cur, proposed)) {
+      return;
     }
     deliverProposal(b, kind, key, r, from, cur, proposed);
+  }
+
+  /**
+   * The value an update proposes: its attributes, merged onto {@code cur}'s if it is partial; or
+   * {@code null}, its obligations rejected, if that does not decode or changes the key.
+   */
+  private @Nullable Object proposedUpdate(
+      TypeBinding<?> b, ObjectKey key, Outbound.Request r, StoredState cur) {
+    ObjectNode merged =
+        r.partial() ? cur.attributesPatchedWith(r.attributes(), codec, json) : r.attributes();
+    Object proposed;
+    try {
+      proposed = json.treeToValue(merged, b.type().javaType());
+    } catch (JacksonException | IllegalArgumentException e) {
+      rejectAll(r.obligations(), ErrorCode.BAD_ENCODING, "proposed value does not decode");
+      return null;
+    }
+    if (!key.equals(keyOrNull(b, proposed))) {
+      rejectAll(r.obligations(), ErrorCode.INVALID_OPERATION, "a proposal cannot change the key");
+      return null;
+    }
+    return proposed;
+  }
+
+  /** Asks the policy about the state a peer's proposal would commit; rejects it if refused. */
+  private boolean proposalAllowed(
+      TypeBinding<?> b,
+      @Nullable ObjectKey key,
+      Outbound.Request r,
+      Destination from,
+      @Nullable StoredState cur,
+      Object proposed) {
+    Snapshot<?> candidate =
+        new Snapshot<>(
+            key != null ? key : new ObjectKey(b.type().name(), ""),
+            proposed,
+            r.owner(),
+            cur != null ? cur.version() : new Version(0, 0),
+            false,
+            now());
+    if (constructedAllowed(from.peer, operationOf(r), b, candidate)) {
+      return true;
+    }
+    rejectAll(r.obligations(), ErrorCode.UNAUTHORIZED, operationOf(r) + " refused by policy");
+    return false;
   }
 
   private <T> void deliverProposal(
@@ -3288,6 +3320,7 @@ final class Engine {
       @Nullable Object proposed) {
     @SuppressWarnings("unchecked")
     Snapshot<T> current = cur == null || cur.deleted() ? null : (Snapshot<T>) cur.snapshot;
+    Version base = current == null ? null : current.version();
     Proposal<?>[] holder = new Proposal<?>[1];
     Proposal<T> p =
         new Proposal<>(
@@ -3304,7 +3337,7 @@ final class Engine {
                       pendingDecisions--;
                       decisionDeadlines.remove(holder[0]);
                       stopWaiting(b.type().name(), holder[0]);
-                      applyDecision(b, kind, key, r, decision);
+                      applyDecision(b, kind, key, r, from, base, decision);
                     }));
     holder[0] = p;
     p.arrival = ++proposalsReceived;
@@ -3321,24 +3354,32 @@ final class Engine {
   /**
    * The first subscriber that has asked for a proposal decides it; if none has, it waits here until
    * one asks (or the decision times out). Never the default decision while a subscriber exists: that
-   * would decide behind the application's back. Without one, the proposals still waiting get the
-   * default decision first (the last subscriber left, and its leaving has not been handled yet), so
-   * that an object's proposals are decided in order.
+   * would decide behind the application's back. Without one, the proposals still waiting, and
+   * {@code p} in its place among them, get the default decision in arrival order (the last subscriber
+   * left, and its leaving has not been handled yet; or {@code p} comes back from one), so that an
+   * object's proposals are decided in order.
    */
   private void waitForDecider(Proposal<?> p) {
     String type = p.type().name();
-    if (!hasDecider(type)) {
-      decideWaitingByDefault(type);
+    boolean decider = hasDecider(type);
+    if (!decider && !proposalsWaiting.containsKey(type)) {
       decideByDefault(types.get(type), p);
       return;
     }
     proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
-    handWaitingProposals(type);
+    if (decider) {
+      handWaitingProposals(type);
+    } else {
+      decideWaitingByDefault(type);
+    }
   }
 
-  /** A proposal a subscriber cancelled before taking: it waits again, in its place, or is decided. */
-  private void handBack(Proposal<?> p) {
-    if (!p.isDecided()) {
+  /**
+   * A proposal {@code decider}'s subscriber cancelled before taking: it waits again, in its place,
+   * or is decided; unless the subscriber's leaving already put it back.
+   */
+  private void handBack(@Nullable Decider decider, Proposal<?> p) {
+    if (decider != null && decider.handed.remove(p) && !p.isDecided()) {
       waitForDecider(p);
     }
   }
@@ -3351,6 +3392,12 @@ final class Engine {
   private static final class Decider {
     final FluxSink<Proposal<?>> sink;
     long credit;
+    /**
+     * Proposals handed to the sink, some perhaps taken since ({@link Proposal#taken}); pruned as more
+     * are handed, so no longer than what its subscriber has asked for and not yet taken, plus those
+     * taken since the last hand-out.
+     */
+    final List<Proposal<?>> handed = new ArrayList<>();
 
     Decider(FluxSink<Proposal<?>> sink) {
       this.sink = sink;
@@ -3393,6 +3440,8 @@ final class Engine {
         continue; // its decision is on its way to stopWaiting
       }
       target.credit--;
+      target.handed.removeIf(h -> h.taken || h.isDecided());
+      target.handed.add(p);
       try {
         target.sink.next(p);
       } catch (RuntimeException e) {
@@ -3402,12 +3451,26 @@ final class Engine {
   }
 
   /**
-   * A subscriber left: once none is left, the proposals that waited for one get the default
-   * decision, as later ones do (unless the node is closing, which rejects them).
+   * A subscriber left: the proposals handed to it and not taken wait again, and the proposals
+   * waiting go to the subscribers left or, once none is, get the default decision, as later ones do
+   * (unless the node is closing, which rejects them).
    */
   private void deciderGone(String type, Decider decider) {
     removeFrom(proposalSinks, type, decider);
-    if (!closed && !hasDecider(type)) {
+    // Handed to it and never taken: they wait again, in their places, before any proposal that
+    // waited is decided by default or handed on (Reactor discards them after this runs).
+    for (Proposal<?> p : decider.handed) {
+      if (!p.taken && !p.isDecided()) {
+        proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
+      }
+    }
+    decider.handed.clear();
+    if (closed) {
+      return;
+    }
+    if (hasDecider(type)) {
+      handWaitingProposals(type);
+    } else {
       decideWaitingByDefault(type);
     }
   }
@@ -3444,6 +3507,8 @@ final class Engine {
       Proposal.Kind kind,
       @Nullable ObjectKey proposedKey,
       Outbound.Request r,
+      @Nullable Destination from,
+      @Nullable Version base,
       Proposal.Decision<T> decision) {
     List<Obligation> obs = r.obligations();
     String tid = r.transitionId();
@@ -3454,7 +3519,8 @@ final class Engine {
       }
       return;
     }
-    T value = ((Proposal.Decision.Commit<T>) decision).value();
+    Proposal.Decision.Commit<T> commit = (Proposal.Decision.Commit<T>) decision;
+    T value = commit.value();
     if (!localOwners.containsKey(r.owner())) {
       rejectAll(obs, ErrorCode.BAD_OWNER, r.owner() + " is no longer local");
       return;
@@ -3482,6 +3548,16 @@ final class Engine {
       if (tid != null && endedTransitions.containsKey(tid)) {
         rejectAll(obs, ErrorCode.BROKEN_TRANSITION, "transition " + tid + " " + endedTransitions.get(tid));
         return;
+      }
+      if (kind == Proposal.Kind.UPDATE && r.partial() && commit.asProposed()
+          && !cur.version().equals(base)) {
+        // Merged onto the state it arrived to, which was committed over since: merged onto this
+        // one instead, or committing it would undo the attributes it does not name.
+        Object rebased = proposedUpdate(b, key, r, cur);
+        if (rebased == null || (from != null && !proposalAllowed(b, key, r, from, cur, rebased))) {
+          return;
+        }
+        value = b.type().javaType().cast(rebased);
       }
     }
     java.util.function.Consumer<StoredState> answer = st -> obs.forEach(o -> o.committed(st));
@@ -3802,9 +3878,10 @@ final class Engine {
         && b.type().policy().shouldListen(from, op, b.type(), key, owner);
   }
 
-  private static boolean constructedAllowed(
+  private boolean constructedAllowed(
       PeerId from, Operation op, TypeBinding<?> b, Snapshot<?> s) {
-    return b.registry().policy().shouldListenConstructed(from, op, s)
+    return peerPolicy.shouldListenConstructed(from, op, s)
+        && b.registry().policy().shouldListenConstructed(from, op, s)
         && b.type().policy().shouldListenConstructed(from, op, s);
   }
 

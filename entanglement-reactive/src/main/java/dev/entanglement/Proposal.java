@@ -22,7 +22,11 @@ public final class Proposal<T> {
 
   /** A decision, handed back to the engine. */
   sealed interface Decision<T> {
-    record Commit<T>(@Nullable T value) implements Decision<T> {}
+    /**
+     * @param asProposed made by {@link #commit()}: the engine may merge the proposed attributes
+     *     again onto a newer state
+     */
+    record Commit<T>(@Nullable T value, boolean asProposed) implements Decision<T> {}
 
     record Reject<T>(ErrorCode code, String message) implements Decision<T> {}
   }
@@ -41,6 +45,11 @@ public final class Proposal<T> {
    * sees it, and read on the engine's executor only: where it waits for a subscriber.
    */
   long arrival;
+  /**
+   * Set when it reaches its {@code proposals()} subscriber, on the delivering thread: from then on
+   * the subscriber decides it, and it is not handed back when that subscriber leaves.
+   */
+  volatile boolean taken;
 
   Proposal(
       Kind kind,
@@ -85,8 +94,10 @@ public final class Proposal<T> {
   }
 
   /**
-   * The state that {@link #commit()} would commit: the current state with the proposed attributes
-   * merged in; {@code null} for a delete.
+   * The state that {@link #commit()} would commit: {@link #current()} with the proposed attributes
+   * merged in; {@code null} for a delete. If the object is committed again before this proposal is
+   * decided, {@code commit()} merges the proposed attributes of a partial proposal onto that newer
+   * state instead, so that what was committed meanwhile is not undone.
    */
   public @Nullable T proposed() {
     return proposed;
@@ -97,17 +108,22 @@ public final class Proposal<T> {
     return transitionId;
   }
 
-  /** Commits {@link #proposed()} (or deletes, for a delete). */
+  /**
+   * Commits {@link #proposed()} (or deletes, for a delete). A partial proposal decided after the
+   * object was committed again is merged onto the state current at the decision: the attributes it
+   * names are its own, the others those of that state, and the policy's {@code
+   * shouldListenConstructed} is asked again about the result.
+   */
   public boolean commit() {
-    return decideOnce(new Decision.Commit<>(proposed));
+    return decideOnce(new Decision.Commit<>(proposed, true));
   }
 
   /**
-   * Commits a value of the owner's choosing instead; for a create, the owner may assign the key
-   * here.
+   * Commits a value of the owner's choosing instead, as given, even if the object was committed
+   * again meanwhile; for a create, the owner may assign the key here.
    */
   public boolean commit(T value) {
-    return decideOnce(new Decision.Commit<>(Objects.requireNonNull(value, "value")));
+    return decideOnce(new Decision.Commit<>(Objects.requireNonNull(value, "value"), false));
   }
 
   /** Rejects; the proposer receives {@link Outcome.Rejected} with this code and message. */

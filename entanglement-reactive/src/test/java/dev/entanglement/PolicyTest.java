@@ -238,6 +238,43 @@ class PolicyTest {
   }
 
   @Test
+  @DisplayName("on receive, both listen hooks run the chain node, registry, type; a veto of the decoded value by the node's policy stores nothing")
+  void listenChainOrder() {
+    List<String> calls = new ArrayList<>();
+    SyncType<Cursor> cursor = CURSOR.withPolicy(recording("type", calls, true));
+    Registry reg = Registry.builder("chain").type(cursor).policy(recording("registry", calls, true)).build();
+    Policy node = recording("node", calls, true);
+    Policy refusesHighX = new Policy() {
+      @Override
+      public boolean shouldListenConstructed(PeerId sender, Operation op, Snapshot<?> s) {
+        return node.shouldListenConstructed(sender, op, s) && ((Cursor) s.value()).x() < 5;
+      }
+
+      @Override
+      public boolean shouldListen(PeerId s, Operation op, SyncType<?> t, ObjectKey k, OwnerId o) {
+        return node.shouldListen(s, op, t, k, o);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", reg, b -> b.peerPolicy(refusesHighX));
+      mesh.node("b", reg, b -> {});
+      mesh.connect("a", "b");
+      calls.clear();
+      mesh.get("b").publish(cursor, new Cursor("x", 1, 1)).block();
+      mesh.settle();
+      assertTrue(mesh.get("a").get(CURSOR, "x").isPresent());
+      assertEquals(
+          List.of("node:listen", "registry:listen", "type:listen",
+              "node:constructed", "registry:constructed", "type:constructed"),
+          calls.stream().filter(c -> !c.endsWith(":send")).toList());
+      mesh.get("b").publish(cursor, new Cursor("y", 9, 1)).block();
+      mesh.settle();
+      assertTrue(mesh.get("a").get(CURSOR, "y").isEmpty(), "refused by the node's policy");
+      assertEquals(1, mesh.get("b").stats().errorsReceived());
+    }
+  }
+
+  @Test
   @DisplayName("a reconnecting peer is withdrawn what the policy hid from it while the link was down")
   void catchUpWithdrawsWhatBecameHidden() {
     Set<String> hidden = ConcurrentHashMap.newKeySet();
@@ -411,6 +448,18 @@ class PolicyTest {
       @Override
       public boolean shouldSend(PeerId destination, Snapshot<?> snapshot) {
         calls.add(name + ":send");
+        return answer;
+      }
+
+      @Override
+      public boolean shouldListen(PeerId s, Operation op, SyncType<?> t, ObjectKey k, OwnerId o) {
+        calls.add(name + ":listen");
+        return answer;
+      }
+
+      @Override
+      public boolean shouldListenConstructed(PeerId sender, Operation op, Snapshot<?> snapshot) {
+        calls.add(name + ":constructed");
         return answer;
       }
     };

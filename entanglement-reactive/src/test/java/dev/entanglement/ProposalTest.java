@@ -296,6 +296,63 @@ class ProposalTest {
   }
 
   @Test
+  @DisplayName("a partial proposal decided after the object was committed again goes onto that commit; commit(value) is taken as given")
+  void aPartialProposalDecidedLateKeepsTheCommitsMadeMeanwhile() {
+    try (TestMesh mesh = new TestMesh()) {
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> {});
+      AtomicReference<Outcome<Cursor>> first = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(first::set);
+      mesh.settle();
+      mesh.get("owner").publish(new Cursor("t", 1, 7)).block();
+      decider.request(1);
+      mesh.settle();
+      assertEquals(new Cursor("t", 2, 1), decider.handed.get(0).proposed(), "merged at its arrival");
+      assertTrue(decider.handed.get(0).commit());
+      mesh.settle();
+      Outcome.Committed<Cursor> c = assertInstanceOf(Outcome.Committed.class, first.get());
+      assertEquals(new Cursor("t", 2, 7), c.snapshot().value());
+      assertEquals(new Cursor("t", 2, 7), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+      assertEquals(new Cursor("t", 2, 7), mesh.get("p").get(CURSOR, "t").orElseThrow().value());
+
+      AtomicReference<Outcome<Cursor>> second = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 3.0)).subscribe(second::set);
+      decider.request(1);
+      mesh.settle();
+      mesh.get("owner").publish(new Cursor("t", 2, 8)).block();
+      assertTrue(decider.handed.get(1).commit(decider.handed.get(1).proposed()));
+      mesh.settle();
+      assertEquals(new Cursor("t", 3, 7), mesh.get("owner").get(CURSOR, "t").orElseThrow().value(),
+          "the owner's own value, as given");
+      assertTrue(second.get().isCommitted());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("a partial proposal merged again at its decision is refused if the policy refuses the result")
+  void aProposalMergedAgainIsCheckedByThePolicyAgain() {
+    Policy noHighY = new Policy() {
+      @Override
+      public boolean shouldListenConstructed(PeerId sender, Operation op, Snapshot<?> s) {
+        return op != Operation.PROPOSE || !(s.value() instanceof Cursor c && c.y() >= 5);
+      }
+    };
+    try (TestMesh mesh = new TestMesh()) {
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> b.peerPolicy(noHighY));
+      AtomicReference<Outcome<Cursor>> out = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(out::set);
+      decider.request(1);
+      mesh.settle();
+      mesh.get("owner").publish(new Cursor("t", 1, 7)).block();
+      assertTrue(decider.handed.get(0).commit());
+      mesh.settle();
+      assertEquals(ErrorCode.UNAUTHORIZED, assertInstanceOf(Outcome.Rejected.class, out.get()).code());
+      assertEquals(new Cursor("t", 1, 7), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
   @DisplayName("a subscriber that has not asked for a proposal holds none: one that timed out meanwhile is never handed to it")
   void aDeciderWithoutDemandHoldsNoProposal() {
     try (TestMesh mesh = new TestMesh()) {
