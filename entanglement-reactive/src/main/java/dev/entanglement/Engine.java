@@ -811,7 +811,7 @@ final class Engine {
                         }));
                         sink.onDispose(() -> serial.execute(() -> deciderGone(type.name(), decider)));
                       }))
-          .doOnNext(p -> p.taken = true)
+          .doOnNext(p -> p.takenBy = self[0])
           // A proposal handed to a subscriber that cancelled before taking it goes to another one.
           .doOnDiscard(Proposal.class, p -> serial.execute(() -> handBack(self[0], p)))
           .map(
@@ -3262,7 +3262,7 @@ final class Engine {
     if (from != null && proposed != null && !proposalAllowed(b, key, r, from, cur, proposed)) {
       return;
     }
-    deliverProposal(b, kind, key, r, from, cur, proposed);
+    deliverProposal(b, kind, key, r, from, cur, proposed, 0);
   }
 
   /**
@@ -3317,10 +3317,10 @@ final class Engine {
       Outbound.Request r,
       @Nullable Destination from,
       @Nullable StoredState cur,
-      @Nullable Object proposed) {
+      @Nullable Object proposed,
+      long arrival) {
     @SuppressWarnings("unchecked")
     Snapshot<T> current = cur == null || cur.deleted() ? null : (Snapshot<T>) cur.snapshot;
-    Version base = current == null ? null : current.version();
     Proposal<?>[] holder = new Proposal<?>[1];
     Proposal<T> p =
         new Proposal<>(
@@ -3337,10 +3337,10 @@ final class Engine {
                       pendingDecisions--;
                       decisionDeadlines.remove(holder[0]);
                       stopWaiting(b.type().name(), holder[0]);
-                      applyDecision(b, kind, key, r, from, base, decision);
+                      applyDecision(b, kind, key, r, from, holder[0], decision);
                     }));
     holder[0] = p;
-    p.arrival = ++proposalsReceived;
+    p.arrival = arrival != 0 ? arrival : ++proposalsReceived;
     pendingDecisions++;
     decisionDeadlines.put(p, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
     if (closed) {
@@ -3353,21 +3353,21 @@ final class Engine {
 
   /**
    * The first subscriber that has asked for a proposal decides it; if none has, it waits here until
-   * one asks (or the decision times out). Never the default decision while a subscriber exists: that
-   * would decide behind the application's back. Without one, the proposals still waiting, and
-   * {@code p} in its place among them, get the default decision in arrival order (the last subscriber
-   * left, and its leaving has not been handled yet; or {@code p} comes back from one), so that an
-   * object's proposals are decided in order.
+   * one asks (or the decision times out). Never the default decision while a subscriber is
+   * registered, even one that has cancelled and whose leaving ({@link #deciderGone}) has not run
+   * yet: proposals handed to that one come back then, and would be decided after newer ones. With
+   * none registered, the proposals waiting, and {@code p} in its place among them, get the default
+   * decision in arrival order, so that an object's proposals are decided in order.
    */
   private void waitForDecider(Proposal<?> p) {
     String type = p.type().name();
-    boolean decider = hasDecider(type);
-    if (!decider && !proposalsWaiting.containsKey(type)) {
+    boolean registered = decidersRegistered(type);
+    if (!registered && !proposalsWaiting.containsKey(type)) {
       decideByDefault(types.get(type), p);
       return;
     }
     proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
-    if (decider) {
+    if (registered) {
       handWaitingProposals(type);
     } else {
       decideWaitingByDefault(type);
@@ -3393,20 +3393,30 @@ final class Engine {
     final FluxSink<Proposal<?>> sink;
     long credit;
     /**
-     * Proposals handed to the sink, some perhaps taken since ({@link Proposal#taken}); pruned as more
-     * are handed, so no longer than what its subscriber has asked for and not yet taken, plus those
-     * taken since the last hand-out.
+     * Proposals handed to the sink, oldest first. The sink delivers in that order, so those its
+     * subscriber took ({@link Proposal#takenBy}) or that were decided are at the head, and are
+     * dropped from it at each hand-out: what is left is what the subscriber asked for and has not
+     * taken, plus those taken since the last hand-out.
      */
-    final List<Proposal<?>> handed = new ArrayList<>();
+    final java.util.ArrayDeque<Proposal<?>> handed = new java.util.ArrayDeque<>();
 
     Decider(FluxSink<Proposal<?>> sink) {
       this.sink = sink;
     }
+
+    void forgetTaken() {
+      for (Proposal<?> h = handed.peekFirst();
+          h != null && (h.takenBy == this || h.isDecided());
+          h = handed.peekFirst()) {
+        handed.pollFirst();
+      }
+    }
   }
 
-  private boolean hasDecider(String type) {
+  /** Whether a subscriber of {@code type}'s proposals is registered, cancelled or not. */
+  private boolean decidersRegistered(String type) {
     List<Decider> deciders = proposalSinks.get(type);
-    return deciders != null && deciders.stream().anyMatch(d -> !d.sink.isCancelled());
+    return deciders != null && !deciders.isEmpty();
   }
 
   private void decideByDefault(TypeBinding<?> b, Proposal<?> p) {
@@ -3440,8 +3450,8 @@ final class Engine {
         continue; // its decision is on its way to stopWaiting
       }
       target.credit--;
-      target.handed.removeIf(h -> h.taken || h.isDecided());
-      target.handed.add(p);
+      target.forgetTaken();
+      target.handed.addLast(p);
       try {
         target.sink.next(p);
       } catch (RuntimeException e) {
@@ -3451,16 +3461,15 @@ final class Engine {
   }
 
   /**
-   * A subscriber left: the proposals handed to it and not taken wait again, and the proposals
-   * waiting go to the subscribers left or, once none is, get the default decision, as later ones do
-   * (unless the node is closing, which rejects them).
+   * A subscriber left: the proposals handed to it and not taken wait again, in their places. The
+   * proposals waiting go to the subscribers left; once none is registered they get the default
+   * decision, as later ones do (unless the node is closing, which rejects them).
    */
   private void deciderGone(String type, Decider decider) {
     removeFrom(proposalSinks, type, decider);
-    // Handed to it and never taken: they wait again, in their places, before any proposal that
-    // waited is decided by default or handed on (Reactor discards them after this runs).
+    // Reactor discards what is left in the sink after this runs: handBack then finds them gone.
     for (Proposal<?> p : decider.handed) {
-      if (!p.taken && !p.isDecided()) {
+      if (p.takenBy != decider && !p.isDecided()) {
         proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
       }
     }
@@ -3468,7 +3477,7 @@ final class Engine {
     if (closed) {
       return;
     }
-    if (hasDecider(type)) {
+    if (decidersRegistered(type)) {
       handWaitingProposals(type);
     } else {
       decideWaitingByDefault(type);
@@ -3508,7 +3517,7 @@ final class Engine {
       @Nullable ObjectKey proposedKey,
       Outbound.Request r,
       @Nullable Destination from,
-      @Nullable Version base,
+      Proposal<?> decided,
       Proposal.Decision<T> decision) {
     List<Obligation> obs = r.obligations();
     String tid = r.transitionId();
@@ -3550,14 +3559,15 @@ final class Engine {
         return;
       }
       if (kind == Proposal.Kind.UPDATE && r.partial() && commit.asProposed()
-          && !cur.version().equals(base)) {
-        // Merged onto the state it arrived to, which was committed over since: merged onto this
-        // one instead, or committing it would undo the attributes it does not name.
+          && !cur.version().equals(Objects.requireNonNull(decided.current()).version())) {
+        // Decided as merged onto a state committed over since: committing it would undo the
+        // attributes it does not name, and merged onto this one it is a value no decider saw. So it
+        // is offered again, merged onto this one, in its place among the waiting proposals.
         Object rebased = proposedUpdate(b, key, r, cur);
-        if (rebased == null || (from != null && !proposalAllowed(b, key, r, from, cur, rebased))) {
-          return;
+        if (rebased != null && (from == null || proposalAllowed(b, key, r, from, cur, rebased))) {
+          deliverProposal(b, kind, key, r, from, cur, rebased, decided.arrival);
         }
-        value = b.type().javaType().cast(rebased);
+        return;
       }
     }
     java.util.function.Consumer<StoredState> answer = st -> obs.forEach(o -> o.committed(st));

@@ -211,10 +211,13 @@ public final class EntanglementNode {
    * With no subscriber the registry's default decision applies, also to the proposals that waited
    * when the last subscriber leaves. Each proposal not decided within the decision timeout is
    * rejected with {@link ErrorCode#TIMEOUT}, and one that timed out while waiting is never handed
-   * out; one handed to a subscriber that cancelled before taking it goes to the next. (An operator
-   * between the flux and the decider that requests ahead, such as {@code publishOn}, holds what it
-   * requested.) Without such an operator, proposals are handed on the node's own thread: a decider
-   * that blocks there stalls the node.
+   * out; one handed to a subscriber that cancelled before taking it goes to the next, in its place.
+   * (An operator between the flux and the decider that requests ahead, such as {@code publishOn},
+   * holds what it requested: if the decider cancels, what that operator still holds is neither
+   * handed on nor decided, and is rejected at its timeout.) Without such an operator, proposals are
+   * handed on the node's own thread: a decider that blocks there stalls the node. A partial
+   * proposal committed with {@link Proposal#commit()} after its object was committed again is
+   * offered again, merged onto the newer state (see there).
    */
   public <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     return engine.proposals(type);

@@ -23,8 +23,8 @@ public final class Proposal<T> {
   /** A decision, handed back to the engine. */
   sealed interface Decision<T> {
     /**
-     * @param asProposed made by {@link #commit()}: the engine may merge the proposed attributes
-     *     again onto a newer state
+     * @param asProposed made by {@link #commit()}: the engine offers a partial proposal again,
+     *     merged onto a newer state, instead of committing a stale merge
      */
     record Commit<T>(@Nullable T value, boolean asProposed) implements Decision<T> {}
 
@@ -46,10 +46,13 @@ public final class Proposal<T> {
    */
   long arrival;
   /**
-   * Set when it reaches its {@code proposals()} subscriber, on the delivering thread: from then on
-   * the subscriber decides it, and it is not handed back when that subscriber leaves.
+   * The engine's record of the {@code proposals()} subscription it last reached, set on the
+   * delivering thread: that subscription's subscriber decides it, and it is not handed back when
+   * that subscriber leaves. Reaching means reaching the operator after the engine's sink: a
+   * proposal in the queue of an operator of the application's (a {@code publishOn}) counts as
+   * taken.
    */
-  volatile boolean taken;
+  volatile @Nullable Object takenBy;
 
   Proposal(
       Kind kind,
@@ -95,9 +98,7 @@ public final class Proposal<T> {
 
   /**
    * The state that {@link #commit()} would commit: {@link #current()} with the proposed attributes
-   * merged in; {@code null} for a delete. If the object is committed again before this proposal is
-   * decided, {@code commit()} merges the proposed attributes of a partial proposal onto that newer
-   * state instead, so that what was committed meanwhile is not undone.
+   * merged in; {@code null} for a delete.
    */
   public @Nullable T proposed() {
     return proposed;
@@ -109,10 +110,14 @@ public final class Proposal<T> {
   }
 
   /**
-   * Commits {@link #proposed()} (or deletes, for a delete). A partial proposal decided after the
-   * object was committed again is merged onto the state current at the decision: the attributes it
-   * names are its own, the others those of that state, and the policy's {@code
-   * shouldListenConstructed} is asked again about the result.
+   * Commits {@link #proposed()} (or deletes, for a delete). If the object was committed again after
+   * {@link #current()}, a partial proposal is not committed: committing {@code proposed()} would
+   * undo what was committed meanwhile in the attributes it does not name. It is offered again
+   * instead, as a new {@code Proposal} whose {@code current()} is the newer state and whose {@code
+   * proposed()} is its attributes merged onto it, in its place among the proposals waiting, with a
+   * new decision deadline; the policy's {@code shouldListenConstructed} is asked about that value
+   * first, and a refusal rejects it ({@link ErrorCode#UNAUTHORIZED}). So a committed value is always
+   * one a decider was shown. This still returns {@code true}: this proposal is decided.
    */
   public boolean commit() {
     return decideOnce(new Decision.Commit<>(proposed, true));
@@ -120,7 +125,7 @@ public final class Proposal<T> {
 
   /**
    * Commits a value of the owner's choosing instead, as given, even if the object was committed
-   * again meanwhile; for a create, the owner may assign the key here.
+   * again after {@link #current()}; for a create, the owner may assign the key here.
    */
   public boolean commit(T value) {
     return decideOnce(new Decision.Commit<>(Objects.requireNonNull(value, "value"), false));

@@ -262,6 +262,11 @@ class ProposalTest {
       assertTrue(busy.get(0).commit());
       assertTrue(ready.get(0).commit());
       mesh.settle();
+      assertEquals(1, outcomes.size());
+      assertEquals(2, ready.size(), "the second was merged onto the first's commit and offered again");
+      assertEquals(new Cursor("t", 2, 3), ready.get(1).proposed());
+      assertTrue(ready.get(1).commit());
+      mesh.settle();
       assertEquals(2, outcomes.size());
       assertTrue(outcomes.stream().allMatch(Outcome::isCommitted));
       assertNoPending(mesh);
@@ -296,7 +301,7 @@ class ProposalTest {
   }
 
   @Test
-  @DisplayName("a partial proposal decided after the object was committed again goes onto that commit; commit(value) is taken as given")
+  @DisplayName("a partial proposal committed after the object was committed again is offered again, merged onto that commit; commit(value) is taken as given")
   void aPartialProposalDecidedLateKeepsTheCommitsMadeMeanwhile() {
     try (TestMesh mesh = new TestMesh()) {
       Decider decider = ownerWithAnIdleDecider(mesh, b -> {});
@@ -309,6 +314,15 @@ class ProposalTest {
       assertEquals(new Cursor("t", 2, 1), decider.handed.get(0).proposed(), "merged at its arrival");
       assertTrue(decider.handed.get(0).commit());
       mesh.settle();
+      assertEquals(null, first.get(), "offered again, not committed");
+      assertEquals(new Cursor("t", 1, 7), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+      decider.request(1);
+      mesh.settle();
+      Proposal<Cursor> again = decider.handed.get(1);
+      assertEquals(new Cursor("t", 1, 7), again.current().value());
+      assertEquals(new Cursor("t", 2, 7), again.proposed());
+      assertTrue(again.commit());
+      mesh.settle();
       Outcome.Committed<Cursor> c = assertInstanceOf(Outcome.Committed.class, first.get());
       assertEquals(new Cursor("t", 2, 7), c.snapshot().value());
       assertEquals(new Cursor("t", 2, 7), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
@@ -319,7 +333,7 @@ class ProposalTest {
       decider.request(1);
       mesh.settle();
       mesh.get("owner").publish(new Cursor("t", 2, 8)).block();
-      assertTrue(decider.handed.get(1).commit(decider.handed.get(1).proposed()));
+      assertTrue(decider.handed.get(2).commit(decider.handed.get(2).proposed()));
       mesh.settle();
       assertEquals(new Cursor("t", 3, 7), mesh.get("owner").get(CURSOR, "t").orElseThrow().value(),
           "the owner's own value, as given");
@@ -329,7 +343,7 @@ class ProposalTest {
   }
 
   @Test
-  @DisplayName("a partial proposal merged again at its decision is refused if the policy refuses the result")
+  @DisplayName("a partial proposal offered again, merged onto a newer state, is refused if the policy refuses the result")
   void aProposalMergedAgainIsCheckedByThePolicyAgain() {
     Policy noHighY = new Policy() {
       @Override
