@@ -33,6 +33,11 @@ import reactor.netty.tcp.TcpClient;
  */
 public final class TcpClientTransport {
   private static final Logger log = LoggerFactory.getLogger(TcpClientTransport.class);
+  /**
+   * How long a winning dial waits for the peer's HELLO before it may replace the peer's own dial:
+   * 10 s, a node's default handshake timeout.
+   */
+  static final Duration HELLO_WAIT = Duration.ofSeconds(10);
 
   private final EntanglementNode node;
   private final String host;
@@ -107,20 +112,38 @@ public final class TcpClientTransport {
    * own dial to this node is open and wins the tie-break ({@link PeerConnections}); then closes it
    * and completes (the dialer looks again later). When this dial wins, a dial of the peer's that
    * this node accepted meanwhile is closed first: it was registered before its check, as this dial
-   * was before this one, so one of the two checks sees the other.
+   * was before this one, so one of the two checks sees the other. If one is open, this dial first
+   * waits for the peer's HELLO (at most {@link #HELLO_WAIT}): a peer that admits this node only on
+   * its own dials refuses this one with an ERROR, and this dial is then closed and the peer's kept,
+   * instead of replacing a working connection with one the peer closes.
    */
   Mono<Void> attachDialled(Link link) {
     PeerId local = localIdentity();
-    if (local != null) {
-      if (PeerOrder.localDialWins(local, link.remote())) {
-        PeerConnections.closeAll(node, link.remote(), PeerConnections.Side.ACCEPTED);
-      } else if (PeerConnections.open(node, link.remote(), PeerConnections.Side.ACCEPTED)) {
-        log.info("dropping our dial to {}: its own dial to us is open and wins", link.remote());
+    PeerId peer = link.remote();
+    if (local == null) {
+      return node.attach(link);
+    }
+    if (!PeerOrder.localDialWins(local, peer)) {
+      if (PeerConnections.open(node, peer, PeerConnections.Side.ACCEPTED)) {
+        log.info("dropping our dial to {}: its own dial to us is open and wins", peer);
         link.dispose();
         return Mono.empty();
       }
+      return node.attach(link);
     }
-    return node.attach(link);
+    if (!PeerConnections.open(node, peer, PeerConnections.Side.ACCEPTED)) {
+      return node.attach(link);
+    }
+    // Attaching replaces the working connection the peer dialled: only once the peer has shown,
+    // by its HELLO, that it keeps ours (one that admits us only on its own dials refuses ours).
+    return AdmittedLink.afterHello(link)
+        .timeout(HELLO_WAIT, Mono.fromRunnable(link::dispose))
+        .switchIfEmpty(Mono.fromRunnable(() ->
+            log.info("keeping {}'s dial to us: it did not admit ours", peer)))
+        .flatMap(admitted -> {
+          PeerConnections.closeAll(node, peer, PeerConnections.Side.ACCEPTED);
+          return node.attach(admitted);
+        });
   }
 
   /**

@@ -644,6 +644,48 @@ class TcpTransportTest {
   }
 
   @Test
+  @DisplayName("a winning dial that the peer refuses (it admits us only on its own dials) does not replace the peer's working dial")
+  void aWinningDialThePeerRefusesKeepsThePeersDial() {
+    TestPki.Identity[] ids = lowAndHigh();
+    EntanglementNode low = node("low");
+    EntanglementNode high = node("high");
+    DisposableServer lowServer = serve(low, ids[0], ids[1].fingerprint());
+    DisposableServer highServer = serve(high, ids[1]); // low is not among its destinations
+    TcpClientTransport highDials = TcpClientTransport.builder(high).remote("localhost", lowServer.port())
+        .expect(ids[0].fingerprint()).tls(ids[1].tls()).build();
+    TcpClientTransport lowDials = TcpClientTransport.builder(low).remote("localhost", highServer.port())
+        .expect(ids[1].fingerprint()).tls(ids[0].tls()).build();
+    Link highLink = highDials.connect().block(WAIT);
+    cleanup.add(highDials.attachDialled(highLink).subscribe());
+    TransportConformance.awaitTrue(() -> low.isConnected(ids[1].fingerprint()), "low accepted high's dial");
+    Link lowLink = lowDials.connect().block(WAIT);
+    lowDials.attachDialled(lowLink).block(WAIT);
+    assertTrue(lowLink.isDisposed(), "the refused dial is closed");
+    replicatesBothWays(low, high);
+    assertFalse(highLink.isDisposed(), "high's dial is kept");
+  }
+
+  @Test
+  @DisplayName("a winning dial that the peer admits replaces the peer's dial once its HELLO came, and carries every frame after it")
+  void aWinningDialThePeerAdmitsReplacesItsDial() {
+    Pair pair = pairThatCanDialEachOther();
+    Link highLink = pair.highDials().connect().block(WAIT);
+    cleanup.add(pair.highDials().attachDialled(highLink).subscribe());
+    TransportConformance.awaitTrue(() -> pair.low().isConnected(pair.highId()), "low accepted high's dial");
+    pair.high().publish(new Cursor("before", 1, 1)).block(WAIT);
+    await(pair.low(), "before", 1);
+    Link lowLink = pair.lowDials().connect().block(WAIT);
+    cleanup.add(pair.lowDials().attachDialled(lowLink).subscribe());
+    TransportConformance.awaitTrue(highLink::isDisposed, "high's dial was replaced");
+    for (int i = 0; i < 50; i++) {
+      pair.high().publish(new Cursor("k" + i, i, 1)).block(WAIT);
+    }
+    await(pair.low(), "k49", 49);
+    replicatesBothWays(pair.low(), pair.high());
+    assertFalse(lowLink.isDisposed(), "the winning dial stays");
+  }
+
+  @Test
   @DisplayName("a dialer stops when its node closes, instead of dialling for it for ever")
   void aDialerStopsWhenItsNodeCloses() {
     EntanglementNode lonely = node("lonely");
