@@ -149,8 +149,9 @@ final class Engine {
   private final Map<OwnerId, Version> purgedUpTo = new HashMap<>();
   private final reactor.core.Disposable retentionTask;
   /**
-   * Open requests, and undecided proposals, each in deadline order (one timeout per kind, so
-   * creation order is deadline order), swept by one periodic task instead of a timer per request.
+   * Open requests, in deadline order (one timeout, so creation order is deadline order), and
+   * undecided proposals with their deadlines (a proposal offered again keeps its first one), swept
+   * by one periodic task instead of a timer per request.
    */
   private final java.util.LinkedHashMap<Obligation, Long> requestDeadlines = new java.util.LinkedHashMap<>();
   private final java.util.LinkedHashMap<Proposal<?>, Long> decisionDeadlines =
@@ -173,6 +174,16 @@ final class Engine {
   private final Map<String, java.util.TreeMap<Long, Proposal<?>>> proposalsWaiting = new HashMap<>();
   /** Proposals this node received, counted: the last one's {@link Proposal#arrival}. */
   private long proposalsReceived;
+  /**
+   * The proposal the registry's default decision is deciding, and the thread it runs on (the
+   * engine's): its decision, if made there and then, takes effect as soon as the default decision
+   * returns. Written by the engine only; another thread never matches the thread, whatever it
+   * reads.
+   */
+  private @Nullable Proposal<?> decidingByDefault;
+  private @Nullable Thread decidingThread;
+  /** That decision's effect, run when the default decision returns. */
+  private @Nullable Runnable decidedByDefault;
   private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
@@ -3262,7 +3273,8 @@ final class Engine {
     if (from != null && proposed != null && !proposalAllowed(b, key, r, from, cur, proposed)) {
       return;
     }
-    deliverProposal(b, kind, key, r, from, cur, proposed, 0);
+    deliverProposal(b, kind, key, r, from, cur, proposed, 0,
+        scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
   }
 
   /**
@@ -3318,7 +3330,8 @@ final class Engine {
       @Nullable Destination from,
       @Nullable StoredState cur,
       @Nullable Object proposed,
-      long arrival) {
+      long arrival,
+      long deadline) {
     @SuppressWarnings("unchecked")
     Snapshot<T> current = cur == null || cur.deleted() ? null : (Snapshot<T>) cur.snapshot;
     Proposal<?>[] holder = new Proposal<?>[1];
@@ -3331,18 +3344,26 @@ final class Engine {
             current,
             b.type().javaType().cast(proposed),
             r.transitionId(),
-            decision ->
-                serial.execute(
-                    () -> {
-                      pendingDecisions--;
-                      decisionDeadlines.remove(holder[0]);
-                      stopWaiting(b.type().name(), holder[0]);
-                      applyDecision(b, kind, key, r, from, holder[0], decision);
-                    }));
+            decision -> {
+              Runnable apply = () -> {
+                pendingDecisions--;
+                decisionDeadlines.remove(holder[0]);
+                stopWaiting(b.type().name(), holder[0]);
+                applyDecision(b, kind, key, r, from, holder[0], deadline, decision);
+              };
+              // A default decision made on the engine's thread takes effect as soon as the
+              // decision returns: queued, a task between it and its effect (a publish, the next
+              // proposal of a burst) could commit the object first and make it stale.
+              if (holder[0] == decidingByDefault && Thread.currentThread() == decidingThread) {
+                decidedByDefault = apply;
+              } else {
+                serial.execute(apply);
+              }
+            });
     holder[0] = p;
     p.arrival = arrival != 0 ? arrival : ++proposalsReceived;
     pendingDecisions++;
-    decisionDeadlines.put(p, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.decision().toNanos());
+    decisionDeadlines.put(p, deadline);
     if (closed) {
       // Read before close() ran, decided after: nothing else would end it.
       p.reject(ErrorCode.NOT_CONNECTED, "the owner's node closed before deciding");
@@ -3419,11 +3440,30 @@ final class Engine {
     return deciders != null && !deciders.isEmpty();
   }
 
+  /**
+   * Runs the registry's default decision on {@code p}; a decision it makes at once takes effect
+   * when it returns, outside the application's code (which therefore never sees engine work, or
+   * another default decision, run inside its call).
+   */
   private void decideByDefault(TypeBinding<?> b, Proposal<?> p) {
+    decidingByDefault = p;
+    decidingThread = Thread.currentThread();
     try {
       b.registry().defaultDecision().accept(p);
     } catch (RuntimeException e) {
       failedToDecide(p, e);
+    } finally {
+      decidingByDefault = null;
+      decidingThread = null;
+    }
+    Runnable apply = decidedByDefault;
+    decidedByDefault = null;
+    if (apply != null) {
+      try {
+        apply.run();
+      } catch (RuntimeException e) {
+        taskFailed(e); // as if it had run as a task of its own
+      }
     }
   }
 
@@ -3518,6 +3558,7 @@ final class Engine {
       Outbound.Request r,
       @Nullable Destination from,
       Proposal<?> decided,
+      long deadline,
       Proposal.Decision<T> decision) {
     List<Obligation> obs = r.obligations();
     String tid = r.transitionId();
@@ -3562,10 +3603,11 @@ final class Engine {
           && !cur.version().equals(Objects.requireNonNull(decided.current()).version())) {
         // Decided as merged onto a state committed over since: committing it would undo the
         // attributes it does not name, and merged onto this one it is a value no decider saw. So it
-        // is offered again, merged onto this one, in its place among the waiting proposals.
+        // is offered again, merged onto this one, in its place among the waiting proposals, by the
+        // deadline it had.
         Object rebased = proposedUpdate(b, key, r, cur);
         if (rebased != null && (from == null || proposalAllowed(b, key, r, from, cur, rebased))) {
-          deliverProposal(b, kind, key, r, from, cur, rebased, decided.arrival);
+          deliverProposal(b, kind, key, r, from, cur, rebased, decided.arrival, deadline);
         }
         return;
       }
@@ -4033,7 +4075,15 @@ final class Engine {
     for (Obligation o : expired(requestDeadlines, now)) {
       fail(o, ErrorCode.TIMEOUT, "no answer in " + timeouts.request());
     }
-    for (Proposal<?> p : expired(decisionDeadlines, now)) {
+    // Not in deadline order: a proposal offered again keeps the deadline of its first offer.
+    List<Proposal<?>> late = new ArrayList<>();
+    decisionDeadlines.forEach((p, deadline) -> {
+      if (deadline <= now) {
+        late.add(p);
+      }
+    });
+    for (Proposal<?> p : late) {
+      decisionDeadlines.remove(p);
       p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time");
     }
   }

@@ -114,10 +114,11 @@ public final class Proposal<T> {
    * {@link #current()}, a partial proposal is not committed: committing {@code proposed()} would
    * undo what was committed meanwhile in the attributes it does not name. It is offered again
    * instead, as a new {@code Proposal} whose {@code current()} is the newer state and whose {@code
-   * proposed()} is its attributes merged onto it, in its place among the proposals waiting, with a
-   * new decision deadline; the policy's {@code shouldListenConstructed} is asked about that value
-   * first, and a refusal rejects it ({@link ErrorCode#UNAUTHORIZED}). So a committed value is always
-   * one a decider was shown. This still returns {@code true}: this proposal is decided.
+   * proposed()} is its attributes merged onto it, in its place among the proposals waiting, by the
+   * decision deadline of the first offer; the policy's {@code shouldListenConstructed} is asked
+   * about that value first, and a refusal rejects it ({@link ErrorCode#UNAUTHORIZED}). So a
+   * committed value is always one a decider was shown. This still returns {@code true}: this
+   * proposal is decided.
    */
   public boolean commit() {
     return decideOnce(new Decision.Commit<>(proposed, true));

@@ -343,6 +343,96 @@ class ProposalTest {
   }
 
   @Test
+  @DisplayName("the default decision takes effect at once: a publish queued between a proposal and the next does not make it stale, and one proposer's changes keep their order")
+  void defaultDecisionsKeepAProposersOrderAcrossAPublish() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner");
+      mesh.node("p");
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 0, 0)).block();
+      mesh.get("owner").publish(new Cursor("trigger", 0, 0)).block();
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      java.util.concurrent.atomic.AtomicBoolean queued = new java.util.concurrent.atomic.AtomicBoolean();
+      // Runs on the owner's engine: what it submits is queued there, in this order.
+      mesh.get("owner").watch(CURSOR, "trigger").subscribe(s -> {
+        if (s.value().x() == 1 && queued.compareAndSet(false, true)) {
+          mesh.get("p").propose(CURSOR, "t", Map.of("x", 1.0)).subscribe(outcomes::add);
+          mesh.get("owner").publish(new Cursor("t", 0, 5)).subscribe();
+          mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(outcomes::add);
+        }
+      });
+      mesh.get("owner").publish(new Cursor("trigger", 1, 0)).block();
+      mesh.settle();
+      assertTrue(queued.get());
+      assertEquals(new Cursor("t", 2, 5), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+      assertEquals(List.of(1.0, 2.0),
+          outcomes.stream().map(o -> ((Outcome.Committed<Cursor>) o).snapshot().value().x()).toList(),
+          "answered in the order proposed");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("a default decision takes effect after it returns: no engine work, watcher or other default decision runs inside the application's call")
+  void aDefaultDecisionTakesEffectAfterItReturns() {
+    java.util.concurrent.atomic.AtomicInteger depth = new java.util.concurrent.atomic.AtomicInteger();
+    java.util.concurrent.atomic.AtomicInteger deepest = new java.util.concurrent.atomic.AtomicInteger();
+    Registry counting = Registry.builder("counting").type(CURSOR).defaultDecision(p -> {
+      deepest.accumulateAndGet(depth.incrementAndGet(), Math::max);
+      p.commit();
+      depth.decrementAndGet();
+    }).build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner", counting, b -> {});
+      mesh.node("p", counting, b -> {});
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("t", 0, 0)).block();
+      List<Integer> depthsSeen = new ArrayList<>();
+      mesh.get("owner").watch(CURSOR, "t").subscribe(s -> depthsSeen.add(depth.get()));
+      Decider decider = new Decider();
+      mesh.get("owner").proposals(CURSOR).subscribe(decider);
+      List<Outcome<Cursor>> outcomes = new ArrayList<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 1.0)).subscribe(outcomes::add);
+      mesh.get("p").propose(CURSOR, "t", Map.of("y", 2.0)).subscribe(outcomes::add);
+      mesh.settle();
+      decider.cancel(); // both get the default decision; the second, made stale by the first, again
+      mesh.settle();
+      assertEquals(2, outcomes.size());
+      assertTrue(outcomes.stream().allMatch(Outcome::isCommitted), outcomes.toString());
+      assertEquals(new Cursor("t", 1, 2), mesh.get("owner").get(CURSOR, "t").orElseThrow().value());
+      assertEquals(1, deepest.get(), "a default decision ran inside another");
+      assertTrue(depthsSeen.stream().allMatch(d -> d == 0), "watchers notified inside a decision: " + depthsSeen);
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("a proposal offered again keeps its first decision deadline, also behind a later proposal's")
+  void aProposalOfferedAgainKeepsItsDeadline() {
+    try (TestMesh mesh = new TestMesh()) {
+      Decider decider = ownerWithAnIdleDecider(mesh, b -> b.decisionTimeout(Duration.ofSeconds(3)));
+      mesh.get("owner").publish(new Cursor("u", 1, 1)).block();
+      AtomicReference<Outcome<Cursor>> first = new AtomicReference<>();
+      AtomicReference<Outcome<Cursor>> second = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "t", Map.of("x", 2.0)).subscribe(first::set); // due at 3 s
+      mesh.advance(Duration.ofSeconds(1));
+      mesh.get("p").propose(CURSOR, "u", Map.of("x", 2.0)).subscribe(second::set); // due at 4 s
+      mesh.get("owner").publish(new Cursor("t", 1, 10)).block();
+      decider.request(1);
+      mesh.settle();
+      assertTrue(decider.handed.get(0).commit()); // stale: offered again, after the second
+      mesh.advance(Duration.ofMillis(2500));
+      assertEquals(ErrorCode.TIMEOUT, assertInstanceOf(Outcome.Rejected.class, first.get()).code(),
+          "timed out by its first deadline");
+      assertEquals(null, second.get());
+      mesh.advance(Duration.ofSeconds(1));
+      assertEquals(ErrorCode.TIMEOUT, assertInstanceOf(Outcome.Rejected.class, second.get()).code());
+      assertEquals(List.of(), decider.handed.subList(1, decider.handed.size()), "never handed again");
+      assertNoPending(mesh);
+    }
+  }
+
+  @Test
   @DisplayName("a partial proposal offered again, merged onto a newer state, is refused if the policy refuses the result")
   void aProposalMergedAgainIsCheckedByThePolicyAgain() {
     Policy noHighY = new Policy() {
