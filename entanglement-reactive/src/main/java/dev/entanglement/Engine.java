@@ -34,7 +34,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.BaseSubscriber;
 import reactor.core.publisher.Flux;
-import reactor.core.publisher.FluxSink;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.MonoSink;
 import reactor.core.scheduler.Scheduler;
@@ -163,27 +162,7 @@ final class Engine {
   private final List<Destination> drainsDeferred = new ArrayList<>();
   private final Map<String, List<Watcher>> watchers = new HashMap<>();
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
-  private final Map<String, List<Decider>> proposalSinks = new HashMap<>();
-  /**
-   * Per type, undecided proposals that found subscribers but none that had asked for one, by
-   * arrival ({@link Proposal#arrival}): handed out as subscribers ask ({@link
-   * #handWaitingProposals}), handed back if the subscriber cancelled before taking one, and dropped
-   * here when decided otherwise (a timeout, the node closing), so that a subscriber that stops asking
-   * holds none of them.
-   */
-  private final Map<String, java.util.TreeMap<Long, Proposal<?>>> proposalsWaiting = new HashMap<>();
-  /** Proposals this node received, counted: the last one's {@link Proposal#arrival}. */
-  private long proposalsReceived;
-  /**
-   * The proposal the registry's default decision is deciding, and the thread it runs on (the
-   * engine's): its decision, if made there and then, takes effect as soon as the default decision
-   * returns. Written by the engine only; another thread never matches the thread, whatever it
-   * reads.
-   */
-  private @Nullable Proposal<?> decidingByDefault;
-  private @Nullable Thread decidingThread;
-  /** That decision's effect, run when the default decision returns. */
-  private @Nullable Runnable decidedByDefault;
+  private final ProposalDesk desk;
   private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
@@ -373,6 +352,7 @@ final class Engine {
     }
     byClass.values().removeIf(Objects::isNull);
     this.types = byName;
+    this.desk = new ProposalDesk(nodeId, serial, byName::get, () -> closed, this::taskFailed);
     this.typesByClass = byClass;
     Map<String, ObjectReader> readers = new HashMap<>();
     byName.forEach((name, b) -> {
@@ -801,37 +781,13 @@ final class Engine {
 
   <T> Flux<Proposal<T>> proposals(SyncType<T> type) {
     binding(type);
-    return Flux.defer(() -> {
-      // This subscription's decider, set and read on the engine's executor.
-      Decider[] self = new Decider[1];
-      return Flux.<Proposal<?>>create(
-              sink ->
-                  serial.execute(
-                      () -> {
-                        if (closed) {
-                          sink.complete();
-                          return;
-                        }
-                        Decider decider = new Decider(sink);
-                        self[0] = decider;
-                        proposalSinks.computeIfAbsent(type.name(), k -> new ArrayList<>()).add(decider);
-                        // Called at once with what was requested so far, then with each request.
-                        sink.onRequest(n -> serial.execute(() -> {
-                          decider.credit = reactor.core.publisher.Operators.addCap(decider.credit, n);
-                          handWaitingProposals(type.name());
-                        }));
-                        sink.onDispose(() -> serial.execute(() -> deciderGone(type.name(), decider)));
-                      }))
-          .doOnNext(p -> p.takenBy = self[0])
-          // A proposal handed to a subscriber that cancelled before taking it goes to another one.
-          .doOnDiscard(Proposal.class, p -> serial.execute(() -> handBack(self[0], p)))
-          .map(
-              p -> {
-                @SuppressWarnings("unchecked")
-                Proposal<T> t = (Proposal<T>) p;
-                return t;
-              });
-    });
+    return desk.proposals(type.name())
+        .map(
+            p -> {
+              @SuppressWarnings("unchecked")
+              Proposal<T> t = (Proposal<T>) p;
+              return t;
+            });
   }
 
   Mono<Void> attach(Link link) {
@@ -936,7 +892,7 @@ final class Engine {
                     tentativeWatchers
                         .values()
                         .forEach(l -> l.forEach(w -> w.subscription().complete()));
-                    proposalSinks.values().forEach(l -> new ArrayList<>(l).forEach(d -> d.sink.complete()));
+                    desk.close();
                     // Without the deadline sweep nothing would end them: their requesters are
                     // answered, and a decision made later does not count.
                     for (Proposal<?> p : List.copyOf(decisionDeadlines.keySet())) {
@@ -3348,20 +3304,13 @@ final class Engine {
               Runnable apply = () -> {
                 pendingDecisions--;
                 decisionDeadlines.remove(holder[0]);
-                stopWaiting(b.type().name(), holder[0]);
+                desk.stopWaiting(holder[0]);
                 applyDecision(b, kind, key, r, from, holder[0], deadline, decision);
               };
-              // A default decision made on the engine's thread takes effect as soon as the
-              // decision returns: queued, a task between it and its effect (a publish, the next
-              // proposal of a burst) could commit the object first and make it stale.
-              if (holder[0] == decidingByDefault && Thread.currentThread() == decidingThread) {
-                decidedByDefault = apply;
-              } else {
-                serial.execute(apply);
-              }
+              desk.decided(holder[0], apply);
             });
     holder[0] = p;
-    p.arrival = arrival != 0 ? arrival : ++proposalsReceived;
+    p.arrival = arrival != 0 ? arrival : desk.nextArrival();
     pendingDecisions++;
     decisionDeadlines.put(p, deadline);
     if (closed) {
@@ -3369,186 +3318,7 @@ final class Engine {
       p.reject(ErrorCode.NOT_CONNECTED, "the owner's node closed before deciding");
       return;
     }
-    waitForDecider(p);
-  }
-
-  /**
-   * The first subscriber that has asked for a proposal decides it; if none has, it waits here until
-   * one asks (or the decision times out). Never the default decision while a subscriber is
-   * registered, even one that has cancelled and whose leaving ({@link #deciderGone}) has not run
-   * yet: proposals handed to that one come back then, and would be decided after newer ones. With
-   * none registered, the proposals waiting, and {@code p} in its place among them, get the default
-   * decision in arrival order, so that an object's proposals are decided in order.
-   */
-  private void waitForDecider(Proposal<?> p) {
-    String type = p.type().name();
-    boolean registered = decidersRegistered(type);
-    if (!registered && !proposalsWaiting.containsKey(type)) {
-      decideByDefault(types.get(type), p);
-      return;
-    }
-    proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
-    if (registered) {
-      handWaitingProposals(type);
-    } else {
-      decideWaitingByDefault(type);
-    }
-  }
-
-  /**
-   * A proposal {@code decider}'s subscriber cancelled before taking: it waits again, in its place,
-   * or is decided; unless the subscriber's leaving already put it back.
-   */
-  private void handBack(@Nullable Decider decider, Proposal<?> p) {
-    if (decider != null && decider.handed.remove(p) && !p.isDecided()) {
-      waitForDecider(p);
-    }
-  }
-
-  /**
-   * A {@code proposals()} subscriber, with the proposals it asked for and was not handed yet:
-   * counted here, on the engine, from each request, because the sink's own count falls only once
-   * its subscriber has taken a proposal, which another thread may be doing meanwhile.
-   */
-  private static final class Decider {
-    final FluxSink<Proposal<?>> sink;
-    long credit;
-    /**
-     * Proposals handed to the sink, oldest first. The sink delivers in that order, so those its
-     * subscriber took ({@link Proposal#takenBy}) or that were decided are at the head, and are
-     * dropped from it at each hand-out: what is left is what the subscriber asked for and has not
-     * taken, plus those taken since the last hand-out.
-     */
-    final java.util.ArrayDeque<Proposal<?>> handed = new java.util.ArrayDeque<>();
-
-    Decider(FluxSink<Proposal<?>> sink) {
-      this.sink = sink;
-    }
-
-    void forgetTaken() {
-      for (Proposal<?> h = handed.peekFirst();
-          h != null && (h.takenBy == this || h.isDecided());
-          h = handed.peekFirst()) {
-        handed.pollFirst();
-      }
-    }
-  }
-
-  /** Whether a subscriber of {@code type}'s proposals is registered, cancelled or not. */
-  private boolean decidersRegistered(String type) {
-    List<Decider> deciders = proposalSinks.get(type);
-    return deciders != null && !deciders.isEmpty();
-  }
-
-  /**
-   * Runs the registry's default decision on {@code p}; a decision it makes at once takes effect
-   * when it returns, outside the application's code (which therefore never sees engine work, or
-   * another default decision, run inside its call).
-   */
-  private void decideByDefault(TypeBinding<?> b, Proposal<?> p) {
-    decidingByDefault = p;
-    decidingThread = Thread.currentThread();
-    try {
-      b.registry().defaultDecision().accept(p);
-    } catch (RuntimeException e) {
-      failedToDecide(p, e);
-    } finally {
-      decidingByDefault = null;
-      decidingThread = null;
-    }
-    Runnable apply = decidedByDefault;
-    decidedByDefault = null;
-    if (apply != null) {
-      try {
-        apply.run();
-      } catch (RuntimeException e) {
-        taskFailed(e); // as if it had run as a task of its own
-      }
-    }
-  }
-
-  /** Hands waiting proposals of {@code type}, oldest first, to subscribers that asked for one. */
-  private void handWaitingProposals(String type) {
-    java.util.TreeMap<Long, Proposal<?>> waiting = proposalsWaiting.get(type);
-    List<Decider> deciders = proposalSinks.get(type);
-    while (waiting != null && !waiting.isEmpty() && deciders != null) {
-      Decider target = null;
-      for (Decider d : deciders) {
-        if (!d.sink.isCancelled() && d.credit > 0) {
-          target = d;
-          break;
-        }
-      }
-      if (target == null) {
-        return;
-      }
-      Proposal<?> p = waiting.pollFirstEntry().getValue();
-      if (waiting.isEmpty()) {
-        proposalsWaiting.remove(type);
-      }
-      if (p.isDecided()) {
-        continue; // its decision is on its way to stopWaiting
-      }
-      target.credit--;
-      target.forgetTaken();
-      target.handed.addLast(p);
-      try {
-        target.sink.next(p);
-      } catch (RuntimeException e) {
-        failedToDecide(p, e);
-      }
-    }
-  }
-
-  /**
-   * A subscriber left: the proposals handed to it and not taken wait again, in their places. The
-   * proposals waiting go to the subscribers left; once none is registered they get the default
-   * decision, as later ones do (unless the node is closing, which rejects them).
-   */
-  private void deciderGone(String type, Decider decider) {
-    removeFrom(proposalSinks, type, decider);
-    // Reactor discards what is left in the sink after this runs: handBack then finds them gone.
-    for (Proposal<?> p : decider.handed) {
-      if (p.takenBy != decider && !p.isDecided()) {
-        proposalsWaiting.computeIfAbsent(type, t -> new java.util.TreeMap<>()).put(p.arrival, p);
-      }
-    }
-    decider.handed.clear();
-    if (closed) {
-      return;
-    }
-    if (decidersRegistered(type)) {
-      handWaitingProposals(type);
-    } else {
-      decideWaitingByDefault(type);
-    }
-  }
-
-  /** Gives the default decision to the proposals of {@code type} waiting for a subscriber, oldest first. */
-  private void decideWaitingByDefault(String type) {
-    java.util.TreeMap<Long, Proposal<?>> waiting = proposalsWaiting.remove(type);
-    if (waiting == null) {
-      return;
-    }
-    TypeBinding<?> b = types.get(type);
-    for (Proposal<?> p : waiting.values()) {
-      if (!p.isDecided()) {
-        decideByDefault(b, p);
-      }
-    }
-  }
-
-  /** Forgets {@code p} as waiting for a subscriber: it was decided. */
-  private void stopWaiting(String type, Proposal<?> p) {
-    java.util.TreeMap<Long, Proposal<?>> waiting = proposalsWaiting.get(type);
-    if (waiting != null && waiting.remove(p.arrival, p) && waiting.isEmpty()) {
-      proposalsWaiting.remove(type);
-    }
-  }
-
-  private void failedToDecide(Proposal<?> p, RuntimeException e) {
-    log.error("node {}: proposal handler failed for {}", nodeId, p, e);
-    p.reject(ErrorCode.INVALID_OPERATION, "the owner failed to decide");
+    desk.offer(p);
   }
 
   private <T> void applyDecision(
