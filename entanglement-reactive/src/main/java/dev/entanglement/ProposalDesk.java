@@ -19,8 +19,9 @@ import reactor.core.publisher.Operators;
 
 /**
  * Who decides the proposals of a node's own objects: the {@code proposals()} subscribers of their
- * type, or the registry's default decision. Everything here runs on the engine's executor, but a
- * subscriber's {@code onNext}, and so {@link Proposal#takenBy}, may run on the subscriber's thread.
+ * type, or the registry's default decision. Everything here runs on the engine's executor except
+ * {@link #proposals} and {@link #decided}, which any thread may call; a subscriber's {@code onNext},
+ * and so {@link Proposal#takenBy}, may run on the subscriber's thread.
  *
  * <p>A proposal, once offered ({@link #offer}): {@code WAITING} (in {@link #waiting}, by arrival)
  * → {@code HANDED} (in its sink's buffer and its subscriber's {@link Decider#handed}) → {@code
@@ -32,9 +33,9 @@ import reactor.core.publisher.Operators;
  * been handled yet, no default decision is made; proposals wait and go, oldest first, to the first
  * subscriber that has asked for one. With none registered, every proposal gets the default
  * decision, those waiting first, in arrival order: an object's proposals are decided in order. A
- * default decision made at once takes effect as soon as the application's decision returns, before
- * any other engine task, so no task in between can make it stale; never inside the application's
- * call.
+ * decision the default decision makes during its call takes effect as soon as that call returns,
+ * before any other engine task, so no task in between can make it stale; never inside the
+ * application's call. One made later, or on another thread, is an engine task like any other.
  */
 final class ProposalDesk {
   private static final Logger log = LoggerFactory.getLogger(ProposalDesk.class);
@@ -118,7 +119,7 @@ final class ProposalDesk {
     });
   }
 
-  /** The node is closing: every subscriber completes (their undecided proposals are rejected). */
+  /** The node is closing: every subscriber completes (the engine then rejects what is undecided). */
   void close() {
     deciders.values().forEach(l -> new ArrayList<>(l).forEach(d -> d.sink.complete()));
   }

@@ -89,8 +89,10 @@ public final class Registry {
     }
 
     /**
-     * Decides proposals that no subscriber of {@link EntanglementNode#proposals} takes. Default:
-     * commit as proposed. A decision left undecided is rejected with {@link ErrorCode#TIMEOUT}.
+     * Decides the proposals of a type while no subscriber of {@link EntanglementNode#proposals} is
+     * registered for it (with one registered, they wait for it). Called on the node's thread: it
+     * must not block. A decision made during the call takes effect when the call returns. Default:
+     * commit as proposed. A proposal left undecided is rejected with {@link ErrorCode#TIMEOUT}.
      */
     public Builder defaultDecision(Consumer<Proposal<?>> decision) {
       this.defaultDecision = Objects.requireNonNull(decision, "decision");
