@@ -37,6 +37,33 @@ test('a local transition: conflated TRANSITION updates, tentative callbacks, com
   assert.equal((await tr.commit()).code, 'BROKEN_TRANSITION');
 });
 
+test('a local transition the owner breaks: BROKEN everywhere here, no more updates, and a commit is refused', async () => {
+  const { client, socket } = await withJavaCursor();
+  const seen = [];
+  client.tentative('Cursor', 'java', (t) => seen.push(summary(t)));
+  const tr = client.beginTransition('Cursor', 'java');
+  tr.update({ x: 5 });
+  await settle();
+  socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key: 'java', transitionId: tr.id, state: 'BROKEN' });
+  assert.deepEqual(seen, [['ACTIVE', 5], ['BROKEN', null]]);
+  assert.equal(tr.update({ x: 6 }), false, 'a broken transition takes no update');
+  assert.equal((await tr.commit()).code, 'BROKEN_TRANSITION');
+  assert.equal(client.get('Cursor', 'java').value.x, 1, 'nothing of its values stays');
+});
+
+test('a transition committed and then broken at the owner: the outcome is the owner\'s rejection, as a value', async () => {
+  const { client, socket } = await withJavaCursor();
+  const tr = client.beginTransition('Cursor', 'java');
+  tr.update({ x: 5 });
+  const outcome = tr.commit();
+  await settle();
+  const p = socket.sentOf('PROPOSE')[0];
+  socket.receive({ type: 'ERROR', inReplyTo: p.requestId, code: 'BROKEN_TRANSITION', message: 'transition ' + tr.id + ' BROKEN' });
+  const result = await outcome;
+  assert.equal(result.committed, false);
+  assert.equal(result.code, 'BROKEN_TRANSITION');
+});
+
 test('abort ends a transition everywhere; commit without update is refused', async () => {
   const { client, socket } = await withJavaCursor();
   const seen = [];

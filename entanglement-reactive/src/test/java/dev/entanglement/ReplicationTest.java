@@ -111,6 +111,29 @@ class ReplicationTest {
   }
 
   @Test
+  @DisplayName("a tombstone carries the owner's version at every hop, also to a node that was away when it was made")
+  void tombstonesCarryTheOwnersVersionAtEveryHop() {
+    try (TestMesh mesh = line("a", "b", "c", "d")) {
+      mesh.get("a").publish(new Cursor("x", 1, 1)).block();
+      for (int i = 0; i < 4; i++) {
+        mesh.get("a").publish(new Cursor("y", i, i)).block();
+      }
+      mesh.settle();
+      mesh.disconnect("c", "d");
+      assertTrue(mesh.get("a").delete(CURSOR, "x").block().isCommitted());
+      mesh.get("a").publish(new Cursor("y", 9, 9)).block();
+      mesh.connect("c", "d");
+      mesh.settle();
+      Version deletedAt = mesh.get("a").get(CURSOR, "x").orElseThrow().version();
+      for (String n : List.of("b", "c", "d")) {
+        Snapshot<Cursor> s = mesh.get(n).get(CURSOR, "x").orElseThrow();
+        assertTrue(s.deleted(), n);
+        assertEquals(deletedAt, s.version(), n);
+      }
+    }
+  }
+
+  @Test
   @DisplayName("owner removal: a removed owner's objects disappear everywhere, also after a reconnect")
   void ownerRemoval() {
     try (TestMesh mesh = line("client", "server", "manager")) {

@@ -10,6 +10,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
+import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
 class SyncTypeTest {
@@ -71,6 +72,35 @@ class SyncTypeTest {
       mesh.advance(Duration.ofSeconds(10));
       // The first low frame was already on the wire; the high ones overtake the rest, in FIFO order.
       assertEquals(List.of("Low/l0", "High/h0", "High/h1", "High/h2", "Low/l1", "Low/l2"), order);
+    }
+  }
+
+  @Test
+  @DisplayName("a catch-up after a disconnection sends what changed meanwhile by priority, every object of it")
+  void aCatchUpSendsByPriority() {
+    SyncType<Low> low = SyncType.of("Low", Low.class, Low::id).withPriority(200);
+    SyncType<High> high = SyncType.of("High", High.class, High::id).withPriority(10);
+    Registry reg = Registry.builder("prio").type(low).type(high).build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", reg, b -> {});
+      mesh.node("b", reg, b -> {});
+      mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
+      mesh.advance(Duration.ofSeconds(5));
+      mesh.disconnect("a", "b");
+      for (int i = 0; i < 3; i++) {
+        mesh.get("a").publish(new Low("l" + i)).block();
+      }
+      for (int i = 0; i < 3; i++) {
+        mesh.get("a").publish(new High("h" + i)).block();
+      }
+      List<String> order = new ArrayList<>();
+      mesh.get("b").watchAll(low).subscribe(s -> order.add(s.key().toString()));
+      mesh.get("b").watchAll(high).subscribe(s -> order.add(s.key().toString()));
+      mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
+      mesh.advance(Duration.ofSeconds(20));
+      assertEquals(6, order.size(), order.toString());
+      assertEquals(List.of("High", "High", "High", "Low", "Low", "Low"),
+          order.stream().map(k -> k.substring(0, k.indexOf('/'))).toList(), order.toString());
     }
   }
 }

@@ -131,6 +131,41 @@ class TransitionTest {
   }
 
   @Test
+  @DisplayName("a plain proposal committed by the owner breaks a transition on the object, and the proposer gets its commit without the transition's values")
+  void aPlainProposalBreaksATransition() {
+    try (TestMesh mesh = ReplicationTest.line("client", "server", "manager")) {
+      mesh.get("client").publish(new Cursor("t", 0, 0)).block();
+      Map<String, List<Tentative<Cursor>>> signals = record(mesh, "t");
+      Transition<Cursor> t = mesh.get("server").beginTransition(CURSOR, "t");
+      t.update(Map.of("y", 3.0));
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", Map.of("x", 5.0)).block();
+      assertEquals(new Cursor("t", 5, 0), assertInstanceOf(Outcome.Committed.class, o).snapshot().value());
+      for (String n : List.of("client", "server", "manager")) {
+        assertEquals(TransitionState.BROKEN, terminal(signals.get(n), t.id()), n);
+        assertEquals(new Cursor("t", 5, 0), mesh.get(n).get(CURSOR, "t").orElseThrow().value(), n);
+      }
+      assertEquals(ErrorCode.BROKEN_TRANSITION,
+          assertInstanceOf(Outcome.Rejected.class, t.commit().block()).code());
+    }
+  }
+
+  @Test
+  @DisplayName("an aborted transition leaves nothing of its values in a later plain proposal")
+  void anAbortedTransitionLeavesNothingBehind() {
+    try (TestMesh mesh = ReplicationTest.line("client", "server", "manager")) {
+      mesh.get("client").publish(new Cursor("t", 0, 0)).block();
+      Transition<Cursor> t = mesh.get("manager").beginTransition(CURSOR, "t");
+      t.update(Map.of("y", 3.0));
+      t.abort().block();
+      Outcome<Cursor> o = mesh.get("manager").propose(CURSOR, "t", Map.of("x", 5.0)).block();
+      assertEquals(new Cursor("t", 5, 0), assertInstanceOf(Outcome.Committed.class, o).snapshot().value());
+      for (String n : List.of("client", "server", "manager")) {
+        assertEquals(new Cursor("t", 5, 0), mesh.get(n).get(CURSOR, "t").orElseThrow().value(), n);
+      }
+    }
+  }
+
+  @Test
   @DisplayName("competing: a newer transition breaks the older one at the owner; only the newer commits")
   void competingTransitions() {
     try (TestMesh mesh = ReplicationTest.line("client", "server", "manager")) {

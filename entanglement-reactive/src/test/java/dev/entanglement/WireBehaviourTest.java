@@ -790,6 +790,47 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a create of a type the owner does not know is rejected UNKNOWN_TYPE, directly and across a relay that does not know it either; the links go on")
+  void aRequestOfAnUnknownTypeIsRejected() {
+    Registry cursorsOnly = Registry.builder("cursors").type(CURSOR).build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.node("r", cursorsOnly, b -> {});
+      mesh.node("b", cursorsOnly, b -> {});
+      mesh.connect("a", "r");
+      mesh.connect("r", "b");
+      mesh.settle();
+      TestMesh.Shape shape = new TestMesh.Shape("s", "red", 1, 1, false);
+      Outcome<TestMesh.Shape> viaRelay = mesh.get("a").create(TestMesh.SHAPE, OwnerId.of("owner-b"), shape).block();
+      assertEquals(ErrorCode.UNKNOWN_TYPE, assertInstanceOf(Outcome.Rejected.class, viaRelay).code());
+      Outcome<TestMesh.Shape> direct = mesh.get("a").create(TestMesh.SHAPE, OwnerId.of("owner-r"), shape).block();
+      assertEquals(ErrorCode.UNKNOWN_TYPE, assertInstanceOf(Outcome.Rejected.class, direct).code());
+      mesh.get("b").publish(new Cursor("c", 1, 1)).block();
+      mesh.settle();
+      assertTrue(mesh.get("a").get(CURSOR, "c").isPresent(), "the links still carry what both know");
+      for (String n : List.of("a", "r", "b")) {
+        assertEquals(0, mesh.get(n).statsConsistent().block().pendingRequests(), n);
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("a neighbour cannot remove one of this node's own owners: BAD_OWNER, nothing dropped, the link stays")
+  void aPeerCannotRemoveALocalOwner() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      mesh.get("a").publish(new Cursor("c", 1, 1)).block();
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      peer.send(new Message.OwnerRemoved("owner-a", 1));
+      assertEquals("BAD_OWNER", peer.of(Message.Error.class).get(0).code());
+      assertFalse(peer.closed);
+      assertFalse(mesh.get("a").get(CURSOR, "c").orElseThrow().deleted());
+      assertTrue(mesh.get("a").publish(new Cursor("c", 2, 2)).block().value().x() == 2);
+    }
+  }
+
+  @Test
   @DisplayName("a proposal answered by the node carries the request id back")
   void responseCarriesRequestId() {
     try (TestMesh mesh = new TestMesh()) {
