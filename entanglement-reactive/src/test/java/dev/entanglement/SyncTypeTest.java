@@ -50,19 +50,26 @@ class SyncTypeTest {
     assertThrows(IllegalArgumentException.class, () -> t.key(null));
   }
 
+  private static final SyncType<Low> LOW = SyncType.of("Low", Low.class, Low::id).withPriority(200);
+  private static final SyncType<High> HIGH = SyncType.of("High", High.class, High::id).withPriority(10);
+
+  /** Nodes a and b, connected by a 500 B/s link, with the types LOW and HIGH. */
+  private static TestMesh slowPairOfPriorities() {
+    Registry reg = Registry.builder("prio").type(LOW).type(HIGH).build();
+    TestMesh mesh = new TestMesh();
+    mesh.node("a", reg, b -> {});
+    mesh.node("b", reg, b -> {});
+    mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
+    mesh.advance(Duration.ofSeconds(5));
+    return mesh;
+  }
+
   @Test
   void lowerPriorityIsSentFirst() {
-    SyncType<Low> low = SyncType.of("Low", Low.class, Low::id).withPriority(200);
-    SyncType<High> high = SyncType.of("High", High.class, High::id).withPriority(10);
-    Registry reg = Registry.builder("prio").type(low).type(high).build();
-    try (TestMesh mesh = new TestMesh()) {
-      mesh.node("a", reg, b -> {});
-      mesh.node("b", reg, b -> {});
-      mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
-      mesh.advance(Duration.ofSeconds(5));
+    try (TestMesh mesh = slowPairOfPriorities()) {
       List<String> order = new ArrayList<>();
-      mesh.get("b").watchAll(low).subscribe(s -> order.add(s.key().toString()));
-      mesh.get("b").watchAll(high).subscribe(s -> order.add(s.key().toString()));
+      mesh.get("b").watchAll(LOW).subscribe(s -> order.add(s.key().toString()));
+      mesh.get("b").watchAll(HIGH).subscribe(s -> order.add(s.key().toString()));
       for (int i = 0; i < 3; i++) {
         mesh.get("a").publish(new Low("l" + i)).block();
       }
@@ -78,14 +85,7 @@ class SyncTypeTest {
   @Test
   @DisplayName("a catch-up after a disconnection sends what changed meanwhile by priority, every object of it")
   void aCatchUpSendsByPriority() {
-    SyncType<Low> low = SyncType.of("Low", Low.class, Low::id).withPriority(200);
-    SyncType<High> high = SyncType.of("High", High.class, High::id).withPriority(10);
-    Registry reg = Registry.builder("prio").type(low).type(high).build();
-    try (TestMesh mesh = new TestMesh()) {
-      mesh.node("a", reg, b -> {});
-      mesh.node("b", reg, b -> {});
-      mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
-      mesh.advance(Duration.ofSeconds(5));
+    try (TestMesh mesh = slowPairOfPriorities()) {
       mesh.disconnect("a", "b");
       for (int i = 0; i < 3; i++) {
         mesh.get("a").publish(new Low("l" + i)).block();
@@ -94,8 +94,8 @@ class SyncTypeTest {
         mesh.get("a").publish(new High("h" + i)).block();
       }
       List<String> order = new ArrayList<>();
-      mesh.get("b").watchAll(low).subscribe(s -> order.add(s.key().toString()));
-      mesh.get("b").watchAll(high).subscribe(s -> order.add(s.key().toString()));
+      mesh.get("b").watchAll(LOW).subscribe(s -> order.add(s.key().toString()));
+      mesh.get("b").watchAll(HIGH).subscribe(s -> order.add(s.key().toString()));
       mesh.connect("a", "b", LocalTransport.builder().scheduler(mesh.clock).bandwidth(500).build());
       mesh.advance(Duration.ofSeconds(20));
       assertEquals(6, order.size(), order.toString());
