@@ -2838,12 +2838,6 @@ final class Engine {
       sendControl(d, new Message.Error(0, ErrorCode.BAD_OWNER.wire(), owner + " is local to " + nodeId), 0);
       return;
     }
-    if (!routes.onPath(d, owner)) {
-      // As for a WITHDRAW: only a neighbour this node reaches the owner through speaks for it. A
-      // copy lost this way comes again from the owner's side, or in the next catch-up.
-      log.debug("node {}: {} announced the removal of {}, which it is not on the path to", nodeId, d.peer, owner);
-      return;
-    }
     Long known = removedOwners.get(owner);
     if (known != null && known >= m.epoch()) {
       return;

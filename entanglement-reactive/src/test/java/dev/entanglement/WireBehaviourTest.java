@@ -815,26 +815,6 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("an owner's removal is taken only from a neighbour on the owner's path: another peer cannot make a node drop an owner's objects")
-  void anOwnerRemovalFromOffThePathIsIgnored() {
-    try (TestMesh mesh = new TestMesh()) {
-      mesh.node("hub");
-      mesh.node("b");
-      mesh.connect("hub", "b");
-      mesh.get("b").publish(new Cursor("c", 1, 1)).block();
-      mesh.settle();
-      RawPeer x = new RawPeer(mesh, "hub", "x");
-      x.send(hello("x", "owner-x"));
-      x.send(new Message.OwnerRemoved("owner-b", 1));
-      mesh.settle();
-      assertFalse(mesh.get("hub").get(CURSOR, "c").orElseThrow().deleted(), "kept");
-      mesh.get("b").publish(new Cursor("c", 2, 2)).block();
-      mesh.settle();
-      assertEquals(2.0, mesh.get("hub").get(CURSOR, "c").orElseThrow().value().x(), "b's states still taken");
-    }
-  }
-
-  @Test
   @DisplayName("a neighbour cannot remove one of this node's own owners: BAD_OWNER, nothing dropped, the link stays")
   void aPeerCannotRemoveALocalOwner() {
     try (TestMesh mesh = new TestMesh()) {
