@@ -120,19 +120,13 @@ public final class TcpClientTransport {
   Mono<Void> attachDialled(Link link) {
     PeerId local = localIdentity();
     PeerId peer = link.remote();
-    if (local == null) {
+    if (local == null || !PeerConnections.open(node, peer, PeerConnections.Side.ACCEPTED)) {
       return node.attach(link);
     }
     if (!PeerOrder.localDialWins(local, peer)) {
-      if (PeerConnections.open(node, peer, PeerConnections.Side.ACCEPTED)) {
-        log.info("dropping our dial to {}: its own dial to us is open and wins", peer);
-        link.dispose();
-        return Mono.empty();
-      }
-      return node.attach(link);
-    }
-    if (!PeerConnections.open(node, peer, PeerConnections.Side.ACCEPTED)) {
-      return node.attach(link);
+      log.info("dropping our dial to {}: its own dial to us is open and wins", peer);
+      link.dispose();
+      return Mono.empty();
     }
     // Attaching replaces the working connection the peer dialled: only once the peer has shown,
     // by its HELLO, that it keeps ours (one that admits us only on its own dials refuses ours).
