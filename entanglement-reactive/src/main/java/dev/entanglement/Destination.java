@@ -133,6 +133,12 @@ final class Destination {
   /** Requests from this peer not answered yet; at most the per-peer pending request limit. */
   int requestsPending;
   final Map<Long, List<Obligation>> outstanding = new HashMap<>();
+  /** Owner to hop count as the peer last announced it (HELLO, ROUTES). */
+  Map<OwnerId, Integer> announced = Map.of();
+  /**
+   * The announced routes the policy lets the peer speak for ({@link Policy#shouldAcceptRoute}): the
+   * only ones routed through and taken as the peer's path.
+   */
   Map<OwnerId, Integer> routes = Map.of();
   @Nullable Map<OwnerId, Integer> lastAdvertised;
   /**
@@ -191,9 +197,11 @@ final class Destination {
 
   /**
    * The newest state per object that the peer sent and this node refused because the peer was not
-   * yet on the owner's path (a route change in flight): the peer counts it as delivered, so it is
-   * applied again once the routes put the peer on the path. Beyond the bound, a state comes back
-   * only with a catch-up (the node's watermark stays below it).
+   * yet on the owner's path (a route change in flight) or the policy did not let it speak for the
+   * owner: the peer counts it as delivered, so it is applied again once the routes put the peer on
+   * the path, or a policy refresh allows it. Beyond the bound, a state refused on route comes back
+   * only with a catch-up (the node's watermark stays below it); one refused by the policy holds no
+   * watermark down and comes back with its object's next version.
    */
   final java.util.LinkedHashMap<ObjectKey, RefusedState> refusedOnRoute = new java.util.LinkedHashMap<>();
 

@@ -100,6 +100,8 @@ final class Engine {
    */
   private final Map<String, ObjectReader> attributeReaders;
   private final Policy peerPolicy;
+  /** The policies asked which owners a neighbour speaks for: the node's, then each registry's. */
+  private final List<Policy> routePolicies;
   private final Timeouts timeouts;
   private final Limits limits;
   private final RouteTable routes;
@@ -164,6 +166,8 @@ final class Engine {
   private final Map<String, List<TentativeWatcher>> tentativeWatchers = new HashMap<>();
   private final ProposalDesk desk;
   private final Map<ObjectKey, Map<String, TransitionSlot>> transitions = new HashMap<>();
+  /** Every slot of {@link #transitions} by its transition id: an id is open on one object at most. */
+  private final Map<String, TransitionSlot> transitionsById = new HashMap<>();
   private final Map<String, TransitionState> endedTransitions = lru(ENDED_TRANSITIONS_REMEMBERED);
   private final Map<ObjectKey, Boolean> recentEvents = lru(EVENTS_REMEMBERED);
   /**
@@ -351,6 +355,10 @@ final class Engine {
       }
     }
     byClass.values().removeIf(Objects::isNull);
+    List<Policy> rp = new ArrayList<>();
+    rp.add(peerPolicy);
+    registries.forEach(r -> rp.add(r.policy()));
+    this.routePolicies = List.copyOf(rp);
     this.types = byName;
     this.desk = new ProposalDesk(nodeId, serial, byName::get, () -> closed, this::taskFailed);
     this.typesByClass = byClass;
@@ -856,6 +864,17 @@ final class Engine {
             serial.execute(
                 () -> {
                   policyGeneration++;
+                  boolean routesMoved = false;
+                  for (Destination d : destinations) {
+                    routesMoved |= acceptRoutes(d, d.announced);
+                  }
+                  if (routesMoved) {
+                    routesChanged();
+                  } else {
+                    for (Destination d : destinations) {
+                      applyRefusedNowOnPath(d);
+                    }
+                  }
                   for (Destination d : destinations) {
                     for (StoredState st : objects.values()) {
                       offer(d, new QueueKey(Lane.STATE, st.key()), st.binding.priority(),
@@ -2415,7 +2434,7 @@ final class Engine {
     for (Message.OwnerAd ad : h.owners()) {
       r.put(OwnerId.of(ad.owner()), 0);
     }
-    d.routes = r;
+    acceptRoutes(d, r);
     routesChanged();
   }
 
@@ -2426,8 +2445,57 @@ final class Engine {
         r.put(OwnerId.of(o), Math.min(h, RouteTable.MAX_HOPS));
       }
     });
-    d.routes = r;
+    acceptRoutes(d, r);
     routesChanged();
+  }
+
+  /**
+   * Takes what {@code d} announces: its routes are the announced ones the policy lets it speak for
+   * ({@link Policy#shouldAcceptRoute}). Returns whether its routes changed.
+   */
+  private boolean acceptRoutes(Destination d, Map<OwnerId, Integer> announced) {
+    Map<OwnerId, Integer> accepted = announced;
+    for (OwnerId o : announced.keySet()) {
+      if (!routeAllowed(d.peer, o)) {
+        if (accepted == announced) {
+          accepted = new HashMap<>(announced);
+        }
+        accepted.remove(o);
+        log.debug("node {}: {} may not speak for {}: its route is ignored", nodeId, d.peer, o);
+      }
+    }
+    boolean changed = !accepted.equals(d.routes);
+    d.announced = announced;
+    d.routes = accepted;
+    return changed;
+  }
+
+  /** Whether every route policy lets {@code neighbour} speak for {@code owner}. */
+  private boolean routeAllowed(PeerId neighbour, OwnerId owner) {
+    for (Policy p : routePolicies) {
+      if (!p.shouldAcceptRoute(neighbour, owner)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Whether the policy lets {@code d} speak for {@code owner}: as decided when {@code d} announced
+   * it, or asked now for an owner it does not announce. Says nothing of the path (see {@link
+   * #speaksFor}).
+   */
+  private boolean routeAllowedFrom(Destination d, OwnerId owner) {
+    return d.routes.containsKey(owner)
+        || !d.announced.containsKey(owner) && routeAllowed(d.peer, owner);
+  }
+
+  /**
+   * Whether {@code d} speaks for {@code owner}: the policy lets it, and it is on the owner's path
+   * ({@link RouteTable#onPath}). A local owner is spoken for by this node alone.
+   */
+  private boolean speaksFor(Destination d, OwnerId owner) {
+    return !localOwners.containsKey(owner) && routeAllowedFrom(d, owner) && routes.onPath(d, owner);
   }
 
   private void onSync(Destination d, Message.Sync s, byte[] frame, @Nullable Object bound) {
@@ -2492,6 +2560,14 @@ final class Engine {
     // the end of a full resync must not take it for gone.
     if (!from.caughtUp.contains(owner)) {
       from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
+    }
+    if (!routeAllowedFrom(from, owner)) {
+      // Kept, as a state refused on route is (bounded per link), for a policy refresh that allows
+      // the sender; but it holds no watermark down, so a peer cannot stall an owner it may not speak for.
+      if (answering.isEmpty()) {
+        from.keepRefused(key, new Destination.RefusedState(b, s, frame, bound));
+      }
+      return ErrorCode.BAD_OWNER;
     }
     if (deletedWhileThePeerWasAway(from, owner, v) && objects.get(key) == null && !dropped.containsKey(key)) {
       // Not refused either (no refusal may hold the watermark down for it): withdrawn, so that
@@ -2597,7 +2673,7 @@ final class Engine {
     if (recentEvents.containsKey(key)) {
       return;
     }
-    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
+    if (!speaksFor(d, owner)) {
       refuse(d, ErrorCode.BAD_OWNER, s);
       return;
     }
@@ -2649,7 +2725,7 @@ final class Engine {
       d.refusedOnRoute.remove(key); // withdrawn by its sender: never to be applied from there
     }
     if (cur == null || !cur.owner().equals(owner) || cur.version().isNewerThan(upTo)
-        || localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
+        || !speaksFor(d, owner)) {
       return;
     }
     drop(cur, d, upTo, false);
@@ -2840,6 +2916,13 @@ final class Engine {
     }
     Long known = removedOwners.get(owner);
     if (known != null && known >= m.epoch()) {
+      return;
+    }
+    // The policy's word, not the path: the owner is gone, and its removal reaches later neighbours
+    // from any node that learnt it (attachNow), so no path leads to it any more.
+    if (!routeAllowedFrom(d, owner)) {
+      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(),
+          d.peer + " may not remove owner " + brief(m.owner())), 0);
       return;
     }
     purgeOwner(owner, m.epoch(), d);
@@ -3040,7 +3123,7 @@ final class Engine {
     java.util.Set<ObjectKey> seen = d.catchUpSeen.remove(owner);
     // A state of the owner refused from the peer on route and not received since keeps the
     // watermark below it (belowRefused), whoever sends the watermark.
-    if (localOwners.containsKey(owner) || !routes.onPath(d, owner)) {
+    if (!speaksFor(d, owner)) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());
@@ -3217,6 +3300,12 @@ final class Engine {
       if (r.transitionId() != null && endedTransitions.containsKey(r.transitionId())) {
         rejectAll(obs, ErrorCode.BROKEN_TRANSITION,
             "transition " + r.transitionId() + " " + endedTransitions.get(r.transitionId()));
+        return;
+      }
+      TransitionSlot open = r.transitionId() == null ? null : transitionsById.get(r.transitionId());
+      if (open != null && !open.key.equals(key)) {
+        rejectAll(obs, ErrorCode.INVALID_OPERATION,
+            "transition " + brief(r.transitionId()) + " is of another object");
         return;
       }
       if (kind == Proposal.Kind.UPDATE) {
@@ -3420,6 +3509,17 @@ final class Engine {
     }
     ObjectKey key = new ObjectKey(t.objectType(), t.key());
     OwnerId owner = OwnerId.of(t.owner());
+    TransitionSlot open = transitionsById.get(t.transitionId());
+    StoredState base = objects.get(key);
+    if (open != null
+            && (!open.key.equals(key) || !open.origin.equals(t.origin()) || !open.owner.equals(owner))
+        || base != null && !base.owner().equals(owner)) {
+      // An id open on another object or by another originator, or an owner that is not the
+      // object's: taken, it would let the sender end or steer a transition that is not its own.
+      log.debug("node {}: transition {} from {} does not match the one held", nodeId,
+          brief(t.transitionId()), d.peer);
+      return;
+    }
     if (!listenAllowed(d.peer, Operation.TRANSITION, b, key, owner)
         || !(t.attributes() instanceof ObjectNode attrs)) {
       sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), "transition refused"), 0);
@@ -3431,12 +3531,12 @@ final class Engine {
           "more than " + limits.transitionsPerPeer() + " transitions active"), 0);
       return;
     }
-    Map<String, TransitionSlot> slots = transitions.get(key);
-    TransitionSlot slot = slots == null ? null : slots.get(t.transitionId());
-    if (slot != null && slot.seq >= t.seq()) {
+    if (open != null && open.seq >= t.seq()) {
+      // Sent again (a reconnected or second path toward the originator): the sender is on the
+      // originator's side all the same, which is what an ABORTED from it is judged by.
+      d.transitionsReceived.add(t.transitionId());
       return;
     }
-    StoredState base = objects.get(key);
     if (base != null
         && (base.version().epoch() != t.baseEpoch() || base.version().serial() != t.baseSerial())) {
       // The sender judged the tentative value (its committed state merged with the attributes) on
@@ -3447,7 +3547,7 @@ final class Engine {
       return;
     }
     d.transitionsReceived.add(t.transitionId());
-    slot = transitionSlot(b, key, owner, t.transitionId(), t.origin());
+    TransitionSlot slot = transitionSlot(b, key, owner, t.transitionId(), t.origin());
     slot.seq = t.seq();
     slot.partial = t.partial();
     slot.attributes = attrs;
@@ -3469,7 +3569,30 @@ final class Engine {
       protocolError(d, ErrorCode.BAD_ENCODING, "transition end with state ACTIVE");
       return;
     }
-    endTransition(new ObjectKey(e.objectType(), e.key()), e.transitionId(), state, true, d);
+    String tid = e.transitionId();
+    if (endedTransitions.containsKey(tid)) {
+      return;
+    }
+    ObjectKey key = new ObjectKey(e.objectType(), e.key());
+    TransitionSlot slot = transitionsById.get(tid);
+    if (slot != null && !slot.key.equals(key)) {
+      return; // it names another object than the transition's: it ends nothing
+    }
+    StoredState held = objects.get(key);
+    if (slot == null && held == null) {
+      return; // nothing here to end, and nothing to judge the sender by
+    }
+    // The owner's decisions come from the owner's side, an abandonment also from the side the
+    // transition's updates came from. The object's owner, where it is held, is the owner.
+    OwnerId owner = held != null ? held.owner() : slot.owner;
+    boolean ownersDecision =
+        state == TransitionState.CONFIRMED || state == TransitionState.BROKEN
+            || state == TransitionState.REJECTED;
+    if (!speaksFor(d, owner) && (ownersDecision || !d.transitionsReceived.contains(tid))) {
+      log.debug("node {}: {} may not end transition {} as {}", nodeId, d.peer, brief(tid), state);
+      return;
+    }
+    endTransition(key, tid, state, true, d);
   }
 
   /** The slot of a transition, created on first sight; the owner lets the newest one win. */
@@ -3486,6 +3609,7 @@ final class Engine {
       }
       slot = new TransitionSlot(b, key, owner, tid, origin, emptyObject());
       slots.put(tid, slot);
+      transitionsById.put(tid, slot);
       activeTransitions++;
       transitionsByOrigin.merge(origin, 1, Integer::sum);
     }
@@ -3545,9 +3669,16 @@ final class Engine {
     if (endedTransitions.containsKey(tid)) {
       return;
     }
+    TransitionSlot open = transitionsById.get(tid);
+    if (open != null && !open.key.equals(key)) {
+      return; // the id is open on another object: this one has no such transition to end
+    }
     endedTransitions.put(tid, state);
     Map<String, TransitionSlot> slots = transitions.get(key);
     TransitionSlot slot = slots == null ? null : slots.remove(tid);
+    if (slot != null) {
+      transitionsById.remove(tid);
+    }
     if (slots != null && slots.isEmpty()) {
       transitions.remove(key);
     }
@@ -3637,8 +3768,8 @@ final class Engine {
   }
 
   /**
-   * Applies again the states refused from {@code d} in a route race whose owner's path now runs
-   * through it, as received (the listen policy is asked again for a value bound then).
+   * Applies again the states refused from {@code d} (in a route race, or by the route policy) whose
+   * owner it now speaks for, as received (the listen policy is asked again for a value bound then).
    */
   private void applyRefusedNowOnPath(Destination d) {
     if (d.refusedOnRoute.isEmpty() || d.closed) {
@@ -3646,7 +3777,7 @@ final class Engine {
     }
     List<Map.Entry<ObjectKey, Destination.RefusedState>> ready = new ArrayList<>();
     for (var e : d.refusedOnRoute.entrySet()) {
-      if (routes.onPath(d, ownerId(e.getValue().sync().owner()))) {
+      if (speaksFor(d, ownerId(e.getValue().sync().owner()))) {
         ready.add(e);
       }
     }

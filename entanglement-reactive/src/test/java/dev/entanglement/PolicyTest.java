@@ -543,4 +543,87 @@ class PolicyTest {
           x.of(dev.entanglement.protocol.Message.Withdraw.class));
     }
   }
+
+  /** Refuses {@code neighbour} the routes to the owners in {@code refused}. */
+  private static Policy refusingRoutes(String neighbour, Set<String> refused) {
+    return new Policy() {
+      @Override
+      public boolean shouldAcceptRoute(PeerId n, OwnerId o) {
+        return !(n.value().equals(neighbour) && refused.contains(o.value()));
+      }
+    };
+  }
+
+  @Test
+  @DisplayName("a neighbour the route policy refuses for an owner cannot speak for it: its route, states and removal of that owner are refused")
+  void aRefusedRouteLeavesTheOwnerUnspokenFor() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(refusingRoutes("x", Set.of("owner-b"))));
+      mesh.node("b");
+      mesh.connect("a", "b");
+      mesh.get("b").publish(new Cursor("t", 1, 1)).block();
+      Version held = mesh.get("a").get(CURSOR, "t").orElseThrow().version();
+      WireBehaviourTest.RawPeer x = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      x.send(WireBehaviourTest.hello("x", "owner-x", "owner-b"));
+
+      x.send(WireBehaviourTest.sync("t", "owner-b", held.serial() + 5, 99));
+      x.send(new dev.entanglement.protocol.Message.OwnerRemoved("owner-b", 1));
+      List<String> codes = x.of(dev.entanglement.protocol.Message.Error.class).stream()
+          .map(dev.entanglement.protocol.Message.Error::code).toList();
+      assertEquals(List.of("BAD_OWNER", "UNAUTHORIZED"), codes);
+      Snapshot<Cursor> t = mesh.get("a").get(CURSOR, "t").orElseThrow();
+      assertFalse(t.deleted(), "not removed");
+      assertEquals(held, t.version(), "x's state was not taken");
+
+      // Without b, x is the only neighbour announcing owner-b: still no route through it.
+      mesh.disconnect("a", "b");
+      Outcome<Cursor> moved = mesh.get("a").propose(CURSOR, "t", Map.of("x", 5.0))
+          .onErrorResume(EntanglementException.class, e -> reactor.core.publisher.Mono.just(
+              new Outcome.Rejected<>(e.code(), e.getMessage())))
+          .block();
+      assertEquals(ErrorCode.NOT_CONNECTED,
+          org.junit.jupiter.api.Assertions.assertInstanceOf(Outcome.Rejected.class, moved).code());
+      assertTrue(x.of(dev.entanglement.protocol.Message.Propose.class).isEmpty(), "no proposal went to x");
+      x.send(new dev.entanglement.protocol.Message.Withdraw("Cursor", "t", "owner-b", held.epoch(), held.serial() + 5));
+      assertEquals(held, mesh.get("a").get(CURSOR, "t").map(Snapshot::version).orElse(null),
+          "x's withdrawal was not taken");
+    }
+  }
+
+  @Test
+  @DisplayName("a policy refresh reconsiders the owners a neighbour announced: a refused one becomes spoken for, and its states refused meanwhile are taken")
+  void refreshReconsidersRoutes() {
+    Set<String> refused = ConcurrentHashMap.newKeySet();
+    refused.add("owner-x");
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(refusingRoutes("x", refused)));
+      WireBehaviourTest.RawPeer x = new WireBehaviourTest.RawPeer(mesh, "a", "x");
+      x.send(WireBehaviourTest.hello("x", "owner-x"));
+      x.send(WireBehaviourTest.sync("u", "owner-x", 1, 5));
+      x.send(WireBehaviourTest.sync("t", "owner-x", 2, 10));
+      assertEquals(List.of("BAD_OWNER", "BAD_OWNER"), x.of(dev.entanglement.protocol.Message.Error.class)
+          .stream().map(dev.entanglement.protocol.Message.Error::code).toList());
+      assertTrue(mesh.get("a").get(CURSOR, "t").isEmpty() && mesh.get("a").get(CURSOR, "u").isEmpty());
+
+      refused.clear();
+      mesh.get("a").refreshPolicy().block();
+      // The states refused are taken now: x counts them as delivered and will not send them again.
+      assertEquals(5.0, mesh.get("a").get(CURSOR, "u").orElseThrow().value().x());
+      assertEquals(10.0, mesh.get("a").get(CURSOR, "t").orElseThrow().value().x());
+      x.send(WireBehaviourTest.sync("t", "owner-x", 3, 20));
+      assertEquals(20.0, mesh.get("a").get(CURSOR, "t").orElseThrow().value().x());
+      assertEquals(2, x.of(dev.entanglement.protocol.Message.Error.class).size());
+
+      // An owner x does not announce: asked when x speaks for it, and taken after a refresh that
+      // moves no route.
+      refused.add("owner-w");
+      mesh.get("a").refreshPolicy().block();
+      x.send(WireBehaviourTest.sync("w", "owner-w", 1, 30));
+      assertEquals(3, x.of(dev.entanglement.protocol.Message.Error.class).size());
+      assertTrue(mesh.get("a").get(CURSOR, "w").isEmpty());
+      refused.clear();
+      mesh.get("a").refreshPolicy().block();
+      assertEquals(30.0, mesh.get("a").get(CURSOR, "w").orElseThrow().value().x());
+    }
+  }
 }

@@ -354,6 +354,137 @@ class TransitionTest {
     }
   }
 
+  /**
+   * Node a holds b's object "t"; the raw peer y, connected to a and off b's path, has begun
+   * transition "ty" on it. Returns y.
+   */
+  private static WireBehaviourTest.RawPeer transitionFromAPeerOffThePath(TestMesh mesh) {
+    mesh.node("a");
+    mesh.node("b");
+    mesh.connect("a", "b");
+    mesh.get("b").publish(new Cursor("t", 0, 0)).block();
+    WireBehaviourTest.RawPeer y = new WireBehaviourTest.RawPeer(mesh, "a", "y");
+    y.send(WireBehaviourTest.hello("y", "owner-y"));
+    y.send(update(mesh, "t", "owner-b", "y", 1));
+    return y;
+  }
+
+  /** An update of transition "ty" on {@code key}, judged on the version a holds. */
+  private static dev.entanglement.protocol.Message.Transition update(
+      TestMesh mesh, String key, String owner, String origin, long seq) {
+    return update(mesh, key, owner, origin, "ty", seq, 7.0);
+  }
+
+  private static dev.entanglement.protocol.Message.Transition update(
+      TestMesh mesh, String key, String owner, String origin, String tid, long seq, double x) {
+    Version base = mesh.get("a").get(CURSOR, key).orElseThrow().version();
+    return new dev.entanglement.protocol.Message.Transition(
+        "Cursor", key, owner, base.epoch(), base.serial(), tid, origin, seq, true,
+        tools.jackson.databind.node.JsonNodeFactory.instance.objectNode().put("x", x));
+  }
+
+  private static WireBehaviourTest.RawPeer peer(TestMesh mesh, String name) {
+    WireBehaviourTest.RawPeer p = new WireBehaviourTest.RawPeer(mesh, "a", name);
+    p.send(WireBehaviourTest.hello(name, "owner-" + name));
+    return p;
+  }
+
+  @Test
+  @DisplayName("an originator that sends its transition again after reconnecting may abort it")
+  void anAbortAfterAReconnectEndsTheTransition() {
+    try (TestMesh mesh = new TestMesh()) {
+      List<Tentative<Cursor>> atA = new ArrayList<>();
+      WireBehaviourTest.RawPeer y = transitionFromAPeerOffThePath(mesh);
+      mesh.get("a").tentative(CURSOR, "t").subscribe(atA::add);
+      y.connection.close();
+      WireBehaviourTest.RawPeer again = peer(mesh, "y");
+      again.send(update(mesh, "t", "owner-b", "y", 1)); // the same update: nothing new to show
+      again.send(end("t", "ABORTED"));
+      assertEquals(TransitionState.ABORTED, terminal(atA, "ty"));
+    }
+  }
+
+  @Test
+  @DisplayName("an update that does not match the transition held is ignored: another object under its id, another originator, another owner than the object's")
+  void anUpdateThatDoesNotMatchTheTransitionIsIgnored() {
+    try (TestMesh mesh = new TestMesh()) {
+      List<Tentative<Cursor>> atA = new ArrayList<>();
+      WireBehaviourTest.RawPeer y = transitionFromAPeerOffThePath(mesh);
+      mesh.get("b").publish(new Cursor("u", 0, 0)).block();
+      mesh.get("b").publish(new Cursor("v", 0, 0)).block();
+      mesh.get("a").tentativeAll(CURSOR).subscribe(atA::add);
+      WireBehaviourTest.RawPeer z = peer(mesh, "z");
+      z.send(update(mesh, "u", "owner-b", "y", "ty", 5, 9.0)); // y's id on another object
+      z.send(update(mesh, "t", "owner-b", "z", "ty", 2, 9.0)); // y's transition, another originator
+      y.send(update(mesh, "v", "owner-y", "y", "tv", 1, 9.0)); // b's object, claimed as y's owner's
+      assertTrue(atA.stream().allMatch(t -> t.transitionId().equals("ty") && t.origin().equals("y")
+          && t.key().key().equals("t") && t.value().x() == 7.0), "a showed " + atA);
+      z.send(end("t", "ABORTED")); // z is not on its originator's side
+      y.send(end("t", "ABORTED"));
+      assertEquals(TransitionState.ABORTED, terminal(atA, "ty"));
+    }
+  }
+
+  @Test
+  @DisplayName("a proposal naming a transition open on another object is refused INVALID_OPERATION, and the transition stays open")
+  void aProposalNamingAnotherObjectsTransitionIsRefused() {
+    try (TestMesh mesh = new TestMesh()) {
+      List<Tentative<Cursor>> atB = new ArrayList<>();
+      WireBehaviourTest.RawPeer y = transitionFromAPeerOffThePath(mesh);
+      mesh.get("b").tentative(CURSOR, "t").subscribe(atB::add);
+      mesh.get("b").publish(new Cursor("u", 0, 0)).block();
+      y.send(new dev.entanglement.protocol.Message.Propose(5, dev.entanglement.protocol.Message.ProposalKind.UPDATE,
+          "Cursor", "u", "owner-b", true,
+          tools.jackson.databind.node.JsonNodeFactory.instance.objectNode().put("x", 3.0), "ty", 0));
+      assertEquals("INVALID_OPERATION",
+          y.of(dev.entanglement.protocol.Message.Error.class).get(0).code());
+      assertEquals(0.0, mesh.get("b").get(CURSOR, "u").orElseThrow().value().x());
+      y.send(end("t", "ABORTED"));
+      assertEquals(TransitionState.ABORTED, terminal(atB, "ty"));
+    }
+  }
+
+  private static dev.entanglement.protocol.Message.TransitionEnd end(String key, String state) {
+    return new dev.entanglement.protocol.Message.TransitionEnd("Cursor", key, "ty", state);
+  }
+
+  @Test
+  @DisplayName("an owner's decision on a transition is taken only from the owner's side; an abandonment also from the originator's")
+  void transitionEndsComeFromTheirSide() {
+    try (TestMesh mesh = new TestMesh()) {
+      Map<String, List<Tentative<Cursor>>> signals = new LinkedHashMap<>();
+      for (String n : List.of("a", "b")) {
+        signals.put(n, new ArrayList<>());
+      }
+      WireBehaviourTest.RawPeer y = transitionFromAPeerOffThePath(mesh);
+      signals.forEach((n, l) -> mesh.get(n).tentative(CURSOR, "t").subscribe(l::add));
+      y.send(end("t", "CONFIRMED"));
+      y.send(end("t", "REJECTED"));
+      peer(mesh, "z").send(end("t", "ABORTED")); // z sent no update of it
+      for (String n : List.of("a", "b")) {
+        assertTrue(signals.get(n).stream().noneMatch(t -> t.state().isTerminal()), n + " saw " + signals.get(n));
+      }
+      y.send(end("t", "ABORTED"));
+      assertEquals(TransitionState.ABORTED, terminal(signals.get("a"), "ty"));
+      assertEquals(TransitionState.ABORTED, terminal(signals.get("b"), "ty"));
+    }
+  }
+
+  @Test
+  @DisplayName("an end that names another object than its transition's ends nothing, and the transition can still end")
+  void anEndNamingAnotherObjectEndsNothing() {
+    try (TestMesh mesh = new TestMesh()) {
+      List<Tentative<Cursor>> atA = new ArrayList<>();
+      WireBehaviourTest.RawPeer y = transitionFromAPeerOffThePath(mesh);
+      mesh.get("a").tentative(CURSOR, "t").subscribe(atA::add);
+      mesh.get("b").publish(new Cursor("u", 0, 0)).block();
+      y.send(end("u", "ABORTED"));
+      assertTrue(atA.stream().noneMatch(t -> t.state().isTerminal()), "a saw " + atA);
+      y.send(end("t", "ABORTED"));
+      assertEquals(TransitionState.ABORTED, terminal(atA, "ty"));
+    }
+  }
+
   private static dev.entanglement.protocol.Message.Transition transition(
       long baseEpoch, long baseSerial, long seq, double x) {
     return new dev.entanglement.protocol.Message.Transition(

@@ -26,15 +26,18 @@ import org.jspecify.annotations.Nullable;
  * "red"}, {@code "blue"} or {@code "staff"}. An object without a valid team is seen by staff and
  * nodes only.
  *
- * <p><b>Peers.</b> A peer's team is set with {@link #assign} (the command-line node does it from
- * the WebSocket upgrade request). A peer whose identity is a certificate fingerprint ({@code
- * ni:///sha-256;…}, as the TLS transport establishes it) is a node: it relays for every team, so it
- * sees and writes everything, like staff. A peer with no team receives nothing and may write
- * nothing.
+ * <p><b>Peers.</b> A peer's team, and the owners it speaks for, are set with {@link #assign} (the
+ * command-line node does it from the WebSocket upgrade request). A peer whose identity is a
+ * certificate fingerprint ({@code ni:///sha-256;…}, as the TLS transport establishes it) is a node:
+ * it relays for every team and every owner, so it sees and writes everything, like staff. A peer
+ * with no team receives nothing and may write nothing.
  *
  * <p><b>Rules</b> for a red or blue peer (staff and nodes: everything is allowed):
  *
  * <ul>
+ *   <li>it speaks only for the owners assigned with it ({@link #shouldAcceptRoute}): the node routes
+ *       nothing else through it, and refuses its states, withdrawals and removal of any other owner,
+ *       so a red peer can neither pose as a blue peer's owner nor remove it;
  *   <li>it receives objects of its own team and staff objects; a deletion (which carries no team)
  *       reaches it as a withdrawal of the object it held, with the same effect;
  *   <li>a state it sends (as an owner), a proposal's result and a created object are accepted only
@@ -100,7 +103,10 @@ public final class TeamsPolicy implements Policy {
         }
       };
 
-  private final Map<PeerId, Team> teams = new ConcurrentHashMap<>();
+  /** A peer's team and the owners it speaks for. */
+  private record Assignment(Team team, Set<OwnerId> owners) {}
+
+  private final Map<PeerId, Assignment> assignments = new ConcurrentHashMap<>();
   private final HeldStates held;
   private final Set<OwnerId> localOwners;
 
@@ -114,17 +120,19 @@ public final class TeamsPolicy implements Policy {
   }
 
   /**
-   * Puts {@code peer} in {@code team}.
+   * Puts {@code peer} in {@code team}, speaking for {@code owners}: the owners of its own objects.
    *
-   * @return true if that changed its team: then call {@code refreshPolicy()} if it is connected
+   * @return true if that changed its team or its owners: then call {@code refreshPolicy()} if it is
+   *     connected
    */
-  public boolean assign(PeerId peer, Team team) {
-    return teams.put(Objects.requireNonNull(peer), Objects.requireNonNull(team)) != team;
+  public boolean assign(PeerId peer, Team team, Set<OwnerId> owners) {
+    Assignment a = new Assignment(Objects.requireNonNull(team, "team"), Set.copyOf(owners));
+    return !a.equals(assignments.put(Objects.requireNonNull(peer, "peer"), a));
   }
 
   /** Forgets the team of {@code peer}, which then receives nothing and may write nothing. */
   public void forget(PeerId peer) {
-    teams.remove(peer);
+    assignments.remove(peer);
   }
 
   /** The team of a peer: staff for a node, the assigned team otherwise, or empty. */
@@ -132,7 +140,7 @@ public final class TeamsPolicy implements Policy {
     if (isNode(peer)) {
       return Optional.of(Team.STAFF);
     }
-    return Optional.ofNullable(teams.get(peer));
+    return Optional.ofNullable(assignments.get(peer)).map(Assignment::team);
   }
 
   /** True if {@code peer} is identified by a certificate fingerprint: a node. */
@@ -157,6 +165,16 @@ public final class TeamsPolicy implements Policy {
     } catch (ReflectiveOperationException e) {
       return Optional.empty();
     }
+  }
+
+  /** A node speaks for every owner, a peer with a team for the owners assigned with it. */
+  @Override
+  public boolean shouldAcceptRoute(PeerId neighbour, OwnerId owner) {
+    if (isNode(neighbour)) {
+      return true;
+    }
+    Assignment a = assignments.get(neighbour);
+    return a != null && a.owners().contains(owner);
   }
 
   @Override

@@ -1,12 +1,14 @@
 package dev.entanglement.samples.cli;
 
 import dev.entanglement.EntanglementNode;
+import dev.entanglement.OwnerId;
 import dev.entanglement.PeerId;
 import dev.entanglement.netty.WebSocketServerTransport.Upgrade;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiFunction;
@@ -31,9 +33,12 @@ import reactor.netty.http.server.HttpServerResponse;
  * {@code --bandwidth} says; the engine's per-object coalescing then sends each object's newest
  * state when the link has room, so a slow tab sees jumps, never a growing lag.
  *
- * <p>Under the teams policy the query parameter {@code team} ({@code red}, {@code blue} or {@code
- * staff}) is required: without it, or with another value, the upgrade is refused with 403. The
- * team is kept in the {@link TeamsPolicy} while the peer has a connection open.
+ * <p>Under the teams policy the query parameters {@code team} ({@code red}, {@code blue} or {@code
+ * staff}) and {@code client} are required: without them, or with another team, the upgrade is
+ * refused with 403. The
+ * team is kept in the {@link TeamsPolicy} while the peer has a connection open, and the peer speaks
+ * for one owner, named as its {@code client} parameter (the browser demo's owner id is its client
+ * id): its objects under any other owner are refused.
  */
 final class WebSocketPeers {
   private static final Logger log = LoggerFactory.getLogger(WebSocketPeers.class);
@@ -75,11 +80,16 @@ final class WebSocketPeers {
       log.warn("refused WebSocket from {}: team parameter missing or not red, blue or staff", request.remoteAddress());
       return Mono.just(Upgrade.forbidden());
     }
+    if (single(query, "client").isEmpty()) {
+      // The peer speaks for the owner its client id names: a generated id would name no owner of it.
+      log.warn("refused WebSocket from {}: the teams policy needs a client parameter", request.remoteAddress());
+      return Mono.just(Upgrade.forbidden());
+    }
     accepted.put(request, peer);
     boolean[] changed = new boolean[1];
     // Counting and assigning in one step, so that a connection ending meanwhile cannot forget it.
     open.compute(peer, (p, n) -> {
-      changed[0] = teams.assign(p, team.get());
+      changed[0] = teams.assign(p, team.get(), Set.of(OwnerId.of(client)));
       return n == null ? 1 : n + 1;
     });
     log.info("WebSocket peer {} in team {}", peer, team.get().label());

@@ -160,7 +160,7 @@ class NodeCommandTest {
   }
 
   @Test
-  @DisplayName("--policy teams: a WebSocket without a valid team, or with a bad client id, is refused with 403")
+  @DisplayName("--policy teams: a WebSocket without a valid team, or without a valid client id, is refused with 403")
   void teamsRefuseWebSocketWithoutTeam() throws Exception {
     RunningNode node = a.start("--http", "127.0.0.1:0", "--store", "mem", "--data", dir.toString(), "--policy", "teams");
     HostPort address = node.httpAddress();
@@ -169,6 +169,7 @@ class NodeCommandTest {
     assertEquals(403, refusal(() -> websocket(address, "?client=bob&team=green")));
     assertEquals(403, refusal(() -> websocket(address, "?client=bob&team=RED")));
     assertEquals(403, refusal(() -> websocket(address, "?client=bob&team=red&team=blue")));
+    assertEquals(403, refusal(() -> websocket(address, "?team=red")), "no client id: no owner to speak for");
     assertEquals(403, refusal(() -> websocket(address, "?client=" + "x".repeat(65) + "&team=red")));
     assertEquals(403, refusal(() -> websocket(address, "?client=a%20b&team=red")));
     // With a team the upgrade succeeds (the client would fail with the handshake's status otherwise).

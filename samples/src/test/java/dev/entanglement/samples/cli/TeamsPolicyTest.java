@@ -58,10 +58,15 @@ class TeamsPolicyTest {
 
   private TeamsPolicy rules() {
     TeamsPolicy p = new TeamsPolicy((type, key) -> Optional.ofNullable(held.get(type.key(key))), Set.of(HUB_OWNER));
-    p.assign(RED, Team.RED);
-    p.assign(BLUE, Team.BLUE);
-    p.assign(STAFF, Team.STAFF);
+    p.assign(RED, Team.RED, Set.of(ownerOf(RED)));
+    p.assign(BLUE, Team.BLUE, Set.of(ownerOf(BLUE)));
+    p.assign(STAFF, Team.STAFF, Set.of(ownerOf(STAFF)));
     return p;
+  }
+
+  /** The owner of a client's own objects in these tests. */
+  private static OwnerId ownerOf(PeerId peer) {
+    return OwnerId.of("owner-" + peer.value());
   }
 
   private static Snapshot<Cursor> cursor(String key, @Nullable String team) {
@@ -154,14 +159,30 @@ class TeamsPolicyTest {
   @DisplayName("assign reports a change of team; nodes are staff without assignment; forget removes the team")
   void assignments() {
     TeamsPolicy p = rules();
-    assertFalse(p.assign(RED, Team.RED), "same team: nothing to refresh");
-    assertTrue(p.assign(RED, Team.BLUE));
+    assertFalse(p.assign(RED, Team.RED, Set.of(ownerOf(RED))), "same team and owners: nothing to refresh");
+    assertTrue(p.assign(RED, Team.RED, Set.of(ownerOf(RED), ownerOf(BLUE))), "other owners");
+    assertTrue(p.assign(RED, Team.BLUE, Set.of(ownerOf(RED))));
     assertEquals(Optional.of(Team.BLUE), p.teamOf(RED));
     assertEquals(Optional.of(Team.STAFF), p.teamOf(NODE));
     assertTrue(TeamsPolicy.isNode(NODE));
     assertFalse(TeamsPolicy.isNode(RED));
     p.forget(RED);
     assertEquals(Optional.empty(), p.teamOf(RED));
+  }
+
+  @Test
+  @DisplayName("routes: a red, blue or staff peer speaks only for its own owners; a node for every owner; a stranger for none")
+  void routeRules() {
+    TeamsPolicy p = rules();
+    for (PeerId peer : List.of(RED, BLUE, STAFF)) {
+      assertTrue(p.shouldAcceptRoute(peer, ownerOf(peer)), peer + " speaks for its owner");
+      assertFalse(p.shouldAcceptRoute(peer, HUB_OWNER), peer + " does not speak for the hub");
+    }
+    assertFalse(p.shouldAcceptRoute(RED, ownerOf(BLUE)), "red cannot pose as blue's owner");
+    assertTrue(p.shouldAcceptRoute(NODE, ownerOf(BLUE)) && p.shouldAcceptRoute(NODE, OwnerId.of("any")));
+    assertFalse(p.shouldAcceptRoute(STRANGER, ownerOf(STRANGER)));
+    p.forget(RED);
+    assertFalse(p.shouldAcceptRoute(RED, ownerOf(RED)), "forgotten: speaks for nobody");
   }
 
   // ------------------------------------------------------------------ the rules on a running hub
@@ -178,8 +199,17 @@ class TeamsPolicyTest {
       cleanup.add(() -> node.close().block(WAIT));
     }
 
+    /** Puts {@code peer} in {@code team}, speaking for its owner in these tests. */
+    void assign(PeerId peer, Team team) {
+      teams.assign(peer, team, Set.of(ownerOf(peer)));
+    }
+
     EntanglementNode client(PeerId identity) {
-      EntanglementNode c = EntanglementNode.builder().id(identity.value()).owner(OwnerId.of("owner-" + identity.value()))
+      return client(identity, ownerOf(identity));
+    }
+
+    EntanglementNode client(PeerId identity, OwnerId owner) {
+      EntanglementNode c = EntanglementNode.builder().id(identity.value()).owner(owner)
           .registry(DemoTypes.registry(Policy.ALLOW_ALL)).build();
       cleanup.add(() -> c.close().block(WAIT));
       LocalTransport.Connection link = LocalTransport.create().connect(PeerId.of("hub"), identity);
@@ -209,9 +239,9 @@ class TeamsPolicyTest {
   @DisplayName("over links: red never receives blue objects and vice versa; staff and nodes receive all")
   void isolationOverLinks() {
     Hub hub = new Hub();
-    hub.teams.assign(RED, Team.RED);
-    hub.teams.assign(BLUE, Team.BLUE);
-    hub.teams.assign(STAFF, Team.STAFF);
+    hub.assign(RED, Team.RED);
+    hub.assign(BLUE, Team.BLUE);
+    hub.assign(STAFF, Team.STAFF);
     Map<PeerId, EntanglementNode> clients = new HashMap<>();
     for (PeerId id : List.of(RED, BLUE, STAFF, NODE, STRANGER)) {
       clients.put(id, hub.client(id));
@@ -248,8 +278,8 @@ class TeamsPolicyTest {
   @DisplayName("over links: the hub accepts a red peer's states only with team red; staff writes any team")
   void writesOverLinks() {
     Hub hub = new Hub();
-    hub.teams.assign(RED, Team.RED);
-    hub.teams.assign(STAFF, Team.STAFF);
+    hub.assign(RED, Team.RED);
+    hub.assign(STAFF, Team.STAFF);
     EntanglementNode red = hub.client(RED);
     EntanglementNode staff = hub.client(STAFF);
     hub.publish("ready", "staff");
@@ -278,11 +308,35 @@ class TeamsPolicyTest {
   }
 
   @Test
+  @DisplayName("over links: a red peer posing as a blue peer's owner is refused, even for red objects")
+  void ownerImpersonationOverLinks() {
+    Hub hub = new Hub();
+    hub.assign(RED, Team.RED);
+    hub.assign(BLUE, Team.BLUE);
+    EntanglementNode poser = hub.client(RED, ownerOf(BLUE));
+    EntanglementNode blue = hub.client(BLUE);
+    hub.publish("ready", "staff");
+    await(poser, "ready");
+    await(blue, "ready");
+    poser.publish(DemoTypes.CURSOR, new Cursor("posed", "red", "red", 0.0, 0.0, null, null)).block(WAIT);
+    blue.publish(DemoTypes.CURSOR, new Cursor("blue-own", "blue", "blue", 0.0, 0.0, null, null)).block(WAIT);
+    await(hub.node, "blue-own");
+    // The hub answers the refused state with an ERROR, after which it has decided.
+    long deadline = System.nanoTime() + WAIT.toNanos();
+    while (poser.stats().errorsReceived() == 0 && System.nanoTime() < deadline) {
+      Thread.onSpinWait();
+    }
+    assertEquals(1, poser.stats().errorsReceived());
+    assertFalse(holds(hub.node, "posed"), "red cannot speak for blue's owner");
+    assertEquals(ownerOf(BLUE), hub.node.get(DemoTypes.CURSOR, "blue-own").orElseThrow().owner());
+  }
+
+  @Test
   @DisplayName("a peer whose team changes loses the old team's objects (withdrawn) and gets the new team's after refreshPolicy")
   void teamChangeWithdraws() throws Exception {
     Hub hub = new Hub();
     PeerId peer = PeerId.of("ws:mover");
-    hub.teams.assign(peer, Team.RED);
+    hub.assign(peer, Team.RED);
     EntanglementNode mover = hub.client(peer);
     hub.publish("r", "red");
     hub.publish("b", "blue");
@@ -294,7 +348,7 @@ class TeamsPolicyTest {
 
     // Watch before the change: a withdrawn object is gone, so a later watch would see nothing.
     CompletableFuture<Snapshot<Cursor>> redWithdrawn = withdrawal(mover, "r");
-    assertTrue(hub.teams.assign(peer, Team.BLUE));
+    assertTrue(hub.teams.assign(peer, Team.BLUE, Set.of(ownerOf(peer))));
     hub.node.refreshPolicy().block(WAIT);
     assertTrue(redWithdrawn.get(WAIT.toSeconds(), TimeUnit.SECONDS).deleted());
     await(mover, "b");
