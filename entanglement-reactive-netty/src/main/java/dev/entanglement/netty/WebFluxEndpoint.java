@@ -13,6 +13,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.springframework.core.io.buffer.DataBuffer;
 import org.springframework.http.HttpStatus;
+import org.springframework.http.server.reactive.ServerHttpRequestDecorator;
 import org.springframework.web.reactive.socket.WebSocketHandler;
 import org.springframework.web.reactive.socket.WebSocketMessage;
 import org.springframework.web.reactive.socket.WebSocketSession;
@@ -23,6 +24,8 @@ import org.springframework.web.server.ServerWebExchange;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
+import reactor.core.scheduler.Scheduler;
+import reactor.core.scheduler.Schedulers;
 
 /**
  * The protocol's WebSocket endpoint inside a Spring WebFlux application (needs {@code
@@ -101,10 +104,23 @@ public final class WebFluxEndpoint {
                       (WebSocketServerTransport.Upgrade.Accept) decision;
                   PeerId peer = accepted.peer();
                   long limit = accepted.bandwidthOr(bandwidth);
+                  Scheduler loop = eventLoop(exchange);
                   return handshake.handleRequest(
                       exchange,
-                      session -> node.attach(new SessionLink(session, peer, maxFrame, limit)));
+                      session -> node.attach(new SessionLink(session, peer, maxFrame, limit, loop)));
                 });
+  }
+
+  /**
+   * The event loop of the exchange's connection, where its session's close starts (see {@link
+   * SessionLink}); taken before the handshake, while the request's connection is the live one.
+   * In place if the request is not on a Reactor Netty connection (the handshake then fails).
+   */
+  static Scheduler eventLoop(ServerWebExchange exchange) {
+    Object request = ServerHttpRequestDecorator.getNativeRequest(exchange.getRequest());
+    return request instanceof reactor.netty.Connection c && c.channel().isRegistered()
+        ? Schedulers.fromExecutor(c.channel().eventLoop())
+        : Schedulers.immediate();
   }
 
   /**
@@ -127,9 +143,11 @@ public final class WebFluxEndpoint {
     private final Sinks.Empty<Void> closed = Sinks.empty();
     /**
      * The session's close, started at most once however many paths end the link (the end of the
-     * outbound frames, an error, {@link #dispose}), and only while the session is open: a close
-     * frame sent on a connection the server had already closed was never released (a leaked buffer
-     * under paranoid leak detection).
+     * outbound frames, an error, {@link #dispose}), only while the session is open, and on the
+     * connection's event loop. Reactor Netty's sendClose makes its close frame, then writes it to the
+     * connection it holds at that moment; from another thread the connection could be disposed in
+     * between (its channel swapped for an unregistered placeholder), the write threw before taking
+     * the frame, and the frame leaked. On the event loop nothing disposes it between check and write.
      */
     private final Mono<Void> close;
     private final Flux<WebSocketMessage> messages;
@@ -137,12 +155,15 @@ public final class WebFluxEndpoint {
     private final java.util.concurrent.atomic.AtomicBoolean pongPending =
         new java.util.concurrent.atomic.AtomicBoolean();
 
-    SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth) {
+    SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth, Scheduler loop) {
       this.session = session;
       // Now, during the handshake's handler: the frame aggregator goes in when receive() is
       // called, and added when the engine subscribes it would miss fragments read meanwhile.
       this.messages = session.receive();
-      this.close = Mono.defer(() -> session.isOpen() ? session.close() : Mono.<Void>empty()).cache();
+      this.close =
+          Mono.defer(() -> session.isOpen() ? session.close() : Mono.<Void>empty())
+              .subscribeOn(loop)
+              .cache();
       this.peer = peer;
       this.maxFrame = maxFrame;
       this.bandwidth = bandwidth;
