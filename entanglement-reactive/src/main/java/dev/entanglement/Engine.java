@@ -282,6 +282,8 @@ final class Engine {
     final OwnerId owner;
     final String id;
     final String origin;
+    /** This node's own transition: only this node updates or abandons it. */
+    boolean local;
     long seq;
     boolean partial = true;
     ObjectNode attributes;
@@ -1174,6 +1176,7 @@ final class Engine {
       return;
     }
     TransitionSlot slot = transitionSlot(b, key, owner, tid, nodeId);
+    slot.local = true;
     slot.seq++;
     if (partial) {
       slot.attributes = merge(slot.attributes, tree);
@@ -3512,10 +3515,12 @@ final class Engine {
     TransitionSlot open = transitionsById.get(t.transitionId());
     StoredState base = objects.get(key);
     if (open != null
-            && (!open.key.equals(key) || !open.origin.equals(t.origin()) || !open.owner.equals(owner))
+            && (open.local || !open.key.equals(key) || !open.origin.equals(t.origin())
+                || !open.owner.equals(owner))
         || base != null && !base.owner().equals(owner)) {
-      // An id open on another object or by another originator, or an owner that is not the
-      // object's: taken, it would let the sender end or steer a transition that is not its own.
+      // This node's own transition (a neighbour's copy is an echo or a forgery), an id open on
+      // another object or by another originator, or an owner that is not the object's: taken, it
+      // would let the sender end or steer a transition that is not its own.
       log.debug("node {}: transition {} from {} does not match the one held", nodeId,
           brief(t.transitionId()), d.peer);
       return;

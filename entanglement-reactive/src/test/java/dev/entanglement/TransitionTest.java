@@ -426,6 +426,24 @@ class TransitionTest {
   }
 
   @Test
+  @DisplayName("a node's own transition is neither steered nor abandoned by a neighbour naming it as the originator")
+  void aNodesOwnTransitionIsNotSteeredByANeighbour() {
+    try (TestMesh mesh = new TestMesh()) {
+      List<Tentative<Cursor>> atA = new ArrayList<>();
+      WireBehaviourTest.RawPeer y = transitionFromAPeerOffThePath(mesh);
+      mesh.get("a").tentative(CURSOR, "t").subscribe(atA::add);
+      Transition<Cursor> own = mesh.get("a").beginTransition(CURSOR, "t");
+      own.update(Map.of("x", 5.0));
+      y.send(update(mesh, "t", "owner-b", "a", own.id(), 1, 5.0)); // an echo: y now "sent" it
+      y.send(update(mesh, "t", "owner-b", "a", own.id(), 99, 9.0));
+      y.send(new dev.entanglement.protocol.Message.TransitionEnd("Cursor", "t", own.id(), "ABORTED"));
+      List<Tentative<Cursor>> ofOwn = atA.stream().filter(t -> t.transitionId().equals(own.id())).toList();
+      assertEquals(5.0, ofOwn.get(ofOwn.size() - 1).value().x(), "a showed " + ofOwn);
+      assertTrue(ofOwn.stream().noneMatch(t -> t.state().isTerminal()), "a showed " + ofOwn);
+    }
+  }
+
+  @Test
   @DisplayName("a proposal naming a transition open on another object is refused INVALID_OPERATION, and the transition stays open")
   void aProposalNamingAnotherObjectsTransitionIsRefused() {
     try (TestMesh mesh = new TestMesh()) {
