@@ -4,6 +4,10 @@ import dev.entanglement.EntanglementNode;
 import dev.entanglement.ErrorCode;
 import dev.entanglement.PeerId;
 import dev.entanglement.transport.Link;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelOutboundHandlerAdapter;
+import io.netty.channel.ChannelPromise;
 import java.nio.ByteBuffer;
 import java.util.Objects;
 import java.util.function.Function;
@@ -104,23 +108,54 @@ public final class WebFluxEndpoint {
                       (WebSocketServerTransport.Upgrade.Accept) decision;
                   PeerId peer = accepted.peer();
                   long limit = accepted.bandwidthOr(bandwidth);
-                  Scheduler loop = eventLoop(exchange);
+                  @Nullable Channel channel = channel(exchange);
                   return handshake.handleRequest(
                       exchange,
-                      session -> node.attach(new SessionLink(session, peer, maxFrame, limit, loop)));
+                      session -> node.attach(new SessionLink(session, peer, maxFrame, limit, channel)));
                 });
   }
 
   /**
-   * The event loop of the exchange's connection, where its session's close starts (see {@link
-   * SessionLink}); taken before the handshake, while the request's connection is the live one.
-   * In place if the request is not on a Reactor Netty connection (the handshake then fails).
+   * The channel of the exchange's connection, on whose event loop its session's close runs, and
+   * whose output that close shuts (see {@link SessionLink}); taken before the handshake, while the
+   * request's connection is the live one. Null if the request is not on a registered Reactor Netty
+   * connection (the handshake then fails).
    */
-  static Scheduler eventLoop(ServerWebExchange exchange) {
+  static @Nullable Channel channel(ServerWebExchange exchange) {
     Object request = ServerHttpRequestDecorator.getNativeRequest(exchange.getRequest());
-    return request instanceof reactor.netty.Connection c && c.channel().isRegistered()
-        ? Schedulers.fromExecutor(c.channel().eventLoop())
-        : Schedulers.immediate();
+    return request instanceof reactor.netty.Connection c && c.channel().isRegistered() ? c.channel() : null;
+  }
+
+  /**
+   * Turns the close Reactor Netty makes right after its close frame into a graceful one ({@link
+   * GracefulClose}): the output is shut once the frame is flushed, and the channel closes when the
+   * peer closes its side, or after the linger. Closing at once while the peer is still sending would
+   * have the kernel answer with a reset, which can discard the last ERROR before the peer reads it.
+   * Put in the pipeline by the session's close, on the event loop, just before Reactor Netty's
+   * sendClose. Only that first close lingers: a later one (the server shutting down) closes at once,
+   * as a disposed link of the Reactor Netty mount does; the peer's close and a reset close the
+   * channel underneath the pipeline.
+   */
+  static final class Linger extends ChannelOutboundHandlerAdapter {
+    static final String NAME = "entanglement.linger";
+    private boolean started;
+
+    /** Adds the handler to {@code ch}'s pipeline, once; on its event loop. */
+    static void arm(Channel ch) {
+      if (ch.isActive() && ch.pipeline().get(NAME) == null) {
+        ch.pipeline().addLast(NAME, new Linger());
+      }
+    }
+
+    @Override
+    public void close(ChannelHandlerContext ctx, ChannelPromise promise) {
+      if (!started) {
+        started = true;
+        GracefulClose.afterFlush(ctx.channel(), () -> ctx.close(promise));
+      } else {
+        ctx.close(promise);
+      }
+    }
   }
 
   /**
@@ -148,6 +183,9 @@ public final class WebFluxEndpoint {
      * connection it holds at that moment; from another thread the connection could be disposed in
      * between (its channel swapped for an unregistered placeholder), the write threw before taking
      * the frame, and the frame leaked. On the event loop nothing disposes it between check and write.
+     * Reactor Netty closes the channel as soon as its close frame is written; {@link Linger}, armed
+     * just before, shuts the output instead, so that a peer still sending reads the last frames.
+     * Only one close frame goes: Reactor Netty does not echo the peer's once it has sent its own.
      */
     private final Mono<Void> close;
     private final Flux<WebSocketMessage> messages;
@@ -155,13 +193,31 @@ public final class WebFluxEndpoint {
     private final java.util.concurrent.atomic.AtomicBoolean pongPending =
         new java.util.concurrent.atomic.AtomicBoolean();
 
-    SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth, Scheduler loop) {
+    /**
+     * Set when the close starts: the session stays open while the connection lingers, and the
+     * engine must meanwhile see the link as gone.
+     */
+    private volatile boolean closing;
+
+    SessionLink(
+        WebSocketSession session, PeerId peer, int maxFrame, long bandwidth,
+        @Nullable Channel channel) {
       this.session = session;
       // Now, during the handshake's handler: the frame aggregator goes in when receive() is
       // called, and added when the engine subscribes it would miss fragments read meanwhile.
       this.messages = session.receive();
+      Scheduler loop = channel != null ? Schedulers.fromExecutor(channel.eventLoop()) : Schedulers.immediate();
       this.close =
-          Mono.defer(() -> session.isOpen() ? session.close() : Mono.<Void>empty())
+          Mono.defer(() -> {
+                closing = true;
+                if (!session.isOpen()) {
+                  return Mono.<Void>empty();
+                }
+                if (channel != null) {
+                  Linger.arm(channel);
+                }
+                return session.close();
+              })
               .subscribeOn(loop)
               .cache();
       this.peer = peer;
@@ -250,12 +306,13 @@ public final class WebFluxEndpoint {
 
     @Override
     public void dispose() {
+      closing = true;
       close.subscribe(v -> {}, e -> {});
     }
 
     @Override
     public boolean isDisposed() {
-      return !session.isOpen();
+      return closing || !session.isOpen();
     }
   }
 

@@ -167,14 +167,81 @@ class WebFluxEndpointTest {
     }
   }
 
+  @Test
+  @DisplayName("a refused peer that is still sending reads the ERROR: the close shuts the output, as on the Reactor Netty mount")
+  void theLastErrorReachesAPeerStillSending() {
+    EntanglementNode server = TransportConformance.node("b");
+    java.util.concurrent.atomic.AtomicReference<io.netty.channel.Channel> serverSide =
+        new java.util.concurrent.atomic.AtomicReference<>();
+    // Room on the server's side for everything it writes, little on the peer's: its window fills
+    // with PONGs and the ERROR waits in the server's socket, unsent, when the session closes.
+    DisposableServer http = serveAccepting(server, "raw", s -> s
+        .childOption(io.netty.channel.ChannelOption.SO_SNDBUF, 1 << 20)
+        .doOnConnection(c -> serverSide.set(c.channel())));
+    java.util.concurrent.CompletableFuture<Void> closing = new java.util.concurrent.CompletableFuture<>();
+    List<Message> got = new CopyOnWriteArrayList<>();
+    try {
+      Mono<Void> peer = HttpClient.create()
+          .option(io.netty.channel.ChannelOption.SO_RCVBUF, 4096)
+          .websocket()
+          .uri("ws://127.0.0.1:" + http.port() + "/sync")
+          .handle((in, out) -> {
+            io.netty.channel.Channel[] ch = new io.netty.channel.Channel[1];
+            in.withConnection(c -> ch[0] = c.channel());
+            ch[0].config().setAutoRead(false); // reads nothing until the server has closed its side
+            Flux<io.netty.handler.codec.http.websocketx.WebSocketFrame> refused = Flux.concat(
+                Flux.just(binary(Raw.hello("raw"))),
+                Flux.range(0, 2000).map(i -> binary(Raw.CODEC.encode(new Message.Ping(i)))),
+                Flux.just(new io.netty.handler.codec.http.websocketx.TextWebSocketFrame("not a frame")));
+            return out.sendObject(refused).then()
+                .then(Mono.fromFuture(closing))
+                // Still sending after the server's close: a closed socket answers with a reset,
+                // which discards the ERROR it had not sent yet.
+                .then(out.sendObject(Flux.range(0, 16).map(i -> binary(new byte[1024]))).then()
+                    .onErrorResume(e -> Mono.empty()))
+                .then(Mono.fromRunnable(() -> ch[0].config().setAutoRead(true)))
+                .thenMany(in.receiveFrames()
+                    .ofType(BinaryWebSocketFrame.class)
+                    .map(f -> Raw.CODEC.decode(ByteBufUtil.getBytes(f.content(),
+                        f.content().readerIndex() + Framing.HEADER_BYTES,
+                        f.content().readableBytes() - Framing.HEADER_BYTES)))
+                    .doOnNext(got::add));
+          })
+          .then()
+          .onErrorResume(e -> Mono.empty())
+          .cache();
+      peer.subscribe(v -> {}, e -> {});
+      Eventually.until("the server closes the refused session", WAIT, () -> {
+        io.netty.channel.Channel c = serverSide.get();
+        return c != null && (!c.isActive() || ((io.netty.channel.socket.DuplexChannel) c).isOutputShutdown());
+      });
+      closing.complete(null);
+      peer.block(WAIT);
+      assertEquals(List.of(dev.entanglement.ErrorCode.BAD_ENCODING.wire()),
+          got.stream().filter(Message.Error.class::isInstance).map(m -> ((Message.Error) m).code()).toList(),
+          got.size() + " messages read, the last " + (got.isEmpty() ? null : got.get(got.size() - 1)));
+      // Closed when the peer closed its side, or after the linger at the latest.
+      assertTrue(serverSide.get().closeFuture().awaitUninterruptibly(WAIT.toMillis()));
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
   /** An HTTP server whose every request is an upgrade to {@code node}'s endpoint, accepted as {@code peer}. */
   private static DisposableServer serveAccepting(EntanglementNode node, String peer) {
+    return serveAccepting(node, peer, s -> s);
+  }
+
+  private static DisposableServer serveAccepting(
+      EntanglementNode node, String peer, java.util.function.UnaryOperator<HttpServer> configure) {
     WebFluxEndpoint endpoint = WebFluxEndpoint.builder(node)
         .upgrade(exchange -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of(peer)))).build();
     HttpHandler app = WebHttpHandlerBuilder.webHandler(
             exchange -> endpoint.webSocketService().handleRequest(exchange, endpoint.handler()))
         .build();
-    return HttpServer.create().host("127.0.0.1").port(0).handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
+    return configure.apply(HttpServer.create().host("127.0.0.1").port(0))
+        .handle(new ReactorHttpHandlerAdapter(app)).bindNow(WAIT);
   }
 
   record Blob(String id, String data) {}
