@@ -12,7 +12,9 @@ import java.util.concurrent.TimeUnit;
  * peer had not read yet: the ERROR that explains the close among it. So the output is shut first
  * (after a TLS close_notify): the peer reads every frame, then end of stream, and closes its side,
  * which closes the connection; a peer that does not is closed after {@link #LINGER}. Input that
- * arrives meanwhile is read and discarded by whoever reads the connection.
+ * arrives meanwhile is read and discarded by whoever reads the connection: reading is switched on
+ * again, since a reader that had stopped asking (a full window, a paused link) would otherwise leave
+ * the peer's end of stream unread, and the close after the linger would reset the connection.
  */
 final class GracefulClose {
   /** How long a connection whose output is shut waits for the peer to close its side: 2 s. */
@@ -27,6 +29,7 @@ final class GracefulClose {
       return;
     }
     ch.eventLoop().schedule(close, LINGER.toMillis(), TimeUnit.MILLISECONDS);
+    ch.config().setAutoRead(true);
     SslHandler ssl = ch.pipeline().get(SslHandler.class);
     if (ssl != null) {
       ssl.closeOutbound().addListener(f -> duplex.shutdownOutput());

@@ -151,6 +151,7 @@ public final class WebFluxEndpoint {
     public void close(ChannelHandlerContext ctx, ChannelPromise promise) {
       if (!started) {
         started = true;
+        promise.setUncancellable(); // completed by the close after the linger, whoever waits
         GracefulClose.afterFlush(ctx.channel(), () -> ctx.close(promise));
       } else {
         ctx.close(promise);

@@ -180,6 +180,7 @@ class WebFluxEndpointTest {
         .doOnConnection(c -> serverSide.set(c.channel())));
     java.util.concurrent.CompletableFuture<Void> closing = new java.util.concurrent.CompletableFuture<>();
     List<Message> got = new CopyOnWriteArrayList<>();
+    reactor.core.Disposable client = null;
     try {
       Mono<Void> peer = HttpClient.create()
           .option(io.netty.channel.ChannelOption.SO_RCVBUF, 4096)
@@ -210,7 +211,7 @@ class WebFluxEndpointTest {
           .then()
           .onErrorResume(e -> Mono.empty())
           .cache();
-      peer.subscribe(v -> {}, e -> {});
+      client = peer.subscribe(v -> {}, e -> {});
       Eventually.until("the server closes the refused session", WAIT, () -> {
         io.netty.channel.Channel c = serverSide.get();
         return c != null && (!c.isActive() || ((io.netty.channel.socket.DuplexChannel) c).isOutputShutdown());
@@ -223,6 +224,10 @@ class WebFluxEndpointTest {
       // Closed when the peer closed its side, or after the linger at the latest.
       assertTrue(serverSide.get().closeFuture().awaitUninterruptibly(WAIT.toMillis()));
     } finally {
+      closing.complete(null);
+      if (client != null) {
+        client.dispose();
+      }
       server.close().block(WAIT);
       http.disposeNow(WAIT);
     }
