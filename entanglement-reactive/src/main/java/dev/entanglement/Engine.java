@@ -2564,7 +2564,10 @@ final class Engine {
     if (!from.caughtUp.contains(owner)) {
       from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
     }
-    if (!routeAllowedFrom(from, owner)) {
+    // A neighbour that announces the owner was let speak for it then, and is on its path: one
+    // table lookup for the common case, on every state received.
+    boolean announces = from.routes.containsKey(owner);
+    if (!announces && !routeAllowedFrom(from, owner)) {
       // Kept, as a state refused on route is (bounded per link), for a policy refresh that allows
       // the sender; but it holds no watermark down, so a peer cannot stall an owner it may not speak for.
       if (answering.isEmpty()) {
@@ -2578,7 +2581,7 @@ final class Engine {
       sendControl(from, new Message.Withdraw(s.objectType(), s.key(), s.owner(), s.epoch(), s.serial()), 1);
       return null;
     }
-    if (!routes.onPath(from, owner)) {
+    if (!announces && !routes.onPath(from, owner)) {
       // Possibly a route change that overtook the state: no watermark may cover it here until it
       // arrives again (refusedStates).
       if (refusedOnRoute(key, owner, v) && answering.isEmpty()) {
