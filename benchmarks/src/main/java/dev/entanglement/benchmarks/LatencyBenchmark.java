@@ -52,11 +52,24 @@ import reactor.netty.tcp.TcpServer;
  * into a fast mode and a slow one (by whether a thread had to be woken on an idle vCPU), and the
  * share of each decides where p50 falls; the low percentiles show each design's fast mode.
  *
+ * <p>Which mode a round trip takes depends on where the kernel wakes each thread, not on the design,
+ * so each mode is measured in up to three {@linkplain Placement placements} of the two processes,
+ * set with {@code taskset}: {@code free} (where the kernel puts them), {@code same} (both on one
+ * CPU: every round trip in the fast mode) and {@code split} (one CPU each: every round trip crosses
+ * CPUs twice). Both designs are measured in each placement, in the same blocks, and each placement
+ * has its own target line. Without {@code taskset}, or with a single CPU for {@code split}, only
+ * {@code free} is measured, and the output says why.
+ *
  * <p>Designs alternate in blocks of {@code block} round trips. Options ({@code name=value}): {@code
- * warmup} round trips per design and mode (30000), {@code count} measured (20000), {@code block}
- * (1000), {@code modes} (plain,tls), {@code tlsProvider} (openssl|jdk), {@code target} p50 ratio
- * (1.5), {@code designs} (raw,ours; with one design no target is judged: for profiling one design
- * alone). Smoke run: {@code warmup=500 count=2000}.
+ * warmup} round trips per design and mode (30000), {@code count} measured per placement (20000),
+ * {@code block} (1000), {@code modes} (plain,tls), {@code tlsProvider} (openssl|jdk), {@code
+ * target} p50 ratio (1.5), {@code designs} (raw,ours; with one design no target is judged: for
+ * profiling one design alone), {@code placements} (free,same,split), {@code quietJit} (0.01).
+ * After a placement is set, each design runs 5,000 round trips (at most {@code warmup}), then more
+ * in steps of that size until, over one step, both processes' JIT compilers took at most {@code
+ * quietJit} of the step's time, or 4 × {@code warmup} ran ({@link #settle}): on one CPU a compilation still
+ * under way takes the round trips' time, and ours has more code to compile than raw. Smoke run:
+ * {@code warmup=500 count=2000}.
  */
 public final class LatencyBenchmark {
   private static final Duration CALL = Duration.ofSeconds(30);
@@ -73,7 +86,9 @@ public final class LatencyBenchmark {
       }
     }
     System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
-    Options o = Options.parse(args, "warmup", "count", "block", "modes", "tlsProvider", "target", "designs");
+    Options o = Options.parse(
+            args, "warmup", "count", "block", "modes", "tlsProvider", "target", "designs", "placements",
+            "quietJit");
     int warmup = o.integer("warmup", 30_000);
     int count = o.integer("count", 20_000);
     int block = Math.max(1, Math.min(o.integer("block", 1000), count));
@@ -81,12 +96,18 @@ public final class LatencyBenchmark {
     boolean jdk = o.string("tlsProvider", "openssl").equals("jdk");
     double target = o.decimal("target", 1.5);
     List<String> designs = o.list("designs", "raw,ours");
+    double quietJit = o.decimal("quietJit", 0.01);
+    List<Placement> placements = new ArrayList<>();
+    for (String p : o.list("placements", "free,same,split")) {
+      placements.add(Placement.of(p));
+    }
 
     System.out.println(Measure.header("B4 latency"));
     System.out.printf(
         Locale.ROOT,
-        "warmup=%d count=%d block=%d modes=%s tlsProvider=%s (OpenSSL available: %s)%n",
-        warmup, count, block, modes, jdk ? "jdk" : "openssl", OpenSsl.isAvailable());
+        "warmup=%d count=%d block=%d modes=%s tlsProvider=%s (OpenSSL available: %s) placements=%s%n",
+        warmup, count, block, modes, jdk ? "jdk" : "openssl", OpenSsl.isAvailable(),
+        placements.stream().map(p -> p.label).toList());
 
     BenchPki pki = new BenchPki("latency-ca");
     BenchPki.Identity serverId = pki.issue("owner");
@@ -103,6 +124,22 @@ public final class LatencyBenchmark {
     try (ChildProcess child = ChildProcess.start(LatencyBenchmark.class, List.of(), List.of())) {
       String ports =
           child.call("START modes=" + String.join(",", modes) + " pem=" + pem + " jdk=" + jdk, CALL);
+      List<Integer> selfCpus = CpuPinning.allowedCpus(ProcessHandle.current().pid());
+      List<Integer> childCpus = CpuPinning.allowedCpus(child.pid());
+      boolean pinning = placements.stream().anyMatch(p -> p != Placement.FREE);
+      if (pinning) {
+        String why = Placement.unavailable(placements, selfCpus, childCpus);
+        if (why != null) {
+          System.out.println("placements: " + why + "; measuring the free placement only");
+          placements.removeIf(p -> p != Placement.FREE);
+          if (placements.isEmpty()) {
+            placements.add(Placement.FREE);
+          }
+          pinning = false;
+        } else {
+          System.out.println("placements: proposer may run on CPUs " + selfCpus + ", owner on " + childCpus);
+        }
+      }
       Map<String, Integer> portOf = new LinkedHashMap<>();
       for (String w : ports.split(" ")) {
         int eq = w.indexOf('=');
@@ -143,75 +180,88 @@ public final class LatencyBenchmark {
           raw.run(warmup);
         }
 
-        // Where the CPU goes, per thread and per design, over a separate stretch of round trips.
-        int probe = Math.min(5000, Math.max(1000, count / 4));
-        for (String design : List.of("ours", "raw")) {
-          if (!designs.contains(design)) {
-            continue;
+        for (Placement placement : placements) {
+          if (pinning) {
+            placement.apply(ProcessHandle.current().pid(), child.pid(), selfCpus, childCpus);
           }
-          var before = Measure.threadCpu();
-          child.call("TMARK", CALL);
-          if (design.equals("ours")) {
-            ours.run(probe);
-          } else {
-            raw.run(probe);
-          }
-          threads.add(
-              String.format(
-                  Locale.ROOT,
-                  "  %s-%s, %d round trips: proposer threads: %s%n      owner threads: %s",
-                  design, mode, probe, Measure.threadCpuDelta(before, 6), child.call("TCPU", CALL)));
-        }
-
-        long[] oursNs = new long[count];
-        long[] rawNs = new long[count];
-        long oursCpu = 0;
-        long rawCpu = 0;
-        for (int done = 0, b = 0; done < count; b++) {
-          int n = Math.min(block, count - done);
-          boolean oursFirst = b % 2 == 0;
-          for (int k = 0; k < 2; k++) {
-            long c0 = Measure.processCpuNanos();
-            boolean oursTurn = (k == 0) == oursFirst;
-            if (!designs.contains(oursTurn ? "ours" : "raw")) {
+          String label = mode + "/" + placement.label;
+          // Before anything is counted, let the threads settle where they now run and let both
+          // processes' compilers finish: on one CPU a compilation takes the round trips' time.
+          System.out.println(
+              "[" + label + "] " + settle(ours, raw, designs, child, Math.min(warmup, 5000), 4 * warmup, quietJit));
+          // Where the CPU goes, per thread and per design, over a separate stretch of round trips.
+          int probe = Math.min(5000, Math.max(1000, count / 4));
+          for (String design : List.of("ours", "raw")) {
+            if (!designs.contains(design)) {
               continue;
             }
-            if (oursTurn) {
-              System.arraycopy(ours.run(n), 0, oursNs, done, n);
-              oursCpu += Measure.processCpuNanos() - c0;
+            var before = Measure.threadCpu();
+            child.call("TMARK", CALL);
+            if (design.equals("ours")) {
+              ours.run(probe);
             } else {
-              System.arraycopy(raw.run(n), 0, rawNs, done, n);
-              rawCpu += Measure.processCpuNanos() - c0;
+              raw.run(probe);
             }
+            threads.add(
+                String.format(
+                    Locale.ROOT,
+                    "  %s-%s, %d round trips: proposer threads: %s%n      owner threads: %s",
+                    design, label, probe, Measure.threadCpuDelta(before, 6), child.call("TCPU", CALL)));
           }
-          done += n;
+
+          long[] oursNs = new long[count];
+          long[] rawNs = new long[count];
+          long oursCpu = 0;
+          long rawCpu = 0;
+          for (int done = 0, b = 0; done < count; b++) {
+            int n = Math.min(block, count - done);
+            boolean oursFirst = b % 2 == 0;
+            for (int k = 0; k < 2; k++) {
+              long c0 = Measure.processCpuNanos();
+              boolean oursTurn = (k == 0) == oursFirst;
+              if (!designs.contains(oursTurn ? "ours" : "raw")) {
+                continue;
+              }
+              if (oursTurn) {
+                System.arraycopy(ours.run(n), 0, oursNs, done, n);
+                oursCpu += Measure.processCpuNanos() - c0;
+              } else {
+                System.arraycopy(raw.run(n), 0, rawNs, done, n);
+                rawCpu += Measure.processCpuNanos() - c0;
+              }
+            }
+            done += n;
+          }
+          Arrays.sort(oursNs);
+          Arrays.sort(rawNs);
+          if (designs.contains("ours")) {
+            lines.add(row("ours-" + label, oursNs, oursCpu));
+          }
+          if (designs.contains("raw")) {
+            lines.add(row("raw-" + label, rawNs, rawCpu));
+          }
+          if (designs.contains("ours") && designs.contains("raw")) {
+            double ratio = (double) Measure.percentile(oursNs, 50) / Measure.percentile(rawNs, 50);
+            double ratio99 = (double) Measure.percentile(oursNs, 99) / Measure.percentile(rawNs, 99);
+            lines.add(
+                String.format(
+                    Locale.ROOT,
+                    "TARGET [%s] %s: ours p50 ≤ %.1f × raw p50 (ratio %.2f; p99 ratio %.2f; ours errors %d; sizes ping %d B / pong %d B)",
+                    ratio <= target ? "PASS" : "FAIL", label, target, ratio, ratio99, ours.errors, reqSize, respSize));
+          }
         }
-        Arrays.sort(oursNs);
-        Arrays.sort(rawNs);
-        if (designs.contains("ours")) {
-          lines.add(row("ours-" + mode, oursNs, oursCpu));
-        }
-        if (designs.contains("raw")) {
-          lines.add(row("raw-" + mode, rawNs, rawCpu));
-        }
-        if (designs.contains("ours") && designs.contains("raw")) {
-          double ratio = (double) Measure.percentile(oursNs, 50) / Measure.percentile(rawNs, 50);
-          double ratio99 = (double) Measure.percentile(oursNs, 99) / Measure.percentile(rawNs, 99);
-          lines.add(
-              String.format(
-                  Locale.ROOT,
-                  "TARGET [%s] %s: ours p50 ≤ %.1f × raw p50 (ratio %.2f; p99 ratio %.2f; ours errors %d; sizes ping %d B / pong %d B)",
-                  ratio <= target ? "PASS" : "FAIL", mode, target, ratio, ratio99, ours.errors, reqSize, respSize));
+        if (pinning) {
+          Placement.FREE.apply(ProcessHandle.current().pid(), child.pid(), selfCpus, childCpus);
         }
         ours.close();
         raw.close();
       }
       String ownerStats = child.call("STATS mode=" + modes.get(0), CALL);
       System.out.println();
-      System.out.println("=".repeat(110));
+      System.out.println("=".repeat(115));
       System.out.printf(
           Locale.ROOT,
-          "%-12s %9s %9s %9s %9s %9s %9s %9s %9s %9s %14s%n",
+          "%-17s %9s %9s %9s %9s %9s %9s %9s %9s %9s %14s%n",
           "design", "n", "p10 µs", "p25 µs", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "mean µs",
           "proposer CPU µs");
       List<String> targets = new ArrayList<>();
@@ -235,11 +285,49 @@ public final class LatencyBenchmark {
     System.exit(0);
   }
 
+  /**
+   * Runs {@code step} round trips of each design, then more in steps of the same size until, over
+   * one step, both processes' JIT compilers took at most {@code quietShare} of the step's time (or
+   * {@code most} round trips of each ran): the measured round trips are then those of
+   * compiled code, for both designs, rather than of a compilation backlog. Says what it did.
+   */
+  private static String settle(
+      Proposer ours,
+      Pinger raw,
+      List<String> designs,
+      ChildProcess child,
+      int step,
+      int most,
+      double quietShare) {
+    java.lang.management.CompilationMXBean jit = java.lang.management.ManagementFactory.getCompilationMXBean();
+    long t0 = System.nanoTime();
+    int ran = 0;
+    double share;
+    do {
+      long wall = System.nanoTime();
+      long jitMs = jit.getTotalCompilationTime() + Long.parseLong(child.call("JIT", CALL));
+      if (designs.contains("ours")) {
+        ours.run(step);
+      }
+      if (designs.contains("raw")) {
+        raw.run(step);
+      }
+      ran += step;
+      jitMs = jit.getTotalCompilationTime() + Long.parseLong(child.call("JIT", CALL)) - jitMs;
+      share = jitMs * 1e6 / (System.nanoTime() - wall);
+    } while (share > quietShare && ran < most);
+    return String.format(
+        Locale.ROOT,
+        "settled: %d round trips of each design in %.1f s; compilers' share of the last %d: %.1f %%%s",
+        ran, (System.nanoTime() - t0) / 1e9, step, share * 100,
+        share > quietShare ? " (not quiet: measured anyway)" : "");
+  }
+
   private static String row(String name, long[] sorted, long cpuNanos) {
     double mean = Arrays.stream(sorted).average().orElse(0);
     return String.format(
         Locale.ROOT,
-        "%-12s %9d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %14.1f",
+        "%-17s %9d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %14.1f",
         name,
         sorted.length,
         Measure.percentile(sorted, 10) / 1e3,
@@ -251,6 +339,86 @@ public final class LatencyBenchmark {
         sorted[sorted.length - 1] / 1e3,
         mean / 1e3,
         cpuNanos / 1e3 / sorted.length);
+  }
+
+  /**
+   * Where the proposer's and the owner's processes run while round trips are measured. Both designs
+   * are measured in the same placement, alternating blocks, as in every placement.
+   */
+  enum Placement {
+    /** Wherever the kernel wakes each thread: every CPU each process may use. */
+    FREE("free"),
+    /**
+     * Both processes on one CPU: no wake-up crosses CPUs, so a round trip costs its work and its
+     * context switches, and the idle driver never runs in the middle of one.
+     */
+    SAME("same"),
+    /** The proposer on one CPU, the owner on another: every round trip wakes a thread on each. */
+    SPLIT("split");
+
+    final String label;
+
+    Placement(String label) {
+      this.label = label;
+    }
+
+    static Placement of(String label) {
+      for (Placement p : values()) {
+        if (p.label.equals(label)) {
+          return p;
+        }
+      }
+      throw new IllegalArgumentException("unknown placement '" + label + "'; known: free, same, split");
+    }
+
+    /** Why these placements cannot be set here, or null if they can. */
+    static String unavailable(List<Placement> wanted, List<Integer> selfCpus, List<Integer> childCpus) {
+      if (selfCpus.isEmpty() || childCpus.isEmpty()) {
+        return "the CPUs each process may use are unknown (not Linux?)";
+      }
+      if (!CpuPinning.available()) {
+        return "taskset (util-linux) is not installed";
+      }
+      if (wanted.contains(SAME) && childCpus.stream().noneMatch(selfCpus::contains)) {
+        return "the two processes share no CPU";
+      }
+      if (wanted.contains(SPLIT) && splitCpus(selfCpus, childCpus) == null) {
+        return "only one CPU is available, so the processes cannot be split";
+      }
+      return null;
+    }
+
+    /** Pins both processes for this placement; FREE gives each its original CPUs back. */
+    void apply(long self, long child, List<Integer> selfCpus, List<Integer> childCpus) {
+      switch (this) {
+        case FREE -> {
+          CpuPinning.pin(self, selfCpus);
+          CpuPinning.pin(child, childCpus);
+        }
+        case SAME -> {
+          int cpu = childCpus.stream().filter(selfCpus::contains).reduce((a, b) -> b).orElseThrow();
+          CpuPinning.pin(self, List.of(cpu));
+          CpuPinning.pin(child, List.of(cpu));
+        }
+        case SPLIT -> {
+          int[] cpus = java.util.Objects.requireNonNull(splitCpus(selfCpus, childCpus));
+          CpuPinning.pin(self, List.of(cpus[0]));
+          CpuPinning.pin(child, List.of(cpus[1]));
+        }
+      }
+    }
+
+    /** Two different CPUs, one the proposer may use and one the owner may use, or null. */
+    private static int[] splitCpus(List<Integer> selfCpus, List<Integer> childCpus) {
+      for (int a : selfCpus) {
+        for (int b : childCpus) {
+          if (a != b) {
+            return new int[] {a, b};
+          }
+        }
+      }
+      return null;
+    }
   }
 
   // ------------------------------------------------------------------ this process
@@ -377,6 +545,8 @@ public final class LatencyBenchmark {
             yield "OK";
           }
           case "TCPU" -> Measure.threadCpuDelta(threadMark, 6);
+          case "JIT" -> Long.toString(
+              java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime());
           case "STATS" -> {
             NodeStats s = nodes.get(ChildProcess.word(w, "mode", "plain")).stats();
             yield String.format(
