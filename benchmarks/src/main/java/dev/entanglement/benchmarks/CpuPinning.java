@@ -21,12 +21,21 @@ import java.util.concurrent.TimeUnit;
 final class CpuPinning {
   private CpuPinning() {}
 
-  /** The CPUs {@code pid} may run on, from {@code Cpus_allowed_list} in its status; empty if unknown. */
+  /**
+   * The online CPUs {@code pid} may run on: {@code Cpus_allowed_list} in its status (which may also
+   * name CPUs that are possible but offline), less those not in {@code
+   * /sys/devices/system/cpu/online} when that can be read; empty if unknown.
+   */
   static List<Integer> allowedCpus(long pid) {
     try {
       for (String line : Files.readAllLines(Path.of("/proc", Long.toString(pid), "status"))) {
         if (line.startsWith("Cpus_allowed_list:")) {
-          return parseList(line.substring(line.indexOf(':') + 1).strip());
+          List<Integer> allowed = new ArrayList<>(parseList(line.substring(line.indexOf(':') + 1).strip()));
+          Path online = Path.of("/sys/devices/system/cpu/online");
+          if (Files.isReadable(online)) {
+            allowed.retainAll(parseList(Files.readString(online).strip()));
+          }
+          return allowed;
         }
       }
     } catch (IOException | RuntimeException e) {

@@ -66,9 +66,10 @@ import reactor.netty.tcp.TcpServer;
  * target} p50 ratio (1.5), {@code designs} (raw,ours; with one design no target is judged: for
  * profiling one design alone), {@code placements} (free,same,split), {@code quietJit} (0.01).
  * After a placement is set, each design runs 5,000 round trips (at most {@code warmup}), then more
- * in steps of that size until, over one step, both processes' JIT compilers took at most {@code
- * quietJit} of the step's time, or 4 × {@code warmup} ran ({@link #settle}): on one CPU a compilation still
- * under way takes the round trips' time, and ours has more code to compile than raw. Smoke run:
+ * in steps of that size until, over two steps in a row, both processes' JIT compiler threads used
+ * at most {@code quietJit} of each step's time, or 4 × {@code warmup} ran ({@link #settle}): on one
+ * CPU a compilation still under way takes the round trips' time, and ours has more code to compile
+ * than raw. Smoke run:
  * {@code warmup=500 count=2000}.
  */
 public final class LatencyBenchmark {
@@ -126,19 +127,21 @@ public final class LatencyBenchmark {
           child.call("START modes=" + String.join(",", modes) + " pem=" + pem + " jdk=" + jdk, CALL);
       List<Integer> selfCpus = CpuPinning.allowedCpus(ProcessHandle.current().pid());
       List<Integer> childCpus = CpuPinning.allowedCpus(child.pid());
+      boolean tasksetRuns = CpuPinning.available();
+      placements.removeIf(
+          p -> {
+            String why = p.unavailable(selfCpus, childCpus, tasksetRuns);
+            if (why != null) {
+              System.out.println("placement " + p.label + " skipped: " + why);
+            }
+            return why != null;
+          });
+      if (placements.isEmpty()) {
+        placements.add(Placement.FREE);
+      }
       boolean pinning = placements.stream().anyMatch(p -> p != Placement.FREE);
       if (pinning) {
-        String why = Placement.unavailable(placements, selfCpus, childCpus);
-        if (why != null) {
-          System.out.println("placements: " + why + "; measuring the free placement only");
-          placements.removeIf(p -> p != Placement.FREE);
-          if (placements.isEmpty()) {
-            placements.add(Placement.FREE);
-          }
-          pinning = false;
-        } else {
-          System.out.println("placements: proposer may run on CPUs " + selfCpus + ", owner on " + childCpus);
-        }
+        System.out.println("placements: proposer may run on CPUs " + selfCpus + ", owner on " + childCpus);
       }
       Map<String, Integer> portOf = new LinkedHashMap<>();
       for (String w : ports.split(" ")) {
@@ -181,10 +184,15 @@ public final class LatencyBenchmark {
         }
 
         for (Placement placement : placements) {
-          if (pinning) {
-            placement.apply(ProcessHandle.current().pid(), child.pid(), selfCpus, childCpus);
-          }
           String label = mode + "/" + placement.label;
+          if (pinning) {
+            try {
+              placement.apply(ProcessHandle.current().pid(), child.pid(), selfCpus, childCpus);
+            } catch (IllegalStateException e) {
+              System.out.println("[" + label + "] skipped: " + e.getMessage());
+              continue;
+            }
+          }
           // Before anything is counted, let the threads settle where they now run and let both
           // processes' compilers finish: on one CPU a compilation takes the round trips' time.
           System.out.println(
@@ -209,6 +217,7 @@ public final class LatencyBenchmark {
                     design, label, probe, Measure.threadCpuDelta(before, 6), child.call("TCPU", CALL)));
           }
 
+          long errorsBefore = ours.errors;
           long[] oursNs = new long[count];
           long[] rawNs = new long[count];
           long oursCpu = 0;
@@ -247,11 +256,16 @@ public final class LatencyBenchmark {
                 String.format(
                     Locale.ROOT,
                     "TARGET [%s] %s: ours p50 ≤ %.1f × raw p50 (ratio %.2f; p99 ratio %.2f; ours errors %d; sizes ping %d B / pong %d B)",
-                    ratio <= target ? "PASS" : "FAIL", label, target, ratio, ratio99, ours.errors, reqSize, respSize));
+                    ratio <= target ? "PASS" : "FAIL", label, target, ratio, ratio99, ours.errors - errorsBefore,
+                    reqSize, respSize));
           }
         }
         if (pinning) {
-          Placement.FREE.apply(ProcessHandle.current().pid(), child.pid(), selfCpus, childCpus);
+          try {
+            Placement.FREE.apply(ProcessHandle.current().pid(), child.pid(), selfCpus, childCpus);
+          } catch (IllegalStateException e) {
+            System.out.println("[" + mode + "] the original CPUs could not be restored: " + e.getMessage());
+          }
         }
         ours.close();
         raw.close();
@@ -285,11 +299,16 @@ public final class LatencyBenchmark {
     System.exit(0);
   }
 
+  /** Consecutive quiet steps {@link #settle} waits for. */
+  private static final int QUIET_STEPS = 2;
+
   /**
    * Runs {@code step} round trips of each design, then more in steps of the same size until, over
-   * one step, both processes' JIT compilers took at most {@code quietShare} of the step's time (or
-   * {@code most} round trips of each ran): the measured round trips are then those of
-   * compiled code, for both designs, rather than of a compilation backlog. Says what it did.
+   * {@value #QUIET_STEPS} steps in a row, both processes' JIT compiler threads used at most {@code
+   * quietShare} of each step's time (or {@code most} round trips of each ran): the measured round
+   * trips are then those of compiled code, for both designs, rather than of a compilation backlog.
+   * The compilers' CPU is read per thread ({@link Measure#compilerCpu}), so a long compilation under
+   * way counts in the step it runs in. Says what it did.
    */
   private static String settle(
       Proposer ours,
@@ -299,13 +318,14 @@ public final class LatencyBenchmark {
       int step,
       int most,
       double quietShare) {
-    java.lang.management.CompilationMXBean jit = java.lang.management.ManagementFactory.getCompilationMXBean();
     long t0 = System.nanoTime();
     int ran = 0;
+    int quiet = 0;
     double share;
     do {
       long wall = System.nanoTime();
-      long jitMs = jit.getTotalCompilationTime() + Long.parseLong(child.call("JIT", CALL));
+      var mine = Measure.compilerCpu();
+      child.call("JITMARK", CALL);
       if (designs.contains("ours")) {
         ours.run(step);
       }
@@ -313,14 +333,17 @@ public final class LatencyBenchmark {
         raw.run(step);
       }
       ran += step;
-      jitMs = jit.getTotalCompilationTime() + Long.parseLong(child.call("JIT", CALL)) - jitMs;
-      share = jitMs * 1e6 / (System.nanoTime() - wall);
-    } while (share > quietShare && ran < most);
+      long compiling =
+          Measure.compilerCpuBetween(mine, Measure.compilerCpu())
+              + Long.parseLong(child.call("JITCPU", CALL));
+      share = (double) compiling / (System.nanoTime() - wall);
+      quiet = share <= quietShare ? quiet + 1 : 0;
+    } while (quiet < QUIET_STEPS && ran < most);
     return String.format(
         Locale.ROOT,
         "settled: %d round trips of each design in %.1f s; compilers' share of the last %d: %.1f %%%s",
         ran, (System.nanoTime() - t0) / 1e9, step, share * 100,
-        share > quietShare ? " (not quiet: measured anyway)" : "");
+        quiet < QUIET_STEPS ? " (not quiet: measured anyway)" : "");
   }
 
   private static String row(String name, long[] sorted, long cpuNanos) {
@@ -371,18 +394,21 @@ public final class LatencyBenchmark {
       throw new IllegalArgumentException("unknown placement '" + label + "'; known: free, same, split");
     }
 
-    /** Why these placements cannot be set here, or null if they can. */
-    static String unavailable(List<Placement> wanted, List<Integer> selfCpus, List<Integer> childCpus) {
+    /** Why this placement cannot be set here, or null if it can. */
+    String unavailable(List<Integer> selfCpus, List<Integer> childCpus, boolean tasksetRuns) {
+      if (this == FREE) {
+        return null;
+      }
       if (selfCpus.isEmpty() || childCpus.isEmpty()) {
         return "the CPUs each process may use are unknown (not Linux?)";
       }
-      if (!CpuPinning.available()) {
+      if (!tasksetRuns) {
         return "taskset (util-linux) is not installed";
       }
-      if (wanted.contains(SAME) && childCpus.stream().noneMatch(selfCpus::contains)) {
+      if (this == SAME && childCpus.stream().noneMatch(selfCpus::contains)) {
         return "the two processes share no CPU";
       }
-      if (wanted.contains(SPLIT) && splitCpus(selfCpus, childCpus) == null) {
+      if (this == SPLIT && splitCpus(selfCpus, childCpus) == null) {
         return "only one CPU is available, so the processes cannot be split";
       }
       return null;
@@ -532,6 +558,7 @@ public final class LatencyBenchmark {
     private final Map<String, EntanglementNode> nodes = new LinkedHashMap<>();
     private final List<DisposableServer> servers = new ArrayList<>();
     private Map<Long, Object[]> threadMark = Map.of();
+    private Map<Long, Long> jitMark = Map.of();
 
     String handle(String[] w) {
       try {
@@ -545,8 +572,11 @@ public final class LatencyBenchmark {
             yield "OK";
           }
           case "TCPU" -> Measure.threadCpuDelta(threadMark, 6);
-          case "JIT" -> Long.toString(
-              java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime());
+          case "JITMARK" -> {
+            jitMark = Measure.compilerCpu();
+            yield "OK";
+          }
+          case "JITCPU" -> Long.toString(Measure.compilerCpuBetween(jitMark, Measure.compilerCpu()));
           case "STATS" -> {
             NodeStats s = nodes.get(ChildProcess.word(w, "mode", "plain")).stats();
             yield String.format(

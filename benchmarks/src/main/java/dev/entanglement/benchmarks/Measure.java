@@ -116,6 +116,55 @@ final class Measure {
     return byName;
   }
 
+  /**
+   * CPU time of each of this process's JIT compiler threads in nanoseconds, compilations under way
+   * included, by thread id: from {@code /proc/self/task/<tid>/schedstat} (nanosecond resolution)
+   * of the threads named {@code C1 CompilerThre…} or {@code C2 CompilerThre…}. Where that cannot be
+   * read, one entry under id -1: the JVM's total compilation time, which counts a compilation only
+   * once it has ended. See {@link #compilerCpuBetween}.
+   */
+  static java.util.Map<Long, Long> compilerCpu() {
+    java.util.Map<Long, Long> byThread = new java.util.HashMap<>();
+    java.nio.file.Path tasks = java.nio.file.Path.of("/proc/self/task");
+    if (java.nio.file.Files.isDirectory(tasks)) {
+      try (var dirs = java.nio.file.Files.list(tasks)) {
+        for (java.nio.file.Path t : (Iterable<java.nio.file.Path>) dirs::iterator) {
+          try {
+            String name = java.nio.file.Files.readString(t.resolve("comm")).strip();
+            if (name.startsWith("C1 CompilerThre") || name.startsWith("C2 CompilerThre")) {
+              String schedstat = java.nio.file.Files.readString(t.resolve("schedstat")).strip();
+              byThread.put(
+                  Long.parseLong(t.getFileName().toString()),
+                  Long.parseLong(schedstat.substring(0, schedstat.indexOf(' '))));
+            }
+          } catch (java.io.IOException | RuntimeException e) {
+            // the thread ended while being read, or the kernel keeps no schedstat
+          }
+        }
+      } catch (java.io.IOException e) {
+        // fall back below
+      }
+    }
+    if (byThread.isEmpty()) {
+      byThread.put(
+          -1L,
+          java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime() * 1_000_000L);
+    }
+    return byThread;
+  }
+
+  /**
+   * The compilers' CPU between two {@link #compilerCpu} readings: a thread started in between
+   * counts whole, and one that ended (the JVM stops idle compiler threads) counts nothing.
+   */
+  static long compilerCpuBetween(java.util.Map<Long, Long> before, java.util.Map<Long, Long> after) {
+    long sum = 0;
+    for (var e : after.entrySet()) {
+      sum += Math.max(0, e.getValue() - before.getOrDefault(e.getKey(), 0L));
+    }
+    return sum;
+  }
+
   /** {@code after − before} per thread group, dropping groups that used nothing. */
   static java.util.Map<String, Long> minus(java.util.Map<String, Long> after, java.util.Map<String, Long> before) {
     java.util.Map<String, Long> d = new java.util.TreeMap<>();
