@@ -57,8 +57,9 @@ import reactor.netty.tcp.TcpServer;
  * set with {@code taskset}: {@code free} (where the kernel puts them), {@code same} (both on one
  * CPU: every round trip in the fast mode) and {@code split} (one CPU each: every round trip crosses
  * CPUs twice). Both designs are measured in each placement, in the same blocks, and each placement
- * has its own target line. Without {@code taskset}, or with a single CPU for {@code split}, only
- * {@code free} is measured, and the output says why.
+ * has its own target line. A placement that cannot be set is skipped, and the output says why:
+ * without {@code taskset} only {@code free} is measured; with a single CPU, {@code split} is
+ * skipped.
  *
  * <p>Designs alternate in blocks of {@code block} round trips. Options ({@code name=value}): {@code
  * warmup} round trips per design and mode (30000), {@code count} measured per placement (20000),
@@ -319,6 +320,7 @@ public final class LatencyBenchmark {
       int most,
       double quietShare) {
     long t0 = System.nanoTime();
+    long errorsBefore = ours.errors;
     int ran = 0;
     int quiet = 0;
     double share;
@@ -341,9 +343,10 @@ public final class LatencyBenchmark {
     } while (quiet < QUIET_STEPS && ran < most);
     return String.format(
         Locale.ROOT,
-        "settled: %d round trips of each design in %.1f s; compilers' share of the last %d: %.1f %%%s",
+        "settled: %d round trips of each design in %.1f s; compilers' share of the last %d: %.1f %%%s;"
+            + " ours errors %d",
         ran, (System.nanoTime() - t0) / 1e9, step, share * 100,
-        quiet < QUIET_STEPS ? " (not quiet: measured anyway)" : "");
+        quiet < QUIET_STEPS ? " (not quiet: measured anyway)" : "", ours.errors - errorsBefore);
   }
 
   private static String row(String name, long[] sorted, long cpuNanos) {

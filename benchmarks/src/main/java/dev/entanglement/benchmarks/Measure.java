@@ -116,15 +116,19 @@ final class Measure {
     return byName;
   }
 
+  /** The key of {@link #compilerCpu}'s entry for the JVM's total compilation time. */
+  private static final long TOTAL_COMPILATION = -1;
+
   /**
-   * CPU time of each of this process's JIT compiler threads in nanoseconds, compilations under way
-   * included, by thread id: from {@code /proc/self/task/<tid>/schedstat} (nanosecond resolution)
-   * of the threads named {@code C1 CompilerThre…} or {@code C2 CompilerThre…}. Where that cannot be
-   * read, one entry under id -1: the JVM's total compilation time, which counts a compilation only
-   * once it has ended. See {@link #compilerCpuBetween}.
+   * A reading of this process's JIT compilers for {@link #compilerCpuBetween}: the CPU time of each
+   * compiler thread in nanoseconds by thread id, compilations under way included, from {@code
+   * /proc/self/task/<tid>/schedstat} (nanosecond resolution) of the threads named {@code C1
+   * CompilerThre…} or {@code C2 CompilerThre…} (none where that cannot be read); and, under id
+   * {@value #TOTAL_COMPILATION}, the JVM's total compilation time, which counts a compilation only
+   * once it has ended, but also one whose thread has since exited.
    */
   static java.util.Map<Long, Long> compilerCpu() {
-    java.util.Map<Long, Long> byThread = new java.util.HashMap<>();
+    java.util.Map<Long, Long> reading = new java.util.HashMap<>();
     java.nio.file.Path tasks = java.nio.file.Path.of("/proc/self/task");
     if (java.nio.file.Files.isDirectory(tasks)) {
       try (var dirs = java.nio.file.Files.list(tasks)) {
@@ -133,7 +137,7 @@ final class Measure {
             String name = java.nio.file.Files.readString(t.resolve("comm")).strip();
             if (name.startsWith("C1 CompilerThre") || name.startsWith("C2 CompilerThre")) {
               String schedstat = java.nio.file.Files.readString(t.resolve("schedstat")).strip();
-              byThread.put(
+              reading.put(
                   Long.parseLong(t.getFileName().toString()),
                   Long.parseLong(schedstat.substring(0, schedstat.indexOf(' '))));
             }
@@ -142,27 +146,30 @@ final class Measure {
           }
         }
       } catch (java.io.IOException e) {
-        // fall back below
+        // the total below still counts
       }
     }
-    if (byThread.isEmpty()) {
-      byThread.put(
-          -1L,
-          java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime() * 1_000_000L);
-    }
-    return byThread;
+    reading.put(
+        TOTAL_COMPILATION,
+        java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime() * 1_000_000L);
+    return reading;
   }
 
   /**
-   * The compilers' CPU between two {@link #compilerCpu} readings: a thread started in between
-   * counts whole, and one that ended (the JVM stops idle compiler threads) counts nothing.
+   * The compilers' work between two {@link #compilerCpu} readings, in nanoseconds: the larger of
+   * the compiler threads' CPU (a thread started in between counts whole; one that exited, as the
+   * JVM stops idle compiler threads, counts nothing) and the total compilation time's growth
+   * (compilations that ended in between, whichever thread ran them).
    */
   static long compilerCpuBetween(java.util.Map<Long, Long> before, java.util.Map<Long, Long> after) {
-    long sum = 0;
+    long threads = 0;
     for (var e : after.entrySet()) {
-      sum += Math.max(0, e.getValue() - before.getOrDefault(e.getKey(), 0L));
+      if (e.getKey() != TOTAL_COMPILATION) {
+        threads += Math.max(0, e.getValue() - before.getOrDefault(e.getKey(), 0L));
+      }
     }
-    return sum;
+    long ended = after.get(TOTAL_COMPILATION) - before.getOrDefault(TOTAL_COMPILATION, after.get(TOTAL_COMPILATION));
+    return Math.max(threads, ended);
   }
 
   /** {@code after − before} per thread group, dropping groups that used nothing. */
