@@ -65,28 +65,27 @@ final class CpuPinning {
   /** Whether {@code taskset} runs here. */
   static boolean available() {
     try {
-      Process p = new ProcessBuilder("taskset", "-V").redirectErrorStream(true).start();
-      p.getInputStream().readAllBytes();
-      return p.waitFor(10, TimeUnit.SECONDS) && p.exitValue() == 0;
-    } catch (IOException e) {
-      return false;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
+      taskset("-V");
+      return true;
+    } catch (IllegalStateException e) {
       return false;
     }
   }
 
   /** Lets every thread of {@code pid} run on {@code cpus} only; throws if {@code taskset} fails. */
   static void pin(long pid, List<Integer> cpus) {
-    String list = String.join(",", cpus.stream().map(String::valueOf).toList());
+    taskset("-a", "-p", "-c", String.join(",", cpus.stream().map(String::valueOf).toList()), Long.toString(pid));
+  }
+
+  /** Runs {@code taskset args}; throws, with its output, unless it exits with 0 within 10 s. */
+  private static void taskset(String... args) {
+    List<String> command = new ArrayList<>(List.of("taskset"));
+    command.addAll(List.of(args));
     try {
-      Process p =
-          new ProcessBuilder("taskset", "-a", "-p", "-c", list, Long.toString(pid))
-              .redirectErrorStream(true)
-              .start();
+      Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
       String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
       if (!p.waitFor(10, TimeUnit.SECONDS) || p.exitValue() != 0) {
-        throw new IllegalStateException("taskset -a -p -c " + list + " " + pid + " failed: " + out.strip());
+        throw new IllegalStateException(String.join(" ", command) + " failed: " + out.strip());
       }
     } catch (IOException e) {
       throw new IllegalStateException("cannot run taskset", e);
