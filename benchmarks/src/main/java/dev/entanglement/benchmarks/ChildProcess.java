@@ -57,6 +57,26 @@ final class ChildProcess implements AutoCloseable {
 
   /** Starts {@code mainClass role=child args...} with this JVM's heap and GC options. */
   static ChildProcess start(Class<?> mainClass, List<String> extraJvmArgs, List<String> args) {
+    List<String> cmd = javaCommand(mainClass, extraJvmArgs);
+    cmd.add("role=child");
+    cmd.addAll(args);
+    try {
+      Process p =
+          new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+      ChildProcess c = new ChildProcess(p);
+      Runtime.getRuntime().addShutdownHook(new Thread(p::destroyForcibly));
+      return c;
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot start the child process", e);
+    }
+  }
+
+  /**
+   * The command that runs {@code mainClass} in a new JVM like this one: the same java, heap, GC
+   * and Netty options and class path, then {@code extraJvmArgs} and any {@code bench.childJvm}
+   * options; the caller appends the program's arguments.
+   */
+  static List<String> javaCommand(Class<?> mainClass, List<String> extraJvmArgs) {
     String java =
         ProcessHandle.current()
             .info()
@@ -80,17 +100,7 @@ final class ChildProcess implements AutoCloseable {
     cmd.add("-cp");
     cmd.add(System.getProperty("java.class.path"));
     cmd.add(mainClass.getName());
-    cmd.add("role=child");
-    cmd.addAll(args);
-    try {
-      Process p =
-          new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-      ChildProcess c = new ChildProcess(p);
-      Runtime.getRuntime().addShutdownHook(new Thread(p::destroyForcibly));
-      return c;
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot start the child process", e);
-    }
+    return cmd;
   }
 
   /** Sends a command and waits for its one-line reply. */

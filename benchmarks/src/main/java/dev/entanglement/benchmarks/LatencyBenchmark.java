@@ -72,6 +72,12 @@ import reactor.netty.tcp.TcpServer;
  * CPU a compilation still under way takes the round trips' time, and ours has more code to compile
  * than raw. Smoke run:
  * {@code warmup=500 count=2000}.
+ *
+ * <p>{@code forks=N} measures the {@code free} placement instead with each design alone in its own
+ * processes, {@code N} times each ({@link LatencyForks}): in {@code free}, alternating blocks in the
+ * same processes couple the designs through the scheduler. {@code sizes} ({@code
+ * mode:request/answer,...}, bytes with headers) gives the raw ping-pong's sizes, so that raw alone
+ * needs no ours to measure them; the forks set it.
  */
 public final class LatencyBenchmark {
   private static final Duration CALL = Duration.ofSeconds(30);
@@ -90,7 +96,11 @@ public final class LatencyBenchmark {
     System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
     Options o = Options.parse(
             args, "warmup", "count", "block", "modes", "tlsProvider", "target", "designs", "placements",
-            "quietJit");
+            "quietJit", "forks", "sizes");
+    if (o.integer("forks", 0) > 0) {
+      LatencyForks.run(o, args);
+      return;
+    }
     int warmup = o.integer("warmup", 30_000);
     int count = o.integer("count", 20_000);
     int block = Math.max(1, Math.min(o.integer("block", 1000), count));
@@ -99,6 +109,7 @@ public final class LatencyBenchmark {
     double target = o.decimal("target", 1.5);
     List<String> designs = o.list("designs", "raw,ours");
     double quietJit = o.decimal("quietJit", 0.01);
+    Map<String, int[]> givenSizes = sizes(o.string("sizes", ""));
     List<Placement> placements = new ArrayList<>();
     for (String p : o.list("placements", "free,same,split")) {
       placements.add(Placement.of(p));
@@ -153,31 +164,44 @@ public final class LatencyBenchmark {
       }
       for (String mode : modes) {
         boolean tls = mode.equals("tls");
+        int[] given = givenSizes.get(mode);
+        // Raw alone with its sizes given: ours is not even connected (see LatencyForks).
         Proposer ours =
-            new Proposer(
-                portOf.get("ours-" + mode), tls ? clientTls : null, tls ? serverId.fingerprint() : null, mode);
-        // Warm ours first: it also tells the byte sizes the raw ping-pong must carry.
-        NodeStats p0 = ours.node.stats();
-        String o0 = child.call("STATS mode=" + mode, CALL);
-        ours.run(warmup);
-        NodeStats p1 = ours.node.stats();
-        String o1 = child.call("STATS mode=" + mode, CALL);
-        double reqBytes =
-            (p1.bytesSent() - p0.bytesSent() + 8.0 * (p1.framesSent() - p0.framesSent())) / warmup;
-        double reqFrames = (double) (p1.framesSent() - p0.framesSent()) / warmup;
-        long ob0 = Long.parseLong(ChildProcess.word(o0.split(" "), "bytesSent", "0"));
-        long ob1 = Long.parseLong(ChildProcess.word(o1.split(" "), "bytesSent", "0"));
-        long of0 = Long.parseLong(ChildProcess.word(o0.split(" "), "framesSent", "0"));
-        long of1 = Long.parseLong(ChildProcess.word(o1.split(" "), "framesSent", "0"));
-        double respBytes = (ob1 - ob0 + 8.0 * (of1 - of0)) / warmup;
-        double respFrames = (double) (of1 - of0) / warmup;
-        int reqSize = (int) Math.round(reqBytes);
-        int respSize = (int) Math.round(respBytes);
-        System.out.printf(
-            Locale.ROOT,
-            "[%s] ours per round trip: request %.2f frames / %.1f B on the wire, answer %.2f frames / %.1f B"
-                + " → raw ping %d B, pong %d B (headers included)%n",
-            mode, reqFrames, reqBytes, respFrames, respBytes, reqSize, respSize);
+            designs.contains("ours") || given == null
+                ? new Proposer(
+                    portOf.get("ours-" + mode), tls ? clientTls : null, tls ? serverId.fingerprint() : null, mode)
+                : null;
+        int reqSize;
+        int respSize;
+        if (ours != null) {
+          // Warm ours first: it also tells the byte sizes the raw ping-pong must carry.
+          NodeStats p0 = ours.node.stats();
+          String o0 = child.call("STATS mode=" + mode, CALL);
+          ours.run(warmup);
+          NodeStats p1 = ours.node.stats();
+          String o1 = child.call("STATS mode=" + mode, CALL);
+          double reqBytes =
+              (p1.bytesSent() - p0.bytesSent() + 8.0 * (p1.framesSent() - p0.framesSent())) / warmup;
+          double reqFrames = (double) (p1.framesSent() - p0.framesSent()) / warmup;
+          long ob0 = Long.parseLong(ChildProcess.word(o0.split(" "), "bytesSent", "0"));
+          long ob1 = Long.parseLong(ChildProcess.word(o1.split(" "), "bytesSent", "0"));
+          long of0 = Long.parseLong(ChildProcess.word(o0.split(" "), "framesSent", "0"));
+          long of1 = Long.parseLong(ChildProcess.word(o1.split(" "), "framesSent", "0"));
+          double respBytes = (ob1 - ob0 + 8.0 * (of1 - of0)) / warmup;
+          double respFrames = (double) (of1 - of0) / warmup;
+          reqSize = given != null ? given[0] : (int) Math.round(reqBytes);
+          respSize = given != null ? given[1] : (int) Math.round(respBytes);
+          System.out.printf(
+              Locale.ROOT,
+              "[%s] ours per round trip: request %.2f frames / %.1f B on the wire, answer %.2f frames / %.1f B"
+                  + " → raw ping %d B, pong %d B (headers included%s)%n",
+              mode, reqFrames, reqBytes, respFrames, respBytes, reqSize, respSize,
+              given != null ? ", as given" : "");
+        } else {
+          reqSize = given[0];
+          respSize = given[1];
+          System.out.printf(Locale.ROOT, "[%s] raw ping %d B, pong %d B (headers included, as given)%n", mode, reqSize, respSize);
+        }
 
         Pinger raw = new Pinger(portOf.get("raw-" + mode), tls ? ThroughputBenchmark.rawClientContext(clientId, jdk) : null, reqSize, respSize);
         if (designs.contains("raw")) {
@@ -218,7 +242,7 @@ public final class LatencyBenchmark {
                     design, label, probe, Measure.threadCpuDelta(before, 6), child.call("TCPU", CALL)));
           }
 
-          long errorsBefore = ours.errors;
+          long errorsBefore = ours == null ? 0 : ours.errors;
           long[] oursNs = new long[count];
           long[] rawNs = new long[count];
           long oursCpu = 0;
@@ -259,6 +283,9 @@ public final class LatencyBenchmark {
                     "TARGET [%s] %s: ours p50 ≤ %.1f × raw p50 (ratio %.2f; p99 ratio %.2f; ours errors %d; sizes ping %d B / pong %d B)",
                     ratio <= target ? "PASS" : "FAIL", label, target, ratio, ratio99, ours.errors - errorsBefore,
                     reqSize, respSize));
+          } else if (designs.contains("ours")) {
+            lines.add(String.format(Locale.ROOT, "TARGET [----] %s: ours alone, no target judged; ours errors %d",
+                label, ours.errors - errorsBefore));
           }
         }
         if (pinning) {
@@ -268,7 +295,9 @@ public final class LatencyBenchmark {
             System.out.println("[" + mode + "] the original CPUs could not be restored: " + e.getMessage());
           }
         }
-        ours.close();
+        if (ours != null) {
+          ours.close();
+        }
         raw.close();
       }
       String ownerStats = child.call("STATS mode=" + modes.get(0), CALL);
@@ -320,7 +349,7 @@ public final class LatencyBenchmark {
       int most,
       double quietShare) {
     long t0 = System.nanoTime();
-    long errorsBefore = ours.errors;
+    long errorsBefore = ours == null ? 0 : ours.errors;
     int ran = 0;
     int quiet = 0;
     double share;
@@ -346,7 +375,25 @@ public final class LatencyBenchmark {
         "settled: %d round trips of each design in %.1f s; compilers' share of the last %d: %.1f %%%s;"
             + " ours errors %d",
         ran, (System.nanoTime() - t0) / 1e9, step, share * 100,
-        quiet < QUIET_STEPS ? " (not quiet: measured anyway)" : "", ours.errors - errorsBefore);
+        quiet < QUIET_STEPS ? " (not quiet: measured anyway)" : "",
+        ours == null ? 0 : ours.errors - errorsBefore);
+  }
+
+  /** Parses {@code sizes}: {@code mode:request/answer} bytes, headers included, comma-separated. */
+  static Map<String, int[]> sizes(String option) {
+    Map<String, int[]> out = new LinkedHashMap<>();
+    for (String entry : option.split(",")) {
+      if (entry.isBlank()) {
+        continue;
+      }
+      String[] modeAndSizes = entry.split(":");
+      String[] reqResp = modeAndSizes.length == 2 ? modeAndSizes[1].split("/") : new String[0];
+      if (reqResp.length != 2) {
+        throw new IllegalArgumentException("sizes: expected mode:request/answer, got '" + entry + "'");
+      }
+      out.put(modeAndSizes[0], new int[] {Integer.parseInt(reqResp[0]), Integer.parseInt(reqResp[1])});
+    }
+    return out;
   }
 
   private static String row(String name, long[] sorted, long cpuNanos) {
