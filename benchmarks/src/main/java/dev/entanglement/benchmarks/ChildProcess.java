@@ -57,7 +57,7 @@ final class ChildProcess implements AutoCloseable {
 
   /** Starts {@code mainClass role=child args...} with this JVM's heap and GC options. */
   static ChildProcess start(Class<?> mainClass, List<String> extraJvmArgs, List<String> args) {
-    List<String> cmd = javaCommand(mainClass, extraJvmArgs);
+    List<String> cmd = javaCommand(mainClass, extraJvmArgs, true);
     cmd.add("role=child");
     cmd.addAll(args);
     try {
@@ -73,10 +73,11 @@ final class ChildProcess implements AutoCloseable {
 
   /**
    * The command that runs {@code mainClass} in a new JVM like this one: the same java, heap, GC
-   * and Netty options and class path, then {@code extraJvmArgs} and any {@code bench.childJvm}
-   * options; the caller appends the program's arguments.
+   * and Netty options and class path, then {@code extraJvmArgs}; the caller appends the program's
+   * arguments. The {@code bench.childJvm} options are added if {@code childJvmHere}; otherwise the
+   * property itself is passed on, for a process that starts the child in its turn.
    */
-  static List<String> javaCommand(Class<?> mainClass, List<String> extraJvmArgs) {
+  static List<String> javaCommand(Class<?> mainClass, List<String> extraJvmArgs, boolean childJvmHere) {
     String java =
         ProcessHandle.current()
             .info()
@@ -93,8 +94,10 @@ final class ChildProcess implements AutoCloseable {
     cmd.addAll(extraJvmArgs);
     // For profiling the child: -Dbench.childJvm="-XX:StartFlightRecording=filename=child.jfr"
     String more = System.getProperty("bench.childJvm", "").strip();
-    if (!more.isEmpty()) {
+    if (!more.isEmpty() && childJvmHere) {
       cmd.addAll(List.of(more.split("\\s+")));
+    } else if (!more.isEmpty()) {
+      cmd.add("-Dbench.childJvm=" + more);
     }
     cmd.add("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn");
     cmd.add("-cp");

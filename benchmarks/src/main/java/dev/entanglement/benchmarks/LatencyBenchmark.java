@@ -203,8 +203,9 @@ public final class LatencyBenchmark {
           System.out.printf(Locale.ROOT, "[%s] raw ping %d B, pong %d B (headers included, as given)%n", mode, reqSize, respSize);
         }
 
-        Pinger raw = new Pinger(portOf.get("raw-" + mode), tls ? ThroughputBenchmark.rawClientContext(clientId, jdk) : null, reqSize, respSize);
+        Pinger raw = null;
         if (designs.contains("raw")) {
+          raw = new Pinger(portOf.get("raw-" + mode), tls ? ThroughputBenchmark.rawClientContext(clientId, jdk) : null, reqSize, respSize);
           raw.run(warmup);
         }
 
@@ -298,7 +299,9 @@ public final class LatencyBenchmark {
         if (ours != null) {
           ours.close();
         }
-        raw.close();
+        if (raw != null) {
+          raw.close();
+        }
       }
       String ownerStats = child.call("STATS mode=" + modes.get(0), CALL);
       System.out.println();

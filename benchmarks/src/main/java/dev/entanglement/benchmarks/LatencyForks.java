@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -18,8 +19,9 @@ import java.util.regex.Pattern;
  * B4 in the {@code free} placement with each design alone: {@link LatencyBenchmark} run {@code
  * forks} times per design, each run a new pair of processes measuring one design ({@code
  * designs=ours} or {@code designs=raw}, {@code placements=free}), in the order ours, raw, raw, ours,
- * ours, raw, … so that a drift of the machine falls on both alike. The target is judged on the
- * median over the forks of each design's p50 (and p99), per mode.
+ * ours, raw, … so that a drift of the machine falls on both alike. The target is judged per mode
+ * on the median over the forks of each design's p50, and fails if any of ours' round trips failed;
+ * the medians of p99 are reported beside it.
  *
  * <p>Why forks for {@code free}: measured in alternating blocks in the same two processes, raw
  * runs faster right after a block of ours than it does alone, while ours is the same either way
@@ -110,21 +112,31 @@ final class LatencyForks {
 
   /** Runs one fork to its end; returns its output lines, echoing those that carry results. */
   private static List<String> runFork(int n, String design, List<String> forkArgs) {
-    List<String> cmd = ChildProcess.javaCommand(LatencyBenchmark.class, List.of());
+    List<String> cmd = ChildProcess.javaCommand(LatencyBenchmark.class, List.of(), false);
     cmd.addAll(forkArgs);
     System.out.println("fork " + n + " (" + design + "): " + String.join(" ", forkArgs));
     List<String> lines = new ArrayList<>();
     try {
       Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+      // The fork's own child (the owner) shares its output: both must go, or the reading below
+      // never sees the end of it.
+      Runnable kill = () -> {
+        p.descendants().forEach(ProcessHandle::destroyForcibly);
+        p.destroyForcibly();
+      };
+      Thread onExit = new Thread(kill, "fork-killer");
+      Runtime.getRuntime().addShutdownHook(onExit);
+      AtomicBoolean timedOut = new AtomicBoolean();
       Thread watchdog =
           new Thread(
               () -> {
                 try {
                   if (!p.waitFor(FORK_TIMEOUT_MINUTES, TimeUnit.MINUTES)) {
-                    p.destroyForcibly();
+                    timedOut.set(true);
+                    kill.run();
                   }
                 } catch (InterruptedException e) {
-                  p.destroyForcibly();
+                  kill.run();
                 }
               },
               "fork-watchdog");
@@ -141,6 +153,11 @@ final class LatencyForks {
         }
       }
       int exit = p.waitFor();
+      Runtime.getRuntime().removeShutdownHook(onExit);
+      if (timedOut.get()) {
+        throw new IllegalStateException(
+            "fork " + n + " (" + design + ") did not end within " + FORK_TIMEOUT_MINUTES + " minutes");
+      }
       if (exit != 0) {
         lines.forEach(l -> System.out.println("  ! " + l));
         throw new IllegalStateException("fork " + n + " (" + design + ") exited with " + exit);
