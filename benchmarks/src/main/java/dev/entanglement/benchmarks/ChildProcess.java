@@ -94,10 +94,12 @@ final class ChildProcess implements AutoCloseable {
     cmd.addAll(extraJvmArgs);
     // For profiling the child: -Dbench.childJvm="-XX:StartFlightRecording=filename=child.jfr"
     String more = System.getProperty("bench.childJvm", "").strip();
-    if (!more.isEmpty() && childJvmHere) {
-      cmd.addAll(List.of(more.split("\\s+")));
-    } else if (!more.isEmpty()) {
-      cmd.add("-Dbench.childJvm=" + more);
+    if (!more.isEmpty()) {
+      if (childJvmHere) {
+        cmd.addAll(List.of(more.split("\\s+")));
+      } else {
+        cmd.add("-Dbench.childJvm=" + more);
+      }
     }
     cmd.add("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn");
     cmd.add("-cp");
