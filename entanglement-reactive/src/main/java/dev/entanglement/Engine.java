@@ -153,8 +153,15 @@ final class Engine {
    * Open requests, in deadline order (one timeout, so creation order is deadline order), and
    * undecided proposals with their deadlines (a proposal offered again keeps its first one), swept
    * by one periodic task instead of a timer per request.
+   *
+   * <p>An ended request is not looked up to be removed (an identity hash and a map entry per
+   * request): it stays in {@code requestDeadlines} until it reaches the head, where {@link
+   * #released} and the sweep drop it. Requests usually end in the order they started, so the head
+   * is dropped at once; ended ones behind a long-open one are dropped in one pass whenever they
+   * outnumber the open ones (plus {@value #ENDED_REQUESTS_KEPT}), so the deque holds at most about
+   * twice the open requests.
    */
-  private final java.util.LinkedHashMap<Obligation, Long> requestDeadlines = new java.util.LinkedHashMap<>();
+  private final java.util.ArrayDeque<Obligation> requestDeadlines = new java.util.ArrayDeque<>();
   private final java.util.LinkedHashMap<Proposal<?>, Long> decisionDeadlines =
       new java.util.LinkedHashMap<>();
   private final reactor.core.Disposable deadlineSweep;
@@ -685,6 +692,41 @@ final class Engine {
         });
   }
 
+  /**
+   * The tree of a partial update's attributes, as {@code json.valueToTree} builds it. Values of the
+   * common scalar classes (text, {@code Integer}, {@code Long}, {@code Double}, {@code Boolean},
+   * null) become nodes directly, sparing the serializer and its token buffer on every proposal;
+   * any other value, or a null name, sends the whole map through the mapper.
+   */
+  ObjectNode attributesTree(Map<String, ?> attributes) {
+    ObjectNode tree = json.createObjectNode();
+    for (Map.Entry<String, ?> e : attributes.entrySet()) {
+      String name = e.getKey();
+      Object v = e.getValue();
+      JsonNode node;
+      if (v == null) {
+        node = tree.nullNode();
+      } else if (v instanceof String t) {
+        node = tree.stringNode(t);
+      } else if (v instanceof Integer i) {
+        node = tree.numberNode(i.intValue());
+      } else if (v instanceof Long l) {
+        node = tree.numberNode(l.longValue());
+      } else if (v instanceof Double d) {
+        node = tree.numberNode(d.doubleValue());
+      } else if (v instanceof Boolean b) {
+        node = tree.booleanNode(b);
+      } else {
+        node = null;
+      }
+      if (node == null || name == null) {
+        return json.valueToTree(attributes);
+      }
+      tree.set(name, node);
+    }
+    return tree;
+  }
+
   Mono<Outcome<?>> propose(
       SyncType<?> type, Object keyValue, JsonNode attributes, boolean partial, @Nullable String tid) {
     ObjectKey key = type.key(keyValue);
@@ -696,7 +738,7 @@ final class Engine {
             sink.success(new Outcome.Rejected<>(ErrorCode.NOT_FOUND, key + " does not exist"));
             return;
           }
-          limits.checkObjectSize(attributes, "the proposal for " + key);
+          limits.checkObjectSize(attributes, "the proposal for ", key);
           ObjectNode attrs = asObject(attributes); // before the waiter: a refusal leaves nothing pending
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
@@ -722,7 +764,7 @@ final class Engine {
     return request(
         sink -> {
           TypeBinding<?> b = binding(type);
-          limits.checkObjectSize(value, "the new " + type.name());
+          limits.checkObjectSize(value, "the new ", type.name());
           ObjectNode attrs = asObject(json.valueToTree(value)); // before the waiter, as in propose
           LocalWaiter w = localWaiter(sink);
           Outbound.Request r =
@@ -1135,14 +1177,14 @@ final class Engine {
     @Override
     public void update(T value) {
       ObjectNode tree = json.valueToTree(value);
-      limits.checkObjectSize(tree, "the update of transition " + id);
+      limits.checkObjectSize(tree, "the update of transition ", id);
       serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
     }
 
     @Override
     public void update(Map<String, ?> attributes) {
-      ObjectNode tree = json.valueToTree(attributes);
-      limits.checkObjectSize(tree, "the update of transition " + id);
+      ObjectNode tree = attributesTree(attributes);
+      limits.checkObjectSize(tree, "the update of transition ", id);
       serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
     }
 
@@ -3966,22 +4008,40 @@ final class Engine {
 
   private void start(Obligation o) {
     pendingRequests++;
-    requestDeadlines.put(o, scheduler.now(TimeUnit.NANOSECONDS) + timeouts.request().toNanos());
+    o.deadline = scheduler.now(TimeUnit.NANOSECONDS) + timeouts.request().toNanos();
+    requestDeadlines.addLast(o);
   }
 
   /** An obligation ended: it no longer counts and no longer has a deadline. */
   private void released(Obligation o) {
-    pendingRequests--;
+    int open = --pendingRequests;
     if (o instanceof RelayObligation r) {
       r.from.requestsPending--;
     }
-    requestDeadlines.remove(o);
+    Obligation head;
+    while ((head = requestDeadlines.peekFirst()) != null && head.isDone()) {
+      requestDeadlines.pollFirst();
+    }
+    if (requestDeadlines.size() > 2 * open + ENDED_REQUESTS_KEPT) {
+      requestDeadlines.removeIf(Obligation::isDone);
+    }
   }
+
+  /** Ended requests kept in {@link #requestDeadlines} beyond as many as are open: 64. */
+  private static final int ENDED_REQUESTS_KEPT = 64;
 
   /** Ends every request and proposal whose deadline has passed, oldest first. */
   private void sweepDeadlines() {
     long now = scheduler.now(TimeUnit.NANOSECONDS);
-    for (Obligation o : expired(requestDeadlines, now)) {
+    List<Obligation> expired = new ArrayList<>();
+    Obligation head;
+    while ((head = requestDeadlines.peekFirst()) != null && (head.isDone() || head.deadline <= now)) {
+      requestDeadlines.pollFirst();
+      if (!head.isDone()) {
+        expired.add(head);
+      }
+    }
+    for (Obligation o : expired) {
       fail(o, ErrorCode.TIMEOUT, "no answer in " + timeouts.request());
     }
     // Not in deadline order: a proposal offered again keeps the deadline of its first offer.
@@ -3995,20 +4055,6 @@ final class Engine {
       decisionDeadlines.remove(p);
       p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time");
     }
-  }
-
-  private static <K> List<K> expired(java.util.LinkedHashMap<K, Long> deadlines, long now) {
-    List<K> out = new ArrayList<>();
-    var it = deadlines.entrySet().iterator();
-    while (it.hasNext()) {
-      var e = it.next();
-      if (e.getValue() > now) {
-        break;
-      }
-      out.add(e.getKey());
-      it.remove();
-    }
-    return out;
   }
 
   private void fail(Obligation o, ErrorCode code, String message) {

@@ -192,7 +192,7 @@ public final class EntanglementNode {
 
   /** Proposes new values for some attributes; the owner merges them into the current state. */
   public <T> Mono<Outcome<T>> propose(SyncType<T> type, Object key, Map<String, ?> attributes) {
-    JsonNode tree = engine.json.valueToTree(new LinkedHashMap<>(attributes));
+    JsonNode tree = engine.attributesTree(attributes);
     return castOutcome(engine.propose(type, key, tree, true, null));
   }
 

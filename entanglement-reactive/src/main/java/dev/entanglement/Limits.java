@@ -49,6 +49,14 @@ record Limits(
    * tree) encodes to more than {@link #maxObjectSize} bytes. Stops counting at the limit.
    */
   void checkObjectSize(Object value, Object what) {
+    checkObjectSize(value, "", what);
+  }
+
+  /**
+   * As {@link #checkObjectSize(Object, Object)}, the object named {@code prefix} followed by {@code
+   * subject}: the name is built only if the check fails, not on every call.
+   */
+  void checkObjectSize(Object value, String prefix, Object subject) {
     if (value instanceof JsonNode tree && sizeBound(tree, maxObjectSize) <= maxObjectSize) {
       return; // certainly within the limit: no need to encode
     }
@@ -60,7 +68,9 @@ record Limits(
         throw e;
       }
     }
-    checkEncodedSize(counter.count, what);
+    if (counter.count > maxObjectSize) {
+      checkEncodedSize(counter.count, prefix + subject);
+    }
   }
 
   /**

@@ -7,6 +7,8 @@ package dev.entanglement;
  */
 abstract class Obligation {
   private boolean done;
+  /** When the engine's deadline sweep fails it, in the scheduler's nanoseconds; set as it starts. */
+  long deadline;
 
   /** True once ended; confined to the engine's serial executor. */
   final boolean isDone() {

@@ -16,6 +16,8 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import reactor.core.Disposable;
 import reactor.test.StepVerifier;
 
@@ -648,6 +650,86 @@ class ProposalTest {
       assertEquals(ErrorCode.TIMEOUT, ((EntanglementException) error.get()).code());
       mesh.advance(Duration.ofSeconds(10)); // the late answer arrives and is dropped
       assertNoPending(mesh);
+    }
+  }
+
+  @Test
+  @DisplayName("requests that end out of order: the open one still times out, the many answered behind it end once")
+  void requestsEndingOutOfOrder() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("owner", b -> b.decisionTimeout(Duration.ofSeconds(60)));
+      mesh.node("p", b -> b.requestTimeout(Duration.ofSeconds(5)));
+      mesh.connect("owner", "p");
+      mesh.get("owner").publish(new Cursor("held", 0, 0)).block();
+      mesh.get("owner").publish(new Cursor("t", 0, 0)).block();
+      List<Proposal<Cursor>> held = new ArrayList<>();
+      mesh.get("owner").proposals(CURSOR).subscribe(p -> {
+        if (p.key().key().equals("held")) {
+          held.add(p); // left undecided: the proposer's request stays open
+        } else {
+          p.commit();
+        }
+      });
+      AtomicReference<Throwable> heldError = new AtomicReference<>();
+      mesh.get("p").propose(CURSOR, "held", Map.of("x", 1.0)).subscribe(o -> {}, heldError::set);
+      // Far more answered requests behind the open one than it keeps ended ones (see Engine).
+      int answered = 300;
+      for (int i = 1; i <= answered; i++) {
+        Outcome<Cursor> o = mesh.get("p").propose(CURSOR, "t", Map.of("x", (double) i)).block();
+        assertTrue(o.isCommitted(), "proposal " + i + ": " + o);
+        mesh.advance(Duration.ofMillis(10));
+      }
+      assertEquals(1, mesh.get("p").statsConsistent().block().pendingRequests());
+      assertEquals(null, heldError.get());
+      mesh.advance(Duration.ofSeconds(5));
+      assertEquals(ErrorCode.TIMEOUT, ((EntanglementException) heldError.get()).code());
+      assertEquals(0, mesh.get("p").statsConsistent().block().pendingRequests());
+      assertEquals(new Cursor("t", answered, 0), mesh.get("p").get(CURSOR, "t").orElseThrow().value());
+      assertEquals(1, held.size());
+      assertTrue(held.get(0).reject(ErrorCode.INVALID_OPERATION, "late"), "the owner still decides its own");
+    }
+  }
+
+  @ParameterizedTest(name = "seed {0}")
+  @ValueSource(longs = {1, 2, 3, 4, 5, 6, 7, 8})
+  @DisplayName("a partial proposal's attribute tree is the one the mapper builds, whatever the values")
+  void partialAttributeTreeMatchesTheMapper(long seed) {
+    try (TestMesh mesh = new TestMesh()) {
+      Engine engine = mesh.node("a").engine;
+      java.util.Random random = new java.util.Random(seed);
+      List<java.util.function.Supplier<Object>> values = List.of(
+          () -> null,
+          () -> "text-" + random.nextInt(1000),
+          () -> "",
+          random::nextInt,
+          () -> Integer.MIN_VALUE,
+          random::nextLong,
+          () -> (long) random.nextInt(100),
+          random::nextDouble,
+          () -> Double.NaN,
+          () -> -0.0,
+          random::nextBoolean,
+          // not a direct node: the whole map goes through the mapper
+          random::nextFloat,
+          () -> (short) random.nextInt(100),
+          () -> java.math.BigDecimal.valueOf(random.nextInt(), 3),
+          () -> List.of(random.nextInt(), "x"),
+          () -> Map.of("nested", random.nextInt()));
+      for (int round = 0; round < 50; round++) {
+        Map<String, Object> attributes = new java.util.LinkedHashMap<>();
+        int size = random.nextInt(6);
+        for (int i = 0; i < size; i++) {
+          attributes.put("k" + random.nextInt(8), values.get(random.nextInt(values.size())).get());
+        }
+        tools.jackson.databind.JsonNode expected = engine.json.valueToTree(attributes);
+        tools.jackson.databind.node.ObjectNode actual = engine.attributesTree(attributes);
+        assertEquals(expected, actual, "attributes " + attributes);
+        var names = actual.propertyNames().iterator();
+        for (String name : expected.propertyNames()) {
+          assertEquals(name, names.next(), "order of " + attributes);
+          assertEquals(expected.get(name).getClass(), actual.get(name).getClass(), name + " of " + attributes);
+        }
+      }
     }
   }
 

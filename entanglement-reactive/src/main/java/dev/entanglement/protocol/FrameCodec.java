@@ -11,12 +11,14 @@ import tools.jackson.core.JsonParser;
 import tools.jackson.core.JsonToken;
 import tools.jackson.core.ObjectReadContext;
 import tools.jackson.core.util.JsonParserDelegate;
+import tools.jackson.core.util.JsonRecyclerPools;
 import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.ObjectMapper;
 import tools.jackson.databind.ObjectReader;
 import tools.jackson.databind.ObjectWriter;
 import tools.jackson.databind.node.MissingNode;
+import tools.jackson.dataformat.cbor.CBORFactory;
 import tools.jackson.dataformat.cbor.CBORMapper;
 
 /**
@@ -76,7 +78,12 @@ public final class FrameCodec {
       ThreadLocal.withInitial(() -> new FrameWriter(CBORMapper.builder().build()));
 
   public FrameCodec() {
-    this(CBORMapper.builder().disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).build());
+    // Buffers recycled per thread: a body is read on one thread, start to end, and the shared
+    // default pool costs two atomic deque operations per parser, one parser per frame.
+    this(CBORMapper.builder(
+            CBORFactory.builder().recyclerPool(JsonRecyclerPools.threadLocalPool()).build())
+        .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+        .build());
   }
 
   private FrameCodec(ObjectMapper mapper) {
@@ -631,19 +638,20 @@ public final class FrameCodec {
     String name;
     while ((name = p.nextName()) != null) {
       JsonToken value = p.nextToken();
-      if (bound != null && (seen & fieldBit(name)) != 0) {
+      int bit = fieldBit(name);
+      if (bound != null && (seen & bit) != 0) {
         // Given twice: the tree path keeps the last, which may contradict what was bound.
         throw new IllegalArgumentException("duplicate field");
       }
-      switch (name) {
-        case "t" -> { objectType = text(p, value); seen |= 1; }
-        case "k" -> { key = text(p, value); seen |= 2; }
-        case "o" -> { owner = text(p, value); seen |= 4; }
-        case "e" -> { epoch = integer(p, value); seen |= 8; }
-        case "s" -> { serial = integer(p, value); seen |= 16; }
-        case "c" -> { committedAt = integer(p, value); seen |= 32; }
-        case "d" -> { deleted = bool(value); seen |= 64; }
-        case "a" -> {
+      switch (bit) {
+        case 1 -> objectType = text(p, value);
+        case 2 -> key = text(p, value);
+        case 4 -> owner = text(p, value);
+        case 8 -> epoch = integer(p, value);
+        case 16 -> serial = integer(p, value);
+        case 32 -> committedAt = integer(p, value);
+        case 64 -> deleted = bool(value);
+        case 128 -> {
           ObjectReader reader =
               binder != null && bound != null && (seen & 71) == 71 && !deleted
                   && value == JsonToken.START_OBJECT
@@ -654,10 +662,10 @@ public final class FrameCodec {
           } else {
             attributes = treeReader.readValue(p);
           }
-          seen |= 128;
         }
         default -> p.skipChildren();
       }
+      seen |= bit;
     }
     expect(p, JsonToken.END_OBJECT);
     if (seen != 255 || attributes == null) {
@@ -702,7 +710,7 @@ public final class FrameCodec {
       JsonToken value = p.nextToken();
       switch (name) {
         case "r" -> { requestId = integer(p, value); seen |= 1; }
-        case "p" -> { kind = Message.ProposalKind.valueOf(text(p, value)); seen |= 2; }
+        case "p" -> { kind = proposalKind(text(p, value)); seen |= 2; }
         case "t" -> { objectType = text(p, value); seen |= 4; }
         case "k" -> { key = text(p, value); seen |= 8; }
         case "o" -> { owner = text(p, value); seen |= 16; }
@@ -719,6 +727,16 @@ public final class FrameCodec {
     }
     return new Message.Propose(
         requestId, kind, objectType, key, owner, partial, attributes, transitionId, hops);
+  }
+
+  /** The kind a PROPOSE names, compared directly: {@code valueOf} hashes the name first. */
+  private static Message.ProposalKind proposalKind(String name) {
+    if ("UPDATE".equals(name)) {
+      return Message.ProposalKind.UPDATE;
+    } else if ("DELETE".equals(name)) {
+      return Message.ProposalKind.DELETE;
+    }
+    throw new IllegalArgumentException("unknown proposal kind");
   }
 
   /** Reads a RESPONSE map, the parser on its START_OBJECT. */
