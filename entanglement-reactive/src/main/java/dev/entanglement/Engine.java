@@ -154,12 +154,11 @@ final class Engine {
    * undecided proposals with their deadlines (a proposal offered again keeps its first one), swept
    * by one periodic task instead of a timer per request.
    *
-   * <p>An ended request is not looked up to be removed (an identity hash and a map entry per
-   * request): it stays in {@code requestDeadlines} until it reaches the head, where {@link
+   * <p>{@code requestDeadlines} also holds ended requests: one is not looked up to be removed (an
+   * identity hash and a map entry per request) but stays until it reaches the head, where {@link
    * #released} and the sweep drop it. Requests usually end in the order they started, so the head
-   * is dropped at once; ended ones behind a long-open one are dropped in one pass whenever they
-   * outnumber the open ones (plus {@value #ENDED_REQUESTS_KEPT}), so the deque holds at most about
-   * twice the open requests.
+   * is dropped at once; ended ones behind a long-open one are dropped in one pass whenever the deque
+   * holds more than twice the open requests plus {@value #ENDED_REQUESTS_KEPT}, its bound.
    */
   private final java.util.ArrayDeque<Obligation> requestDeadlines = new java.util.ArrayDeque<>();
   private final java.util.LinkedHashMap<Proposal<?>, Long> decisionDeadlines =
@@ -693,15 +692,17 @@ final class Engine {
   }
 
   /**
-   * The tree of a partial update's attributes, as {@code json.valueToTree} builds it. Values of the
-   * common scalar classes (text, {@code Integer}, {@code Long}, {@code Double}, {@code Boolean},
-   * null) become nodes directly, sparing the serializer and its token buffer on every proposal;
-   * any other value, or a null name, sends the whole map through the mapper.
+   * The tree of a partial update's attributes: the map's entries in its order, as {@code
+   * json.valueToTree} builds them for a plain copy of the map (never through a serializer of the
+   * map's own class). Values of the common scalar classes (text, {@code Integer}, {@code Long},
+   * {@code Double}, {@code Boolean}, null) under text names become nodes directly, sparing the
+   * serializer and its token buffer on every proposal; any other value or name (a null name, a
+   * name of another class that an unchecked map may hold) sends the copy through the mapper.
    */
   ObjectNode attributesTree(Map<String, ?> attributes) {
     ObjectNode tree = json.createObjectNode();
     for (Map.Entry<String, ?> e : attributes.entrySet()) {
-      String name = e.getKey();
+      Object name = e.getKey();
       Object v = e.getValue();
       JsonNode node;
       if (v == null) {
@@ -719,10 +720,10 @@ final class Engine {
       } else {
         node = null;
       }
-      if (node == null || name == null) {
-        return json.valueToTree(attributes);
+      if (node == null || !(name instanceof String text)) {
+        return json.valueToTree(new LinkedHashMap<>(attributes));
       }
-      tree.set(name, node);
+      tree.set(text, node);
     }
     return tree;
   }
@@ -4027,8 +4028,16 @@ final class Engine {
     }
   }
 
-  /** Ended requests kept in {@link #requestDeadlines} beyond as many as are open: 64. */
-  private static final int ENDED_REQUESTS_KEPT = 64;
+  /** Entries {@link #requestDeadlines} may hold beyond twice the open requests: 64. */
+  static final int ENDED_REQUESTS_KEPT = 64;
+
+  /**
+   * Entries in {@link #requestDeadlines}, open and ended. For tests, which read it while the engine
+   * is idle.
+   */
+  int requestDeadlinesHeld() {
+    return requestDeadlines.size();
+  }
 
   /** Ends every request and proposal whose deadline has passed, oldest first. */
   private void sweepDeadlines() {

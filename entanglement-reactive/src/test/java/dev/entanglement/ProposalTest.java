@@ -680,10 +680,13 @@ class ProposalTest {
         mesh.advance(Duration.ofMillis(10));
       }
       assertEquals(1, mesh.get("p").statsConsistent().block().pendingRequests());
+      assertTrue(mesh.get("p").engine.requestDeadlinesHeld() <= 2 + Engine.ENDED_REQUESTS_KEPT,
+          "deadlines held: " + mesh.get("p").engine.requestDeadlinesHeld());
       assertEquals(null, heldError.get());
       mesh.advance(Duration.ofSeconds(5));
       assertEquals(ErrorCode.TIMEOUT, ((EntanglementException) heldError.get()).code());
       assertEquals(0, mesh.get("p").statsConsistent().block().pendingRequests());
+      assertEquals(0, mesh.get("p").engine.requestDeadlinesHeld());
       assertEquals(new Cursor("t", answered, 0), mesh.get("p").get(CURSOR, "t").orElseThrow().value());
       assertEquals(1, held.size());
       assertTrue(held.get(0).reject(ErrorCode.INVALID_OPERATION, "late"), "the owner still decides its own");
@@ -715,14 +718,33 @@ class ProposalTest {
           () -> java.math.BigDecimal.valueOf(random.nextInt(), 3),
           () -> List.of(random.nextInt(), "x"),
           () -> Map.of("nested", random.nextInt()));
+      int direct = 0;
       for (int round = 0; round < 50; round++) {
-        Map<String, Object> attributes = new java.util.LinkedHashMap<>();
+        Map<Object, Object> attributes = new java.util.LinkedHashMap<>();
         int size = random.nextInt(6);
+        boolean onlyDirect = true;
         for (int i = 0; i < size; i++) {
-          attributes.put("k" + random.nextInt(8), values.get(random.nextInt(values.size())).get());
+          int v = random.nextInt(values.size());
+          onlyDirect &= v < 11; // the first eleven suppliers give the classes made nodes directly
+          // now and then a name an unchecked map may hold: not text, or null
+          Object name = random.nextInt(20) == 0 ? (Object) random.nextInt(3) : "k" + random.nextInt(8);
+          attributes.put(name, values.get(v).get());
         }
-        tools.jackson.databind.JsonNode expected = engine.json.valueToTree(attributes);
-        tools.jackson.databind.node.ObjectNode actual = engine.attributesTree(attributes);
+        if (random.nextInt(25) == 0) {
+          attributes.put(null, 1);
+        }
+        direct += onlyDirect && attributes.keySet().stream().allMatch(String.class::isInstance) ? 1 : 0;
+        @SuppressWarnings("unchecked")
+        Map<String, ?> unchecked = (Map<String, ?>) (Map<?, ?>) attributes;
+        tools.jackson.databind.JsonNode expected;
+        try {
+          expected = engine.json.valueToTree(new java.util.LinkedHashMap<>(attributes));
+        } catch (RuntimeException e) {
+          assertEquals(e.getClass(), assertThrows(RuntimeException.class, () -> engine.attributesTree(unchecked)).getClass(),
+              "attributes " + attributes);
+          continue;
+        }
+        tools.jackson.databind.node.ObjectNode actual = engine.attributesTree(unchecked);
         assertEquals(expected, actual, "attributes " + attributes);
         var names = actual.propertyNames().iterator();
         for (String name : expected.propertyNames()) {
@@ -730,6 +752,7 @@ class ProposalTest {
           assertEquals(expected.get(name).getClass(), actual.get(name).getClass(), name + " of " + attributes);
         }
       }
+      assertTrue(direct >= 10, "maps made into nodes directly: " + direct);
     }
   }
 

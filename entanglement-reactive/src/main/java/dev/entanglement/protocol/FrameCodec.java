@@ -78,8 +78,9 @@ public final class FrameCodec {
       ThreadLocal.withInitial(() -> new FrameWriter(CBORMapper.builder().build()));
 
   public FrameCodec() {
-    // Buffers recycled per thread: a body is read on one thread, start to end, and the shared
-    // default pool costs two atomic deque operations per parser, one parser per frame.
+    // Buffers recycled per thread: a body is read on one thread, start to end, and the default
+    // pool (one concurrent deque per factory) costs two atomic deque operations per parser, one
+    // parser per frame.
     this(CBORMapper.builder(
             CBORFactory.builder().recyclerPool(JsonRecyclerPools.threadLocalPool()).build())
         .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
