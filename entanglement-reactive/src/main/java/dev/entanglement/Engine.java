@@ -187,6 +187,8 @@ final class Engine {
    * of each keeping its own decoded copy (less for the garbage collector to trace); bounded.
    */
   private final Map<String, OwnerId> ownerIds = lru(OWNER_IDS_REMEMBERED);
+  /** The id {@link #ownerId} returned last; engine-confined like {@link #ownerIds}. */
+  private @Nullable OwnerId lastOwnerId;
   /** Counts {@link #refreshPolicy} calls: what the send policy decides may have changed since. */
   private long policyGeneration;
   /**
@@ -4187,11 +4189,16 @@ final class Engine {
 
   /** The canonical id of a received owner name (see {@link #ownerIds}). */
   private OwnerId ownerId(String name) {
+    OwnerId last = lastOwnerId;
+    if (last != null && last.value().equals(name)) {
+      return last; // states come in runs of one owner: no hash of the decoded name, no table miss
+    }
     OwnerId id = ownerIds.get(name);
     if (id == null) {
       id = OwnerId.of(name);
       ownerIds.put(name, id);
     }
+    lastOwnerId = id;
     return id;
   }
 

@@ -677,17 +677,26 @@ public final class FrameCodec {
 
   /** The bit of a SYNC field in {@link #readSync}'s {@code seen}; 0 for an unknown field. */
   private static int fieldBit(String name) {
-    return switch (name) {
-      case "t" -> 1;
-      case "k" -> 2;
-      case "o" -> 4;
-      case "e" -> 8;
-      case "s" -> 16;
-      case "c" -> 32;
-      case "d" -> 64;
-      case "a" -> 128;
+    return switch (letter(name)) {
+      case 't' -> 1;
+      case 'k' -> 2;
+      case 'o' -> 4;
+      case 'e' -> 8;
+      case 's' -> 16;
+      case 'c' -> 32;
+      case 'd' -> 64;
+      case 'a' -> 128;
       default -> 0;
     };
+  }
+
+  /**
+   * The letter a one-letter field name is, or 0 for any other name (an unknown field): every field
+   * of the hand-read messages is named by one ASCII letter, and a switch on it spares hashing and
+   * comparing the name (Jackson 3 does not intern names, so they are not the literals' instances).
+   */
+  private static char letter(String name) {
+    return name.length() == 1 ? name.charAt(0) : 0;
   }
 
   /**
@@ -709,16 +718,16 @@ public final class FrameCodec {
     String name;
     while ((name = p.nextName()) != null) {
       JsonToken value = p.nextToken();
-      switch (name) {
-        case "r" -> { requestId = integer(p, value); seen |= 1; }
-        case "p" -> { kind = proposalKind(text(p, value)); seen |= 2; }
-        case "t" -> { objectType = text(p, value); seen |= 4; }
-        case "k" -> { key = text(p, value); seen |= 8; }
-        case "o" -> { owner = text(p, value); seen |= 16; }
-        case "x" -> { partial = bool(value); seen |= 32; }
-        case "a" -> { attributes = treeReader.readValue(p); seen |= 64; }
-        case "i" -> { transitionId = value == JsonToken.VALUE_NULL ? null : text(p, value); seen |= 128; }
-        case "h" -> { hops = smallInteger(p, value); seen |= 256; }
+      switch (letter(name)) {
+        case 'r' -> { requestId = integer(p, value); seen |= 1; }
+        case 'p' -> { kind = proposalKind(text(p, value)); seen |= 2; }
+        case 't' -> { objectType = text(p, value); seen |= 4; }
+        case 'k' -> { key = text(p, value); seen |= 8; }
+        case 'o' -> { owner = text(p, value); seen |= 16; }
+        case 'x' -> { partial = bool(value); seen |= 32; }
+        case 'a' -> { attributes = treeReader.readValue(p); seen |= 64; }
+        case 'i' -> { transitionId = value == JsonToken.VALUE_NULL ? null : text(p, value); seen |= 128; }
+        case 'h' -> { hops = smallInteger(p, value); seen |= 256; }
         default -> p.skipChildren();
       }
     }
@@ -749,9 +758,9 @@ public final class FrameCodec {
     String name;
     while ((name = p.nextName()) != null) {
       JsonToken value = p.nextToken();
-      switch (name) {
-        case "r" -> { inReplyTo = integer(p, value); seen |= 1; }
-        case "s" -> { state = readSync(p); seen |= 2; }
+      switch (letter(name)) {
+        case 'r' -> { inReplyTo = integer(p, value); seen |= 1; }
+        case 's' -> { state = readSync(p); seen |= 2; }
         default -> p.skipChildren();
       }
     }
