@@ -3452,13 +3452,17 @@ final class Engine {
     holder[0] = p;
     p.arrival = arrival != 0 ? arrival : desk.nextArrival();
     pendingDecisions++;
-    decisionDeadlines.put(p, deadline);
     if (closed) {
       // Read before close() ran, decided after: nothing else would end it.
       p.reject(ErrorCode.NOT_CONNECTED, "the owner's node closed before deciding");
       return;
     }
     desk.offer(p);
+    if (!p.isDecided()) {
+      // One decided in the offer (the default decision, usually at once) needs no deadline: its
+      // effect has run or is queued, and it is never in the map it would be removed from.
+      decisionDeadlines.put(p, deadline);
+    }
   }
 
   private <T> void applyDecision(
