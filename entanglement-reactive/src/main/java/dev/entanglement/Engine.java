@@ -4045,6 +4045,14 @@ final class Engine {
     return requestDeadlines.size();
   }
 
+  /**
+   * Proposals with a decision deadline: the undecided ones. For tests, which read it while the
+   * engine is idle.
+   */
+  int decisionDeadlinesHeld() {
+    return decisionDeadlines.size();
+  }
+
   /** Ends every request and proposal whose deadline has passed, oldest first. */
   private void sweepDeadlines() {
     long now = scheduler.now(TimeUnit.NANOSECONDS);

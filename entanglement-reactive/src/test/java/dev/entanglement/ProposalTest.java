@@ -33,6 +33,8 @@ class ProposalTest {
       NodeStats s = e.getValue().statsConsistent().block();
       assertEquals(0, s.pendingRequests(), e.getKey() + " pending requests");
       assertEquals(0, s.pendingDecisions(), e.getKey() + " pending decisions");
+      assertEquals(0, e.getValue().engine.decisionDeadlinesHeld(), e.getKey() + " decision deadlines");
+      assertEquals(0, e.getValue().engine.requestDeadlinesHeld(), e.getKey() + " request deadlines");
     }
   }
 
