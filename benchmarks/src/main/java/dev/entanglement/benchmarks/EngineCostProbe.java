@@ -11,6 +11,8 @@ import dev.entanglement.transport.LocalTransport;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
@@ -37,7 +39,8 @@ import tools.jackson.databind.json.JsonMapper;
  * task on the loop's thread (its timers wait for the loop); "ours" is still timed until the engine
  * has delivered every state (receive) or handed every frame to the link (send), in case it handed
  * work on all the same. Reports ns per frame or round trip, bytes allocated per frame or round
- * trip (on every thread) and GC time, so that a change to the engine's per-state work can be
+ * trip (on every thread) and GC time for each measured round (the second half), then a summary
+ * line per loop (median and minimum ns/op, bytes), so that a change to the engine's per-state work can be
  * judged in seconds and without the noise of two processes sharing two cores; the bytes are the
  * steady figure on a noisy machine.
  *
@@ -76,6 +79,7 @@ public final class EngineCostProbe {
       case "propose" -> propose(objects, rounds);
       default -> throw new IllegalArgumentException("side must be both, receive, send or propose: " + side);
     }
+    Sample.printSummary();
   }
 
   private static void propose(int count, int rounds) {
@@ -291,7 +295,29 @@ public final class EngineCostProbe {
       if (round >= rounds / 2) {
         System.out.printf("round %2d %s %7.0f ns/op %6d B/op  gc %4d ms%n", round, what,
             (double) t / n, b / n, gc);
+        MEASURED.computeIfAbsent(what.strip(), k -> new ArrayList<>()).add((double) t / n);
+        BYTES.put(what.strip(), b / n);
       }
+    }
+
+    /** ns per operation of every measured round, and the last round's bytes, by loop. */
+    private static final Map<String, List<Double>> MEASURED = new LinkedHashMap<>();
+    private static final Map<String, Long> BYTES = new LinkedHashMap<>();
+
+    /**
+     * One line per loop: the median and the minimum over the measured rounds. On a shared machine
+     * the rounds of one run scatter by tens of percent; compare medians of runs of two builds
+     * alternated, and the bytes, which do not scatter.
+     */
+    static void printSummary() {
+      MEASURED.forEach((what, ns) -> {
+        List<Double> sorted = ns.stream().sorted().toList();
+        double median = sorted.size() % 2 == 1
+            ? sorted.get(sorted.size() / 2)
+            : (sorted.get(sorted.size() / 2 - 1) + sorted.get(sorted.size() / 2)) / 2;
+        System.out.printf("summary %s: median %.0f ns/op, min %.0f over %d rounds, %d B/op%n",
+            what, median, sorted.get(0), sorted.size(), BYTES.get(what));
+      });
     }
 
     static long gcMillis() {
