@@ -12,6 +12,7 @@ import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -295,8 +296,9 @@ public final class EngineCostProbe {
       if (round >= rounds / 2) {
         System.out.printf("round %2d %s %7.0f ns/op %6d B/op  gc %4d ms%n", round, what,
             (double) t / n, b / n, gc);
-        MEASURED.computeIfAbsent(what.strip(), k -> new ArrayList<>()).add((double) t / n);
-        BYTES.put(what.strip(), b / n);
+        String loop = what.strip();
+        MEASURED.computeIfAbsent(loop, k -> new ArrayList<>()).add((double) t / n);
+        BYTES.put(loop, b / n);
       }
     }
 
@@ -310,13 +312,11 @@ public final class EngineCostProbe {
      * alternated, and the bytes, which do not scatter.
      */
     static void printSummary() {
-      MEASURED.forEach((what, ns) -> {
-        List<Double> sorted = ns.stream().sorted().toList();
-        double median = sorted.size() % 2 == 1
-            ? sorted.get(sorted.size() / 2)
-            : (sorted.get(sorted.size() / 2 - 1) + sorted.get(sorted.size() / 2)) / 2;
+      MEASURED.forEach((loop, ns) -> {
+        double[] values = ns.stream().mapToDouble(Double::doubleValue).toArray();
         System.out.printf("summary %s: median %.0f ns/op, min %.0f over %d rounds, %d B/op%n",
-            what, median, sorted.get(0), sorted.size(), BYTES.get(what));
+            loop, Measure.median(values), Arrays.stream(values).min().orElse(Double.NaN),
+            values.length, BYTES.get(loop));
       });
     }
 
