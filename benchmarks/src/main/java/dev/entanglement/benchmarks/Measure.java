@@ -1,11 +1,15 @@
 package dev.entanglement.benchmarks;
 
+import java.io.IOException;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.lang.management.MemoryMXBean;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.locks.LockSupport;
 
@@ -246,16 +250,70 @@ final class Measure {
     return n == 0 ? Double.NaN : n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
   }
 
+  /**
+   * The run's title, time, CPUs and JVM, and on a second line the {@linkplain #machine machine
+   * class}, so that every recorded result names what it ran on.
+   */
   static String header(String title) {
     return String.format(
         Locale.ROOT,
-        "%s — %s, %d CPUs, Java %s (%s), max heap %d MB",
+        "%s — %s, %d CPUs, Java %s (%s), max heap %d MB%nmachine: %s",
         title,
         ZonedDateTime.now().format(DateTimeFormatter.ISO_OFFSET_DATE_TIME),
         Runtime.getRuntime().availableProcessors(),
         System.getProperty("java.version"),
         System.getProperty("java.vm.name"),
-        Runtime.getRuntime().maxMemory() >> 20);
+        Runtime.getRuntime().maxMemory() >> 20,
+        machine());
+  }
+
+  /**
+   * The CPU model and how an idle vCPU waits, which decide B4's ratios more than anything else
+   * measured so far (docs/BENCHMARKS.md §4): the {@code cpuidle} driver and the guest's halt-poll
+   * time. On Linux from {@code /proc} and {@code /sys}; what cannot be read is {@code ?}.
+   */
+  static String machine() {
+    String model = "?";
+    String family = "?";
+    String number = "?";
+    for (String line : readLines("/proc/cpuinfo")) {
+      if (line.isBlank()) {
+        break; // the first CPU's block is enough: a VM's vCPUs are alike
+      }
+      int colon = line.indexOf(':');
+      if (colon < 0) {
+        continue;
+      }
+      String name = line.substring(0, colon).strip();
+      String value = line.substring(colon + 1).strip();
+      switch (name) {
+        case "model name" -> model = value;
+        case "cpu family" -> family = value;
+        case "model" -> number = value;
+        default -> { }
+      }
+    }
+    return String.format(
+        Locale.ROOT,
+        "%s (family %s model %s), cpuidle driver %s, guest_halt_poll_ns %s",
+        model,
+        family,
+        number,
+        firstLine("/sys/devices/system/cpu/cpuidle/current_driver"),
+        firstLine("/sys/module/haltpoll/parameters/guest_halt_poll_ns"));
+  }
+
+  private static List<String> readLines(String file) {
+    try {
+      return Files.readAllLines(Path.of(file));
+    } catch (IOException | RuntimeException unreadable) {
+      return List.of();
+    }
+  }
+
+  private static String firstLine(String file) {
+    List<String> lines = readLines(file);
+    return lines.isEmpty() || lines.get(0).isBlank() ? "?" : lines.get(0).strip();
   }
 
   static String fmt(long v) {
