@@ -97,24 +97,24 @@ final class Measure {
    */
   static java.util.Map<String, Long> osThreadCpu() {
     java.util.Map<String, Long> byName = new java.util.TreeMap<>();
-    java.nio.file.Path tasks = java.nio.file.Path.of("/proc/self/task");
-    if (!java.nio.file.Files.isDirectory(tasks)) {
+    Path tasks = Path.of("/proc/self/task");
+    if (!Files.isDirectory(tasks)) {
       return byName;
     }
-    try (var dirs = java.nio.file.Files.list(tasks)) {
-      for (java.nio.file.Path t : (Iterable<java.nio.file.Path>) dirs::iterator) {
+    try (var dirs = Files.list(tasks)) {
+      for (Path t : (Iterable<Path>) dirs::iterator) {
         try {
-          String stat = java.nio.file.Files.readString(t.resolve("stat"));
+          String stat = Files.readString(t.resolve("stat"));
           String name = stat.substring(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
           // After the name: state is field 3, utime 14 and stime 15 (1-based, name as field 2).
           String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
           long ticks = Long.parseLong(f[11]) + Long.parseLong(f[12]);
           byName.merge(name.replaceAll("(?<=[-#])\\d+$", "N").replace(' ', '_'), ticks * NANOS_PER_TICK, Long::sum);
-        } catch (java.io.IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
           // the thread ended while being read
         }
       }
-    } catch (java.io.IOException e) {
+    } catch (IOException e) {
       // the task directory could not be listed: report what was read, possibly nothing
     }
     return byName;
@@ -133,23 +133,23 @@ final class Measure {
    */
   static java.util.Map<Long, Long> compilerCpu() {
     java.util.Map<Long, Long> reading = new java.util.HashMap<>();
-    java.nio.file.Path tasks = java.nio.file.Path.of("/proc/self/task");
-    if (java.nio.file.Files.isDirectory(tasks)) {
-      try (var dirs = java.nio.file.Files.list(tasks)) {
-        for (java.nio.file.Path t : (Iterable<java.nio.file.Path>) dirs::iterator) {
+    Path tasks = Path.of("/proc/self/task");
+    if (Files.isDirectory(tasks)) {
+      try (var dirs = Files.list(tasks)) {
+        for (Path t : (Iterable<Path>) dirs::iterator) {
           try {
-            String name = java.nio.file.Files.readString(t.resolve("comm")).strip();
+            String name = Files.readString(t.resolve("comm")).strip();
             if (name.startsWith("C1 CompilerThre") || name.startsWith("C2 CompilerThre")) {
-              String schedstat = java.nio.file.Files.readString(t.resolve("schedstat")).strip();
+              String schedstat = Files.readString(t.resolve("schedstat")).strip();
               reading.put(
                   Long.parseLong(t.getFileName().toString()),
                   Long.parseLong(schedstat.substring(0, schedstat.indexOf(' '))));
             }
-          } catch (java.io.IOException | RuntimeException e) {
+          } catch (IOException | RuntimeException e) {
             // the thread ended while being read, or the kernel keeps no schedstat
           }
         }
-      } catch (java.io.IOException e) {
+      } catch (IOException e) {
         // the total below still counts
       }
     }
