@@ -233,6 +233,11 @@ final class Destination {
   final List<reactor.core.Disposable> timers = new ArrayList<>();
   @Nullable Subscriber<? super byte[]> out;
   long demand;
+  /**
+   * Whether frames were handed to {@code out} since its last {@link Link#END_OF_BURST}: the
+   * transport may hold them until a marker (see {@code Engine.drain}).
+   */
+  boolean burstOpen;
   /** Whether this link is in the engine's list of drains left for the end of the turn. */
   boolean drainDeferred;
   /** The node id the peer announced in its HELLO; null before it. */

@@ -1902,11 +1902,13 @@ final class Engine {
 
   /**
    * Sends as many frames as the link demands, building each from the current state, and ends the
-   * burst with {@link Link#END_OF_BURST} when it sent any and demand is left: the transport may
-   * hold a burst's frames until then and write them at once.
+   * burst with {@link Link#END_OF_BURST} while demand is left: the transport may hold a burst's
+   * frames until then and write them at once. A burst that used the last unit of demand is ended
+   * by the next drain that has demand, even with nothing to send: the transport counts the demand
+   * it asked for when it asks, and may have asked for more before that last frame reached it, so
+   * the frame would otherwise wait for the next one.
    */
   private void drain(Destination d) {
-    int sent = 0;
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null && d.catchUpAnswered && (d.offered == null
@@ -1945,11 +1947,12 @@ final class Engine {
       d.bytesSent += frame.length;
       framesSent.incrementAndGet();
       bytesSent.addAndGet(frame.length);
-      sent++;
+      d.burstOpen = true;
       d.out.onNext(frame);
     }
-    if (sent > 0 && d.demand > 0 && d.out != null && !d.closed) {
+    if (d.burstOpen && d.demand > 0 && d.out != null && !d.closed) {
       d.demand--;
+      d.burstOpen = false;
       d.out.onNext(Link.END_OF_BURST);
     }
   }

@@ -8,7 +8,8 @@ import reactor.core.publisher.Mono;
 
 /**
  * Which peers a server accepts: the configured destinations, and for any other identity the
- * answer of an {@code unknownDestination} hook, which refuses by default. A refusal is logged.
+ * answer of an {@code unknownDestination} hook, which refuses by default; a hook that fails, throws
+ * or returns null refuses. A refusal is logged.
  */
 final class Admission {
   private final Set<PeerId> destinations;
@@ -27,6 +28,7 @@ final class Admission {
     if (destinations.contains(peer)) {
       return Mono.just(true);
     }
-    return unknownDestination.apply(peer).defaultIfEmpty(false).onErrorReturn(false);
+    // A hook that throws or returns null refuses too, as one that fails.
+    return Mono.defer(() -> unknownDestination.apply(peer)).defaultIfEmpty(false).onErrorReturn(false);
   }
 }

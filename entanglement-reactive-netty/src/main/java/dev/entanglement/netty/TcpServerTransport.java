@@ -183,7 +183,10 @@ public final class TcpServerTransport {
       return this;
     }
 
-    /** Decides about a peer that is not a configured destination. Default: refuse. */
+    /**
+     * Decides about a peer that is not a configured destination: {@code true} admits it. An empty
+     * answer, a failure, a throw or a null refuses, as a {@code false} does. Default: refuse.
+     */
     public Builder unknownDestination(Function<PeerId, Mono<Boolean>> hook) {
       this.unknownDestination = Objects.requireNonNull(hook);
       return this;

@@ -232,32 +232,43 @@ public final class WebFluxEndpoint {
       return peer;
     }
 
+    /**
+     * The frame bodies of the session's messages; nothing after a refused one. Each message is
+     * read while it is delivered: Reactor Netty releases its buffer as soon as {@code onNext}
+     * returns, so nothing that waits for the engine's demand may hold the message itself.
+     */
     @Override
     public Flux<byte[]> receive() {
+      java.util.concurrent.atomic.AtomicBoolean refused = new java.util.concurrent.atomic.AtomicBoolean();
       return messages
-          .concatMap(
-              m -> {
+          .<byte[]>handle(
+              (m, sink) -> {
+                if (refused.get()) {
+                  return;
+                }
                 if (m.getType() == WebSocketMessage.Type.PING) {
                   answer(m);
-                  return Mono.<byte[]>empty();
+                  return;
                 }
                 if (m.getType() == WebSocketMessage.Type.PONG) {
-                  return Mono.<byte[]>empty(); // control messages, as on the Reactor Netty transports
+                  return; // control messages, as on the Reactor Netty transports
                 }
                 String refusal = refusal(m);
                 if (refusal != null) {
+                  refused.set(true);
                   log.warn("refusing {}: {}", peer, refusal);
                   byte[] error = Framing.bytes(ErrorCode.BAD_ENCODING, refusal);
-                  return session
+                  session
                       .send(Mono.just(session.binaryMessage(f -> f.wrap(error))))
                       .then(close) // deferred: a close frame made now would leak if the send fails
-                      .then(Mono.<byte[]>empty());
+                      .subscribe(v -> {}, e -> {});
+                  return;
                 }
                 DataBuffer payload = m.getPayload();
                 byte[] body = new byte[payload.readableByteCount() - Framing.HEADER_BYTES];
                 payload.readPosition(payload.readPosition() + Framing.HEADER_BYTES);
                 payload.read(body);
-                return Mono.just(body);
+                sink.next(body);
               })
           .onErrorResume(e -> Mono.empty());
     }

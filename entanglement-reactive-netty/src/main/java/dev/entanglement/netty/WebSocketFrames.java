@@ -73,29 +73,34 @@ final class WebSocketFrames {
   /**
    * The frame bodies of {@code in}, whose fragmented messages are already aggregated. After a
    * refused message nothing more is delivered: messages read with it do not reach the engine.
+   *
+   * <p>Each frame is read while it is delivered: Reactor Netty releases it as soon as {@code
+   * onNext} returns, so no operator that can hold a signal until the engine asks for more (as
+   * {@code concatMap} with a prefetch does: it maps a queued frame later) may be given the frame.
    */
   private static Flux<byte[]> bodies(
       Connection c, WebsocketInbound in, WebsocketOutbound out, int maxFrame) {
     java.util.concurrent.atomic.AtomicBoolean refused = new java.util.concurrent.atomic.AtomicBoolean();
     return in.receiveFrames()
-        .<byte[]>concatMap(
-            frame -> {
-              if (frame instanceof PingWebSocketFrame && !refused.get()) {
-                answer(c.channel(), frame);
-                return Mono.empty();
+        .<byte[]>handle(
+            (frame, sink) -> {
+              if (refused.get()) {
+                return;
               }
-              if (refused.get()
-                  || frame instanceof PingWebSocketFrame
-                  || frame instanceof PongWebSocketFrame
-                  || frame instanceof CloseWebSocketFrame) {
-                return Mono.empty();
+              if (frame instanceof PingWebSocketFrame) {
+                answer(c.channel(), frame);
+                return;
+              }
+              if (frame instanceof PongWebSocketFrame || frame instanceof CloseWebSocketFrame) {
+                return;
               }
               String refusal = refusal(frame, maxFrame);
               if (refusal != null) {
-                return refuse(c, out, refused, refusal);
+                refuse(c, out, refused, refusal).subscribe(v -> {}, e -> {});
+                return;
               }
               ByteBuf content = frame.content();
-              return Mono.just(
+              sink.next(
                   ByteBufUtil.getBytes(
                       content,
                       content.readerIndex() + Framing.HEADER_BYTES,

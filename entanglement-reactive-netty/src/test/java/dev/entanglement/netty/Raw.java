@@ -91,6 +91,43 @@ final class Raw {
   }
 
   /**
+   * Over WebSocket: HELLO and PINGs numbered 1 to {@code pings}, one binary message each, sent at
+   * once; returns the nonces of the PONGs read, in order, once all came back or none came for 5 s.
+   */
+  static List<Long> pingPong(String uri, int pings) {
+    List<Long> nonces = new CopyOnWriteArrayList<>();
+    HttpClient.create()
+        .websocket()
+        .uri(uri)
+        .handle(
+            (in, out) -> {
+              Mono<Void> pongs =
+                  in.receiveFrames()
+                      .filter(f -> f instanceof BinaryWebSocketFrame)
+                      .map(f -> CODEC.decode(ByteBufUtil.getBytes(f.content(),
+                          f.content().readerIndex() + Framing.HEADER_BYTES,
+                          f.content().readableBytes() - Framing.HEADER_BYTES)))
+                      .ofType(Message.Pong.class)
+                      .doOnNext(p -> nonces.add(p.nonce()))
+                      .take(pings)
+                      .timeout(Duration.ofSeconds(5))
+                      .onErrorResume(java.util.concurrent.TimeoutException.class, e -> Mono.empty())
+                      .then();
+              out.sendObject(
+                      Flux.concat(Flux.just(hello("raw")),
+                              Flux.range(1, pings).map(i -> CODEC.encode(new Message.Ping(i))))
+                          .map(b -> new BinaryWebSocketFrame(Framing.encode(Unpooled.buffer().alloc(), b))))
+                  .then()
+                  .subscribe(v -> {}, e -> {});
+              return pongs;
+            })
+        .then()
+        .onErrorResume(e -> Mono.empty())
+        .block(Duration.ofSeconds(60));
+    return nonces;
+  }
+
+  /**
    * Over WebSocket: HELLO (so that the handshake timeout does not end the connection), then
    * {@code pings} PINGs of 125 bytes while reading nothing; then reads until no PONG came for a
    * second. Returns the PONGs read: every one the node kept for it.

@@ -243,6 +243,28 @@ class TcpTransportTest {
   }
 
   @Test
+  @DisplayName("an unknownDestination hook that throws or returns null refuses the peer, with the ERROR and the log line of any refusal")
+  void aHookThatThrowsRefuses() throws InterruptedException {
+    EntanglementNode server = node("server");
+    java.util.List<java.util.function.Function<PeerId, Mono<Boolean>>> hooks = java.util.List.of(
+        peer -> {
+          throw new IllegalStateException("the hook's own bug");
+        },
+        peer -> null);
+    for (var hook : hooks) {
+      DisposableServer s =
+          TcpServerTransport.builder(server).unknownDestination(hook).build().bind().block(WAIT);
+      cleanup.add(s);
+      try (LogCapture log = LogCapture.warnings(TcpServerTransport.class)) {
+        List<Message> answers = Raw.tcp(s.port(), null, Raw.CODEC.encode(new Message.Ping(1)));
+        assertEquals(List.of(ErrorCode.UNAUTHORIZED.wire()),
+            answers.stream().map(m -> ((Message.Error) m).code()).toList());
+        assertLogged(log, "refused connection from /127.0.0.1:", "unknown peer tcp:");
+      }
+    }
+  }
+
+  @Test
   @DisplayName("a client certificate from another CA, an expired one, or none at all is never admitted, and each refusal is logged")
   void badCertificates() throws InterruptedException {
     TestPki.Identity sid = pki.issue("server");

@@ -168,6 +168,22 @@ class WebFluxEndpointTest {
   }
 
   @Test
+  @DisplayName("messages that arrive while the engine asks for none (its inbound rate paused it) reach it intact and in order")
+  void messagesHeldWhileTheEngineIsPausedArriveIntact() {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = WebSocketTransportTest.rateLimitedNode("b");
+    DisposableServer http = serveAccepting(server, "raw");
+    int pings = 60;
+    try {
+      assertEquals(java.util.stream.LongStream.rangeClosed(1, pings).boxed().toList(),
+          Raw.pingPong("ws://127.0.0.1:" + http.port() + "/sync", pings));
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
+  @Test
   @DisplayName("a refused peer that is still sending reads the ERROR: the close shuts the output, as on the Reactor Netty mount")
   void theLastErrorReachesAPeerStillSending() {
     EntanglementNode server = TransportConformance.node("b");

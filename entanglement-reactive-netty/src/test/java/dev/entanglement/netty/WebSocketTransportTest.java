@@ -76,6 +76,31 @@ class WebSocketTransportTest {
   }
 
   @Test
+  @org.junit.jupiter.api.DisplayName("messages that arrive while the engine asks for none (its inbound rate paused it) reach it intact and in order")
+  void messagesHeldWhileTheEngineIsPausedArriveIntact() {
+    EntanglementNode b = rateLimitedNode("b");
+    WebSocketServerTransport ws = WebSocketServerTransport.builder(b)
+        .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("raw")))).build();
+    DisposableServer server = HttpServer.create().host("127.0.0.1").port(0)
+        .route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
+    int pings = 60; // with HELLO, 51 beyond the burst of 10: about 0.5 s at 100 frames/s
+    try {
+      assertEquals(java.util.stream.LongStream.rangeClosed(1, pings).boxed().toList(),
+          Raw.pingPong("ws://127.0.0.1:" + server.port() + "/sync", pings));
+    } finally {
+      server.disposeNow(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  /** A node that reads at most 100 frames a second from a link, 10 at once. */
+  static EntanglementNode rateLimitedNode(String id) {
+    return EntanglementNode.builder().id(id).owner(dev.entanglement.OwnerId.of("owner-" + id))
+        .registry(dev.entanglement.Registry.builder("conformance").type(TransportConformance.CURSOR).build())
+        .maxInboundRate(100, 10).build();
+  }
+
+  @Test
   void mountsOnAnExistingServerAndRefusesWithoutUpgrading() {
     EntanglementNode b = TransportConformance.node("b");
     EntanglementNode a = TransportConformance.node("a");

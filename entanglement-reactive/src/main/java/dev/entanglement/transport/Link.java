@@ -28,7 +28,8 @@ import reactor.core.publisher.Mono;
  *       the returned {@code Mono} completes when the link closes;
  *   <li>an empty body ({@link #END_OF_BURST}) is not a frame and MUST NOT reach the peer: the
  *       engine sends one after each run of frames it hands over at once, if it has demand left
- *       (the marker takes one unit of it). A transport may hold the frames of a run until its
+ *       (the marker takes one unit of it), and otherwise as soon as it has demand again, even
+ *       with no frame to send. A transport may hold the frames of a run until its
  *       marker, or until every frame it requested has arrived, and write them together, one write
  *       to the connection instead of one per frame; it must not wait for anything else;
  *   <li>{@link #onClose()} completes once, when either side closes or the connection is lost;
