@@ -28,7 +28,7 @@ import reactor.core.publisher.MonoSink;
  *
  * <p>Demand: {@code window} frames at first (128; 1 behind a bandwidth cap, which paces frame by
  * frame); a run's frames and marker are asked for again once its write completed, that is once
- * the channel took them into the socket. So at most {@code window} frames are accepted and not yet
+ * the channel took them into the socket, and a marker that ends no frame held here at once. So at most {@code window} frames are accepted and not yet
  * written, and a reader that stops reading stops the requests: the engine's queue coalesces
  * meanwhile. Bytes are bounded too, by an estimate: the frames asked for and not yet written are
  * kept to as many as fit in {@link #MAX_UNWRITTEN} bytes at the size of the largest frame of the
@@ -140,15 +140,30 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   @Override
   public void onNext(byte[] body) {
     boolean wake;
+    int asked = 0;
     synchronized (this) {
       if (finished) {
         return;
       }
-      run.add(body);
       outstanding--;
-      unwritten += body.length;
-      wake = !scheduled && (body.length == 0 || outstanding == 0);
-      scheduled |= wake;
+      if (body.length == 0 && run.isEmpty()) {
+        // A marker that ends no frame held here (the engine ends a run once demand is back, and
+        // the run may have left already, at the last frame asked for): nothing to write, so its
+        // unit of demand is given back now, not by a task on the event loop.
+        credits++;
+        asked = grantable();
+        credits -= asked;
+        outstanding += asked;
+        wake = false;
+      } else {
+        run.add(body);
+        unwritten += body.length;
+        wake = !scheduled && (body.length == 0 || outstanding == 0);
+        scheduled |= wake;
+      }
+    }
+    if (asked > 0) {
+      upstream.request(asked);
     }
     if (wake) {
       schedule();
