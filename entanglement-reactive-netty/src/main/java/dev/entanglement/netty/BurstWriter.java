@@ -28,14 +28,15 @@ import reactor.core.publisher.MonoSink;
  *
  * <p>Demand: {@code window} frames at first (128; 1 behind a bandwidth cap, which paces frame by
  * frame); a run's frames and marker are asked for again once its write completed, that is once
- * the channel took them into the socket, and a marker that ends no frame held here at once. So at most {@code window} frames are accepted and not yet
- * written, and a reader that stops reading stops the requests: the engine's queue coalesces
- * meanwhile. Bytes are bounded too, by an estimate: the frames asked for and not yet written are
- * kept to as many as fit in {@link #MAX_UNWRITTEN} bytes at the size of the largest frame of the
- * last run (at least one when nothing is pending), and before the first run to {@link
- * #INITIAL_REQUEST}; the demand held back is asked for as later writes complete. So a link of
- * large frames holds about {@link #MAX_UNWRITTEN} bytes, not {@code window} large frames; frames
- * that grow suddenly can exceed it by what was asked for at the smaller size.
+ * the channel took them into the socket, and a marker that ends no frame held here at once. So
+ * at most {@code window} frames are accepted and not yet written, and a reader that stops reading
+ * stops the requests: the engine's queue coalesces meanwhile. Bytes are bounded too, by an
+ * estimate: the frames asked for and not yet written are kept to as many as fit in {@link
+ * #MAX_UNWRITTEN} bytes at the size of the largest frame of the last run (at least one when
+ * nothing is pending), and before the first run to {@link #INITIAL_REQUEST}; the demand held
+ * back is asked for as later writes complete. So a link of large frames holds about {@link
+ * #MAX_UNWRITTEN} bytes, not {@code window} large frames; frames that grow suddenly can exceed it
+ * by what was asked for at the smaller size.
  *
  * <p>State machine: {@code IDLE} (nothing queued on the event loop) → {@code SCHEDULED} (a task
  * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes
@@ -150,10 +151,7 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
         // A marker that ends no frame held here (the engine ends a run once demand is back, and
         // the run may have left already, at the last frame asked for): nothing to write, so its
         // unit of demand is given back now, not by a task on the event loop.
-        credits++;
-        asked = grantable();
-        credits -= asked;
-        outstanding += asked;
+        asked = giveBack(1);
         wake = false;
       } else {
         run.add(body);
@@ -267,14 +265,24 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
         return;
       }
       unwritten -= bytes;
-      credits += items;
-      asked = grantable();
-      credits -= asked;
-      outstanding += asked;
+      asked = giveBack(items);
     }
     if (asked > 0) {
       upstream.request(asked);
     }
+  }
+
+  /**
+   * Returns {@code items} units of demand that were used (under the lock): they join the held-back
+   * ones, and as many as {@link #grantable()} allows are counted as asked for; returns how many,
+   * for the caller to request outside the lock.
+   */
+  private int giveBack(int items) {
+    credits += items;
+    int asked = grantable();
+    credits -= asked;
+    outstanding += asked;
+    return asked;
   }
 
   /**
