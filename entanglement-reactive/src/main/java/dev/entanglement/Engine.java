@@ -1809,7 +1809,10 @@ final class Engine {
               s -> {
                 // Urgent, all three: a link's demand must not wait behind a backlog of commits,
                 // or a burst is committed in full before its first frame is sent (one core idle).
-                // In one lane, so demand is never counted before the subscriber it is for.
+                // In one lane, so demand is never counted before the subscriber it is for. The
+                // drain it allows runs at once on an idle executor; while tasks wait, at the end
+                // of the turn (within one batch), as a commit's does: the turn's changes then
+                // leave as one run, not a run per unit of demand given back mid-turn.
                 serial.executeUrgent(() -> d.out = s);
                 s.onSubscribe(
                     new Subscription() {
@@ -1818,7 +1821,11 @@ final class Engine {
                         serial.executeUrgent(
                             () -> {
                               d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
-                              drain(d);
+                              if (serial.hasWaiting()) {
+                                deferDrain(d);
+                              } else {
+                                drain(d);
+                              }
                             });
                       }
 

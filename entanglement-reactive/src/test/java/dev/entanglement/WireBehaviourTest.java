@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.internal.SerialExecutor;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
 import dev.entanglement.transport.Link;
@@ -994,8 +995,9 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("a link's demand is served ahead of a backlog of commits, so a burst starts to leave before it is all committed")
-  void demandIsServedAheadOfABacklog() {
+  @DisplayName("demand that comes back while commits wait is served at the end of the turn, in one run: within one batch, not behind the whole backlog")
+  void demandIsServedAtTheEndOfTheTurn() {
+    int backlog = 2 * SerialExecutor.DEFAULT_BATCH + 50; // three turns of commits
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
       List<String> log = new ArrayList<>();
@@ -1018,11 +1020,11 @@ class WireBehaviourTest {
       a.watchAll(CURSOR).subscribe(s -> {
         log.add("commit " + s.key().key());
         if (s.key().key().equals("k24")) {
-          transport.request(5); // as a transport asks for more halfway through the backlog
+          transport.request(5); // as a transport asks for more halfway through a turn
         }
       });
       a.watch(CURSOR, "trigger").take(1).subscribe(t -> {
-        for (int i = 0; i < 50; i++) {
+        for (int i = 0; i < backlog; i++) {
           a.publish(new Cursor("k" + i, i, 0)).subscribe();
         }
       });
@@ -1031,9 +1033,14 @@ class WireBehaviourTest {
 
       assertEquals(List.of("sent trigger", "sent k0", "sent k1", "sent k2", "sent k3", "sent k4"),
           log.stream().filter(e -> e.startsWith("sent")).toList(), "six units of demand, in order");
-      assertEquals(log.indexOf("commit k24") + 1, log.indexOf("sent k0"),
-          "the demand ran right after the task it arrived in, ahead of the rest of the backlog: " + log);
-      assertEquals(51, log.stream().filter(e -> e.startsWith("commit")).count());
+      int first = log.indexOf("sent k0");
+      String around = "sent k0 after " + log.get(first - 1) + ", before " + log.get(first + 5);
+      assertEquals(log.indexOf("sent k4"), first + 4, "the five frames left as one run");
+      assertTrue(log.indexOf("commit k25") < first,
+          "the demand did not drain the link at once, in the middle of the turn: " + around);
+      assertTrue(first < log.indexOf("commit k" + SerialExecutor.DEFAULT_BATCH),
+          "but at the end of that turn, within one batch of tasks, not behind the backlog: " + around);
+      assertEquals(backlog + 1, log.stream().filter(e -> e.startsWith("commit")).count());
     }
   }
 

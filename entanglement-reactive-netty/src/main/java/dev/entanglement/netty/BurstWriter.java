@@ -26,7 +26,7 @@ import reactor.core.publisher.MonoSink;
  * B2, each call on a loopback socket also waking the receiver. A run ends only where the engine
  * has no more to send, so this adds no wait: the last frame of a run leaves at once.
  *
- * <p>Demand: {@code window} frames at first (128; 1 behind a bandwidth cap, which paces frame by
+ * <p>Demand: {@code window} frames at first (512; 1 behind a bandwidth cap, which paces frame by
  * frame); a run's frames and marker are asked for again once its write completed, that is once
  * the channel took them into the socket, and a marker that ends no frame held here at once. So
  * at most {@code window} frames are accepted and not yet written, and a reader that stops reading
@@ -48,8 +48,12 @@ import reactor.core.publisher.MonoSink;
  * frameBytes}) are guarded by this object's lock.
  */
 final class BurstWriter implements CoreSubscriber<byte[]> {
-  /** Frames asked for and not yet written, without a bandwidth cap: 128, as Reactor Netty's send. */
-  static final int WINDOW = 128;
+  /**
+   * Frames asked for and not yet written, without a bandwidth cap: 512. Twice a turn of the
+   * engine's executor (256 tasks), so the run a busy turn dirties can be handed over whole while
+   * the previous one is still being written; with Reactor Netty's 128, demand ran out mid-turn.
+   */
+  static final int WINDOW = 512;
   /** A stream run is written in buffers of at most this size (a larger frame gets its own): 64 KiB. */
   static final int MAX_BUFFER = 64 * 1024;
   /** Bytes of bodies asked for and not yet written, at the estimated frame size: 256 KiB. */
