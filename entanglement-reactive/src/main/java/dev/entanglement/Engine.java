@@ -386,13 +386,18 @@ final class Engine {
     this.retentionTask =
         scheduler.schedulePeriodically(
             () -> serial.execute(this::dropExpiredTombstones), sweep, sweep, TimeUnit.NANOSECONDS);
-    // Deadlines are checked every tenth of the shortest timeout, between 10 ms and 1 s.
+    // Deadlines are checked every tenth of the shortest timeout, between 10 ms and 1 s; the links'
+    // queues are trimmed on the same tick.
     long tick =
         Math.max(10_000_000L, Math.min(1_000_000_000L,
             Math.min(timeouts.request().toNanos(), timeouts.decision().toNanos()) / 10));
     this.deadlineSweep =
         scheduler.schedulePeriodically(
-            () -> serial.execute(this::sweepDeadlines), tick, tick, TimeUnit.NANOSECONDS);
+            () -> {
+              serial.execute(this::sweepDeadlines);
+              serial.execute(this::trimQueues);
+            },
+            tick, tick, TimeUnit.NANOSECONDS);
   }
 
   // ------------------------------------------------------------------ public operations (any thread)
@@ -987,6 +992,18 @@ final class Engine {
       }
     }
     return false;
+  }
+
+  /**
+   * Times a link's queue gave back its index after a backlog ({@link #trimQueues}), over the links
+   * attached now. For tests, which read it while the engine is idle.
+   */
+  int queueIndexRebuilds() {
+    int n = 0;
+    for (Destination d : destinations) {
+      n += d.queue.indexRebuilds();
+    }
+    return n;
   }
 
   /**
@@ -1821,11 +1838,7 @@ final class Engine {
                         serial.executeUrgent(
                             () -> {
                               d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
-                              if (serial.hasWaiting()) {
-                                deferDrain(d);
-                              } else {
-                                drain(d);
-                              }
+                              drainOrDefer(d, serial.hasWaiting());
                             });
                       }
 
@@ -2175,22 +2188,22 @@ final class Engine {
       if (d != except) {
         st.retainFrame(); // released when d's entry is sent, replaced or dropped
         offer(d, queueKey, st.binding.priority(), entry);
-        if (backlog) {
-          deferDrain(d);
-        } else {
-          drain(d);
-        }
+        drainOrDefer(d, backlog);
       }
     }
   }
 
   /**
-   * Leaves a link's drain for the end of the turn, when tasks wait behind this one: their changes
-   * coalesce in the link's queue meanwhile and leave as one run, instead of a frame per change
-   * handed to the transport's thread. A link without demand needs none: its demand drains it.
+   * Drains {@code d} now, or, when tasks wait behind this one ({@code backlog}, {@link
+   * SerialExecutor#hasWaiting} read by the caller), leaves the drain for the end of the turn: their
+   * changes coalesce in the link's queue meanwhile and leave as one run, instead of a frame per
+   * change handed to the transport's thread. A link without demand needs no deferred drain: its
+   * demand drains it.
    */
-  private void deferDrain(Destination d) {
-    if (!d.drainDeferred && d.demand > 0) {
+  private void drainOrDefer(Destination d, boolean backlog) {
+    if (!backlog) {
+      drain(d);
+    } else if (!d.drainDeferred && d.demand > 0) {
       d.drainDeferred = true;
       drainsDeferred.add(d);
     }
@@ -4061,6 +4074,13 @@ final class Engine {
    */
   int decisionDeadlinesHeld() {
     return decisionDeadlines.size();
+  }
+
+  /** Gives back the memory of the links' queues once a backlog has drained (CoalescingQueue#trim). */
+  private void trimQueues() {
+    for (Destination d : destinations) {
+      d.queue.trim();
+    }
   }
 
   /** Ends every request and proposal whose deadline has passed, oldest first. */

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.internal.CoalescingQueue;
 import dev.entanglement.internal.SerialExecutor;
 import dev.entanglement.protocol.FrameCodec;
 import dev.entanglement.protocol.Message;
@@ -853,25 +854,49 @@ class WireBehaviourTest {
   }
 
   /**
-   * Attaches to {@code a} a link from "x" whose outbound frames go to {@code transport}, which asks
-   * for them as the test decides; completes the handshake, and takes its frames one at a time until
-   * one unit of demand is left over.
+   * A transport that asks for frames only as the test decides ({@code request}), counts what it is
+   * handed (markers included) and passes each frame to {@code onFrame}.
    */
-  private static void attachWithOneUnitLeft(
-      TestMesh mesh,
-      EntanglementNode a,
-      reactor.core.publisher.BaseSubscriber<byte[]> transport,
-      java.util.function.IntSupplier framesOut) {
+  private static final class ManualTransport extends reactor.core.publisher.BaseSubscriber<byte[]> {
+    private final java.util.function.Consumer<byte[]> onFrame;
+    int framesOut;
+
+    ManualTransport(java.util.function.Consumer<byte[]> onFrame) {
+      this.onFrame = onFrame;
+    }
+
+    @Override
+    protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
+      // frames only as the test asks for them
+    }
+
+    @Override
+    protected void hookOnNext(byte[] frame) {
+      framesOut++;
+      onFrame.accept(frame);
+    }
+  }
+
+  /** The key of {@code frame} if it is a SYNC (not a marker, not another message), or null. */
+  private static String syncKey(byte[] frame) {
+    return frame.length > 0 && CODEC.decode(frame) instanceof Message.Sync sync ? sync.key() : null;
+  }
+
+  /**
+   * Attaches to {@code a} a link from "x" whose outbound frames go to {@code transport}; completes
+   * the handshake, and takes its frames one at a time until one unit of demand is left over.
+   */
+  private static void attachWithOneUnitLeft(TestMesh mesh, EntanglementNode a, ManualTransport transport) {
     Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
     a.attach(manualLink(in, transport)).subscribe();
     in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
     in.tryEmitNext(CODEC.encode(new Message.CatchUp(List.of())));
     mesh.settle();
     for (int i = 0; i < 100; i++) {
-      int before = framesOut.getAsInt();
+      int before = transport.framesOut;
       transport.request(1);
       mesh.settle();
-      if (framesOut.getAsInt() == before) {
+      if (transport.framesOut == before) {
         break;
       }
     }
@@ -913,18 +938,8 @@ class WireBehaviourTest {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
       List<byte[]> out = new ArrayList<>();
-      reactor.core.publisher.BaseSubscriber<byte[]> transport = new reactor.core.publisher.BaseSubscriber<>() {
-        @Override
-        protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
-          // frames only as the test asks for them
-        }
-
-        @Override
-        protected void hookOnNext(byte[] frame) {
-          out.add(frame);
-        }
-      };
-      attachWithOneUnitLeft(mesh, a, transport, out::size);
+      ManualTransport transport = new ManualTransport(out::add);
+      attachWithOneUnitLeft(mesh, a, transport);
       for (int i = 0; i < out.size(); i++) {
         assertTrue(out.get(i).length > 0 || i > 0 && out.get(i - 1).length > 0,
             "a marker only ends a run of frames: " + i);
@@ -1001,22 +1016,13 @@ class WireBehaviourTest {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
       List<String> log = new ArrayList<>();
-      int[] framesOut = {0};
-      reactor.core.publisher.BaseSubscriber<byte[]> transport = new reactor.core.publisher.BaseSubscriber<>() {
-        @Override
-        protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
-          // frames only as the test asks for them
+      ManualTransport transport = new ManualTransport(frame -> {
+        String key = syncKey(frame);
+        if (key != null) {
+          log.add("sent " + key);
         }
-
-        @Override
-        protected void hookOnNext(byte[] frame) {
-          framesOut[0]++;
-          if (frame.length > 0 && CODEC.decode(frame) instanceof Message.Sync sync) { // not a marker
-            log.add("sent " + sync.key());
-          }
-        }
-      };
-      attachWithOneUnitLeft(mesh, a, transport, () -> framesOut[0]);
+      });
+      attachWithOneUnitLeft(mesh, a, transport);
       a.watchAll(CURSOR).subscribe(s -> {
         log.add("commit " + s.key().key());
         if (s.key().key().equals("k24")) {
@@ -1041,6 +1047,41 @@ class WireBehaviourTest {
       assertTrue(first < log.indexOf("commit k" + SerialExecutor.DEFAULT_BATCH),
           "but at the end of that turn, within one batch of tasks, not behind the backlog: " + around);
       assertEquals(backlog + 1, log.stream().filter(e -> e.startsWith("commit")).count());
+    }
+  }
+
+  @Test
+  @DisplayName("a link's queue gives its index back on the engine's tick once a backlog has drained, not while it is pending")
+  void aDrainedBacklogGivesItsIndexBack() {
+    int backlog = CoalescingQueue.RETAINED_INDEX + 1_000;
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<String> sent = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(frame -> {
+        String key = syncKey(frame);
+        if (key != null) {
+          sent.add(key);
+        }
+      });
+      attachWithOneUnitLeft(mesh, a, transport);
+      for (int i = 0; i < backlog; i++) {
+        a.publish(new Cursor("k" + i, i, 0)).subscribe();
+      }
+      mesh.settle();
+      mesh.advance(Duration.ofSeconds(3));
+      assertEquals(1, sent.size(), "one unit of demand: the rest waits in the link's queue");
+      assertEquals(0, a.engine.queueIndexRebuilds(), "a pending backlog keeps its index");
+
+      transport.request(Long.MAX_VALUE);
+      mesh.settle();
+      assertEquals(backlog, sent.size(), "every object sent once, the backlog drained");
+      assertEquals(0, a.engine.queueIndexRebuilds(), "not on the poll that emptied the queue");
+      mesh.advance(Duration.ofSeconds(3));
+      assertEquals(1, a.engine.queueIndexRebuilds(), "the tick gave the drained backlog's index back");
+
+      a.publish(new Cursor("k0", -1, 0)).block();
+      mesh.settle();
+      assertEquals("k0", sent.get(sent.size() - 1), "the link still sends");
     }
   }
 

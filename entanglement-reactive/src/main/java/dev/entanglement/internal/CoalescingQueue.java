@@ -23,6 +23,13 @@ import org.jspecify.annotations.Nullable;
  * nodes; buckets are kept in a small list sorted by priority (types use few distinct priorities).
  * An offer costs one hash lookup (plus an insertion for a new key), a poll one removal.
  *
+ * <p>Memory follows the backlog: a {@link HashMap} keeps its table at the largest size it reached,
+ * so {@link #trim}, called now and then by the owner, rebuilds the index at the present size once
+ * the keys pending fell to an eighth of their peak and that peak was above {@link #RETAINED_INDEX}
+ * keys (a copy of what is left, paid for by the removals since the peak). A link that once fell
+ * 100,000 objects behind then does not hold a table of 262,144 references for the rest of its life.
+ * Not on every poll: a link that falls behind again and again would regrow its table each time.
+ *
  * <p>Not thread-safe: confined to its owner's serial executor.
  */
 public final class CoalescingQueue<K, E> {
@@ -77,11 +84,30 @@ public final class CoalescingQueue<K, E> {
     }
   }
 
-  private final HashMap<K, Node<K, E>> index = new HashMap<>();
+  /**
+   * Keys pending at a peak above which the index is rebuilt once the queue shrinks to an eighth of
+   * it: 4,096. Below it the table (at most 8,192 references) is kept, as it would be refilled.
+   */
+  public static final int RETAINED_INDEX = 4_096;
+
+  private final int retainedIndex;
+  private HashMap<K, Node<K, E>> index = new HashMap<>();
+  /** The most keys pending since the index was created or rebuilt. */
+  private int peak;
+  private int indexRebuilds;
   /** Buckets sorted by ascending priority; empty buckets are kept for reuse. */
   private final ArrayList<Bucket<K, E>> buckets = new ArrayList<>(4);
   private long offered;
   private long coalesced;
+
+  public CoalescingQueue() {
+    this(RETAINED_INDEX);
+  }
+
+  /** A queue whose index is rebuilt above {@code retainedIndex} keys at its peak; for tests. */
+  CoalescingQueue(int retainedIndex) {
+    this.retainedIndex = retainedIndex;
+  }
 
   /**
    * Adds {@code entry} for {@code key}, or merges it with the pending entry as {@code
@@ -97,6 +123,7 @@ public final class CoalescingQueue<K, E> {
       n = new Node<>(key, entry, b);
       b.append(n);
       index.put(key, n);
+      peak = Math.max(peak, index.size());
       return false;
     }
     coalesced++;
@@ -137,7 +164,8 @@ public final class CoalescingQueue<K, E> {
   }
 
   public void clear() {
-    index.clear();
+    index = new HashMap<>(); // clear() would keep the table at its largest
+    peak = 0;
     buckets.clear();
   }
 
@@ -149,6 +177,23 @@ public final class CoalescingQueue<K, E> {
   /** Offers that merged into a pending entry instead of adding one. */
   public long coalesced() {
     return coalesced;
+  }
+
+  /**
+   * Rebuilds the index at the present size if the keys pending fell to an eighth of a peak above
+   * {@link #RETAINED_INDEX} since the index was built (see the class notes); otherwise does nothing.
+   */
+  public void trim() {
+    if (peak > retainedIndex && index.size() <= peak >>> 3) {
+      index = new HashMap<>(index);
+      peak = index.size();
+      indexRebuilds++;
+    }
+  }
+
+  /** Times {@link #trim} rebuilt the index. */
+  public int indexRebuilds() {
+    return indexRebuilds;
   }
 
   private Bucket<K, E> bucket(int priority) {

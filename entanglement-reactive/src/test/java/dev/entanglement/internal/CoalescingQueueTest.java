@@ -182,6 +182,58 @@ class CoalescingQueueTest {
   }
 
   @Test
+  void trimRebuildsTheIndexOnlyOnceABacklogHasDrainedToAnEighth() {
+    CoalescingQueue<String, String> q = new CoalescingQueue<>(16);
+    for (int i = 0; i < 100; i++) {
+      q.offer("k" + i, i % 2, "k" + i, LATEST);
+    }
+    q.trim();
+    assertEquals(0, q.indexRebuilds(), "a full backlog keeps its index");
+    List<String> expected = new ArrayList<>();
+    for (int i = 0; i < 100; i += 2) {
+      expected.add("k" + i);
+    }
+    for (int i = 1; i < 100; i += 2) {
+      expected.add("k" + i);
+    }
+    for (int i = 0; i < 87; i++) {
+      assertEquals(expected.get(i), q.poll());
+    }
+    q.trim();
+    assertEquals(0, q.indexRebuilds(), "13 keys left of a peak of 100: more than an eighth");
+    assertEquals(expected.get(87), q.poll());
+    q.trim();
+    assertEquals(1, q.indexRebuilds(), "12 keys left: rebuilt");
+    q.trim();
+    assertEquals(1, q.indexRebuilds(), "the rebuilt index's peak is what it holds");
+
+    // The rebuilt index finds every pending key: a merge keeps its place, a new key goes last.
+    assertEquals("k89", q.peek("k89"));
+    assertTrue(q.offer("k91", 1, "k91'", LATEST));
+    assertFalse(q.offer("new", 1, "new", LATEST));
+    assertEquals(13, q.size());
+    List<String> rest = new ArrayList<>(expected.subList(88, 100));
+    rest.set(rest.indexOf("k91"), "k91'");
+    rest.add("new");
+    assertEquals(rest, drain(q));
+  }
+
+  @Test
+  void trimKeepsAnIndexThatNeverPassedTheBound() {
+    CoalescingQueue<String, String> q = new CoalescingQueue<>(16);
+    for (int round = 0; round < 3; round++) {
+      for (int i = 0; i < 16; i++) {
+        q.offer("k" + i, 0, "k" + i, LATEST);
+      }
+      drain(q);
+      q.trim();
+    }
+    assertEquals(0, q.indexRebuilds());
+    assertEquals(4_096, CoalescingQueue.RETAINED_INDEX);
+    assertEquals(0, new CoalescingQueue<String, String>().indexRebuilds());
+  }
+
+  @Test
   void peekReturnsPendingEntryWithoutRemovingIt() {
     CoalescingQueue<String, String> q = new CoalescingQueue<>();
     q.offer("a", 2, "a1", CONCAT);
@@ -263,14 +315,17 @@ class CoalescingQueueTest {
   @ValueSource(longs = {1L, 2L, 3L, 42L, 1234L, 99_991L, -7L, 0x5EEDL, 20240601L, 8_675_309L})
   void matchesReferenceModel(long seed) {
     Random rnd = new Random(seed);
-    CoalescingQueue<Integer, String> q = new CoalescingQueue<>();
+    // A small bound, so that trims rebuild the index in the middle of the run.
+    CoalescingQueue<Integer, String> q = new CoalescingQueue<>(4);
     Model m = new Model();
-    int keys = 1 + rnd.nextInt(24);
+    int keys = 8 + rnd.nextInt(48);
     int priorities = 1 + rnd.nextInt(6);
     for (int step = 0; step < 3_000; step++) {
       String ctx = "seed " + seed + " step " + step;
+      // Phases of 500 steps: the queue fills (60 % offers), then mostly drains (10 %).
+      boolean draining = step / 500 % 2 == 1;
       int op = rnd.nextInt(100);
-      if (op < 60) {
+      if (op < (draining ? 10 : 60)) {
         int key = rnd.nextInt(keys);
         int priority = rnd.nextInt(priorities);
         String entry = key + "@" + step;
@@ -278,12 +333,16 @@ class CoalescingQueueTest {
         m.offer(key, priority, entry, CONCAT);
       } else if (op < 85) {
         assertEquals(m.poll(), q.poll(), ctx + ": poll");
-      } else if (op < 97) {
+      } else if (op < 95) {
         int key = rnd.nextInt(keys);
         assertEquals(m.peek(key), q.peek(key), ctx + ": peek " + key);
+      } else if (op < 96) {
+        if (!draining) { // a clear forgets the peak: none while a phase drains towards its trims
+          q.clear();
+          m.clear();
+        }
       } else if (op < 98) {
-        q.clear();
-        m.clear();
+        q.trim(); // the model has no index: nothing it answers may change
       } else {
         // drain a few in one go
         for (int i = rnd.nextInt(5); i > 0; i--) {
@@ -295,6 +354,7 @@ class CoalescingQueueTest {
       assertEquals(m.offered, q.offered(), ctx + ": offered");
       assertEquals(m.coalesced, q.coalesced(), ctx + ": coalesced");
     }
+    assertTrue(q.indexRebuilds() > 0, "seed " + seed + ": the run rebuilt the index");
     // final drain agrees entirely
     String expected;
     do {
