@@ -1829,7 +1829,9 @@ final class Engine {
                 // In one lane, so demand is never counted before the subscriber it is for. The
                 // drain it allows runs at once on an idle executor; while tasks wait, at the end
                 // of the turn (within one batch), as a commit's does: the turn's changes then
-                // leave as one run, not a run per unit of demand given back mid-turn.
+                // leave as one run, not a run per unit of demand given back mid-turn. A burst left
+                // open when demand ran out is ended at once, though: its frames are with the
+                // transport already, which may hold them for the marker (see drain).
                 serial.executeUrgent(() -> d.out = s);
                 s.onSubscribe(
                     new Subscription() {
@@ -1838,7 +1840,15 @@ final class Engine {
                         serial.executeUrgent(
                             () -> {
                               d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
-                              drainOrDefer(d, serial.hasWaiting());
+                              boolean backlog = serial.hasWaiting();
+                              if (backlog) {
+                                try {
+                                  endOpenBurst(d);
+                                } catch (RuntimeException e) {
+                                  transportThrew(d, e);
+                                }
+                              }
+                              drainOrDefer(d, backlog);
                             });
                       }
 
@@ -1913,6 +1923,8 @@ final class Engine {
         s.retained().releaseFrame(); // never to be sent on this link
       }
     }
+    // Its index too: the transport may hold its subscription, and with it d, for a while yet.
+    d.queue.clear();
     routesChanged();
     for (Outbound.Request r : unsent) {
       sendRequest(r, null); // fail over to another neighbour that knows the owner
@@ -1927,8 +1939,28 @@ final class Engine {
    * by the next drain that has demand, even with nothing to send: the transport counts the demand
    * it asked for when it asks, and may have asked for more before that last frame reached it, so
    * the frame would otherwise wait for the next one.
+   *
+   * <p>A transport that throws from {@code onNext} or {@code onComplete} breaks the Reactive
+   * Streams contract (§2.13): its subscription counts as cancelled and its link is closed, so that
+   * the peer catches up over a new one. The exception goes no further: the change that was being
+   * sent has taken effect, and the other links and the caller go on as if this link had dropped.
    */
   private void drain(Destination d) {
+    try {
+      drainFrames(d);
+    } catch (RuntimeException e) {
+      transportThrew(d, e);
+    }
+  }
+
+  private void transportThrew(Destination d, RuntimeException e) {
+    tasksFailed.incrementAndGet();
+    log.error("node {}: the transport to {} threw while taking frames; closing the link", nodeId, d.peer, e);
+    d.out = null;
+    d.link.dispose();
+  }
+
+  private void drainFrames(Destination d) {
     while (d.demand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null && d.catchUpAnswered && (d.offered == null
@@ -1970,6 +2002,11 @@ final class Engine {
       d.burstOpen = true;
       d.out.onNext(frame);
     }
+    endOpenBurst(d);
+  }
+
+  /** Ends the burst {@code d}'s transport may be holding, if one is open and demand allows. */
+  private void endOpenBurst(Destination d) {
     if (d.burstOpen && d.demand > 0 && d.out != null && !d.closed) {
       d.demand--;
       d.burstOpen = false;
@@ -2211,19 +2248,14 @@ final class Engine {
 
   /**
    * At the end of each turn of the executor: the drains left for it. One failing link (a transport
-   * throwing from {@code onNext}) is reported and does not keep the others waiting.
+   * throwing from {@code onNext}) is closed by its drain and does not keep the others waiting.
    */
   private void drainDeferred() {
     // Indexed: a drain hands frames to transports, which may only submit tasks, not add to this.
     for (int i = 0; i < drainsDeferred.size(); i++) {
       Destination d = drainsDeferred.get(i);
       d.drainDeferred = false;
-      try {
-        drain(d);
-      } catch (RuntimeException e) {
-        tasksFailed.incrementAndGet();
-        log.error("node {}: sending to {} failed", nodeId, d.peer, e);
-      }
+      drain(d);
     }
     drainsDeferred.clear();
   }

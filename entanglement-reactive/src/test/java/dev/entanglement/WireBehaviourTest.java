@@ -1010,7 +1010,7 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("demand that comes back while commits wait is served at the end of the turn, in one run: within one batch, not behind the whole backlog")
+  @DisplayName("demand that comes back while commits wait ends the open run at once, and is served at the end of the turn, in one run: within one batch, not behind the whole backlog")
   void demandIsServedAtTheEndOfTheTurn() {
     int backlog = 2 * SerialExecutor.DEFAULT_BATCH + 50; // three turns of commits
     try (TestMesh mesh = new TestMesh()) {
@@ -1020,6 +1020,8 @@ class WireBehaviourTest {
         String key = syncKey(frame);
         if (key != null) {
           log.add("sent " + key);
+        } else if (frame.length == 0) {
+          log.add("marker");
         }
       });
       attachWithOneUnitLeft(mesh, a, transport);
@@ -1037,16 +1039,76 @@ class WireBehaviourTest {
       a.publish(new Cursor("trigger", 0, 0)).block(); // takes the unit of demand left over
       mesh.settle();
 
-      assertEquals(List.of("sent trigger", "sent k0", "sent k1", "sent k2", "sent k3", "sent k4"),
-          log.stream().filter(e -> e.startsWith("sent")).toList(), "six units of demand, in order");
+      // The unit left over sent "trigger" with none left to end its run: the transport may hold
+      // that frame until a marker, so the demand that comes back ends the run at once.
+      int requested = log.indexOf("commit k24");
+      assertEquals("marker", log.get(requested + 1),
+          "the open run ended as the demand came back, not at the end of the turn: " + log.subList(requested, requested + 3));
+      assertEquals(List.of("sent trigger", "sent k0", "sent k1", "sent k2", "sent k3"),
+          log.stream().filter(e -> e.startsWith("sent")).toList(), "the other four units of demand, in order");
       int first = log.indexOf("sent k0");
-      String around = "sent k0 after " + log.get(first - 1) + ", before " + log.get(first + 5);
-      assertEquals(log.indexOf("sent k4"), first + 4, "the five frames left as one run");
+      String around = "sent k0 after " + log.get(first - 1) + ", before " + log.get(first + 4);
+      assertEquals(log.indexOf("sent k3"), first + 3, "the four frames left as one run");
       assertTrue(log.indexOf("commit k25") < first,
           "the demand did not drain the link at once, in the middle of the turn: " + around);
       assertTrue(first < log.indexOf("commit k" + SerialExecutor.DEFAULT_BATCH),
           "but at the end of that turn, within one batch of tasks, not behind the backlog: " + around);
       assertEquals(backlog + 1, log.stream().filter(e -> e.startsWith("commit")).count());
+    }
+  }
+
+  @Test
+  @DisplayName("a transport that throws from onNext loses its link, not the change: the other links get it and the publisher is told it took effect")
+  void aThrowingTransportLosesItsLinkNotTheChange() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      java.util.concurrent.atomic.AtomicBoolean armed = new java.util.concurrent.atomic.AtomicBoolean();
+      java.util.concurrent.atomic.AtomicReference<org.reactivestreams.Subscription> subscription =
+          new java.util.concurrent.atomic.AtomicReference<>();
+      // Not a BaseSubscriber, which would catch what its hook throws and cancel.
+      org.reactivestreams.Subscriber<byte[]> throwing = new org.reactivestreams.Subscriber<>() {
+        @Override
+        public void onSubscribe(org.reactivestreams.Subscription s) {
+          subscription.set(s);
+        }
+
+        @Override
+        public void onNext(byte[] frame) {
+          if (armed.get() && syncKey(frame) != null) {
+            throw new IllegalStateException("a buggy transport");
+          }
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onComplete() {}
+      };
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      boolean[] closed = {false};
+      dev.entanglement.transport.Link link = manualLink(in, throwing);
+      link.onClose().subscribe(v -> {}, e -> {}, () -> closed[0] = true);
+      a.attach(link).subscribe(); // first in the loop over the links
+      in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
+      in.tryEmitNext(CODEC.encode(new Message.CatchUp(List.of())));
+      mesh.settle();
+      subscription.get().request(Long.MAX_VALUE);
+      RawPeer peer = new RawPeer(mesh, "a", "y");
+      peer.send(hello("y", "owner-y"));
+      peer.send(new Message.CatchUp(List.of()));
+      mesh.settle();
+      long failedBefore = a.stats().tasksFailed();
+
+      armed.set(true);
+      Snapshot<Cursor> committed = a.publish(new Cursor("k", 1, 0)).block(Duration.ofSeconds(5));
+      mesh.settle();
+      assertEquals(1.0, committed.value().x(), "the publisher was told the change took effect");
+      assertEquals(1.0, x(mesh, "k"));
+      assertEquals(List.of(1L), syncSerials(peer, "k"), "the other link was sent it");
+      assertTrue(closed[0], "the throwing transport's link was closed");
+      assertEquals(failedBefore + 1, a.stats().tasksFailed(), "and the failure counted");
+      assertEquals(List.of(PeerId.of("y")), a.stats().peers().stream().map(PeerStats::peer).toList());
     }
   }
 

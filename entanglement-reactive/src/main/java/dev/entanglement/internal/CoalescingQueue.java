@@ -92,6 +92,11 @@ public final class CoalescingQueue<K, E> {
 
   private final int retainedIndex;
   private HashMap<K, Node<K, E>> index = new HashMap<>();
+  /**
+   * Keys pending, as {@code index.size()}, kept apart from the index so that a reader on another
+   * thread (statistics) never reads a rebuilt index before it is filled.
+   */
+  private int pending;
   /** The most keys pending since the index was created or rebuilt. */
   private int peak;
   private int indexRebuilds;
@@ -123,7 +128,8 @@ public final class CoalescingQueue<K, E> {
       n = new Node<>(key, entry, b);
       b.append(n);
       index.put(key, n);
-      peak = Math.max(peak, index.size());
+      pending++;
+      peak = Math.max(peak, pending);
       return false;
     }
     coalesced++;
@@ -143,6 +149,7 @@ public final class CoalescingQueue<K, E> {
       if (head != null) {
         b.unlink(head);
         index.remove(head.key);
+        pending--;
         return head.entry;
       }
     }
@@ -155,16 +162,18 @@ public final class CoalescingQueue<K, E> {
     return n == null ? null : n.entry;
   }
 
+  /** Keys pending. Read from another thread, it may be stale: a benign race for statistics. */
   public int size() {
-    return index.size();
+    return pending;
   }
 
   public boolean isEmpty() {
-    return index.isEmpty();
+    return pending == 0;
   }
 
   public void clear() {
     index = new HashMap<>(); // clear() would keep the table at its largest
+    pending = 0;
     peak = 0;
     buckets.clear();
   }
@@ -184,9 +193,9 @@ public final class CoalescingQueue<K, E> {
    * {@link #RETAINED_INDEX} since the index was built (see the class notes); otherwise does nothing.
    */
   public void trim() {
-    if (peak > retainedIndex && index.size() <= peak >>> 3) {
+    if (peak > retainedIndex && pending <= peak >>> 3) {
       index = new HashMap<>(index);
-      peak = index.size();
+      peak = pending;
       indexRebuilds++;
     }
   }
