@@ -41,7 +41,10 @@ import org.jspecify.annotations.Nullable;
  * terminal). Invariants in {@code TABLE}: an entry is {@code 0} (empty), {@link #TOMBSTONE} (a
  * removed key: lookups probe past it) or a key's hash and slot; every present key is found by
  * probing from its home without crossing an empty entry; entries and tombstones fill at most half
- * of the index. Inserts only fill empty entries, and tombstones go when the index is
+ * of the index. An insert takes the first tombstone on its key's path, or else the empty entry
+ * that ends the path: a key removed and put again, over and over (a peer withdrawing and sending
+ * one object), takes back its own entry instead of lengthening its run until the index moved to
+ * the map for good (found by review, session 30). The other tombstones go when the index is
  * rebuilt. In both modes: a free slot holds null and is on the free list; slots in use are below
  * {@link #used}; the state in a slot has {@link StoredState#inTable} set, and a state the table
  * replaced or removed has it cleared (by the writer, which alone reads it).
@@ -189,6 +192,7 @@ final class ObjectTable {
       return replace(t.states, (int) index[at] - 1, st);
     }
     int i = ~at;
+    boolean tombstone = index[i] != 0; // reused: entries and tombstones stay as many
     int probed = (i - h) & (index.length - 1);
     st.inTable = true;
     int s = newSlot();
@@ -198,7 +202,7 @@ final class ObjectTable {
       ConcurrentHashMap<ObjectKey, Integer> map = toMap(index, states);
       map.put(key, s);
       tables = new Tables(null, map, states);
-    } else if ((size + tombstones + 1) * 2L > index.length) {
+    } else if (!tombstone && (size + tombstones + 1) * 2L > index.length) {
       long[] rebuilt = rebuild(index);
       insert(rebuilt, h, s);
       tables = new Tables(rebuilt, null, states);
@@ -206,7 +210,12 @@ final class ObjectTable {
       if (states != t.states) {
         tables = new Tables(index, null, states);
       }
-      ENTRY.setRelease(index, i, entry(h, s)); // after the state, as above
+      // After the state, as above. Over a tombstone, a reader looking for another key goes on past
+      // it either way; one looking for this key finds it, or reports it absent, as it just was.
+      ENTRY.setRelease(index, i, entry(h, s));
+      if (tombstone) {
+        tombstones--;
+      }
     }
     size = size + 1;
     return null;
@@ -338,17 +347,23 @@ final class ObjectTable {
   }
 
   /**
-   * Where {@code key}'s entry is in {@code index}, or, if it is absent, {@code ~i} for the first
-   * empty entry {@code i} from its home {@code hash}.
+   * Where {@code key}'s entry is in {@code index}, or, if it is absent, {@code ~i} for where it
+   * goes: the first tombstone {@code i} on its path from its home {@code hash}, else the empty
+   * entry that ends the path.
    */
   private static int find(long[] index, StoredState[] states, ObjectKey key, int hash) {
     int mask = index.length - 1;
+    int firstTombstone = -1;
     for (int i = hash & mask; ; i = (i + 1) & mask) {
       long e = index[i];
       if (e == 0) {
-        return ~i;
+        return ~(firstTombstone >= 0 ? firstTombstone : i);
       }
-      if ((int) (e >>> 32) == hash && (int) e != 0) {
+      if ((int) e == 0) {
+        if (firstTombstone < 0) {
+          firstTombstone = i;
+        }
+      } else if ((int) (e >>> 32) == hash) {
         StoredState st = states[(int) e - 1];
         if (st != null && st.key().equals(key)) {
           return i;

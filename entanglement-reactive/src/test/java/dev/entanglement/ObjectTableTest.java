@@ -317,6 +317,51 @@ class ObjectTableTest {
     assertEquals(100 + colliding.size(), t.values().size());
   }
 
+  @Test
+  @DisplayName("a key removed and put again, over and over, takes back its entry: its run does not grow, the index stays a table, nothing else is lost")
+  void aChurnedKeyReusesItsEntry() {
+    ObjectTable t = new ObjectTable();
+    for (int i = 0; i < 2_000; i++) {
+      t.put(state(key(i), 1));
+    }
+    // Before the fix each cycle left a tombstone and put the key past it: the index moved to a
+    // map after 389 cycles (review, session 30).
+    for (int cycle = 0; cycle < 5 * ObjectTable.MAX_PROBE; cycle++) {
+      assertEquals(cycle + 1, t.remove(key(7)).version().serial());
+      assertNull(t.get(key(7)));
+      t.put(state(key(7), cycle + 2));
+      assertFalse(t.indexIsMap(), "the index moved to a map after " + cycle + " cycles");
+    }
+    assertEquals(2_000, t.size());
+    assertEquals(5 * ObjectTable.MAX_PROBE + 1, t.get(key(7)).version().serial());
+    for (int i = 0; i < 2_000; i++) {
+      assertEquals(i == 7 ? 5 * ObjectTable.MAX_PROBE + 1 : 1, t.get(key(i)).version().serial(), "key " + i);
+    }
+    // Removing many keys and putting others: tombstones are reused or rebuilt away, never lost.
+    Random random = new Random(30);
+    Map<Integer, Long> model = new HashMap<>();
+    for (int i = 0; i < 2_000; i++) {
+      model.put(i, i == 7 ? 5L * ObjectTable.MAX_PROBE + 1 : 1L);
+    }
+    for (int op = 0; op < 50_000; op++) {
+      int k = random.nextInt(4_000);
+      if (random.nextBoolean()) {
+        StoredState removed = t.remove(key(k));
+        Long expected = model.remove(k);
+        assertEquals(expected, removed == null ? null : removed.version().serial(), "remove " + k);
+      } else {
+        t.put(state(key(k), op + 10));
+        model.put(k, (long) op + 10);
+      }
+    }
+    assertFalse(t.indexIsMap());
+    assertEquals(model.size(), t.size());
+    for (int k = 0; k < 4_000; k++) {
+      StoredState st = t.get(key(k));
+      assertEquals(model.get(k), st == null ? null : st.version().serial(), "key " + k);
+    }
+  }
+
   /**
    * Race: readers look up keys while the writer keeps adding new ones, so that both the states
    * array and the index are replaced many times under them. A key put before a lookup began is
