@@ -1717,6 +1717,7 @@ final class Engine {
     for (Destination existing : List.copyOf(destinations)) {
       if (existing.peer.equals(link.remote())) {
         log.info("node {}: new link to {} replaces the old one", nodeId, link.remote());
+        receiveBurst(existing); // received: handled, not lost with the link (as at its close)
         existing.link.dispose();
         detach(existing);
       }
@@ -1875,6 +1876,7 @@ final class Engine {
     if (d.closed) {
       return;
     }
+    receiveBurst(d); // frames held for a late marker were received: the link is not silent
     long silent = scheduler.now(TimeUnit.NANOSECONDS) - d.lastReceivedNanos;
     if (silent >= 3 * timeouts.keepAlive().toNanos()) {
       log.warn("node {}: {} silent for {} ms; closing the link", nodeId, d.peer, silent / 1_000_000);

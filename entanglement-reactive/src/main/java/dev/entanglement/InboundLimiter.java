@@ -26,8 +26,11 @@ import reactor.core.scheduler.Scheduler;
  * <p>State machine: {@code NEW} → {@code FLOWING} ({@link #start}: the first grant) → {@code
  * PAUSED} (every requested frame arrived and less than one token is left: a resume timer waits for
  * {@code resumeBatch} tokens) → {@code FLOWING} (the timer fired: those tokens are granted) … and
- * from any state → {@code STOPPED} ({@link #stop}: the timer is disposed and nothing is requested
- * any more; terminal). Without a rate it never pauses: the window alone bounds what is requested
+ * from any state → {@code STOPPED} ({@link #stop}: the timer is disposed, the link's subscription
+ * is cancelled, and nothing is requested any more; terminal). Cancelled, not just left without
+ * demand: a transport keeps what it received and nobody asked for until its subscriber cancels (a
+ * Netty connection closed by its peer held such frames' pooled buffers for good; review, session
+ * 30). Without a rate it never pauses: the window alone bounds what is requested
  * and not yet received, and is topped up each time half of it has arrived.
  *
  * <p>Confinement: every method runs on the engine's serial executor; the timer hops onto it.
@@ -75,9 +78,10 @@ final class InboundLimiter {
     this.nanoTokens = rate == 0 ? 0 : burst * NANOS_PER_SECOND;
   }
 
-  /** Makes the first request of the link, or none if already stopped. */
+  /** Makes the first request of the link; if already stopped, cancels it instead. */
   void start(Subscription s) {
     if (stopped) {
+      s.cancel();
       return;
     }
     upstream = s;
@@ -138,6 +142,9 @@ final class InboundLimiter {
       return;
     }
     stopped = true;
+    if (upstream != null) {
+      upstream.cancel();
+    }
     if (resume != null) {
       resume.dispose();
       resume = null;

@@ -1,6 +1,7 @@
 package dev.entanglement;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
@@ -90,6 +91,7 @@ class InboundLimiterTest {
     final boolean marking;
     @Nullable InboundLimiter limiter;
     long requested;
+    boolean cancelled;
     /** Frames delivered; markers are not counted. */
     long delivered;
     private boolean markerNext;
@@ -119,7 +121,9 @@ class InboundLimiterTest {
     }
 
     @Override
-    public void cancel() {}
+    public void cancel() {
+      cancelled = true;
+    }
   }
 
   private final RecordingScheduler scheduler = new RecordingScheduler(VirtualTimeScheduler.create());
@@ -191,7 +195,7 @@ class InboundLimiterTest {
   }
 
   @Test
-  @DisplayName("stop while paused disposes the resume timer; nothing is requested after it")
+  @DisplayName("stop while paused disposes the resume timer and cancels the link's subscription; nothing is requested after it")
   void stopWhilePaused() {
     Upstream up = new Upstream(true);
     InboundLimiter l = start(10, 5, 256, up);
@@ -199,7 +203,9 @@ class InboundLimiterTest {
     assertEquals(1, l.pauses());
     assertEquals(1, scheduler.pending());
     scheduler.clock.advanceTimeBy(Duration.ofMillis(50));
+    assertFalse(up.cancelled);
     l.stop();
+    assertTrue(up.cancelled, "what the transport holds unrequested is given back");
     assertEquals(0, scheduler.pending());
     assertEquals(Duration.ofMillis(50), l.throttled());
     scheduler.clock.advanceTimeBy(Duration.ofSeconds(10));
@@ -208,13 +214,14 @@ class InboundLimiterTest {
   }
 
   @Test
-  @DisplayName("stop before start (a link closed at once) requests nothing and leaves no timer")
+  @DisplayName("stop before start (a link closed at once) requests nothing, cancels the subscription when it comes, and leaves no timer")
   void stopBeforeStart() {
     InboundLimiter l = new InboundLimiter(10, 5, 256, scheduler, serial);
     l.stop();
     Upstream up = new Upstream(true);
     l.start(up);
     assertEquals(0, up.requested);
+    assertTrue(up.cancelled);
     assertEquals(0, scheduler.pending());
   }
 }

@@ -4,6 +4,7 @@ import static dev.entanglement.TestMesh.CURSOR;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -1109,6 +1110,25 @@ class WireBehaviourTest {
       assertTrue(closed[0], "the throwing transport's link was closed");
       assertEquals(failedBefore + 1, a.stats().tasksFailed(), "and the failure counted");
       assertEquals(List.of(PeerId.of("y")), a.stats().peers().stream().map(PeerStats::peer).toList());
+    }
+  }
+
+  @Test
+  @DisplayName("a burst held for its marker is handled when a new link from the same peer replaces the link (review, session 30)")
+  void aHeldBurstIsHandledWhenTheLinkIsReplaced() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      BurstLink old = new BurstLink(mesh, "a");
+      old.send(hello("x", "owner-x"));
+      old.endBurst();
+      old.send(sync("c", "owner-x", 1, 1)); // received; its marker is late
+      mesh.settle();
+      assertNull(x(mesh, "c"), "held for the marker");
+      BurstLink replacement = new BurstLink(mesh, "a"); // the same peer "x": replaces the old link
+      replacement.send(hello("x", "owner-x"));
+      mesh.settle();
+      assertTrue(old.isDisposed());
+      assertEquals(1.0, x(mesh, "c"), "a frame the node received is handled, not lost with its link");
     }
   }
 

@@ -432,6 +432,59 @@ class TcpTransportTest {
     await(client, "after", 4);
   }
 
+  /** Records every frame body the decoder emits (retained slices), to check each is released. */
+  @io.netty.channel.ChannelHandler.Sharable
+  private static final class BodyTap extends io.netty.channel.ChannelInboundHandlerAdapter {
+    final List<ByteBuf> bodies = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    @Override
+    public void channelRead(io.netty.channel.ChannelHandlerContext ctx, Object msg) {
+      if (msg instanceof ByteBuf b) {
+        bodies.add(b);
+      }
+      ctx.fireChannelRead(msg);
+    }
+
+    long unreleased() {
+      return bodies.stream().filter(b -> b.refCnt() > 0).count();
+    }
+  }
+
+  @Test
+  @DisplayName("frames a rate-limited link has not read yet are released when the peer closes (review, session 30)")
+  void unreadFramesAreReleasedWhenThePeerCloses() throws Exception {
+    EntanglementNode server =
+        EntanglementNode.builder().id("server").owner(OwnerId.of("owner-server"))
+            .registry(Registry.builder("t").type(CURSOR).build()).maxInboundRate(100, 20).build();
+    cleanup.add(() -> server.close().block(WAIT));
+    BodyTap tap = new BodyTap();
+    DisposableServer s =
+        TcpServerTransport.builder(server)
+            .unknownDestination(p -> Mono.just(true))
+            .tcpServer(t -> t.doOnConnection(c -> c.channel().pipeline().addAfter(FrameDecoder.NAME, "tap", tap)))
+            .build().bind().block(WAIT);
+    cleanup.add(s);
+    int frames = 301; // HELLO and 300 PINGs: 2.81 s at the rate, so most wait unread
+    java.io.ByteArrayOutputStream flood = new java.io.ByteArrayOutputStream();
+    flood.write(framed(Raw.hello("flooder")));
+    for (int i = 1; i < frames; i++) {
+      flood.write(framed(Raw.CODEC.encode(new Message.Ping(i))));
+    }
+    PeerId peer;
+    try (java.net.Socket flooder = new java.net.Socket("127.0.0.1", s.port())) {
+      peer = PeerId.of("tcp:/127.0.0.1:" + flooder.getLocalPort());
+      flooder.getOutputStream().write(flood.toByteArray());
+      Eventually.until("the decoder split the whole flood", WAIT, () -> tap.bodies.size() == frames);
+      assertTrue(framesFrom(server.stats(), peer) < frames, "most of the flood is still unread");
+    } // the peer goes away with its flood unread
+    Eventually.until("the link detached", WAIT,
+        () -> server.stats().peers().stream().noneMatch(p -> p.peer().equals(peer)));
+    // Before the fix the engine stopped asking and never cancelled, and the buffers stayed
+    // retained in Reactor Netty's inbound queue for good.
+    Eventually.until("every body released (" + tap.unreleased() + " of " + frames + " still retained)",
+        WAIT, () -> tap.unreleased() == 0);
+  }
+
   private static long framesFrom(NodeStats stats, PeerId peer) {
     return stats.peers().stream().filter(p -> p.peer().equals(peer)).mapToLong(PeerStats::framesReceived).sum();
   }
