@@ -237,10 +237,18 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
         frameBytes = largest;
       }
     }
-    ChannelFuture written = encoding.write(ch, taken);
-    if (written != null) {
-      lastWrite = written;
-      ch.flush();
+    ChannelFuture written;
+    try {
+      written = encoding.write(ch, taken);
+      if (written != null) {
+        lastWrite = written;
+        ch.flush();
+      }
+    } catch (RuntimeException | OutOfMemoryError e) {
+      // No buffer for the run (Netty's OutOfDirectMemoryError): the link fails, rather than wait
+      // for a settle that never comes, and nothing reaches the engine's onNext when run inline.
+      fail(e);
+      return;
     }
     ChannelFuture settled = last ? lastWrite : written;
     if (settled == null) {

@@ -3,6 +3,7 @@ package dev.entanglement.netty;
 import io.netty.channel.Channel;
 import io.netty.channel.socket.DuplexChannel;
 import io.netty.handler.ssl.SslHandler;
+import io.netty.util.AttributeKey;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 
@@ -15,12 +16,24 @@ import java.util.concurrent.TimeUnit;
  * arrives meanwhile is read and discarded by whoever reads the connection: reading is switched on
  * again, since a reader that had stopped asking (a full window, a paused link) would otherwise leave
  * the peer's end of stream unread, and the close after the linger would reset the connection.
+ *
+ * <p>The channel is marked {@link #lingering} meanwhile. A write then fails (the output is shut),
+ * and a writer that meets such a failure leaves the close to the linger: closing at once would
+ * bring back the reset (the engine, not told of a refusal by the frame decoder, may well send
+ * another frame; found by review, session 30).
  */
 final class GracefulClose {
   /** How long a connection whose output is shut waits for the peer to close its side: 2 s. */
   static final Duration LINGER = Duration.ofSeconds(2);
 
+  private static final AttributeKey<Boolean> LINGERING = AttributeKey.valueOf("entanglement.lingering");
+
   private GracefulClose() {}
+
+  /** Whether {@code ch}'s output is shut, or being shut, by {@link #afterFlush}. */
+  static boolean lingering(Channel ch) {
+    return Boolean.TRUE.equals(ch.attr(LINGERING).get());
+  }
 
   /** Shuts the output after everything written so far, then closes; {@code close} closes at once. */
   static void afterFlush(Channel ch, Runnable close) {
@@ -28,6 +41,7 @@ final class GracefulClose {
       close.run();
       return;
     }
+    ch.attr(LINGERING).set(Boolean.TRUE);
     ch.eventLoop().schedule(close, LINGER.toMillis(), TimeUnit.MILLISECONDS);
     ch.config().setAutoRead(true);
     SslHandler ssl = ch.pipeline().get(SslHandler.class);

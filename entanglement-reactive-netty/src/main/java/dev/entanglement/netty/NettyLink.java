@@ -95,8 +95,14 @@ final class NettyLink implements Link {
         .then()
         .onErrorResume(
             e -> {
-              log.debug("sending to {} ended with {}", remote, e.toString());
-              connection.dispose();
+              if (e instanceof Error) {
+                log.warn("sending to {} failed", remote, e);
+              } else {
+                log.debug("sending to {} ended with {}", remote, e.toString());
+              }
+              if (!GracefulClose.lingering(connection.channel())) {
+                connection.dispose(); // otherwise its linger closes it, without a reset
+              }
               return Mono.empty();
             });
   }

@@ -322,6 +322,23 @@ class BurstWriterTest {
   }
 
   @Test
+  @DisplayName("a run that cannot be encoded (no direct memory left) fails the writer and cancels the source; the source's onNext does not throw (review, session 30)")
+  void anEncodingThatThrowsFailsTheWriter() {
+    EmbeddedChannel ch = new EmbeddedChannel();
+    Source source = new Source();
+    AtomicReference<Throwable> failure = new AtomicReference<>();
+    BurstWriter.write(ch, source, 128, (c, run) -> {
+          throw new OutOfMemoryError("as Netty's OutOfDirectMemoryError");
+        })
+        .subscribe(null, failure::set);
+    source.emit(body(10, 1), END); // the run is written inline: an embedded channel's loop is this thread
+    assertInstanceOf(OutOfMemoryError.class, failure.get());
+    assertTrue(source.cancelled.get());
+    source.emit(body(10, 2), END); // after the end: ignored
+    ch.finishAndReleaseAll();
+  }
+
+  @Test
   @DisplayName("cancelling drops the pending run and cancels the source")
   void cancellation() {
     try (Harness h = new Harness(128)) {

@@ -94,6 +94,52 @@ class GracefulCloseTest {
     }
   }
 
+  /**
+   * A refused frame shuts the output and lingers; the engine, not told of the refusal, may send
+   * another frame meanwhile. Its failed write must not close the connection at once, which would
+   * reset it while the peer may still be sending and discard the ERROR the peer has not read
+   * (review, session 30: it closed 14 ms after such a frame instead of at the linger's end).
+   */
+  @Test
+  void aFrameSentWhileLingeringDoesNotCutTheLingerShort() throws Exception {
+    reactor.core.publisher.Sinks.Many<byte[]> frames =
+        reactor.core.publisher.Sinks.many().unicast().onBackpressureBuffer();
+    CompletableFuture<reactor.netty.Connection> attached = new CompletableFuture<>();
+    CompletableFuture<Long> closedAt = new CompletableFuture<>();
+    reactor.netty.DisposableServer server =
+        reactor.netty.tcp.TcpServer.create().host("127.0.0.1").port(0)
+            .doOnConnection(c -> c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
+            .handle((in, out) -> {
+              in.withConnection(c -> {
+                c.channel().closeFuture().addListener(f -> closedAt.complete(System.nanoTime()));
+                NettyLink link = NettyLink.stream(c, dev.entanglement.PeerId.of("raw"), 0);
+                link.receive().subscribe(b -> {}, e -> {});
+                link.send(frames.asFlux()).subscribe();
+                attached.complete(c);
+              });
+              return reactor.core.publisher.Mono.never();
+            })
+            .bindNow();
+    try (Socket peer = new Socket("127.0.0.1", server.port())) {
+      reactor.netty.Connection c = attached.get(5, TimeUnit.SECONDS);
+      peer.getOutputStream().write(new byte[8]); // a header announcing an empty body: refused
+      peer.getOutputStream().flush();
+      assertEquals(8, peer.getInputStream().readNBytes(8).length, "the ERROR's header arrived");
+      Eventually.until("the refusal shut the output", java.time.Duration.ofSeconds(5),
+          () -> GracefulClose.lingering(c.channel())
+              && ((io.netty.channel.socket.DuplexChannel) c.channel()).isOutputShutdown());
+      long sent = System.nanoTime();
+      frames.tryEmitNext(new byte[] {7, 1, 2, 3}); // a frame the engine sends meanwhile
+      frames.tryEmitNext(new byte[0]); // and the marker that ends its run
+      long closed = closedAt.get(5, TimeUnit.SECONDS);
+      long ms = (closed - sent) / 1_000_000;
+      assertTrue(ms >= GracefulClose.LINGER.toMillis() - 500,
+          "closed " + ms + " ms after the frame, not at the end of the linger");
+    } finally {
+      server.disposeNow();
+    }
+  }
+
   /** A channel that cannot shut its output alone closes at once. */
   @Test
   void aChannelThatIsNotDuplexClosesAtOnce() {
