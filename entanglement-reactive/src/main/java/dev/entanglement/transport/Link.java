@@ -20,7 +20,9 @@ import reactor.core.publisher.Mono;
  *       connection (the marker takes one unit of demand); a link that delivered one MUST deliver
  *       one after every later read that brings frames, because the engine then holds a link's
  *       frames until their marker, to look up the objects of a burst of states together. It
- *       handles them without the marker once it holds {@code 256} or has no demand left;
+ *       handles them without the marker once it holds {@code 256} or has no demand left. The engine
+ *       cancels its subscription once the link is detached: a transport then releases whatever it
+ *       received and did not deliver;
  *   <li>{@link #send(Publisher)} is called once; the transport MUST request frames only as it can
  *       carry them (channel writability, bandwidth), so that nothing outside the engine's coalescing
  *       queue buffers without bound; when {@code frames} completes, the transport MUST deliver what
