@@ -234,6 +234,15 @@ final class Destination {
   @Nullable Subscriber<? super byte[]> out;
   long demand;
   /**
+   * Bytes of frames the transport may still be handed: unlimited until it first asks for bytes
+   * ({@link dev.entanglement.transport.FrameSubscription#requestBytes}), then what it asked for
+   * less the bodies handed over since; below zero by less than a frame after the frame that
+   * crossed it.
+   */
+  long byteDemand = Long.MAX_VALUE;
+  /** Whether the transport counts bytes: set by its first request of bytes. */
+  boolean bytesCounted;
+  /**
    * Whether frames were handed to {@code out} since its last {@link Link#END_OF_BURST}: the
    * transport may hold them until a marker (see {@code Engine.drain}).
    */

@@ -1835,21 +1835,32 @@ final class Engine {
                 // transport already, which may hold them for the marker (see drain).
                 serial.executeUrgent(() -> d.out = s);
                 s.onSubscribe(
-                    new Subscription() {
+                    new dev.entanglement.transport.FrameSubscription() {
                       @Override
                       public void request(long n) {
                         serial.executeUrgent(
                             () -> {
                               d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
-                              boolean backlog = serial.hasWaiting();
-                              if (backlog) {
-                                try {
-                                  endOpenBurst(d);
-                                } catch (RuntimeException e) {
-                                  transportThrew(d, e);
-                                }
+                              demandArrived(d);
+                            });
+                      }
+
+                      @Override
+                      public void requestBytes(long bytes) {
+                        if (bytes <= 0) {
+                          return;
+                        }
+                        serial.executeUrgent(
+                            () -> {
+                              if (d.bytesCounted) {
+                                // Saturating; the demand may be below zero (a frame crossed the line).
+                                d.byteDemand = d.byteDemand > Long.MAX_VALUE - bytes
+                                    ? Long.MAX_VALUE : d.byteDemand + bytes;
+                              } else {
+                                d.bytesCounted = true;
+                                d.byteDemand = bytes;
                               }
-                              drainOrDefer(d, backlog);
+                              demandArrived(d);
                             });
                       }
 
@@ -1864,6 +1875,19 @@ final class Engine {
       log.warn("node {}: link to {} failed while attaching: {}", nodeId, d.peer, e.toString());
       link.dispose();
     }
+  }
+
+  /** On the executor, after the link's transport asked for more frames or bytes. */
+  private void demandArrived(Destination d) {
+    boolean backlog = serial.hasWaiting();
+    if (backlog) {
+      try {
+        endOpenBurst(d);
+      } catch (RuntimeException e) {
+        transportThrew(d, e);
+      }
+    }
+    drainOrDefer(d, backlog);
   }
 
   /**
@@ -1935,7 +1959,9 @@ final class Engine {
   }
 
   /**
-   * Sends as many frames as the link demands, building each from the current state, and ends the
+   * Sends as many frames as the link demands (in frames, and in bytes once its transport counts
+   * them: {@link dev.entanglement.transport.FrameSubscription}), building each from the current
+   * state, and ends the
    * burst with {@link Link#END_OF_BURST} while demand is left: the transport may hold a burst's
    * frames until then and write them at once. A burst that used the last unit of demand is ended
    * by the next drain that has demand, even with nothing to send: the transport counts the demand
@@ -1963,7 +1989,7 @@ final class Engine {
   }
 
   private void drainFrames(Destination d) {
-    while (d.demand > 0 && d.out != null && !d.closed) {
+    while (d.demand > 0 && d.byteDemand > 0 && d.out != null && !d.closed) {
       Outbound o = d.queue.poll();
       if (o == null && d.catchUpAnswered && (d.offered == null
           || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
@@ -1997,6 +2023,9 @@ final class Engine {
         continue;
       }
       d.demand--;
+      if (d.bytesCounted) {
+        d.byteDemand -= frame.length; // may go below zero: the frame that crosses the line goes whole
+      }
       d.framesSent++;
       d.bytesSent += frame.length;
       framesSent.incrementAndGet();
@@ -2236,13 +2265,13 @@ final class Engine {
    * Drains {@code d} now, or, when tasks wait behind this one ({@code backlog}, {@link
    * SerialExecutor#hasWaiting} read by the caller), leaves the drain for the end of the turn: their
    * changes coalesce in the link's queue meanwhile and leave as one run, instead of a frame per
-   * change handed to the transport's thread. A link without demand needs no deferred drain: its
-   * demand drains it.
+   * change handed to the transport's thread. A link without demand (frames or bytes) needs no
+   * deferred drain: its demand drains it.
    */
   private void drainOrDefer(Destination d, boolean backlog) {
     if (!backlog) {
       drain(d);
-    } else if (!d.drainDeferred && d.demand > 0) {
+    } else if (!d.drainDeferred && d.demand > 0 && d.byteDemand > 0) {
       d.drainDeferred = true;
       drainsDeferred.add(d);
     }

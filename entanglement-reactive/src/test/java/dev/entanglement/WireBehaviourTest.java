@@ -876,6 +876,11 @@ class WireBehaviourTest {
       framesOut++;
       onFrame.accept(frame);
     }
+
+    /** The node's subscription, which can also count bytes. */
+    dev.entanglement.transport.FrameSubscription frames() {
+      return (dev.entanglement.transport.FrameSubscription) upstream();
+    }
   }
 
   /** The key of {@code frame} if it is a SYNC (not a marker, not another message), or null. */
@@ -1055,6 +1060,55 @@ class WireBehaviourTest {
       assertTrue(first < log.indexOf("commit k" + SerialExecutor.DEFAULT_BATCH),
           "but at the end of that turn, within one batch of tasks, not behind the backlog: " + around);
       assertEquals(backlog + 1, log.stream().filter(e -> e.startsWith("commit")).count());
+    }
+  }
+
+  @Test
+  @DisplayName("a transport that counts bytes is handed frames only while its bytes allow: the frame that crosses the line goes whole, and bytes given back after it resume the flow by as much")
+  void byteDemandBoundsWhatATransportIsHanded() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<String> log = new ArrayList<>();
+      List<Integer> sizes = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(frame -> {
+        String key = syncKey(frame);
+        if (key != null) {
+          log.add(key);
+          sizes.add(frame.length);
+        } else if (frame.length == 0) {
+          log.add("marker");
+        }
+      });
+      attachWithOneUnitLeft(mesh, a, transport);
+      dev.entanglement.transport.FrameSubscription bytes = transport.frames();
+      bytes.requestBytes(1); // bytes are counted from now on
+      mesh.settle();
+      log.clear(); // a marker may end the handshake's last run
+      for (int i = 0; i < 10; i++) {
+        a.publish(new Cursor("k" + i, i, 0)).block(Duration.ofSeconds(5));
+      }
+      mesh.settle();
+      assertEquals(List.of("k0"), log, "one byte allows the frame that crosses the line, whole");
+
+      transport.request(100);
+      mesh.settle();
+      assertEquals(List.of("k0", "marker"), log, "frames are not enough: the bytes are spent");
+
+      bytes.requestBytes(1); // still below zero: nothing
+      mesh.settle();
+      assertEquals(List.of("k0", "marker"), log, "one byte given back does not cover what k0 crossed by");
+
+      bytes.requestBytes(sizes.get(0) - 1); // back to one byte
+      mesh.settle();
+      assertEquals(List.of("k0", "marker", "k1", "marker"), log);
+
+      bytes.requestBytes(Long.MAX_VALUE); // saturates
+      mesh.settle();
+      assertEquals(10, log.stream().filter(e -> e.startsWith("k")).count(), log.toString());
+      bytes.requestBytes(1);
+      a.publish(new Cursor("k0", 5, 0)).block(Duration.ofSeconds(5));
+      mesh.settle();
+      assertEquals(11, log.stream().filter(e -> e.startsWith("k")).count(), "no overflow: " + log);
     }
   }
 

@@ -1,5 +1,6 @@
 package dev.entanglement.netty;
 
+import dev.entanglement.transport.FrameSubscription;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
@@ -11,7 +12,6 @@ import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
 import org.reactivestreams.Subscription;
 import reactor.core.CoreSubscriber;
-import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.MonoSink;
 
@@ -26,26 +26,22 @@ import reactor.core.publisher.MonoSink;
  * B2, each call on a loopback socket also waking the receiver. A run ends only where the engine
  * has no more to send, so this adds no wait: the last frame of a run leaves at once.
  *
- * <p>Demand: {@code window} frames at first (512; 1 behind a bandwidth cap, which paces frame by
- * frame); a run's frames and marker are asked for again once its write completed, that is once
- * the channel took them into the socket, and a marker that ends no frame held here at once. So
- * at most {@code window} frames are accepted and not yet written, and a reader that stops reading
- * stops the requests: the engine's queue coalesces meanwhile. Bytes are bounded too, by an
- * estimate: the frames asked for and not yet written are kept to as many as fit in {@link
- * #MAX_UNWRITTEN} bytes at the size of the largest frame of the last run (at least one when
- * nothing is pending), and before the first run to {@link #INITIAL_REQUEST}; the demand held
- * back is asked for as later writes complete. So a link of large frames holds about {@link
- * #MAX_UNWRITTEN} bytes, not {@code window} large frames; frames that grow suddenly can exceed it
- * by what was asked for at the smaller size.
+ * <p>Demand: {@code window} frames (512; 1 behind a bandwidth cap, which paces frame by frame)
+ * and, from a node's {@link FrameSubscription}, {@link #MAX_UNWRITTEN} bytes. A run's frames,
+ * marker and bytes are asked for again once its write completed, that is once the channel took
+ * them into the socket; a marker that ends no frame held here is given back at once. So at most
+ * {@code window} frames, and {@link #MAX_UNWRITTEN} bytes plus the one frame that crossed the
+ * line, are accepted and not yet written, whatever the frames' sizes, and a reader that stops
+ * reading stops the requests: the engine's queue coalesces meanwhile. A source that does not
+ * count bytes (a plain publisher, or the bandwidth cap's operator) is bounded in frames only.
  *
  * <p>State machine: {@code IDLE} (nothing queued on the event loop) → {@code SCHEDULED} (a task
  * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes
  * the run. {@code DONE}, from either, once the source completed and its last run is written, on a
  * failed write, the source's error, or cancellation; a pending run is then dropped (arrays only:
  * no buffer exists before the task writes). Threads: the source's signals arrive serially on any
- * thread, the task and write completions run on the event loop; the run, the flags and the
- * demand and byte counts ({@code outstanding}, {@code credits}, {@code unwritten}, {@code
- * frameBytes}) are guarded by this object's lock.
+ * thread, the task and write completions run on the event loop; the run, the flags and {@code
+ * outstanding} are guarded by this object's lock.
  */
 final class BurstWriter implements CoreSubscriber<byte[]> {
   /**
@@ -56,10 +52,8 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   static final int WINDOW = 512;
   /** A stream run is written in buffers of at most this size (a larger frame gets its own): 64 KiB. */
   static final int MAX_BUFFER = 64 * 1024;
-  /** Bytes of bodies asked for and not yet written, at the estimated frame size: 256 KiB. */
+  /** Bytes of bodies asked for and not yet written, from a source that counts bytes: 256 KiB. */
   static final int MAX_UNWRITTEN = 256 * 1024;
-  /** Frames asked for before any frame size is known: 8 (or the window, if smaller). */
-  static final int INITIAL_REQUEST = 8;
 
   /** Writes (without flushing) the non-empty bodies of a run; returns the last write's future. */
   interface Encoding {
@@ -71,18 +65,14 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   private final Encoding encoding;
   private final MonoSink<Void> done;
   private @Nullable Subscription upstream;
+  /** The upstream, if it counts bytes; set with it. */
+  private @Nullable FrameSubscription bytes;
   private List<byte[]> run = new ArrayList<>();
   private boolean scheduled;
   private boolean completed;
   private boolean finished;
   /** Frames asked for and not yet received. */
   private int outstanding;
-  /** Bytes of the bodies received and not yet written (in {@code run} or in a pending write). */
-  private long unwritten;
-  /** Frames written whose demand is held back by the byte bound, to be asked for later. */
-  private int credits;
-  /** The largest body of the last run that held a frame, 0 before any: the size estimate. */
-  private long frameBytes;
   /** The latest write; event loop only. */
   private @Nullable ChannelFuture lastWrite;
 
@@ -95,10 +85,12 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
 
   /**
    * Writes {@code frames} to {@code ch}; completes once the source completed and everything it
-   * sent is written, fails with the source's error or a failed write. Cancelling stops it.
+   * sent is written, fails with the source's error or a failed write. Cancelling stops it. The
+   * writer subscribes to {@code frames} itself, so that a node's {@link FrameSubscription} reaches
+   * it unwrapped.
    */
   static Mono<Void> write(Channel ch, Publisher<byte[]> frames, int window, Encoding encoding) {
-    return Mono.create(sink -> Flux.from(frames).subscribe(new BurstWriter(ch, window, encoding, sink)));
+    return Mono.create(sink -> frames.subscribe(new BurstWriter(ch, window, encoding, sink)));
   }
 
   /** A stream's encoding: header and body of every frame, in as few buffers as {@link #MAX_BUFFER} allows. */
@@ -133,19 +125,21 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   @Override
   public void onSubscribe(Subscription s) {
     upstream = s;
+    bytes = s instanceof FrameSubscription f ? f : null;
     done.onDispose(this::cancel);
-    int first = Math.min(window, INITIAL_REQUEST);
     synchronized (this) {
-      outstanding = first;
-      credits = window - first;
+      outstanding = window;
     }
-    s.request(first);
+    if (bytes != null) {
+      bytes.requestBytes(MAX_UNWRITTEN); // first: the frames asked for next are counted in bytes
+    }
+    s.request(window);
   }
 
   @Override
   public void onNext(byte[] body) {
     boolean wake;
-    int asked = 0;
+    boolean giveBack = false;
     synchronized (this) {
       if (finished) {
         return;
@@ -155,17 +149,17 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
         // A marker that ends no frame held here (the engine ends a run once demand is back, and
         // the run may have left already, at the last frame asked for): nothing to write, so its
         // unit of demand is given back now, not by a task on the event loop.
-        asked = giveBack(1);
+        outstanding++;
+        giveBack = true;
         wake = false;
       } else {
         run.add(body);
-        unwritten += body.length;
         wake = !scheduled && (body.length == 0 || outstanding == 0);
         scheduled |= wake;
       }
     }
-    if (asked > 0) {
-      upstream.request(asked);
+    if (giveBack) {
+      upstream.request(1);
     }
     if (wake) {
       schedule();
@@ -211,7 +205,7 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     }
   }
 
-  /** On the event loop: writes the pending run, then asks for as many items as it held. */
+  /** On the event loop: writes the pending run, then asks for as many items and bytes as it held. */
   private void writeRun() {
     List<byte[]> taken;
     boolean last;
@@ -225,17 +219,9 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       last = completed;
     }
     int items = taken.size();
-    long bytes = 0;
-    long largest = 0;
+    long runBytes = 0;
     for (byte[] body : taken) {
-      bytes += body.length;
-      largest = Math.max(largest, body.length);
-    }
-    long runBytes = bytes;
-    if (largest > 0) {
-      synchronized (this) {
-        frameBytes = largest;
-      }
+      runBytes += body.length;
     }
     ChannelFuture written;
     try {
@@ -251,12 +237,13 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       return;
     }
     ChannelFuture settled = last ? lastWrite : written;
+    long settledBytes = runBytes;
     if (settled == null) {
-      settled(items, runBytes, last);
+      settled(items, settledBytes, last);
     } else {
       settled.addListener(f -> {
         if (f.isSuccess()) {
-          settled(items, runBytes, last);
+          settled(items, settledBytes, last);
         } else {
           fail(f.cause());
         }
@@ -264,57 +251,25 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     }
   }
 
-  private void settled(int items, long bytes, boolean last) {
+  private void settled(int items, long written, boolean last) {
     if (last) {
       if (end()) {
         done.success();
       }
       return;
     }
-    int asked;
     synchronized (this) {
       if (finished) {
         return;
       }
-      unwritten -= bytes;
-      asked = giveBack(items);
+      outstanding += items;
     }
-    if (asked > 0) {
-      upstream.request(asked);
+    if (bytes != null && written > 0) {
+      bytes.requestBytes(written); // before the frames: they are counted in bytes when they come
     }
-  }
-
-  /**
-   * Returns {@code items} units of demand that were used (under the lock): they join the held-back
-   * ones, and as many as {@link #grantable()} allows are counted as asked for; returns how many,
-   * for the caller to request outside the lock.
-   */
-  private int giveBack(int items) {
-    credits += items;
-    int asked = grantable();
-    credits -= asked;
-    outstanding += asked;
-    return asked;
-  }
-
-  /**
-   * How many of the held-back frames may be asked for now (under the lock): as many as keep the
-   * frames asked for and unwritten within {@link #MAX_UNWRITTEN} bytes at the estimated size, and
-   * at least one when nothing is asked for or unwritten. Demand never stalls: while any frame is
-   * asked for the engine can send, and every unwritten byte belongs to a run whose write settles
-   * and asks again.
-   */
-  private int grantable() {
-    if (credits == 0) {
-      return 0;
+    if (items > 0) {
+      upstream.request(items);
     }
-    long room = MAX_UNWRITTEN - unwritten;
-    long fit = frameBytes == 0 ? (long) credits + outstanding : Math.max(0, room) / frameBytes;
-    long n = Math.min(credits, fit - outstanding);
-    if (n <= 0) {
-      n = outstanding == 0 && unwritten == 0 ? 1 : 0;
-    }
-    return (int) n;
   }
 
   private void fail(Throwable t) {

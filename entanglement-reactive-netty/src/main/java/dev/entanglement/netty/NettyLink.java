@@ -87,7 +87,7 @@ final class NettyLink implements Link {
   public Mono<Void> send(Publisher<byte[]> source) {
     return BurstWriter.write(
             connection.channel(),
-            Throttle.apply(Flux.from(source), bytesPerSecond),
+            Throttle.apply(source, bytesPerSecond),
             bytesPerSecond > 0 ? 1 : BurstWriter.WINDOW,
             encoding)
         // The engine completes its frames to close after a last frame: it is flushed by now.

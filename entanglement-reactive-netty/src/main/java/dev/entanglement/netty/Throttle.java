@@ -1,6 +1,7 @@
 package dev.entanglement.netty;
 
 import java.time.Duration;
+import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
@@ -15,11 +16,12 @@ import reactor.core.publisher.Mono;
 final class Throttle {
   private Throttle() {}
 
-  static Flux<byte[]> apply(Flux<byte[]> frames, long bytesPerSecond) {
+  /** {@code frames} capped at {@code bytesPerSecond}; {@code frames} itself if that is 0 or less (no cap). */
+  static Publisher<byte[]> apply(Publisher<byte[]> frames, long bytesPerSecond) {
     if (bytesPerSecond <= 0) {
       return frames;
     }
-    return frames.concatMap(
+    return Flux.from(frames).concatMap(
         body ->
             body.length == 0 // Link.END_OF_BURST: takes no time on the wire
                 ? Mono.just(body)

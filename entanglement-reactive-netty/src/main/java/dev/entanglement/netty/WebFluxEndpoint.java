@@ -28,7 +28,6 @@ import org.springframework.web.server.ServerWebExchange;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
-import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
 /**
@@ -109,6 +108,12 @@ public final class WebFluxEndpoint {
                   PeerId peer = accepted.peer();
                   long limit = accepted.bandwidthOr(bandwidth);
                   @Nullable Channel channel = channel(exchange);
+                  if (channel == null) {
+                    log.warn("not upgrading {}: the endpoint runs on Reactor Netty, and the request's "
+                        + "connection is not an open Reactor Netty one", exchange.getRequest().getRemoteAddress());
+                    exchange.getResponse().setStatusCode(HttpStatus.SERVICE_UNAVAILABLE);
+                    return exchange.getResponse().setComplete();
+                  }
                   return handshake.handleRequest(
                       exchange,
                       session -> node.attach(new SessionLink(session, peer, maxFrame, limit, channel)));
@@ -116,10 +121,11 @@ public final class WebFluxEndpoint {
   }
 
   /**
-   * The channel of the exchange's connection, on whose event loop its session's close runs, and
-   * whose output that close shuts (see {@link SessionLink}); taken before the handshake, while the
-   * request's connection is the live one. Null if the request is not on a registered Reactor Netty
-   * connection (the handshake then fails).
+   * The channel of the exchange's connection: the session's frames are written to it, its close
+   * runs on its event loop and shuts its output (see {@link SessionLink}). Taken before the
+   * handshake, while the request's connection is the live one; the upgrade keeps the channel and
+   * changes its pipeline. Null if the request is not on a registered Reactor Netty connection:
+   * another server, or a connection already closed. Such a request is answered 503, not upgraded.
    */
   static @Nullable Channel channel(ServerWebExchange exchange) {
     Object request = ServerHttpRequestDecorator.getNativeRequest(exchange.getRequest());
@@ -170,12 +176,20 @@ public final class WebFluxEndpoint {
     return adapter;
   }
 
-  /** A {@link Link} over a WebFlux session; one binary message per frame, header included. */
+  /**
+   * A {@link Link} over a WebFlux session; one binary message per frame, header included. Frames
+   * are written to the session's channel by a {@link BurstWriter}, as on the Reactor Netty mount,
+   * not through {@code WebSocketSession.send}: that asks for 128 messages ahead whatever their
+   * size, so a slow browser held up to 128 frames (128 MiB of 1 MiB objects) taken out of the
+   * engine's coalescing queue, to be delivered stale. The writer asks only for what the socket
+   * takes, within its byte bound, and the queue keeps coalescing the rest.
+   */
   private static final class SessionLink implements Link {
     private final WebSocketSession session;
     private final PeerId peer;
     private final int maxFrame;
     private final long bandwidth;
+    private final Channel channel;
     private final Sinks.Empty<Void> closed = Sinks.empty();
     /**
      * The session's close, started at most once however many paths end the link (the end of the
@@ -200,26 +214,22 @@ public final class WebFluxEndpoint {
      */
     private volatile boolean closing;
 
-    SessionLink(
-        WebSocketSession session, PeerId peer, int maxFrame, long bandwidth,
-        @Nullable Channel channel) {
+    SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth, Channel channel) {
       this.session = session;
+      this.channel = channel;
       // Now, during the handshake's handler: the frame aggregator goes in when receive() is
       // called, and added when the engine subscribes it would miss fragments read meanwhile.
       this.messages = session.receive();
-      Scheduler loop = channel != null ? Schedulers.fromExecutor(channel.eventLoop()) : Schedulers.immediate();
       this.close =
           Mono.defer(() -> {
                 closing = true;
                 if (!session.isOpen()) {
                   return Mono.<Void>empty();
                 }
-                if (channel != null) {
-                  Linger.arm(channel);
-                }
+                Linger.arm(channel);
                 return session.close();
               })
-              .subscribeOn(loop)
+              .subscribeOn(Schedulers.fromExecutor(channel.eventLoop()))
               .cache();
       this.peer = peer;
       this.maxFrame = maxFrame;
@@ -302,13 +312,20 @@ public final class WebFluxEndpoint {
 
     @Override
     public Mono<Void> send(Publisher<byte[]> frames) {
-      return session
-          .send(
-              Throttle.apply(Flux.from(frames), bandwidth)
-                  .filter(b -> b.length > 0) // Link.END_OF_BURST: Spring's session flushes each message
-                  .map(b -> session.binaryMessage(f -> f.wrap(Framing.withHeader(b)))))
+      return BurstWriter.write(
+              channel,
+              Throttle.apply(frames, bandwidth),
+              bandwidth > 0 ? 1 : BurstWriter.WINDOW,
+              WebSocketFrames::writeRun)
           .then(close)
-          .onErrorResume(e -> close);
+          .onErrorResume(e -> {
+            if (e instanceof Error) {
+              log.warn("sending to {} failed", peer, e);
+            } else {
+              log.debug("sending to {} ended with {}", peer, e.toString());
+            }
+            return close;
+          });
     }
 
     @Override

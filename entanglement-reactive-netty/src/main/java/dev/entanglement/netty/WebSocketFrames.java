@@ -60,7 +60,7 @@ final class WebSocketFrames {
   }
 
   /** A run of frames as binary messages, one frame each; returns the last write's future. */
-  private static ChannelFuture writeRun(Channel ch, List<byte[]> run) {
+  static ChannelFuture writeRun(Channel ch, List<byte[]> run) {
     ChannelFuture last = null;
     for (byte[] body : run) {
       if (body.length > 0) {

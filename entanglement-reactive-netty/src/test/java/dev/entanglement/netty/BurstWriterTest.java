@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.entanglement.transport.FrameSubscription;
 import dev.entanglement.transport.Link;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.bootstrap.ServerBootstrap;
@@ -45,27 +46,51 @@ import reactor.core.Disposable;
 class BurstWriterTest {
   private static final byte[] END = Link.END_OF_BURST;
 
-  /** A source driven by the test: records what is asked for, emits what the test says. */
+  /**
+   * A source driven by the test: records what is asked for, emits what the test says. Counting
+   * bytes, it is a {@link FrameSubscription} as a node's is, and records the order of the requests.
+   */
   private static final class Source implements Publisher<byte[]> {
+    private final boolean countsBytes;
     Subscriber<? super byte[]> subscriber;
     final AtomicLong requested = new AtomicLong();
+    final AtomicLong requestedBytes = new AtomicLong();
+    final List<String> requests = new java.util.concurrent.CopyOnWriteArrayList<>();
     final AtomicBoolean cancelled = new AtomicBoolean();
+
+    Source() {
+      this(false);
+    }
+
+    Source(boolean countsBytes) {
+      this.countsBytes = countsBytes;
+    }
 
     @Override
     public void subscribe(Subscriber<? super byte[]> s) {
       subscriber = s;
-      s.onSubscribe(
-          new Subscription() {
-            @Override
-            public void request(long n) {
-              requested.addAndGet(n);
-            }
+      s.onSubscribe(countsBytes ? new Counting() : new Plain());
+    }
 
-            @Override
-            public void cancel() {
-              cancelled.set(true);
-            }
-          });
+    private class Plain implements Subscription {
+      @Override
+      public void request(long n) {
+        requested.addAndGet(n);
+        requests.add("frames " + n);
+      }
+
+      @Override
+      public void cancel() {
+        cancelled.set(true);
+      }
+    }
+
+    private final class Counting extends Plain implements FrameSubscription {
+      @Override
+      public void requestBytes(long n) {
+        requestedBytes.addAndGet(n);
+        requests.add("bytes " + n);
+      }
     }
 
     void emit(byte[]... bodies) {
@@ -106,12 +131,17 @@ class BurstWriterTest {
   private static final class Harness implements AutoCloseable {
     final HeldWrites held = new HeldWrites();
     final EmbeddedChannel ch = new EmbeddedChannel(held);
-    final Source source = new Source();
+    final Source source;
     final AtomicBoolean completed = new AtomicBoolean();
     final AtomicReference<Throwable> failure = new AtomicReference<>();
     final Disposable subscription;
 
     Harness(int window) {
+      this(window, new Source());
+    }
+
+    Harness(int window, Source source) {
+      this.source = source;
       subscription =
           BurstWriter.write(ch, source, window, BurstWriter::streamRun)
               .subscribe(null, failure::set, () -> completed.set(true));
@@ -156,7 +186,7 @@ class BurstWriterTest {
   @DisplayName("a run's frames wait for its end, then leave in one write and one flush")
   void runLeavesAtItsEnd() {
     try (Harness h = new Harness(128)) {
-      assertEquals(BurstWriter.INITIAL_REQUEST, h.source.requested.get(), "no frame size known yet");
+      assertEquals(128, h.source.requested.get(), "the window");
       byte[] a = body(40, 1);
       byte[] b = body(50, 2);
       byte[] c = body(60, 3);
@@ -166,46 +196,81 @@ class BurstWriterTest {
       assertEquals(1, h.held.written.size());
       assertArrayEquals(framed(a, b, c), h.held.written.get(0));
       assertEquals(1, h.held.flushes);
-      assertEquals(BurstWriter.INITIAL_REQUEST, h.source.requested.get(),
-          "nothing more asked for before the socket took the run");
+      assertEquals(128, h.source.requested.get(), "nothing more asked for before the socket took the run");
       h.held.completeAll();
       assertEquals(128 + 4, h.source.requested.get(), "the window, and the three frames and the marker again");
     }
   }
 
   @Test
-  @DisplayName("large frames: the frames asked for and not yet written stay within the byte bound at their size")
-  void unwrittenBytesAreBounded() {
-    try (Harness h = new Harness(128)) {
-      int size = BurstWriter.MAX_UNWRITTEN / 4; // 64 KiB
-      long[] held = new long[1]; // bytes emitted and not yet written
-      long[] emitted = {0};
-      for (int round = 0; round < 20; round++) {
-        // The engine sends what it may: every frame asked for, the last without a marker.
-        long may = h.source.requested.get() - emitted[0];
-        for (long i = 0; i < may; i++) {
-          h.source.emit(body(size, round));
-          emitted[0]++;
-          held[0] += size;
+  @DisplayName("from a source that counts bytes: bytes are asked for first, at the start and after each run, as many as the run held")
+  void bytesAreAskedForBeforeFrames() {
+    try (Harness h = new Harness(128, new Source(true))) {
+      assertEquals(List.of("bytes " + BurstWriter.MAX_UNWRITTEN, "frames 128"), h.source.requests);
+      h.source.emit(body(40, 1), body(60, 2), END);
+      h.source.emit(END); // a marker that ends nothing: its unit at once, no bytes
+      h.held.completeAll();
+      assertEquals(List.of("bytes " + BurstWriter.MAX_UNWRITTEN, "frames 128", "frames 1", "bytes 100", "frames 3"),
+          h.source.requests);
+    }
+  }
+
+  /**
+   * Property: a source that hands over frames as a node does (while it has frame demand and byte
+   * demand left, a marker at the end of each run while frame demand is left) with sizes that
+   * change without warning, from 10 bytes to 300 kB. The bytes handed over and not yet written
+   * never exceed {@link BurstWriter#MAX_UNWRITTEN} plus the one frame that crossed the line, and
+   * demand keeps coming.
+   */
+  @ParameterizedTest
+  @ValueSource(longs = {1, 2, 3, 4, 5})
+  void unwrittenBytesStayBoundedWhateverTheFrameSizes(long seed) {
+    Random random = new Random(seed);
+    try (Harness h = new Harness(BurstWriter.WINDOW, new Source(true))) {
+      long framesHanded = 0;
+      long bytesHanded = 0;
+      long unwritten = 0;
+      long sent = 0;
+      long largest = 0; // of the frames handed over and not yet written
+      for (int round = 0; round < 200; round++) {
+        int size = random.nextBoolean() ? 10 + random.nextInt(200) : 100_000 + random.nextInt(200_000);
+        boolean open = false;
+        while (framesHanded < h.source.requested.get() && bytesHanded < h.source.requestedBytes.get()) {
+          int n = Math.max(1, size + random.nextInt(100) - 50);
+          h.source.emit(body(n, round));
+          framesHanded++;
+          bytesHanded += n;
+          unwritten += n;
+          largest = Math.max(largest, n);
+          sent++;
+          open = true;
         }
-        long bound = round == 0 ? (long) BurstWriter.INITIAL_REQUEST * size : BurstWriter.MAX_UNWRITTEN;
-        assertTrue(held[0] <= bound, "round " + round + ": " + held[0] + " bytes held");
-        h.held.completeAll();
-        held[0] = 0;
+        if (open && framesHanded < h.source.requested.get()) {
+          h.source.emit(END);
+          framesHanded++;
+        }
+        assertTrue(unwritten <= BurstWriter.MAX_UNWRITTEN + largest,
+            "round " + round + ": " + unwritten + " bytes handed over and not written");
+        if (random.nextInt(3) > 0) { // now and then the socket takes nothing for a round
+          h.held.completeAll();
+          unwritten = 0;
+          largest = 0;
+        }
       }
-      assertTrue(emitted[0] >= 20 * 4, "demand keeps coming at 4 frames a run: " + emitted[0]);
+      assertTrue(sent > 200, "demand keeps coming: " + sent + " frames");
     }
   }
 
   @Test
-  @DisplayName("small frames are asked for again in full, as before the byte bound")
-  void smallFramesKeepTheWindow() {
+  @DisplayName("from a source that does not count bytes, frames are asked for again in full: the window bounds them")
+  void framesOnlyFromAPlainSource() {
     try (Harness h = new Harness(128)) {
       for (int i = 0; i < 5; i++) {
         h.source.emit(body(200, i), body(200, i + 100), END);
         h.held.completeAll();
       }
       assertEquals(128 + 15, h.source.requested.get());
+      assertEquals(0, h.source.requestedBytes.get());
     }
   }
 
@@ -239,8 +304,7 @@ class BurstWriterTest {
       assertArrayEquals(framed(huge), h.held.written.get(2));
       assertEquals(1, h.held.flushes);
       h.held.completeAll();
-      assertEquals(BurstWriter.INITIAL_REQUEST, h.source.requested.get(),
-          "the 3 frames still asked for fill the byte bound at this run's largest frame");
+      assertEquals(128 + 5, h.source.requested.get(), "the four frames and the marker again");
     }
   }
 

@@ -160,4 +160,98 @@ final class Raw {
         .block(Duration.ofSeconds(60));
     return pongs.get();
   }
+
+  /**
+   * A WebSocket peer on a plain blocking socket, for tests that need a peer that stops reading:
+   * nothing reads its socket but {@link #receive()} (a Reactor Netty client reads on while its
+   * inbound queue is short, whatever its channel's auto-read). Frames go out as whole binary
+   * messages; for the test's thread only.
+   */
+  static final class BlockingWebSocket implements AutoCloseable {
+    private final java.net.Socket socket = new java.net.Socket();
+    private final java.io.DataInputStream in;
+    private final java.io.OutputStream out;
+
+    /** Upgrades {@code path} on 127.0.0.1:{@code port}, with a receive buffer of {@code receiveBuffer} bytes. */
+    BlockingWebSocket(int port, String path, int receiveBuffer) throws java.io.IOException {
+      socket.setReceiveBufferSize(receiveBuffer); // before connecting, so the window is small from the start
+      socket.connect(new java.net.InetSocketAddress("127.0.0.1", port), (int) WAIT.toMillis());
+      socket.setSoTimeout((int) WAIT.toMillis());
+      in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
+      out = socket.getOutputStream();
+      out.write(("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + port + "\r\nUpgrade: websocket\r\n"
+              + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              + "Sec-WebSocket-Version: 13\r\n\r\n")
+          .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+      String status = line();
+      if (!status.startsWith("HTTP/1.1 101")) {
+        throw new java.io.IOException("not upgraded: " + status);
+      }
+      while (!line().isEmpty()) {
+        // the response's headers
+      }
+    }
+
+    /** Sends {@code body} as one frame in one binary message (masked with a zero key, as a client must). */
+    void send(byte[] body) throws java.io.IOException {
+      byte[] payload = Framing.withHeader(body);
+      java.io.ByteArrayOutputStream frame = new java.io.ByteArrayOutputStream();
+      frame.write(0x82); // FIN, binary
+      if (payload.length < 126) {
+        frame.write(0x80 | payload.length);
+      } else if (payload.length < 65536) {
+        frame.write(0x80 | 126);
+        frame.write(payload.length >>> 8);
+        frame.write(payload.length & 0xff);
+      } else {
+        frame.write(0x80 | 127);
+        frame.writeBytes(java.nio.ByteBuffer.allocate(8).putLong(payload.length).array());
+      }
+      frame.writeBytes(new byte[4]);
+      frame.writeBytes(payload);
+      out.write(frame.toByteArray());
+      out.flush();
+    }
+
+    /** The next frame the server sent, skipping WebSocket control messages; fails at a close or after {@link #WAIT}. */
+    Message receive() throws java.io.IOException {
+      while (true) {
+        int first = in.readUnsignedByte();
+        int second = in.readUnsignedByte();
+        long length = second & 0x7f;
+        if (length == 126) {
+          length = in.readUnsignedShort();
+        } else if (length == 127) {
+          length = in.readLong();
+        }
+        byte[] payload = new byte[Math.toIntExact(length)];
+        in.readFully(payload);
+        int opcode = first & 0x0f;
+        if (opcode == 0x8) {
+          throw new java.io.EOFException("closed by the server");
+        }
+        if (opcode == 0x2) {
+          return CODEC.decode(java.util.Arrays.copyOfRange(payload, Framing.HEADER_BYTES, payload.length));
+        }
+      }
+    }
+
+    private String line() throws java.io.IOException {
+      StringBuilder b = new StringBuilder();
+      for (int c = in.read(); c != '\n'; c = in.read()) {
+        if (c < 0) {
+          throw new java.io.EOFException("closed during the upgrade");
+        }
+        if (c != '\r') {
+          b.append((char) c);
+        }
+      }
+      return b.toString();
+    }
+
+    @Override
+    public void close() throws java.io.IOException {
+      socket.close();
+    }
+  }
 }

@@ -25,7 +25,9 @@ import reactor.core.publisher.Mono;
  *       received and did not deliver;
  *   <li>{@link #send(Publisher)} is called once; the transport MUST request frames only as it can
  *       carry them (channel writability, bandwidth), so that nothing outside the engine's coalescing
- *       queue buffers without bound; when {@code frames} completes, the transport MUST deliver what
+ *       queue buffers without bound; the node's subscription to {@code frames} is a {@link
+ *       FrameSubscription}, so a transport can bound the bytes it is handed, not only the
+ *       frames; when {@code frames} completes, the transport MUST deliver what
  *       it already accepted and then close the link (this is how a node sends a last ERROR frame);
  *       the returned {@code Mono} completes when the link closes;
  *   <li>an empty body ({@link #END_OF_BURST}) is not a frame and MUST NOT reach the peer: the
