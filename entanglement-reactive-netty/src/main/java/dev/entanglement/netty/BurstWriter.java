@@ -33,7 +33,8 @@ import reactor.core.publisher.MonoSink;
  * {@code window} frames, and {@link #MAX_UNWRITTEN} bytes plus the one frame that crossed the
  * line, are accepted and not yet written, whatever the frames' sizes, and a reader that stops
  * reading stops the requests: the engine's queue coalesces meanwhile. A source that does not
- * count bytes (a plain publisher, or the bandwidth cap's operator) is bounded in frames only.
+ * count bytes (a plain publisher, such as the benchmarks' naive baseline) is bounded in frames
+ * only; the bandwidth cap's operator passes requests for bytes on to the node.
  *
  * <p>State machine: {@code IDLE} (nothing queued on the event loop) → {@code SCHEDULED} (a task
  * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes

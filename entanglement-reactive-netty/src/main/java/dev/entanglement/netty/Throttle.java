@@ -2,6 +2,7 @@ package dev.entanglement.netty;
 
 import dev.entanglement.transport.FrameSubscription;
 import java.time.Duration;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
@@ -31,7 +32,9 @@ import reactor.core.scheduler.Schedulers;
  * <p>State machine: {@code IDLE} (no frame asked for) → {@code ASKED} (one frame asked for, on
  * its way) → {@code IDLE} when it arrives; from {@code IDLE}, with downstream demand but the
  * bucket in debt, {@code WAITING} (a timer set for when it is paid) → {@code IDLE} when it fires.
- * {@code DONE} on completion, error or cancellation, from any state; its timer is disposed. The
+ * {@code DONE} on completion, error or cancellation, from any state, or when a timer cannot be
+ * set (the timers shut down: the writer gets the error, the source is cancelled); its timer is
+ * disposed. The
  * state and the counts are guarded by this object's lock; the upstream is asked outside it. The
  * downstream's subscription passes requests for bytes on to a node's {@link FrameSubscription}.
  */
@@ -156,7 +159,16 @@ final class Throttle implements CoreSubscriber<byte[]>, FrameSubscription {
       upstream.request(1);
       return;
     }
-    Disposable t = timers.schedule(this::timerFired, wait, TimeUnit.NANOSECONDS);
+    Disposable t;
+    try {
+      t = timers.schedule(this::timerFired, wait, TimeUnit.NANOSECONDS);
+    } catch (RejectedExecutionException e) { // the timers shut down (the application is stopping)
+      if (end()) {
+        upstream.cancel();
+        downstream.onError(e);
+      }
+      return;
+    }
     synchronized (this) {
       if (!done) {
         if (timerPending) {

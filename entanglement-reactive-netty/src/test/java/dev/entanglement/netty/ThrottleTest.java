@@ -124,7 +124,7 @@ class ThrottleTest {
       WindowOfOne writer = new WindowOfOne(time);
       Throttle.apply(source, CAP).subscribe(writer);
       time.advanceTimeBy(Duration.ofSeconds(10));
-      // Paced from each send, as before, a frame would take 105 ms: 95 in 10 s.
+      // Paced from each send, as before, a frame took 105 ms: 96 in 10 s.
       assertTrue(writer.arrivals.size() >= 99, writer.arrivals.size() + " frames: " + writer.arrivals);
       assertEquals(1_000, source.requestedBytes.get(), "requests for bytes reach the source");
       writer.dispose();
@@ -211,6 +211,35 @@ class ThrottleTest {
       time.advanceTimeBy(Duration.ofSeconds(1));
       assertEquals(3, got.size());
       assertEquals(3, requested.get());
+    } finally {
+      VirtualTimeScheduler.reset();
+    }
+  }
+
+  @Test
+  @DisplayName("a timer that cannot be set (the timers shut down) fails the writer and cancels the source, rather than stall")
+  void shutDownTimersFailTheStream() {
+    VirtualTimeScheduler time = VirtualTimeScheduler.getOrSet();
+    try {
+      LaggingSource source = new LaggingSource(time, Duration.ZERO);
+      java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+      BaseSubscriber<byte[]> writer = new BaseSubscriber<>() {
+        @Override
+        protected void hookOnSubscribe(Subscription s) {
+          s.request(1);
+        }
+
+        @Override
+        protected void hookOnError(Throwable t) {
+          failure.set(t);
+        }
+      };
+      Throttle.apply(source, CAP).subscribe(writer);
+      time.advanceTime(); // the first frame: the bucket was full
+      time.dispose();
+      writer.request(1); // the next one must wait: a timer
+      assertTrue(failure.get() instanceof java.util.concurrent.RejectedExecutionException, String.valueOf(failure.get()));
+      assertTrue(source.cancelled);
     } finally {
       VirtualTimeScheduler.reset();
     }

@@ -19,6 +19,8 @@ import org.reactivestreams.Subscription;
  * over whole, so the bytes handed over exceed those requested by less than one frame. {@link
  * Link#END_OF_BURST} takes a unit of frame demand and no bytes. Byte demand adds up as frame
  * demand does, saturating at {@code Long.MAX_VALUE}; a request of zero or less bytes is ignored.
+ * A node's subscription takes {@link #request} and {@link #requestBytes} from any thread, also at
+ * the same time, and applies them in the order each thread made them.
  */
 public interface FrameSubscription extends Subscription {
   /** Allows {@code bytes} more bytes of frames to be handed over (see the class's rules). */
