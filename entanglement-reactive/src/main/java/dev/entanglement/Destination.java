@@ -235,7 +235,7 @@ final class Destination {
   long demand;
   /**
    * Bytes of frames the transport may still be handed: unlimited until it first asks for bytes
-   * ({@link dev.entanglement.transport.FrameSubscription#requestBytes}), then what it asked for
+   * ({@link dev.entanglement.transport.FrameSubscription#request(long, long)}), then what it asked for
    * less the bodies handed over since; below zero by less than a frame after the frame that
    * crossed it.
    */

@@ -1838,25 +1838,22 @@ final class Engine {
                     new dev.entanglement.transport.FrameSubscription() {
                       @Override
                       public void request(long n) {
-                        serial.executeUrgent(
-                            () -> {
-                              d.demand = d.demand + n < 0 ? Long.MAX_VALUE : d.demand + n;
-                              demandArrived(d);
-                            });
+                        request(n, 0);
                       }
 
                       @Override
-                      public void requestBytes(long bytes) {
-                        if (bytes <= 0) {
+                      public void request(long frames, long bytes) {
+                        if (frames < 0 || bytes < 0 || frames == 0 && bytes == 0) {
                           return;
                         }
                         serial.executeUrgent(
                             () -> {
-                              if (d.bytesCounted) {
+                              d.demand = d.demand + frames < 0 ? Long.MAX_VALUE : d.demand + frames;
+                              if (bytes > 0 && d.bytesCounted) {
                                 // Saturating; the demand may be below zero (a frame crossed the line).
                                 d.byteDemand = d.byteDemand > Long.MAX_VALUE - bytes
                                     ? Long.MAX_VALUE : d.byteDemand + bytes;
-                              } else {
+                              } else if (bytes > 0) {
                                 d.bytesCounted = true;
                                 d.byteDemand = bytes;
                               }

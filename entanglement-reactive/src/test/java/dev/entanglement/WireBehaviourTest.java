@@ -1081,7 +1081,7 @@ class WireBehaviourTest {
       });
       attachWithOneUnitLeft(mesh, a, transport);
       dev.entanglement.transport.FrameSubscription bytes = transport.frames();
-      bytes.requestBytes(1); // bytes are counted from now on
+      bytes.request(0, 1); // bytes are counted from now on
       mesh.settle();
       log.clear(); // a marker may end the handshake's last run
       for (int i = 0; i < 10; i++) {
@@ -1094,18 +1094,18 @@ class WireBehaviourTest {
       mesh.settle();
       assertEquals(List.of("k0", "marker"), log, "frames are not enough: the bytes are spent");
 
-      bytes.requestBytes(1); // still below zero: nothing
+      bytes.request(0, 1); // still below zero: nothing
       mesh.settle();
       assertEquals(List.of("k0", "marker"), log, "one byte given back does not cover what k0 crossed by");
 
-      bytes.requestBytes(sizes.get(0) - 1); // back to one byte
+      bytes.request(0, sizes.get(0) - 1); // back to one byte
       mesh.settle();
       assertEquals(List.of("k0", "marker", "k1", "marker"), log);
 
-      bytes.requestBytes(Long.MAX_VALUE); // saturates
+      bytes.request(0, Long.MAX_VALUE); // saturates
       mesh.settle();
       assertEquals(10, log.stream().filter(e -> e.startsWith("k")).count(), log.toString());
-      bytes.requestBytes(1);
+      bytes.request(0, 1);
       a.publish(new Cursor("k0", 5, 0)).block(Duration.ofSeconds(5));
       mesh.settle();
       assertEquals(11, log.stream().filter(e -> e.startsWith("k")).count(), "no overflow: " + log);

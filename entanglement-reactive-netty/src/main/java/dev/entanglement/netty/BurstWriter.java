@@ -132,9 +132,10 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       outstanding = window;
     }
     if (bytes != null) {
-      bytes.requestBytes(MAX_UNWRITTEN); // first: the frames asked for next are counted in bytes
+      bytes.request(window, MAX_UNWRITTEN);
+    } else {
+      s.request(window);
     }
-    s.request(window);
   }
 
   @Override
@@ -265,10 +266,9 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       }
       outstanding += items;
     }
-    if (bytes != null && written > 0) {
-      bytes.requestBytes(written); // before the frames: they are counted in bytes when they come
-    }
-    if (items > 0) {
+    if (bytes != null) {
+      bytes.request(items, written); // one signal: the engine drains once for both
+    } else if (items > 0) {
       upstream.request(items);
     }
   }

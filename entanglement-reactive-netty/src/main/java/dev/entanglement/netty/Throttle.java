@@ -118,19 +118,25 @@ final class Throttle implements CoreSubscriber<byte[]>, FrameSubscription {
 
   @Override
   public void request(long n) {
-    if (!Operators.validate(n)) {
-      return;
+    if (Operators.validate(n)) {
+      request(n, 0);
     }
-    synchronized (this) {
-      requested = requested + n < 0 ? Long.MAX_VALUE : requested + n;
-    }
-    askIfPaid();
   }
 
+  /** Frames are this operator's to hand out, one at a time; bytes go on to a node's subscription. */
   @Override
-  public void requestBytes(long bytes) {
-    if (upstream instanceof FrameSubscription f) {
-      f.requestBytes(bytes);
+  public void request(long frames, long bytes) {
+    if (frames < 0 || bytes < 0) {
+      return;
+    }
+    if (bytes > 0 && upstream instanceof FrameSubscription f) {
+      f.request(0, bytes);
+    }
+    if (frames > 0) {
+      synchronized (this) {
+        requested = requested + frames < 0 ? Long.MAX_VALUE : requested + frames;
+      }
+      askIfPaid();
     }
   }
 

@@ -87,9 +87,10 @@ class BurstWriterTest {
 
     private final class Counting extends Plain implements FrameSubscription {
       @Override
-      public void requestBytes(long n) {
-        requestedBytes.addAndGet(n);
-        requests.add("bytes " + n);
+      public void request(long frames, long bytes) {
+        requested.addAndGet(frames);
+        requestedBytes.addAndGet(bytes);
+        requests.add("frames " + frames + " bytes " + bytes);
       }
     }
 
@@ -203,14 +204,14 @@ class BurstWriterTest {
   }
 
   @Test
-  @DisplayName("from a source that counts bytes: bytes are asked for first, at the start and after each run, as many as the run held")
-  void bytesAreAskedForBeforeFrames() {
+  @DisplayName("from a source that counts bytes: frames and bytes are asked for in one signal, at the start and after each run, as many as the run held")
+  void framesAndBytesAreAskedForTogether() {
     try (Harness h = new Harness(128, new Source(true))) {
-      assertEquals(List.of("bytes " + BurstWriter.MAX_UNWRITTEN, "frames 128"), h.source.requests);
+      assertEquals(List.of("frames 128 bytes " + BurstWriter.MAX_UNWRITTEN), h.source.requests);
       h.source.emit(body(40, 1), body(60, 2), END);
       h.source.emit(END); // a marker that ends nothing: its unit at once, no bytes
       h.held.completeAll();
-      assertEquals(List.of("bytes " + BurstWriter.MAX_UNWRITTEN, "frames 128", "frames 1", "bytes 100", "frames 3"),
+      assertEquals(List.of("frames 128 bytes " + BurstWriter.MAX_UNWRITTEN, "frames 1", "frames 3 bytes 100"),
           h.source.requests);
     }
   }

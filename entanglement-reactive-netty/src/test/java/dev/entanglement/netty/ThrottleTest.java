@@ -60,8 +60,11 @@ class ThrottleTest {
         }
 
         @Override
-        public void requestBytes(long bytes) {
+        public void request(long frames, long bytes) {
           requestedBytes.addAndGet(bytes);
+          if (frames > 0) {
+            request(frames);
+          }
         }
 
         @Override
@@ -83,8 +86,7 @@ class ThrottleTest {
 
     @Override
     protected void hookOnSubscribe(Subscription s) {
-      ((FrameSubscription) s).requestBytes(1_000);
-      s.request(1);
+      ((FrameSubscription) s).request(1, 1_000);
     }
 
     @Override
