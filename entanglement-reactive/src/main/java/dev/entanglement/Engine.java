@@ -1849,13 +1849,13 @@ final class Engine {
                         serial.executeUrgent(
                             () -> {
                               d.demand = d.demand + frames < 0 ? Long.MAX_VALUE : d.demand + frames;
-                              if (bytes > 0 && d.bytesCounted) {
-                                // Saturating; the demand may be below zero (a frame crossed the line).
-                                d.byteDemand = d.byteDemand > Long.MAX_VALUE - bytes
-                                    ? Long.MAX_VALUE : d.byteDemand + bytes;
-                              } else if (bytes > 0) {
+                              if (bytes > 0) {
+                                // The first request starts the count. Saturating; the demand may
+                                // be below zero (a frame crossed the line).
+                                d.byteDemand = !d.bytesCounted ? bytes
+                                    : d.byteDemand > Long.MAX_VALUE - bytes ? Long.MAX_VALUE
+                                    : d.byteDemand + bytes;
                                 d.bytesCounted = true;
-                                d.byteDemand = bytes;
                               }
                               demandArrived(d);
                             });
@@ -1958,12 +1958,11 @@ final class Engine {
   /**
    * Sends as many frames as the link demands (in frames, and in bytes once its transport counts
    * them: {@link dev.entanglement.transport.FrameSubscription}), building each from the current
-   * state, and ends the
-   * burst with {@link Link#END_OF_BURST} while demand is left: the transport may hold a burst's
-   * frames until then and write them at once. A burst that used the last unit of demand is ended
-   * by the next drain that has demand, even with nothing to send: the transport counts the demand
-   * it asked for when it asks, and may have asked for more before that last frame reached it, so
-   * the frame would otherwise wait for the next one.
+   * state, and ends the burst with {@link Link#END_OF_BURST} while demand is left: the transport
+   * may hold a burst's frames until then and write them at once. A burst that used the last unit
+   * of demand is ended by the next drain that has demand, even with nothing to send: the transport
+   * counts the demand it asked for when it asks, and may have asked for more before that last
+   * frame reached it, so the frame would otherwise wait for the next one.
    *
    * <p>A transport that throws from {@code onNext} or {@code onComplete} breaks the Reactive
    * Streams contract (§2.13): its subscription counts as cancelled and its link is closed, so that
