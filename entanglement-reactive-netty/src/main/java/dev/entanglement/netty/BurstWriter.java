@@ -94,6 +94,15 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     return Mono.create(sink -> frames.subscribe(new BurstWriter(ch, window, encoding, sink)));
   }
 
+  /**
+   * A link's send: {@code frames} capped at {@code bytesPerSecond} ({@link Throttle}; no cap if 0
+   * or less) and written as {@link #write} does, with the full {@link #WINDOW}, or a window of one
+   * behind a cap, which paces frame by frame.
+   */
+  static Mono<Void> send(Channel ch, Publisher<byte[]> frames, long bytesPerSecond, Encoding encoding) {
+    return write(ch, Throttle.apply(frames, bytesPerSecond), bytesPerSecond > 0 ? 1 : WINDOW, encoding);
+  }
+
   /** A stream's encoding: header and body of every frame, in as few buffers as {@link #MAX_BUFFER} allows. */
   static ChannelFuture streamRun(Channel ch, List<byte[]> run) {
     ChannelFuture last = null;

@@ -85,11 +85,7 @@ final class NettyLink implements Link {
 
   @Override
   public Mono<Void> send(Publisher<byte[]> source) {
-    return BurstWriter.write(
-            connection.channel(),
-            Throttle.apply(source, bytesPerSecond),
-            bytesPerSecond > 0 ? 1 : BurstWriter.WINDOW,
-            encoding)
+    return BurstWriter.send(connection.channel(), source, bytesPerSecond, encoding)
         // The engine completes its frames to close after a last frame: it is flushed by now.
         .then(Mono.fromRunnable(() -> GracefulClose.afterFlush(connection.channel(), connection::dispose)))
         .then()

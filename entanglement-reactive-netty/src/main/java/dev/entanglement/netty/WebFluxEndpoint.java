@@ -312,11 +312,7 @@ public final class WebFluxEndpoint {
 
     @Override
     public Mono<Void> send(Publisher<byte[]> frames) {
-      return BurstWriter.write(
-              channel,
-              Throttle.apply(frames, bandwidth),
-              bandwidth > 0 ? 1 : BurstWriter.WINDOW,
-              WebSocketFrames::writeRun)
+      return BurstWriter.send(channel, frames, bandwidth, WebSocketFrames::writeRun)
           .then(close)
           .onErrorResume(e -> {
             if (e instanceof Error) {
