@@ -151,6 +151,8 @@ final class Destination {
   boolean ready;
   boolean closed;
   boolean closeWhenFlushed;
+  /** The node is closing: the link's last frame, a GOAWAY, is queued, and nothing more will be. */
+  boolean goingAway;
   long nextRequestId = 1;
   long lastReceivedNanos;
   /**

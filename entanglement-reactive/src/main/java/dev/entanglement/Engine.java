@@ -208,6 +208,8 @@ final class Engine {
   private long probes;
   private long nextDestinationOrder;
   private boolean closed;
+  /** Set by the first {@link #close}: completes once every link open then is closed. */
+  private Mono<Void> linksClosed = Mono.empty();
 
   private final AtomicLong framesSent = new AtomicLong();
   private final AtomicLong bytesSent = new AtomicLong();
@@ -217,6 +219,13 @@ final class Engine {
   private final AtomicLong tasksFailed = new AtomicLong();
   /** How long a link refused before its transport asked for frames waits to flush its ERROR. */
   private static final Duration ERROR_FLUSH_GRACE = Duration.ofSeconds(1);
+  /**
+   * How long a closing node lets each link flush what was queued for it and its GOAWAY: 1 s. A
+   * link still open then (a peer that reads nothing, a slow link under a bandwidth cap) is closed.
+   */
+  static final Duration CLOSE_GRACE = Duration.ofSeconds(1);
+  /** The code of the GOAWAY a closing node sends on each link. */
+  static final String GOAWAY_SHUTDOWN = "SHUTDOWN";
   /** Longest text of an ERROR answering a peer's request. */
   private static final int ERROR_TEXT_CHARS = 200;
 
@@ -956,9 +965,18 @@ final class Engine {
                     closing.tryEmitEmpty();
                     retentionTask.dispose();
                     deadlineSweep.dispose();
+                    List<Mono<Void>> links = new ArrayList<>();
                     for (Destination d : new ArrayList<>(destinations)) {
-                      d.link.dispose();
+                      links.add(d.link.onClose().onErrorResume(e -> Mono.empty()));
+                      goAway(d);
                     }
+                    // close() completes once the links are closed, so that a process that exits
+                    // after it does not cut their last frames; bounded, whatever the transports do.
+                    linksClosed =
+                        Mono.whenDelayError(links)
+                            .timeout(CLOSE_GRACE.multipliedBy(2), scheduler)
+                            .onErrorResume(e -> Mono.empty())
+                            .cache();
                     watchers.values().forEach(l -> l.forEach(w -> w.subscription().complete()));
                     tentativeWatchers
                         .values()
@@ -973,16 +991,75 @@ final class Engine {
                       slots.values().forEach(s -> cancelExpiry(s));
                     }
                   }
+                  Mono<Void> links = linksClosed;
                   if (store == null) {
-                    sink.success();
+                    links.subscribe(null, sink::error, sink::success);
                   } else {
                     // Everything accepted before close reaches the store; then the store closes.
                     whenDurable(
-                        () -> store.close().subscribe(null, sink::error, sink::success),
+                        () -> store.close().then(links).subscribe(null, sink::error, sink::success),
                         // Written or not, the store is closed (its connections released); close() fails.
-                        e -> store.close().subscribe(null, x -> sink.error(e), () -> sink.error(e)));
+                        e -> store.close().then(links)
+                            .subscribe(null, x -> sink.error(e), () -> sink.error(e)));
                   }
                 }));
+  }
+
+  /**
+   * Ends {@code d} for a closing node: what is queued for it goes out, then a GOAWAY as its last
+   * frame, then the transport closes the link; a link that has not done so within {@link
+   * #CLOSE_GRACE} is closed. Requests queued toward an owner fail with {@code NOT_CONNECTED} (their
+   * answer could not come back), and nothing offered from now on is queued. A link that has sent
+   * nothing yet, not even its HELLO, is closed at once.
+   */
+  private void goAway(Destination d) {
+    if (d.closed) {
+      return;
+    }
+    if (d.framesSent == 0) {
+      d.link.dispose();
+      return;
+    }
+    if (!d.closeWhenFlushed) { // otherwise it is already ending, after an ERROR
+      List<Outbound> queued = new ArrayList<>();
+      for (Outbound o; (o = d.queue.poll()) != null; ) {
+        queued.add(o);
+      }
+      d.queue.clear();
+      // Queued again in the order they would have gone, at one priority: nothing merges into
+      // them from now on.
+      for (Outbound o : queued) {
+        if (o instanceof Outbound.Request) {
+          discard(o);
+        } else {
+          offer(d, new QueueKey(Lane.UNIQUE, new Object()), 0, o);
+        }
+      }
+      offer(d, new QueueKey(Lane.UNIQUE, new Object()), 0, new Outbound.Control(
+          new Message.GoAway(GOAWAY_SHUTDOWN, "node " + nodeId + " is closing")));
+      d.closeWhenFlushed = true;
+    }
+    d.goingAway = true;
+    try {
+      d.timers.add(
+          scheduler.schedule(
+              () -> serial.execute(() -> d.link.dispose()),
+              CLOSE_GRACE.toNanos(),
+              TimeUnit.NANOSECONDS));
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      d.link.dispose(); // no scheduler left to bound the wait
+      return;
+    }
+    drain(d);
+  }
+
+  /** Drops an entry that will never be sent: its frame is released, its requesters answered. */
+  private void discard(Outbound o) {
+    if (o instanceof Outbound.State s && s.retained() != null) {
+      s.retained().releaseFrame();
+    } else if (o instanceof Outbound.Request r) {
+      r.obligations().forEach(ob -> fail(ob, ErrorCode.NOT_CONNECTED, "node " + nodeId + " closed"));
+    }
   }
 
   boolean isConnected(PeerId peer) {
@@ -2193,6 +2270,10 @@ final class Engine {
   }
 
   private void offer(Destination d, QueueKey key, int priority, Outbound entry) {
+    if (d.goingAway) {
+      discard(entry);
+      return;
+    }
     updatesOffered++;
     boolean state = key.lane() == Lane.STATE;
     if (state) {

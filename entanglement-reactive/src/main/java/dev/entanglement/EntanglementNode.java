@@ -67,8 +67,11 @@ public final class EntanglementNode {
   }
 
   /**
-   * Closes every link, completes every stream, and refuses further requests. With a store, it
-   * completes once everything accepted before has been written, and the store is closed.
+   * Closes every link, completes every stream, and refuses further requests. Each link first sends
+   * what was queued for it, then a GOAWAY frame as its last frame; requests queued toward an owner
+   * fail with {@code NOT_CONNECTED}. Completes once every link is closed (a link that does not take
+   * its last frames within 1 s is closed without them; the wait is at most 2 s) and, with a store,
+   * once everything accepted before has been written and the store is closed.
    */
   public Mono<Void> close() {
     return engine.close();

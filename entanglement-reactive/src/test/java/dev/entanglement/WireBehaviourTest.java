@@ -861,6 +861,7 @@ class WireBehaviourTest {
   private static final class ManualTransport extends reactor.core.publisher.BaseSubscriber<byte[]> {
     private final java.util.function.Consumer<byte[]> onFrame;
     int framesOut;
+    boolean completed;
 
     ManualTransport(java.util.function.Consumer<byte[]> onFrame) {
       this.onFrame = onFrame;
@@ -875,6 +876,11 @@ class WireBehaviourTest {
     protected void hookOnNext(byte[] frame) {
       framesOut++;
       onFrame.accept(frame);
+    }
+
+    @Override
+    protected void hookOnComplete() {
+      completed = true;
     }
 
     /** The node's subscription, which can also count bytes. */
@@ -892,9 +898,15 @@ class WireBehaviourTest {
    * Attaches to {@code a} a link from "x" whose outbound frames go to {@code transport}; completes
    * the handshake, and takes its frames one at a time until one unit of demand is left over.
    */
-  private static void attachWithOneUnitLeft(TestMesh mesh, EntanglementNode a, ManualTransport transport) {
-    Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
-    a.attach(manualLink(in, transport)).subscribe();
+  private static Link attachWithOneUnitLeft(TestMesh mesh, EntanglementNode a, ManualTransport transport) {
+    return attachWithOneUnitLeft(mesh, a, transport, Sinks.many().unicast().onBackpressureBuffer());
+  }
+
+  /** As above, with the frames from "x" coming from {@code in}; returns the link. */
+  private static Link attachWithOneUnitLeft(
+      TestMesh mesh, EntanglementNode a, ManualTransport transport, Sinks.Many<byte[]> in) {
+    Link link = manualLink(in, transport);
+    a.attach(link).subscribe();
     in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
     in.tryEmitNext(CODEC.encode(new Message.CatchUp(List.of())));
     mesh.settle();
@@ -906,6 +918,7 @@ class WireBehaviourTest {
         break;
       }
     }
+    return link;
   }
 
   private static dev.entanglement.transport.Link manualLink(
@@ -933,9 +946,80 @@ class WireBehaviourTest {
       }
 
       public boolean isDisposed() {
-        return closed.currentSubscriberCount() < 0;
+        return Boolean.TRUE.equals(closed.scan(reactor.core.Scannable.Attr.TERMINATED));
       }
     };
+  }
+
+  @Test
+  @DisplayName("a closing node sends what was queued for a link, then GOAWAY as its last frame and completes its frames; close() waits for the link, and a request queued toward an owner fails NOT_CONNECTED")
+  void closingSendsGoAwayAsTheLastFrame() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<byte[]> out = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(out::add);
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      Link link = attachWithOneUnitLeft(mesh, a, transport, in);
+      in.tryEmitNext(CODEC.encode(sync("theirs", "owner-x", 1, 1)));
+      mesh.settle();
+      a.publish(new Cursor("k1", 1, 0)).block(); // takes the unit left over
+      a.publish(new Cursor("k2", 2, 0)).block();
+      a.publish(new Cursor("k3", 3, 0)).block();
+      java.util.concurrent.atomic.AtomicReference<Throwable> proposal =
+          new java.util.concurrent.atomic.AtomicReference<>();
+      a.propose(CURSOR, "theirs", new Cursor("theirs", 9, 9)).subscribe(o -> {}, proposal::set);
+      mesh.settle();
+      out.clear();
+
+      java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+      a.close().subscribe(null, e -> {}, () -> closed.set(true));
+      mesh.settle();
+      EntanglementException failure = assertInstanceOf(EntanglementException.class, proposal.get());
+      assertEquals(ErrorCode.NOT_CONNECTED, failure.code());
+      assertFalse(closed.get(), "close() waits for the link to close");
+      assertFalse(link.isDisposed(), "the link stays open to flush its last frames");
+
+      transport.request(100);
+      mesh.settle();
+      List<Message> sent = out.stream().filter(f -> f.length > 0).map(CODEC::decode).toList();
+      assertEquals(List.of("k2", "k3"),
+          sent.stream().filter(m -> m instanceof Message.Sync).map(m -> ((Message.Sync) m).key()).toList());
+      Message.GoAway bye = assertInstanceOf(Message.GoAway.class, sent.get(sent.size() - 1));
+      assertEquals(Engine.GOAWAY_SHUTDOWN, bye.code());
+      assertEquals(1, sent.stream().filter(m -> m instanceof Message.GoAway).count());
+      assertTrue(transport.completed, "the frames complete after the GOAWAY: the transport closes");
+
+      a.publish(new Cursor("k4", 4, 0)).subscribe(v -> {}, e -> {});
+      mesh.settle();
+      assertEquals(sent.size(), out.stream().filter(f -> f.length > 0).count(), "nothing after GOAWAY");
+      link.dispose(); // as a transport does once the last frame is flushed
+      mesh.settle();
+      assertTrue(closed.get(), "close() completes once the link is closed");
+    }
+  }
+
+  @Test
+  @DisplayName("a closing node's link that takes no frames is closed after the grace, and close() completes")
+  void aLinkThatTakesNoGoAwayIsClosedAfterTheGrace() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<byte[]> out = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(out::add);
+      Link link = attachWithOneUnitLeft(mesh, a, transport);
+      a.publish(new Cursor("k1", 1, 0)).block();
+      a.publish(new Cursor("k2", 2, 0)).block();
+      mesh.settle();
+
+      java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+      a.close().subscribe(null, e -> {}, () -> closed.set(true));
+      mesh.advance(Engine.CLOSE_GRACE.minusMillis(1));
+      assertFalse(link.isDisposed());
+      assertFalse(closed.get());
+      mesh.advance(Duration.ofMillis(1));
+      assertTrue(link.isDisposed(), "closed after the grace");
+      assertTrue(closed.get());
+      assertFalse(transport.completed);
+    }
   }
 
   @Test

@@ -56,9 +56,12 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   /** Bytes of bodies asked for and not yet written, from a source that counts bytes: 256 KiB. */
   static final int MAX_UNWRITTEN = 256 * 1024;
 
-  /** Writes (without flushing) the non-empty bodies of a run; returns the last write's future. */
+  /**
+   * Writes (without flushing) the non-empty bodies of a run; returns the last write's future, or
+   * null if it wrote nothing.
+   */
   interface Encoding {
-    ChannelFuture write(Channel ch, List<byte[]> run);
+    @Nullable ChannelFuture write(Channel ch, List<byte[]> run);
   }
 
   private final Channel ch;
@@ -104,7 +107,7 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   }
 
   /** A stream's encoding: header and body of every frame, in as few buffers as {@link #MAX_BUFFER} allows. */
-  static ChannelFuture streamRun(Channel ch, List<byte[]> run) {
+  static @Nullable ChannelFuture streamRun(Channel ch, List<byte[]> run) {
     ChannelFuture last = null;
     int from = 0;
     while (from < run.size()) {

@@ -4,6 +4,7 @@ import dev.entanglement.PeerId;
 import dev.entanglement.transport.Link;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufUtil;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import org.reactivestreams.Publisher;
 import org.slf4j.Logger;
@@ -30,10 +31,13 @@ final class NettyLink implements Link {
   private final long bytesPerSecond;
   private final Function<NettyInbound, Flux<byte[]>> bodies;
   private final BurstWriter.Encoding encoding;
+  private final Consumer<Connection> closeAfterLastFrame;
 
   /**
    * @param bodies turns the inbound messages into frame bodies (and {@code END_OF_BURST} markers)
    * @param encoding writes a run of frame bodies as the connection carries them
+   * @param closeAfterLastFrame closes the connection once the engine ended its frames (after an
+   *     ERROR or a GOAWAY), so that the peer reads every frame written before
    */
   NettyLink(
       Connection connection,
@@ -41,13 +45,15 @@ final class NettyLink implements Link {
       PeerId remote,
       long bytesPerSecond,
       Function<NettyInbound, Flux<byte[]>> bodies,
-      BurstWriter.Encoding encoding) {
+      BurstWriter.Encoding encoding,
+      Consumer<Connection> closeAfterLastFrame) {
     this.connection = connection;
     this.inbound = inbound;
     this.remote = remote;
     this.bytesPerSecond = bytesPerSecond;
     this.bodies = bodies;
     this.encoding = encoding;
+    this.closeAfterLastFrame = closeAfterLastFrame;
   }
 
   /** A stream link: bodies arrive split by {@link FrameDecoder}; frames go out with a header. */
@@ -58,7 +64,8 @@ final class NettyLink implements Link {
         remote,
         bytesPerSecond,
         in -> in.receiveObject().map(NettyLink::streamBody),
-        BurstWriter::streamRun);
+        BurstWriter::streamRun,
+        conn -> GracefulClose.afterFlush(conn.channel(), conn::dispose));
   }
 
   /** A body split by {@link FrameDecoder}, or the marker it puts after the bodies of one read. */
@@ -87,7 +94,7 @@ final class NettyLink implements Link {
   public Mono<Void> send(Publisher<byte[]> source) {
     return BurstWriter.send(connection.channel(), source, bytesPerSecond, encoding)
         // The engine completes its frames to close after a last frame: it is flushed by now.
-        .then(Mono.fromRunnable(() -> GracefulClose.afterFlush(connection.channel(), connection::dispose)))
+        .then(Mono.fromRunnable(() -> closeAfterLastFrame.accept(connection)))
         .then()
         .onErrorResume(
             e -> {

@@ -9,8 +9,11 @@ import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.CloseWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.PingWebSocketFrame;
 import io.netty.handler.codec.http.websocketx.PongWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.WebSocketCloseStatus;
 import io.netty.handler.codec.http.websocketx.WebSocketFrame;
+import io.netty.util.AttributeKey;
 import java.util.List;
+import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Flux;
@@ -23,9 +26,18 @@ import reactor.netty.http.websocket.WebsocketOutbound;
  * The WebSocket mapping: one binary message carries one frame, header included, exactly as on a
  * stream. A text message, a header that disagrees with the message length, an oversize frame or
  * an unknown critical flag gets an ERROR frame and the connection is closed.
+ *
+ * <p>A connection the node ends is closed with the WebSocket close handshake, so that the peer
+ * (a browser among them) sees a clean close with a status, not an abnormal one (1006): after the
+ * engine's last frame (an ERROR or a GOAWAY) 1000; after a refused message 1003 (text), 1009 (too
+ * long) or 1002 (any other refusal). The close frame is the last frame on the connection: once it
+ * is written the channel is marked ({@link #closeSent}), and no binary message is written after
+ * it. Then the output is shut ({@link GracefulClose}), and the connection closes when the peer
+ * closes its side or after the linger.
  */
 final class WebSocketFrames {
   private static final Logger log = LoggerFactory.getLogger(WebSocketFrames.class);
+  private static final AttributeKey<Boolean> CLOSE_SENT = AttributeKey.valueOf("entanglement.wsCloseSent");
 
   private WebSocketFrames() {}
 
@@ -56,11 +68,47 @@ final class WebSocketFrames {
         remote,
         bandwidth,
         ignored -> bodies(c, whole, out, maxFrame),
-        WebSocketFrames::writeRun);
+        WebSocketFrames::writeRun,
+        conn -> closeHandshake(conn, WebSocketCloseStatus.NORMAL_CLOSURE));
   }
 
-  /** A run of frames as binary messages, one frame each; returns the last write's future. */
-  static ChannelFuture writeRun(Channel ch, List<byte[]> run) {
+  /**
+   * Marks {@code ch}'s close frame as sent: from now on {@link #writeRun} writes nothing. For a
+   * close frame written by another layer (the WebFlux session's close).
+   */
+  static void closeSent(Channel ch) {
+    ch.attr(CLOSE_SENT).set(Boolean.TRUE);
+  }
+
+  /**
+   * Starts the close handshake, at most once per connection: writes a close frame with {@code
+   * status} after whatever was written before, then shuts the output once it is flushed.
+   */
+  static void closeHandshake(Connection c, WebSocketCloseStatus status) {
+    Channel ch = c.channel();
+    if (!ch.eventLoop().inEventLoop()) {
+      ch.eventLoop().execute(() -> closeHandshake(c, status));
+      return;
+    }
+    if (ch.attr(CLOSE_SENT).getAndSet(Boolean.TRUE) != null) {
+      return;
+    }
+    if (!ch.isActive()) {
+      c.dispose();
+      return;
+    }
+    ch.writeAndFlush(new CloseWebSocketFrame(status))
+        .addListener(f -> GracefulClose.afterFlush(ch, c::dispose));
+  }
+
+  /**
+   * A run of frames as binary messages, one frame each; returns the last write's future, or null
+   * if nothing was written (a run after the close frame is dropped).
+   */
+  static @Nullable ChannelFuture writeRun(Channel ch, List<byte[]> run) {
+    if (ch.hasAttr(CLOSE_SENT) && ch.attr(CLOSE_SENT).get() != null) {
+      return null;
+    }
     ChannelFuture last = null;
     for (byte[] body : run) {
       if (body.length > 0) {
@@ -96,7 +144,10 @@ final class WebSocketFrames {
               }
               String refusal = refusal(frame, maxFrame);
               if (refusal != null) {
-                refuse(c, out, refused, refusal).subscribe(v -> {}, e -> {});
+                WebSocketCloseStatus status = frame instanceof BinaryWebSocketFrame
+                    ? WebSocketCloseStatus.PROTOCOL_ERROR
+                    : WebSocketCloseStatus.INVALID_MESSAGE_TYPE;
+                refuse(c, out, refused, refusal, status).subscribe(v -> {}, e -> {});
                 return;
               }
               ByteBuf content = frame.content();
@@ -109,7 +160,9 @@ final class WebSocketFrames {
         // A message split in fragments that add up to more than the maximum (one oversize frame
         // is refused by Netty's decoder with close code 1009).
         .onErrorResume(io.netty.handler.codec.TooLongFrameException.class,
-            e -> refused.get() ? Mono.empty() : refuse(c, out, refused, "message longer than the maximum frame"));
+            e -> refused.get() ? Mono.empty()
+                : refuse(c, out, refused, "message longer than the maximum frame",
+                    WebSocketCloseStatus.MESSAGE_TOO_BIG));
   }
 
   /**
@@ -123,19 +176,23 @@ final class WebSocketFrames {
     }
   }
 
-  /** Answers ERROR BAD_ENCODING, then closes once it is flushed (a reset could lose it). */
+  /** Answers ERROR BAD_ENCODING, then closes with {@code status} after it (a reset could lose it). */
   private static Mono<byte[]> refuse(
-      Connection c, WebsocketOutbound out, java.util.concurrent.atomic.AtomicBoolean refused, String why) {
+      Connection c,
+      WebsocketOutbound out,
+      java.util.concurrent.atomic.AtomicBoolean refused,
+      String why,
+      WebSocketCloseStatus status) {
     refused.set(true);
     log.warn("refusing {}: {}", c.channel().remoteAddress(), why);
     return out.sendObject(
             new BinaryWebSocketFrame(Framing.errorFrame(c.channel().alloc(), ErrorCode.BAD_ENCODING, why)))
         .then()
-        .doFinally(signal -> GracefulClose.afterFlush(c.channel(), c::dispose))
+        .doFinally(signal -> closeHandshake(c, status))
         .then(Mono.<byte[]>empty());
   }
 
-  private static @org.jspecify.annotations.Nullable String refusal(WebSocketFrame frame, int maxFrame) {
+  private static @Nullable String refusal(WebSocketFrame frame, int maxFrame) {
     if (!(frame instanceof BinaryWebSocketFrame)) {
       return "only binary messages are allowed";
     }

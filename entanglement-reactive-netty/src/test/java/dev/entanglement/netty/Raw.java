@@ -192,11 +192,18 @@ final class Raw {
       }
     }
 
+    /** The status of the server's close frame, once {@link #receive} met it; -1 before. */
+    int closeStatus = -1;
+
     /** Sends {@code body} as one frame in one binary message (masked with a zero key, as a client must). */
     void send(byte[] body) throws java.io.IOException {
-      byte[] payload = Framing.withHeader(body);
+      sendMessage(0x2, Framing.withHeader(body));
+    }
+
+    /** Sends {@code payload} as one final WebSocket message of {@code opcode}, masked with a zero key. */
+    void sendMessage(int opcode, byte[] payload) throws java.io.IOException {
       java.io.ByteArrayOutputStream frame = new java.io.ByteArrayOutputStream();
-      frame.write(0x82); // FIN, binary
+      frame.write(0x80 | opcode); // FIN
       if (payload.length < 126) {
         frame.write(0x80 | payload.length);
       } else if (payload.length < 65536) {
@@ -228,12 +235,33 @@ final class Raw {
         in.readFully(payload);
         int opcode = first & 0x0f;
         if (opcode == 0x8) {
+          closeStatus = payload.length >= 2 ? (payload[0] & 0xff) << 8 | payload[1] & 0xff : 1005;
           throw new java.io.EOFException("closed by the server");
         }
         if (opcode == 0x2) {
           return CODEC.decode(java.util.Arrays.copyOfRange(payload, Framing.HEADER_BYTES, payload.length));
         }
       }
+    }
+
+    /** The frames the server sent up to its close frame, whose status is then {@link #closeStatus}. */
+    List<Message> receiveUntilClose() throws java.io.IOException {
+      List<Message> got = new java.util.ArrayList<>();
+      while (true) {
+        try {
+          got.add(receive());
+        } catch (java.io.EOFException e) {
+          if (closeStatus < 0) {
+            throw e;
+          }
+          return got;
+        }
+      }
+    }
+
+    /** Whether the server ended the stream after what was read: true at end of stream, false at more bytes. */
+    boolean endOfStream() throws java.io.IOException {
+      return in.read() < 0;
     }
 
     private String line() throws java.io.IOException {

@@ -345,6 +345,34 @@ class WebFluxEndpointTest {
     }
   }
 
+  @Test
+  @DisplayName("a closing node sends GOAWAY as its last frame, then the session's close frame (1000), then ends the stream")
+  void aClosingNodeSendsGoAwayThenACloseFrame() throws java.io.IOException {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = blobNode("b");
+    for (int i = 0; i < 500; i++) {
+      server.publish(new Blob("k" + i, "x".repeat(100))).block(WAIT);
+    }
+    DisposableServer http = serveAccepting(server, "raw");
+    try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(http.port(), "/sync", 64 * 1024)) {
+      peer.send(Raw.hello("raw"));
+      peer.send(Raw.CODEC.encode(new Message.CatchUp(List.of())));
+      assertTrue(peer.receive() instanceof Message.Hello);
+      Mono<Void> closing = server.close().cache();
+      closing.subscribe(v -> {}, e -> {});
+      List<Message> rest = peer.receiveUntilClose();
+      Message last = rest.get(rest.size() - 1);
+      assertTrue(last instanceof Message.GoAway g && g.code().equals("SHUTDOWN"), last.toString());
+      assertEquals(1000, peer.closeStatus);
+      assertTrue(peer.endOfStream(), "nothing follows the close frame");
+      peer.close();
+      closing.block(WAIT);
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
   private static BinaryWebSocketFrame binary(byte[] body) {
     return new BinaryWebSocketFrame(Framing.encode(Unpooled.buffer().alloc(), body));
   }

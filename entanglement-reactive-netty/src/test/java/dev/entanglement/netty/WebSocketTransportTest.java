@@ -1,11 +1,13 @@
 package dev.entanglement.netty;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.EntanglementNode;
 import dev.entanglement.PeerId;
+import dev.entanglement.protocol.Message;
 import java.time.Duration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
@@ -59,10 +61,7 @@ class WebSocketTransportTest {
   @org.junit.jupiter.api.DisplayName("a peer that floods PINGs and reads nothing does not get its PONGs queued without bound")
   void pingsFromAPeerThatDoesNotReadAreNotQueued() {
     EntanglementNode b = TransportConformance.node("b");
-    WebSocketServerTransport ws = WebSocketServerTransport.builder(b)
-        .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("raw")))).build();
-    DisposableServer server = HttpServer.create().host("127.0.0.1").port(0)
-        .route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
+    DisposableServer server = serveAcceptingRaw(b);
     int pings = 200_000; // 125-byte payloads: about 27 MB of PONGs, more than the sockets hold
     try {
       int pongs = Raw.pingFlood("ws://127.0.0.1:" + server.port() + "/sync", pings);
@@ -79,10 +78,7 @@ class WebSocketTransportTest {
   @org.junit.jupiter.api.DisplayName("messages that arrive while the engine asks for none (its inbound rate paused it) reach it intact and in order")
   void messagesHeldWhileTheEngineIsPausedArriveIntact() {
     EntanglementNode b = rateLimitedNode("b");
-    WebSocketServerTransport ws = WebSocketServerTransport.builder(b)
-        .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("raw")))).build();
-    DisposableServer server = HttpServer.create().host("127.0.0.1").port(0)
-        .route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
+    DisposableServer server = serveAcceptingRaw(b);
     int pings = 60; // with HELLO, 51 beyond the burst of 10: about 0.5 s at 100 frames/s
     try {
       assertEquals(java.util.stream.LongStream.rangeClosed(1, pings).boxed().toList(),
@@ -91,6 +87,62 @@ class WebSocketTransportTest {
       server.disposeNow(WAIT);
       b.close().block(WAIT);
     }
+  }
+
+  @Test
+  @org.junit.jupiter.api.DisplayName("a closing node sends GOAWAY as its last frame, then a close frame with status 1000, then ends the stream (no abnormal close, 1006)")
+  void aClosingNodeSendsGoAwayThenACloseFrame() throws java.io.IOException {
+    EntanglementNode b = TransportConformance.node("b");
+    DisposableServer server = serveAcceptingRaw(b);
+    try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(server.port(), "/sync", 64 * 1024)) {
+      peer.send(Raw.hello("raw"));
+      peer.send(Raw.CODEC.encode(new Message.CatchUp(java.util.List.of())));
+      assertInstanceOf(Message.Hello.class, peer.receive());
+      Mono<Void> closing = b.close().cache();
+      closing.subscribe(v -> {}, e -> {});
+      java.util.List<Message> rest = peer.receiveUntilClose();
+      Message.GoAway bye = assertInstanceOf(Message.GoAway.class, rest.get(rest.size() - 1), rest.toString());
+      assertEquals("SHUTDOWN", bye.code());
+      assertEquals(1000, peer.closeStatus);
+      assertTrue(peer.endOfStream(), "nothing follows the close frame");
+      peer.close();
+      closing.block(WAIT);
+    } finally {
+      server.disposeNow(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  @Test
+  @org.junit.jupiter.api.DisplayName("a text message gets an ERROR, then a close frame with status 1003, and no frame of the states being sent follows the close frame")
+  void aTextMessageGetsAnErrorThenACloseFrame() throws java.io.IOException {
+    EntanglementNode b = TransportConformance.node("b");
+    for (int i = 0; i < 2_000; i++) {
+      b.publish(TransportConformance.CURSOR, new TransportConformance.Cursor("k" + i, i, i)).block(WAIT);
+    }
+    DisposableServer server = serveAcceptingRaw(b);
+    try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(server.port(), "/sync", 16 * 1024)) {
+      peer.send(Raw.hello("raw"));
+      // Holding nothing: every state is sent, and the writer is still at it when the refusal comes.
+      peer.send(Raw.CODEC.encode(new Message.CatchUp(java.util.List.of())));
+      peer.sendMessage(0x1, "hello".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      java.util.List<Message> got = peer.receiveUntilClose();
+      assertTrue(got.stream().anyMatch(m -> m instanceof Message.Error e && e.code().equals("BAD_ENCODING")),
+          "an ERROR before the close frame");
+      assertEquals(1003, peer.closeStatus);
+      assertTrue(peer.endOfStream(), "nothing follows the close frame");
+    } finally {
+      server.disposeNow(WAIT);
+      b.close().block(WAIT);
+    }
+  }
+
+  /** A Reactor Netty server mounting {@code b} at /sync, accepting every upgrade as the peer "raw". */
+  private static DisposableServer serveAcceptingRaw(EntanglementNode b) {
+    WebSocketServerTransport ws = WebSocketServerTransport.builder(b)
+        .upgrade(req -> Mono.just(WebSocketServerTransport.Upgrade.accept(PeerId.of("raw")))).build();
+    return HttpServer.create().host("127.0.0.1").port(0)
+        .route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
   }
 
   /** A node that reads at most 100 frames a second from a link, 10 at once. */
