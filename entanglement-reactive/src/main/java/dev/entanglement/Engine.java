@@ -1915,6 +1915,18 @@ final class Engine {
                     new dev.entanglement.transport.FrameSubscription() {
                       @Override
                       public void request(long n) {
+                        if (n <= 0) {
+                          // Reactive Streams §3.9: the transport has a bug; the link ends.
+                          serial.executeUrgent(() -> {
+                            if (d.out == s) {
+                              d.out = null;
+                              s.onError(new IllegalArgumentException(
+                                  "§3.9: request must be positive, was " + n));
+                              d.link.dispose();
+                            }
+                          });
+                          return;
+                        }
                         request(n, 0);
                       }
 

@@ -862,6 +862,7 @@ class WireBehaviourTest {
     private final java.util.function.Consumer<byte[]> onFrame;
     int framesOut;
     boolean completed;
+    Throwable error;
 
     ManualTransport(java.util.function.Consumer<byte[]> onFrame) {
       this.onFrame = onFrame;
@@ -881,6 +882,11 @@ class WireBehaviourTest {
     @Override
     protected void hookOnComplete() {
       completed = true;
+    }
+
+    @Override
+    protected void hookOnError(Throwable t) {
+      error = t;
     }
 
     /** The node's subscription, which can also count bytes. */
@@ -995,6 +1001,26 @@ class WireBehaviourTest {
       link.dispose(); // as a transport does once the last frame is flushed
       mesh.settle();
       assertTrue(closed.get(), "close() completes once the link is closed");
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(longs = {0, -1, Long.MIN_VALUE})
+  @DisplayName("a transport that requests n <= 0 frames gets onError(IllegalArgumentException) (Reactive Streams §3.9), and its link closes")
+  void aNonPositiveRequestIsAnError(long n) {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<byte[]> out = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(out::add);
+      Link link = attachWithOneUnitLeft(mesh, a, transport);
+      transport.frames().request(n); // past BaseSubscriber.request, which drops such a request
+      mesh.settle();
+      assertInstanceOf(IllegalArgumentException.class, transport.error);
+      assertTrue(link.isDisposed());
+      a.publish(new Cursor("k1", 1, 0)).block();
+      mesh.settle();
+      assertTrue(out.stream().noneMatch(f -> f.length > 0 && CODEC.decode(f) instanceof Message.Sync),
+          "nothing after the error");
     }
   }
 
