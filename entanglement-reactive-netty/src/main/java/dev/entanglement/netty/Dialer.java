@@ -14,7 +14,9 @@ import reactor.core.scheduler.Schedulers;
  *
  * <p>States: {@code WAITING} (a timer is armed) → {@code DIALING} → {@code CONNECTED} (the link is
  * attached) → {@code WAITING} when it closes or a dial fails; {@code STOPPED} on dispose or when
- * the node closes (terminal).
+ * the node closes (terminal). Disposed, it cancels what it is doing, a connected link included; when
+ * the node closes it cancels a wait or a dial but leaves a connected link to the node, which ends it
+ * with a GOAWAY (cancelling it would cut that frame off).
  * While the node is connected to the peer by the peer's own dial, and that dial wins the
  * tie-break, no dial is made: it looks again within the first backoff.
  * The attempt counter grows with each failure and resets when a connection lasted longer than the
@@ -29,13 +31,15 @@ final class Dialer implements Disposable {
   /** Stops this dialer when its node closes: dialling for a closed node would fail for ever. */
   private volatile Disposable whenNodeCloses = reactor.core.Disposables.disposed();
   private int attempt;
+  /** {@code CONNECTED}: the current step is an attached link. */
+  private volatile boolean connected;
 
   Dialer(TcpClientTransport transport) {
     this.transport = transport;
   }
 
   Dialer start() {
-    whenNodeCloses = transport.node().onClose().subscribe(v -> {}, e -> {}, this::dispose);
+    whenNodeCloses = transport.node().onClose().subscribe(v -> {}, e -> {}, this::nodeClosing);
     dial();
     return this;
   }
@@ -58,7 +62,10 @@ final class Dialer implements Disposable {
     long started = System.nanoTime();
     Mono<Void> attempt;
     try {
-      attempt = transport.connect().flatMap(transport::attachDialled);
+      attempt = transport.connect().flatMap(link -> {
+        connected = true;
+        return transport.attachDialled(link);
+      });
     } catch (RuntimeException e) { // a client customizer that throws: retried, never silent
       attempt = Mono.error(e);
     }
@@ -74,6 +81,7 @@ final class Dialer implements Disposable {
   }
 
   private void retry(long startedNanos) {
+    connected = false;
     Duration lasted = Duration.ofNanos(System.nanoTime() - startedNanos);
     if (lasted.compareTo(transport.backoff().ceiling(attempt)) > 0) {
       attempt = 0;
@@ -96,6 +104,13 @@ final class Dialer implements Disposable {
    */
   private void stopIfDisposed() {
     if (stopped.get()) {
+      current.dispose();
+    }
+  }
+
+  /** Stops dialing; a connected link is the node's to close (see the class note). */
+  private void nodeClosing() {
+    if (stopped.compareAndSet(false, true) && !connected) {
       current.dispose();
     }
   }

@@ -61,6 +61,41 @@ class TcpTransportTest {
     return n;
   }
 
+  @Test
+  @DisplayName("a node that closes sends GOAWAY as the last frame of a connection its dialer keeps (the dialer leaves that link to the node's close)")
+  void closingSendsGoAwayOnADialledConnection() throws InterruptedException {
+    EntanglementNode a = node("a");
+    List<Message> got = new java.util.concurrent.CopyOnWriteArrayList<>();
+    java.util.concurrent.CountDownLatch helloArrived = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(1);
+    // A peer that says HELLO and CATCH_UP, then records every frame until the node ends the stream.
+    DisposableServer peer = reactor.netty.tcp.TcpServer.create().host("127.0.0.1").port(0)
+        .doOnConnection(c -> c.addHandlerLast(FrameDecoder.NAME, new FrameDecoder(1 << 20)))
+        .handle((in, out) -> out.send(reactor.core.publisher.Flux.just(
+                    Raw.hello("raw"), Raw.CODEC.encode(new Message.CatchUp(List.of())))
+                .map(b -> Framing.encode(out.alloc(), b)))
+            .then()
+            .and(Raw.bodies(in)
+                .doOnNext(b -> {
+                  Message m = Raw.CODEC.decode(b);
+                  got.add(m);
+                  if (m instanceof Message.Hello) {
+                    helloArrived.countDown();
+                  }
+                })
+                .doFinally(signal -> ended.countDown())
+                .then()))
+        .bindNow(WAIT);
+    cleanup.add(peer);
+    cleanup.add(TcpClientTransport.builder(a).remote("127.0.0.1", peer.port()).expect(PeerId.of("raw"))
+        .build().maintain());
+    assertTrue(helloArrived.await(WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS));
+    a.close().block(WAIT);
+    assertTrue(ended.await(WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS));
+    Message last = got.get(got.size() - 1);
+    assertTrue(last instanceof Message.GoAway g && g.code().equals("SHUTDOWN"), got.toString());
+  }
+
   private DisposableServer serve(EntanglementNode node, TestPki.Identity id, PeerId... peers) {
     DisposableServer s =
         TcpServerTransport.builder(node).tls(id.tls()).destinations(List.of(peers)).build().bind().block(WAIT);

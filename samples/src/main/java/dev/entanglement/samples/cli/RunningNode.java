@@ -12,8 +12,8 @@ import reactor.netty.DisposableServer;
 
 /**
  * A node started by {@code entanglement node}, with what it serves and dials. {@link #close()}
- * stops the dials and the servers, then closes the node, which waits until its store has written
- * everything and closes it.
+ * closes the node first, which ends each link with a GOAWAY and waits until its store has written
+ * everything and closes it; then it stops the dials and the servers.
  */
 final class RunningNode implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(RunningNode.class);
@@ -80,14 +80,16 @@ final class RunningNode implements AutoCloseable {
   }
 
   private void close(boolean quiet) {
-    dialers.forEach(Disposable::dispose);
-    stop(http, "HTTP server", quiet);
-    stop(tls, "TLS listener", quiet);
+    // The node first: it ends every link with a GOAWAY (its dialers stop dialing and leave their
+    // links to it); stopping a server or a dialer first would cut those links without one.
     try {
       node.close().block(NODE_STOP);
     } catch (RuntimeException e) {
       report(quiet, "closing the node: {}", Entanglement.describe(e));
     }
+    dialers.forEach(Disposable::dispose);
+    stop(http, "HTTP server", quiet);
+    stop(tls, "TLS listener", quiet);
   }
 
   private static void stop(@Nullable DisposableServer server, String what, boolean quiet) {
