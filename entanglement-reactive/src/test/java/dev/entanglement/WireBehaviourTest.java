@@ -1004,6 +1004,23 @@ class WireBehaviourTest {
     }
   }
 
+  @Test
+  @DisplayName("a GOAWAY from a peer closes its link at once")
+  void aGoAwayClosesTheLink() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(new Message.CatchUp(List.of()));
+      mesh.settle();
+      assertTrue(a.isConnected(PeerId.of("x")));
+      x.send(new Message.GoAway("SHUTDOWN", "node x is closing"));
+      mesh.settle();
+      assertTrue(x.closed);
+      assertFalse(a.isConnected(PeerId.of("x")));
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(longs = {0, -1, Long.MIN_VALUE})
   @DisplayName("a transport that requests n <= 0 frames gets onError(IllegalArgumentException) (Reactive Streams §3.9), and its link closes")
