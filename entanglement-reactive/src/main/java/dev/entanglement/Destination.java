@@ -153,6 +153,8 @@ final class Destination {
   boolean closeWhenFlushed;
   /** The node is closing: the link's last frame, a GOAWAY, is queued, and nothing more will be. */
   boolean goingAway;
+  /** The transport's frames are completed: it closes the link once it has delivered them. */
+  boolean framesCompleted;
   long nextRequestId = 1;
   long lastReceivedNanos;
   /**

@@ -1007,8 +1007,8 @@ final class Engine {
 
   /**
    * Ends {@code d} for a closing node: what is queued for it goes out, then a GOAWAY as its last
-   * frame, then the transport closes the link; a link that has not done so within {@link
-   * #CLOSE_GRACE} is closed. Requests queued toward an owner fail with {@code NOT_CONNECTED} (their
+   * frame, then the transport closes the link (Link's contract for completed frames); a link that
+   * has not taken its last frame within {@link #CLOSE_GRACE} is closed. Requests queued toward an owner fail with {@code NOT_CONNECTED} (their
    * answer could not come back), and nothing offered from now on is queued. A link that has sent
    * nothing yet, not even its HELLO, is closed at once.
    */
@@ -1043,7 +1043,13 @@ final class Engine {
     try {
       d.timers.add(
           scheduler.schedule(
-              () -> serial.execute(() -> d.link.dispose()),
+              // Frames completed, the transport is closing the link its own way (a stream lingers
+              // for the peer's end of stream, so that no reset discards the last frames): not cut.
+              () -> serial.execute(() -> {
+                if (!d.framesCompleted) {
+                  d.link.dispose();
+                }
+              }),
               CLOSE_GRACE.toNanos(),
               TimeUnit.NANOSECONDS));
     } catch (java.util.concurrent.RejectedExecutionException e) {
@@ -2094,6 +2100,7 @@ final class Engine {
           // Completing the frames tells the transport to flush them, then close the link.
           d.out.onComplete();
           d.out = null;
+          d.framesCompleted = true;
         }
         break;
       }

@@ -69,9 +69,9 @@ public final class EntanglementNode {
   /**
    * Closes every link, completes every stream, and refuses further requests. Each link first sends
    * what was queued for it, then a GOAWAY frame as its last frame; requests queued toward an owner
-   * fail with {@code NOT_CONNECTED}. Completes once every link is closed (a link that does not take
-   * its last frames within 1 s is closed without them; the wait is at most 2 s) and, with a store,
-   * once everything accepted before has been written and the store is closed.
+   * fail with {@code NOT_CONNECTED}. Completes once everything accepted before has been written and
+   * the store is closed (with a store), and then every link is closed: a link that does not take
+   * its last frames within 1 s is closed without them, and the wait for the links is at most 2 s.
    */
   public Mono<Void> close() {
     return engine.close();

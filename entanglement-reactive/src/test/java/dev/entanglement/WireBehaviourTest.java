@@ -998,6 +998,9 @@ class WireBehaviourTest {
       a.publish(new Cursor("k4", 4, 0)).subscribe(v -> {}, e -> {});
       mesh.settle();
       assertEquals(sent.size(), out.stream().filter(f -> f.length > 0).count(), "nothing after GOAWAY");
+      mesh.advance(Engine.CLOSE_GRACE);
+      assertFalse(link.isDisposed(), "frames completed: the transport closes the link, the grace does not cut it");
+      assertFalse(closed.get());
       link.dispose(); // as a transport does once the last frame is flushed
       mesh.settle();
       assertTrue(closed.get(), "close() completes once the link is closed");

@@ -26,12 +26,17 @@ final class Dialer implements Disposable {
   private static final Logger log = LoggerFactory.getLogger(Dialer.class);
 
   private final TcpClientTransport transport;
+  /** No more dials: set by {@link #dispose} and when the node closes. */
   private final AtomicBoolean stopped = new AtomicBoolean();
+  private final AtomicBoolean disposed = new AtomicBoolean();
   private volatile Disposable current = reactor.core.Disposables.disposed();
   /** Stops this dialer when its node closes: dialling for a closed node would fail for ever. */
   private volatile Disposable whenNodeCloses = reactor.core.Disposables.disposed();
   private int attempt;
-  /** {@code CONNECTED}: the current step is an attached link. */
+  /**
+   * The current step holds a connection (attached, or waiting for the peer's HELLO to be attached,
+   * which the node's close ends: {@code TcpClientTransport.attachDialled}).
+   */
   private volatile boolean connected;
 
   Dialer(TcpClientTransport transport) {
@@ -103,7 +108,7 @@ final class Dialer implements Disposable {
    * current} disposed the previous step: the new one is disposed here.
    */
   private void stopIfDisposed() {
-    if (stopped.get()) {
+    if (disposed.get() || stopped.get() && !connected) {
       current.dispose();
     }
   }
@@ -117,7 +122,8 @@ final class Dialer implements Disposable {
 
   @Override
   public void dispose() {
-    if (stopped.compareAndSet(false, true)) {
+    if (disposed.compareAndSet(false, true)) {
+      stopped.set(true);
       current.dispose();
       whenNodeCloses.dispose();
     }

@@ -6,6 +6,7 @@ import dev.entanglement.transport.Link;
 import io.netty.handler.ssl.SslHandler;
 import java.time.Duration;
 import java.util.Objects;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.UnaryOperator;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLParameters;
@@ -130,10 +131,17 @@ public final class TcpClientTransport {
     }
     // Attaching replaces the working connection the peer dialled: only once the peer has shown,
     // by its HELLO, that it keeps ours (one that admits us only on its own dials refuses ours).
+    AtomicBoolean nodeClosed = new AtomicBoolean();
     return AdmittedLink.afterHello(link)
         .timeout(HELLO_WAIT, Mono.fromRunnable(link::dispose))
-        .switchIfEmpty(Mono.fromRunnable(() ->
-            log.info("keeping {}'s dial to us: it did not admit ours", peer)))
+        // A node that closes meanwhile ends the wait (the cancel closes the link): the link was
+        // never attached, so its close owes the peer no GOAWAY, and must not wait for it either.
+        .takeUntilOther(node.onClose().then(Mono.fromCallable(() -> nodeClosed.getAndSet(true))))
+        .switchIfEmpty(Mono.fromRunnable(() -> {
+          if (!nodeClosed.get()) {
+            log.info("keeping {}'s dial to us: it did not admit ours", peer);
+          }
+        }))
         .flatMap(admitted -> {
           PeerConnections.closeAll(node, peer, PeerConnections.Side.ACCEPTED);
           return node.attach(admitted);

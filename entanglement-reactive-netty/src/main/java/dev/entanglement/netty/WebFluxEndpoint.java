@@ -18,6 +18,7 @@ import org.slf4j.LoggerFactory;
 import org.springframework.core.io.buffer.DataBuffer;
 import org.springframework.http.HttpStatus;
 import org.springframework.http.server.reactive.ServerHttpRequestDecorator;
+import org.springframework.web.reactive.socket.CloseStatus;
 import org.springframework.web.reactive.socket.WebSocketHandler;
 import org.springframework.web.reactive.socket.WebSocketMessage;
 import org.springframework.web.reactive.socket.WebSocketSession;
@@ -213,6 +214,11 @@ public final class WebFluxEndpoint {
      * engine must meanwhile see the link as gone.
      */
     private volatile boolean closing;
+    /**
+     * The status of the session's close frame: 1000, or what a refused message sets before it
+     * starts the close (PROTOCOL.md §1). The close that starts first sends its status.
+     */
+    private volatile CloseStatus closeStatus = CloseStatus.NORMAL;
 
     SessionLink(WebSocketSession session, PeerId peer, int maxFrame, long bandwidth, Channel channel) {
       this.session = session;
@@ -228,7 +234,7 @@ public final class WebFluxEndpoint {
                 }
                 Linger.arm(channel);
                 WebSocketFrames.closeSent(channel); // no frame of a run still being written follows it
-                return session.close();
+                return session.close(closeStatus);
               })
               .subscribeOn(Schedulers.fromExecutor(channel.eventLoop()))
               .cache();
@@ -268,6 +274,12 @@ public final class WebFluxEndpoint {
                 if (refusal != null) {
                   refused.set(true);
                   log.warn("refusing {}: {}", peer, refusal);
+                  if (closing) {
+                    return; // the close frame may be out already: nothing may follow it
+                  }
+                  closeStatus = m.getType() == WebSocketMessage.Type.BINARY
+                      ? CloseStatus.PROTOCOL_ERROR
+                      : CloseStatus.NOT_ACCEPTABLE;
                   byte[] error = Framing.bytes(ErrorCode.BAD_ENCODING, refusal);
                   session
                       .send(Mono.just(session.binaryMessage(f -> f.wrap(error))))

@@ -106,7 +106,7 @@ final class WebSocketFrames {
    * if nothing was written (a run after the close frame is dropped).
    */
   static @Nullable ChannelFuture writeRun(Channel ch, List<byte[]> run) {
-    if (ch.hasAttr(CLOSE_SENT) && ch.attr(CLOSE_SENT).get() != null) {
+    if (isCloseSent(ch)) {
       return null;
     }
     ChannelFuture last = null;
@@ -176,7 +176,13 @@ final class WebSocketFrames {
     }
   }
 
-  /** Answers ERROR BAD_ENCODING, then closes with {@code status} after it (a reset could lose it). */
+  /**
+   * Answers ERROR BAD_ENCODING, then closes with {@code status} after it (a reset could lose it).
+   * Completes only once the connection is closed: a refusal that ends the inbound frames must not
+   * let the engine close the link before the close frame is written. Called on the event loop,
+   * where the close frame is written too: if it was already written, nothing more is (nothing may
+   * follow it).
+   */
   private static Mono<byte[]> refuse(
       Connection c,
       WebsocketOutbound out,
@@ -185,11 +191,20 @@ final class WebSocketFrames {
       WebSocketCloseStatus status) {
     refused.set(true);
     log.warn("refusing {}: {}", c.channel().remoteAddress(), why);
+    if (isCloseSent(c.channel())) {
+      return c.onDispose().then(Mono.empty());
+    }
     return out.sendObject(
             new BinaryWebSocketFrame(Framing.errorFrame(c.channel().alloc(), ErrorCode.BAD_ENCODING, why)))
         .then()
-        .doFinally(signal -> closeHandshake(c, status))
+        .onErrorResume(e -> Mono.empty())
+        .then(Mono.fromRunnable(() -> closeHandshake(c, status)))
+        .then(c.onDispose())
         .then(Mono.<byte[]>empty());
+  }
+
+  private static boolean isCloseSent(Channel ch) {
+    return ch.hasAttr(CLOSE_SENT) && ch.attr(CLOSE_SENT).get() != null;
   }
 
   private static @Nullable String refusal(WebSocketFrame frame, int maxFrame) {

@@ -373,6 +373,25 @@ class WebFluxEndpointTest {
     }
   }
 
+  @Test
+  @DisplayName("a text message gets an ERROR, then a close frame with status 1003, as on the Reactor Netty mount")
+  void aTextMessageGetsAnErrorThenACloseFrame() throws java.io.IOException {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = blobNode("b");
+    DisposableServer http = serveAccepting(server, "raw");
+    try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(http.port(), "/sync", 64 * 1024)) {
+      peer.send(Raw.hello("raw"));
+      peer.sendMessage(0x1, "hello".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      List<Message> got = peer.receiveUntilClose();
+      assertTrue(got.stream().anyMatch(m -> m instanceof Message.Error e && e.code().equals("BAD_ENCODING")),
+          got.toString());
+      assertEquals(1003, peer.closeStatus);
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
   private static BinaryWebSocketFrame binary(byte[] body) {
     return new BinaryWebSocketFrame(Framing.encode(Unpooled.buffer().alloc(), body));
   }

@@ -21,7 +21,7 @@ class WebSocketTransportTest {
   private static final Duration WAIT = Duration.ofSeconds(15);
 
   @Test
-  @org.junit.jupiter.api.DisplayName("a message split in fragments that add up to more than the maximum frame gets an ERROR, then a close")
+  @org.junit.jupiter.api.DisplayName("a message split in fragments that add up to more than the maximum frame gets an ERROR, then a close frame with status 1009")
   void anOversizeFragmentedMessageGetsAnError() {
     EntanglementNode b = TransportConformance.node("b");
     WebSocketServerTransport ws = WebSocketServerTransport.builder(b).maxFrameSize(1_000)
@@ -30,8 +30,11 @@ class WebSocketTransportTest {
         .route(r -> r.get("/sync", ws.handler())).bindNow(WAIT);
     try {
       java.util.List<dev.entanglement.protocol.Message> got = new java.util.concurrent.CopyOnWriteArrayList<>();
+      java.util.concurrent.atomic.AtomicReference<io.netty.handler.codec.http.websocketx.WebSocketCloseStatus>
+          closeStatus = new java.util.concurrent.atomic.AtomicReference<>();
       HttpClient.create().websocket().uri("ws://127.0.0.1:" + server.port() + "/sync")
           .handle((in, out) -> {
+            Mono<Void> closed = in.receiveCloseStatus().doOnNext(closeStatus::set).then();
             Mono<Void> answers = in.receiveFrames()
                 .filter(f -> f instanceof io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame)
                 .map(f -> io.netty.buffer.ByteBufUtil.getBytes(
@@ -46,11 +49,12 @@ class WebSocketTransportTest {
                     new io.netty.handler.codec.http.websocketx.ContinuationWebSocketFrame(
                         true, 0, io.netty.buffer.Unpooled.wrappedBuffer(new byte[800]))))
                 .then().subscribe(v -> {}, e -> {});
-            return answers;
+            return answers.and(closed);
           })
           .then().onErrorResume(e -> Mono.empty()).block(WAIT);
       assertTrue(got.stream().anyMatch(m -> m instanceof dev.entanglement.protocol.Message.Error e
           && e.code().equals("BAD_ENCODING")), got.toString());
+      assertEquals(1009, closeStatus.get() == null ? -1 : closeStatus.get().code());
     } finally {
       server.disposeNow(WAIT);
       b.close().block(WAIT);
