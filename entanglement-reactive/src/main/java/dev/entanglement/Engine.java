@@ -1027,16 +1027,16 @@ final class Engine {
       }
       d.queue.clear();
       // Queued again in the order they would have gone, at one priority: nothing merges into
-      // them from now on.
+      // them from now on. Straight into the queue: they are no new updates to count.
+      queued.add(new Outbound.Control(
+          new Message.GoAway(GOAWAY_SHUTDOWN, "node " + nodeId + " is closing")));
       for (Outbound o : queued) {
         if (o instanceof Outbound.Request) {
           discard(o);
         } else {
-          offer(d, new QueueKey(Lane.UNIQUE, new Object()), 0, o);
+          d.queue.offer(new QueueKey(Lane.UNIQUE, new Object()), 0, o, Engine::mergeOutbound);
         }
       }
-      offer(d, new QueueKey(Lane.UNIQUE, new Object()), 0, new Outbound.Control(
-          new Message.GoAway(GOAWAY_SHUTDOWN, "node " + nodeId + " is closing")));
       d.closeWhenFlushed = true;
     }
     d.goingAway = true;
