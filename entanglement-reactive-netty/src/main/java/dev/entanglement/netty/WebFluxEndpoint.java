@@ -233,7 +233,7 @@ public final class WebFluxEndpoint {
                   return Mono.<Void>empty();
                 }
                 Linger.arm(channel);
-                WebSocketFrames.closeSent(channel); // no frame of a run still being written follows it
+                WebSocketFrames.markCloseSent(channel); // no frame of a run still being written follows it
                 return session.close(closeStatus);
               })
               .subscribeOn(Schedulers.fromExecutor(channel.eventLoop()))

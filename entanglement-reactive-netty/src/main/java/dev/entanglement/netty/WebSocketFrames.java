@@ -31,7 +31,7 @@ import reactor.netty.http.websocket.WebsocketOutbound;
  * (a browser among them) sees a clean close with a status, not an abnormal one (1006): after the
  * engine's last frame (an ERROR or a GOAWAY) 1000; after a refused message 1003 (text), 1009 (too
  * long) or 1002 (any other refusal). The close frame is the last frame on the connection: once it
- * is written the channel is marked ({@link #closeSent}), and no binary message is written after
+ * is written the channel is marked ({@link #markCloseSent}), and no binary message is written after
  * it. Then the output is shut ({@link GracefulClose}), and the connection closes when the peer
  * closes its side or after the linger.
  */
@@ -76,7 +76,7 @@ final class WebSocketFrames {
    * Marks {@code ch}'s close frame as sent: from now on {@link #writeRun} writes nothing. For a
    * close frame written by another layer (the WebFlux session's close).
    */
-  static void closeSent(Channel ch) {
+  static void markCloseSent(Channel ch) {
     ch.attr(CLOSE_SENT).set(Boolean.TRUE);
   }
 
