@@ -1008,9 +1008,9 @@ final class Engine {
   /**
    * Ends {@code d} for a closing node: what is queued for it goes out, then a GOAWAY as its last
    * frame, then the transport closes the link (Link's contract for completed frames); a link that
-   * has not taken its last frame within {@link #CLOSE_GRACE} is closed. Requests queued toward an owner fail with {@code NOT_CONNECTED} (their
-   * answer could not come back), and nothing offered from now on is queued. A link that has sent
-   * nothing yet, not even its HELLO, is closed at once.
+   * has not taken its last frame within {@link #CLOSE_GRACE} is closed. Requests queued toward an
+   * owner fail with {@code NOT_CONNECTED} (their answer could not come back), and nothing offered
+   * from now on is queued. A link that has sent nothing yet, not even its HELLO, is closed at once.
    */
   private void goAway(Destination d) {
     if (d.closed) {
