@@ -1,7 +1,7 @@
 package dev.entanglement.internal;
 
 import java.util.ArrayList;
-import java.util.HashMap;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.BinaryOperator;
 import org.jspecify.annotations.Nullable;
 
@@ -19,29 +19,42 @@ import org.jspecify.annotations.Nullable;
  *   <li>if a merge lowers the priority, the entry moves to the tail of the lower bucket.
  * </ul>
  *
- * <p>Layout: one hash index from key to node, and per priority an intrusive doubly linked list of
+ * <p>Layout: an index of the pending nodes, and per priority an intrusive doubly linked list of
  * nodes; buckets are kept in a small list sorted by priority (types use few distinct priorities).
- * An offer costs one hash lookup (plus an insertion for a new key), a poll one removal.
+ * The index is an open-addressing table of node references with linear probing, at most half
+ * full, each node keeping its key's mixed hash. An offer hashes its key once and probes once: a new
+ * key goes into the empty entry that ended the probe, with no second lookup and no map entry
+ * besides its node. A poll finds its node's entry by reference from the node's hash, so it neither
+ * hashes nor compares keys, and closes the gap by shifting the entries of its run back (no
+ * tombstones). A {@code HashMap} index hashed twice per new key and once more per poll, and its
+ * lookups and removals were about 8 % of a sending engine's time in B2; it also took a map entry
+ * of 32 bytes per pending key besides the node. Hashes are mixed with a per-queue random seed, so
+ * a peer cannot aim keys at neighbouring entries; keys of one hash code still share one run, as
+ * they share one bin of a {@code HashMap}, whose bins of keys that are not comparable (as the
+ * engine's are not) are searched one by one.
  *
- * <p>Memory follows the backlog: a {@link HashMap} keeps its table at the largest size it reached,
- * so {@link #trim}, called now and then by the owner, rebuilds the index at the present size once
- * the keys pending fell to an eighth of their peak and that peak was above {@link #RETAINED_INDEX}
- * keys (a copy of what is left, paid for by the removals since the peak). A link that once fell
- * 100,000 objects behind then does not hold a table of 262,144 references for the rest of its life.
- * Not on every poll: a link that falls behind again and again would regrow its table each time.
+ * <p>Memory follows the backlog: the index grows by doubling and is not shrunk as it empties, so
+ * {@link #trim}, called now and then by the owner, rebuilds it at the present size once the keys
+ * pending fell to an eighth of their peak and that peak was above {@link #RETAINED_INDEX} keys (a
+ * copy of what is left, paid for by the removals since the peak). A link that once fell 100,000
+ * objects behind then does not hold an index of 262,144 references for the rest of its life. Not
+ * on every poll: a link that falls behind again and again would regrow its index each time.
  *
  * <p>Not thread-safe: confined to its owner's serial executor.
  */
 public final class CoalescingQueue<K, E> {
   private static final class Node<K, E> {
     final K key;
+    /** The key's hash mixed with the queue's seed: where its probe starts. */
+    final int hash;
     E entry;
     Bucket<K, E> bucket;
     @Nullable Node<K, E> prev;
     @Nullable Node<K, E> next;
 
-    Node(K key, E entry, Bucket<K, E> bucket) {
+    Node(K key, int hash, E entry, Bucket<K, E> bucket) {
       this.key = key;
+      this.hash = hash;
       this.entry = entry;
       this.bucket = bucket;
     }
@@ -86,18 +99,26 @@ public final class CoalescingQueue<K, E> {
 
   /**
    * Keys pending at a peak above which the index is rebuilt once the queue shrinks to an eighth of
-   * it: 4,096. Below it the table (at most 8,192 references) is kept, as it would be refilled.
+   * it: 4,096. Below it the index (at most 8,192 references) is kept, as it would be refilled.
    */
   public static final int RETAINED_INDEX = 4_096;
 
+  /** The smallest index: 16 entries, room for 8 keys. */
+  private static final int MIN_INDEX = 16;
+
   private final int retainedIndex;
-  private HashMap<K, Node<K, E>> index = new HashMap<>();
+  private final int seed = ThreadLocalRandom.current().nextInt();
   /**
-   * Keys pending, as {@code index.size()}, kept apart from the index so that a reader on another
-   * thread (statistics) never reads a rebuilt index before it is filled.
+   * Pending nodes by their hash, a power of two in length, at most half full; every node is found
+   * by probing from its hash's entry without crossing an empty one.
+   */
+  private @Nullable Node<K, E>[] index = newIndex(MIN_INDEX);
+  /**
+   * Keys pending, the nodes in the index, kept apart from it so that a reader on another thread
+   * (statistics) reads one field.
    */
   private int pending;
-  /** The most keys pending since the index was created or rebuilt. */
+  /** The most keys pending since the queue was created, cleared or trimmed. */
   private int peak;
   private int indexRebuilds;
   /** Buckets sorted by ascending priority; empty buckets are kept for reuse. */
@@ -122,17 +143,22 @@ public final class CoalescingQueue<K, E> {
    */
   public boolean offer(K key, int priority, E entry, BinaryOperator<E> merge) {
     offered++;
-    Node<K, E> n = index.get(key);
-    if (n == null) {
+    int h = mix(key.hashCode());
+    int at = find(key, h);
+    if (at < 0) {
       Bucket<K, E> b = bucket(priority);
-      n = new Node<>(key, entry, b);
+      Node<K, E> n = new Node<>(key, h, entry, b);
       b.append(n);
-      index.put(key, n);
+      index[~at] = n;
       pending++;
       peak = Math.max(peak, pending);
+      if (pending > index.length >>> 1) {
+        rebuild(index.length << 1);
+      }
       return false;
     }
     coalesced++;
+    Node<K, E> n = index[at];
     n.entry = merge.apply(n.entry, entry);
     if (priority < n.bucket.priority) {
       n.bucket.unlink(n);
@@ -148,7 +174,7 @@ public final class CoalescingQueue<K, E> {
       Node<K, E> head = b.head;
       if (head != null) {
         b.unlink(head);
-        index.remove(head.key);
+        removeFromIndex(head);
         pending--;
         return head.entry;
       }
@@ -158,8 +184,8 @@ public final class CoalescingQueue<K, E> {
 
   /** The pending entry for {@code key}, or {@code null}. */
   public @Nullable E peek(K key) {
-    Node<K, E> n = index.get(key);
-    return n == null ? null : n.entry;
+    int at = find(key, mix(key.hashCode()));
+    return at < 0 ? null : index[at].entry;
   }
 
   /** Keys pending. Read from another thread, it may be stale: a benign race for statistics. */
@@ -172,7 +198,7 @@ public final class CoalescingQueue<K, E> {
   }
 
   public void clear() {
-    index = new HashMap<>(); // clear() would keep the table at its largest
+    index = newIndex(MIN_INDEX); // clearing in place would keep the index at its largest
     pending = 0;
     peak = 0;
     buckets.clear();
@@ -190,11 +216,12 @@ public final class CoalescingQueue<K, E> {
 
   /**
    * Rebuilds the index at the present size if the keys pending fell to an eighth of a peak above
-   * {@link #RETAINED_INDEX} since the index was built (see the class notes); otherwise does nothing.
+   * {@link #RETAINED_INDEX} since the index was last trimmed (see the class notes); otherwise does
+   * nothing.
    */
   public void trim() {
     if (peak > retainedIndex && pending <= peak >>> 3) {
-      index = new HashMap<>(index);
+      rebuild(Math.max(MIN_INDEX, Integer.highestOneBit(Math.max(1, pending)) << 2));
       peak = pending;
       indexRebuilds++;
     }
@@ -203,6 +230,74 @@ public final class CoalescingQueue<K, E> {
   /** Times {@link #trim} rebuilt the index. */
   public int indexRebuilds() {
     return indexRebuilds;
+  }
+
+  private int mix(int hashCode) {
+    int h = (hashCode ^ seed) * 0x9E3779B9;
+    return h ^ (h >>> 16);
+  }
+
+  /** The entry of {@code key}'s node, or the complement of the empty entry that ended its probe. */
+  private int find(K key, int h) {
+    @Nullable Node<K, E>[] ix = index;
+    int mask = ix.length - 1;
+    for (int i = h & mask; ; i = (i + 1) & mask) {
+      Node<K, E> n = ix[i];
+      if (n == null) {
+        return ~i;
+      }
+      if (n.hash == h && (n.key == key || n.key.equals(key))) {
+        return i;
+      }
+    }
+  }
+
+  /**
+   * Empties the entry of {@code node} and moves back each later node of its run whose probe starts
+   * at or before the emptied entry, so that every node stays reachable from its hash's entry.
+   */
+  private void removeFromIndex(Node<K, E> node) {
+    @Nullable Node<K, E>[] ix = index;
+    int mask = ix.length - 1;
+    int gap = node.hash & mask;
+    while (ix[gap] != node) {
+      gap = (gap + 1) & mask;
+    }
+    for (int i = (gap + 1) & mask; ; i = (i + 1) & mask) {
+      Node<K, E> n = ix[i];
+      if (n == null) {
+        break;
+      }
+      // n may fill the gap unless its home lies cyclically in (gap, i]: it would then be found
+      // only by crossing the gap, now empty.
+      int home = n.hash & mask;
+      if (((i - home) & mask) >= ((i - gap) & mask)) {
+        ix[gap] = n;
+        gap = i;
+      }
+    }
+    ix[gap] = null;
+  }
+
+  private void rebuild(int length) {
+    @Nullable Node<K, E>[] old = index;
+    @Nullable Node<K, E>[] ix = newIndex(length);
+    int mask = length - 1;
+    for (Node<K, E> n : old) {
+      if (n != null) {
+        int i = n.hash & mask;
+        while (ix[i] != null) {
+          i = (i + 1) & mask;
+        }
+        ix[i] = n;
+      }
+    }
+    index = ix;
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <K, E> @Nullable Node<K, E>[] newIndex(int length) {
+    return (Node<K, E>[]) new Node<?, ?>[length];
   }
 
   private Bucket<K, E> bucket(int priority) {
