@@ -809,6 +809,40 @@ class TcpTransportTest {
   }
 
   @Test
+  @DisplayName("a winning dial that waits for the peer's HELLO ends its wait when the node closes, instead of holding the connection for the whole wait")
+  void aDialWaitingForHelloEndsWhenTheNodeCloses() throws InterruptedException {
+    TestPki.Identity[] ids = lowAndHigh();
+    EntanglementNode low = node("low");
+    DisposableServer lowServer = serve(low, ids[0], ids[1].fingerprint());
+    // The peer dialled low, and low accepted it: low's own dial, which wins, must wait for the
+    // peer's HELLO before it replaces that connection. The peer never says HELLO on either.
+    Connection peersDial = TcpClient.create().host("localhost").port(lowServer.port())
+        .secure(spec -> spec.sslContext(ids[1].tls().clientContext()))
+        .connectNow(WAIT);
+    cleanup.add(peersDial);
+    TransportConformance.awaitTrue(() -> low.isConnected(ids[1].fingerprint()), "low accepted the peer's dial");
+    java.util.concurrent.CountDownLatch dialArrived = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch dialEnded = new java.util.concurrent.CountDownLatch(1);
+    DisposableServer silentPeer = reactor.netty.tcp.TcpServer.create().host("127.0.0.1").port(0)
+        .secure(spec -> spec.sslContext(ids[1].tls().serverContext()))
+        .doOnConnection(c -> {
+          dialArrived.countDown();
+          c.onDispose(dialEnded::countDown);
+        })
+        .handle((in, out) -> in.receive().then())
+        .bindNow(WAIT);
+    cleanup.add(silentPeer);
+    cleanup.add(TcpClientTransport.builder(low).remote("localhost", silentPeer.port())
+        .expect(ids[1].fingerprint()).tls(ids[0].tls()).build().maintain());
+    assertTrue(dialArrived.await(WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS));
+    low.close().block(WAIT);
+    // The close itself waits at most 2 s for links; the wait it must end lasts 10 s.
+    assertTrue(
+        dialEnded.await(TcpClientTransport.HELLO_WAIT.toMillis() / 2, java.util.concurrent.TimeUnit.MILLISECONDS),
+        "the dial waiting for HELLO was closed with the node");
+  }
+
+  @Test
   @DisplayName("bad input never reaches Reactor's global error hooks")
   void badInputStaysOffGlobalHooks() {
     java.util.List<Throwable> dropped = new java.util.concurrent.CopyOnWriteArrayList<>();
