@@ -15,7 +15,11 @@ import tools.jackson.databind.node.ObjectNode;
  * A node's session with one neighbour, over one {@link Link}.
  *
  * <p>State machine: {@code OPEN} (attached, HELLO not yet received) → {@code READY} (HELLO
- * received; routes known) → {@code CLOSED} (link closed; terminal). All fields are confined to the
+ * received; routes known) → {@code CLOSED} (link closed; terminal). Before it closes, a link may
+ * be ending: {@code FLUSHING} ({@link #closeWhenFlushed}: after an ERROR, or with {@link
+ * #goingAway} for the node's close: what is queued is sent, then the frames are completed) or
+ * {@code PEER_LEAVING} ({@link #peerLeaving}: the peer said GOAWAY; nothing is sent, and the link
+ * waits for the peer to end it). Both are bounded by a grace timer. All fields are confined to the
  * engine's serial executor.
  *
  * <p>Invariants:
@@ -153,6 +157,11 @@ final class Destination {
   boolean closeWhenFlushed;
   /** The node is closing: the link's last frame, a GOAWAY, is queued, and nothing more will be. */
   boolean goingAway;
+  /**
+   * The peer said GOAWAY: nothing more is sent on the link, which waits for the peer to end it (at
+   * most {@code Engine.CLOSE_GRACE}).
+   */
+  boolean peerLeaving;
   /** The transport's frames are completed: it closes the link once it has delivered them. */
   boolean framesCompleted;
   long nextRequestId = 1;

@@ -222,6 +222,7 @@ final class Engine {
   /**
    * How long a closing node lets each link flush what was queued for it and its GOAWAY: 1 s. A
    * link still open then (a peer that reads nothing, a slow link under a bandwidth cap) is closed.
+   * Also how long a link whose peer said GOAWAY waits for the peer to end it.
    */
   static final Duration CLOSE_GRACE = Duration.ofSeconds(1);
   /** The code of the GOAWAY a closing node sends on each link. */
@@ -1010,13 +1011,14 @@ final class Engine {
    * frame, then the transport closes the link (Link's contract for completed frames); a link that
    * has not taken its last frame within {@link #CLOSE_GRACE} is closed. Requests queued toward an
    * owner fail with {@code NOT_CONNECTED} (their answer could not come back), and nothing offered
-   * from now on is queued. A link that has sent nothing yet, not even its HELLO, is closed at once.
+   * from now on is queued. A link that has sent nothing yet, not even its HELLO, or whose peer said
+   * GOAWAY ({@link #peerLeaving}), is closed at once.
    */
   private void goAway(Destination d) {
     if (d.closed) {
       return;
     }
-    if (d.framesSent == 0) {
+    if (d.framesSent == 0 || d.peerLeaving) { // nothing said, or nothing more to say
       d.link.dispose();
       return;
     }
@@ -2080,7 +2082,7 @@ final class Engine {
   }
 
   private void drainFrames(Destination d) {
-    while (d.demand > 0 && d.byteDemand > 0 && d.out != null && !d.closed) {
+    while (d.demand > 0 && d.byteDemand > 0 && d.out != null && !d.closed && !d.peerLeaving) {
       Outbound o = d.queue.poll();
       if (o == null && d.catchUpAnswered && (d.offered == null
           || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
@@ -2644,7 +2646,29 @@ final class Engine {
       }
     } else if (m instanceof Message.GoAway g) {
       log.info("node {}: {} is going away: {} {}", nodeId, d.peer, g.code(), g.message());
-      d.link.dispose();
+      peerLeaving(d);
+    }
+  }
+
+  /**
+   * The peer said GOAWAY, its last frame: nothing more is sent to it, and the link waits for the
+   * peer to end it, as it does right after that frame (its end of stream, or its WebSocket close
+   * frame, which the transport answers before it closes the connection). Cutting the link at once
+   * would deny the peer that answer. What is queued stays until the link is detached, which fails
+   * queued requests over to another neighbour. A peer that does not end the link within {@link
+   * #CLOSE_GRACE} has it closed.
+   */
+  private void peerLeaving(Destination d) {
+    if (d.peerLeaving || d.closed) {
+      return;
+    }
+    d.peerLeaving = true;
+    try {
+      d.timers.add(
+          scheduler.schedule(
+              () -> serial.execute(d.link::dispose), CLOSE_GRACE.toNanos(), TimeUnit.NANOSECONDS));
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      d.link.dispose(); // no scheduler left to bound the wait
     }
   }
 

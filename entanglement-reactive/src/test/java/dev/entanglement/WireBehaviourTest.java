@@ -1008,20 +1008,47 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("a GOAWAY from a peer closes its link at once")
-  void aGoAwayClosesTheLink() {
+  @DisplayName("after a peer's GOAWAY nothing more is sent to it, and the link closes when the peer ends it")
+  void aGoAwayEndsSendingAndThePeersEndClosesTheLink() {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
-      RawPeer x = new RawPeer(mesh, "a", "x");
-      x.send(hello("x", "owner-x"));
-      x.send(new Message.CatchUp(List.of()));
+      RawPeer x = peerThatSaysGoAway(mesh);
+      int received = x.received.size();
+      a.publish(new Cursor("k1", 1, 0)).block();
       mesh.settle();
-      assertTrue(a.isConnected(PeerId.of("x")));
-      x.send(new Message.GoAway("SHUTDOWN", "node x is closing"));
+      assertFalse(x.closed, "the link waits for the peer to end it");
+      assertEquals(received, x.received.size(), "nothing is sent after the peer's GOAWAY");
+      x.out.tryEmitComplete();
       mesh.settle();
       assertTrue(x.closed);
       assertFalse(a.isConnected(PeerId.of("x")));
     }
+  }
+
+  @Test
+  @DisplayName("a peer that says GOAWAY and does not end its link has it closed after the grace")
+  void aPeerThatSaysGoAwayAndStaysIsClosedAfterTheGrace() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer x = peerThatSaysGoAway(mesh);
+      mesh.advance(Engine.CLOSE_GRACE.minusMillis(1));
+      assertFalse(x.closed);
+      mesh.advance(Duration.ofMillis(1));
+      assertTrue(x.closed, "closed after the grace");
+      assertFalse(a.isConnected(PeerId.of("x")));
+    }
+  }
+
+  /** A raw peer "x" of node "a" that says HELLO and CATCH_UP, then GOAWAY; settled. */
+  private static RawPeer peerThatSaysGoAway(TestMesh mesh) {
+    RawPeer x = new RawPeer(mesh, "a", "x");
+    x.send(hello("x", "owner-x"));
+    x.send(new Message.CatchUp(List.of()));
+    mesh.settle();
+    assertTrue(mesh.get("a").isConnected(PeerId.of("x")));
+    x.send(new Message.GoAway("SHUTDOWN", "node x is closing"));
+    mesh.settle();
+    return x;
   }
 
   @ParameterizedTest

@@ -120,6 +120,22 @@ class WebSocketTransportTest {
   @Test
   @org.junit.jupiter.api.DisplayName("a text message gets an ERROR, then a close frame with status 1003, and no frame of the states being sent follows the close frame")
   void aTextMessageGetsAnErrorThenACloseFrame() throws java.io.IOException {
+    ClosedWhileSending closed =
+        sendWhileStatesAreSent(0x1, "hello".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    assertTrue(closed.got().stream().anyMatch(m -> m instanceof Message.Error e && e.code().equals("BAD_ENCODING")),
+        "an ERROR before the close frame");
+    assertEquals(1003, closed.status());
+    assertTrue(closed.endOfStream(), "nothing follows the close frame");
+  }
+
+  /** What a raw peer read up to the node's close frame, the frame's status, and whether the stream then ended. */
+  private record ClosedWhileSending(java.util.List<Message> got, int status, boolean endOfStream) {}
+
+  /**
+   * Has a raw peer that holds nothing catch up on 2,000 states and send the message {@code opcode,
+   * payload} while the node's writer is still at it; then reads up to the node's close frame.
+   */
+  private static ClosedWhileSending sendWhileStatesAreSent(int opcode, byte[] payload) throws java.io.IOException {
     EntanglementNode b = TransportConformance.node("b");
     for (int i = 0; i < 2_000; i++) {
       b.publish(TransportConformance.CURSOR, new TransportConformance.Cursor("k" + i, i, i)).block(WAIT);
@@ -127,18 +143,55 @@ class WebSocketTransportTest {
     DisposableServer server = serveAcceptingRaw(b);
     try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(server.port(), "/sync", 16 * 1024)) {
       peer.send(Raw.hello("raw"));
-      // Holding nothing: every state is sent, and the writer is still at it when the refusal comes.
       peer.send(Raw.CODEC.encode(new Message.CatchUp(java.util.List.of())));
-      peer.sendMessage(0x1, "hello".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      peer.sendMessage(opcode, payload);
       java.util.List<Message> got = peer.receiveUntilClose();
-      assertTrue(got.stream().anyMatch(m -> m instanceof Message.Error e && e.code().equals("BAD_ENCODING")),
-          "an ERROR before the close frame");
-      assertEquals(1003, peer.closeStatus);
-      assertTrue(peer.endOfStream(), "nothing follows the close frame");
+      return new ClosedWhileSending(got, peer.closeStatus, peer.endOfStream());
     } finally {
       server.disposeNow(WAIT);
       b.close().block(WAIT);
     }
+  }
+
+  @Test
+  @org.junit.jupiter.api.DisplayName("a node whose peer says GOAWAY and then closes answers the peer's close frame (1000), instead of cutting the connection")
+  void aNodeAnswersTheCloseFrameThatFollowsAGoAway() {
+    EntanglementNode a = TransportConformance.node("a");
+    reactor.core.publisher.Sinks.One<Integer> answer = reactor.core.publisher.Sinks.one();
+    // A peer that says HELLO, waits for the node's, then says GOAWAY and sends its close frame as a
+    // plain frame (Reactor Netty's sendClose would close the connection without reading the answer).
+    DisposableServer peer = HttpServer.create().host("127.0.0.1").port(0)
+        .route(r -> r.ws("/sync", (in, out) -> {
+          in.receiveCloseStatus().subscribe(
+              s -> answer.tryEmitValue(s.code()), e -> answer.tryEmitEmpty(), answer::tryEmitEmpty);
+          reactor.core.publisher.Sinks.Empty<Void> heard = reactor.core.publisher.Sinks.empty();
+          in.receiveFrames().subscribe(f -> heard.tryEmitEmpty()); // reads on: a cancel would close
+          reactor.core.publisher.Flux<Object> frames = reactor.core.publisher.Flux.concat(
+              reactor.core.publisher.Flux.just(Raw.hello("raw"), Raw.CODEC.encode(new Message.CatchUp(java.util.List.of()))),
+              heard.asMono().thenMany(reactor.core.publisher.Flux.just(
+                  Raw.CODEC.encode(new Message.GoAway("SHUTDOWN", "raw is closing")), new byte[0])))
+              .map(b -> b.length == 0
+                  ? new io.netty.handler.codec.http.websocketx.CloseWebSocketFrame(1000, "bye")
+                  : new io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame(Framing.encode(out.alloc(), b)));
+          return out.sendObject(frames).then(Mono.never());
+        }))
+        .bindNow(WAIT);
+    try {
+      WebSocketClientTransport.builder(a).uri("ws://127.0.0.1:" + peer.port() + "/sync")
+          .expect(PeerId.of("raw")).build().connectAndAttach().subscribe(v -> {}, e -> {});
+      assertEquals(1000, answer.asMono().block(WAIT), "the node answered the close frame");
+    } finally {
+      peer.disposeNow(WAIT);
+      a.close().block(WAIT);
+    }
+  }
+
+  @Test
+  @org.junit.jupiter.api.DisplayName("a peer that closes first gets the answer to its close frame as the last frame, while states are being sent")
+  void aPeersCloseFrameIsAnsweredAndNothingFollowsTheAnswer() throws java.io.IOException {
+    ClosedWhileSending closed = sendWhileStatesAreSent(0x8, new byte[] {0x03, (byte) 0xe9}); // 1001
+    assertEquals(1001, closed.status(), "Reactor Netty answers with the peer's status");
+    assertTrue(closed.endOfStream(), "nothing follows the answer");
   }
 
   /** A Reactor Netty server mounting {@code b} at /sync, accepting every upgrade as the peer "raw". */
