@@ -19,8 +19,10 @@ import tools.jackson.databind.node.ObjectNode;
  * be ending: {@code FLUSHING} ({@link #closeWhenFlushed}: after an ERROR, or with {@link
  * #goingAway} for the node's close: what is queued is sent, then the frames are completed) or
  * {@code PEER_LEAVING} ({@link #peerLeaving}: the peer said GOAWAY; nothing is sent, and the link
- * waits for the peer to end it). Both are bounded by a grace timer. All fields are confined to the
- * engine's serial executor.
+ * waits for the peer to end it). A grace timer bounds {@code PEER_LEAVING}, and {@code FLUSHING}
+ * for the node's close; a flush after an ERROR is bounded only while the transport has not asked
+ * for frames, and then by the keepalive's silence check. All fields are confined to the engine's
+ * serial executor.
  *
  * <p>Invariants:
  *

@@ -1039,6 +1039,20 @@ class WireBehaviourTest {
     }
   }
 
+  @Test
+  @DisplayName("a node that closes while a peer is leaving closes that link at once, without waiting for the grace")
+  void closingWhileAPeerIsLeavingClosesItsLinkAtOnce() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer x = peerThatSaysGoAway(mesh);
+      java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+      a.close().subscribe(null, e -> {}, () -> closed.set(true));
+      mesh.settle();
+      assertTrue(x.closed);
+      assertTrue(closed.get(), "close() did not wait for the leaving peer");
+    }
+  }
+
   /** A raw peer "x" of node "a" that says HELLO and CATCH_UP, then GOAWAY; settled. */
   private static RawPeer peerThatSaysGoAway(TestMesh mesh) {
     RawPeer x = new RawPeer(mesh, "a", "x");

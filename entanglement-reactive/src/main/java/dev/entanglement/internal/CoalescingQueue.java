@@ -29,9 +29,11 @@ import org.jspecify.annotations.Nullable;
  * tombstones). A {@code HashMap} index hashed twice per new key and once more per poll, and its
  * lookups and removals were about 8 % of a sending engine's time in B2; it also took a map entry
  * of 32 bytes per pending key besides the node. Hashes are mixed with a per-queue random seed, so
- * a peer cannot aim keys at neighbouring entries; keys of one hash code still share one run, as
- * they share one bin of a {@code HashMap}, whose bins of keys that are not comparable (as the
- * engine's are not) are searched one by one.
+ * a peer cannot choose keys whose entries lie side by side, except keys of one hash code (or of
+ * hash codes that differ only in bits above the index's reach), which share a home entry whatever
+ * the seed. Such keys are searched one by one, as in a bin of a {@code HashMap} (whose bins of keys
+ * that are not comparable, as the engine's are not, are searched so), and here their run also
+ * slows the other keys whose home lies inside it.
  *
  * <p>Memory follows the backlog: the index grows by doubling and is not shrunk as it empties, so
  * {@link #trim}, called now and then by the owner, rebuilds it at the present size once the keys
@@ -107,7 +109,7 @@ public final class CoalescingQueue<K, E> {
   private static final int MIN_INDEX = 16;
 
   private final int retainedIndex;
-  private final int seed = ThreadLocalRandom.current().nextInt();
+  private final int seed;
   /**
    * Pending nodes by their hash, a power of two in length, at most half full; every node is found
    * by probing from its hash's entry without crossing an empty one.
@@ -127,12 +129,16 @@ public final class CoalescingQueue<K, E> {
   private long coalesced;
 
   public CoalescingQueue() {
-    this(RETAINED_INDEX);
+    this(RETAINED_INDEX, ThreadLocalRandom.current().nextInt());
   }
 
-  /** A queue whose index is rebuilt above {@code retainedIndex} keys at its peak; for tests. */
-  CoalescingQueue(int retainedIndex) {
+  /**
+   * A queue whose index is rebuilt above {@code retainedIndex} keys at its peak, and whose hashes
+   * are mixed with {@code seed}; for tests, which choose both to be reproducible.
+   */
+  CoalescingQueue(int retainedIndex, int seed) {
     this.retainedIndex = retainedIndex;
+    this.seed = seed;
   }
 
   /**
@@ -230,6 +236,11 @@ public final class CoalescingQueue<K, E> {
   /** Times {@link #trim} rebuilt the index. */
   public int indexRebuilds() {
     return indexRebuilds;
+  }
+
+  /** Entries in the index, at least twice the keys pending; for tests. */
+  int indexLength() {
+    return index.length;
   }
 
   private int mix(int hashCode) {

@@ -184,7 +184,7 @@ class CoalescingQueueTest {
 
   @Test
   void trimRebuildsTheIndexOnlyOnceABacklogHasDrainedToAnEighth() {
-    CoalescingQueue<String, String> q = new CoalescingQueue<>(16);
+    CoalescingQueue<String, String> q = new CoalescingQueue<>(16, 1);
     for (int i = 0; i < 100; i++) {
       q.offer("k" + i, i % 2, "k" + i, LATEST);
     }
@@ -205,6 +205,7 @@ class CoalescingQueueTest {
     assertEquals(expected.get(87), q.poll());
     q.trim();
     assertEquals(1, q.indexRebuilds(), "12 keys left: rebuilt");
+    assertTrue(q.indexLength() >= 2 * q.size(), "at most half full: " + q.indexLength());
     q.trim();
     assertEquals(1, q.indexRebuilds(), "the rebuilt index's peak is what it holds");
 
@@ -221,7 +222,7 @@ class CoalescingQueueTest {
 
   @Test
   void trimKeepsAnIndexThatNeverPassedTheBound() {
-    CoalescingQueue<String, String> q = new CoalescingQueue<>(16);
+    CoalescingQueue<String, String> q = new CoalescingQueue<>(16, 1);
     for (int round = 0; round < 3; round++) {
       for (int i = 0; i < 16; i++) {
         q.offer("k" + i, 0, "k" + i, LATEST);
@@ -345,9 +346,9 @@ class CoalescingQueueTest {
   private static void runAgainstModel(long seed, IntUnaryOperator hashOf) {
     Random rnd = new Random(seed);
     // A small bound, so that trims rebuild the index in the middle of the run.
-    CoalescingQueue<Key, String> q = new CoalescingQueue<>(4);
+    CoalescingQueue<Key, String> q = new CoalescingQueue<>(4, rnd.nextInt());
     Model m = new Model();
-    int keys = 8 + rnd.nextInt(48);
+    int keys = 8 + rnd.nextInt(192);
     int priorities = 1 + rnd.nextInt(6);
     for (int step = 0; step < 3_000; step++) {
       String ctx = "seed " + seed + " step " + step;
@@ -379,6 +380,7 @@ class CoalescingQueueTest {
         }
       }
       assertEquals(m.size(), q.size(), ctx + ": size");
+      assertTrue(q.indexLength() >= 2 * q.size(), ctx + ": the index is at most half full");
       assertEquals(m.size() == 0, q.isEmpty(), ctx + ": isEmpty");
       assertEquals(m.offered, q.offered(), ctx + ": offered");
       assertEquals(m.coalesced, q.coalesced(), ctx + ": coalesced");
