@@ -112,9 +112,10 @@ class FrameDecoderFuzzTest {
     for (long i = Math.max(0, only); i < (only >= 0 ? only + 1 : n) && failures.size() < 10; i++) {
       Random r = new Random(seed * 31 + i);
       Kind kind = Kind.values()[r.nextInt(Kind.values().length)];
-      byte[] stream = concat(frame(hello(), 0), caseFrame(r, kind), frame(CODEC.encode(new Message.Ping(i)), 0));
+      byte[] sent = caseFrame(r, kind);
+      byte[] stream = concat(frame(hello(), 0), sent, frame(CODEC.encode(new Message.Ping(i)), 0));
       Outcome o = overTcp(split(r, stream), i, kind == Kind.LONG_LENGTH || kind == Kind.SHORT_LENGTH || kind == Kind.GARBAGE);
-      String problem = judge(kind, o, i);
+      String problem = judge(kind, o, i, saysGoAway(sent));
       if (problem != null) {
         failures.add("tcp seed=" + seed + ", case=" + i + " " + kind + ": " + problem
             + "\n  stream " + java.util.HexFormat.of().formatHex(stream, 0, Math.min(stream.length, 160)));
@@ -143,7 +144,7 @@ class FrameDecoderFuzzTest {
       Outcome o = overWebSocket(r, message, text, i);
       // On WebSocket a message is one frame: a length that disagrees with it is refused at once.
       Kind expect = kind == Kind.LONG_LENGTH || kind == Kind.SHORT_LENGTH || text ? Kind.OVERSIZE : kind;
-      String problem = judge(expect, o, i);
+      String problem = judge(expect, o, i, !text && saysGoAway(message));
       if (problem != null) {
         failures.add("ws seed=" + seed + ", case=" + i + " " + kind + (text ? " (text)" : "") + ": " + problem);
       }
@@ -177,7 +178,25 @@ class FrameDecoderFuzzTest {
   /** What came back on one connection. */
   record Outcome(List<Message> answers, boolean closed, boolean abandoned, String client) {}
 
-  private static String judge(Kind kind, Outcome o, long nonce) {
+  /**
+   * Whether {@code frame}, header included, is a whole frame whose body is a GOAWAY: the node then
+   * answers nothing more, and the connection closes without an ERROR (PROTOCOL.md §3 item 5).
+   */
+  private static boolean saysGoAway(byte[] frame) {
+    if (frame.length < Framing.HEADER_BYTES
+        || java.nio.ByteBuffer.wrap(frame).getInt() != frame.length - Framing.HEADER_BYTES) {
+      return false;
+    }
+    try {
+      return CODEC.decode(java.util.Arrays.copyOfRange(frame, Framing.HEADER_BYTES, frame.length))
+          instanceof Message.GoAway;
+    } catch (RuntimeException e) {
+      return false;
+    }
+  }
+
+  /** Null if the outcome is what {@code kind} calls for; {@code saidGoAway}: the client's frame was a GOAWAY. */
+  private static String judge(Kind kind, Outcome o, long nonce, boolean saidGoAway) {
     boolean ponged = o.answers.stream().anyMatch(m -> m instanceof Message.Pong p && p.nonce() == nonce);
     int firstError = -1;
     for (int k = 0; k < o.answers.size(); k++) {
@@ -199,7 +218,8 @@ class FrameDecoderFuzzTest {
         if (o.abandoned || ponged) {
           return null;
         }
-        if (o.closed && (firstError >= 0 || o.answers.stream().anyMatch(m -> m instanceof Message.GoAway))) {
+        if (o.closed && (firstError >= 0 || saidGoAway
+            || o.answers.stream().anyMatch(m -> m instanceof Message.GoAway))) {
           return null;
         }
         return o.closed ? "closed without an ERROR: " + o : "neither answered nor closed: " + o;
