@@ -1042,23 +1042,32 @@ final class Engine {
       d.closeWhenFlushed = true;
     }
     d.goingAway = true;
+    // Frames completed, the transport is closing the link its own way (a stream lingers for the
+    // peer's end of stream, so that no reset discards the last frames): not cut.
+    if (closeAfterGrace(d, () -> {
+      if (!d.framesCompleted) {
+        d.link.dispose();
+      }
+    })) {
+      drain(d);
+    }
+  }
+
+  /**
+   * Runs {@code expire} on the engine after {@link #CLOSE_GRACE}, unless {@code d} is detached
+   * first (its timers are disposed then). Returns false, having closed the link, if no scheduler is
+   * left to bound the wait.
+   */
+  private boolean closeAfterGrace(Destination d, Runnable expire) {
     try {
       d.timers.add(
           scheduler.schedule(
-              // Frames completed, the transport is closing the link its own way (a stream lingers
-              // for the peer's end of stream, so that no reset discards the last frames): not cut.
-              () -> serial.execute(() -> {
-                if (!d.framesCompleted) {
-                  d.link.dispose();
-                }
-              }),
-              CLOSE_GRACE.toNanos(),
-              TimeUnit.NANOSECONDS));
+              () -> serial.execute(expire), CLOSE_GRACE.toNanos(), TimeUnit.NANOSECONDS));
+      return true;
     } catch (java.util.concurrent.RejectedExecutionException e) {
-      d.link.dispose(); // no scheduler left to bound the wait
-      return;
+      d.link.dispose();
+      return false;
     }
-    drain(d);
   }
 
   /** Drops an entry that will never be sent: its frame is released, its requesters answered. */
@@ -2663,13 +2672,7 @@ final class Engine {
       return;
     }
     d.peerLeaving = true;
-    try {
-      d.timers.add(
-          scheduler.schedule(
-              () -> serial.execute(d.link::dispose), CLOSE_GRACE.toNanos(), TimeUnit.NANOSECONDS));
-    } catch (java.util.concurrent.RejectedExecutionException e) {
-      d.link.dispose(); // no scheduler left to bound the wait
-    }
+    closeAfterGrace(d, d.link::dispose);
   }
 
   private void onHello(Destination d, Message.Hello h) {
