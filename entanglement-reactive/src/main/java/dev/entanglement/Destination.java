@@ -18,8 +18,8 @@ import tools.jackson.databind.node.ObjectNode;
  * received; routes known) → {@code CLOSED} (link closed; terminal). Before it closes, a link may
  * be ending: {@code FLUSHING} ({@link #closeWhenFlushed}: after an ERROR, or with {@link
  * #goingAway} for the node's close: what is queued is sent, then the frames are completed) or
- * {@code PEER_LEAVING} ({@link #peerLeaving}: the peer said GOAWAY; nothing is sent, and the link
- * waits for the peer to end it). A grace timer bounds {@code PEER_LEAVING}, and {@code FLUSHING}
+ * {@code PEER_LEAVING} ({@link #peerLeaving}: the peer said GOAWAY; nothing is sent or queued, no
+ * request is routed through it, and the link waits for the peer to end it). A grace timer bounds {@code PEER_LEAVING}, and {@code FLUSHING}
  * for the node's close; a flush after an ERROR is bounded only while the transport has not asked
  * for frames, and then by the keepalive's silence check. All fields are confined to the engine's
  * serial executor.
@@ -32,7 +32,7 @@ import tools.jackson.databind.node.ObjectNode;
  *   <li>{@code held} is what the peer holds according to what was sent to it or received from it; a
  *       state is not sent to a peer that holds that version or a newer one;
  *   <li>every id in {@code outstanding} names a request sent on this link and not yet answered; on
- *       close each of their obligations is ended explicitly.
+ *       close, or once the peer said GOAWAY, each of their obligations is ended explicitly.
  * </ul>
  */
 final class Destination {
@@ -160,8 +160,9 @@ final class Destination {
   /** The node is closing: the link's last frame, a GOAWAY, is queued, and nothing more will be. */
   boolean goingAway;
   /**
-   * The peer said GOAWAY: nothing more is sent on the link, which waits for the peer to end it (at
-   * most {@code Engine.CLOSE_GRACE}).
+   * The peer said GOAWAY: nothing more is sent or queued on the link, which waits for the peer to
+   * end it (at most {@code Engine.CLOSE_GRACE}); its requests and routes are already ended, as at a
+   * detach.
    */
   boolean peerLeaving;
   /** The transport's frames are completed: it closes the link once it has delivered them. */

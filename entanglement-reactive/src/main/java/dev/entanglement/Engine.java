@@ -2038,9 +2038,25 @@ final class Engine {
       offeredAtDetach.put(d.peer, d.acknowledged);
     }
     d.out = null;
+    if (!d.peerLeaving) { // otherwise done when the peer said GOAWAY
+      endRequestsAndRoutes(d, "link to " + d.peer + " lost before the answer");
+    } else {
+      routesChanged(); // d is gone from the destinations now
+    }
+    log.debug("node {}: detached {}", nodeId, d.peer);
+  }
+
+  /**
+   * Ends what {@code d} carries once nothing more can pass it: its requests awaiting an answer fail
+   * with {@code NOT_CONNECTED} (they may have taken effect), what is queued for it is dropped, the
+   * routes are computed again without it and announced, and the requests queued for it go to
+   * another neighbour that knows their owner. The caller has made {@link RouteTable} pass {@code
+   * d} over (detached, or {@link Destination#peerLeaving}), so that none of them goes back to it.
+   */
+  private void endRequestsAndRoutes(Destination d, String unanswered) {
     for (List<Obligation> obs : d.outstanding.values()) {
       for (Obligation o : obs) {
-        fail(o, ErrorCode.NOT_CONNECTED, "link to " + d.peer + " lost before the answer");
+        fail(o, ErrorCode.NOT_CONNECTED, unanswered);
       }
     }
     d.outstanding.clear();
@@ -2058,7 +2074,6 @@ final class Engine {
     for (Outbound.Request r : unsent) {
       sendRequest(r, null); // fail over to another neighbour that knows the owner
     }
-    log.debug("node {}: detached {}", nodeId, d.peer);
   }
 
   /**
@@ -2300,7 +2315,7 @@ final class Engine {
   }
 
   private void offer(Destination d, QueueKey key, int priority, Outbound entry) {
-    if (d.goingAway) {
+    if (d.goingAway || d.peerLeaving) {
       discard(entry);
       return;
     }
@@ -2663,8 +2678,9 @@ final class Engine {
    * The peer said GOAWAY, its last frame: nothing more is sent to it, and the link waits for the
    * peer to end it, as it does right after that frame (its end of stream, or its WebSocket close
    * frame, which the transport answers before it closes the connection). Cutting the link at once
-   * would deny the peer that answer. What is queued stays until the link is detached, which fails
-   * queued requests over to another neighbour. A peer that does not end the link within {@link
+   * would deny the peer that answer. No answer can come over the link any more, so its requests
+   * and routes end now, as at a detach ({@link #endRequestsAndRoutes}): a request queued for it
+   * fails over at once, not when the link closes. A peer that does not end the link within {@link
    * #CLOSE_GRACE} has it closed.
    */
   private void peerLeaving(Destination d) {
@@ -2672,6 +2688,7 @@ final class Engine {
       return;
     }
     d.peerLeaving = true;
+    endRequestsAndRoutes(d, d.peer + " went away before the answer");
     closeAfterGrace(d, d.link::dispose);
   }
 

@@ -30,7 +30,7 @@ final class RouteTable {
     int bestHops = Integer.MAX_VALUE;
     for (Destination d : destinations) {
       Integer h = d.routes.get(owner);
-      if (d == exclude || !d.ready || h == null || h >= MAX_HOPS) {
+      if (d == exclude || !routes(d) || h == null || h >= MAX_HOPS) {
         continue;
       }
       if (h < bestHops) {
@@ -39,6 +39,14 @@ final class RouteTable {
       }
     }
     return best;
+  }
+
+  /**
+   * Whether requests may go through {@code d}: it has said HELLO, and not GOAWAY (its last frame:
+   * no answer could come back, and it announces nothing more).
+   */
+  private static boolean routes(Destination d) {
+    return d.ready && !d.peerLeaving;
   }
 
   /** True if the peer itself holds {@code owner} as a local owner: it never needs its own states. */
@@ -79,7 +87,7 @@ final class RouteTable {
     if (b == null) {
       b = new HashMap<>();
       for (Destination d : destinations) {
-        if (!d.ready) {
+        if (!routes(d)) {
           continue;
         }
         for (Map.Entry<OwnerId, Integer> e : d.routes.entrySet()) {

@@ -1053,6 +1053,47 @@ class WireBehaviourTest {
     }
   }
 
+  @Test
+  @DisplayName("once a peer says GOAWAY, a request awaiting its answer fails and new requests and routes pass it over, before its link closes")
+  void aLeavingPeerIsPassedOverAtOnce() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(new Message.CatchUp(List.of()));
+      x.send(sync("c", "owner-x", 1, 1));
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      y.send(hello("y"));
+      y.send(new Message.CatchUp(List.of()));
+      y.send(new Message.Routes(Map.of("owner-x", 1)));
+      mesh.settle();
+      java.util.concurrent.atomic.AtomicReference<Throwable> sentBefore =
+          new java.util.concurrent.atomic.AtomicReference<>();
+      a.propose(CURSOR, "c", new Cursor("c", 2, 0)).subscribe(o -> {}, sentBefore::set);
+      mesh.settle();
+      assertEquals(1, x.of(Message.Propose.class).size(), "the shorter route, through x");
+      assertEquals(1, lastRoutes(y).get("owner-x"), "y learns that a reaches owner-x");
+
+      x.send(new Message.GoAway("SHUTDOWN", "node x is closing"));
+      mesh.settle();
+      EntanglementException failure = assertInstanceOf(EntanglementException.class, sentBefore.get(),
+          "no answer can follow the GOAWAY");
+      assertEquals(ErrorCode.NOT_CONNECTED, failure.code());
+      assertEquals(RouteTable.MAX_HOPS, lastRoutes(y).get("owner-x"), "a now reaches owner-x through y alone");
+      a.propose(CURSOR, "c", new Cursor("c", 3, 0)).subscribe(o -> {}, e -> {});
+      mesh.settle();
+      assertEquals(1, y.of(Message.Propose.class).size(), "the new request goes through y at once");
+      assertEquals(1, x.of(Message.Propose.class).size());
+      assertFalse(x.closed, "the link still waits for x to end it");
+      assertTrue(a.isConnected(PeerId.of("x")));
+    }
+  }
+
+  private static Map<String, Integer> lastRoutes(RawPeer peer) {
+    List<Message.Routes> routes = peer.of(Message.Routes.class);
+    return routes.get(routes.size() - 1).hops();
+  }
+
   /** A raw peer "x" of node "a" that says HELLO and CATCH_UP, then GOAWAY; settled. */
   private static RawPeer peerThatSaysGoAway(TestMesh mesh) {
     RawPeer x = new RawPeer(mesh, "a", "x");
