@@ -16,13 +16,15 @@ import tools.jackson.databind.node.ObjectNode;
  *
  * <p>State machine: {@code OPEN} (attached, HELLO not yet received) → {@code READY} (HELLO
  * received; routes known) → {@code CLOSED} (link closed; terminal). Before it closes, a link may
- * be ending: {@code FLUSHING} ({@link #closeWhenFlushed}: after an ERROR, or with {@link
- * #goingAway} for the node's close: what is queued is sent, then the frames are completed) or
- * {@code PEER_LEAVING} ({@link #peerLeaving}: the peer said GOAWAY; nothing is sent or queued, no
- * request is routed through it, and the link waits for the peer to end it). A grace timer bounds {@code PEER_LEAVING}, and {@code FLUSHING}
- * for the node's close; a flush after an ERROR is bounded only while the transport has not asked
- * for frames, and then by the keepalive's silence check. All fields are confined to the engine's
- * serial executor.
+ * be ending: {@code FLUSHING} ({@link #closeWhenFlushed}: with {@link #goingAway} for the node's
+ * close, what is queued is sent, then a GOAWAY; after an ERROR, that ERROR alone; then the frames
+ * are completed) or {@code PEER_LEAVING} ({@link #peerLeaving}: the peer said GOAWAY; nothing is
+ * sent, and the link waits for the peer to end it). A link refused with an ERROR or whose peer
+ * said GOAWAY is {@link #passedOver}: its requests and routes end at once, not at the close. A
+ * grace timer ({@code Engine.CLOSE_GRACE}) bounds every ending state: a link that has not taken
+ * its last frame, or whose peer has not ended it, is then closed (one whose frames are completed
+ * is left to its transport, which closes it once they are delivered). All fields are confined to
+ * the engine's serial executor.
  *
  * <p>Invariants:
  *
@@ -32,7 +34,7 @@ import tools.jackson.databind.node.ObjectNode;
  *   <li>{@code held} is what the peer holds according to what was sent to it or received from it; a
  *       state is not sent to a peer that holds that version or a newer one;
  *   <li>every id in {@code outstanding} names a request sent on this link and not yet answered; on
- *       close, or once the peer said GOAWAY, each of their obligations is ended explicitly.
+ *       close, or once the link is passed over, each of their obligations is ended explicitly.
  * </ul>
  */
 final class Destination {
@@ -160,11 +162,16 @@ final class Destination {
   /** The node is closing: the link's last frame, a GOAWAY, is queued, and nothing more will be. */
   boolean goingAway;
   /**
-   * The peer said GOAWAY: nothing more is sent or queued on the link, which waits for the peer to
-   * end it (at most {@code Engine.CLOSE_GRACE}); its requests and routes are already ended, as at a
-   * detach.
+   * The peer said GOAWAY: nothing more is sent on the link, which waits for the peer to end it (at
+   * most {@code Engine.CLOSE_GRACE}); it is {@link #passedOver}.
    */
   boolean peerLeaving;
+  /**
+   * Nothing more is read from the peer, or it said it sends nothing more (GOAWAY, or refused with an
+   * ERROR): its requests and routes are ended ({@code Engine.endRequestsAndRoutes}), no request is
+   * routed through it, and nothing more is queued for it but the ERROR.
+   */
+  boolean passedOver;
   /** The transport's frames are completed: it closes the link once it has delivered them. */
   boolean framesCompleted;
   long nextRequestId = 1;

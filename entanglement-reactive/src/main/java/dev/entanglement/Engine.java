@@ -217,12 +217,12 @@ final class Engine {
   private final AtomicLong statesEncoded = new AtomicLong();
   private final AtomicLong errorsReceived = new AtomicLong();
   private final AtomicLong tasksFailed = new AtomicLong();
-  /** How long a link refused before its transport asked for frames waits to flush its ERROR. */
-  private static final Duration ERROR_FLUSH_GRACE = Duration.ofSeconds(1);
   /**
-   * How long a closing node lets each link flush what was queued for it and its GOAWAY: 1 s. A
-   * link still open then (a peer that reads nothing, a slow link under a bandwidth cap) is closed.
-   * Also how long a link whose peer said GOAWAY waits for the peer to end it.
+   * How long a closing node lets each link flush what was queued for it and its GOAWAY, and a link
+   * refused with an ERROR lets its transport take that frame: 1 s. A link that has not taken its
+   * last frame then (a peer that reads nothing, a slow link under a bandwidth cap, a transport
+   * that never asked) is closed. Also how long a link whose peer said GOAWAY waits for the peer to
+   * end it.
    */
   static final Duration CLOSE_GRACE = Duration.ofSeconds(1);
   /** The code of the GOAWAY a closing node sends on each link. */
@@ -1042,14 +1042,19 @@ final class Engine {
       d.closeWhenFlushed = true;
     }
     d.goingAway = true;
-    // Frames completed, the transport is closing the link its own way (a stream lingers for the
-    // peer's end of stream, so that no reset discards the last frames): not cut.
-    if (closeAfterGrace(d, () -> {
-      if (!d.framesCompleted) {
-        d.link.dispose();
-      }
-    })) {
+    if (closeAfterGrace(d, () -> closeUnlessCompleted(d))) {
       drain(d);
+    }
+  }
+
+  /**
+   * Closes a link that has not taken its last frame. One whose frames are completed is left to
+   * its transport, which closes it its own way once they are delivered (a stream lingers for the
+   * peer's end of stream, so that no reset discards the last frames).
+   */
+  private static void closeUnlessCompleted(Destination d) {
+    if (!d.framesCompleted) {
+      d.link.dispose();
     }
   }
 
@@ -2038,7 +2043,7 @@ final class Engine {
       offeredAtDetach.put(d.peer, d.acknowledged);
     }
     d.out = null;
-    if (!d.peerLeaving) { // otherwise done when the peer said GOAWAY
+    if (!d.passedOver) {
       endRequestsAndRoutes(d, "link to " + d.peer + " lost before the answer");
     } else {
       routesChanged(); // d is gone from the destinations now
@@ -2050,10 +2055,12 @@ final class Engine {
    * Ends what {@code d} carries once nothing more can pass it: its requests awaiting an answer fail
    * with {@code NOT_CONNECTED} (they may have taken effect), what is queued for it is dropped, the
    * routes are computed again without it and announced, and the requests queued for it go to
-   * another neighbour that knows their owner. The caller has made {@link RouteTable} pass {@code
-   * d} over (detached, or {@link Destination#peerLeaving}), so that none of them goes back to it.
+   * another neighbour that knows their owner; none goes back to {@code d}, which {@link
+   * RouteTable} passes over from now on ({@link Destination#passedOver}), and nothing more is
+   * queued for it.
    */
   private void endRequestsAndRoutes(Destination d, String unanswered) {
+    d.passedOver = true;
     for (List<Obligation> obs : d.outstanding.values()) {
       for (Obligation o : obs) {
         fail(o, ErrorCode.NOT_CONNECTED, unanswered);
@@ -2315,7 +2322,7 @@ final class Engine {
   }
 
   private void offer(Destination d, QueueKey key, int priority, Outbound entry) {
-    if (d.goingAway || d.peerLeaving) {
+    if (d.goingAway || d.passedOver) {
       discard(entry);
       return;
     }
@@ -2430,25 +2437,29 @@ final class Engine {
     drain(d);
   }
 
+  /**
+   * Refuses {@code d}'s peer: one ERROR frame, its last, then the link closes. Nothing more is
+   * read from it, so its requests and routes end as at a detach ({@link #endRequestsAndRoutes}),
+   * and what was queued for it is dropped (its peer catches up on a new link). Its transport may
+   * not have asked for frames yet (right after attach it may at any moment: a peer's first frames
+   * can come first), or may have stopped asking (a peer that reads nothing): a link that has not
+   * taken the ERROR within {@link #CLOSE_GRACE} is closed without it.
+   */
   private void protocolError(Destination d, ErrorCode code, String message) {
     log.warn("node {}: protocol error from {}: {}", nodeId, d.peer, message);
-    sendControl(d, new Message.Error(0, code.wire(), message), 0);
-    d.closeWhenFlushed = true;
-    if (d.out == null) {
-      // The transport has not asked for frames yet: right after attach it may do so at any moment
-      // (a peer's first frames can arrive first), and then the ERROR is flushed before the close.
-      // A transport that never asks is closed after a grace period.
-      d.timers.add(
-          scheduler.schedule(
-              () -> serial.execute(() -> {
-                if (!d.closed && d.out == null) {
-                  d.link.dispose();
-                }
-              }),
-              ERROR_FLUSH_GRACE.toNanos(),
-              TimeUnit.NANOSECONDS));
+    if (d.closed || d.closeWhenFlushed) {
+      return; // ending already, with its last frame queued
     }
-    drain(d);
+    if (!d.passedOver) {
+      endRequestsAndRoutes(d, "link to " + d.peer + " refused before the answer");
+    }
+    // Straight into the queue, emptied above: offers are discarded from now on.
+    d.queue.offer(new QueueKey(Lane.UNIQUE, new Object()), 0,
+        new Outbound.Control(new Message.Error(0, code.wire(), message)), Engine::mergeOutbound);
+    d.closeWhenFlushed = true;
+    if (closeAfterGrace(d, () -> closeUnlessCompleted(d))) {
+      drain(d);
+    }
   }
 
   // ------------------------------------------------------------------ receive
@@ -2688,7 +2699,9 @@ final class Engine {
       return;
     }
     d.peerLeaving = true;
-    endRequestsAndRoutes(d, d.peer + " went away before the answer");
+    if (!d.passedOver) {
+      endRequestsAndRoutes(d, d.peer + " went away before the answer");
+    }
     closeAfterGrace(d, d.link::dispose);
   }
 

@@ -42,11 +42,11 @@ final class RouteTable {
   }
 
   /**
-   * Whether requests may go through {@code d}: it has said HELLO, and not GOAWAY (its last frame:
-   * no answer could come back, and it announces nothing more).
+   * Whether requests may go through {@code d}: it has said HELLO, and no answer is cut off (it said
+   * GOAWAY, or was refused with an ERROR: {@link Destination#passedOver}).
    */
   private static boolean routes(Destination d) {
-    return d.ready && !d.peerLeaving;
+    return d.ready && !d.passedOver;
   }
 
   /** True if the peer itself holds {@code owner} as a local owner: it never needs its own states. */

@@ -706,6 +706,73 @@ class WireBehaviourTest {
     }
   }
 
+  private static final byte[] NOT_CBOR = {3, (byte) 0xff, 0x00, 0x13};
+
+  @Test
+  @DisplayName("a refused link gets its ERROR alone, what was queued for it is dropped, and its queued request fails over at once")
+  void aRefusedLinkGetsItsErrorAloneAndIsPassedOver() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<byte[]> out = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(out::add);
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      Link link = attachWithOneUnitLeft(mesh, a, transport, in);
+      in.tryEmitNext(CODEC.encode(sync("theirs", "owner-x", 1, 1)));
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      y.send(hello("y"));
+      y.send(new Message.CatchUp(List.of()));
+      y.send(new Message.Routes(Map.of("owner-x", 1)));
+      mesh.settle();
+      a.publish(new Cursor("k1", 1, 0)).block(); // takes the unit left over
+      a.publish(new Cursor("k2", 2, 0)).block();
+      a.propose(CURSOR, "theirs", new Cursor("theirs", 9, 9)).subscribe(o -> {}, e -> {});
+      mesh.settle();
+      assertEquals(List.of(), y.of(Message.Propose.class), "queued toward x, the shorter route");
+      out.clear();
+
+      in.tryEmitNext(NOT_CBOR);
+      mesh.settle();
+      assertEquals(1, y.of(Message.Propose.class).size(), "the request queued for x went through y");
+      assertEquals(RouteTable.MAX_HOPS, lastRoutes(y).get("owner-x"), "a now reaches owner-x through y alone");
+      transport.request(100);
+      mesh.settle();
+      List<Message> sent = out.stream().filter(f -> f.length > 0).map(CODEC::decode).toList();
+      assertEquals(1, sent.size(), "the ERROR alone, not k2 nor the request: " + sent);
+      assertEquals("BAD_ENCODING", assertInstanceOf(Message.Error.class, sent.get(0)).code());
+      assertTrue(transport.completed, "the ERROR is the last frame");
+      assertFalse(link.isDisposed(), "left to the transport, which closes once the ERROR is delivered");
+    }
+  }
+
+  @ParameterizedTest(name = "transport asked for frames before: {0}")
+  @ValueSource(booleans = {true, false})
+  @DisplayName("a refused link whose transport does not take the ERROR is closed after the grace")
+  void aRefusedLinkThatTakesNothingIsClosedAfterTheGrace(boolean asked) {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      ManualTransport transport = new ManualTransport(f -> {});
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      Link link;
+      if (asked) {
+        link = attachWithOneUnitLeft(mesh, a, transport, in);
+        a.publish(new Cursor("k1", 1, 0)).block(); // takes the unit left over: none is asked for after it
+      } else {
+        link = manualLink(in, transport);
+        a.attach(link).subscribe();
+        in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
+      }
+      mesh.settle();
+      int framesOut = transport.framesOut;
+      in.tryEmitNext(NOT_CBOR);
+      mesh.advance(Engine.CLOSE_GRACE.minusMillis(1));
+      assertFalse(link.isDisposed());
+      mesh.advance(Duration.ofMillis(1));
+      assertTrue(link.isDisposed(), "closed without its ERROR");
+      assertEquals(framesOut, transport.framesOut);
+      assertFalse(a.isConnected(PeerId.of("x")));
+    }
+  }
+
   @Test
   @DisplayName("a key or an owner id that no store could keep (too long, or with U+0000) is refused as BAD_ENCODING, and never stored")
   void unstorableNamesAreRefused() {
