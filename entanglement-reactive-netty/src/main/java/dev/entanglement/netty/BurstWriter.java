@@ -5,9 +5,13 @@ import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.EventLoop;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
 import org.reactivestreams.Subscription;
@@ -40,7 +44,9 @@ import reactor.core.publisher.MonoSink;
  * is queued; frames arriving meanwhile join the run it takes) → {@code IDLE} when the task takes
  * the run. {@code DONE}, from either, once the source completed and its last run is written, on a
  * failed write, the source's error, or cancellation; a pending run is then dropped (arrays only:
- * no buffer exists before the task writes). Threads: the source's signals arrive serially on any
+ * no buffer exists before the task writes). A last run the channel has not taken within {@link
+ * #LAST_WRITE} (a peer that reads nothing) fails the writer, so that the link, which closes after
+ * its last frame, is closed without it rather than held open. Threads: the source's signals arrive serially on any
  * thread, the task and write completions run on the event loop; the run, the flags and {@code
  * outstanding} are guarded by this object's lock.
  */
@@ -55,6 +61,8 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
   static final int MAX_BUFFER = 64 * 1024;
   /** Bytes of bodies asked for and not yet written, from a source that counts bytes: 256 KiB. */
   static final int MAX_UNWRITTEN = 256 * 1024;
+  /** How long the channel may take to write the last run, once the source completed: 2 s. */
+  static final Duration LAST_WRITE = Duration.ofSeconds(2);
 
   /**
    * Writes (without flushing) the non-empty bodies of a run; returns the last write's future, or
@@ -251,6 +259,12 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
       return;
     }
     ChannelFuture settled = last ? lastWrite : written;
+    if (last && settled != null && !settled.isDone()) {
+      ScheduledFuture<?> deadline = ch.eventLoop().schedule(
+          () -> fail(new TimeoutException("the last frames were not written within " + LAST_WRITE)),
+          LAST_WRITE.toMillis(), TimeUnit.MILLISECONDS);
+      settled.addListener(f -> deadline.cancel(false));
+    }
     long settledBytes = runBytes;
     if (settled == null) {
       settled(items, settledBytes, last);

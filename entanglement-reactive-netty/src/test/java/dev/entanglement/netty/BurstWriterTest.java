@@ -2,7 +2,9 @@ package dev.entanglement.netty;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.transport.FrameSubscription;
@@ -29,6 +31,7 @@ import java.util.Random;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
@@ -371,6 +374,41 @@ class BurstWriterTest {
       h.held.completeAll();
       assertTrue(h.completed.get());
       assertEquals(128 + 2, h.source.requested.get(), "the first run's items only: the source completed");
+    }
+  }
+
+  @Test
+  @DisplayName("a last run the channel does not take within LAST_WRITE fails the writer, so that the link is closed without it")
+  void aLastRunNotWrittenInTimeFailsTheWriter() {
+    try (Harness h = new Harness(128)) {
+      h.ch.freezeTime(); // the channel's clock moves only as the test advances it
+      h.source.emit(body(20, 1));
+      h.source.subscriber.onComplete();
+      assertEquals(1, h.held.written.size());
+      h.ch.advanceTimeBy(BurstWriter.LAST_WRITE.toMillis() - 1, TimeUnit.MILLISECONDS);
+      h.ch.runScheduledPendingTasks();
+      assertNull(h.failure.get());
+      h.ch.advanceTimeBy(1, TimeUnit.MILLISECONDS);
+      h.ch.runScheduledPendingTasks();
+      assertInstanceOf(TimeoutException.class, h.failure.get());
+      assertFalse(h.completed.get());
+      h.held.completeAll(); // written after all: too late, and nothing else happens
+      assertFalse(h.completed.get());
+    }
+  }
+
+  @Test
+  @DisplayName("a last run written in time disarms the deadline")
+  void aLastRunWrittenInTimeCompletes() {
+    try (Harness h = new Harness(128)) {
+      h.ch.freezeTime(); // the channel's clock moves only as the test advances it
+      h.source.emit(body(20, 1));
+      h.source.subscriber.onComplete();
+      h.held.completeAll();
+      assertTrue(h.completed.get());
+      h.ch.advanceTimeBy(BurstWriter.LAST_WRITE.toMillis(), TimeUnit.MILLISECONDS);
+      h.ch.runScheduledPendingTasks();
+      assertNull(h.failure.get());
     }
   }
 
