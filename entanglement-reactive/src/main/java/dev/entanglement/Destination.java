@@ -172,6 +172,16 @@ final class Destination {
    * routed through it, and nothing more is queued for it but the ERROR.
    */
   boolean passedOver;
+  /**
+   * Whether a frame from the peer is handled: not once the link is closed or ending. After an
+   * ERROR or the node's GOAWAY nothing more is read, and after the peer's GOAWAY, its last frame,
+   * whatever it sends is a protocol violation, dropped. The transport still reads to the end of
+   * the stream, so that the peer can end the link cleanly.
+   */
+  boolean takesFrames() {
+    return !closed && !closeWhenFlushed && !peerLeaving;
+  }
+
   /** The transport's frames are completed: it closes the link once it has delivered them. */
   boolean framesCompleted;
   long nextRequestId = 1;

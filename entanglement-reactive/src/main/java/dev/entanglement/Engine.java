@@ -1892,7 +1892,7 @@ final class Engine {
                   serial.execute(
                       () -> {
                         try {
-                          if (!d.closed && !d.closeWhenFlushed) { // nothing is read after an ERROR
+                          if (d.takesFrames()) {
                             receiveFrame(d, frame);
                           }
                         } finally {
@@ -2503,7 +2503,7 @@ final class Engine {
       return;
     }
     try {
-      for (int i = 0; i < n && !d.closed && !d.closeWhenFlushed; i++) {
+      for (int i = 0; i < n && d.takesFrames(); i++) {
         if (i % PREFETCH_GROUP == 0 && n - i > 1) {
           prefetchStates(frames, i, Math.min(n, i + PREFETCH_GROUP));
         }
@@ -2689,7 +2689,8 @@ final class Engine {
    * The peer said GOAWAY, its last frame: nothing more is sent to it, and the link waits for the
    * peer to end it, as it does right after that frame (its end of stream, or its WebSocket close
    * frame, which the transport answers before it closes the connection). Cutting the link at once
-   * would deny the peer that answer. No answer can come over the link any more, so its requests
+   * would deny the peer that answer. What the peer sends after its GOAWAY is dropped ({@link
+   * Destination#takesFrames}). No answer can come over the link any more, so its requests
    * and routes end now, as at a detach ({@link #endRequestsAndRoutes}): a request queued for it
    * fails over at once, not when the link closes. A peer that does not end the link within {@link
    * #CLOSE_GRACE} has it closed.

@@ -1093,6 +1093,26 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("what a peer sends after its GOAWAY, its last frame, is dropped, and the link still waits for the peer to end it")
+  void framesAfterAGoAwayAreDropped() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer x = peerThatSaysGoAway(mesh);
+      long received = a.stats().framesReceived();
+      x.send(sync("c", "owner-x", 1, 1));
+      x.send(new Message.Ping(7));
+      mesh.settle();
+      assertTrue(a.get(CURSOR, "c").isEmpty(), "not applied");
+      assertEquals(List.of(), x.of(Message.Pong.class), "not answered");
+      assertEquals(received, a.stats().framesReceived());
+      assertFalse(x.closed);
+      x.out.tryEmitComplete();
+      mesh.settle();
+      assertTrue(x.closed);
+    }
+  }
+
+  @Test
   @DisplayName("a peer that says GOAWAY and does not end its link has it closed after the grace")
   void aPeerThatSaysGoAwayAndStaysIsClosedAfterTheGrace() {
     try (TestMesh mesh = new TestMesh()) {
