@@ -34,7 +34,8 @@ import reactor.test.scheduler.VirtualTimeScheduler;
  * transition (1–4 updates with 0–50 ms between them, then commit 6/10, abort 3/10, or left to
  * expire 1/10) 90; advance virtual time 0–300 ms 175; drop a link 50; reconnect a link (new random
  * bandwidth 20–100 kB/s on a third of them, latency 0–50 ms on half) 60; restart a node (close,
- * rebuild on the same store, reconnect its links) 5, the costliest operation; change a node's role
+ * rebuild on the same store, reconnect its links; half the restarts close it with its links up, so
+ * that it says GOAWAY, see {@link #GRACEFUL_RESTARTS}) 5, the costliest operation; change a node's role
  * and refresh every node's policy 60. Requests on shapes by non-owners are off by default (see
  * {@link #SHAPE_REQUESTS}).
  *
@@ -93,9 +94,22 @@ final class ModelRun implements AutoCloseable {
   static final boolean SHAPE_REQUESTS =
       Boolean.parseBoolean(System.getProperty("model.shapeRequests", "true"));
 
+  /**
+   * Whether half the restarts close the node with its links up, so that it sends each neighbour
+   * what it had queued and then GOAWAY, and the neighbours pass the link over before it closes. On
+   * by default ({@code -Dmodel.gracefulRestarts=false} turns it off); off, every restart drops the
+   * node's links first. Which restarts are graceful is drawn from a generator of its own, so the
+   * operations a seed draws are the same either way (their timing is not).
+   */
+  static final boolean GRACEFUL_RESTARTS =
+      Boolean.parseBoolean(System.getProperty("model.gracefulRestarts", "true"));
+
   private final long seed;
   private final int ops;
   private final Random rnd;
+  private final boolean gracefulRestarts;
+  /** Draws which restarts are graceful, apart from {@link #rnd}. */
+  private final Random restartStyle;
   private final VirtualTimeScheduler clock = VirtualTimeScheduler.create();
   private final List<String> ids = new ArrayList<>();
   private final Map<String, InMemoryStateStore> stores = new HashMap<>();
@@ -144,10 +158,17 @@ final class ModelRun implements AutoCloseable {
   private int keyCounter;
 
   ModelRun(long seed, int ops) {
+    this(seed, ops, GRACEFUL_RESTARTS);
+  }
+
+  ModelRun(long seed, int ops, boolean gracefulRestarts) {
     this.seed = seed;
     this.ops = ops;
     // Consecutive seeds give correlated first values in java.util.Random: scramble them first.
-    this.rnd = new Random(new java.util.SplittableRandom(seed).nextLong());
+    java.util.SplittableRandom seeds = new java.util.SplittableRandom(seed);
+    this.rnd = new Random(seeds.nextLong());
+    this.restartStyle = new Random(seeds.nextLong());
+    this.gracefulRestarts = gracefulRestarts;
     Policy teams =
         new Policy() {
           @Override
@@ -578,9 +599,19 @@ final class ModelRun implements AutoCloseable {
   private void restart(String id) {
     restarts++;
     List<Edge> mine = edges.stream().filter(e -> e.up && (e.a.equals(id) || e.b.equals(id))).toList();
-    mine.forEach(this::disconnect);
+    boolean graceful = gracefulRestarts && restartStyle.nextBoolean();
+    if (!graceful) {
+      mine.forEach(this::disconnect);
+    }
     EntanglementNode old = nodes.remove(id);
     track(id + " close", old.close());
+    if (graceful) {
+      // Its last frames and GOAWAY cross the links, which close when they are through or after
+      // the close's own bound (2 s); the rest of the mesh runs meanwhile.
+      note("  graceful: the links stay up while " + id + " closes");
+      clock.advanceTimeBy(Duration.ofMillis(2_100));
+      mine.forEach(this::disconnect);
+    }
     watches.remove(id).forEach(Disposable::dispose);
     // The old subscriptions ended with the node: its tentative streams are over, and the ended
     // transition ids it remembered are gone (kept in memory only, by design).
