@@ -2046,6 +2046,7 @@ final class Engine {
     if (!d.passedOver) {
       endRequestsAndRoutes(d, "link to " + d.peer + " lost before the answer");
     } else {
+      d.queue.clear(); // at most an ERROR never taken
       routesChanged(); // d is gone from the destinations now
     }
     log.debug("node {}: detached {}", nodeId, d.peer);
@@ -2119,7 +2120,7 @@ final class Engine {
           || d.offered.policyGeneration() != policyGeneration || d.offered.arrival() != arrivals)) {
         d.offered = new Destination.Offered(policyGeneration, arrivals); // everything offered left
       }
-      if (o == null && d.probeWanted && probeDue(d) && !d.closeWhenFlushed) {
+      if (o == null && d.probeWanted && probeDue(d) && !d.closeWhenFlushed && !d.passedOver) {
         // Sent from an empty queue, so it takes no place in it: the queue stays within one entry
         // per object and per owner's watermark.
         d.probeWanted = false;

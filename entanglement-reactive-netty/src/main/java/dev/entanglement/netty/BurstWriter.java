@@ -260,9 +260,15 @@ final class BurstWriter implements CoreSubscriber<byte[]> {
     }
     ChannelFuture settled = last ? lastWrite : written;
     if (last && settled != null && !settled.isDone()) {
-      ScheduledFuture<?> deadline = ch.eventLoop().schedule(
-          () -> fail(new TimeoutException("the last frames were not written within " + LAST_WRITE)),
-          LAST_WRITE.toMillis(), TimeUnit.MILLISECONDS);
+      ScheduledFuture<?> deadline;
+      try {
+        deadline = ch.eventLoop().schedule(
+            () -> fail(new TimeoutException("the last frames were not written within " + LAST_WRITE)),
+            LAST_WRITE.toMillis(), TimeUnit.MILLISECONDS);
+      } catch (RejectedExecutionException e) { // the loop is shutting down: nothing will be written
+        fail(e);
+        return;
+      }
       settled.addListener(f -> deadline.cancel(false));
     }
     long settledBytes = runBytes;

@@ -35,6 +35,26 @@ final class GracefulClose {
     return Boolean.TRUE.equals(ch.attr(LINGERING).get());
   }
 
+  /**
+   * Bounds a close that starts by writing a last frame (a WebSocket close frame): unless {@code ch}
+   * has begun its graceful close ({@link #lingering}) within {@link #LINGER}, {@code close} runs. A
+   * peer that reads nothing keeps that frame, and with it the close, waiting for good otherwise.
+   * On {@code ch}'s event loop.
+   */
+  static void closeIfStuck(Channel ch, Runnable close) {
+    try {
+      ch.eventLoop().schedule(
+          () -> {
+            if (ch.isActive() && !lingering(ch)) {
+              close.run();
+            }
+          },
+          LINGER.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (java.util.concurrent.RejectedExecutionException e) { // the loop is shutting down
+      close.run();
+    }
+  }
+
   /** Shuts the output after everything written so far, then closes; {@code close} closes at once. */
   static void afterFlush(Channel ch, Runnable close) {
     if (!(ch instanceof DuplexChannel duplex) || !ch.isActive()) {

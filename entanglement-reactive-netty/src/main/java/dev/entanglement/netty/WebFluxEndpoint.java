@@ -233,6 +233,9 @@ public final class WebFluxEndpoint {
                   return Mono.<Void>empty();
                 }
                 Linger.arm(channel);
+                // The session closes the channel once its close frame is written: never, if the
+                // peer reads nothing. Closed then through Linger, which drops what is unwritten.
+                GracefulClose.closeIfStuck(channel, channel::close);
                 WebSocketFrames.markCloseSent(channel); // no frame of a run still being written follows it
                 return session.close(closeStatus);
               })

@@ -82,7 +82,8 @@ final class WebSocketFrames {
 
   /**
    * Starts the close handshake, at most once per connection: writes a close frame with {@code
-   * status} after whatever was written before, then shuts the output once it is flushed.
+   * status} after whatever was written before, then shuts the output once it is flushed; closes
+   * the connection if the frame is not flushed within {@link GracefulClose#LINGER}.
    */
   static void closeHandshake(Connection c, WebSocketCloseStatus status) {
     Channel ch = c.channel();
@@ -99,6 +100,7 @@ final class WebSocketFrames {
     }
     ch.writeAndFlush(new CloseWebSocketFrame(status))
         .addListener(f -> GracefulClose.afterFlush(ch, c::dispose));
+    GracefulClose.closeIfStuck(ch, c::dispose);
   }
 
   /**

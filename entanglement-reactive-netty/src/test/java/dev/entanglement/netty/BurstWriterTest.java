@@ -406,6 +406,7 @@ class BurstWriterTest {
       h.source.subscriber.onComplete();
       h.held.completeAll();
       assertTrue(h.completed.get());
+      assertEquals(-1, h.ch.runScheduledPendingTasks(), "the deadline was cancelled, not left to fire");
       h.ch.advanceTimeBy(BurstWriter.LAST_WRITE.toMillis(), TimeUnit.MILLISECONDS);
       h.ch.runScheduledPendingTasks();
       assertNull(h.failure.get());

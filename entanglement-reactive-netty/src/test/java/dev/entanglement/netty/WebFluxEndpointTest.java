@@ -295,6 +295,38 @@ class WebFluxEndpointTest {
   }
 
   @Test
+  @DisplayName("a refused browser that reads nothing has its connection closed, though its close frame is never written")
+  void aRefusedPeerThatReadsNothingIsClosed() throws Exception {
+    org.springframework.http.codec.ServerCodecConfigurer.create();
+    EntanglementNode server = blobNode("b");
+    java.util.concurrent.atomic.AtomicReference<io.netty.channel.Channel> serverSide =
+        new java.util.concurrent.atomic.AtomicReference<>();
+    DisposableServer http = serveAccepting(server, "raw", h -> h
+        .childOption(io.netty.channel.ChannelOption.SO_SNDBUF, 64 * 1024)
+        .doOnConnection(c -> serverSide.set(c.channel())));
+    try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(http.port(), "/sync", 4096)) {
+      for (int i = 0; i < 100; i++) {
+        server.publish(new Blob("k" + i, "1".repeat(200_000))).block(WAIT);
+      }
+      peer.send(Raw.hello("raw"));
+      peer.send(Raw.CODEC.encode(new Message.CatchUp(List.of())));
+      Eventually.until("the server's side of the session is full", WAIT, () -> {
+        io.netty.channel.Channel c = serverSide.get();
+        return c != null && c.isActive() && !c.isWritable();
+      });
+      java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
+      serverSide.get().closeFuture().addListener(f -> closed.countDown());
+      peer.send(new byte[] {3, (byte) 0xff, 0x00, 0x13}); // not CBOR: refused
+      // The engine's grace (1 s), the bound on the close frame, then the linger (2 s each).
+      assertTrue(closed.await(WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS),
+          "the connection of a refused peer that reads nothing stays open");
+    } finally {
+      server.close().block(WAIT);
+      http.disposeNow(WAIT);
+    }
+  }
+
+  @Test
   @DisplayName("a browser that stops reading is handed only what its socket takes; the engine's queue coalesces the rest, so it reads the latest state, not a backlog (Spring's send asked for 128 messages ahead)")
   void aPeerThatStopsReadingGetsTheLatestStateNotABacklog() throws java.io.IOException {
     org.springframework.http.codec.ServerCodecConfigurer.create();
