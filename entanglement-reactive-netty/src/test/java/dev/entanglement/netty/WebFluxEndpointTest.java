@@ -267,6 +267,37 @@ class WebFluxEndpointTest {
 
   record Blob(String id, String data) {}
 
+  /**
+   * Serves {@code node} to "raw" with small socket buffers (together they take less than one
+   * 200 kB message while the peer reads nothing), recording the server's side of the connection.
+   */
+  private static DisposableServer serveWithSmallSendBuffer(
+      EntanglementNode node, java.util.concurrent.atomic.AtomicReference<io.netty.channel.Channel> serverSide) {
+    return serveAccepting(node, "raw", h -> h
+        .childOption(io.netty.channel.ChannelOption.SO_SNDBUF, 64 * 1024)
+        .doOnConnection(c -> serverSide.set(c.channel())));
+  }
+
+  /**
+   * Publishes {@code objects} blobs of {@code data}, then says HELLO and CATCH_UP holding nothing,
+   * so that the server answers with every state it has; returns once the session took what its
+   * window allows and its socket is full, nothing more leaving while the peer reads nothing.
+   */
+  private static void fillTheSession(
+      EntanglementNode server, Raw.BlockingWebSocket peer,
+      java.util.concurrent.atomic.AtomicReference<io.netty.channel.Channel> serverSide,
+      int objects, String data) throws java.io.IOException {
+    for (int i = 0; i < objects; i++) {
+      server.publish(new Blob("k" + i, data)).block(WAIT);
+    }
+    peer.send(Raw.hello("raw"));
+    peer.send(Raw.CODEC.encode(new Message.CatchUp(List.of())));
+    Eventually.until("the server's side of the session is full", WAIT, () -> {
+      io.netty.channel.Channel c = serverSide.get();
+      return c != null && c.isActive() && !c.isWritable();
+    });
+  }
+
   static final dev.entanglement.SyncType<Blob> BLOB = dev.entanglement.SyncType.of("Blob", Blob.class, Blob::id);
 
   private static EntanglementNode blobNode(String id) {
@@ -301,19 +332,9 @@ class WebFluxEndpointTest {
     EntanglementNode server = blobNode("b");
     java.util.concurrent.atomic.AtomicReference<io.netty.channel.Channel> serverSide =
         new java.util.concurrent.atomic.AtomicReference<>();
-    DisposableServer http = serveAccepting(server, "raw", h -> h
-        .childOption(io.netty.channel.ChannelOption.SO_SNDBUF, 64 * 1024)
-        .doOnConnection(c -> serverSide.set(c.channel())));
+    DisposableServer http = serveWithSmallSendBuffer(server, serverSide);
     try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(http.port(), "/sync", 4096)) {
-      for (int i = 0; i < 100; i++) {
-        server.publish(new Blob("k" + i, "1".repeat(200_000))).block(WAIT);
-      }
-      peer.send(Raw.hello("raw"));
-      peer.send(Raw.CODEC.encode(new Message.CatchUp(List.of())));
-      Eventually.until("the server's side of the session is full", WAIT, () -> {
-        io.netty.channel.Channel c = serverSide.get();
-        return c != null && c.isActive() && !c.isWritable();
-      });
+      fillTheSession(server, peer, serverSide, 100, "1".repeat(200_000));
       java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
       serverSide.get().closeFuture().addListener(f -> closed.countDown());
       peer.send(new byte[] {3, (byte) 0xff, 0x00, 0x13}); // not CBOR: refused
@@ -333,25 +354,12 @@ class WebFluxEndpointTest {
     EntanglementNode server = blobNode("b");
     java.util.concurrent.atomic.AtomicReference<io.netty.channel.Channel> serverSide =
         new java.util.concurrent.atomic.AtomicReference<>();
-    // Small socket buffers: together they take less than one 200 kB message while the peer reads nothing.
-    DisposableServer http = serveAccepting(server, "raw", h -> h
-        .childOption(io.netty.channel.ChannelOption.SO_SNDBUF, 64 * 1024)
-        .doOnConnection(c -> serverSide.set(c.channel())));
+    DisposableServer http = serveWithSmallSendBuffer(server, serverSide);
     int objects = 100;
     String first = "1".repeat(200_000);
     String latest = "2".repeat(200_000);
     try (Raw.BlockingWebSocket peer = new Raw.BlockingWebSocket(http.port(), "/sync", 4096)) {
-      for (int i = 0; i < objects; i++) {
-        server.publish(new Blob("k" + i, first)).block(WAIT);
-      }
-      // HELLO, then CATCH_UP holding nothing: the server answers with every state it has.
-      peer.send(Raw.hello("raw"));
-      peer.send(Raw.CODEC.encode(new Message.CatchUp(List.of())));
-      // The session took what its window allows, and its socket is full: nothing more leaves now.
-      Eventually.until("the server's side of the session is full", WAIT, () -> {
-        io.netty.channel.Channel c = serverSide.get();
-        return c != null && c.isActive() && !c.isWritable();
-      });
+      fillTheSession(server, peer, serverSide, objects, first);
       for (int i = 0; i < objects; i++) {
         server.publish(new Blob("k" + i, latest)).block(WAIT);
       }
