@@ -169,7 +169,8 @@ final class Destination {
   /**
    * Nothing more is read from the peer, or it said it sends nothing more (GOAWAY, or refused with an
    * ERROR): its requests and routes are ended ({@code Engine.endRequestsAndRoutes}), no request is
-   * routed through it, and nothing more is queued for it but the ERROR.
+   * routed through it, its announcements put no other neighbour off an owner's path ({@code
+   * RouteTable.onPath}), and nothing more is queued for it but the ERROR.
    */
   boolean passedOver;
   /**

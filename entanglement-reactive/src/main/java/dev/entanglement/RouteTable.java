@@ -58,14 +58,15 @@ final class RouteTable {
   /**
    * True unless a path to {@code owner} is known and {@code from} is not on it. A neighbour is on
    * an owner's path if it announces the owner at all, even as unreachable through us: in a mesh
-   * with cycles it relays that owner's states.
+   * with cycles it relays that owner's states. A passed-over neighbour's announcements no longer
+   * count: nothing more comes from it.
    */
   boolean onPath(Destination from, OwnerId owner) {
     if (from.routes.containsKey(owner)) {
       return true;
     }
     for (Destination d : destinations) {
-      if (d.routes.containsKey(owner)) {
+      if (!d.passedOver && d.routes.containsKey(owner)) {
         return false;
       }
     }

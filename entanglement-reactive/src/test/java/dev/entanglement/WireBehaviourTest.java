@@ -1093,6 +1093,27 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("once the only neighbour on an owner's path says GOAWAY, a state of that owner refused from another neighbour as off the path is taken")
+  void aLeavingPeerNoLongerHoldsThePath() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(new Message.CatchUp(List.of()));
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      y.send(hello("y"));
+      y.send(new Message.CatchUp(List.of()));
+      y.send(sync("c", "owner-x", 1, 1));
+      mesh.settle();
+      assertTrue(a.get(CURSOR, "c").isEmpty(), "refused: x alone is on owner-x's path");
+      x.send(new Message.GoAway("SHUTDOWN", "node x is closing"));
+      mesh.settle();
+      assertEquals(1.0, a.get(CURSOR, "c").orElseThrow().value().x(), "taken before x's link closes");
+      assertTrue(a.isConnected(PeerId.of("x")));
+    }
+  }
+
+  @Test
   @DisplayName("what a peer sends after its GOAWAY, its last frame, is dropped, and the link still waits for the peer to end it")
   void framesAfterAGoAwayAreDropped() {
     try (TestMesh mesh = new TestMesh()) {
