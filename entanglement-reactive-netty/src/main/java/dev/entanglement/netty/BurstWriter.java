@@ -46,9 +46,9 @@ import reactor.core.publisher.MonoSink;
  * failed write, the source's error, or cancellation; a pending run is then dropped (arrays only:
  * no buffer exists before the task writes). A last run the channel has not taken within {@link
  * #LAST_WRITE} (a peer that reads nothing) fails the writer, so that the link, which closes after
- * its last frame, is closed without it rather than held open. Threads: the source's signals arrive serially on any
- * thread, the task and write completions run on the event loop; the run, the flags and {@code
- * outstanding} are guarded by this object's lock.
+ * its last frame, is closed without it rather than held open. Threads: the source's signals
+ * arrive serially on any thread, the task and write completions run on the event loop; the run,
+ * the flags and {@code outstanding} are guarded by this object's lock.
  */
 final class BurstWriter implements CoreSubscriber<byte[]> {
   /**
