@@ -718,9 +718,7 @@ class WireBehaviourTest {
       Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
       Link link = attachWithOneUnitLeft(mesh, a, transport, in);
       in.tryEmitNext(CODEC.encode(sync("theirs", "owner-x", 1, 1)));
-      RawPeer y = new RawPeer(mesh, "a", "y");
-      y.send(hello("y"));
-      y.send(new Message.CatchUp(List.of()));
+      RawPeer y = caughtUpPeer(mesh, "y");
       y.send(new Message.Routes(Map.of("owner-x", 1)));
       mesh.settle();
       a.publish(new Cursor("k1", 1, 0)).block(); // takes the unit left over
@@ -1097,12 +1095,8 @@ class WireBehaviourTest {
   void aLeavingPeerNoLongerHoldsThePath() {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
-      RawPeer x = new RawPeer(mesh, "a", "x");
-      x.send(hello("x", "owner-x"));
-      x.send(new Message.CatchUp(List.of()));
-      RawPeer y = new RawPeer(mesh, "a", "y");
-      y.send(hello("y"));
-      y.send(new Message.CatchUp(List.of()));
+      RawPeer x = caughtUpPeer(mesh, "x", "owner-x");
+      RawPeer y = caughtUpPeer(mesh, "y");
       y.send(sync("c", "owner-x", 1, 1));
       mesh.settle();
       assertTrue(a.get(CURSOR, "c").isEmpty(), "refused: x alone is on owner-x's path");
@@ -1166,13 +1160,9 @@ class WireBehaviourTest {
   void aLeavingPeerIsPassedOverAtOnce() {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
-      RawPeer x = new RawPeer(mesh, "a", "x");
-      x.send(hello("x", "owner-x"));
-      x.send(new Message.CatchUp(List.of()));
+      RawPeer x = caughtUpPeer(mesh, "x", "owner-x");
       x.send(sync("c", "owner-x", 1, 1));
-      RawPeer y = new RawPeer(mesh, "a", "y");
-      y.send(hello("y"));
-      y.send(new Message.CatchUp(List.of()));
+      RawPeer y = caughtUpPeer(mesh, "y");
       y.send(new Message.Routes(Map.of("owner-x", 1)));
       mesh.settle();
       java.util.concurrent.atomic.AtomicReference<Throwable> sentBefore =
@@ -1202,12 +1192,18 @@ class WireBehaviourTest {
     return routes.get(routes.size() - 1).hops();
   }
 
+  /** A raw peer {@code name} of node "a" that said HELLO, owning {@code owners}, and CATCH_UP; settled. */
+  private static RawPeer caughtUpPeer(TestMesh mesh, String name, String... owners) {
+    RawPeer peer = new RawPeer(mesh, "a", name);
+    peer.send(hello(name, owners));
+    peer.send(new Message.CatchUp(List.of()));
+    mesh.settle();
+    return peer;
+  }
+
   /** A raw peer "x" of node "a" that says HELLO and CATCH_UP, then GOAWAY; settled. */
   private static RawPeer peerThatSaysGoAway(TestMesh mesh) {
-    RawPeer x = new RawPeer(mesh, "a", "x");
-    x.send(hello("x", "owner-x"));
-    x.send(new Message.CatchUp(List.of()));
-    mesh.settle();
+    RawPeer x = caughtUpPeer(mesh, "x", "owner-x");
     assertTrue(mesh.get("a").isConnected(PeerId.of("x")));
     x.send(new Message.GoAway("SHUTDOWN", "node x is closing"));
     mesh.settle();
