@@ -719,7 +719,14 @@ export class EntanglementClient {
       if (conn === this.#conn) this.#send(conn, message);
     };
     return {
-      commit: (snap) => reply({ type: 'RESPONSE', inReplyTo: requestId, state: syncOf(snap) }),
+      commit: (snap) => {
+        // The RESPONSE stands in for this version's SYNC on its link (PROTOCOL.md §4.3): the peer
+        // counts as holding it, so the state entry queued by the commit sends nothing older.
+        if (conn === this.#conn) {
+          conn.held.set(objectKey(snap.type, snap.key), { epoch: snap.epoch, serial: snap.serial });
+        }
+        reply({ type: 'RESPONSE', inReplyTo: requestId, state: syncOf(snap) });
+      },
       reject: (code, message) => reply({ type: 'ERROR', inReplyTo: requestId, code, message }),
     };
   }

@@ -64,22 +64,40 @@ function proposeToMe(socket, requestId, attributes, extra = {}) {
   });
 }
 
-test('answering PROPOSE: the default decision commits, publishes the SYNC and answers RESPONSE', async () => {
+test('answering PROPOSE: the default decision commits and answers RESPONSE with the committed state', async () => {
   const { client, socket } = await withJavaCursor();
   client.publish('Cursor', { id: 'mine', x: 1, y: 1 });
   await settle();
   socket.clearSent();
   proposeToMe(socket, 41, { x: 2 });
   await settle();
-  assert.deepEqual(socket.sent.map((m) => m.type), ['SYNC', 'RESPONSE']);
-  const [s, r] = socket.sent;
-  assert.deepEqual([s.serial, s.attributes], [2, { id: 'mine', x: 2, y: 1 }]);
+  assert.deepEqual(socket.sent.map((m) => m.type), ['RESPONSE']);
+  const [r] = socket.sent;
   assert.equal(r.inReplyTo, 41);
   assert.deepEqual(r.state, {
     objectType: 'Cursor', key: 'mine', owner: 'owner-js', epoch: client.epoch, serial: 2,
-    committedAt: s.committedAt, deleted: false, attributes: { id: 'mine', x: 2, y: 1 },
+    committedAt: client.get('Cursor', 'mine').committedAt, deleted: false, attributes: { id: 'mine', x: 2, y: 1 },
   });
   assert.equal(client.get('Cursor', 'mine').value.x, 2);
+});
+
+test('answering PROPOSE: the RESPONSE stands in for the SYNC of its version on the link (PROTOCOL.md 4.3)', async () => {
+  const { client, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  await settle();
+  socket.clearSent();
+  proposeToMe(socket, 1, { x: 2 });
+  await settle();
+  assert.deepEqual(socket.sent.map((m) => [m.type, m.serial ?? m.state.serial]), [['RESPONSE', 2]],
+    'no SYNC of version 2 besides the RESPONSE that carries it');
+  proposeToMe(socket, 2, { x: 3 });
+  client.publish('Cursor', { id: 'mine', x: 4 }); // a newer version in the same task
+  await settle();
+  assert.deepEqual(socket.sent.slice(1).map((m) => [m.type, m.serial ?? m.state.serial]), [['SYNC', 4], ['RESPONSE', 3]],
+    'a version no RESPONSE carries still leaves as a SYNC');
+  await client.propose('Cursor', 'mine', { x: 5 }); // a local proposal: no RESPONSE on the link
+  await settle();
+  assert.deepEqual(socket.sentOf('SYNC').map((m) => m.serial), [4, 5]);
 });
 
 test('answering PROPOSE: the decide hook sees the proposal and may modify, reject or answer later', async () => {
