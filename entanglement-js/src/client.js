@@ -57,6 +57,15 @@ const OPEN = 1; // WebSocket.OPEN
 const TERMINAL_STATES = new Set(['CONFIRMED', 'BROKEN', 'REJECTED', 'EXPIRED', 'ABORTED']);
 const ENDED_TRANSITIONS_REMEMBERED = 4096;
 const EVENTS_REMEMBERED = 4096;
+// What every store can keep (PROTOCOL.md §4.1), in UTF-16 units: a peer refuses the whole link,
+// BAD_ENCODING, over a message naming a longer key, type name or owner id, or one with U+0000.
+const MAX_KEY_LENGTH = 500;
+const MAX_TYPE_LENGTH = 100;
+const MAX_OWNER_LENGTH = 200;
+
+function storable(text, max) {
+  return text.length <= max && !text.includes('\u0000');
+}
 
 /** A failure (not a rejection): lost connection, closed client, timeout, no response. */
 export class EntanglementError extends Error {
@@ -179,6 +188,9 @@ export class EntanglementClient {
     this.#url = o.url;
     for (const [name, t] of Object.entries(o.types ?? {})) {
       if (!t.unique && typeof t.key !== 'function') throw new TypeError(`type ${name} needs a key function`);
+      if (!storable(name, MAX_TYPE_LENGTH)) {
+        throw new TypeError(`a type name is at most ${MAX_TYPE_LENGTH} characters, without U+0000`);
+      }
       this.#types.set(name, { name, key: t.key, unique: Boolean(t.unique) });
     }
     this.#decide = o.decide ?? (() => true);
@@ -195,6 +207,9 @@ export class EntanglementClient {
     this.#opts = o;
     this.#nodeId = o.nodeId ?? `js-${randomUuid().slice(0, 8)}`;
     this.#ownerId = o.ownerId ?? this.#nodeId;
+    if (typeof this.#ownerId !== 'string' || this.#ownerId.trim() === '' || !storable(this.#ownerId, MAX_OWNER_LENGTH)) {
+      throw new TypeError(`an owner id is text, not blank, at most ${MAX_OWNER_LENGTH} characters, without U+0000`);
+    }
     this.#epoch = o.epoch ?? this.#clock.now();
   }
 
@@ -768,10 +783,11 @@ export class EntanglementClient {
     }, answer);
   }
 
-  /** The canonical key of a value of a type, or null if the key function fails. */
+  /** The canonical key of a value of a type, or null if the key function fails or no store could keep it. */
   #keyOrNull(t, value) {
     try {
-      return canonicalKey(t.key(value));
+      const key = canonicalKey(t.key(value));
+      return storable(key, MAX_KEY_LENGTH) ? key : null;
     } catch {
       return null;
     }
@@ -855,7 +871,7 @@ export class EntanglementClient {
     const value = decision && decision.commit !== undefined ? decision.commit : proposed;
     const key = req.kind === 'DELETE' ? proposedKey : this.#keyOrNull(t, value);
     if (key === null) {
-      answer.reject('INVALID_OPERATION', 'the committed value has no key');
+      answer.reject('INVALID_OPERATION', 'the committed value has no valid key');
       return;
     }
     const cur = this.#objects.get(objectKey(req.type, key));
@@ -924,6 +940,9 @@ export class EntanglementClient {
       return snap;
     }
     const key = canonicalKey(t.key(value));
+    if (!storable(key, MAX_KEY_LENGTH)) {
+      throw new TypeError(`a key is at most ${MAX_KEY_LENGTH} characters, without U+0000`);
+    }
     const cur = this.#objects.get(objectKey(type, key));
     if (cur && !cur.deleted && cur.owner !== this.#ownerId) {
       throw new EntanglementError('BAD_OWNER', `${type}/${key} is owned by ${cur.owner}; propose a change instead`);

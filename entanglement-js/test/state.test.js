@@ -138,3 +138,26 @@ test('options are checked: a URL, key functions, a WebSocket implementation', ()
   assert.throws(() => new EntanglementClient({ url: 'ws://x', types: { T: {} } }), /key function/);
   assert.throws(() => new EntanglementClient({ url: 'ws://x', types: {}, WebSocket: 'no' }), /no WebSocket/);
 });
+
+test('keys, type names and owner ids no store could keep are refused here, not sent to get the link closed', async () => {
+  // PROTOCOL.md 4.1: a peer refuses the whole link over such a name (BAD_ENCODING), and every
+  // catch-up would send the object again.
+  const { client, sockets } = newClient();
+  const socket = await connected(client, sockets);
+  const long = 'k'.repeat(501);
+  assert.throws(() => client.publish('Cursor', { id: long }), TypeError);
+  assert.throws(() => client.publish('Cursor', { id: 'a\u0000b' }), TypeError);
+  assert.equal(client.get('Cursor', long), undefined);
+  client.publish('Cursor', { id: 'k'.repeat(500) }); // the longest key
+  socket.receive({ type: 'CREATE', requestId: 7, objectType: 'Cursor', owner: 'owner-js', attributes: { id: long }, hops: 1 });
+  await settle();
+  assert.deepEqual(socket.sentOf('SYNC').map((m) => m.key.length), [500]);
+  assert.deepEqual(socket.sent.filter((m) => m.type === 'RESPONSE' || m.type === 'ERROR').map((m) => [m.inReplyTo, m.code]),
+    [[7, 'INVALID_OPERATION']]);
+  const options = { url: 'ws://x', WebSocket: class {} };
+  for (const ownerId of ['', '  ', 'o'.repeat(201), 'o\u0000']) {
+    assert.throws(() => new EntanglementClient({ ...options, ownerId }), /owner id/, JSON.stringify(ownerId));
+  }
+  assert.throws(() => new EntanglementClient({ ...options, types: { ['T'.repeat(101)]: { unique: true } } }), /type name/);
+  assert.ok(new EntanglementClient({ ...options, ownerId: 'o'.repeat(200), types: { ['T'.repeat(100)]: { unique: true } } }));
+});
