@@ -177,6 +177,8 @@ export class EntanglementClient {
   /** Active transitions: objectKey -> (transition id -> slot). */
   #transitions = new Map();
   #endedTransitions = new Map();
+  /** Proposals waiting for `decide`: each gives up, without a timer left, when the client closes. */
+  #undecided = new Set();
 
   #watchers = new Map();
   #tentativeWatchers = new Map();
@@ -267,6 +269,7 @@ export class EntanglementClient {
     for (const slots of this.#transitions.values()) {
       for (const slot of slots.values()) this.#clock.clearTimeout(slot.expiry);
     }
+    for (const abandon of [...this.#undecided]) abandon();
   }
 
   /** -> connecting: opens a socket; the handshake timer covers opening and the peer's HELLO. */
@@ -734,6 +737,7 @@ export class EntanglementClient {
       if (conn === this.#conn) this.#send(conn, message);
     };
     return {
+      abandon: () => {}, // closed: no answer can be sent
       commit: (snap) => {
         // The RESPONSE stands in for this version's SYNC on its link (PROTOCOL.md §4.3): the peer
         // counts as holding it, so the state entry queued by the commit sends nothing older.
@@ -837,15 +841,24 @@ export class EntanglementClient {
       transitionId: req.transitionId, from: req.from,
     });
     let decided = false;
+    const done = () => {
+      decided = true;
+      this.#undecided.delete(abandon);
+      this.#clock.clearTimeout(timer);
+    };
     const decide = (decision) => {
       if (decided) return;
-      decided = true;
-      this.#clock.clearTimeout(timer);
+      done();
       this.#applyDecision(t, req, key, proposed, decision, answer);
+    };
+    const abandon = () => {
+      done();
+      answer.abandon();
     };
     const timer = this.#clock.setTimeout(
       () => decide({ reject: 'TIMEOUT', message: 'the owner did not decide in time' }),
       this.#opts.decisionTimeoutMs);
+    this.#undecided.add(abandon);
     const failed = (e) => {
       reportError(e);
       decide({ reject: 'INVALID_OPERATION', message: 'the owner failed to decide' });
@@ -980,10 +993,14 @@ export class EntanglementClient {
       if (kind === 'DELETE' && !transitionId) {
         return Promise.resolve(committed(this.#commitLocal(type, key, null, true, null)));
       }
-      return new Promise((resolve) => {
+      return new Promise((resolve, reject) => {
         this.#offerProposal(
           { kind, type, key, partial: true, attributes, transitionId, from: null },
-          { commit: (snap) => resolve(committed(snap)), reject: (code, message) => resolve(rejected(code, message)) });
+          {
+            commit: (snap) => resolve(committed(snap)),
+            reject: (code, message) => resolve(rejected(code, message)),
+            abandon: () => reject(new EntanglementError('NOT_CONNECTED', 'the client is closed')),
+          });
       });
     }
     return this.#request({

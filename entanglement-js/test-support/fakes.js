@@ -77,6 +77,8 @@ export function fakeClock(start = 1_700_000_000_000) {
     clearTimeout(id) {
       timers.delete(id);
     },
+    /** How many timers are set and have neither run nor been cleared. */
+    pending: () => timers.size,
     /** Moves time forward by `ms`, running every timer due on the way, in time order. */
     advance(ms) {
       const end = now + ms;

@@ -176,3 +176,21 @@ test('a local proposal on an owned object goes through the decide hook', async (
   assert.equal((await client.propose('Cursor', 'mine', { x: 2 })).state.value.x, 2);
   assert.deepEqual(await client.propose('Cursor', 'mine', { x: 11 }), { committed: false, code: 'UNAUTHORIZED', message: 'too far' });
 });
+
+test('close(): undecided proposals give up at once, leaving no timer, and a late decision commits nothing', async () => {
+  const releases = [];
+  const { client, clock, socket } = await withJavaCursor({
+    decide: () => new Promise((resolve) => { releases.push(resolve); }),
+  });
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  proposeToMe(socket, 1, { x: 2 });
+  const local = client.propose('Cursor', 'mine', { x: 3 });
+  await settle();
+  assert.equal(releases.length, 2);
+  client.close();
+  assert.equal(clock.pending(), 0, 'no timer outlives close()');
+  await assert.rejects(local, (e) => e instanceof EntanglementError && e.code === 'NOT_CONNECTED');
+  releases.forEach((release) => release(true));
+  await settle();
+  assert.equal(client.get('Cursor', 'mine').serial, 1, 'nothing committed after close()');
+});
