@@ -56,6 +56,11 @@ export const DEFAULTS = Object.freeze({
 const OPEN = 1; // WebSocket.OPEN
 const TERMINAL_STATES = new Set(['CONFIRMED', 'BROKEN', 'REJECTED', 'EXPIRED', 'ABORTED']);
 const ENDED_TRANSITIONS_REMEMBERED = 4096;
+// The ERROR codes of PROTOCOL.md §5.
+const ERROR_CODES = new Set([
+  'UNAUTHORIZED', 'BAD_OWNER', 'NOT_FOUND', 'BAD_ENCODING', 'UNKNOWN_TYPE', 'INVALID_OPERATION',
+  'BROKEN_TRANSITION', 'TIMEOUT', 'LIMIT_EXCEEDED', 'NOT_CONNECTED', 'NO_RESPONSE', 'WITHHELD',
+]);
 const EVENTS_REMEMBERED = 4096;
 // What every store can keep (PROTOCOL.md §4.1), in UTF-16 units: a peer refuses the whole link,
 // BAD_ENCODING, over a message naming a longer key, type name or owner id, or one with U+0000.
@@ -131,7 +136,7 @@ function remember(map, key, value, max) {
  *   {kind: 'UPDATE'|'DELETE'|'CREATE', type, key, current, proposed, transitionId, from} and
  *   returns (or resolves to) undefined or true to commit `proposed`, {commit: value} to commit
  *   another value, false to reject with UNAUTHORIZED, or {reject: code, message} to reject with a
- *   code of PROTOCOL.md §5 (Java nodes read any other code as INVALID_OPERATION). Undecided after
+ *   code of PROTOCOL.md §5 (Java nodes, and this client, read any other code as INVALID_OPERATION). Undecided after
  *   decisionTimeoutMs: rejected with TIMEOUT.
  * - backoff: {initialMs: 250, maxMs: 10000}: reconnection delays (backoff.js).
  * - highWaterMark: 16384; bytes of socket.bufferedAmount above which nothing more is written.
@@ -722,11 +727,13 @@ export class EntanglementClient {
   }
 
   #onError(conn, m) {
+    // A code this client does not know reads as INVALID_OPERATION (PROTOCOL.md §5), as in Java.
+    const code = ERROR_CODES.has(m.code) ? m.code : 'INVALID_OPERATION';
     if (m.inReplyTo === 0) {
-      this.#emit('error', { code: m.code, message: m.message });
+      this.#emit('error', { code, message: m.message });
       return;
     }
-    this.#answered(conn, m.inReplyTo)?.resolve(rejected(m.code, m.message));
+    this.#answered(conn, m.inReplyTo)?.resolve(rejected(code, m.message));
   }
 
   // ---------------------------------------------------------------- owner side: proposals

@@ -30,6 +30,20 @@ test('propose: a PROPOSE to the owner; RESPONSE resolves committed, ERROR resolv
   assert.deepEqual(await second, { committed: false, code: 'UNAUTHORIZED', message: 'negative x' });
 });
 
+test('an ERROR code this client does not know reads as INVALID_OPERATION (PROTOCOL.md 5)', async () => {
+  const { client, socket } = await withJavaCursor();
+  const errors = [];
+  client.on('error', (e) => errors.push(e));
+  const refused = client.propose('Cursor', 'java', { x: 5 });
+  await settle();
+  socket.receive({ type: 'ERROR', inReplyTo: socket.sentOf('PROPOSE')[0].requestId, code: 'NEWER_CODE', message: 'no' });
+  assert.deepEqual(await refused, { committed: false, code: 'INVALID_OPERATION', message: 'no' });
+  socket.receive({ type: 'ERROR', inReplyTo: 0, code: 'ALSO_NEW', message: 'vetoed' });
+  socket.receive({ type: 'ERROR', inReplyTo: 0, code: 'WITHHELD', message: 'hidden' });
+  assert.deepEqual(errors, [
+    { code: 'INVALID_OPERATION', message: 'vetoed' }, { code: 'WITHHELD', message: 'hidden' }]);
+});
+
 test('propose: an unknown object is NOT_FOUND as a value; NO_RESPONSE and timeouts are failures', async () => {
   const { client, clock, socket } = await withJavaCursor({ requestTimeoutMs: 1000 });
   assert.equal((await client.propose('Cursor', 'nobody', { x: 1 })).code, 'NOT_FOUND');
