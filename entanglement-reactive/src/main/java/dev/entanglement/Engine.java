@@ -57,7 +57,9 @@ import tools.jackson.databind.node.ObjectNode;
  * never holds an event loop (whose links then go unread) or a publishing thread for longer than
  * one batch. The only state read outside it is {@link #objects} (an {@link ObjectTable} of
  * immutable {@link StoredState}s, which readers on any thread may probe) for {@link
- * EntanglementNode#get}.
+ * EntanglementNode#get}, and for a publish made while the executor is busy: the publisher looks its
+ * object up, and the version's second and later publishes wait merged in one {@link PublishSlot}
+ * hung on it, so that a publish loop faster than the engine queues latest states, not history.
  *
  * <p>Frames from a link that marks its reads ({@link Link#END_OF_BURST}) are held until the read's
  * marker and handled together, in order, once the objects they name were looked up at once
@@ -538,15 +540,97 @@ final class Engine {
 
   Mono<Snapshot<?>> publish(@Nullable SyncType<?> declared, OwnerId owner, Object value) {
     return Mono.create(
-        sink ->
-            serial.execute(
-                () -> {
-                  try {
-                    publishNow(declared, owner, value, sink::success, e -> sink.error(notWritten(e)));
-                  } catch (RuntimeException e) {
-                    sink.error(e);
-                  }
-                }));
+        sink -> {
+          // While the engine is busy, a publish finds the object's current state here: the first
+          // publish on a version queues a task of its own (which then needs no lookup), the later
+          // ones wait merged in the version's slot.
+          StoredState current = serial.isBusy() ? currentFor(declared, value) : null;
+          if (current != null && !current.firstPublishOn()) {
+            mergeInSlot(current, owner, value, sink);
+            return;
+          }
+          serial.execute(
+              () -> {
+                try {
+                  publishNow(declared, current, owner, value, sink::success, e -> sink.error(notWritten(e)));
+                } catch (RuntimeException e) {
+                  sink.error(e);
+                }
+              });
+        });
+  }
+
+  /**
+   * Moved on by every operation the application submits other than a publish, before it is
+   * queued: publishes made after it start new {@link PublishSlot}s instead of joining waiting ones.
+   */
+  private final java.util.concurrent.atomic.AtomicLong publishFence =
+      new java.util.concurrent.atomic.AtomicLong();
+
+  /** Publishes that joined a waiting {@link PublishSlot}; any thread. */
+  private final java.util.concurrent.atomic.AtomicLong publishesMerged =
+      new java.util.concurrent.atomic.AtomicLong();
+
+  private void fencePublishes() {
+    publishFence.incrementAndGet();
+  }
+
+  /** Queues an application's operation other than a publish, after the publishes made before it. */
+  private void fenceThen(Runnable operation) {
+    fencePublishes();
+    serial.execute(operation);
+  }
+
+  /**
+   * On the publisher's thread: the state of the object {@code value} is a version of, or null if
+   * the node holds none or the engine must judge the publish alone (an event, a type it does not
+   * know, a value of another class, a key function that throws: the engine then says why).
+   */
+  private @Nullable StoredState currentFor(@Nullable SyncType<?> declared, Object value) {
+    TypeBinding<?> b = declared != null ? types.get(declared.name()) : typesByClass.get(value.getClass());
+    if (b == null || b.type().isUnique() || !b.type().javaType().isInstance(value)) {
+      return null;
+    }
+    @SuppressWarnings("unchecked")
+    SyncType<Object> t = (SyncType<Object>) b.type();
+    try {
+      return objects.get(t.keyOf(value));
+    } catch (RuntimeException e) {
+      return null;
+    }
+  }
+
+  /**
+   * On the publisher's thread: puts the publish in {@code current}'s waiting {@link PublishSlot}, or
+   * in a new one queued behind the operations already submitted.
+   */
+  private void mergeInSlot(StoredState current, OwnerId owner, Object value, MonoSink<Snapshot<?>> sink) {
+    long fence = publishFence.get();
+    PublishSlot.Pending mine = new PublishSlot.Pending(value, sink);
+    for (;;) {
+      PublishSlot waiting = current.publishSlot();
+      if (waiting != null && waiting.join(owner, fence, mine)) {
+        publishesMerged.incrementAndGet();
+        return;
+      }
+      PublishSlot slot = new PublishSlot(current, owner, fence, mine, this::runPublishSlot);
+      if (current.replacePublishSlot(waiting, slot)) {
+        serial.execute(slot);
+        return;
+      }
+    }
+  }
+
+  /** The engine's side of a {@link PublishSlot}: commits the latest value it holds. */
+  private void runPublishSlot(PublishSlot slot) {
+    PublishSlot.Pending p = slot.take();
+    MonoSink<Snapshot<?>> sink = p.sink();
+    try {
+      publishNow(slot.base.binding.type(), slot.base, slot.owner, p.value(), sink::success,
+          e -> sink.error(notWritten(e)));
+    } catch (RuntimeException e) {
+      sink.error(e);
+    }
   }
 
   /**
@@ -557,6 +641,7 @@ final class Engine {
 
   Mono<Void> publishAll(@Nullable SyncType<?> declared, OwnerId owner, Publisher<?> values) {
     return Mono.create(sink -> {
+      fencePublishes(); // its values are committed after the publishes made before it
       PublishAll p = new PublishAll(declared, owner, sink);
       sink.onCancel(p);
       values.subscribe(p);
@@ -613,7 +698,7 @@ final class Engine {
           return;
         }
         try {
-          publishNow(declared, owner, value, s -> committed(), e -> {
+          publishNow(declared, null, owner, value, s -> committed(), e -> {
             if (!done) {
               end(notWritten(e));
             } else if (sourceCompleted) {
@@ -886,7 +971,7 @@ final class Engine {
   Mono<Void> removeOwner(OwnerId owner) {
     return Mono.create(
         sink ->
-            serial.execute(
+            fenceThen(
                 () -> {
                   LocalOwner lo = localOwners.remove(owner);
                   if (lo == null) {
@@ -905,7 +990,7 @@ final class Engine {
   Mono<Void> addOwner(OwnerId owner, long epoch) {
     return Mono.create(
         sink ->
-            serial.execute(
+            fenceThen(
                 () -> {
                   if (localOwners.containsKey(owner)) {
                     sink.error(new IllegalArgumentException(owner + " is already a local owner"));
@@ -959,7 +1044,7 @@ final class Engine {
   Mono<Void> close() {
     return Mono.create(
         sink ->
-            serial.execute(
+            fenceThen(
                 () -> {
                   if (!closed) {
                     closed = true;
@@ -1178,6 +1263,7 @@ final class Engine {
         statesEncoded.get(),
         updatesOffered,
         updatesCoalesced,
+        publishesMerged.get(),
         queued,
         pendingRequests,
         pendingDecisions,
@@ -1297,6 +1383,7 @@ final class Engine {
     public void update(T value) {
       ObjectNode tree = json.valueToTree(value);
       limits.checkObjectSize(tree, "the update of transition ", id);
+      fencePublishes();
       serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
     }
 
@@ -1304,6 +1391,7 @@ final class Engine {
     public void update(Map<String, ?> attributes) {
       ObjectNode tree = attributesTree(attributes);
       limits.checkObjectSize(tree, "the update of transition ", id);
+      fencePublishes();
       serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
     }
 
@@ -1322,7 +1410,7 @@ final class Engine {
     public Mono<Void> abort() {
       return Mono.create(
           sink ->
-              serial.execute(
+              fenceThen(
                   () -> {
                     endTransition(key, id, TransitionState.ABORTED, true, null);
                     sink.success();
@@ -1407,8 +1495,13 @@ final class Engine {
 
   // ------------------------------------------------------------------ local commits
 
+  /**
+   * @param known the state of the value's object a publisher found, if it looked (while the engine
+   *     was busy); it spares the lookup if it is still current
+   */
   private void publishNow(
       @Nullable SyncType<?> declared,
+      @Nullable StoredState known,
       OwnerId owner,
       Object value,
       java.util.function.Consumer<Snapshot<?>> done,
@@ -1418,18 +1511,19 @@ final class Engine {
     if (!b.type().javaType().isInstance(value)) {
       throw new IllegalArgumentException(value.getClass() + " is not a " + b.type());
     }
-    if (!localOwners.containsKey(owner)) {
+    LocalOwner lo = localOwners.get(owner);
+    if (lo == null) {
       throw new EntanglementException(ErrorCode.BAD_OWNER, owner + " is not a local owner of " + nodeId);
     }
     @SuppressWarnings("unchecked")
     SyncType<Object> t = (SyncType<Object>) b.type();
-    ObjectKey key = t.keyOf(value);
+    ObjectKey key = known != null ? known.key() : t.keyOf(value);
     if (t.isUnique()) {
       limits.checkObjectSize(value, key);
       done.accept(publishEvent(b, key, owner, json.valueToTree(value), value));
       return;
     }
-    StoredState cur = current(key);
+    StoredState cur = known != null && known.inTable && uncommitted.isEmpty() ? known : current(key);
     if (cur != null) {
       if (!cur.deleted() && !cur.owner().equals(owner)) {
         throw new EntanglementException(
@@ -1437,14 +1531,13 @@ final class Engine {
       }
       key = cur.key(); // one key instance per object, however many versions
     }
-    LocalOwner lo = localOwners.get(owner);
     Version v = new Version(lo.epoch, lo.serial + 1);
     StoredState st = new StoredState(b, new Snapshot<>(key, value, owner, v, false, now()), null, null);
     // The size check encodes the SYNC frame every destination is sent (one encode), and holds it
     // to the bound a receiver applies to that frame.
     limits.checkEncodedSize(st.frame(codec, json, statesEncoded).length, key);
     lo.serial++;
-    commit(st, null, List.of(), s -> done.accept(s.snapshot), lost);
+    commit(st, cur, null, List.of(), s -> done.accept(s.snapshot), lost);
   }
 
   private Snapshot<?> publishEvent(
@@ -1490,7 +1583,7 @@ final class Engine {
     Snapshot<?> snap = new Snapshot<>(key, deleted ? null : typed, owner, v, deleted, now());
     commit(
         new StoredState(b, snap, deleted || value != null ? null : attributes, null),
-        confirmsTransition, answering, done, lost);
+        null, confirmsTransition, answering, done, lost);
   }
 
   /**
@@ -1500,6 +1593,7 @@ final class Engine {
    */
   private void commit(
       StoredState st,
+      @Nullable StoredState current,
       @Nullable String confirmsTransition,
       List<Obligation> answering,
       java.util.function.Consumer<StoredState> done,
@@ -1509,7 +1603,7 @@ final class Engine {
     st.retainFrame(); // until done: an answer is built around the frame the flood sends
     if (store == null) {
       answering.forEach(o -> o.willAnswer(st));
-      takeEffect(st, confirmsTransition);
+      takeEffect(st, current, confirmsTransition);
       done.accept(st);
       st.releaseFrame();
       return;
@@ -1531,7 +1625,7 @@ final class Engine {
             return;
           }
           answering.forEach(o -> o.willAnswer(st));
-          takeEffect(st, confirmsTransition);
+          takeEffect(st, current, confirmsTransition);
           done.accept(st);
           st.releaseFrame();
         },
@@ -1555,9 +1649,10 @@ final class Engine {
     return e;
   }
 
-  private void takeEffect(StoredState st, @Nullable String confirmsTransition) {
+  /** @param current the key's state as the committer found it, if it has it: spares a lookup */
+  private void takeEffect(StoredState st, @Nullable StoredState current, @Nullable String confirmsTransition) {
     st.arrival = ++arrivals;
-    putState(st);
+    putState(st, current);
     notifyWatchers(st.snapshot);
     markDirty(st, null);
     settleTransitions(st.key(), confirmsTransition);
@@ -1570,8 +1665,8 @@ final class Engine {
    * holds it, a newer version), the holding goes to the holder's table. A state of another owner
    * replaces every holding of the key: versions of different owners do not compare.
    */
-  private void putState(StoredState st) {
-    StoredState old = objects.put(st);
+  private void putState(StoredState st, @Nullable StoredState current) {
+    StoredState old = current != null && current.inTable ? objects.replace(current, st) : objects.put(st);
     if (old == null) {
       return;
     }
@@ -2937,7 +3032,7 @@ final class Engine {
     if (fromHolds) {
       makeHolder(st, from, v);
     }
-    putState(st);
+    putState(st, null);
     if (!dropped.isEmpty()) {
       dropped.remove(key);
     }
@@ -3688,6 +3783,7 @@ final class Engine {
                 desk.stopWaiting(holder[0]);
                 applyDecision(b, kind, key, r, from, holder[0], deadline, decision);
               };
+              fencePublishes();
               desk.decided(holder[0], apply);
             });
     holder[0] = p;
@@ -4222,7 +4318,7 @@ final class Engine {
   private Mono<Outcome<?>> request(java.util.function.Consumer<MonoSink<Outcome<?>>> body) {
     return Mono.create(
         sink ->
-            serial.execute(
+            fenceThen(
                 () -> {
                   if (closed) {
                     sink.error(new EntanglementException(ErrorCode.NOT_CONNECTED, "node is closed"));

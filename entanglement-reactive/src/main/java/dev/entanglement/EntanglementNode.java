@@ -94,19 +94,39 @@ public final class EntanglementNode {
    *
    * <p>Fails with {@link EntanglementException} ({@link ErrorCode#BAD_OWNER}) if another owner owns
    * the object: propose a change instead.
+   *
+   * <p>Latest state, not history: while the node is busy, publishes of an object it already holds
+   * wait merged, by object and owner. A publish made while an earlier one of the same object still
+   * waits replaces its value, and the earlier publish's {@code Mono} then completes <em>empty</em>:
+   * its value never becomes a version of its own. So a loop of publishes faster than the node
+   * commits them holds a few waiting values per object, not one per call. Each thread's operations
+   * on one object still take effect in the order it made them: a delete, proposal, decision,
+   * transition or owner change made after a publish is never overtaken by a later publish. Values
+   * of different objects may take effect in another order than they were published (as they may
+   * reach a peer in another order). A publish whose caller waits for it before the next is never
+   * merged.
+   *
+   * @return the version the value took effect as; empty if a later publish of the object replaced
+   *     the value before it took effect
    */
   public <T> Mono<Snapshot<T>> publish(T value) {
     Objects.requireNonNull(value, "value");
     return cast(engine.publish(null, engine.defaultOwner(), value));
   }
 
-  /** Commits {@code value} as an object of {@code type} owned by {@link #owner()}. */
+  /**
+   * Commits {@code value} as an object of {@code type} owned by {@link #owner()}; merged while it
+   * waits as {@link #publish(Object)} says.
+   */
   public <T> Mono<Snapshot<T>> publish(SyncType<T> type, T value) {
     Objects.requireNonNull(value, "value");
     return cast(engine.publish(type, engine.defaultOwner(), value));
   }
 
-  /** Commits {@code value} as an object of {@code type} owned by the local owner {@code owner}. */
+  /**
+   * Commits {@code value} as an object of {@code type} owned by the local owner {@code owner}; merged
+   * while it waits as {@link #publish(Object)} says.
+   */
   public <T> Mono<Snapshot<T>> publish(SyncType<T> type, OwnerId owner, T value) {
     Objects.requireNonNull(value, "value");
     return cast(engine.publish(type, owner, value));
@@ -116,8 +136,8 @@ public final class EntanglementNode {
    * Publishes every value of {@code values}, in order, as objects of {@code type} owned by {@link
    * #owner()}, pulling them as the engine commits them. At most 256
    * values are handed over and not yet committed at any time, so a source faster than the engine
-   * is slowed down (backpressure) instead of filling the engine's task queue, as a loop of {@link
-   * #publish} calls does. A synchronous source is pulled on the engine's own thread. Versions of
+   * is slowed down (backpressure): values wait in the source, not in the node (a loop of {@link
+   * #publish} calls holds its latest value per object in the node). A synchronous source is pulled on the engine's own thread. Versions of
    * one object coalesce on every link as for {@code publish}.
    *
    * @return completes once the source completed and every value is committed (durable, with a

@@ -13,6 +13,9 @@ import java.util.List;
  *     sent again later (a catch-up) is encoded again, since a sent version keeps only its value
  * @param updatesOffered state changes offered to outbound queues, one per destination
  * @param updatesCoalesced offers that merged into a pending entry instead of adding one
+ * @param publishesMerged publishes whose value replaced an earlier publish of the same object that
+ *     was still waiting for the node (see {@link EntanglementNode#publish(Object)}): each completed
+ *     the earlier one's {@code Mono} empty
  * @param queuedEntries entries waiting in outbound queues now
  * @param pendingRequests requests (local or relayed) waiting for an answer now
  * @param pendingDecisions proposals waiting for an owner's decision now
@@ -29,6 +32,7 @@ public record NodeStats(
     long statesEncoded,
     long updatesOffered,
     long updatesCoalesced,
+    long publishesMerged,
     int queuedEntries,
     int pendingRequests,
     int pendingDecisions,

@@ -28,7 +28,8 @@ import tools.jackson.databind.node.ObjectNode;
  *
  * <p>Immutable except for the frame and its user count, and the arrival, which the engine sets
  * once, before the state is visible in its map of objects; only the engine's serial executor
- * touches them. A held tree is never mutated.
+ * touches them. A held tree is never mutated. The fields any thread touches are those of the
+ * publishes that wait to replace this version ({@link PublishSlot}).
  */
 final class StoredState {
   final TypeBinding<?> binding;
@@ -50,6 +51,8 @@ final class StoredState {
    * retained this state builds its frame from it without looking the key up again while it is set.
    */
   boolean inTable;
+  /** Its slot in the {@link ObjectTable} while {@link #inTable}; set by the table's writer. */
+  int tableSlot;
   /**
    * A link whose peer holds {@link #heldVersion} of this key or a newer version, or null. It stands
    * for that link's entry in its {@link Destination#held} table, which the engine then neither writes
@@ -62,6 +65,29 @@ final class StoredState {
   @Nullable Destination holder;
   /** The version {@link #holder} holds at least; set with it. */
   @Nullable Version heldVersion;
+  /**
+   * Whether a publish was made on this version while the engine was busy (1) or not (0). Unlike the
+   * fields above, any thread: see {@link #firstPublishOn}.
+   */
+  private volatile int publishedOn;
+  /**
+   * The last {@link PublishSlot} made on this version, taken or waiting, or null. Any thread:
+   * publishers read it and replace it with {@link #replacePublishSlot}.
+   */
+  private volatile @Nullable PublishSlot publishSlot;
+
+  private static final java.lang.invoke.VarHandle PUBLISHED_ON;
+  private static final java.lang.invoke.VarHandle PUBLISH_SLOT;
+
+  static {
+    try {
+      java.lang.invoke.MethodHandles.Lookup l = java.lang.invoke.MethodHandles.lookup();
+      PUBLISHED_ON = l.findVarHandle(StoredState.class, "publishedOn", int.class);
+      PUBLISH_SLOT = l.findVarHandle(StoredState.class, "publishSlot", PublishSlot.class);
+    } catch (ReflectiveOperationException e) {
+      throw new ExceptionInInitializerError(e);
+    }
+  }
 
   /**
    * @param tree the attribute tree, required unless {@code frame} is given or the snapshot carries
@@ -81,6 +107,23 @@ final class StoredState {
 
   ObjectKey key() {
     return snapshot.key();
+  }
+
+  /**
+   * Marks this version as published on while the engine was busy; true for the first publish to
+   * mark it, which then gets a task of its own (see {@link PublishSlot}). Any thread.
+   */
+  boolean firstPublishOn() {
+    return publishedOn == 0 && PUBLISHED_ON.compareAndSet(this, 0, 1);
+  }
+
+  @Nullable PublishSlot publishSlot() {
+    return publishSlot;
+  }
+
+  /** Makes {@code next} this version's slot if {@code expected} still is; any thread. */
+  boolean replacePublishSlot(@Nullable PublishSlot expected, PublishSlot next) {
+    return PUBLISH_SLOT.compareAndSet(this, expected, next);
   }
 
   OwnerId owner() {

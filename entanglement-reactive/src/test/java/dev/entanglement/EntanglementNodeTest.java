@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
@@ -224,6 +226,207 @@ class EntanglementNodeTest {
           .expectErrorSatisfies(e -> assertEquals(
               ErrorCode.NOT_CONNECTED, ((EntanglementException) e).code()))
           .verify(java.time.Duration.ofSeconds(5));
+    }
+  }
+
+  // ------------------------------------------------------------------ publishes merged while they wait
+
+  /** How a publish whose value never became a version of its own ended. */
+  private static final String EMPTY = "empty";
+
+  /** Subscribes to {@code publish}; records the value it took effect as, EMPTY, or the error. */
+  private static void record(Mono<Snapshot<Cursor>> publish, List<Object> endings) {
+    publish.map(s -> (Object) s.value()).defaultIfEmpty(EMPTY).subscribe(endings::add, endings::add);
+  }
+
+  /**
+   * Runs {@code operations} as a task of {@code node}'s engine, on this thread: the node is busy
+   * meanwhile, as it is behind a backlog, and what they submit runs after them, in order.
+   */
+  private static void whileBusy(EntanglementNode node, Runnable operations) {
+    node.engine.serial.execute(operations);
+  }
+
+  @Test
+  void publishesOfAnObjectWaitingForTheNodeMerge_theLatestTakesEffect() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      EntanglementNode b = mesh.node("b");
+      mesh.connect("a", "b");
+      a.publish(new Cursor("c1", 0, 0)).block();
+      mesh.settle();
+      long before = a.get(CURSOR, "c1").orElseThrow().version().serial();
+      List<Cursor> seenAtB = new ArrayList<>();
+      Disposable watching = b.watch(CURSOR, "c1").subscribe(s -> seenAtB.add(s.value()));
+      List<Object> endings = new ArrayList<>();
+      whileBusy(a, () -> {
+        for (int i = 1; i <= 1_000; i++) {
+          record(a.publish(new Cursor("c1", i, i)), endings);
+        }
+        // The first is a task of its own; of the others, each is superseded by the next at once.
+        assertEquals(998, endings.size());
+      });
+      mesh.settle();
+      watching.dispose();
+      List<Object> expected = new ArrayList<>(java.util.Collections.nCopies(998, EMPTY));
+      expected.add(new Cursor("c1", 1, 1));
+      expected.add(new Cursor("c1", 1_000, 1_000));
+      assertEquals(expected, endings);
+      Snapshot<Cursor> now = a.get(CURSOR, "c1").orElseThrow();
+      assertEquals(new Cursor("c1", 1_000, 1_000), now.value());
+      assertEquals(before + 2, now.version().serial(), "two versions for the thousand publishes");
+      assertEquals(List.of(new Cursor("c1", 0, 0), new Cursor("c1", 1_000, 1_000)), seenAtB);
+      assertEquals(998, a.stats().publishesMerged());
+    }
+  }
+
+  @Test
+  void publishesAreMergedOnlyWhileTheNodeIsBusy_andOnlyForObjectsItHolds() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      List<Object> endings = new ArrayList<>();
+      // Idle: each publish runs at once.
+      record(a.publish(new Cursor("c1", 1, 1)), endings);
+      record(a.publish(new Cursor("c1", 2, 2)), endings);
+      // Busy, but the node does not hold c2 yet: each is a version of its own.
+      whileBusy(a, () -> {
+        record(a.publish(new Cursor("c2", 1, 1)), endings);
+        record(a.publish(new Cursor("c2", 2, 2)), endings);
+      });
+      mesh.settle();
+      assertEquals(List.of(new Cursor("c1", 1, 1), new Cursor("c1", 2, 2), new Cursor("c2", 1, 1),
+          new Cursor("c2", 2, 2)), endings);
+      assertEquals(0, a.stats().publishesMerged());
+    }
+  }
+
+  /** An operation of the application other than a publish, on object c1 or its owner. */
+  enum Between {
+    DELETE,
+    PROPOSE,
+    TRANSITION,
+    REMOVE_OWNER
+  }
+
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.EnumSource(Between.class)
+  void aPublishMadeAfterAnotherOperationNeverJoinsOneMadeBeforeIt(Between between) {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      OwnerId owner = a.owner();
+      a.publish(new Cursor("c1", 0, 0)).block();
+      List<Object> endings = new ArrayList<>();
+      List<Object> middle = new ArrayList<>();
+      whileBusy(a, () -> {
+        record(a.publish(new Cursor("c1", 1, 1)), endings); // the version's first: a task
+        record(a.publish(new Cursor("c1", 2, 2)), endings); // waits in a slot
+        switch (between) {
+          case DELETE -> a.delete(CURSOR, "c1").subscribe(middle::add, middle::add);
+          case PROPOSE -> a.propose(CURSOR, "c1", java.util.Map.of("x", 5.0)).subscribe(middle::add, middle::add);
+          case TRANSITION -> {
+            Transition<Cursor> t = a.beginTransition(CURSOR, "c1");
+            t.update(java.util.Map.of("y", 7.0));
+            t.commit().subscribe(middle::add, middle::add);
+          }
+          case REMOVE_OWNER -> a.removeOwner(owner).subscribe(null, middle::add, () -> middle.add("removed"));
+        }
+        record(a.publish(new Cursor("c1", 3, 3)), endings); // must not join the slot made before
+      });
+      mesh.settle();
+      assertEquals(1, middle.size(), "the operation in between ended: " + middle);
+      assertEquals(0, a.stats().publishesMerged());
+      assertEquals(List.of(new Cursor("c1", 1, 1), new Cursor("c1", 2, 2)), endings.subList(0, 2),
+          "the publishes made before it took effect before it");
+      if (between == Between.REMOVE_OWNER) {
+        // The last publish comes after its owner was removed.
+        assertTrue(endings.get(2) instanceof EntanglementException e && e.code() == ErrorCode.BAD_OWNER,
+            "last publish: " + endings.get(2));
+        assertTrue(a.get(CURSOR, "c1").isEmpty());
+      } else {
+        assertTrue(middle.get(0) instanceof Outcome.Committed<?>, "in between: " + middle);
+        assertEquals(new Cursor("c1", 3, 3), endings.get(2));
+        assertEquals(new Cursor("c1", 3, 3), a.get(CURSOR, "c1").orElseThrow().value(),
+            "the last operation made is the last to take effect");
+      }
+    }
+  }
+
+  /**
+   * Threads publish, delete and propose on objects of their own, as fast as they can, on a node
+   * whose engine runs on its default scheduler: publishes that wait merge, and each object still
+   * ends as its thread's operations, applied one after the other in the order made, leave it. Every
+   * operation ends (a publish possibly empty) and none fails.
+   */
+  @org.junit.jupiter.api.RepeatedTest(5)
+  void concurrentThreadsKeepTheOrderOfTheirOwnOperationsPerObject(
+      org.junit.jupiter.api.RepetitionInfo repetition) throws InterruptedException {
+    EntanglementNode a = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a")).epoch(1)
+        .registry(TestMesh.registry()).build();
+    int threads = 3;
+    int objects = 8;
+    int operations = 4_000;
+    java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(threads * operations);
+    java.util.Queue<Throwable> failures = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    List<java.util.Map<String, Cursor>> expected = new ArrayList<>();
+    List<Thread> running = new ArrayList<>();
+    java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+    for (int t = 0; t < threads; t++) {
+      int thread = t;
+      java.util.Map<String, Cursor> model = new java.util.HashMap<>();
+      expected.add(model);
+      java.util.SplittableRandom random = new java.util.SplittableRandom(
+          7_700L * repetition.getCurrentRepetition() + t);
+      running.add(new Thread(() -> {
+        try {
+          start.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          return;
+        }
+        for (int i = 1; i <= operations; i++) {
+          String id = "t" + thread + "-" + random.nextInt(objects);
+          int kind = random.nextInt(100);
+          if (kind < 90) {
+            Cursor v = new Cursor(id, i, thread);
+            model.put(id, v);
+            a.publish(v).subscribe(s -> {}, failures::add, ended::countDown);
+          } else if (kind < 95) {
+            Cursor before = model.remove(id);
+            a.delete(CURSOR, id).subscribe(o -> {
+              if (o.isCommitted() != (before != null)) {
+                failures.add(new AssertionError("delete of " + id + ": " + o));
+              }
+            }, failures::add, ended::countDown);
+          } else {
+            Cursor before = model.get(id);
+            if (before != null) {
+              model.put(id, new Cursor(id, before.x(), -i));
+            }
+            a.propose(CURSOR, id, java.util.Map.of("y", (double) -i)).subscribe(o -> {
+              if (o.isCommitted() != (before != null)) {
+                failures.add(new AssertionError("proposal on " + id + ": " + o));
+              }
+            }, failures::add, ended::countDown);
+          }
+        }
+      }));
+    }
+    try {
+      running.forEach(Thread::start);
+      start.countDown();
+      assertTrue(ended.await(60, java.util.concurrent.TimeUnit.SECONDS), "operations still open: " + ended.getCount());
+      assertTrue(failures.isEmpty(),
+          failures.size() + " failures, the first: " + failures.stream().limit(3).toList());
+      for (int t = 0; t < threads; t++) {
+        for (int k = 0; k < objects; k++) {
+          String id = "t" + t + "-" + k;
+          Cursor want = expected.get(t).get(id);
+          java.util.Optional<Snapshot<Cursor>> got = a.get(CURSOR, id);
+          assertEquals(want, got.map(Snapshot::value).orElse(null), id);
+        }
+      }
+    } finally {
+      a.close().block();
     }
   }
 }

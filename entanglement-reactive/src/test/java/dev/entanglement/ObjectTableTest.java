@@ -126,7 +126,10 @@ class ObjectTableTest {
     assertFalse(t.values().iterator().hasNext());
   }
 
-  /** Property: any seeded sequence of puts and removes leaves the table equal to a map's. */
+  /**
+   * Property: any seeded sequence of puts, replacements of a found state and removes leaves the
+   * table equal to a map's.
+   */
   @ParameterizedTest
   @ValueSource(longs = {1, 2, 3, 4, 5, 6, 7, 8})
   void agreesWithAMap(long seed) {
@@ -139,7 +142,12 @@ class ObjectTableTest {
         assertSame(model.remove(k), t.remove(k));
       } else {
         StoredState st = state(k, op);
-        t.put(st);
+        StoredState current = model.get(k);
+        if (current != null && random.nextBoolean()) {
+          assertSame(current, t.replace(current, st)); // as a committer that found it does
+        } else {
+          t.put(st);
+        }
         model.put(k, st);
       }
       if (op % 1_000 == 0) {
@@ -151,6 +159,32 @@ class ObjectTableTest {
       assertSame(model.get(key(i)), t.get(key(i)));
     }
     assertEquals(model.size(), t.values().size());
+  }
+
+  @Test
+  @DisplayName("a replacement of the found state takes its slot, in either index mode, and only of a state in the table")
+  void replaceTakesTheSlotOfTheStateItReplaces() {
+    ObjectTable t = new ObjectTable();
+    List<ObjectKey> colliding = collidingKeys(ObjectTable.MAX_PROBE + 10);
+    for (int round = 0; round < 2; round++) {
+      ObjectKey k = round == 0 ? key(1) : colliding.get(0);
+      StoredState v1 = state(k, 1);
+      StoredState v2 = state(k, 2);
+      t.put(v1);
+      int size = t.size();
+      assertSame(v1, t.replace(v1, v2));
+      assertSame(v2, t.get(new ObjectKey(k.type(), k.key())));
+      assertTrue(v2.inTable);
+      assertFalse(v1.inTable);
+      assertEquals(size, t.size());
+      // v1 is no longer the table's: a committer holding it must look the key up instead.
+      assertThrows(IllegalArgumentException.class, () -> t.replace(v1, state(k, 3)));
+      assertThrows(IllegalArgumentException.class, () -> t.replace(v2, state(key(2), 3)));
+      for (ObjectKey c : colliding) {
+        t.put(state(c, 0)); // the second round replaces in MAP
+      }
+    }
+    assertTrue(t.indexIsMap());
   }
 
   @ParameterizedTest

@@ -96,6 +96,14 @@ public final class SerialExecutor implements Executor {
     return !tasks.isEmpty() || !urgent.isEmpty();
   }
 
+  /**
+   * Whether a task submitted now would be queued rather than run at once: some thread is running
+   * the executor's tasks. Any thread; by the time the caller acts on it, it may have changed.
+   */
+  public boolean isBusy() {
+    return wip.get() != 0;
+  }
+
   private void submit(Runnable task, Queue<Runnable> lane) {
     if (wip.get() == 0 && wip.compareAndSet(0, 1)) {
       // Idle: the task runs at once and is never enqueued (see the state machine above).

@@ -102,6 +102,7 @@ public final class EntanglementMeters implements MeterBinder, AutoCloseable {
     counter(registry, "states.encoded", NodeStats::statesEncoded);
     counter(registry, "updates.offered", NodeStats::updatesOffered);
     counter(registry, "updates.coalesced", NodeStats::updatesCoalesced);
+    counter(registry, "publishes.merged", NodeStats::publishesMerged);
     gauge(registry, "queue.depth", NodeStats::queuedEntries);
     gauge(registry, "requests.pending", NodeStats::pendingRequests);
     gauge(registry, "decisions.pending", NodeStats::pendingDecisions);

@@ -38,6 +38,18 @@ class SerialExecutorTest {
   }
 
   @Test
+  void isBusyWhileATaskRunsAndUntilTheTasksQueuedBehindItHaveRun() {
+    List<Boolean> seen = new ArrayList<>();
+    assertEquals(false, executor.isBusy());
+    executor.execute(() -> {
+      seen.add(executor.isBusy());
+      executor.execute(() -> seen.add(executor.isBusy())); // queued behind this one
+    });
+    assertEquals(List.of(true, true), seen);
+    assertEquals(false, executor.isBusy());
+  }
+
+  @Test
   void aTaskSubmittedWhileAnotherThreadRunsATaskOnlyWaitsAndRunsAfterItOnThatThread()
       throws InterruptedException {
     List<String> log = new CopyOnWriteArrayList<>();

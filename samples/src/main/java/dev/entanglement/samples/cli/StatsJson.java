@@ -43,6 +43,7 @@ final class StatsJson {
     json.put("framesReceived", stats.framesReceived());
     json.put("updatesOffered", stats.updatesOffered());
     json.put("updatesCoalesced", stats.updatesCoalesced());
+    json.put("publishesMerged", stats.publishesMerged());
     json.put("queuedEntries", stats.queuedEntries());
     json.put("activeTransitions", stats.activeTransitions());
     List<Map<String, Object>> peers = stats.peers().stream().map(StatsJson::peer).toList();
