@@ -541,44 +541,52 @@ final class Engine {
   Mono<Snapshot<?>> publish(@Nullable SyncType<?> declared, OwnerId owner, Object value) {
     return Mono.create(
         sink -> {
-          // While the engine is busy, a publish finds the object's current state here: the first
-          // publish on a version queues a task of its own (which then needs no lookup), the later
-          // ones wait merged in the version's slot.
-          StoredState current = serial.isBusy() ? currentFor(declared, value) : null;
-          if (current != null && !current.firstPublishOn()) {
-            mergeInSlot(current, owner, value, sink);
+          if (!serial.isBusy()) {
+            // Runs at once (or behind a drain that began meanwhile): nothing to merge with.
+            serial.execute(() -> publishTask(declared, null, owner, value, sink));
             return;
           }
-          serial.execute(
-              () -> {
-                try {
-                  publishNow(declared, current, owner, value, sink::success, e -> sink.error(notWritten(e)));
-                } catch (RuntimeException e) {
-                  sink.error(e);
-                }
-              });
+          // The engine is busy: the publish finds the object's current state here. The first
+          // publish on a version queues a task of its own (which then needs no lookup); the later
+          // ones wait merged in the version's slot.
+          StoredState current = currentFor(declared, value);
+          if (current != null && !current.firstPublishOn()) {
+            mergeInSlot(current, owner, value, sink);
+          } else {
+            queueForThread(() -> publishTask(declared, current, owner, value, sink));
+          }
         });
   }
 
-  /**
-   * Moved on by every operation the application submits other than a publish, before it is
-   * queued: publishes made after it start new {@link PublishSlot}s instead of joining waiting ones.
-   */
-  private final java.util.concurrent.atomic.AtomicLong publishFence =
-      new java.util.concurrent.atomic.AtomicLong();
+  private void publishTask(
+      @Nullable SyncType<?> declared,
+      @Nullable StoredState current,
+      OwnerId owner,
+      Object value,
+      MonoSink<Snapshot<?>> sink) {
+    try {
+      publishNow(declared, current, owner, value, sink::success, e -> sink.error(notWritten(e)));
+    } catch (RuntimeException e) {
+      sink.error(e);
+    }
+  }
 
   /** Publishes that joined a waiting {@link PublishSlot}; any thread. */
   private final java.util.concurrent.atomic.AtomicLong publishesMerged =
       new java.util.concurrent.atomic.AtomicLong();
 
-  private void fencePublishes() {
-    publishFence.incrementAndGet();
-  }
+  /**
+   * Per application thread, the last task it queued on this engine: a publish joins a waiting
+   * {@link PublishSlot} only if the slot is that task or that task has started, so that nothing the
+   * thread queued before waits behind the slot (see {@link PublishSlot}'s ordering rule).
+   */
+  private final ThreadLocal<ApplicationTask> lastQueued = new ThreadLocal<>();
 
-  /** Queues an application's operation other than a publish, after the publishes made before it. */
-  private void fenceThen(Runnable operation) {
-    fencePublishes();
-    serial.execute(operation);
+  /** Queues an application's task and remembers it as the thread's last; any thread. */
+  private void queueForThread(Runnable task) {
+    ApplicationTask.Flagged flagged = new ApplicationTask.Flagged(task);
+    serial.execute(flagged);
+    lastQueued.set(flagged);
   }
 
   /**
@@ -601,36 +609,32 @@ final class Engine {
   }
 
   /**
-   * On the publisher's thread: puts the publish in {@code current}'s waiting {@link PublishSlot}, or
-   * in a new one queued behind the operations already submitted.
+   * On the publisher's thread: puts the publish in {@code current}'s waiting {@link PublishSlot} if
+   * this thread may join it, or else in a new slot, queued before it is hung on {@code current}, so
+   * that no one joins a slot not yet queued.
    */
   private void mergeInSlot(StoredState current, OwnerId owner, Object value, MonoSink<Snapshot<?>> sink) {
-    long fence = publishFence.get();
     PublishSlot.Pending mine = new PublishSlot.Pending(value, sink);
-    for (;;) {
-      PublishSlot waiting = current.publishSlot();
-      if (waiting != null && waiting.join(owner, fence, mine)) {
-        publishesMerged.incrementAndGet();
-        return;
-      }
-      PublishSlot slot = new PublishSlot(current, owner, fence, mine, this::runPublishSlot);
-      if (current.replacePublishSlot(waiting, slot)) {
-        serial.execute(slot);
-        return;
-      }
+    PublishSlot waiting = current.publishSlot();
+    ApplicationTask last = lastQueued.get();
+    if (waiting != null
+        && (last == null || last == waiting || last.started())
+        && waiting.join(owner, mine)) {
+      publishesMerged.incrementAndGet();
+      lastQueued.set(waiting);
+      return;
     }
+    PublishSlot slot = new PublishSlot(current, owner, mine, this::runPublishSlot);
+    serial.execute(slot);
+    lastQueued.set(slot);
+    // If another slot was hung meanwhile, that one is joined instead; this one runs all the same.
+    current.replacePublishSlot(waiting, slot);
   }
 
   /** The engine's side of a {@link PublishSlot}: commits the latest value it holds. */
-  private void runPublishSlot(PublishSlot slot) {
+  private void runPublishSlot(PublishSlot slot, StoredState base) {
     PublishSlot.Pending p = slot.take();
-    MonoSink<Snapshot<?>> sink = p.sink();
-    try {
-      publishNow(slot.base.binding.type(), slot.base, slot.owner, p.value(), sink::success,
-          e -> sink.error(notWritten(e)));
-    } catch (RuntimeException e) {
-      sink.error(e);
-    }
+    publishTask(base.binding.type(), base, slot.owner, p.value(), p.sink());
   }
 
   /**
@@ -641,7 +645,6 @@ final class Engine {
 
   Mono<Void> publishAll(@Nullable SyncType<?> declared, OwnerId owner, Publisher<?> values) {
     return Mono.create(sink -> {
-      fencePublishes(); // its values are committed after the publishes made before it
       PublishAll p = new PublishAll(declared, owner, sink);
       sink.onCancel(p);
       values.subscribe(p);
@@ -971,7 +974,7 @@ final class Engine {
   Mono<Void> removeOwner(OwnerId owner) {
     return Mono.create(
         sink ->
-            fenceThen(
+            queueForThread(
                 () -> {
                   LocalOwner lo = localOwners.remove(owner);
                   if (lo == null) {
@@ -990,7 +993,7 @@ final class Engine {
   Mono<Void> addOwner(OwnerId owner, long epoch) {
     return Mono.create(
         sink ->
-            fenceThen(
+            queueForThread(
                 () -> {
                   if (localOwners.containsKey(owner)) {
                     sink.error(new IllegalArgumentException(owner + " is already a local owner"));
@@ -1044,7 +1047,7 @@ final class Engine {
   Mono<Void> close() {
     return Mono.create(
         sink ->
-            fenceThen(
+            queueForThread(
                 () -> {
                   if (!closed) {
                     closed = true;
@@ -1383,16 +1386,14 @@ final class Engine {
     public void update(T value) {
       ObjectNode tree = json.valueToTree(value);
       limits.checkObjectSize(tree, "the update of transition ", id);
-      fencePublishes();
-      serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
+      queueForThread(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
     }
 
     @Override
     public void update(Map<String, ?> attributes) {
       ObjectNode tree = attributesTree(attributes);
       limits.checkObjectSize(tree, "the update of transition ", id);
-      fencePublishes();
-      serial.execute(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
+      queueForThread(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
     }
 
     @Override
@@ -1410,7 +1411,7 @@ final class Engine {
     public Mono<Void> abort() {
       return Mono.create(
           sink ->
-              fenceThen(
+              queueForThread(
                   () -> {
                     endTransition(key, id, TransitionState.ABORTED, true, null);
                     sink.success();
@@ -3783,8 +3784,9 @@ final class Engine {
                 desk.stopWaiting(holder[0]);
                 applyDecision(b, kind, key, r, from, holder[0], deadline, decision);
               };
-              fencePublishes();
-              desk.decided(holder[0], apply);
+              ApplicationTask.Flagged decided = new ApplicationTask.Flagged(apply);
+              desk.decided(holder[0], decided);
+              lastQueued.set(decided);
             });
     holder[0] = p;
     p.arrival = arrival != 0 ? arrival : desk.nextArrival();
@@ -4318,7 +4320,7 @@ final class Engine {
   private Mono<Outcome<?>> request(java.util.function.Consumer<MonoSink<Outcome<?>>> body) {
     return Mono.create(
         sink ->
-            fenceThen(
+            queueForThread(
                 () -> {
                   if (closed) {
                     sink.error(new EntanglementException(ErrorCode.NOT_CONNECTED, "node is closed"));

@@ -97,14 +97,17 @@ public final class EntanglementNode {
    *
    * <p>Latest state, not history: while the node is busy, publishes of an object it already holds
    * wait merged, by object and owner. A publish made while an earlier one of the same object still
-   * waits replaces its value, and the earlier publish's {@code Mono} then completes <em>empty</em>:
-   * its value never becomes a version of its own. So a loop of publishes faster than the node
-   * commits them holds a few waiting values per object, not one per call. Each thread's operations
-   * on one object still take effect in the order it made them: a delete, proposal, decision,
-   * transition or owner change made after a publish is never overtaken by a later publish. Values
-   * of different objects may take effect in another order than they were published (as they may
-   * reach a peer in another order). A publish whose caller waits for it before the next is never
-   * merged.
+   * waits replaces its value, and the earlier publish's {@code Mono} then completes <em>empty</em>,
+   * on the thread of the publish that replaced it: its value never becomes a version of its own,
+   * and whatever happens to the later value (an error such as {@code BAD_OWNER} included) is
+   * reported to the later publish only. So a loop of publishes faster than the node commits them
+   * leaves a few waiting tasks per object, not one per call. Each thread's operations on an object
+   * take effect in the order it made them, whatever other threads do: a thread's publish never
+   * takes the place of another thread's publish queued before the thread's own earlier operations
+   * (a publish, delete, proposal, decision, transition or owner change). A publish whose thread
+   * waits for it before its next operation is merged only with other threads' later publishes.
+   * Values of different objects may take effect in another order than they were published (as they
+   * may reach a peer in another order).
    *
    * @return the version the value took effect as; empty if a later publish of the object replaced
    *     the value before it took effect

@@ -2,14 +2,16 @@ package dev.entanglement;
 
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.util.function.BiConsumer;
+import org.jspecify.annotations.Nullable;
 import reactor.core.publisher.MonoSink;
 
 /**
  * The publishes of one object by one owner that wait for the engine's executor, merged into one
  * task: a publish that finds its object's slot still waiting replaces the value in it instead of
  * queueing a task of its own. So a loop of {@code publish} calls faster than the engine runs leaves
- * at most a task and a slot per object waiting, not one task per call: the engine takes the latest
- * state, not the history, as the links' queues do after it.
+ * a few tasks per object waiting, not one per call: the engine takes the latest state, not the
+ * history, as the links' queues do after it.
  *
  * <p>A slot hangs on the object's current {@link StoredState} ({@link StoredState#publishSlot}),
  * where a publisher finds it with the lookup any thread may make in the engine's object table, so
@@ -21,20 +23,22 @@ import reactor.core.publisher.MonoSink;
  * about 0.5 µs of sender CPU per state (docs/BENCHMARKS.md §3, session 36).
  *
  * <p>State machine: {@code WAITING} (its task is queued; it holds the latest publisher's value and
- * sink) → {@code TAKEN} (the engine runs it; terminal). A publisher joins a waiting slot by swapping
- * in its own value and sink (compare-and-set); the sink it replaced is completed empty at once, as
- * its value will never be a version of its own. The engine takes the slot by swapping in {@link
- * #TAKEN}, and commits what it took.
+ * sink) → {@code TAKEN} (the engine runs it; terminal). A slot is queued before it is hung on its
+ * state, so it is never joined before it is queued. A publisher joins a waiting slot by swapping in
+ * its own value and sink (compare-and-set); the sink it replaced is completed empty at once, on the
+ * joining thread, as its value will never be a version of its own. The engine takes the slot by
+ * swapping in {@link #TAKEN}, and commits what it took.
  *
- * <p>Invariants: a slot is joined only by a publish of the same owner, made while {@link #fence} is
- * the engine's current publish fence (the type is the base's: it is part of the key). Every
- * operation other than a publish that the application submits (a delete, a proposal, a decision, a
- * transition, an owner added or removed, a close) moves the fence on before it is queued, so a
- * publish made after it never joins a slot queued before it: per object, each thread's operations
- * still take effect in the order it made them. Publishes of different objects may take effect in
- * another order than they were made, as they may leave a link's queue in another order.
+ * <p>Ordering rule: a thread joins a waiting slot only if the last task it queued on the engine
+ * ({@link ApplicationTask}: a publish, a slot, a delete, a proposal, a decision, a transition's update,
+ * commit or abort, an owner added or removed, a close) is that slot or has started. Since the
+ * executor runs its queue in order, every task the thread queued before is then ahead of the slot,
+ * and a thread's operations on an object take effect in the order it made them, whatever other
+ * threads do. A slot is joined only by publishes of its owner; its object, and so its type, is its
+ * state's. Publishes of different objects may take effect in another order than they were made,
+ * as they may leave a link's queue in another order.
  */
-final class PublishSlot implements Runnable {
+final class PublishSlot implements Runnable, ApplicationTask {
   /** A value to publish and the sink of the publisher that gave it. */
   record Pending(Object value, MonoSink<Snapshot<?>> sink) {}
 
@@ -50,35 +54,33 @@ final class PublishSlot implements Runnable {
     }
   }
 
-  /** The version the slot was made on, current then: every value it holds is of its object. */
-  final StoredState base;
   final OwnerId owner;
-  /** The engine's publish fence when the slot was made; joins are refused once it moved on. */
-  final long fence;
-  private final java.util.function.Consumer<PublishSlot> engine;
+  /** The version the slot was made on, current then; dropped once run. */
+  private @Nullable StoredState base;
+  /**
+   * The engine's side of the slot; dropped once run, as the base is, so that a thread that keeps
+   * the slot as its last task (see the ordering rule) holds neither the engine nor a state.
+   */
+  private @Nullable BiConsumer<PublishSlot, StoredState> engine;
   /** The waiting {@link Pending}, or {@link #TAKEN}; through {@link #PENDING}. */
   @SuppressWarnings("unused")
   private volatile Object pending;
 
   PublishSlot(
-      StoredState base,
-      OwnerId owner,
-      long fence,
-      Pending first,
-      java.util.function.Consumer<PublishSlot> engine) {
+      StoredState base, OwnerId owner, Pending first, BiConsumer<PublishSlot, StoredState> engine) {
     this.base = base;
     this.owner = owner;
-    this.fence = fence;
     this.engine = engine;
     this.pending = first;
   }
 
   /**
    * Puts {@code next} in place of the waiting value, if this slot still waits and takes publishes
-   * of owner {@code o} at fence {@code currentFence}; completes the replaced sink empty. Any thread.
+   * of owner {@code o}; completes the replaced sink empty. Any thread; the caller has checked the
+   * ordering rule.
    */
-  boolean join(OwnerId o, long currentFence, Pending next) {
-    if (currentFence != fence || !o.equals(owner)) {
+  boolean join(OwnerId o, Pending next) {
+    if (!o.equals(owner)) {
       return false;
     }
     for (;;) {
@@ -103,7 +105,20 @@ final class PublishSlot implements Runnable {
   }
 
   @Override
+  public boolean started() {
+    return PENDING.getAcquire(this) == TAKEN;
+  }
+
+  /** The engine's executor: hands the slot and its state to the engine, which takes it. */
+  @Override
   public void run() {
-    engine.accept(this);
+    StoredState b = base;
+    BiConsumer<PublishSlot, StoredState> e = engine;
+    base = null;
+    engine = null;
+    if (b == null || e == null) {
+      throw new IllegalStateException("a publish slot runs once");
+    }
+    e.accept(this, b);
   }
 }

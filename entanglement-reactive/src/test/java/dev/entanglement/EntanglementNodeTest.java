@@ -259,13 +259,15 @@ class EntanglementNodeTest {
       List<Cursor> seenAtB = new ArrayList<>();
       Disposable watching = b.watch(CURSOR, "c1").subscribe(s -> seenAtB.add(s.value()));
       List<Object> endings = new ArrayList<>();
+      AtomicLong endedWhileBusy = new AtomicLong(-1);
       whileBusy(a, () -> {
         for (int i = 1; i <= 1_000; i++) {
           record(a.publish(new Cursor("c1", i, i)), endings);
         }
-        // The first is a task of its own; of the others, each is superseded by the next at once.
-        assertEquals(998, endings.size());
+        endedWhileBusy.set(endings.size());
       });
+      // The first is a task of its own; of the others, each was superseded by the next at once.
+      assertEquals(998, endedWhileBusy.get());
       mesh.settle();
       watching.dispose();
       List<Object> expected = new ArrayList<>(java.util.Collections.nCopies(998, EMPTY));
@@ -417,6 +419,7 @@ class EntanglementNodeTest {
       assertTrue(ended.await(60, java.util.concurrent.TimeUnit.SECONDS), "operations still open: " + ended.getCount());
       assertTrue(failures.isEmpty(),
           failures.size() + " failures, the first: " + failures.stream().limit(3).toList());
+      assertTrue(a.stats().publishesMerged() > 0, "no publish waited merged: the test tested nothing");
       for (int t = 0; t < threads; t++) {
         for (int k = 0; k < objects; k++) {
           String id = "t" + t + "-" + k;
@@ -425,6 +428,124 @@ class EntanglementNodeTest {
           assertEquals(want, got.map(Snapshot::value).orElse(null), id);
         }
       }
+    } finally {
+      a.close().block();
+    }
+  }
+
+  /** Runs {@code operations} on another thread and waits for them. */
+  private static void onAnotherThread(Runnable operations) {
+    Thread t = new Thread(operations);
+    t.start();
+    try {
+      t.join(java.util.concurrent.TimeUnit.SECONDS.toMillis(10));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    assertTrue(!t.isAlive(), "the other thread did not finish");
+  }
+
+  @Test
+  void aThreadDoesNotJoinAnotherThreadsSlotQueuedBeforeItsOwnLastOperation() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      a.publish(new Cursor("c1", 0, 0)).block();
+      List<Object> endings = java.util.Collections.synchronizedList(new ArrayList<>());
+      List<Object> deleted = new ArrayList<>();
+      whileBusy(a, () -> {
+        // Another thread: its first publish is a task, its second waits in a slot.
+        onAnotherThread(() -> {
+          record(a.publish(new Cursor("c1", 1, 1)), endings);
+          record(a.publish(new Cursor("c1", 2, 2)), endings);
+        });
+        // This thread deletes the object, then publishes it again: its publish must come after
+        // its delete, so it may not join the slot, queued before the delete.
+        a.delete(CURSOR, "c1").subscribe(deleted::add);
+        record(a.publish(new Cursor("c1", 3, 3)), endings);
+      });
+      mesh.settle();
+      assertEquals(List.of(new Cursor("c1", 1, 1), new Cursor("c1", 2, 2), new Cursor("c1", 3, 3)), endings);
+      assertTrue(deleted.get(0) instanceof Outcome.Committed<?>, "delete: " + deleted);
+      assertEquals(new Cursor("c1", 3, 3), a.get(CURSOR, "c1").orElseThrow().value());
+      assertEquals(0, a.stats().publishesMerged());
+    }
+  }
+
+  @Test
+  void aThreadWhoseLastOperationStartedJoinsAnotherThreadsSlot() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      a.publish(new Cursor("c1", 0, 0)).block(); // ran at once: this thread's last operation
+      List<Object> endings = java.util.Collections.synchronizedList(new ArrayList<>());
+      whileBusy(a, () -> {
+        onAnotherThread(() -> {
+          record(a.publish(new Cursor("c1", 1, 1)), endings);
+          record(a.publish(new Cursor("c1", 2, 2)), endings);
+        });
+        record(a.publish(new Cursor("c1", 3, 3)), endings); // replaces the other thread's (2, 2)
+      });
+      mesh.settle();
+      assertEquals(List.of(EMPTY, new Cursor("c1", 1, 1), new Cursor("c1", 3, 3)), endings);
+      assertEquals(new Cursor("c1", 3, 3), a.get(CURSOR, "c1").orElseThrow().value());
+      assertEquals(1, a.stats().publishesMerged());
+    }
+  }
+
+  /**
+   * Threads publish the same objects at once, each a value of its own: whatever the interleaving,
+   * each object ends with the last value one of the threads published for it, never with a value
+   * a thread replaced by a later one of its own.
+   */
+  @org.junit.jupiter.api.RepeatedTest(5)
+  void threadsPublishingTheSameObjectsLeaveEachWithOneOfTheirLastValues(
+      org.junit.jupiter.api.RepetitionInfo repetition) throws InterruptedException {
+    EntanglementNode a = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a")).epoch(1)
+        .registry(TestMesh.registry()).build();
+    int threads = 3;
+    int objects = 4;
+    int operations = 4_000;
+    java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(threads * operations);
+    java.util.Queue<Throwable> failures = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    List<java.util.Map<String, Cursor>> lastOf = new ArrayList<>();
+    List<Thread> running = new ArrayList<>();
+    java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+    for (int t = 0; t < threads; t++) {
+      int thread = t;
+      java.util.Map<String, Cursor> last = new java.util.HashMap<>();
+      lastOf.add(last);
+      java.util.SplittableRandom random = new java.util.SplittableRandom(
+          8_800L * repetition.getCurrentRepetition() + t);
+      running.add(new Thread(() -> {
+        try {
+          start.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          return;
+        }
+        for (int i = 1; i <= operations; i++) {
+          Cursor v = new Cursor("shared-" + random.nextInt(objects), i, thread);
+          last.put(v.id(), v);
+          a.publish(v).subscribe(s -> {}, failures::add, ended::countDown);
+        }
+      }));
+    }
+    try {
+      running.forEach(Thread::start);
+      start.countDown();
+      assertTrue(ended.await(60, java.util.concurrent.TimeUnit.SECONDS), "publishes still open: " + ended.getCount());
+      assertTrue(failures.isEmpty(), failures.size() + " failures, the first: " + failures.stream().limit(3).toList());
+      for (int k = 0; k < objects; k++) {
+        String id = "shared-" + k;
+        Cursor got = a.get(CURSOR, id).orElseThrow().value();
+        java.util.Set<Cursor> lasts = new java.util.HashSet<>();
+        lastOf.forEach(m -> {
+          if (m.containsKey(id)) {
+            lasts.add(m.get(id));
+          }
+        });
+        assertTrue(lasts.contains(got), id + " ended at " + got + ", not one of the threads' last values " + lasts);
+      }
+      assertTrue(a.stats().publishesMerged() > 0, "no publish waited merged: the test tested nothing");
     } finally {
       a.close().block();
     }

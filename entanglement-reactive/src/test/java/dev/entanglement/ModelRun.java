@@ -28,7 +28,8 @@ import reactor.test.scheduler.VirtualTimeScheduler;
  * One seeded run of the model test: a random connected mesh (cycles included) of 3–6 nodes on the
  * in-JVM transport and one virtual clock, each node with an {@link InMemoryStateStore}.
  *
- * <p><b>Operations and weights</b> (per mille): publish a cursor 180; publish a shape (random
+ * <p><b>Operations and weights</b> (per mille): publish a cursor 180 (a third as a burst, see {@link
+ * #PUBLISH_BURSTS}); publish a shape (random
  * team) 140; propose (full value or attributes; a quarter of those on shapes change the team; a negative x is
  * rejected by the owners' decision) 140; create a shape 40; delete (owner commit or request) 60;
  * transition (1–4 updates with 0–50 ms between them, then commit 6/10, abort 3/10, or left to
@@ -104,12 +105,25 @@ final class ModelRun implements AutoCloseable {
   static final boolean GRACEFUL_RESTARTS =
       Boolean.parseBoolean(System.getProperty("model.gracefulRestarts", "true"));
 
+  /**
+   * Whether a third of the cursor publishes come as a burst of 2–5 publishes of the object, made
+   * inside a task of the node's engine: the engine is busy meanwhile, so the burst's later publishes
+   * wait merged ({@link PublishSlot}) and most of them end empty. On by default ({@code
+   * -Dmodel.publishBursts=false} turns it off). Bursts and their values are drawn from a generator
+   * of their own, so the operations a seed draws are the same either way.
+   */
+  static final boolean PUBLISH_BURSTS =
+      Boolean.parseBoolean(System.getProperty("model.publishBursts", "true"));
+
   private final long seed;
   private final int ops;
   private final Random rnd;
   private final boolean gracefulRestarts;
   /** Draws which restarts are graceful, apart from {@link #rnd}. */
   private final Random restartStyle;
+  private final boolean publishBursts;
+  /** Draws which cursor publishes come as bursts, and their later values, apart from {@link #rnd}. */
+  private final Random bursts;
   private final VirtualTimeScheduler clock = VirtualTimeScheduler.create();
   private final List<String> ids = new ArrayList<>();
   private final Map<String, InMemoryStateStore> stores = new HashMap<>();
@@ -146,6 +160,8 @@ final class ModelRun implements AutoCloseable {
   private final Map<String, Integer> opCounts = new TreeMap<>();
   private final Map<String, Integer> errorCounts = new TreeMap<>();
   private long monosSubscribed;
+  /** Burst publishes that ended empty: a later one of the burst took their place. */
+  private long publishesSuperseded;
   private long monosCompleted;
   private int knownLimitMisses;
   private int unreachableChecks;
@@ -158,10 +174,10 @@ final class ModelRun implements AutoCloseable {
   private int keyCounter;
 
   ModelRun(long seed, int ops) {
-    this(seed, ops, GRACEFUL_RESTARTS);
+    this(seed, ops, GRACEFUL_RESTARTS, PUBLISH_BURSTS);
   }
 
-  ModelRun(long seed, int ops, boolean gracefulRestarts) {
+  ModelRun(long seed, int ops, boolean gracefulRestarts, boolean publishBursts) {
     this.seed = seed;
     this.ops = ops;
     // Consecutive seeds give correlated first values in java.util.Random: scramble them first.
@@ -169,6 +185,8 @@ final class ModelRun implements AutoCloseable {
     this.rnd = new Random(seeds.nextLong());
     this.restartStyle = new Random(seeds.nextLong());
     this.gracefulRestarts = gracefulRestarts;
+    this.bursts = new Random(seeds.nextLong());
+    this.publishBursts = publishBursts;
     Policy teams =
         new Policy() {
           @Override
@@ -452,6 +470,25 @@ final class ModelRun implements AutoCloseable {
     return rnd.nextInt(1000);
   }
 
+  /** {@code publish}, counting it in {@link #publishesSuperseded} if it ends empty. */
+  private <T> Mono<T> counted(Mono<T> publish) {
+    return publish.switchIfEmpty(Mono.fromRunnable(() -> publishesSuperseded++));
+  }
+
+  /** {@code first} and 1–4 more values of its object, published from inside a task of the engine. */
+  private void publishBurst(String n, EntanglementNode node, Cursor first) {
+    int more = 1 + bursts.nextInt(4);
+    count("publish-burst");
+    node.engine.serial.execute(() -> {
+      track(n + " publish", counted(node.publish(CURSOR, first)));
+      for (int i = 0; i < more; i++) {
+        Cursor next = new Cursor(first.id(), bursts.nextInt(1000), bursts.nextInt(1000));
+        note(n + " publish (burst) " + next);
+        track(n + " publish", counted(node.publish(CURSOR, next)));
+      }
+    });
+  }
+
   /** A live object the node holds, or null. */
   private @Nullable Snapshot<?> heldObject(String node) {
     Map<ObjectKey, Snapshot<?>> live = lastLive.get(node);
@@ -477,7 +514,11 @@ final class ModelRun implements AutoCloseable {
       Cursor c = new Cursor(ownKey("c", n), coord(), coord());
       count("publish-cursor");
       note(n + " publish " + c);
-      track(n + " publish", node.publish(CURSOR, c));
+      if (publishBursts && bursts.nextInt(3) == 0) {
+        publishBurst(n, node, c);
+      } else {
+        track(n + " publish", node.publish(CURSOR, c));
+      }
     } else if (r < 320) {
       Shape s = new Shape(ownKey("s", n), pick(TEAMS), coord(), coord(), rnd.nextBoolean());
       count("publish-shape");
@@ -778,7 +819,8 @@ final class ModelRun implements AutoCloseable {
   String describe() {
     return "seed=" + seed + " nodes=" + ids + " roles=" + roles + " edges=" + edges + " restarts=" + restarts
         + "\nops=" + opCounts + "\noutcomes=" + errorCounts + " knownLimitMisses=" + knownLimitMisses
-        + " unreachableChecks=" + unreachableChecks + " staleHidden=" + staleHidden + " orphanedHidden=" + orphanedHidden + " monos=" + monosCompleted + "/" + monosSubscribed;
+        + " unreachableChecks=" + unreachableChecks + " staleHidden=" + staleHidden + " orphanedHidden=" + orphanedHidden + " monos=" + monosCompleted + "/" + monosSubscribed
+        + " publishesSuperseded=" + publishesSuperseded;
   }
 
   String trace() {

@@ -57,15 +57,15 @@ class ModelTest {
   @ValueSource(longs = {4112, 6156})
   @DisplayName("seeds that once failed still converge")
   void regression(long seed) {
-    run(seed, 5_000, false); // the path they failed on: every restart drops its links first
+    run(seed, 5_000, false, false); // the path they failed on: every restart drops its links first
   }
 
   private static void run(long seed, int ops) {
-    run(seed, ops, ModelRun.GRACEFUL_RESTARTS);
+    run(seed, ops, ModelRun.GRACEFUL_RESTARTS, ModelRun.PUBLISH_BURSTS);
   }
 
-  private static void run(long seed, int ops, boolean gracefulRestarts) {
-    ModelRun run = new ModelRun(seed, ops, gracefulRestarts);
+  private static void run(long seed, int ops, boolean gracefulRestarts, boolean publishBursts) {
+    ModelRun run = new ModelRun(seed, ops, gracefulRestarts, publishBursts);
     try {
       run.run();
     } catch (Throwable t) {

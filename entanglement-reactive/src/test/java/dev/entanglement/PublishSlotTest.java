@@ -49,8 +49,11 @@ class PublishSlotTest {
     }
   }
 
-  private static PublishSlot slot(Publisher first, long fence, List<PublishSlot> ran) {
-    return new PublishSlot(BASE, OWNER, fence, first.pending(), ran::add);
+  private static PublishSlot slot(Publisher first, List<PublishSlot> ran) {
+    return new PublishSlot(BASE, OWNER, first.pending(), (slot, base) -> {
+      assertSame(BASE, base);
+      ran.add(slot);
+    });
   }
 
   @Test
@@ -59,14 +62,18 @@ class PublishSlotTest {
     Publisher second = new Publisher(2);
     Publisher third = new Publisher(3);
     List<PublishSlot> ran = new ArrayList<>();
-    PublishSlot slot = slot(first, 7, ran);
-    assertTrue(slot.join(OWNER, 7, second.pending()));
+    PublishSlot slot = slot(first, ran);
+    assertTrue(slot.join(OWNER, second.pending()));
     assertEquals(1, first.emptyCompletions.get());
-    assertTrue(slot.join(OwnerId.of("owner-a"), 7, third.pending()), "owners compare by value");
+    assertTrue(slot.join(OwnerId.of("owner-a"), third.pending()), "owners compare by value");
     assertEquals(1, second.emptyCompletions.get());
+    assertFalse(slot.started());
     slot.run();
-    assertEquals(List.of(slot), ran, "running the slot hands it to the engine");
+    assertEquals(List.of(slot), ran, "running the slot hands it and its state to the engine");
+    assertThrows(IllegalStateException.class, slot::run);
+    assertFalse(slot.started(), "started once the engine took it");
     PublishSlot.Pending taken = slot.take();
+    assertTrue(slot.started());
     assertSame(third.value, taken.value());
     assertSame(third.sink.get(), taken.sink());
     assertEquals(0, third.emptyCompletions.get(), "the taken publish is the engine's to end");
@@ -76,21 +83,20 @@ class PublishSlotTest {
   void aTakenSlotIsJoinedByNoOne_andIsTakenOnce() {
     Publisher first = new Publisher(1);
     Publisher late = new Publisher(2);
-    PublishSlot slot = slot(first, 0, new ArrayList<>());
+    PublishSlot slot = slot(first, new ArrayList<>());
     slot.take();
-    assertFalse(slot.join(OWNER, 0, late.pending()));
+    assertFalse(slot.join(OWNER, late.pending()));
     assertEquals(0, late.emptyCompletions.get());
     assertEquals(0, first.emptyCompletions.get());
     assertThrows(IllegalStateException.class, slot::take);
   }
 
   @Test
-  void aJoinOfAnotherOwnerOrAfterTheFenceMovedIsRefused() {
+  void aJoinOfAnotherOwnerIsRefused() {
     Publisher first = new Publisher(1);
     Publisher other = new Publisher(2);
-    PublishSlot slot = slot(first, 3, new ArrayList<>());
-    assertFalse(slot.join(OwnerId.of("owner-b"), 3, other.pending()));
-    assertFalse(slot.join(OWNER, 4, other.pending()));
+    PublishSlot slot = slot(first, new ArrayList<>());
+    assertFalse(slot.join(OwnerId.of("owner-b"), other.pending()));
     assertEquals(0, first.emptyCompletions.get());
     assertSame(first.value, slot.take().value());
   }
@@ -108,7 +114,7 @@ class PublishSlotTest {
     int threads = 3;
     int perThread = 2_000;
     Publisher first = new Publisher(0);
-    PublishSlot slot = slot(first, 0, new ArrayList<>());
+    PublishSlot slot = slot(first, new ArrayList<>());
     List<List<Publisher>> byThread = new ArrayList<>();
     for (int t = 0; t < threads; t++) {
       List<Publisher> mine = new ArrayList<>();
@@ -128,7 +134,7 @@ class PublishSlotTest {
         awaitQuietly(start);
         for (Publisher p : mine) {
           joinsTried.incrementAndGet();
-          if (slot.join(OWNER, 0, p.pending())) {
+          if (slot.join(OWNER, p.pending())) {
             joined.add(p);
           }
         }
