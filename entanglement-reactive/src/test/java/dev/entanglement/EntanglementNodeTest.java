@@ -354,82 +354,108 @@ class EntanglementNodeTest {
   }
 
   /**
-   * Threads publish, delete and propose on objects of their own, as fast as they can, on a node
-   * whose engine runs on its default scheduler: publishes that wait merge, and each object still
-   * ends as its thread's operations, applied one after the other in the order made, leave it. Every
-   * operation ends (a publish possibly empty) and none fails.
+   * {@link #THREADS} threads that run {@link #OPERATIONS} operations each on one node at once, as
+   * fast as they can, the node's engine on its default scheduler. Each operation counts down {@link
+   * #ended} when its {@code Mono} ends, and adds its error, if any, to {@link #failures}.
+   */
+  private static final class Racing implements AutoCloseable {
+    static final int THREADS = 3;
+    static final int OPERATIONS = 4_000;
+    final EntanglementNode node = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a"))
+        .epoch(1).registry(TestMesh.registry()).build();
+    final java.util.concurrent.CountDownLatch ended =
+        new java.util.concurrent.CountDownLatch(THREADS * OPERATIONS);
+    final java.util.Queue<Throwable> failures = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    /** Per thread: the value each object should have after its operations alone (none: absent). */
+    final List<java.util.Map<String, Cursor>> models = new ArrayList<>();
+
+    /** Operation {@code i} of {@code thread}, given its random source and its model. */
+    interface Operation {
+      void run(int thread, int i, java.util.SplittableRandom random, java.util.Map<String, Cursor> model);
+    }
+
+    /** Runs the threads, seeded from {@code seed}, and waits until every operation ended. */
+    void run(long seed, Operation operation) throws InterruptedException {
+      java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+      for (int t = 0; t < THREADS; t++) {
+        int thread = t;
+        java.util.Map<String, Cursor> model = new java.util.HashMap<>();
+        models.add(model);
+        java.util.SplittableRandom random = new java.util.SplittableRandom(seed + t);
+        new Thread(() -> {
+          try {
+            start.await();
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return;
+          }
+          for (int i = 1; i <= OPERATIONS; i++) {
+            operation.run(thread, i, random, model);
+          }
+        }).start();
+      }
+      start.countDown();
+      assertTrue(ended.await(60, java.util.concurrent.TimeUnit.SECONDS),
+          "operations still open: " + ended.getCount());
+      assertTrue(failures.isEmpty(),
+          failures.size() + " failures, the first: " + failures.stream().limit(3).toList());
+      assertTrue(node.stats().publishesMerged() > 0, "no publish waited merged: the test tested nothing");
+    }
+
+    /** Subscribes to an operation's result: {@code check} for its value, then counted as ended. */
+    <T> void track(Mono<T> result, java.util.function.Consumer<T> check) {
+      result.subscribe(check, failures::add, ended::countDown);
+    }
+
+    @Override
+    public void close() {
+      node.close().block();
+    }
+  }
+
+  /**
+   * Threads publish, delete and propose on objects of their own: publishes that wait merge, and
+   * each object still ends as its thread's operations, applied one after the other in the order
+   * made, leave it. Every operation ends (a publish possibly empty) and none fails.
    */
   @org.junit.jupiter.api.RepeatedTest(5)
   void concurrentThreadsKeepTheOrderOfTheirOwnOperationsPerObject(
       org.junit.jupiter.api.RepetitionInfo repetition) throws InterruptedException {
-    EntanglementNode a = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a")).epoch(1)
-        .registry(TestMesh.registry()).build();
-    int threads = 3;
     int objects = 8;
-    int operations = 4_000;
-    java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(threads * operations);
-    java.util.Queue<Throwable> failures = new java.util.concurrent.ConcurrentLinkedQueue<>();
-    List<java.util.Map<String, Cursor>> expected = new ArrayList<>();
-    List<Thread> running = new ArrayList<>();
-    java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
-    for (int t = 0; t < threads; t++) {
-      int thread = t;
-      java.util.Map<String, Cursor> model = new java.util.HashMap<>();
-      expected.add(model);
-      java.util.SplittableRandom random = new java.util.SplittableRandom(
-          7_700L * repetition.getCurrentRepetition() + t);
-      running.add(new Thread(() -> {
-        try {
-          start.await();
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          return;
-        }
-        for (int i = 1; i <= operations; i++) {
-          String id = "t" + thread + "-" + random.nextInt(objects);
-          int kind = random.nextInt(100);
-          if (kind < 90) {
-            Cursor v = new Cursor(id, i, thread);
-            model.put(id, v);
-            a.publish(v).subscribe(s -> {}, failures::add, ended::countDown);
-          } else if (kind < 95) {
-            Cursor before = model.remove(id);
-            a.delete(CURSOR, id).subscribe(o -> {
-              if (o.isCommitted() != (before != null)) {
-                failures.add(new AssertionError("delete of " + id + ": " + o));
-              }
-            }, failures::add, ended::countDown);
-          } else {
-            Cursor before = model.get(id);
-            if (before != null) {
-              model.put(id, new Cursor(id, before.x(), -i));
+    try (Racing racing = new Racing()) {
+      EntanglementNode a = racing.node;
+      racing.run(7_700L * repetition.getCurrentRepetition(), (thread, i, random, model) -> {
+        String id = "t" + thread + "-" + random.nextInt(objects);
+        int kind = random.nextInt(100);
+        if (kind < 90) {
+          Cursor v = new Cursor(id, i, thread);
+          model.put(id, v);
+          racing.track(a.publish(v), s -> {});
+        } else if (kind < 95) {
+          Cursor before = model.remove(id);
+          racing.track(a.delete(CURSOR, id), o -> {
+            if (o.isCommitted() != (before != null)) {
+              racing.failures.add(new AssertionError("delete of " + id + ": " + o));
             }
-            a.propose(CURSOR, id, java.util.Map.of("y", (double) -i)).subscribe(o -> {
-              if (o.isCommitted() != (before != null)) {
-                failures.add(new AssertionError("proposal on " + id + ": " + o));
-              }
-            }, failures::add, ended::countDown);
+          });
+        } else {
+          Cursor before = model.get(id);
+          if (before != null) {
+            model.put(id, new Cursor(id, before.x(), -i));
           }
+          racing.track(a.propose(CURSOR, id, java.util.Map.of("y", (double) -i)), o -> {
+            if (o.isCommitted() != (before != null)) {
+              racing.failures.add(new AssertionError("proposal on " + id + ": " + o));
+            }
+          });
         }
-      }));
-    }
-    try {
-      running.forEach(Thread::start);
-      start.countDown();
-      assertTrue(ended.await(60, java.util.concurrent.TimeUnit.SECONDS), "operations still open: " + ended.getCount());
-      assertTrue(failures.isEmpty(),
-          failures.size() + " failures, the first: " + failures.stream().limit(3).toList());
-      assertTrue(a.stats().publishesMerged() > 0, "no publish waited merged: the test tested nothing");
-      for (int t = 0; t < threads; t++) {
+      });
+      for (int t = 0; t < Racing.THREADS; t++) {
         for (int k = 0; k < objects; k++) {
           String id = "t" + t + "-" + k;
-          Cursor want = expected.get(t).get(id);
-          java.util.Optional<Snapshot<Cursor>> got = a.get(CURSOR, id);
-          assertEquals(want, got.map(Snapshot::value).orElse(null), id);
+          assertEquals(racing.models.get(t).get(id), a.get(CURSOR, id).map(Snapshot::value).orElse(null), id);
         }
       }
-    } finally {
-      a.close().block();
     }
   }
 
@@ -499,55 +525,25 @@ class EntanglementNodeTest {
   @org.junit.jupiter.api.RepeatedTest(5)
   void threadsPublishingTheSameObjectsLeaveEachWithOneOfTheirLastValues(
       org.junit.jupiter.api.RepetitionInfo repetition) throws InterruptedException {
-    EntanglementNode a = EntanglementNode.builder().id("a").owner(OwnerId.of("owner-a")).epoch(1)
-        .registry(TestMesh.registry()).build();
-    int threads = 3;
     int objects = 4;
-    int operations = 4_000;
-    java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(threads * operations);
-    java.util.Queue<Throwable> failures = new java.util.concurrent.ConcurrentLinkedQueue<>();
-    List<java.util.Map<String, Cursor>> lastOf = new ArrayList<>();
-    List<Thread> running = new ArrayList<>();
-    java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
-    for (int t = 0; t < threads; t++) {
-      int thread = t;
-      java.util.Map<String, Cursor> last = new java.util.HashMap<>();
-      lastOf.add(last);
-      java.util.SplittableRandom random = new java.util.SplittableRandom(
-          8_800L * repetition.getCurrentRepetition() + t);
-      running.add(new Thread(() -> {
-        try {
-          start.await();
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          return;
-        }
-        for (int i = 1; i <= operations; i++) {
-          Cursor v = new Cursor("shared-" + random.nextInt(objects), i, thread);
-          last.put(v.id(), v);
-          a.publish(v).subscribe(s -> {}, failures::add, ended::countDown);
-        }
-      }));
-    }
-    try {
-      running.forEach(Thread::start);
-      start.countDown();
-      assertTrue(ended.await(60, java.util.concurrent.TimeUnit.SECONDS), "publishes still open: " + ended.getCount());
-      assertTrue(failures.isEmpty(), failures.size() + " failures, the first: " + failures.stream().limit(3).toList());
+    try (Racing racing = new Racing()) {
+      EntanglementNode a = racing.node;
+      racing.run(8_800L * repetition.getCurrentRepetition(), (thread, i, random, model) -> {
+        Cursor v = new Cursor("shared-" + random.nextInt(objects), i, thread);
+        model.put(v.id(), v);
+        racing.track(a.publish(v), s -> {});
+      });
       for (int k = 0; k < objects; k++) {
         String id = "shared-" + k;
         Cursor got = a.get(CURSOR, id).orElseThrow().value();
         java.util.Set<Cursor> lasts = new java.util.HashSet<>();
-        lastOf.forEach(m -> {
+        racing.models.forEach(m -> {
           if (m.containsKey(id)) {
             lasts.add(m.get(id));
           }
         });
         assertTrue(lasts.contains(got), id + " ended at " + got + ", not one of the threads' last values " + lasts);
       }
-      assertTrue(a.stats().publishesMerged() > 0, "no publish waited merged: the test tested nothing");
-    } finally {
-      a.close().block();
     }
   }
 }
