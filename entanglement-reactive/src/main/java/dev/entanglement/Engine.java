@@ -542,18 +542,34 @@ final class Engine {
     return Mono.create(
         sink -> {
           if (!serial.isBusy()) {
-            // Runs at once (or behind a drain that began meanwhile): nothing to merge with.
-            serial.execute(() -> publishTask(declared, null, owner, value, sink));
+            ApplicationTask.Flagged task =
+                new ApplicationTask.Flagged(() -> publishTask(declared, null, owner, value, sink));
+            serial.execute(task);
+            if (!task.started()) { // a drain began meanwhile: queued, maybe behind a slot
+              ObjectKey key = keyFor(declared, value);
+              if (key != null) {
+                unhookSlot(key);
+              }
+            }
             return;
           }
           // The engine is busy: the publish finds the object's current state here. The first
           // publish on a version queues a task of its own (which then needs no lookup); the later
           // ones wait merged in the version's slot.
-          StoredState current = currentFor(declared, value);
+          ObjectKey key = keyFor(declared, value);
+          StoredState current = key == null ? null : objects.get(key);
           if (current != null && !current.firstPublishOn()) {
-            mergeInSlot(current, owner, value, sink);
-          } else {
-            queueForThread(() -> publishTask(declared, current, owner, value, sink));
+            mergeInSlot(key, current, owner, value, sink);
+            return;
+          }
+          ApplicationTask.Flagged task =
+              new ApplicationTask.Flagged(() -> publishTask(declared, current, owner, value, sink));
+          serial.execute(task);
+          if (key != null && !task.started()) {
+            // A slot hung on its object since the lookup, on this version or a newer one, may lie
+            // ahead of this task: none is joined any more. (Usually there is none: the flag was
+            // set just now.)
+            unhookSlot(key);
           }
         });
   }
@@ -576,25 +592,56 @@ final class Engine {
       new java.util.concurrent.atomic.AtomicLong();
 
   /**
-   * Per application thread, the last task it queued on this engine: a publish joins a waiting
-   * {@link PublishSlot} only if the slot is that task or that task has started, so that nothing the
-   * thread queued before waits behind the slot (see {@link PublishSlot}'s ordering rule).
+   * Per application thread, the last operation on no one object (an owner added or removed, a
+   * create, a close) it queued on this engine, or null: until it starts, the thread's publishes
+   * join no slot (see {@link PublishSlot}'s ordering rule).
    */
-  private final ThreadLocal<ApplicationTask> lastQueued = new ThreadLocal<>();
+  private final ThreadLocal<ApplicationTask> notToOvertake = new ThreadLocal<>();
 
-  /** Queues an application's task and remembers it as the thread's last; any thread. */
-  private void queueForThread(Runnable task) {
+  /** Queues an application's operation on no one object; any thread. */
+  private void queueUnlessStarted(Runnable task) {
     ApplicationTask.Flagged flagged = new ApplicationTask.Flagged(task);
     serial.execute(flagged);
-    lastQueued.set(flagged);
+    if (!flagged.started()) {
+      notToOvertake.set(flagged);
+    }
   }
 
   /**
-   * On the publisher's thread: the state of the object {@code value} is a version of, or null if
-   * the node holds none or the engine must judge the publish alone (an event, a type it does not
-   * know, a value of another class, a key function that throws: the engine then says why).
+   * Queues an application's operation on object {@code key} (any object, if null) other than a
+   * publish: later publishes of the object may not join a slot queued before it. Any thread.
    */
-  private @Nullable StoredState currentFor(@Nullable SyncType<?> declared, Object value) {
+  private void queueOn(@Nullable ObjectKey key, Runnable operation) {
+    if (key == null) {
+      queueUnlessStarted(operation);
+      return;
+    }
+    ApplicationTask.Flagged flagged = new ApplicationTask.Flagged(operation);
+    serial.execute(flagged);
+    if (!flagged.started()) {
+      unhookSlot(key);
+    }
+  }
+
+  /**
+   * After an operation on {@code key} was queued: the waiting slot of the object's current version,
+   * queued before it, is no longer joined; a later publish makes a new one, behind the operation.
+   * A slot hung after this lookup is queued after the operation; one on an older version is not
+   * found by the lookups of publishes made after this one.
+   */
+  private void unhookSlot(ObjectKey key) {
+    StoredState current = objects.get(key);
+    if (current != null) {
+      current.unhookPublishSlot();
+    }
+  }
+
+  /**
+   * On the publisher's thread: the key of the object {@code value} is a version of, or null if the
+   * engine must judge the publish alone (an event, a type it does not know, a value of another
+   * class, a key function that throws: the engine then says why).
+   */
+  private @Nullable ObjectKey keyFor(@Nullable SyncType<?> declared, Object value) {
     TypeBinding<?> b = declared != null ? types.get(declared.name()) : typesByClass.get(value.getClass());
     if (b == null || b.type().isUnique() || !b.type().javaType().isInstance(value)) {
       return null;
@@ -602,7 +649,7 @@ final class Engine {
     @SuppressWarnings("unchecked")
     SyncType<Object> t = (SyncType<Object>) b.type();
     try {
-      return objects.get(t.keyOf(value));
+      return t.keyOf(value);
     } catch (RuntimeException e) {
       return null;
     }
@@ -610,25 +657,30 @@ final class Engine {
 
   /**
    * On the publisher's thread: puts the publish in {@code current}'s waiting {@link PublishSlot} if
-   * this thread may join it, or else in a new slot, queued before it is hung on {@code current}, so
-   * that no one joins a slot not yet queued.
+   * this thread may join it, or else in a new slot, hung on {@code current} before it is queued and
+   * joinable only once queued.
    */
-  private void mergeInSlot(StoredState current, OwnerId owner, Object value, MonoSink<Snapshot<?>> sink) {
+  private void mergeInSlot(
+      ObjectKey key, StoredState current, OwnerId owner, Object value, MonoSink<Snapshot<?>> sink) {
     PublishSlot.Pending mine = new PublishSlot.Pending(value, sink);
-    PublishSlot waiting = current.publishSlot();
-    ApplicationTask last = lastQueued.get();
-    if (waiting != null
-        && (last == null || last == waiting || last.started())
-        && waiting.join(owner, mine)) {
-      publishesMerged.incrementAndGet();
-      lastQueued.set(waiting);
-      return;
+    ApplicationTask holdsBack = notToOvertake.get();
+    boolean free = holdsBack == null || holdsBack.started();
+    for (;;) {
+      PublishSlot waiting = current.publishSlot();
+      if (waiting != null && (free || waiting == holdsBack) && waiting.join(owner, mine)) {
+        publishesMerged.incrementAndGet();
+        return;
+      }
+      PublishSlot slot = new PublishSlot(current, owner, mine, this::runPublishSlot);
+      if (current.replacePublishSlot(waiting, slot)) {
+        serial.execute(slot);
+        slot.queued();
+        if (!slot.started() && objects.get(key) != current) {
+          unhookSlot(key); // made on a version no longer current: see publish
+        }
+        return;
+      }
     }
-    PublishSlot slot = new PublishSlot(current, owner, mine, this::runPublishSlot);
-    serial.execute(slot);
-    lastQueued.set(slot);
-    // If another slot was hung meanwhile, that one is joined instead; this one runs all the same.
-    current.replacePublishSlot(waiting, slot);
   }
 
   /** The engine's side of a {@link PublishSlot}: commits the latest value it holds. */
@@ -768,6 +820,7 @@ final class Engine {
   Mono<Outcome<?>> delete(SyncType<?> type, Object keyValue) {
     ObjectKey key = type.key(keyValue);
     return request(
+        key,
         sink -> {
           TypeBinding<?> b = binding(type);
           StoredState cur = current(key);
@@ -837,6 +890,7 @@ final class Engine {
       SyncType<?> type, Object keyValue, JsonNode attributes, boolean partial, @Nullable String tid) {
     ObjectKey key = type.key(keyValue);
     return request(
+        key,
         sink -> {
           TypeBinding<?> b = binding(type);
           StoredState cur = objects.get(key);
@@ -868,6 +922,7 @@ final class Engine {
 
   Mono<Outcome<?>> create(SyncType<?> type, OwnerId owner, Object value) {
     return request(
+        null,
         sink -> {
           TypeBinding<?> b = binding(type);
           limits.checkObjectSize(value, "the new ", type.name());
@@ -974,7 +1029,7 @@ final class Engine {
   Mono<Void> removeOwner(OwnerId owner) {
     return Mono.create(
         sink ->
-            queueForThread(
+            queueUnlessStarted(
                 () -> {
                   LocalOwner lo = localOwners.remove(owner);
                   if (lo == null) {
@@ -993,7 +1048,7 @@ final class Engine {
   Mono<Void> addOwner(OwnerId owner, long epoch) {
     return Mono.create(
         sink ->
-            queueForThread(
+            queueUnlessStarted(
                 () -> {
                   if (localOwners.containsKey(owner)) {
                     sink.error(new IllegalArgumentException(owner + " is already a local owner"));
@@ -1047,7 +1102,7 @@ final class Engine {
   Mono<Void> close() {
     return Mono.create(
         sink ->
-            queueForThread(
+            queueUnlessStarted(
                 () -> {
                   if (!closed) {
                     closed = true;
@@ -1386,19 +1441,19 @@ final class Engine {
     public void update(T value) {
       ObjectNode tree = json.valueToTree(value);
       limits.checkObjectSize(tree, "the update of transition ", id);
-      queueForThread(() -> localTransitionUpdate(binding, key, owner, id, tree, false));
+      queueOn(key, () -> localTransitionUpdate(binding, key, owner, id, tree, false));
     }
 
     @Override
     public void update(Map<String, ?> attributes) {
       ObjectNode tree = attributesTree(attributes);
       limits.checkObjectSize(tree, "the update of transition ", id);
-      queueForThread(() -> localTransitionUpdate(binding, key, owner, id, tree, true));
+      queueOn(key, () -> localTransitionUpdate(binding, key, owner, id, tree, true));
     }
 
     @Override
     public Mono<Outcome<T>> commit() {
-      Mono<Outcome<?>> m = request(sink -> commitTransition(binding, key, owner, id, sink));
+      Mono<Outcome<?>> m = request(key, sink -> commitTransition(binding, key, owner, id, sink));
       return m.map(
           o -> {
             @SuppressWarnings("unchecked")
@@ -1411,7 +1466,8 @@ final class Engine {
     public Mono<Void> abort() {
       return Mono.create(
           sink ->
-              queueForThread(
+              queueOn(
+                  key,
                   () -> {
                     endTransition(key, id, TransitionState.ABORTED, true, null);
                     sink.success();
@@ -3786,7 +3842,13 @@ final class Engine {
               };
               ApplicationTask.Flagged decided = new ApplicationTask.Flagged(apply);
               desk.decided(holder[0], decided);
-              lastQueued.set(decided);
+              if (!decided.started()) {
+                if (key != null) {
+                  unhookSlot(key);
+                } else {
+                  notToOvertake.set(decided); // a create: the owner may choose any key
+                }
+              }
             });
     holder[0] = p;
     p.arrival = arrival != 0 ? arrival : desk.nextArrival();
@@ -4317,10 +4379,16 @@ final class Engine {
 
   // ------------------------------------------------------------------ obligations
 
-  private Mono<Outcome<?>> request(java.util.function.Consumer<MonoSink<Outcome<?>>> body) {
+  /**
+   * @param key the object the request is about, or null for a create (whose key the owner may
+   *     choose): see {@link #queueOn}
+   */
+  private Mono<Outcome<?>> request(
+      @Nullable ObjectKey key, java.util.function.Consumer<MonoSink<Outcome<?>>> body) {
     return Mono.create(
         sink ->
-            queueForThread(
+            queueOn(
+                key,
                 () -> {
                   if (closed) {
                     sink.error(new EntanglementException(ErrorCode.NOT_CONNECTED, "node is closed"));

@@ -22,21 +22,33 @@ import reactor.core.publisher.MonoSink;
  * barrier marks a card to scan, and that cost B2 (where every publish is the first on its version)
  * about 0.5 µs of sender CPU per state (docs/BENCHMARKS.md §3, session 36).
  *
- * <p>State machine: {@code WAITING} (its task is queued; it holds the latest publisher's value and
- * sink) → {@code TAKEN} (the engine runs it; terminal). A slot is queued before it is hung on its
- * state, so it is never joined before it is queued. A publisher joins a waiting slot by swapping in
- * its own value and sink (compare-and-set); the sink it replaced is completed empty at once, on the
- * joining thread, as its value will never be a version of its own. The engine takes the slot by
- * swapping in {@link #TAKEN}, and commits what it took.
+ * <p>State machine: {@code HUNG} (made and hung on its state, not yet queued: no one may join it)
+ * → {@code WAITING} (queued; it holds the latest publisher's value and sink) → {@code TAKEN} (the
+ * engine runs it; terminal). A publisher joins a waiting slot by swapping in its own value and
+ * sink (compare-and-set); the sink it replaced is completed empty at once, on the joining thread,
+ * as its value will never be a version of its own. The engine takes the slot by swapping in {@link
+ * #TAKEN}, and commits what it took.
  *
- * <p>Ordering rule: a thread joins a waiting slot only if the last task it queued on the engine
- * ({@link ApplicationTask}: a publish, a slot, a delete, a proposal, a decision, a transition's update,
- * commit or abort, an owner added or removed, a close) is that slot or has started. Since the
- * executor runs its queue in order, every task the thread queued before is then ahead of the slot,
- * and a thread's operations on an object take effect in the order it made them, whatever other
- * threads do. A slot is joined only by publishes of its owner; its object, and so its type, is its
- * state's. Publishes of different objects may take effect in another order than they were made,
- * as they may leave a link's queue in another order.
+ * <p>Ordering rule: per object, each thread's operations take effect in the order it made them,
+ * whatever other threads do. A thread's publish joins a slot only if nothing the thread queued
+ * before on that object may lie behind the slot. So the object's current slot is unhooked (no
+ * longer joined; the next publish makes a new one, behind) by the thread that queued, without it
+ * having started:
+ * <ul>
+ *   <li>any operation on the object other than a publish (a delete, a proposal, a decision, a
+ *       transition's update, commit or abort), after queueing it;
+ *   <li>a publish's own task, after queueing it: a slot hung since its lookup, on the version it
+ *       found or on a newer one, may lie ahead of it (usually there is none, as the task's
+ *       publish set the version's flag);
+ *   <li>a new slot made on a version no longer current once it is queued.
+ * </ul>
+ * A slot hung after such an unhooking is queued after the task, as slots are hung before they are
+ * queued; one on an older version is not found by the thread's later lookups. Operations on no one
+ * object (an owner added or removed, a create, a close) instead hold back all the thread's joins
+ * until they start ({@code Engine.notToOvertake}, an {@link ApplicationTask}). A slot is joined
+ * only by publishes of its owner; its object, and so its type, is its state's. Publishes of
+ * different objects may take effect in another order than they were made, as they may leave a
+ * link's queue in another order.
  */
 final class PublishSlot implements Runnable, ApplicationTask {
   /** A value to publish and the sink of the publisher that gave it. */
@@ -65,6 +77,8 @@ final class PublishSlot implements Runnable, ApplicationTask {
   /** The waiting {@link Pending}, or {@link #TAKEN}; through {@link #PENDING}. */
   @SuppressWarnings("unused")
   private volatile Object pending;
+  /** Whether the slot is queued on the engine's executor (until then, no one may join it). */
+  private volatile boolean queued;
 
   PublishSlot(
       StoredState base, OwnerId owner, Pending first, BiConsumer<PublishSlot, StoredState> engine) {
@@ -76,11 +90,11 @@ final class PublishSlot implements Runnable, ApplicationTask {
 
   /**
    * Puts {@code next} in place of the waiting value, if this slot still waits and takes publishes
-   * of owner {@code o}; completes the replaced sink empty. Any thread; the caller has checked the
-   * ordering rule.
+   * of owner {@code o} and is queued; completes the replaced sink empty. Any thread; the caller has
+   * checked the ordering rule.
    */
   boolean join(OwnerId o, Pending next) {
-    if (!o.equals(owner)) {
+    if (!queued || !o.equals(owner)) {
       return false;
     }
     for (;;) {
@@ -93,6 +107,11 @@ final class PublishSlot implements Runnable, ApplicationTask {
         return true;
       }
     }
+  }
+
+  /** Marks the slot queued: from now on it may be joined. Its maker, once it queued it. */
+  void queued() {
+    queued = true;
   }
 
   /** The latest value and its sink; the slot takes no more publishes. The engine's executor. */

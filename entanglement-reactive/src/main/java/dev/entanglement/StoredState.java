@@ -121,6 +121,13 @@ final class StoredState {
     return publishSlot;
   }
 
+  /** Lets this version's slot, if any, be joined no more; any thread. */
+  void unhookPublishSlot() {
+    if (publishSlot != null) {
+      publishSlot = null;
+    }
+  }
+
   /** Makes {@code next} this version's slot if {@code expected} still is; any thread. */
   boolean replacePublishSlot(@Nullable PublishSlot expected, PublishSlot next) {
     return PUBLISH_SLOT.compareAndSet(this, expected, next);

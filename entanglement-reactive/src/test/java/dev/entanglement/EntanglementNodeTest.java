@@ -283,6 +283,39 @@ class EntanglementNodeTest {
   }
 
   @Test
+  void aLoopOverManyObjectsMergesThePublishesOfEach() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      int objects = 100;
+      int rounds = 10;
+      for (int k = 0; k < objects; k++) {
+        a.publish(new Cursor("c" + k, 0, 0)).block();
+      }
+      java.util.Map<String, List<Object>> endings = new java.util.HashMap<>();
+      whileBusy(a, () -> {
+        for (int r = 1; r <= rounds; r++) {
+          for (int k = 0; k < objects; k++) {
+            record(a.publish(new Cursor("c" + k, r, r)), endings.computeIfAbsent("c" + k, x -> new ArrayList<>()));
+          }
+        }
+      });
+      mesh.settle();
+      // Per object: the first publish of the round robin is a task of its own, the second opens the
+      // slot, and each later one takes the place of the one before in it, which ends empty at once.
+      List<Object> expected = new ArrayList<>();
+      for (int k = 0; k < objects; k++) {
+        expected.clear();
+        expected.addAll(java.util.Collections.nCopies(rounds - 2, EMPTY));
+        expected.add(new Cursor("c" + k, 1, 1));
+        expected.add(new Cursor("c" + k, rounds, rounds));
+        assertEquals(expected, endings.get("c" + k), "c" + k);
+        assertEquals(new Cursor("c" + k, rounds, rounds), a.get(CURSOR, "c" + k).orElseThrow().value());
+      }
+      assertEquals((long) objects * (rounds - 2), a.stats().publishesMerged());
+    }
+  }
+
+  @Test
   void publishesAreMergedOnlyWhileTheNodeIsBusy_andOnlyForObjectsItHolds() {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");

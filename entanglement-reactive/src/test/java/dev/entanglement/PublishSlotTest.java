@@ -50,10 +50,12 @@ class PublishSlotTest {
   }
 
   private static PublishSlot slot(Publisher first, List<PublishSlot> ran) {
-    return new PublishSlot(BASE, OWNER, first.pending(), (slot, base) -> {
+    PublishSlot slot = new PublishSlot(BASE, OWNER, first.pending(), (s, base) -> {
       assertSame(BASE, base);
-      ran.add(slot);
+      ran.add(s);
     });
+    slot.queued();
+    return slot;
   }
 
   @Test
@@ -77,6 +79,17 @@ class PublishSlotTest {
     assertSame(third.value, taken.value());
     assertSame(third.sink.get(), taken.sink());
     assertEquals(0, third.emptyCompletions.get(), "the taken publish is the engine's to end");
+  }
+
+  @Test
+  void aSlotNotYetQueuedIsJoinedByNoOne() {
+    Publisher first = new Publisher(1);
+    Publisher early = new Publisher(2);
+    PublishSlot slot = new PublishSlot(BASE, OWNER, first.pending(), (s, base) -> {});
+    assertFalse(slot.join(OWNER, early.pending()));
+    slot.queued();
+    assertTrue(slot.join(OWNER, early.pending()));
+    assertEquals(1, first.emptyCompletions.get());
   }
 
   @Test
