@@ -674,10 +674,12 @@ final class Engine {
       PublishSlot slot = new PublishSlot(current, owner, mine, this::runPublishSlot);
       if (current.replacePublishSlot(waiting, slot)) {
         serial.execute(slot);
-        slot.queued();
-        if (!slot.started() && objects.get(key) != current) {
-          unhookSlot(key); // made on a version no longer current: see publish
+        if (!slot.started() && (objects.get(key) != current || current.publishSlot() != slot)) {
+          // Made on a version no longer current, or replaced while it was not yet joinable: the
+          // slot hung now may be queued ahead of this one. Before anyone may join this one.
+          unhookSlot(key);
         }
+        slot.queued();
         return;
       }
     }

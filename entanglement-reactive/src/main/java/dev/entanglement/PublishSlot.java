@@ -40,7 +40,9 @@ import reactor.core.publisher.MonoSink;
  *   <li>a publish's own task, after queueing it: a slot hung since its lookup, on the version it
  *       found or on a newer one, may lie ahead of it (usually there is none, as the task's
  *       publish set the version's flag);
- *   <li>a new slot made on a version no longer current once it is queued.
+ *   <li>a new slot, once queued and before it is marked joinable, if its version is no longer
+ *       current or another slot replaced it while it could not be joined (that one may be queued
+ *       ahead of it).
  * </ul>
  * A slot hung after such an unhooking is queued after the task, as slots are hung before they are
  * queued; one on an older version is not found by the thread's later lookups. Operations on no one
