@@ -4,8 +4,9 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * A task the application queued on the engine's executor (a publish, a delete, a decision, ...),
- * and whether the engine has started it: the engine remembers each thread's last one, which
- * decides whether the thread's next publish may join a waiting {@link PublishSlot}.
+ * and whether the engine has started it: one that had not once queued may lie behind a waiting
+ * {@link PublishSlot}, which the queueing thread then keeps from being joined (see its ordering
+ * rule).
  */
 interface ApplicationTask {
   /** Whether the engine has started the task; any thread. */
@@ -13,7 +14,7 @@ interface ApplicationTask {
 
   /** An application's task that records when the engine starts it. */
   final class Flagged implements Runnable, ApplicationTask {
-    /** Dropped once run: a thread's last task outlives its run, its values need not. */
+    /** Dropped once run: a thread may keep the task (Engine.notToOvertake), not its values. */
     private @Nullable Runnable task;
     private volatile boolean started;
 

@@ -667,7 +667,7 @@ final class Engine {
     boolean free = holdsBack == null || holdsBack.started();
     for (;;) {
       PublishSlot waiting = current.publishSlot();
-      if (waiting != null && (free || waiting == holdsBack) && waiting.join(owner, mine)) {
+      if (waiting != null && free && waiting.join(owner, mine)) {
         publishesMerged.incrementAndGet();
         return;
       }
@@ -746,7 +746,7 @@ final class Engine {
 
     @Override
     protected void hookOnNext(Object value) {
-      serial.execute(() -> {
+      ApplicationTask.Flagged task = new ApplicationTask.Flagged(() -> {
         if (done) {
           return;
         }
@@ -767,6 +767,15 @@ final class Engine {
           end(e);
         }
       });
+      serial.execute(task);
+      if (!task.started()) {
+        // Handed over on an application thread (an asynchronous source), like a publish's own task:
+        // that thread's later publishes of the object may not join a slot queued ahead of it.
+        ObjectKey key = keyFor(declared, value);
+        if (key != null) {
+          unhookSlot(key);
+        }
+      }
     }
 
     /** A value is committed (durable, with a store): the window moves on. */

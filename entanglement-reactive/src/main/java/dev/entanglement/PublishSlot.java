@@ -39,7 +39,9 @@ import reactor.core.publisher.MonoSink;
  *       transition's update, commit or abort), after queueing it;
  *   <li>a publish's own task, after queueing it: a slot hung since its lookup, on the version it
  *       found or on a newer one, may lie ahead of it (usually there is none, as the task's
- *       publish set the version's flag);
+ *       publish set the version's flag); so does a value of {@code publishAll} handed over on an
+ *       application's thread (an asynchronous source; a synchronous one is pulled on the
+ *       engine's thread, unordered with the application's other operations);
  *   <li>a new slot, once queued and before it is marked joinable, if its version is no longer
  *       current or another slot replaced it while it could not be joined (that one may be queued
  *       ahead of it).
@@ -71,10 +73,7 @@ final class PublishSlot implements Runnable, ApplicationTask {
   final OwnerId owner;
   /** The version the slot was made on, current then; dropped once run. */
   private @Nullable StoredState base;
-  /**
-   * The engine's side of the slot; dropped once run, as the base is, so that a thread that keeps
-   * the slot as its last task (see the ordering rule) holds neither the engine nor a state.
-   */
+  /** The engine's side of the slot; dropped once run, as the base is. */
   private @Nullable BiConsumer<PublishSlot, StoredState> engine;
   /** The waiting {@link Pending}, or {@link #TAKEN}; through {@link #PENDING}. */
   @SuppressWarnings("unused")

@@ -492,6 +492,27 @@ class EntanglementNodeTest {
     }
   }
 
+  @Test
+  void aValueOfPublishAllHandedOverOnTheThreadIsNotOvertakenByItsLaterPublish() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      a.publish(new Cursor("c1", 0, 0)).block();
+      Sinks.Many<Cursor> values = Sinks.many().unicast().onBackpressureBuffer();
+      a.publishAll(CURSOR, values.asFlux()).subscribe(); // idle: its demand is given at once
+      List<Object> endings = new ArrayList<>();
+      whileBusy(a, () -> {
+        record(a.publish(new Cursor("c1", 1, 1)), endings); // the version's first: a task
+        record(a.publish(new Cursor("c1", 2, 2)), endings); // waits in a slot
+        values.tryEmitNext(new Cursor("c1", 3, 3)); // handed over here, queued behind the slot
+        record(a.publish(new Cursor("c1", 4, 4)), endings); // must come after it
+      });
+      mesh.settle();
+      assertEquals(List.of(new Cursor("c1", 1, 1), new Cursor("c1", 2, 2), new Cursor("c1", 4, 4)), endings);
+      assertEquals(new Cursor("c1", 4, 4), a.get(CURSOR, "c1").orElseThrow().value());
+      values.tryEmitComplete();
+    }
+  }
+
   /** Runs {@code operations} on another thread and waits for them. */
   private static void onAnotherThread(Runnable operations) {
     Thread t = new Thread(operations);
