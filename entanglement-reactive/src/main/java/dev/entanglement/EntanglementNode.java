@@ -140,7 +140,10 @@ public final class EntanglementNode {
    * #owner()}, pulling them as the engine commits them. At most 256
    * values are handed over and not yet committed at any time, so a source faster than the engine
    * is slowed down (backpressure): values wait in the source, not in the node (a loop of {@link
-   * #publish} calls holds its latest value per object in the node). A synchronous source is pulled on the engine's own thread. Versions of
+   * #publish} calls holds its latest value per object in the node). Values a source emits on an
+   * application's thread keep their order with that thread's later operations on the object, as
+   * publishes do; a synchronous source is pulled on the engine's thread, in no order with the
+   * application's other operations. A synchronous source is pulled on the engine's own thread. Versions of
    * one object coalesce on every link as for {@code publish}.
    *
    * @return completes once the source completed and every value is committed (durable, with a
