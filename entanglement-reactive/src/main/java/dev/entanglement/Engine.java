@@ -542,15 +542,8 @@ final class Engine {
     return Mono.create(
         sink -> {
           if (!serial.isBusy()) {
-            ApplicationTask.Flagged task =
-                new ApplicationTask.Flagged(() -> publishTask(declared, null, owner, value, sink));
-            serial.execute(task);
-            if (!task.started()) { // a drain began meanwhile: queued, maybe behind a slot
-              ObjectKey key = keyFor(declared, value);
-              if (key != null) {
-                unhookSlot(key);
-              }
-            }
+            // Runs at once, unless a drain began meanwhile: then it may be queued behind a slot.
+            queueOn(() -> keyFor(declared, value), () -> publishTask(declared, null, owner, value, sink));
             return;
           }
           // The engine is busy: the publish finds the object's current state here. The first
@@ -562,15 +555,9 @@ final class Engine {
             mergeInSlot(key, current, owner, value, sink);
             return;
           }
-          ApplicationTask.Flagged task =
-              new ApplicationTask.Flagged(() -> publishTask(declared, current, owner, value, sink));
-          serial.execute(task);
-          if (key != null && !task.started()) {
-            // A slot hung on its object since the lookup, on this version or a newer one, may lie
-            // ahead of this task: none is joined any more. (Usually there is none: the flag was
-            // set just now.)
-            unhookSlot(key);
-          }
+          // A slot hung on its object since the lookup, on this version or a newer one, may lie
+          // ahead of this task (usually there is none: the flag was set just now).
+          queueOn(() -> key, () -> publishTask(declared, current, owner, value, sink));
         });
   }
 
@@ -614,12 +601,24 @@ final class Engine {
   private void queueOn(@Nullable ObjectKey key, Runnable operation) {
     if (key == null) {
       queueUnlessStarted(operation);
-      return;
+    } else {
+      queueOn(() -> key, operation);
     }
-    ApplicationTask.Flagged flagged = new ApplicationTask.Flagged(operation);
+  }
+
+  /**
+   * Queues an application's task on the object {@code key} names (the key asked for only if the task
+   * did not run at once; null: none that a slot could hold) and, if the task did not run at once,
+   * unhooks the object's slot, which may be queued ahead of it. Any thread.
+   */
+  private void queueOn(java.util.function.Supplier<@Nullable ObjectKey> key, Runnable task) {
+    ApplicationTask.Flagged flagged = new ApplicationTask.Flagged(task);
     serial.execute(flagged);
     if (!flagged.started()) {
-      unhookSlot(key);
+      ObjectKey k = key.get();
+      if (k != null) {
+        unhookSlot(k);
+      }
     }
   }
 
@@ -746,7 +745,9 @@ final class Engine {
 
     @Override
     protected void hookOnNext(Object value) {
-      ApplicationTask.Flagged task = new ApplicationTask.Flagged(() -> {
+      // Handed over on an application thread (an asynchronous source), it is ordered like a
+      // publish's own task with that thread's later publishes of the object.
+      queueOn(() -> keyFor(declared, value), () -> {
         if (done) {
           return;
         }
@@ -767,15 +768,6 @@ final class Engine {
           end(e);
         }
       });
-      serial.execute(task);
-      if (!task.started()) {
-        // Handed over on an application thread (an asynchronous source), like a publish's own task:
-        // that thread's later publishes of the object may not join a slot queued ahead of it.
-        ObjectKey key = keyFor(declared, value);
-        if (key != null) {
-          unhookSlot(key);
-        }
-      }
     }
 
     /** A value is committed (durable, with a store): the window moves on. */
