@@ -10,7 +10,11 @@ import java.lang.management.ManagementFactory;
 import java.lang.management.MemoryMXBean;
 import java.time.Duration;
 import java.util.Locale;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicLong;
+import reactor.core.Disposable;
 import reactor.core.scheduler.Schedulers;
 
 /**
@@ -62,6 +66,23 @@ public final class PublishLoopBenchmark {
     for (int k = 0; k < objects; k++) { // every object exists before the loop
       owner.publish(POSITION, new Position("p" + k, 0, 0, 0)).block(Duration.ofSeconds(10));
     }
+    // The last value of object k is the one publish i = publishes - ((publishes - k) mod objects)
+    // gives; the latch counts the objects whose last value reached the receiver.
+    long[] lastSerial = new long[objects];
+    for (int k = 0; k < objects; k++) {
+      lastSerial[k] = publishes - Math.floorMod(publishes - k, objects);
+    }
+    AtomicIntegerArray arrived = new AtomicIntegerArray(objects);
+    CountDownLatch caughtUp = new CountDownLatch(objects);
+    Disposable watching = receiver.watchAll(POSITION).subscribe(s -> {
+      Position p = s.value();
+      if (p != null) {
+        int k = Integer.parseInt(p.id().substring(1));
+        if (p.serial() == lastSerial[k] && arrived.compareAndSet(k, 0, 1)) {
+          caughtUp.countDown();
+        }
+      }
+    });
     MemoryMXBean memory = ManagementFactory.getMemoryMXBean();
     System.gc();
     long heapBefore = memory.getHeapMemoryUsage().getUsed();
@@ -75,20 +96,9 @@ public final class PublishLoopBenchmark {
     }
     long stopped = System.nanoTime();
     long heapAtStop = memory.getHeapMemoryUsage().getUsed();
-    // The last value of object k is the one publish i = publishes - ((publishes - k) % objects).
-    long deadline = stopped + timeout.toNanos();
-    int caughtUp = 0;
-    while (caughtUp < objects && System.nanoTime() < deadline) {
-      int k = caughtUp;
-      long last = publishes - Math.floorMod(publishes - k, objects);
-      boolean latest = receiver.get(POSITION, "p" + k).map(s -> s.value().serial() == last).orElse(false);
-      if (latest) {
-        caughtUp++;
-      } else {
-        Thread.sleep(1);
-      }
-    }
+    boolean all = caughtUp.await(timeout.toNanos(), TimeUnit.NANOSECONDS);
     long drained = System.nanoTime();
+    watching.dispose();
     // Once the last publish of every object took effect, every publish before it has ended.
     long endedEmpty = publishes - versions.get() - failed.get();
     System.out.printf(Locale.ROOT,
@@ -96,8 +106,9 @@ public final class PublishLoopBenchmark {
             + " heap at the stop +%,d MB; receiver had every last value %s after the stop%n",
         round, publishes, (stopped - start) / 1e9, publishes / ((stopped - start) / 1e9), versions.get(),
         endedEmpty, failed.get(), (heapAtStop - heapBefore) >> 20,
-        caughtUp == objects ? String.format(Locale.ROOT, "%.3f s", (drained - stopped) / 1e9)
-            : "not within " + timeout.toSeconds() + " s (" + caughtUp + " of " + objects + ")");
+        all ? String.format(Locale.ROOT, "%.3f s", (drained - stopped) / 1e9)
+            : "not within " + timeout.toSeconds() + " s (" + (objects - caughtUp.getCount()) + " of "
+                + objects + ")");
     link.close();
     owner.close().block(Duration.ofSeconds(30));
     receiver.close().block(Duration.ofSeconds(30));
