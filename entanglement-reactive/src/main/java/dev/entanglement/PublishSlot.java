@@ -54,7 +54,7 @@ import reactor.core.publisher.MonoSink;
  * different objects may take effect in another order than they were made, as they may leave a
  * link's queue in another order.
  */
-final class PublishSlot implements Runnable, ApplicationTask {
+final class PublishSlot implements Runnable {
   /** A value to publish and the sink of the publisher that gave it. */
   record Pending(Object value, MonoSink<Snapshot<?>> sink) {}
 
@@ -124,8 +124,8 @@ final class PublishSlot implements Runnable, ApplicationTask {
     return (Pending) p;
   }
 
-  @Override
-  public boolean started() {
+  /** Whether the engine took the slot; any thread. */
+  boolean started() {
     return PENDING.getAcquire(this) == TAKEN;
   }
 
