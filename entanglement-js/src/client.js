@@ -24,7 +24,10 @@
 //   transition updates are keyed by object (or transition), so a key that is already pending
 //   keeps its place and is written once, from the latest value, when the socket drains: the map
 //   never holds more than one entry per key. Messages (requests, answers, PONG, ...) get unique
-//   keys: they are bounded by the protocol's own exchanges, not by the publishing rate.
+//   keys: they are bounded by the protocol's own exchanges, not by the publishing rate. Events
+//   (unique types) never conflate, so while the socket is congested at most `maxQueuedEvents` of
+//   them are pending: one more drops the oldest pending event (`eventsDropped` counts them), as a
+//   Java node does per link. Events queued in one task while the socket has room all go out.
 // - Entries are written only while socket.bufferedAmount is below `highWaterMark`; above it a
 //   timer polls every `drainIntervalMs` until the socket has drained.
 // - A received state is applied only if its version (epoch, serial) is newer than the one held.
@@ -51,6 +54,7 @@ export const DEFAULTS = Object.freeze({
   decisionTimeoutMs: 10_000,
   transitionTtlMs: 5_000,
   maxFrame: DEFAULT_MAX_FRAME,
+  maxQueuedEvents: 1_024,
 });
 
 const OPEN = 1; // WebSocket.OPEN
@@ -147,6 +151,9 @@ function remember(map, key, value, max) {
  * - decisionTimeoutMs: 10000; see decide.
  * - transitionTtlMs: 5000; a transition without update for this long ends as EXPIRED.
  * - maxFrame: 1048576; the largest frame body accepted (0 in HELLO means this default).
+ * - maxQueuedEvents: 1024; events (unique types) that may wait for a congested socket; one more
+ *   drops the oldest waiting event unsent (counted by `eventsDropped`). While the socket has room,
+ *   every event is written.
  * - WebSocket: the WebSocket constructor (default: globalThis.WebSocket).
  * - clock: {now(), setTimeout(fn, ms), clearTimeout(id)} (default: Date.now and the globals).
  * - random: a function returning [0, 1), for the backoff jitter (default: Math.random).
@@ -184,6 +191,7 @@ export class EntanglementClient {
   #endedTransitions = new Map();
   /** Proposals waiting for `decide`: each gives up, without a timer left, when the client closes. */
   #undecided = new Set();
+  #eventsDropped = 0;
 
   #watchers = new Map();
   #tentativeWatchers = new Map();
@@ -211,6 +219,9 @@ export class EntanglementClient {
       clearTimeout: (id) => clearTimeout(id),
     };
     this.#random = o.random ?? Math.random;
+    if (!Number.isInteger(o.maxQueuedEvents) || o.maxQueuedEvents < 1) {
+      throw new TypeError(`maxQueuedEvents must be a positive integer: ${o.maxQueuedEvents}`);
+    }
     this.#opts = o;
     this.#nodeId = o.nodeId ?? `js-${randomUuid().slice(0, 8)}`;
     this.#ownerId = o.ownerId ?? this.#nodeId;
@@ -225,6 +236,8 @@ export class EntanglementClient {
   get epoch() { return this.#epoch; }
   /** 'idle', 'connecting', 'connected', 'backing-off' or 'closed'. */
   get state() { return this.#state; }
+  /** Events dropped unsent because more than maxQueuedEvents waited for the socket. */
+  get eventsDropped() { return this.#eventsDropped; }
 
   // ---------------------------------------------------------------- events
 
@@ -298,6 +311,8 @@ export class EntanglementClient {
       peer: null,
       peerMaxFrame: DEFAULT_MAX_FRAME,
       pending: new Map(),
+      /** The slots of the events in `pending`, oldest first: at most maxQueuedEvents. */
+      events: new Set(),
       nextSlot: 0,
       flushQueued: false,
       drainTimer: null,
@@ -424,6 +439,24 @@ export class EntanglementClient {
     this.#queue(conn, `s${k}`, { state: k });
   }
 
+  /** Queues an event (never conflated); see #dropOldEvents. */
+  #queueEvent(conn, message) {
+    if (conn.drainTimer !== null) this.#dropOldEvents(conn, this.#opts.maxQueuedEvents - 1);
+    const slot = `e${conn.nextSlot++}`;
+    conn.events.add(slot);
+    this.#queue(conn, slot, { message });
+  }
+
+  /** While the socket is congested: drops the oldest pending events until at most `keep` are left. */
+  #dropOldEvents(conn, keep) {
+    while (conn.events.size > keep) {
+      const oldest = conn.events.values().next().value;
+      conn.events.delete(oldest);
+      conn.pending.delete(oldest);
+      this.#eventsDropped++;
+    }
+  }
+
   #queueTransition(conn, slot) {
     this.#queue(conn, `t${slot.id}`, { transition: slot });
   }
@@ -445,6 +478,7 @@ export class EntanglementClient {
     if (conn !== this.#conn || conn.socket.readyState !== OPEN) return;
     while (conn.pending.size > 0) {
       if (conn.socket.bufferedAmount >= this.#opts.highWaterMark) {
+        this.#dropOldEvents(conn, this.#opts.maxQueuedEvents);
         conn.drainTimer = this.#clock.setTimeout(() => {
           conn.drainTimer = null;
           this.#flush(conn);
@@ -453,6 +487,7 @@ export class EntanglementClient {
       }
       const [slot, entry] = conn.pending.entries().next().value;
       conn.pending.delete(slot);
+      conn.events.delete(slot);
       const message = this.#materialize(conn, entry);
       if (message) this.#write(conn, message);
     }
@@ -956,7 +991,7 @@ export class EntanglementClient {
       });
       this.#notify(snap);
       const conn = this.#conn;
-      if (conn?.open) this.#send(conn, syncOf(snap));
+      if (conn?.open) this.#queueEvent(conn, syncOf(snap));
       return snap;
     }
     const key = canonicalKey(t.key(value));

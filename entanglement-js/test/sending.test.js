@@ -2,6 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { newClient, connected, peerHandshake, settle } from '../test-support/fakes.js';
 
+/** Makes every write stay in `socket.bufferedAmount` until the test empties it. */
+function holdWrites(socket) {
+  const send = socket.send.bind(socket);
+  socket.send = (data) => {
+    send(data);
+    socket.bufferedAmount += data.length;
+  };
+}
+
 test('conflation: 100 publishes of one key while the socket is congested leave as one frame with the last state', async () => {
   const { client, clock, sockets } = newClient({ highWaterMark: 1000, drainIntervalMs: 10 });
   const socket = await connected(client, sockets);
@@ -48,11 +57,7 @@ test('flow control: writing stops at the threshold and resumes when the socket d
   const { client, clock, sockets } = newClient({ highWaterMark: 100, drainIntervalMs: 10 });
   const socket = await connected(client, sockets);
   socket.clearSent();
-  const send = socket.send.bind(socket);
-  socket.send = (data) => {
-    send(data);
-    socket.bufferedAmount += data.length; // nothing leaves until the test says so
-  };
+  holdWrites(socket);
   for (let i = 0; i < 10; i++) client.publish('Cursor', { id: `k${i}`, x: i });
   await settle();
   const firstBurst = socket.sent.length;
@@ -117,4 +122,50 @@ test('reconnect: CATCH_UP names the watermarks received, so the peer sends only 
   socket.open();
   await settle();
   assert.deepEqual(socket.sentOf('CATCH_UP')[0].holds, [{ owner: 'owner-java', epoch: 7, serial: 12 }]);
+});
+
+test('events on a congested socket: the newest maxQueuedEvents wait, in order; the oldest are dropped and counted', async () => {
+  const { client, clock, sockets } = newClient({
+    highWaterMark: 1000, drainIntervalMs: 10, maxQueuedEvents: 4, types: { Cursor: { key: (c) => c.id }, Click: { unique: true } },
+  });
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  socket.bufferedAmount = 5000;
+  for (let i = 0; i < 10; i++) client.publish('Click', { n: i });
+  client.publish('Cursor', { id: 'me', x: 1 }); // states are not events: never dropped
+  await settle();
+  assert.equal(client.eventsDropped, 6);
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  assert.deepEqual(socket.sentOf('SYNC').map((m) => m.attributes.n ?? m.key), [6, 7, 8, 9, 'me']);
+  // With room on the socket nothing is dropped, however many one task publishes.
+  for (let i = 10; i < 20; i++) client.publish('Click', { n: i });
+  await settle();
+  assert.equal(client.eventsDropped, 6);
+  assert.equal(socket.sentOf('SYNC').length, 15);
+});
+
+test('a burst of events that fills the socket: the rest beyond maxQueuedEvents is dropped when it congests', async () => {
+  const { client, clock, sockets } = newClient({
+    highWaterMark: 100, drainIntervalMs: 10, maxQueuedEvents: 3, types: { Click: { unique: true } },
+  });
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  holdWrites(socket);
+  for (let i = 0; i < 20; i++) client.publish('Click', { n: i });
+  await settle();
+  const written = socket.sentOf('SYNC').length;
+  assert.ok(written >= 1 && written < 20, `wrote ${written} before the threshold`);
+  assert.equal(client.eventsDropped, 20 - written - 3);
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  for (let i = 0; i < 10 && socket.bufferedAmount >= 100; i++) {
+    socket.bufferedAmount = 0;
+    clock.advance(10);
+  }
+  assert.deepEqual(socket.sentOf('SYNC').slice(written).map((m) => m.attributes.n), [17, 18, 19]);
+});
+
+test('maxQueuedEvents must be a positive integer', () => {
+  assert.throws(() => newClient({ maxQueuedEvents: 0 }), /maxQueuedEvents/);
 });

@@ -85,8 +85,14 @@ final class Destination {
     /** A message built in advance (responses, errors, control). */
     record Control(Message message) implements Outbound {}
 
-    /** A frame built in advance (events of unique types, relayed verbatim). */
+    /** A frame built in advance (a RESPONSE around a state's frame). */
     record Raw(byte[] frame) implements Outbound {}
+
+    /**
+     * An event (a value of a unique type), its frame built once for every link and relayed
+     * verbatim; {@code key} is its entry's key in the queue and in {@link #queuedEvents}.
+     */
+    record Event(QueueKey key, byte[] frame) implements Outbound {}
 
     /** The node's watermark for an owner, computed at dequeue; {@code full} ends a full resync. */
     record Watermark(OwnerId owner, boolean full) implements Outbound {}
@@ -128,6 +134,20 @@ final class Destination {
   /** Paces the frames requested from the link; stopped on close. */
   final InboundLimiter inbound;
   final CoalescingQueue<QueueKey, Outbound> queue = new CoalescingQueue<>();
+  /**
+   * The keys of the {@link Outbound.Event} entries in {@link #queue}, oldest first: an event is
+   * here exactly while its entry is queued, so at most the node's limit of queued events ({@code
+   * Limits#queuedEvents}); the engine drops the oldest to make room (see {@code Engine.floodEvent}).
+   */
+  final java.util.LinkedHashSet<QueueKey> queuedEvents = new java.util.LinkedHashSet<>();
+  /** Events dropped from {@link #queue} unsent, the oldest first, to keep to that limit. */
+  long eventsDropped;
+
+  /** Empties {@link #queue}, its index too (see {@link CoalescingQueue#clear}). */
+  void clearQueue() {
+    queue.clear();
+    queuedEvents.clear();
+  }
   /**
    * What the peer holds, per object; a state this link is the {@link StoredState#holder} of stands
    * for one more entry, not written here.

@@ -219,6 +219,8 @@ final class Engine {
   private final AtomicLong statesEncoded = new AtomicLong();
   private final AtomicLong errorsReceived = new AtomicLong();
   private final AtomicLong tasksFailed = new AtomicLong();
+  /** Events dropped unsent from links and undelivered from watchers ({@link #floodEvent}, {@link #watch}). */
+  private final AtomicLong eventsDropped = new AtomicLong();
   /**
    * How long a closing node lets each link flush what was queued for it and its GOAWAY, and a link
    * refused with an ERROR lets its transport take that frame: 1 s. A link that has not taken its
@@ -957,9 +959,13 @@ final class Engine {
     return Flux.<Snapshot<?>>from(
             s -> {
               Watcher[] holder = new Watcher[1];
+              // Events never coalesce: a watcher that requests fewer than arrive keeps the newest.
               ConflatingSubscription<ObjectKey, Snapshot<?>> cs =
                   new ConflatingSubscription<>(
-                      s, () -> serial.execute(() -> removeWatcher(type.name(), holder[0])));
+                      s,
+                      () -> serial.execute(() -> removeWatcher(type.name(), holder[0])),
+                      type.isUnique() ? limits.queuedEvents() : Integer.MAX_VALUE,
+                      eventsDropped::incrementAndGet);
               holder[0] = new Watcher(key, filter, cs);
               s.onSubscribe(cs);
               serial.execute(() -> addWatcher(type.name(), holder[0]));
@@ -1173,7 +1179,7 @@ final class Engine {
       for (Outbound o; (o = d.queue.poll()) != null; ) {
         queued.add(o);
       }
-      d.queue.clear();
+      d.clearQueue();
       // Queued again in the order they would have gone, at one priority: nothing merges into
       // them from now on. Straight into the queue: they are no new updates to count.
       queued.add(new Outbound.Control(
@@ -1325,6 +1331,7 @@ final class Engine {
         updatesOffered,
         updatesCoalesced,
         publishesMerged.get(),
+        eventsDropped.get(),
         queued,
         pendingRequests,
         pendingDecisions,
@@ -1350,7 +1357,8 @@ final class Engine {
         d.outstanding.size(),
         node == null ? 0 : transitionsByOrigin.getOrDefault(node, 0),
         d.inbound.pauses(),
-        d.inbound.throttled());
+        d.inbound.throttled(),
+        d.eventsDropped);
   }
 
   Mono<NodeStats> statsConsistent() {
@@ -2201,7 +2209,7 @@ final class Engine {
     if (!d.passedOver) {
       endRequestsAndRoutes(d, "link to " + d.peer + " lost before the answer");
     } else {
-      d.queue.clear(); // at most an ERROR never taken
+      d.clearQueue(); // at most an ERROR never taken
       routesChanged(); // d is gone from the destinations now
     }
     log.debug("node {}: detached {}", nodeId, d.peer);
@@ -2232,7 +2240,7 @@ final class Engine {
       }
     }
     // Its index too: the transport may hold its subscription, and with it d, for a while yet.
-    d.queue.clear();
+    d.clearQueue();
     routesChanged();
     for (Outbound.Request r : unsent) {
       sendRequest(r, null); // fail over to another neighbour that knows the owner
@@ -2343,6 +2351,9 @@ final class Engine {
       return codec.encode(c.message());
     } else if (o instanceof Outbound.Raw r) {
       return r.frame();
+    } else if (o instanceof Outbound.Event e) {
+      d.queuedEvents.remove(e.key());
+      return e.frame();
     } else if (o instanceof Outbound.Routes) {
       Map<OwnerId, Integer> table = routes.advertisedTo(d);
       if (table.equals(d.lastAdvertised)) {
@@ -3146,11 +3157,29 @@ final class Engine {
     floodEvent(new StoredState(b, snap, attrs, frame), d);
   }
 
+  /**
+   * Queues event {@code st} for every link that may have it. Events never coalesce, so a link that
+   * takes frames slower than events come would queue them without bound: it keeps the newest
+   * {@link Limits#queuedEvents} and drops the oldest unsent one to make room, counting it ({@link
+   * PeerStats#eventsDropped}). The newest, as for states, since a slow peer would rather have what
+   * happens now than what happened long ago.
+   */
   private void floodEvent(StoredState st, @Nullable Destination except) {
     for (Destination d : destinations) {
       if (d != except && !RouteTable.ownedBy(d, st.owner()) && sendAllowed(d.peer, st)) {
-        offer(d, new QueueKey(Lane.UNIQUE, st.key()), st.binding.priority(),
-            new Outbound.Raw(st.frame(codec, json, statesEncoded)));
+        if (d.goingAway || d.passedOver) {
+          continue; // offers are discarded
+        }
+        QueueKey key = new QueueKey(Lane.UNIQUE, st.key());
+        if (d.queuedEvents.size() >= limits.queuedEvents() && !d.queuedEvents.contains(key)) {
+          java.util.Iterator<QueueKey> oldest = d.queuedEvents.iterator();
+          d.queue.remove(oldest.next());
+          oldest.remove();
+          d.eventsDropped++;
+          eventsDropped.incrementAndGet();
+        }
+        d.queuedEvents.add(key);
+        offer(d, key, st.binding.priority(), new Outbound.Event(key, st.frame(codec, json, statesEncoded)));
         drain(d);
       }
     }

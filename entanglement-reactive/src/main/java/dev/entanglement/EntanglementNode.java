@@ -186,7 +186,9 @@ public final class EntanglementNode {
 
   /**
    * Every object of a type: the current live objects first, then every change. Backpressure is
-   * per key: a slow subscriber receives the latest state of every key and loses none.
+   * per key: a slow subscriber receives the latest state of every key and loses none. For a
+   * {@linkplain SyncType#unique() unique} type (events, each its own key) a slow subscriber keeps
+   * the newest {@linkplain Builder#maxQueuedEvents queued events}, in order, and misses older ones.
    */
   public <T> Flux<Snapshot<T>> watchAll(SyncType<T> type) {
     return engine.watch(type, null, s -> true);
@@ -368,6 +370,7 @@ public final class EntanglementNode {
     private int maxObjectSize = Limits.DEFAULT_MAX_OBJECT_SIZE;
     private int inboundRate;
     private int inboundBurst;
+    private int queuedEvents = Limits.DEFAULT_QUEUED_EVENTS;
     private @Nullable Long epoch;
     private dev.entanglement.store.@Nullable StateStore store;
 
@@ -506,6 +509,22 @@ public final class EntanglementNode {
     }
 
     /**
+     * The most events (values of {@linkplain SyncType#unique() unique} types) that may wait for one
+     * link, or for one watcher that has requested fewer than have arrived. States need no such
+     * bound: a waiting state is replaced by its object's next version, so a link or a watcher holds
+     * at most one per object. Events never replace each other, so when one more arrives the oldest
+     * waiting event is dropped, never sent on that link or delivered to that watcher, and counted
+     * ({@link PeerStats#eventsDropped()}, {@link NodeStats#eventsDropped()}); other links and
+     * watchers are unaffected, and nothing is refused. A slow peer gets the newest events, in order,
+     * as it gets the newest states. Memory per link or watcher is at most this many events. Default
+     * 1,024.
+     */
+    public Builder maxQueuedEvents(int events) {
+      this.queuedEvents = atLeastOne(events);
+      return this;
+    }
+
+    /**
      * Paces the frames this node reads from each link to at most {@code messagesPerSecond} on
      * average, with bursts of up to {@code burst} frames at once: over any interval of {@code t}
      * seconds a link delivers at most {@code burst + messagesPerSecond * t} frames. Excess is not
@@ -556,7 +575,12 @@ public final class EntanglementNode {
                   handshakeTimeout,
                   tombstoneRetention),
               new Limits(
-                  pendingRequestsPerPeer, transitionsPerPeer, maxObjectSize, inboundRate, inboundBurst),
+                  pendingRequestsPerPeer,
+                  transitionsPerPeer,
+                  maxObjectSize,
+                  inboundRate,
+                  inboundBurst,
+                  queuedEvents),
               store));
     }
 

@@ -21,22 +21,27 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  *     (the body's own fields, a few dozen bytes, count toward it)
  * @param inboundRate frames per second read from one link, or 0 for no limit
  * @param inboundBurst frames one link may send at once above that rate (ignored without a rate)
+ * @param queuedEvents events (values of unique types) that may wait for one link, or for one
+ *     watcher; the oldest is dropped to make room for a newer one (not refused: see {@link
+ *     EntanglementNode.Builder#maxQueuedEvents})
  */
 record Limits(
     int pendingRequestsPerPeer,
     int transitionsPerPeer,
     int maxObjectSize,
     int inboundRate,
-    int inboundBurst) {
+    int inboundBurst,
+    int queuedEvents) {
   static final int DEFAULT_PENDING_REQUESTS_PER_PEER = 1_024;
   static final int DEFAULT_TRANSITIONS_PER_PEER = 1_024;
   static final int DEFAULT_MAX_OBJECT_SIZE = 256 * 1024;
+  static final int DEFAULT_QUEUED_EVENTS = 1_024;
 
   /** Counts the bytes of an encoding without keeping them (the CBOR of the wire). */
   private static final ObjectMapper CBOR = CBORMapper.builder().build();
 
   Limits {
-    if (pendingRequestsPerPeer < 1 || transitionsPerPeer < 1 || maxObjectSize < 1) {
+    if (pendingRequestsPerPeer < 1 || transitionsPerPeer < 1 || maxObjectSize < 1 || queuedEvents < 1) {
       throw new IllegalArgumentException("limits must be positive");
     }
     if (inboundRate < 0 || (inboundRate > 0 && inboundBurst < 1)) {

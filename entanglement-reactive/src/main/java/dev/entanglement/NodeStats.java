@@ -16,6 +16,9 @@ import java.util.List;
  * @param publishesMerged publishes whose value replaced an earlier publish of the same object that
  *     was still waiting for the node (see {@link EntanglementNode#publish(Object)}): each completed
  *     the earlier one's {@code Mono} empty
+ * @param eventsDropped events (values of unique types) dropped, the oldest first, by links and
+ *     watchers that fell more than {@link EntanglementNode.Builder#maxQueuedEvents} events behind:
+ *     never sent on that link, or never delivered to that watcher
  * @param queuedEntries entries waiting in outbound queues now
  * @param pendingRequests requests (local or relayed) waiting for an answer now
  * @param pendingDecisions proposals waiting for an owner's decision now
@@ -33,6 +36,7 @@ public record NodeStats(
     long updatesOffered,
     long updatesCoalesced,
     long publishesMerged,
+    long eventsDropped,
     int queuedEntries,
     int pendingRequests,
     int pendingDecisions,

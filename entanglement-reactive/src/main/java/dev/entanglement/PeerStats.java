@@ -26,6 +26,9 @@ import java.time.Duration;
  * @param inboundPauses times this node stopped reading the link because the peer was over the
  *     inbound rate ({@link EntanglementNode.Builder#maxInboundRate}); 0 without a rate
  * @param inboundThrottled how long the link has been paused so in total, the current pause included
+ * @param eventsDropped events (values of unique types) for the peer dropped unsent, the oldest
+ *     first, because more than {@link EntanglementNode.Builder#maxQueuedEvents} were waiting for the
+ *     link
  */
 public record PeerStats(
     PeerId peer,
@@ -41,7 +44,8 @@ public record PeerStats(
     int pendingRequests,
     int activeTransitions,
     long inboundPauses,
-    Duration inboundThrottled) {
+    Duration inboundThrottled,
+    long eventsDropped) {
 
   /**
    * Updates produced per update sent or still queued: 1 when nothing coalesced, 100 when 100

@@ -81,7 +81,8 @@ public final class SyncType<T> {
 
   /**
    * A copy in unique mode: every published instance is a distinct event that never coalesces with
-   * another, is delivered to watchers once and is not retained as state.
+   * another, is delivered to watchers once and is not retained as state. A link or a watcher that
+   * falls more than {@link EntanglementNode.Builder#maxQueuedEvents} events behind loses the oldest.
    */
   public SyncType<T> unique() {
     return new SyncType<>(name, javaType, keyExtractor, priority, true, policy);

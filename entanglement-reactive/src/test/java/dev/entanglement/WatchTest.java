@@ -228,6 +228,43 @@ class WatchTest {
   }
 
   @Test
+  @DisplayName("a watcher that requests fewer events than arrive gets the newest, in order; the oldest are dropped and counted")
+  void aSlowEventWatcherKeepsTheNewest() {
+    SyncType<Click> click = SyncType.of("Click", Click.class, Click::id).unique();
+    Registry reg = Registry.builder("events").type(CURSOR).type(click).build();
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", reg, b -> b.maxQueuedEvents(4));
+      List<Integer> fast = new ArrayList<>();
+      a.watchAll(click).subscribe(s -> fast.add(s.value().button()));
+      StepVerifier.create(a.watchAll(click).map(s -> s.value().button()), 1)
+          .then(() -> {
+            for (int i = 0; i < 10; i++) {
+              a.publish(new Click("id", i)).block();
+            }
+          })
+          .expectNext(0) // the one requested, delivered as it came
+          .then(() -> assertEquals(5, a.stats().eventsDropped())) // 1 to 5 of 1..9
+          .thenRequest(10)
+          .expectNext(6, 7, 8, 9)
+          .thenCancel()
+          .verify(Duration.ofSeconds(5));
+      assertEquals(List.of(0, 1, 2, 3, 4, 5, 6, 7, 8, 9), fast, "a watcher with demand loses nothing");
+      // States are not events: a slow state watcher keeps one value per object, of any number.
+      StepVerifier.create(a.watchAll(CURSOR), 0)
+          .then(() -> {
+            for (int i = 0; i < 10; i++) {
+              a.publish(new Cursor("c" + i, i, 0)).block();
+            }
+          })
+          .thenRequest(10)
+          .expectNextCount(10)
+          .thenCancel()
+          .verify(Duration.ofSeconds(5));
+      assertEquals(5, a.stats().eventsDropped());
+    }
+  }
+
+  @Test
   @DisplayName("cancelling a tentative stream stops its signals")
   void tentativeCancellation() {
     try (TestMesh mesh = ReplicationTest.line("a", "b")) {

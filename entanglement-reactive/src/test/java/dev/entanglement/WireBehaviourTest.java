@@ -1789,6 +1789,51 @@ class WireBehaviourTest {
     }
   }
 
+  record Click(String id, int n) {}
+
+  static final SyncType<Click> CLICK = SyncType.of("Click", Click.class, Click::id).unique();
+
+  @Test
+  @DisplayName("queued events per link: a slow link keeps the newest events, in order, and drops the oldest unsent; a fast link and the states are unaffected")
+  void queuedEventsPerLink() {
+    Registry reg = Registry.builder("events").type(CURSOR).type(CLICK).build();
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", reg, b -> b.maxQueuedEvents(8));
+      mesh.node("slow", reg, b -> {});
+      mesh.node("fast", reg, b -> {});
+      // About 40 frames a second: each event waits for the one before it.
+      mesh.connect("a", "slow", dev.entanglement.transport.LocalTransport.builder()
+          .scheduler(mesh.clock).bandwidth(2_000).build());
+      mesh.connect("a", "fast");
+      mesh.advance(java.time.Duration.ofMinutes(1)); // handshakes, routes, catch-ups
+      List<Integer> slowGot = new CopyOnWriteArrayList<>();
+      List<Integer> fastGot = new CopyOnWriteArrayList<>();
+      mesh.get("slow").watchAll(CLICK).subscribe(s -> slowGot.add(s.value().n()));
+      mesh.get("fast").watchAll(CLICK).subscribe(s -> fastGot.add(s.value().n()));
+      EntanglementNode a = mesh.get("a");
+      for (int i = 0; i < 100; i++) {
+        a.publish(new Click("ignored", i)).block();
+      }
+      a.publish(new Cursor("c", 1, 1)).block();
+      PeerStats stalled = peerStats(a, "slow");
+      assertTrue(stalled.queueDepth() <= 8 + 1, "queued: " + stalled.queueDepth()); // + the state
+      mesh.advance(java.time.Duration.ofMinutes(1));
+
+      PeerStats after = peerStats(a, "slow");
+      assertEquals(0, after.queueDepth());
+      assertEquals(100, slowGot.size() + after.eventsDropped(), "every event sent or dropped, once");
+      assertTrue(after.eventsDropped() >= 100 - 8 - 2, "dropped: " + after.eventsDropped());
+      assertEquals(List.of(92, 93, 94, 95, 96, 97, 98, 99), slowGot.subList(slowGot.size() - 8, slowGot.size()));
+      for (int i = 1; i < slowGot.size(); i++) {
+        assertTrue(slowGot.get(i - 1) < slowGot.get(i), "in order: " + slowGot);
+      }
+      assertEquals(java.util.stream.IntStream.range(0, 100).boxed().toList(), fastGot);
+      assertEquals(0, peerStats(a, "fast").eventsDropped());
+      assertEquals(after.eventsDropped(), a.stats().eventsDropped());
+      assertEquals(1.0, mesh.get("slow").get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
   private static PeerStats peerStats(EntanglementNode node, String peer) {
     return node.stats().peers().stream()
         .filter(p -> p.peer().equals(PeerId.of(peer))).findFirst().orElseThrow();

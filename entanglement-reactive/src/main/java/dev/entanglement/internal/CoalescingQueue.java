@@ -188,6 +188,19 @@ public final class CoalescingQueue<K, E> {
     return null;
   }
 
+  /** Removes the pending entry for {@code key} and returns it, or {@code null} if none is pending. */
+  public @Nullable E remove(K key) {
+    int at = find(key, mix(key.hashCode()));
+    if (at < 0) {
+      return null;
+    }
+    Node<K, E> n = index[at];
+    n.bucket.unlink(n);
+    removeFromIndex(n);
+    pending--;
+    return n.entry;
+  }
+
   /** The pending entry for {@code key}, or {@code null}. */
   public @Nullable E peek(K key) {
     int at = find(key, mix(key.hashCode()));

@@ -27,6 +27,13 @@ import reactor.core.publisher.Operators;
  * new mapping after inserting it, and a put that replaces one counts nothing, so a value another
  * producer has just replaced could be overtaken by its own producer's later values.
  *
+ * <p>Keys that never repeat (events) would make the pending values a backlog: a subscription made
+ * with a bound keeps at most that many keys pending, and an offer of a key that is not pending,
+ * when that many are, first drops the oldest pending value (claiming its key from {@code order} as
+ * the drain loop would, so each value is either delivered or dropped, never both) and reports it to
+ * {@code onDrop}. With one producer at a time, as the engine is, the bound is exact; concurrent
+ * producers may each make room at once and drop a value more than needed.
+ *
  * <p>Ends: {@link #complete} after the pending values; {@link #error} at once, dropping them; a
  * subscriber whose {@code onNext} throws (Reactive Streams rule 2.13) is cancelled and its error goes
  * to Reactor's dropped-error hook, so a producer's thread never sees it.
@@ -46,9 +53,28 @@ public final class ConflatingSubscription<K, V> implements Subscription {
   private volatile boolean done;
   private volatile @org.jspecify.annotations.Nullable Throwable error;
 
+  private final int maxPendingKeys;
+  private final Runnable onDrop;
+
+  /** A subscription without a bound: at most one pending value per key, of any number of keys. */
   public ConflatingSubscription(Subscriber<? super V> actual, Runnable onCancel) {
+    this(actual, onCancel, Integer.MAX_VALUE, () -> {});
+  }
+
+  /**
+   * @param maxPendingKeys the most keys with an undelivered value; {@link Integer#MAX_VALUE} for no
+   *     bound
+   * @param onDrop run for each value dropped to keep to that bound, on the offering thread
+   */
+  public ConflatingSubscription(
+      Subscriber<? super V> actual, Runnable onCancel, int maxPendingKeys, Runnable onDrop) {
+    if (maxPendingKeys < 1) {
+      throw new IllegalArgumentException("maxPendingKeys must be positive: " + maxPendingKeys);
+    }
     this.actual = actual;
     this.onCancel = onCancel;
+    this.maxPendingKeys = maxPendingKeys;
+    this.onDrop = onDrop;
   }
 
   /**
@@ -59,6 +85,9 @@ public final class ConflatingSubscription<K, V> implements Subscription {
   public void offer(K key, V value) {
     if (cancelled || done) {
       return;
+    }
+    if (maxPendingKeys != Integer.MAX_VALUE) {
+      makeRoom(key);
     }
     if (wip.compareAndSet(0, 1)) {
       long r = requested.get();
@@ -82,6 +111,19 @@ public final class ConflatingSubscription<K, V> implements Subscription {
       unqueued.decrementAndGet();
     }
     drain();
+  }
+
+  /** Drops the oldest pending values while the bound is reached and {@code key} is not pending. */
+  private void makeRoom(K key) {
+    while (pending.size() >= maxPendingKeys && !pending.containsKey(key)) {
+      K oldest = order.poll();
+      if (oldest == null) {
+        return; // the drain loop claimed them meanwhile
+      }
+      if (pending.remove(oldest) != null) {
+        onDrop.run();
+      }
+    }
   }
 
   /** Completes after the pending values are delivered. */

@@ -33,15 +33,16 @@ import reactor.core.Disposable;
  * <ul>
  *   <li>node-wide function counters {@code frames.sent}, {@code bytes.sent}, {@code
  *       frames.received}, {@code states.encoded}, {@code updates.offered}, {@code
- *       updates.coalesced}, and gauges {@code queue.depth}, {@code requests.pending}, {@code
- *       decisions.pending}, {@code transitions.active};
+ *       updates.coalesced}, {@code publishes.merged}, {@code events.dropped}, and gauges {@code
+ *       queue.depth}, {@code requests.pending}, {@code decisions.pending}, {@code
+ *       transitions.active};
  *   <li>per neighbour (tag {@code peer}): gauges {@code peer.staleness.p50} and {@code
  *       peer.staleness.p99} (seconds), {@code peer.conflation.ratio}, {@code peer.queue.depth},
  *       {@code peer.requests.pending}, {@code peer.transitions.active}, and function counters
  *       {@code peer.frames.sent}, {@code peer.bytes.sent}, {@code peer.frames.received}, {@code
  *       peer.bytes.received}, {@code peer.updates.produced}, {@code peer.updates.coalesced},
- *       {@code peer.inbound.pauses} and {@code peer.inbound.throttled} (seconds the link was paused
- *       by the inbound rate limit).
+ *       {@code peer.inbound.pauses}, {@code peer.inbound.throttled} (seconds the link was paused
+ *       by the inbound rate limit) and {@code peer.events.dropped}.
  * </ul>
  *
  * <p>Values come from the latest of {@link EntanglementNode#statsEvery} (every 10 s by default), so
@@ -103,6 +104,7 @@ public final class EntanglementMeters implements MeterBinder, AutoCloseable {
     counter(registry, "updates.offered", NodeStats::updatesOffered);
     counter(registry, "updates.coalesced", NodeStats::updatesCoalesced);
     counter(registry, "publishes.merged", NodeStats::publishesMerged);
+    counter(registry, "events.dropped", NodeStats::eventsDropped);
     gauge(registry, "queue.depth", NodeStats::queuedEntries);
     gauge(registry, "requests.pending", NodeStats::pendingRequests);
     gauge(registry, "decisions.pending", NodeStats::pendingDecisions);
@@ -152,6 +154,7 @@ public final class EntanglementMeters implements MeterBinder, AutoCloseable {
     ids.add(peerCounter(r, t, peer, "peer.inbound.pauses", PeerStats::inboundPauses));
     ids.add(peerCounter(r, t, peer, "peer.inbound.throttled",
         p -> p.inboundThrottled().toNanos() / 1e9));
+    ids.add(peerCounter(r, t, peer, "peer.events.dropped", PeerStats::eventsDropped));
     return ids;
   }
 

@@ -251,6 +251,25 @@ class CoalescingQueueTest {
     assertEquals("b1", q.peek("b"));
   }
 
+  @Test
+  void removeTakesOutOneKeyAndLeavesTheOrderOfTheRest() {
+    CoalescingQueue<String, String> q = new CoalescingQueue<>();
+    q.offer("a", 1, "a1", CONCAT);
+    q.offer("b", 1, "b1", CONCAT);
+    q.offer("c", 1, "c1", CONCAT);
+    q.offer("d", 0, "d1", CONCAT);
+    assertEquals("b1", q.remove("b"));
+    assertNull(q.remove("b"));
+    assertEquals("d1", q.remove("d")); // the only entry of its bucket
+    assertEquals(2, q.size());
+    assertEquals("a1", q.poll());
+    assertEquals("c1", q.poll());
+    assertNull(q.poll());
+    q.offer("b", 1, "b2", CONCAT); // a removed key is new again
+    assertEquals(1, q.size());
+    assertEquals("b2", q.peek("b"));
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Property-style test against a reference model
   // ---------------------------------------------------------------------------------------------
@@ -301,6 +320,11 @@ class CoalescingQueueTest {
 
     String peek(int key) {
       Slot s = slots.get(key);
+      return s == null ? null : s.entry();
+    }
+
+    String remove(int key) {
+      Slot s = slots.remove(key);
       return s == null ? null : s.entry();
     }
 
@@ -363,9 +387,12 @@ class CoalescingQueueTest {
         m.offer(key, priority, entry, CONCAT);
       } else if (op < 85) {
         assertEquals(m.poll(), q.poll(), ctx + ": poll");
-      } else if (op < 95) {
+      } else if (op < 91) {
         int key = rnd.nextInt(keys);
         assertEquals(m.peek(key), q.peek(new Key(key, hashOf.applyAsInt(key))), ctx + ": peek " + key);
+      } else if (op < 95) {
+        int key = rnd.nextInt(keys);
+        assertEquals(m.remove(key), q.remove(new Key(key, hashOf.applyAsInt(key))), ctx + ": remove " + key);
       } else if (op < 96) {
         if (!draining) { // a clear forgets the peak: none while a phase drains towards its trims
           q.clear();

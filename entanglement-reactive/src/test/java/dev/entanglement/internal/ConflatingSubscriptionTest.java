@@ -543,6 +543,109 @@ class ConflatingSubscriptionTest {
     r.assertNoViolations();
   }
 
+  // ------------------------------------------------------------------ a bound on pending keys
+
+  @Test
+  void aBoundedSubscriptionKeepsTheNewestKeys_droppingTheOldestInOrder() {
+    Recorder<String> r = new Recorder<>();
+    AtomicInteger drops = new AtomicInteger();
+    ConflatingSubscription<String, String> s =
+        new ConflatingSubscription<>(r, () -> {}, 3, drops::incrementAndGet);
+    r.attach(s);
+    for (int i = 1; i <= 10; i++) {
+      s.offer("e" + i, "v" + i);
+    }
+    assertEquals(3, s.pendingKeys());
+    assertEquals(7, drops.get());
+    r.request(Long.MAX_VALUE);
+    assertEquals(List.of("v8", "v9", "v10"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void aBoundedSubscriptionStillConflatesAPendingKey_withoutDropping() {
+    Recorder<String> r = new Recorder<>();
+    AtomicInteger drops = new AtomicInteger();
+    ConflatingSubscription<String, String> s =
+        new ConflatingSubscription<>(r, () -> {}, 2, drops::incrementAndGet);
+    r.attach(s);
+    s.offer("a", "a1");
+    s.offer("b", "b1");
+    s.offer("a", "a2"); // pending: replaces, makes no room
+    assertEquals(0, drops.get());
+    s.offer("c", "c1"); // drops a, the oldest
+    assertEquals(1, drops.get());
+    r.request(10);
+    assertEquals(List.of("b1", "c1"), r.values);
+    r.assertNoViolations();
+  }
+
+  @Test
+  void aBoundedSubscriptionWithDemandDropsNothing() {
+    Recorder<Integer> r = new Recorder<>();
+    AtomicInteger drops = new AtomicInteger();
+    ConflatingSubscription<Integer, Integer> s =
+        new ConflatingSubscription<>(r, () -> {}, 1, drops::incrementAndGet);
+    r.attach(s);
+    r.request(1_000);
+    for (int i = 0; i < 1_000; i++) {
+      s.offer(i, i);
+    }
+    assertEquals(0, drops.get());
+    assertEquals(1_000, r.values.size());
+    r.assertNoViolations();
+  }
+
+  @Test
+  void aBoundMustBePositive() {
+    Recorder<Integer> r = new Recorder<>();
+    org.junit.jupiter.api.Assertions.assertThrows(
+        IllegalArgumentException.class, () -> new ConflatingSubscription<>(r, () -> {}, 0, () -> {}));
+  }
+
+  /**
+   * One producer of keys that never repeat, against a consumer that requests one at a time: every
+   * value is delivered or dropped, never both, never twice; the delivered ones are in the order
+   * offered; and no more than the bound are ever pending.
+   */
+  @Test
+  void racingProducerAndConsumer_everyValueDeliveredOrDroppedOnce_inOrder() {
+    final int values = 2_000;
+    final int bound = 16;
+    for (int iteration = 0; iteration < Integer.getInteger("race.iterations", 100); iteration++) {
+      Recorder<Integer> r = new Recorder<>();
+      AtomicInteger drops = new AtomicInteger();
+      AtomicInteger maxPending = new AtomicInteger();
+      ConflatingSubscription<Integer, Integer> s =
+          new ConflatingSubscription<>(r, () -> {}, bound, drops::incrementAndGet);
+      r.attach(s);
+      Runnable producer =
+          () -> {
+            for (int i = 0; i < values; i++) {
+              s.offer(i, i);
+              maxPending.accumulateAndGet(s.pendingKeys(), Math::max);
+            }
+          };
+      Runnable consumer =
+          () -> {
+            for (int i = 0; i < values / 2; i++) {
+              r.request(1);
+            }
+          };
+      RaceTestUtils.race(producer, consumer);
+      r.request(Long.MAX_VALUE);
+
+      String ctx = "iteration " + iteration;
+      r.assertNoViolations();
+      assertEquals(values, r.values.size() + drops.get(), ctx + ": delivered + dropped");
+      for (int i = 1; i < r.values.size(); i++) {
+        assertTrue(r.values.get(i - 1) < r.values.get(i), ctx + ": out of order " + r.values);
+      }
+      assertEquals(values - 1, r.values.get(r.values.size() - 1), ctx + ": the newest is delivered");
+      assertTrue(maxPending.get() <= bound, ctx + ": " + maxPending.get() + " pending");
+    }
+  }
+
   /** A value written by one producer: its {@code seq} increases with every write of a key. */
   record Val(int producer, int key, int seq) {}
 

@@ -44,6 +44,7 @@ final class StatsJson {
     json.put("updatesOffered", stats.updatesOffered());
     json.put("updatesCoalesced", stats.updatesCoalesced());
     json.put("publishesMerged", stats.publishesMerged());
+    json.put("eventsDropped", stats.eventsDropped());
     json.put("queuedEntries", stats.queuedEntries());
     json.put("activeTransitions", stats.activeTransitions());
     List<Map<String, Object>> peers = stats.peers().stream().map(StatsJson::peer).toList();
@@ -67,6 +68,7 @@ final class StatsJson {
     json.put("activeTransitions", p.activeTransitions());
     json.put("inboundPauses", p.inboundPauses());
     json.put("inboundThrottledMs", millis(p.inboundThrottled()));
+    json.put("eventsDropped", p.eventsDropped());
     json.put("conflationRatio", p.conflationRatio());
     return json;
   }
