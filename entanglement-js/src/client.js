@@ -870,6 +870,11 @@ export class EntanglementClient {
         answer.reject('BROKEN_TRANSITION', `transition ${req.transitionId} ${ended}`);
         return;
       }
+      const openOn = req.transitionId && this.#openTransitionKey(req.transitionId);
+      if (openOn && openOn !== objectKey(req.type, key)) {
+        answer.reject('INVALID_OPERATION', `transition ${req.transitionId} is open on another object`);
+        return;
+      }
       if (req.kind === 'UPDATE') {
         proposed = req.partial ? { ...cur.value, ...req.attributes } : req.attributes;
         if (this.#keyOrNull(t, proposed) !== key) {
@@ -1031,6 +1036,9 @@ export class EntanglementClient {
   }
 
   #propose(type, key, cur, kind, attributes, transitionId) {
+    if (this.#state === 'closed') {
+      return Promise.reject(new EntanglementError('NOT_CONNECTED', 'the client is closed'));
+    }
     if (cur.owner === this.#ownerId) {
       if (kind === 'DELETE' && !transitionId) {
         return Promise.resolve(committed(this.#commitLocal(type, key, null, true, null)));
@@ -1231,17 +1239,25 @@ export class EntanglementClient {
     });
   }
 
+  /**
+   * A TRANSITION is ignored (PROTOCOL.md §4.4) when its id has ended, is open on another object or
+   * by another originator, or is this client's own; when it names another owner than the object's
+   * or than its open transition's; or when it was judged on another committed version than the one
+   * held.
+   */
   #onTransition(conn, m) {
     if (!this.#types.has(m.objectType)) {
       this.#send(conn, { type: 'ERROR', inReplyTo: 0, code: 'UNKNOWN_TYPE', message: `unknown type ${m.objectType}` });
       return;
     }
-    if (this.#endedTransitions.has(m.transitionId)) return;
-    const existing = this.#transitions.get(objectKey(m.objectType, m.key))?.get(m.transitionId);
-    if (existing && existing.seq >= m.seq) return;
-    // Judged by the sender on another committed version than the one held: not applied here.
-    const base = this.#objects.get(objectKey(m.objectType, m.key));
-    if (base && (base.epoch !== m.baseEpoch || base.serial !== m.baseSerial)) return;
+    if (this.#endedTransitions.has(m.transitionId) || m.origin === this.#nodeId) return;
+    const k = objectKey(m.objectType, m.key);
+    const openOn = this.#openTransitionKey(m.transitionId);
+    if (openOn !== undefined && openOn !== k) return;
+    const existing = this.#transitions.get(k)?.get(m.transitionId);
+    if (existing && (existing.origin !== m.origin || existing.owner !== m.owner || existing.seq >= m.seq)) return;
+    const base = this.#objects.get(k);
+    if (base && (base.owner !== m.owner || base.epoch !== m.baseEpoch || base.serial !== m.baseSerial)) return;
     const slot = this.#transitionSlot(m.objectType, m.key, m.owner, m.transitionId, m.origin);
     slot.seq = m.seq;
     slot.partial = m.partial;
@@ -1251,12 +1267,30 @@ export class EntanglementClient {
     this.#emitTentative(slot, 'ACTIVE');
   }
 
+  /**
+   * A TRANSITION_END is ignored (PROTOCOL.md §4.4) when it names another object than the
+   * transition's, when it is about a transition without a slot here on an object not held, and
+   * when it aborts (or expires) this client's own transition, which only this client ends so.
+   */
   #onTransitionEnd(conn, m) {
     if (!TERMINAL_STATES.has(m.state)) {
       this.#refuse(conn, 'BAD_ENCODING', `unknown transition state ${m.state}`);
       return;
     }
-    this.#endTransition(objectKey(m.objectType, m.key), m.transitionId, m.state, false);
+    const k = objectKey(m.objectType, m.key);
+    const openOn = this.#openTransitionKey(m.transitionId);
+    if (openOn === undefined ? !this.#objects.has(k) : openOn !== k) return;
+    const slot = this.#transitions.get(k)?.get(m.transitionId);
+    if (slot?.origin === this.#nodeId && (m.state === 'ABORTED' || m.state === 'EXPIRED')) return;
+    this.#endTransition(k, m.transitionId, m.state, false);
+  }
+
+  /** The object key a transition id is open on here, or undefined. */
+  #openTransitionKey(id) {
+    for (const [k, slots] of this.#transitions) {
+      if (slots.has(id)) return k;
+    }
+    return undefined;
   }
 
   /** Ends a transition once; `send` tells the peer (every end but EXPIRED and the peer's own). */

@@ -208,3 +208,13 @@ test('close(): undecided proposals give up at once, leaving no timer, and a late
   await settle();
   assert.equal(client.get('Cursor', 'mine').serial, 1, 'nothing committed after close()');
 });
+
+test('after close(): propose and delete of an own object are refused at once, arming no timer', async () => {
+  const { client, clock } = await withJavaCursor({ decide: () => new Promise(() => {}) });
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  client.close();
+  await assert.rejects(client.propose('Cursor', 'mine', { x: 2 }), (e) => e instanceof EntanglementError && e.code === 'NOT_CONNECTED');
+  await assert.rejects(client.delete('Cursor', 'mine'), (e) => e instanceof EntanglementError && e.code === 'NOT_CONNECTED');
+  assert.equal(clock.pending(), 0, 'no timer outlives close()');
+  assert.equal(client.get('Cursor', 'mine').serial, 1, 'nothing committed after close()');
+});

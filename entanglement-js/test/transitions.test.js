@@ -11,6 +11,15 @@ async function withJavaCursor(options) {
 
 const summary = (t) => [t.state, t.value && t.value.x];
 
+/** The peer starts transition `id` on the client's object 'mine', judged on the version sent last. */
+function peerTransitionOnMine(socket, id) {
+  const base = socket.sentOf('SYNC').findLast((m) => m.key === 'mine');
+  socket.receive({
+    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', baseEpoch: base.epoch,
+    baseSerial: base.serial, transitionId: id, origin: 'java', seq: 1, partial: true, attributes: { x: 2 },
+  });
+}
+
 test('a local transition: conflated TRANSITION updates, tentative callbacks, commit through the owner', async () => {
   const { client, socket } = await withJavaCursor();
   const seen = [];
@@ -141,11 +150,7 @@ test('owner side: rejecting a proposal that names a transition ends it as REJECT
   const { client, socket } = await withJavaCursor({ decide: () => false });
   client.publish('Cursor', { id: 'mine', x: 1 });
   await settle();
-  const base = socket.sentOf('SYNC').find((m) => m.key === 'mine');
-  socket.receive({
-    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', baseEpoch: base.epoch,
-    baseSerial: base.serial, transitionId: 't', origin: 'java', seq: 1, partial: true, attributes: { x: 2 },
-  });
+  peerTransitionOnMine(socket, 't');
   socket.receive({
     type: 'PROPOSE', requestId: 1, kind: 'UPDATE', objectType: 'Cursor', key: 'mine', owner: 'owner-js',
     partial: true, attributes: { x: 2 }, transitionId: 't', hops: 1,
@@ -189,4 +194,59 @@ test('a transition judged on another committed version than the one held is not 
   assert.deepEqual(seen, [], 'judged on 7:1, the client holds 7:2');
   socket.receive(transition(2, 2, 30));
   assert.deepEqual(seen, [['ACTIVE', 30]]);
+});
+
+const remoteTransition = (fields) => ({
+  type: 'TRANSITION', objectType: 'Cursor', key: 'java', owner: 'owner-java', baseEpoch: 7, baseSerial: 1,
+  transitionId: 't1', origin: 'java', seq: 1, partial: true, attributes: { x: 10 }, ...fields,
+});
+
+test('a TRANSITION is ignored when it names another owner, or its id is open on another object, by another originator, or is this client\'s', async () => {
+  const { client, socket } = await withJavaCursor();
+  socket.receive(sync('other', { id: 'other', x: 1, y: 1 }));
+  const seen = [];
+  client.tentativeAll('Cursor', (t) => seen.push([t.key, t.transitionId, t.value?.x]));
+  socket.receive(remoteTransition({ owner: 'owner-x' })); // not the object's owner
+  assert.deepEqual(seen, []);
+  socket.receive(remoteTransition({}));
+  socket.receive(remoteTransition({ key: 'other', seq: 2, attributes: { x: 20 } })); // t1 is open on java
+  socket.receive(remoteTransition({ origin: 'mallory', seq: 3, attributes: { x: 30 } })); // another originator
+  const own = client.beginTransition('Cursor', 'java');
+  own.update({ x: 5 });
+  socket.receive(remoteTransition({ transitionId: own.id, origin: 'java', seq: 9, attributes: { x: 90 } }));
+  socket.receive(remoteTransition({ transitionId: 'spoof', origin: client.nodeId, attributes: { x: 91 } }));
+  assert.deepEqual(seen, [['java', 't1', 10], ['java', own.id, 5]]);
+});
+
+test('a TRANSITION_END naming another object, or an unheld object without a slot, ends nothing; the peer cannot abort this client\'s transition', async () => {
+  const { client, socket } = await withJavaCursor();
+  socket.receive(sync('other', { id: 'other', x: 1, y: 1 }));
+  const seen = [];
+  client.tentativeAll('Cursor', (t) => seen.push([t.transitionId, t.state]));
+  socket.receive(remoteTransition({}));
+  socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key: 'other', transitionId: 't1', state: 'ABORTED' });
+  socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key: 'ghost', transitionId: 'g', state: 'BROKEN' });
+  socket.receive(remoteTransition({ seq: 2, attributes: { x: 20 } })); // t1 still open: applied
+  socket.receive(remoteTransition({ transitionId: 'g' })); // g was not recorded as ended
+  const own = client.beginTransition('Cursor', 'java');
+  own.update({ x: 5 });
+  socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key: 'java', transitionId: own.id, state: 'ABORTED' });
+  socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key: 'java', transitionId: 't1', state: 'ABORTED' });
+  assert.deepEqual(seen, [['t1', 'ACTIVE'], ['t1', 'ACTIVE'], ['g', 'ACTIVE'], [own.id, 'ACTIVE'], ['t1', 'ABORTED']]);
+});
+
+test('owner side: a PROPOSE naming a transition open on another object is refused INVALID_OPERATION', async () => {
+  const { client, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  client.publish('Cursor', { id: 'also-mine', x: 1 });
+  await settle();
+  peerTransitionOnMine(socket, 't');
+  socket.clearSent();
+  socket.receive({
+    type: 'PROPOSE', requestId: 4, kind: 'UPDATE', objectType: 'Cursor', key: 'also-mine', owner: 'owner-js',
+    partial: true, attributes: { x: 3 }, transitionId: 't', hops: 1,
+  });
+  await settle();
+  assert.deepEqual(socket.sent.map((m) => [m.type, m.inReplyTo, m.code]), [['ERROR', 4, 'INVALID_OPERATION']]);
+  assert.equal(client.get('Cursor', 'also-mine').serial, 2);
 });
