@@ -173,8 +173,10 @@ export class EntanglementClient {
   #serial = 0;
 
   #state = 'idle';
-  /** Consecutive connection attempts that did not reach `connected`. */
+  /** Consecutive connections lost or failed since the last `connected`: the backoff's step. */
   #failures = 0;
+  /** Connection attempts since the last `connected` (or the first connect()), this one included. */
+  #attempts = 0;
   #retryTimer = null;
   /** The current connection (see #dial), or null while idle, backing off or closed. */
   #conn = null;
@@ -277,12 +279,19 @@ export class EntanglementClient {
     if (this.#state === 'idle') this.#dial();
   }
 
-  /** Closes the connection for good; pending requests fail with NOT_CONNECTED. */
+  /**
+   * Closes the connection for good. What is queued for the peer (the latest state of each own
+   * object it lacks, events, answers) is written first, then GOAWAY (PROTOCOL.md §3 item 5); pending
+   * requests fail with NOT_CONNECTED, and queued ones are not sent (their answers could not come
+   * back).
+   */
   close() {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#clock.clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
+    const conn = this.#conn;
+    if (conn?.open && conn.socket.readyState === OPEN) this.#goAway(conn);
     if (this.#conn) this.#lost(this.#conn, 'closed by the client');
     for (const slots of this.#transitions.values()) {
       for (const slot of slots.values()) this.#clock.clearTimeout(slot.expiry);
@@ -293,12 +302,13 @@ export class EntanglementClient {
   /** -> connecting: opens a socket; the handshake timer covers opening and the peer's HELLO. */
   #dial() {
     this.#retryTimer = null;
+    this.#attempts++;
     this.#state = 'connecting';
     let socket;
     try {
       socket = new this.#WebSocket(this.#url);
     } catch (e) {
-      this.#emit('connecting', { attempt: this.#failures + 1 });
+      this.#emit('connecting', { attempt: this.#attempts });
       this.#conn = { socket: null, timers: new Set(), requests: new Map() };
       this.#lost(this.#conn, `cannot open ${this.#url}: ${e.message}`);
       return;
@@ -338,7 +348,7 @@ export class EntanglementClient {
       this.#lost(conn, `connection closed (code ${ev.code}${ev.reason ? `, ${ev.reason}` : ''})`);
     };
     socket.onerror = () => {}; // a close event follows and carries the reason
-    this.#emit('connecting', { attempt: this.#failures + 1 });
+    this.#emit('connecting', { attempt: this.#attempts });
   }
 
   /** A one-shot timer that dies with its connection. */
@@ -417,6 +427,23 @@ export class EntanglementClient {
     this.#state = 'backing-off';
     this.#retryTimer = this.#clock.setTimeout(() => this.#dial(), delay);
     this.#emit('disconnected', { reason, retryInMs: delay });
+  }
+
+  /**
+   * Writes everything queued but requests, whatever the socket holds already (at most an entry per
+   * object, the bounded events and the protocol's answers), then GOAWAY as the last frame. The
+   * socket's close, which follows, is sent after them.
+   */
+  #goAway(conn) {
+    for (const [slot, entry] of conn.pending) {
+      conn.pending.delete(slot);
+      const type = entry.message?.type;
+      if (type === 'PROPOSE' || type === 'CREATE') continue;
+      const message = this.#materialize(conn, entry);
+      if (message) this.#write(conn, message);
+    }
+    conn.events.clear();
+    this.#write(conn, { type: 'GOAWAY', code: 'SHUTDOWN', message: `node ${this.#nodeId} is closing` });
   }
 
   /** A protocol error: one ERROR frame, then the socket is closed (PROTOCOL.md §6). */
@@ -638,6 +665,7 @@ export class EntanglementClient {
     conn.peer = m.nodeId;
     conn.peerMaxFrame = m.maxFrame > 0 ? m.maxFrame : DEFAULT_MAX_FRAME;
     this.#failures = 0;
+    this.#attempts = 0;
     this.#state = 'connected';
     this.#emit('connected', { peer: m.nodeId });
   }

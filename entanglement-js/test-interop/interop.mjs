@@ -63,6 +63,12 @@ const commands = {
     out('transition-updated', key, xs.at(-1));
   },
   'transition-commit': () => transition.commit().then(report(transition.key), failed(transition.key)),
+  // A publish right before close(), in the same task: it must still reach the node.
+  'publish-close': (id, x, y) => {
+    client.publish('Cursor', { id, x: Number(x), y: Number(y) });
+    client.close();
+    out('closed');
+  },
   quit: () => {
     client.close();
     out('bye');

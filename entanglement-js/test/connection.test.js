@@ -45,7 +45,9 @@ test('backoff: exponential ceiling with full jitter, capped', () => {
 test('reconnect: failed attempts back off exponentially, a success resets the backoff', async () => {
   const { client, clock, sockets } = newClient({ backoff: { initialMs: 100, maxMs: 1000 } });
   const delays = [];
+  const attempts = [];
   client.on('disconnected', (e) => delays.push(e.retryInMs));
+  client.on('connecting', (e) => attempts.push(e.attempt));
   await connected(client, sockets);
   sockets[0].drop();
   assert.equal(client.state, 'backing-off');
@@ -66,6 +68,8 @@ test('reconnect: failed attempts back off exponentially, a success resets the ba
   assert.equal(client.state, 'connected');
   socket.drop();
   assert.equal(delays.at(-1), 50, 'a connection that reached HELLO starts the backoff again');
+  clock.advance(50);
+  assert.deepEqual(attempts, [1, 1, 2, 3, 4, 5, 6, 1], 'attempts count from 1 after each connection');
 });
 
 test('a pending proposal fails when the connection drops, and the client reconnects', async () => {
@@ -164,6 +168,27 @@ test('an ERROR that answers no request is reported as an error event', async () 
   socket.receive({ type: 'ERROR', inReplyTo: 0, code: 'UNAUTHORIZED', message: 'not yours' });
   assert.deepEqual(errors, [{ code: 'UNAUTHORIZED', message: 'not yours' }]);
   assert.equal(client.state, 'connected');
+});
+
+test('close(): what is queued goes out first, requests excepted, then GOAWAY, even on a congested socket', async () => {
+  const { client, sockets } = newClient({ highWaterMark: 1000 });
+  const socket = await connected(client, sockets);
+  socket.receive(sync('java', { id: 'java', x: 1 }));
+  await settle();
+  socket.clearSent();
+  socket.bufferedAmount = 5000;
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  client.publish('Cursor', { id: 'mine', x: 2 });
+  const outcome = client.propose('Cursor', 'java', { x: 2 });
+  await settle();
+  assert.deepEqual(socket.sent, [], 'congested: nothing written yet');
+  client.close();
+  await assert.rejects(outcome, (e) => e.code === 'NOT_CONNECTED');
+  assert.deepEqual(socket.sent.map((m) => [m.type, m.key ?? m.code, m.attributes?.x]), [
+    ['SYNC', 'mine', 2],
+    ['GOAWAY', 'SHUTDOWN', undefined],
+  ]);
+  assert.equal(socket.closedWith, 1000);
 });
 
 test('close(): pending requests fail, no reconnection, the state is final', async () => {

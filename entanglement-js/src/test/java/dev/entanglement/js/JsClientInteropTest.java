@@ -156,6 +156,12 @@ class JsClientInteropTest {
       assertTrue(resynced.version().serial() > mine.version().serial(), "a newer version of the same epoch");
       assertEquals(mine.version().epoch(), resynced.version().epoch());
 
+      // A publish made right before close() still reaches the node: the client writes what it had
+      // queued, then GOAWAY, and only then closes.
+      js.send("publish-close js 40 4");
+      js.await("closed");
+      assertEquals(new Cursor("js", 40, 4), awaitState(node, "js", c -> c.x() == 40).value());
+
       js.send("quit");
       js.await("bye");
       assertEquals(0, js.exitCode(), js.diagnostics());
