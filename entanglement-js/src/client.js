@@ -25,9 +25,10 @@
 //   keeps its place and is written once, from the latest value, when the socket drains: the map
 //   never holds more than one entry per key. Messages (requests, answers, PONG, ...) get unique
 //   keys: they are bounded by the protocol's own exchanges, not by the publishing rate. Events
-//   (unique types) never conflate, so while the socket is congested at most `maxQueuedEvents` of
-//   them are pending: one more drops the oldest pending event (`eventsDropped` counts them), as a
-//   Java node does per link. Events queued in one task while the socket has room all go out.
+//   (unique types) never conflate, so while the socket is congested (its buffer at the threshold,
+//   or it is closing) at most `maxQueuedEvents` of them are pending: one more drops the oldest
+//   pending event (`eventsDropped` counts them), as a Java node does per link. Events queued while
+//   the socket has room go out until it congests; then the newest `maxQueuedEvents` of the rest wait.
 // - Entries are written only while socket.bufferedAmount is below `highWaterMark`; above it a
 //   timer polls every `drainIntervalMs` until the socket has drained.
 // - A received state is applied only if its version (epoch, serial) is newer than the one held.
@@ -151,9 +152,9 @@ function remember(map, key, value, max) {
  * - decisionTimeoutMs: 10000; see decide.
  * - transitionTtlMs: 5000; a transition without update for this long ends as EXPIRED.
  * - maxFrame: 1048576; the largest frame body accepted (0 in HELLO means this default).
- * - maxQueuedEvents: 1024; events (unique types) that may wait for a congested socket; one more
- *   drops the oldest waiting event unsent (counted by `eventsDropped`). While the socket has room,
- *   every event is written.
+ * - maxQueuedEvents: 1024; events (unique types) that may wait for a congested socket (its buffer
+ *   at highWaterMark, or closing); one more drops the oldest waiting event unsent (counted by
+ *   `eventsDropped`). Events are written while the socket has room.
  * - WebSocket: the WebSocket constructor (default: globalThis.WebSocket).
  * - clock: {now(), setTimeout(fn, ms), clearTimeout(id)} (default: Date.now and the globals).
  * - random: a function returning [0, 1), for the backoff jitter (default: Math.random).
@@ -468,10 +469,15 @@ export class EntanglementClient {
 
   /** Queues an event (never conflated); see #dropOldEvents. */
   #queueEvent(conn, message) {
-    if (conn.drainTimer !== null) this.#dropOldEvents(conn, this.#opts.maxQueuedEvents - 1);
+    if (this.#congested(conn)) this.#dropOldEvents(conn, this.#opts.maxQueuedEvents - 1);
     const slot = `e${conn.nextSlot++}`;
     conn.events.add(slot);
     this.#queue(conn, slot, { message });
+  }
+
+  /** Whether nothing can be written now: the socket's buffer is at the threshold, or it is closing. */
+  #congested(conn) {
+    return conn.socket.readyState !== OPEN || conn.socket.bufferedAmount >= this.#opts.highWaterMark;
   }
 
   /** While the socket is congested: drops the oldest pending events until at most `keep` are left. */

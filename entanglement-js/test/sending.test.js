@@ -138,9 +138,15 @@ test('events on a congested socket: the newest maxQueuedEvents wait, in order; t
   socket.bufferedAmount = 0;
   clock.advance(10);
   assert.deepEqual(socket.sentOf('SYNC').map((m) => m.attributes.n ?? m.key), [6, 7, 8, 9, 'me']);
-  // With room on the socket nothing is dropped, however many one task publishes.
-  for (let i = 10; i < 20; i++) client.publish('Click', { n: i });
+  // The socket has room again (this fake's buffer never fills up): nothing is dropped, even while
+  // the drain timer armed when it was congested has not fired yet.
+  socket.bufferedAmount = 5000;
+  client.publish('Click', { n: 10 });
   await settle();
+  socket.bufferedAmount = 0;
+  for (let i = 11; i < 20; i++) client.publish('Click', { n: i });
+  await settle();
+  clock.advance(10);
   assert.equal(client.eventsDropped, 6);
   assert.equal(socket.sentOf('SYNC').length, 15);
 });
@@ -164,6 +170,15 @@ test('a burst of events that fills the socket: the rest beyond maxQueuedEvents i
     clock.advance(10);
   }
   assert.deepEqual(socket.sentOf('SYNC').slice(written).map((m) => m.attributes.n), [17, 18, 19]);
+});
+
+test('a closing socket takes no more writes: events wait for it at most maxQueuedEvents', async () => {
+  const { client, sockets } = newClient({ maxQueuedEvents: 3, types: { Click: { unique: true } } });
+  const socket = await connected(client, sockets);
+  socket.readyState = 2; // CLOSING: its close event has not come yet
+  for (let i = 0; i < 100; i++) client.publish('Click', { n: i });
+  await settle();
+  assert.equal(client.eventsDropped, 97);
 });
 
 test('maxQueuedEvents must be a positive integer', () => {

@@ -90,7 +90,8 @@ final class Destination {
 
     /**
      * An event (a value of a unique type), its frame built once for every link and relayed
-     * verbatim; {@code key} is its entry's key in the queue and in {@link #queuedEvents}.
+     * verbatim; {@code key} is its entry's key in the queue and in {@link #queuedEvents} (until a
+     * closing link's entries are queued again under keys of their own: see {@code Engine.goAway}).
      */
     record Event(QueueKey key, byte[] frame) implements Outbound {}
 
@@ -138,6 +139,8 @@ final class Destination {
    * The keys of the {@link Outbound.Event} entries in {@link #queue}, oldest first: an event is
    * here exactly while its entry is queued, so at most the node's limit of queued events ({@code
    * Limits#queuedEvents}); the engine drops the oldest to make room (see {@code Engine.floodEvent}).
+   * Empty once the link is going away or passed over: its entries are then queued again under keys
+   * of their own or dropped, and no event is offered to it any more.
    */
   final java.util.LinkedHashSet<QueueKey> queuedEvents = new java.util.LinkedHashSet<>();
   /** Events dropped from {@link #queue} unsent, the oldest first, to keep to that limit. */

@@ -14,7 +14,8 @@ import reactor.core.publisher.Operators;
  * Per-key latest-value backpressure for one subscriber: for every key, only the newest undelivered
  * value is kept, and keys are delivered in the order they first became pending. A slow subscriber
  * therefore receives the latest state of <em>every</em> key, never a growing backlog, and never
- * loses a key (a plain {@code onBackpressureLatest} over all keys would).
+ * loses a key (a plain {@code onBackpressureLatest} over all keys would), unless the subscription
+ * has a bound on pending keys (below), which drops the oldest.
  *
  * <p>Producers call {@link #offer} from any thread. Delivery is serialized by a work-in-progress
  * counter: whoever moves {@code wip} from 0 drains while there is demand. Invariant: a key is in
