@@ -30,6 +30,14 @@ interface TransportConformance {
 
   SyncType<Cursor> CURSOR = SyncType.of("Cursor", Cursor.class, Cursor::id);
 
+  record Click(String id, int n) {}
+
+  /** Events: every publish its own object, never coalesced. */
+  SyncType<Click> CLICK = SyncType.of("Click", Click.class, Click::id).unique();
+
+  /** Events that may wait for one link in these tests. */
+  int QUEUED_EVENTS = 64;
+
   /** Two nodes and a way to connect them over the transport under test. */
   interface Harness extends AutoCloseable {
     EntanglementNode a();
@@ -63,7 +71,8 @@ interface TransportConformance {
     return EntanglementNode.builder()
         .id(id)
         .owner(OwnerId.of("owner-" + id))
-        .registry(Registry.builder("conformance").type(CURSOR).build())
+        .registry(Registry.builder("conformance").type(CURSOR).type(CLICK).build())
+        .maxQueuedEvents(QUEUED_EVENTS)
         .build();
   }
 
@@ -121,6 +130,33 @@ interface TransportConformance {
       }
       long sent = h.a().stats().framesSent();
       assertTrue(sent < 20_000, "coalescing must drop intermediate states; frames sent " + sent);
+    }
+  }
+
+  @Test
+  @DisplayName("backpressure for events: a slow link holds at most maxQueuedEvents of them and delivers the newest, in order")
+  default void slowLinkBoundsEvents() {
+    try (Harness h = open()) {
+      h.connect(20_000);
+      awaitTrue(() -> h.a().isConnected(h.bAsSeenByA()), "connected");
+      List<Integer> got = new java.util.concurrent.CopyOnWriteArrayList<>();
+      h.b().watchAll(CLICK).subscribe(s -> got.add(s.value().n()));
+      int events = 5_000;
+      for (int i = 0; i < events; i++) {
+        h.a().publish(new Click("ignored", i)).block(WAIT);
+        if (i % 500 == 499) {
+          int queued = h.a().stats().queuedEntries();
+          assertTrue(queued <= QUEUED_EVENTS + 8, "the outbound queue grew to " + queued);
+        }
+      }
+      awaitTrue(() -> !got.isEmpty() && got.get(got.size() - 1) == events - 1, "the newest event arrived");
+      for (int i = 1; i < got.size(); i++) {
+        assertTrue(got.get(i - 1) < got.get(i), "events arrived out of order");
+      }
+      long dropped = h.a().stats().peers().stream()
+          .filter(p -> p.peer().equals(h.bAsSeenByA())).findFirst().orElseThrow().eventsDropped();
+      assertTrue(dropped > 0, "nothing was dropped: the link was not slow");
+      assertEquals(events, got.size() + dropped, "every event delivered or dropped, once");
     }
   }
 
