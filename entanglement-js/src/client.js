@@ -36,7 +36,8 @@
 //   rejected with an EntanglementError when the connection is lost, the client is closed or the
 //   request times out.
 // - This client's own objects are versioned by (epoch, serial) with epoch = the start time: it
-//   keeps no store, so every start is a new epoch and serials restart at 1.
+//   keeps no store, so every start is a new epoch and serials restart at 1. A peer that holds a
+//   later epoch of the owner (the clock went back since an earlier start) moves it above that one.
 
 import {
   encodeFrame, decodeFrame, ProtocolError, PROTOCOL_VERSION, DEFAULT_MAX_FRAME, HEADER_BYTES,
@@ -762,11 +763,31 @@ export class EntanglementClient {
    */
   #onCatchUp(conn, m) {
     const mark = m.holds.find((h) => h.owner === this.#ownerId);
+    if (mark && mark.epoch > this.#epoch) this.#outgrowEpoch(mark.epoch);
     const full = !mark || mark.epoch !== this.#epoch;
     for (const [k, snap] of this.#objects) {
       if (snap.owner === this.#ownerId && (full || newer(snap, mark))) this.#queueState(conn, k);
     }
     this.#send(conn, { type: 'WATERMARK', owner: this.#ownerId, epoch: this.#epoch, serial: this.#serial, full });
+  }
+
+  /**
+   * The peer holds states of this client's owner from a later epoch than this start's: an earlier
+   * start with the same owner id ran when the clock was ahead of now. Those states would hide every
+   * state of this start, which are older by version, so this start moves to an epoch above the
+   * peer's and versions each of its objects again there (same values; watchers see the new
+   * versions). The full catch-up that follows sends them, and the peer drops the earlier start's
+   * objects that this start does not hold.
+   */
+  #outgrowEpoch(peerEpoch) {
+    this.#epoch = Math.max(this.#clock.now(), peerEpoch + 1);
+    this.#serial = 0;
+    for (const [k, snap] of [...this.#objects]) {
+      if (snap.owner !== this.#ownerId) continue;
+      const next = Object.freeze({ ...snap, epoch: this.#epoch, serial: ++this.#serial });
+      this.#objects.set(k, next);
+      if (!next.deleted) this.#notify(next);
+    }
   }
 
   #onWatermark(conn, w) {

@@ -2,13 +2,15 @@
 // a real Java node. It reads commands from stdin, one per line, and reports on stdout, one event per
 // line: "<event> <fields...>". The Java test drives the steps and checks both sides.
 //
-// Usage: node --experimental-websocket test-interop/interop.mjs ws://127.0.0.1:PORT/sync
+// Usage: node --experimental-websocket test-interop/interop.mjs ws://127.0.0.1:PORT/sync [EPOCH]
+// (EPOCH: the client's epoch instead of its start time, as after a clock that went back)
 // (the flag is needed on Node.js 20 only, where WebSocket is not yet a global by default).
 
 import { createInterface } from 'node:readline';
 import { EntanglementClient, encodeBody } from '../src/index.js';
 
 const url = process.argv[2];
+const epoch = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
 const out = (...fields) => process.stdout.write(`${fields.join(' ')}\n`);
 if (typeof WebSocket !== 'function') {
   process.stderr.write('no global WebSocket: run Node.js 22+, or Node.js 20 with --experimental-websocket\n');
@@ -30,6 +32,7 @@ const client = new EntanglementClient({
   url,
   nodeId: 'js-node',
   ownerId: 'owner-js',
+  epoch,
   types: { Cursor: { key: (c) => c.id } },
   backoff: { initialMs: 50, maxMs: 200 },
   // Proposals for this client's objects: negative x is refused, anything else is committed with

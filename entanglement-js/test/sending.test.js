@@ -184,3 +184,25 @@ test('a closing socket takes no more writes: events wait for it at most maxQueue
 test('maxQueuedEvents must be a positive integer', () => {
   assert.throws(() => newClient({ maxQueuedEvents: 0 }), /maxQueuedEvents/);
 });
+
+test('a peer holding a later epoch of the owner (the clock went back since an earlier start): the client moves above it and resends its objects', async () => {
+  const { client, clock, sockets } = newClient();
+  const before = client.epoch;
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  client.publish('Cursor', { id: 'gone', x: 1 });
+  await client.delete('Cursor', 'gone');
+  const seen = [];
+  client.watch('Cursor', 'mine', (s) => seen.push([s.epoch, s.serial]));
+  const later = clock.now() + 60_000; // an earlier start's epoch, a minute ahead of this clock
+  const socket = await connected(client, sockets, { holds: [{ owner: 'owner-js', epoch: later, serial: 40 }] });
+  assert.equal(client.epoch, later + 1);
+  assert.deepEqual(seen, [[before, 1], [later + 1, 1]], 'watchers see the new version');
+  assert.deepEqual(socket.sentOf('SYNC').map((m) => [m.key, m.epoch, m.serial, m.deleted]),
+    [['mine', later + 1, 1, false], ['gone', later + 1, 2, true]]);
+  assert.deepEqual(socket.sentOf('WATERMARK').map((m) => [m.epoch, m.serial, m.full]), [[later + 1, 2, true]]);
+  assert.equal(client.publish('Cursor', { id: 'mine', x: 2 }).epoch, later + 1);
+  // An earlier epoch held by the peer changes nothing.
+  const { client: other, sockets: otherSockets } = newClient();
+  await connected(other, otherSockets, { holds: [{ owner: 'owner-js', epoch: 5, serial: 1 }] });
+  assert.equal(other.epoch, clock.now());
+});

@@ -165,6 +165,19 @@ class JsClientInteropTest {
       js.send("quit");
       js.await("bye");
       assertEquals(0, js.exitCode(), js.diagnostics());
+
+      // A later start of the same owner whose clock is a minute behind the first's: its epoch is
+      // older than the one the node holds, so the client moves above it, and its states count.
+      long behind = mine.version().epoch() - 60_000;
+      try (NodeScript restarted = NodeScript.start("ws://127.0.0.1:" + server.port() + "/sync", behind)) {
+        restarted.await("connected server");
+        restarted.send("publish js 50 5");
+        restarted.await("published js 50 5");
+        Snapshot<Cursor> after = awaitState(node, "js", c -> c.x() == 50);
+        assertTrue(after.version().epoch() > mine.version().epoch(), "an epoch above the first start's");
+        restarted.send("quit");
+        restarted.await("bye");
+      }
     } finally {
       decisions.dispose();
       server.disposeNow(WAIT);
@@ -206,11 +219,21 @@ class JsClientInteropTest {
     }
 
     static NodeScript start(String url) {
+      return start(url, List.of());
+    }
+
+    /** A client whose epoch is {@code epoch} instead of its start time. */
+    static NodeScript start(String url, long epoch) {
+      return start(url, List.of(Long.toString(epoch)));
+    }
+
+    private static NodeScript start(String url, List<String> more) {
       Path dir = moduleDir();
       // Node.js 20 exposes WebSocket only behind this flag; later versions accept it and ignore it.
-      ProcessBuilder pb =
-          new ProcessBuilder("node", "--experimental-websocket", "test-interop/interop.mjs", url)
-              .directory(dir.toFile());
+      List<String> command = new java.util.ArrayList<>(
+          List.of("node", "--experimental-websocket", "test-interop/interop.mjs", url));
+      command.addAll(more);
+      ProcessBuilder pb = new ProcessBuilder(command).directory(dir.toFile());
       try {
         return new NodeScript(pb.start());
       } catch (IOException e) {
