@@ -192,6 +192,8 @@ export class EntanglementClient {
   #recentEvents = new Map();
   /** Active transitions: objectKey -> (transition id -> slot). */
   #transitions = new Map();
+  /** The object key each active transition id is open on: the same slots, by id. */
+  #transitionKeys = new Map();
   #endedTransitions = new Map();
   /** Proposals waiting for `decide`: each gives up, without a timer left, when the client closes. */
   #undecided = new Set();
@@ -1245,6 +1247,7 @@ export class EntanglementClient {
       if (!slots) this.#transitions.set(k, (slots = new Map()));
       slot = { type, key, owner, id, origin, seq: 0, partial: true, attributes: {}, lastUpdate: 0, expiry: null };
       slots.set(id, slot);
+      this.#transitionKeys.set(id, k);
     }
     return slot;
   }
@@ -1277,6 +1280,9 @@ export class EntanglementClient {
   }
 
   #commitTransition(type, key, id) {
+    if (this.#state === 'closed') {
+      return Promise.reject(new EntanglementError('NOT_CONNECTED', 'the client is closed'));
+    }
     const ended = this.#endedTransitions.get(id);
     if (ended) return Promise.resolve(rejected('BROKEN_TRANSITION', `transition ${id} ${ended}`));
     const slot = this.#transitions.get(objectKey(type, key))?.get(id);
@@ -1325,7 +1331,9 @@ export class EntanglementClient {
   /**
    * A TRANSITION_END is ignored (PROTOCOL.md §4.4) when it names another object than the
    * transition's, when it is about a transition without a slot here on an object not held, and
-   * when it aborts (or expires) this client's own transition, which only this client ends so.
+   * when it aborts (or expires) this client's own transition, which only this client ends so. The
+   * peer speaks for every owner but this client's: on this client's own objects it cannot decide
+   * (CONFIRMED, BROKEN, REJECTED), and it may abort only a transition whose updates it sent.
    */
   #onTransitionEnd(conn, m) {
     if (!TERMINAL_STATES.has(m.state)) {
@@ -1336,26 +1344,29 @@ export class EntanglementClient {
     const openOn = this.#openTransitionKey(m.transitionId);
     if (openOn === undefined ? !this.#objects.has(k) : openOn !== k) return;
     const slot = this.#transitions.get(k)?.get(m.transitionId);
-    if (slot?.origin === this.#nodeId && (m.state === 'ABORTED' || m.state === 'EXPIRED')) return;
+    const aborts = m.state === 'ABORTED' || m.state === 'EXPIRED';
+    if (aborts && slot?.origin === this.#nodeId) return;
+    const owner = this.#objects.get(k)?.owner ?? slot?.owner;
+    if (owner === this.#ownerId && (!aborts || !slot)) return;
     this.#endTransition(k, m.transitionId, m.state, false);
   }
 
   /** The object key a transition id is open on here, or undefined. */
   #openTransitionKey(id) {
-    for (const [k, slots] of this.#transitions) {
-      if (slots.has(id)) return k;
-    }
-    return undefined;
+    return this.#transitionKeys.get(id);
   }
 
   /** Ends a transition once; `send` tells the peer (every end but EXPIRED and the peer's own). */
   #endTransition(k, id, state, send) {
     if (this.#endedTransitions.has(id)) return;
+    const openOn = this.#transitionKeys.get(id);
+    if (openOn !== undefined && openOn !== k) return; // an end never records an id open elsewhere
     remember(this.#endedTransitions, id, state, ENDED_TRANSITIONS_REMEMBERED);
     const slots = this.#transitions.get(k);
     const slot = slots?.get(id);
     if (slot) {
       slots.delete(id);
+      this.#transitionKeys.delete(id);
       if (slots.size === 0) this.#transitions.delete(k);
       this.#clock.clearTimeout(slot.expiry);
       slot.expiry = null;

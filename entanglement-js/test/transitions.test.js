@@ -11,11 +11,11 @@ async function withJavaCursor(options) {
 
 const summary = (t) => [t.state, t.value && t.value.x];
 
-/** The peer starts transition `id` on the client's object 'mine', judged on the version sent last. */
-function peerTransitionOnMine(socket, id) {
-  const base = socket.sentOf('SYNC').findLast((m) => m.key === 'mine');
+/** The peer starts transition `id` on the client's object `key`, judged on the version sent last. */
+function peerTransitionOnMine(socket, id, key = 'mine') {
+  const base = socket.sentOf('SYNC').findLast((m) => m.key === key);
   socket.receive({
-    type: 'TRANSITION', objectType: 'Cursor', key: 'mine', owner: 'owner-js', baseEpoch: base.epoch,
+    type: 'TRANSITION', objectType: 'Cursor', key, owner: 'owner-js', baseEpoch: base.epoch,
     baseSerial: base.serial, transitionId: id, origin: 'java', seq: 1, partial: true, attributes: { x: 2 },
   });
 }
@@ -249,4 +249,54 @@ test('owner side: a PROPOSE naming a transition open on another object is refuse
   await settle();
   assert.deepEqual(socket.sent.map((m) => [m.type, m.inReplyTo, m.code]), [['ERROR', 4, 'INVALID_OPERATION']]);
   assert.equal(client.get('Cursor', 'also-mine').serial, 2);
+});
+
+test('on an object this client owns, the peer cannot decide a transition; it may abort only one whose updates it sent', async () => {
+  const { client, socket } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  client.publish('Cursor', { id: 'also-mine', x: 1 });
+  await settle();
+  peerTransitionOnMine(socket, 't');
+  const own = client.beginTransition('Cursor', 'also-mine'); // at the owner the newest wins: another object
+  own.update({ x: 9 });
+  const seen = [];
+  client.tentativeAll('Cursor', (t) => seen.push([t.key, t.transitionId, t.state]));
+  const end = (key, id, state) => socket.receive({ type: 'TRANSITION_END', objectType: 'Cursor', key, transitionId: id, state });
+  end('mine', 't', 'BROKEN');
+  end('also-mine', own.id, 'CONFIRMED');
+  end('mine', 'never-opened', 'ABORTED');
+  end('mine', 't', 'ABORTED'); // the peer sent t's updates: it may abort it
+  assert.deepEqual(seen, [['mine', 't', 'ACTIVE'], ['also-mine', own.id, 'ACTIVE'], ['mine', 't', 'ABORTED']]);
+  const outcome = await own.commit();
+  assert.equal(outcome.committed, true, JSON.stringify(outcome));
+});
+
+test('an end decided for one object does not touch the same id open on another: no slot is left behind', async () => {
+  let release;
+  const { client, clock, socket } = await withJavaCursor({ decide: () => new Promise((r) => { release = r; }) });
+  client.publish('Cursor', { id: 'a', x: 1 });
+  client.publish('Cursor', { id: 'b', x: 1 });
+  await settle();
+  socket.receive({
+    type: 'PROPOSE', requestId: 1, kind: 'UPDATE', objectType: 'Cursor', key: 'a', owner: 'owner-js',
+    partial: true, attributes: { x: 3 }, transitionId: 't', hops: 1,
+  });
+  await settle();
+  peerTransitionOnMine(socket, 't', 'b'); // t opens on b while a's decision is pending
+  release(false);
+  await settle();
+  clock.advance(60_000); // past the TTL: t on b expires
+  const open = [];
+  client.tentativeAll('Cursor', (t) => open.push([t.key, t.transitionId, t.state]));
+  assert.deepEqual(open, []);
+});
+
+test('after close(), committing a transition on an own object is refused and commits nothing', async () => {
+  const { client } = await withJavaCursor();
+  client.publish('Cursor', { id: 'mine', x: 1 });
+  const own = client.beginTransition('Cursor', 'mine');
+  own.update({ x: 9 });
+  client.close();
+  await assert.rejects(own.commit(), (e) => e.code === 'NOT_CONNECTED');
+  assert.equal(client.get('Cursor', 'mine').serial, 1);
 });
