@@ -3464,7 +3464,12 @@ final class Engine {
     Map<OwnerId, Version> holds = d.peerWatermarks;
     holds.clear();
     for (Message.Mark mark : m.holds()) {
-      holds.put(OwnerId.of(mark.owner()), new Version(mark.epoch(), mark.serial()));
+      OwnerId o = OwnerId.of(mark.owner());
+      holds.put(o, new Version(mark.epoch(), mark.serial()));
+      LocalOwner lo = localOwners.get(o);
+      if (lo != null && mark.epoch() > lo.epoch) {
+        outgrowEpoch(d, o, mark.epoch());
+      }
     }
     java.util.Set<OwnerId> owners = new java.util.LinkedHashSet<>(localOwners.keySet());
     owners.addAll(watermarks.keySet());
@@ -3587,6 +3592,37 @@ final class Engine {
       }
     }
     return out;
+  }
+
+  /**
+   * Peer {@code d} holds states of local owner {@code o} from a later epoch than this node's: an
+   * earlier run with that owner ran while the clock was ahead of now (an in-memory node's epoch is
+   * its start time), or had a store this node lost. Every state of this run would be older by
+   * version and ignored wherever that epoch is known. Without a store, the owner moves to an epoch
+   * above the peer's (at least now) and every object of it is committed again there with its
+   * value, so the catch-up that follows, a full resync of the owner, and the flood to the other
+   * links carry them; the peer drops what the earlier run held and this one does not. Transitions
+   * open on those objects end BROKEN, as at any commit. With a store the owner's epoch is the
+   * stored one, which versions in flight to the store depend on: the node logs the conflict and
+   * keeps its epoch.
+   */
+  private void outgrowEpoch(Destination d, OwnerId o, long peerEpoch) {
+    if (store != null || peerEpoch == Long.MAX_VALUE) {
+      log.warn("node {}: {} holds {} at epoch {}, later than this node's; its states of this epoch"
+          + " will be ignored there", nodeId, d.peer, o, peerEpoch);
+      return;
+    }
+    long epoch = Math.max(now(), peerEpoch + 1);
+    log.warn("node {}: {} holds {} at epoch {}, later than this node's {}: moving to epoch {}",
+        nodeId, d.peer, o, peerEpoch, localOwners.get(o).epoch, epoch);
+    localOwners.put(o, new LocalOwner(epoch));
+    for (StoredState st : List.copyOf(objects.values())) {
+      if (st.owner().equals(o)) {
+        Object value = st.deleted() ? null : st.snapshot.value();
+        ObjectNode attributes = st.deleted() || value != null ? null : st.attributes(codec, json);
+        commitLocal(st.binding, st.key(), o, attributes, value, st.deleted(), null, List.of(), x -> {}, e -> {});
+      }
+    }
   }
 
   private void onWatermark(Destination d, Message.Watermark w) {

@@ -201,6 +201,40 @@ class CatchUpTest {
   }
 
   @Test
+  @DisplayName("an in-memory owner restarted with an earlier epoch (its clock went back) moves above the one its peer holds; its states count again")
+  void anEarlierEpochIsOutgrown() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.epoch(5_000));
+      mesh.node("b");
+      mesh.node("c");
+      mesh.connect("a", "b");
+      mesh.connect("b", "c");
+      mesh.get("a").publish(new Cursor("old", 1, 1)).block();
+      mesh.get("a").publish(new Cursor("both", 1, 1)).block();
+      mesh.get("a").delete(CURSOR, "both").block();
+      mesh.get("a").publish(new Cursor("both", 2, 2)).block(); // version 5000:4
+      mesh.advance(Duration.ofSeconds(2));
+      mesh.disconnect("a", "b");
+      mesh.nodes.remove("a").close().block();
+      EntanglementNode restarted = mesh.node("a", b -> b.epoch(3_000)); // a minute behind, say
+      restarted.publish(new Cursor("both", 9, 9)).block();
+      restarted.publish(new Cursor("new", 1, 1)).block();
+      mesh.connect("a", "b");
+      mesh.advance(Duration.ofSeconds(2));
+      for (String n : List.of("b", "c")) {
+        EntanglementNode node = mesh.get(n);
+        assertEquals(new Cursor("both", 9, 9), node.get(CURSOR, "both").orElseThrow().value(), n);
+        assertEquals(5_001, node.get(CURSOR, "both").orElseThrow().version().epoch(), n);
+        assertTrue(node.get(CURSOR, "new").isPresent(), n);
+        assertTrue(node.get(CURSOR, "old").isEmpty(), n + ": the earlier run's object is dropped");
+      }
+      restarted.publish(new Cursor("both", 10, 10)).block();
+      assertEquals(10, mesh.get("c").get(CURSOR, "both").orElseThrow().value().x());
+      assertEquals(5_001, restarted.get(CURSOR, "both").orElseThrow().version().epoch());
+    }
+  }
+
+  @Test
   @DisplayName("catch-up coexists with live traffic: objects changing during it arrive in their latest state, never regressing")
   void liveTrafficDuringCatchUp() {
     try (TestMesh mesh = new TestMesh()) {
