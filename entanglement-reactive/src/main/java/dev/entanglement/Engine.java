@@ -3595,21 +3595,36 @@ final class Engine {
   }
 
   /**
+   * How far ahead of this node's clock a peer's epoch of a local owner may lie and still be taken
+   * for an earlier run's, whose clock was ahead: one day. A later one is a claim no clock step
+   * explains, and taking it would let one CATCH_UP push the owner's epoch anywhere.
+   */
+  static final long EPOCH_LEAD_TAKEN = Duration.ofDays(1).toMillis();
+
+  /**
    * Peer {@code d} holds states of local owner {@code o} from a later epoch than this node's: an
    * earlier run with that owner ran while the clock was ahead of now (an in-memory node's epoch is
    * its start time), or had a store this node lost. Every state of this run would be older by
    * version and ignored wherever that epoch is known. Without a store, the owner moves to an epoch
    * above the peer's (at least now) and every object of it is committed again there with its
    * value, so the catch-up that follows, a full resync of the owner, and the flood to the other
-   * links carry them; the peer drops what the earlier run held and this one does not. Transitions
-   * open on those objects end BROKEN, as at any commit. With a store the owner's epoch is the
-   * stored one, which versions in flight to the store depend on: the node logs the conflict and
-   * keeps its epoch.
+   * links carry them; the peer drops what the earlier run held and this one does not. As at any
+   * commit, transitions open on those objects end BROKEN, watchers see each object once more, and
+   * a tombstone's retention starts again.
+   *
+   * <p>Not moved, only logged: with a store, whose epoch the stored versions depend on; when the
+   * peer's epoch lies more than {@link #EPOCH_LEAD_TAKEN} ahead of this node's clock; and when a
+   * neighbour announces a route to the owner, so that another node runs it too (a misconfiguration
+   * in which each node's catch-up would otherwise drop the other's objects at every reconnect).
    */
   private void outgrowEpoch(Destination d, OwnerId o, long peerEpoch) {
-    if (store != null || peerEpoch == Long.MAX_VALUE) {
-      log.warn("node {}: {} holds {} at epoch {}, later than this node's; its states of this epoch"
-          + " will be ignored there", nodeId, d.peer, o, peerEpoch);
+    Destination twin = announcesOwner(o);
+    String kept = store != null ? "this node keeps its stored epoch"
+        : peerEpoch > now() + EPOCH_LEAD_TAKEN ? "more than a day ahead of this node's clock: ignored"
+        : twin != null ? twin.peer + " announces a route to it: another node runs the same owner"
+        : null;
+    if (kept != null) {
+      log.warn("node {}: {} holds {} at epoch {}, later than this node's; {}", nodeId, d.peer, o, peerEpoch, kept);
       return;
     }
     long epoch = Math.max(now(), peerEpoch + 1);
@@ -3623,6 +3638,21 @@ final class Engine {
         commitLocal(st.binding, st.key(), o, attributes, value, st.deleted(), null, List.of(), x -> {}, e -> {});
       }
     }
+  }
+
+  /**
+   * A neighbour that announces it can reach {@code owner} (below {@link RouteTable#MAX_HOPS}, which
+   * poisoned reverse uses for an owner reached through this node), whether the policy took the
+   * route or not.
+   */
+  private @Nullable Destination announcesOwner(OwnerId owner) {
+    for (Destination x : destinations) {
+      Integer hops = x.announced.get(owner);
+      if (hops != null && hops < RouteTable.MAX_HOPS) {
+        return x;
+      }
+    }
+    return null;
   }
 
   private void onWatermark(Destination d, Message.Watermark w) {

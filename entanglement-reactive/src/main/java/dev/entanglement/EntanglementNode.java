@@ -396,7 +396,9 @@ public final class EntanglementNode {
 
     /**
      * The epoch of the local owners' versions. Default: the wall-clock time at build, so that an
-     * in-memory node that restarts starts a newer epoch and receivers replace its old states.
+     * in-memory node that restarts starts a newer epoch and receivers replace its old states. An
+     * in-memory node whose neighbour's catch-up holds a later epoch of a local owner (its clock
+     * was behind an earlier run's) moves that owner above it while it runs (docs/PROTOCOL.md §4.1).
      */
     public Builder epoch(long epoch) {
       this.epoch = epoch;

@@ -235,6 +235,52 @@ class CatchUpTest {
   }
 
   @Test
+  @DisplayName("a peer's epoch of a local owner more than a day ahead of the clock is not taken: the owner keeps its epoch")
+  void anEpochFarAheadIsNotTaken() {
+    try (TestMesh mesh = new TestMesh()) {
+      long farAhead = Engine.EPOCH_LEAD_TAKEN + 60_000; // the virtual clock is near 0
+      mesh.node("x", b -> b.owner(OwnerId.of("owner-a")).epoch(farAhead));
+      mesh.node("b");
+      mesh.connect("x", "b");
+      mesh.get("x").publish(CURSOR, OwnerId.of("owner-a"), new Cursor("k", 1, 1)).block();
+      mesh.disconnect("x", "b");
+      mesh.nodes.remove("x").close().block();
+      EntanglementNode a = mesh.node("a", b -> b.epoch(3_000));
+      a.publish(new Cursor("k", 2, 2)).block();
+      mesh.connect("a", "b");
+      mesh.advance(Duration.ofSeconds(2));
+      a.publish(new Cursor("k", 3, 3)).block();
+      assertEquals(new Version(3_000, 2), a.get(CURSOR, "k").orElseThrow().version());
+      assertEquals(farAhead, mesh.get("b").get(CURSOR, "k").orElseThrow().version().epoch());
+    }
+  }
+
+  @Test
+  @DisplayName("two nodes running one owner (a misconfiguration) do not move its epoch: a relay keeps the objects of both")
+  void twoNodesOfOneOwnerLeaveItsEpoch() {
+    OwnerId o = OwnerId.of("owner-o");
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("x", b -> b.owner(o).epoch(10));
+      mesh.node("y", b -> b.owner(o).epoch(20));
+      mesh.node("r");
+      mesh.get("x").publish(CURSOR, o, new Cursor("fromX", 1, 1)).block();
+      mesh.get("y").publish(CURSOR, o, new Cursor("fromY", 1, 1)).block();
+      mesh.connect("y", "r");
+      for (int i = 0; i < 2; i++) {
+        mesh.connect("x", "r");
+        mesh.advance(Duration.ofSeconds(2));
+        mesh.disconnect("y", "r");
+        mesh.connect("y", "r");
+        mesh.advance(Duration.ofSeconds(2));
+        mesh.disconnect("x", "r");
+      }
+      assertEquals(new Version(10, 1), mesh.get("r").get(CURSOR, "fromX").orElseThrow().version());
+      assertEquals(new Version(20, 1), mesh.get("r").get(CURSOR, "fromY").orElseThrow().version());
+      assertEquals(10, mesh.get("x").get(CURSOR, "fromX").orElseThrow().version().epoch());
+    }
+  }
+
+  @Test
   @DisplayName("catch-up coexists with live traffic: objects changing during it arrive in their latest state, never regressing")
   void liveTrafficDuringCatchUp() {
     try (TestMesh mesh = new TestMesh()) {
