@@ -588,13 +588,15 @@ export class EntanglementClient {
       return Promise.reject(new EntanglementError('NOT_CONNECTED', `not connected (${this.#state})`));
     }
     const requestId = conn.nextRequestId++;
+    const slot = `m${conn.nextSlot++}`;
     return new Promise((resolve, reject) => {
       const timer = this.#timer(conn, this.#opts.requestTimeoutMs, () => {
         conn.requests.delete(requestId);
+        conn.pending.delete(slot); // not sent yet (a congested socket): it never will be
         reject(new EntanglementError('TIMEOUT', `no answer in ${this.#opts.requestTimeoutMs} ms`));
       });
       conn.requests.set(requestId, { resolve, reject, timer });
-      this.#send(conn, { ...message, requestId, hops: 0 });
+      this.#queue(conn, slot, { message: { ...message, requestId, hops: 0 } });
     });
   }
 

@@ -218,3 +218,17 @@ test('after close(): propose and delete of an own object are refused at once, ar
   assert.equal(clock.pending(), 0, 'no timer outlives close()');
   assert.equal(client.get('Cursor', 'mine').serial, 1, 'nothing committed after close()');
 });
+
+test('a request that times out before a congested socket took it is never sent', async () => {
+  const { client, clock, socket } = await withJavaCursor({ highWaterMark: 1000, requestTimeoutMs: 500 });
+  await settle();
+  socket.clearSent();
+  socket.bufferedAmount = 5000;
+  const outcome = client.propose('Cursor', 'java', { x: 2 });
+  await settle();
+  clock.advance(500);
+  await assert.rejects(outcome, (e) => e.code === 'TIMEOUT');
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  assert.deepEqual(socket.sentOf('PROPOSE'), [], 'the caller was told TIMEOUT: the proposal must not commit later');
+});
