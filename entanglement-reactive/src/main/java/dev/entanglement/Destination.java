@@ -242,7 +242,10 @@ final class Destination {
   long probeNonce;
   /** Whether the peer's CATCH_UP has been answered (queued) on this link. */
   boolean catchUpAnswered;
-  /** Keys withdrawn from the peer on this link since a state of them was last sent. */
+  /**
+   * Keys of objects the node holds that were withdrawn from the peer on this link since a state of
+   * them was last sent; a key leaves when its object is dropped, purged or expires.
+   */
   final java.util.Set<ObjectKey> withdrawn = new java.util.HashSet<>();
   /** The last watermark sent to the peer, per owner. */
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();

@@ -3426,6 +3426,7 @@ final class Engine {
         }
         for (Destination d : destinations) {
           d.held.remove(st.key());
+          d.withdrawn.remove(st.key()); // its record of withdrawn keys holds objects held only
         }
       }
     }
@@ -3775,6 +3776,11 @@ final class Engine {
       notifyWatchers(new Snapshot<>(s.key(), null, s.owner(), s.version(), true, s.committedAt()));
     }
     for (Destination other : destinations) {
+      // Its record of withdrawn keys holds objects held only, or it grows with every key dropped
+      // for the link's life (found by a memory audit, session 37).
+      if (!other.withdrawn.isEmpty()) {
+        other.withdrawn.remove(st.key());
+      }
       if (other != from && (st.holder == other || other.held.containsKey(st.key()))) {
         offer(other, new QueueKey(Lane.STATE, st.key()), st.binding.priority(), new Outbound.State(st.key()));
         drain(other);

@@ -1789,6 +1789,39 @@ class WireBehaviourTest {
     }
   }
 
+  /** Node {@code a}'s record of the keys withdrawn from {@code peer} (Destination.withdrawn). */
+  private static java.util.Set<ObjectKey> withdrawnFrom(EntanglementNode a, String peer) throws Exception {
+    java.lang.reflect.Field f = Engine.class.getDeclaredField("destinations");
+    f.setAccessible(true);
+    @SuppressWarnings("unchecked")
+    List<Destination> destinations = (List<Destination>) f.get(a.engine);
+    return destinations.stream().filter(d -> d.peer.equals(PeerId.of(peer))).findFirst().orElseThrow().withdrawn;
+  }
+
+  @Test
+  @DisplayName("a link's record of withdrawn keys holds objects held only: it empties as they are dropped or their owner removed")
+  void withdrawnKeysLeaveWithTheirObjects() throws Exception {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a", b -> b.peerPolicy(TestMesh.sendingOnly((peer, snap) -> !peer.equals(PeerId.of("x")))));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x"));
+      x.send(new Message.CatchUp(List.of(new Message.Mark("owner-z", 1, 0)))); // x may hold owner-z's states
+      RawPeer z = new RawPeer(mesh, "a", "z");
+      z.send(hello("z", "owner-z"));
+      for (int i = 0; i < 100; i++) {
+        z.send(sync("k" + i, "owner-z", 1, i));
+      }
+      assertEquals(100, x.of(Message.Withdraw.class).size(), "each hidden state withdrawn from x once");
+      assertEquals(100, withdrawnFrom(mesh.get("a"), "x").size());
+      for (int i = 0; i < 50; i++) {
+        z.send(new Message.Withdraw("Cursor", "k" + i, "owner-z", 1, 1));
+      }
+      assertEquals(50, withdrawnFrom(mesh.get("a"), "x").size(), "dropped objects leave the record");
+      z.send(new Message.OwnerRemoved("owner-z", 1));
+      assertEquals(0, withdrawnFrom(mesh.get("a"), "x").size(), "a removed owner's objects leave it");
+    }
+  }
+
   record Click(String id, int n) {}
 
   static final SyncType<Click> CLICK = SyncType.of("Click", Click.class, Click::id).unique();
