@@ -1,5 +1,8 @@
 package dev.entanglement;
 
+import java.nio.ByteBuffer;
+import java.security.NoSuchAlgorithmException;
+import java.security.SecureRandom;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.function.Function;
@@ -116,9 +119,39 @@ public final class SyncType<T> {
   /** The object key of {@code value}; unique types get a fresh key per call. */
   public ObjectKey keyOf(T value) {
     if (unique) {
-      return new ObjectKey(name, UUID.randomUUID().toString());
+      return new ObjectKey(name, randomKey());
     }
     return key(keyExtractor.apply(value));
+  }
+
+  /**
+   * Where unique types' keys come from: a DRBG seeded once, when this class is loaded (by an
+   * application declaring its types), not the operating system's source on every key as {@link
+   * UUID#randomUUID} does. The engine draws keys on its executor, which may be running on an event
+   * loop, where that read is a blocking call (BlockHound caught it, session 37). Unpredictable keys
+   * matter: a peer that could guess the next event's key could send an event of that key first,
+   * and receivers would drop the real one as already seen.
+   */
+  private static final SecureRandom EVENT_KEYS = seededEventKeys();
+
+  private static SecureRandom seededEventKeys() {
+    try {
+      SecureRandom keys = SecureRandom.getInstance("DRBG");
+      keys.nextBytes(new byte[16]); // seeds it now, on the loading thread
+      return keys;
+    } catch (NoSuchAlgorithmException e) {
+      throw new ExceptionInInitializerError(e);
+    }
+  }
+
+  /** A random (version 4) UUID from {@link #EVENT_KEYS}, as text. */
+  private static String randomKey() {
+    byte[] b = new byte[16];
+    EVENT_KEYS.nextBytes(b);
+    b[6] = (byte) ((b[6] & 0x0f) | 0x40); // version 4
+    b[8] = (byte) ((b[8] & 0x3f) | 0x80); // IETF variant
+    ByteBuffer bytes = ByteBuffer.wrap(b);
+    return new UUID(bytes.getLong(), bytes.getLong()).toString();
   }
 
   /** The object key for a key value, as returned by the key extractor. */

@@ -45,6 +45,8 @@ class SyncTypeTest {
     assertEquals(5, t.withPriority(5).priority());
     assertTrue(t.unique().isUnique());
     assertNotEquals(t.unique().keyOf(new Low("a")), t.unique().keyOf(new Low("a")));
+    assertEquals(4, java.util.UUID.fromString(t.unique().keyOf(new Low("a")).key()).version());
+    assertEquals(2, java.util.UUID.fromString(t.unique().keyOf(new Low("a")).key()).variant());
     assertThrows(IllegalArgumentException.class, () -> t.withPriority(-1));
     assertThrows(IllegalArgumentException.class, () -> SyncType.of("a/b", Low.class, Low::id));
     assertThrows(IllegalArgumentException.class, () -> t.key(null));
