@@ -89,12 +89,6 @@ final class Destination {
     record Raw(byte[] frame) implements Outbound {}
 
     /**
-     * A one-off entry queued by {@code Engine.send} (a {@link Control} or a {@link Raw}: answers
-     * to the peer, its PONGs, a keepalive PING, transition ends), counted in {@link #oneOffs}.
-     */
-    record OneOff(Outbound entry) implements Outbound {}
-
-    /**
      * An event (a value of a unique type), its frame built once for every link and relayed
      * verbatim; {@code key} is its entry's key in the queue and in {@link #queuedEvents} (until a
      * closing link's entries are queued again under keys of their own: see {@code Engine.goAway}).
@@ -151,19 +145,11 @@ final class Destination {
   final java.util.LinkedHashSet<QueueKey> queuedEvents = new java.util.LinkedHashSet<>();
   /** Events dropped from {@link #queue} unsent, the oldest first, to keep to that limit. */
   long eventsDropped;
-  /**
-   * The {@link Outbound.OneOff} entries in {@link #queue}. Most answer the peer's own frames, so a
-   * peer that sends without reading would queue them without bound: above {@code
-   * Engine.ONE_OFFS_HELD} the engine stops reading the link ({@link InboundLimiter#hold}) until
-   * half of them have left.
-   */
-  int oneOffs;
 
   /** Empties {@link #queue}, its index too (see {@link CoalescingQueue#clear}). */
   void clearQueue() {
     queue.clear();
     queuedEvents.clear();
-    oneOffs = 0;
   }
   /**
    * What the peer holds, per object; a state this link is the {@link StoredState#holder} of stands

@@ -1189,9 +1189,6 @@ final class Engine {
           discard(o);
         } else {
           d.queue.offer(new QueueKey(Lane.UNIQUE, new Object()), 0, o, Engine::mergeOutbound);
-          if (o instanceof Outbound.OneOff) {
-            d.oneOffs++;
-          }
         }
       }
       d.closeWhenFlushed = true;
@@ -2177,12 +2174,7 @@ final class Engine {
     receiveBurst(d); // frames held for a late marker were received: the link is not silent
     long silent = scheduler.now(TimeUnit.NANOSECONDS) - d.lastReceivedNanos;
     if (silent >= 3 * timeouts.keepAlive().toNanos()) {
-      if (d.inbound.held()) {
-        log.warn("node {}: {} left {} answers unread, and its link unread, for {} ms; closing the link",
-            nodeId, d.peer, d.oneOffs, silent / 1_000_000);
-      } else {
-        log.warn("node {}: {} silent for {} ms; closing the link", nodeId, d.peer, silent / 1_000_000);
-      }
+      log.warn("node {}: {} silent for {} ms; closing the link", nodeId, d.peer, silent / 1_000_000);
       d.link.dispose();
       detach(d);
       return;
@@ -2343,12 +2335,6 @@ final class Engine {
   }
 
   private byte @Nullable [] materialize(Destination d, Outbound o) {
-    if (o instanceof Outbound.OneOff one) {
-      if (--d.oneOffs <= ONE_OFFS_HELD / 2) {
-        d.inbound.release();
-      }
-      o = one.entry();
-    }
     if (o instanceof Outbound.State s) {
       try {
         StoredState retained = s.retained();
@@ -2610,22 +2596,11 @@ final class Engine {
     send(d, 0, new Outbound.Raw(frame));
   }
 
-  /**
-   * One-off entries a link may hold before the engine stops reading it: 1,024. Most answer the
-   * peer's frames (PONG, ERROR, RESPONSE, WITHDRAW, NO_RESPONSE), and a peer that sends but does not
-   * read would otherwise make them pile up without bound; held, it is slowed by its own transport's
-   * flow control, as by the inbound rate, and loses nothing. Reading resumes once half have left.
-   */
-  static final int ONE_OFFS_HELD = 1_024;
-
   private void send(Destination d, int priority, Outbound o) {
-    if (d.closed || d.goingAway || d.passedOver) {
+    if (d.closed) {
       return;
     }
-    offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, new Outbound.OneOff(o));
-    if (++d.oneOffs > ONE_OFFS_HELD) {
-      d.inbound.hold();
-    }
+    offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, o);
     drain(d);
   }
 

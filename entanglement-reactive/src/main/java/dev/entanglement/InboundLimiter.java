@@ -26,9 +26,6 @@ import reactor.core.scheduler.Scheduler;
  * <p>State machine: {@code NEW} → {@code FLOWING} ({@link #start}: the first grant) → {@code
  * PAUSED} (every requested frame arrived and less than one token is left: a resume timer waits for
  * {@code resumeBatch} tokens) → {@code FLOWING} (the timer fired: those tokens are granted) … and
- * from any state but {@code STOPPED} → {@code HELD} ({@link #hold}: the engine's answers to the
- * peer pile up unread; a pending resume timer is disposed; nothing is requested) → {@code FLOWING}
- * or {@code PAUSED} ({@link #release}: as the tokens allow); and
  * from any state → {@code STOPPED} ({@link #stop}: the timer is disposed, the link's subscription
  * is cancelled, and nothing is requested any more; terminal). Cancelled, not just left without
  * demand: a transport keeps what it received and nobody asked for until its subscriber cancels (a
@@ -62,9 +59,6 @@ final class InboundLimiter {
   private @Nullable Disposable resume;
   private long pausedAt;
   private boolean stopped;
-  /** Whether the engine holds the link ({@link #hold}): nothing is requested while it does. */
-  private boolean held;
-  private long heldAt;
   private long pauses;
   private long throttledNanos;
 
@@ -114,7 +108,7 @@ final class InboundLimiter {
     }
     refill();
     grant();
-    if (outstanding == 0 && !held) {
+    if (outstanding == 0) {
       pauses++;
       pausedAt = scheduler.now(TimeUnit.NANOSECONDS);
       scheduleResume();
@@ -142,58 +136,10 @@ final class InboundLimiter {
     received();
   }
 
-  /**
-   * Stops asking the link for frames, whatever the window and the tokens allow, until {@link
-   * #release}: frames already requested still arrive. Counted as a pause, and in {@link
-   * #throttled}. Idempotent.
-   */
-  void hold() {
-    if (held || stopped) {
-      return;
-    }
-    held = true;
-    pauses++;
-    long now = scheduler.now(TimeUnit.NANOSECONDS);
-    heldAt = now;
-    if (resume != null) { // paused for tokens: the hold takes over, and release asks again
-      resume.dispose();
-      resume = null;
-      throttledNanos += now - pausedAt;
-    }
-  }
-
-  /** Whether the link is held ({@link #hold}). */
-  boolean held() {
-    return held;
-  }
-
-  /** Asks the link for frames again, as the window and the tokens allow. Idempotent. */
-  void release() {
-    if (!held) {
-      return;
-    }
-    held = false;
-    long now = scheduler.now(TimeUnit.NANOSECONDS);
-    throttledNanos += now - heldAt;
-    if (stopped || upstream == null) {
-      return;
-    }
-    refill();
-    grant();
-    if (rate > 0 && outstanding == 0) {
-      pausedAt = now;
-      scheduleResume();
-    }
-  }
-
   /** Ends the limiter: cancels a pending resume; nothing is requested after. Idempotent. */
   void stop() {
     if (stopped) {
       return;
-    }
-    if (held) {
-      held = false;
-      throttledNanos += scheduler.now(TimeUnit.NANOSECONDS) - heldAt;
     }
     stopped = true;
     if (upstream != null) {
@@ -206,15 +152,14 @@ final class InboundLimiter {
     }
   }
 
-  /** How many times the link was paused for lack of tokens, or held. */
+  /** How many times the link was paused for lack of tokens. */
   long pauses() {
     return pauses;
   }
 
-  /** How long the link has been paused or held in total, the current pause included. */
+  /** How long the link has been paused in total, the current pause included. */
   Duration throttled() {
-    long t = scheduler.now(TimeUnit.NANOSECONDS);
-    long now = resume != null ? t - pausedAt : held ? t - heldAt : 0;
+    long now = resume == null ? 0 : scheduler.now(TimeUnit.NANOSECONDS) - pausedAt;
     return Duration.ofNanos(throttledNanos + now);
   }
 
@@ -255,11 +200,8 @@ final class InboundLimiter {
     return (a + b - 1) / b;
   }
 
-  /** Requests as many frames as the window and the tokens allow, unless held. */
+  /** Requests as many frames as the window and the tokens allow. */
   private void grant() {
-    if (held) {
-      return;
-    }
     Subscription s = upstream;
     int n = window - outstanding;
     if (rate > 0) {

@@ -24,8 +24,7 @@ import java.time.Duration;
  * @param pendingRequests proposals, creates and deletes sent on this link and not yet answered
  * @param activeTransitions transitions started by the peer's node that this node tracks now
  * @param inboundPauses times this node stopped reading the link because the peer was over the
- *     inbound rate ({@link EntanglementNode.Builder#maxInboundRate}), or left more than 1,024
- *     answers unread (PONG, ERROR, RESPONSE, ...: the node reads it again once half have left)
+ *     inbound rate ({@link EntanglementNode.Builder#maxInboundRate}); 0 without a rate
  * @param inboundThrottled how long the link has been paused so in total, the current pause included
  * @param eventsDropped events (values of unique types) for the peer dropped unsent, the oldest
  *     first, because more than {@link EntanglementNode.Builder#maxQueuedEvents} were waiting for the

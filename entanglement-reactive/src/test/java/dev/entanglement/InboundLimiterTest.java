@@ -224,44 +224,4 @@ class InboundLimiterTest {
     assertTrue(up.cancelled);
     assertEquals(0, scheduler.pending());
   }
-
-  @Test
-  @DisplayName("held, a link is asked for nothing more, whatever the window; released, it is asked again; both count as a pause")
-  void holdWithoutARate() {
-    Upstream up = new Upstream(false);
-    InboundLimiter l = start(0, 0, 8, up);
-    assertEquals(8, up.requested);
-    serial.execute(l::hold);
-    serial.execute(l::hold); // idempotent
-    for (int i = 0; i < 8; i++) {
-      serial.execute(l::received); // what was asked for still arrives
-    }
-    assertEquals(8, up.requested, "nothing more is asked while held");
-    assertTrue(l.held());
-    scheduler.clock.advanceTimeBy(Duration.ofMillis(30));
-    assertEquals(Duration.ofMillis(30), l.throttled());
-    serial.execute(l::release);
-    assertEquals(16, up.requested);
-    assertEquals(1, l.pauses());
-    assertEquals(Duration.ofMillis(30), l.throttled());
-  }
-
-  @Test
-  @DisplayName("a hold while paused for tokens takes over its timer; the release asks as the tokens allow and pauses again if none are left")
-  void holdWithARate() {
-    Upstream up = new Upstream(true); // delivers what it is asked for at once
-    InboundLimiter l = start(100, 5, 256, up); // 5 at once, then paused for tokens
-    assertEquals(5, up.requested);
-    assertEquals(1, scheduler.pending());
-    serial.execute(l::hold);
-    assertEquals(0, scheduler.pending(), "the resume timer is disposed");
-    scheduler.clock.advanceTimeBy(Duration.ofSeconds(1));
-    assertEquals(5, up.requested, "nothing is asked while held");
-    serial.execute(l::release); // a full bucket: 5 more, then paused again
-    assertEquals(10, up.requested);
-    assertEquals(1, scheduler.pending());
-    assertEquals(3, l.pauses()); // paused, held, paused
-    serial.execute(l::stop);
-    assertEquals(0, scheduler.pending());
-  }
 }

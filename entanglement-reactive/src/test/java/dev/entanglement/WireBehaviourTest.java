@@ -1023,35 +1023,6 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("a peer that sends without reading the answers: the node stops reading it past ONE_OFFS_HELD answers, its queue stays bounded, and every PING is answered once it reads")
-  void aPeerThatDoesNotReadItsAnswersIsNotRead() {
-    try (TestMesh mesh = new TestMesh()) {
-      EntanglementNode a = mesh.node("a");
-      List<Long> pongs = new ArrayList<>();
-      ManualTransport transport = new ManualTransport(f -> {
-        if (f.length > 0 && CODEC.decode(f) instanceof Message.Pong p) {
-          pongs.add(p.nonce());
-        }
-      });
-      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
-      attachWithOneUnitLeft(mesh, a, transport, in);
-      int pings = 5_000;
-      for (long n = 1; n <= pings; n++) {
-        in.tryEmitNext(CODEC.encode(new Message.Ping(n)));
-      }
-      mesh.settle();
-      PeerStats held = peerStats(a, "x");
-      assertTrue(held.queueDepth() <= Engine.ONE_OFFS_HELD + 256 + 8, "queued: " + held.queueDepth());
-      assertTrue(held.queueDepth() > Engine.ONE_OFFS_HELD, "the peer's frames were read up to the bound");
-      assertEquals(1, held.inboundPauses());
-      transport.request(Long.MAX_VALUE); // the peer reads at last
-      mesh.settle();
-      assertEquals(java.util.stream.LongStream.rangeClosed(1, pings).boxed().toList(), pongs);
-      assertEquals(0, peerStats(a, "x").queueDepth());
-    }
-  }
-
-  @Test
   @DisplayName("a closing node sends what was queued for a link, then GOAWAY as its last frame and completes its frames; close() waits for the link, and a request queued toward an owner fails NOT_CONNECTED")
   void closingSendsGoAwayAsTheLastFrame() {
     try (TestMesh mesh = new TestMesh()) {
