@@ -3776,8 +3776,8 @@ final class Engine {
       notifyWatchers(new Snapshot<>(s.key(), null, s.owner(), s.version(), true, s.committedAt()));
     }
     for (Destination other : destinations) {
-      // Its record of withdrawn keys holds objects held only, or it grows with every key dropped
-      // for the link's life (found by a memory audit, session 37).
+      // Its record of withdrawn keys holds objects held only, or it would grow with every key
+      // dropped, for the link's life.
       if (!other.withdrawn.isEmpty()) {
         other.withdrawn.remove(st.key());
       }

@@ -11,8 +11,8 @@ import tools.jackson.dataformat.cbor.CBORMapper;
 /**
  * Resource limits a node applies to each peer, and to the objects it publishes or accepts; see
  * {@link EntanglementNode.Builder} for their meaning and defaults. Excess is refused with {@link
- * ErrorCode#LIMIT_EXCEEDED}, never queued; the inbound rate alone is applied as backpressure (see
- * {@link InboundLimiter}).
+ * ErrorCode#LIMIT_EXCEEDED}, never queued, except: the inbound rate is applied as backpressure (see
+ * {@link InboundLimiter}), and an event beyond the queued events makes room by dropping the oldest.
  *
  * @param pendingRequestsPerPeer requests (PROPOSE, CREATE) from one link not answered yet
  * @param transitionsPerPeer active transitions whose updates one link sent
