@@ -929,7 +929,7 @@ export class EntanglementClient {
         answer.reject('BROKEN_TRANSITION', `transition ${req.transitionId} ${ended}`);
         return;
       }
-      const openOn = req.transitionId && this.#openTransitionKey(req.transitionId);
+      const openOn = req.transitionId && this.#transitionKeys.get(req.transitionId);
       if (openOn && openOn !== objectKey(req.type, key)) {
         answer.reject('INVALID_OPERATION', `transition ${req.transitionId} is open on another object`);
         return;
@@ -1315,7 +1315,7 @@ export class EntanglementClient {
     }
     if (this.#endedTransitions.has(m.transitionId) || m.origin === this.#nodeId) return;
     const k = objectKey(m.objectType, m.key);
-    const openOn = this.#openTransitionKey(m.transitionId);
+    const openOn = this.#transitionKeys.get(m.transitionId);
     if (openOn !== undefined && openOn !== k) return;
     const existing = this.#transitions.get(k)?.get(m.transitionId);
     if (existing && (existing.origin !== m.origin || existing.owner !== m.owner || existing.seq >= m.seq)) return;
@@ -1343,7 +1343,7 @@ export class EntanglementClient {
       return;
     }
     const k = objectKey(m.objectType, m.key);
-    const openOn = this.#openTransitionKey(m.transitionId);
+    const openOn = this.#transitionKeys.get(m.transitionId);
     if (openOn === undefined ? !this.#objects.has(k) : openOn !== k) return;
     const slot = this.#transitions.get(k)?.get(m.transitionId);
     const aborts = m.state === 'ABORTED' || m.state === 'EXPIRED';
@@ -1353,10 +1353,6 @@ export class EntanglementClient {
     this.#endTransition(k, m.transitionId, m.state, false);
   }
 
-  /** The object key a transition id is open on here, or undefined. */
-  #openTransitionKey(id) {
-    return this.#transitionKeys.get(id);
-  }
 
   /** Ends a transition once; `send` tells the peer (every end but EXPIRED and the peer's own). */
   #endTransition(k, id, state, send) {
