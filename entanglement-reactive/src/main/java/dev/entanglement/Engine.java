@@ -573,6 +573,11 @@ final class Engine {
       publishNow(declared, current, owner, value, sink::success, e -> sink.error(notWritten(e)));
     } catch (RuntimeException e) {
       sink.error(e);
+    } catch (Error e) {
+      // The publisher learns of it too, instead of waiting for good; the executor still logs and
+      // counts it as a failed task.
+      sink.error(e);
+      throw e;
     }
   }
 

@@ -24,6 +24,23 @@ import reactor.test.StepVerifier;
 
 class EntanglementNodeTest {
 
+  record Faulty(String id) {}
+
+  @Test
+  @org.junit.jupiter.api.DisplayName("an Error thrown while a publish runs reaches the publisher's Mono, and counts as a failed task")
+  void anErrorInAPublishReachesItsMono() {
+    SyncType<Faulty> faulty = SyncType.of("Faulty", Faulty.class, f -> {
+      throw new AssertionError("key function broke");
+    });
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", Registry.builder("faulty").type(faulty).build(), b -> {});
+      StepVerifier.create(a.publish(faulty, new Faulty("x")))
+          .expectErrorMatches(e -> e instanceof AssertionError && e.getMessage().equals("key function broke"))
+          .verify(java.time.Duration.ofSeconds(5));
+      assertEquals(1, a.stats().tasksFailed());
+    }
+  }
+
   @Test
   void publish_replicatesToNeighbour() {
     try (TestMesh mesh = new TestMesh()) {
