@@ -179,10 +179,7 @@ public final class CoalescingQueue<K, E> {
       Bucket<K, E> b = buckets.get(i);
       Node<K, E> head = b.head;
       if (head != null) {
-        b.unlink(head);
-        removeFromIndex(head);
-        pending--;
-        return head.entry;
+        return take(head);
       }
     }
     return null;
@@ -194,7 +191,11 @@ public final class CoalescingQueue<K, E> {
     if (at < 0) {
       return null;
     }
-    Node<K, E> n = index[at];
+    return take(index[at]);
+  }
+
+  /** Takes pending node {@code n} out of its bucket and the index; returns its entry. */
+  private E take(Node<K, E> n) {
     n.bucket.unlink(n);
     removeFromIndex(n);
     pending--;
