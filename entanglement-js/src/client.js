@@ -23,8 +23,9 @@
 // - Everything sent on a socket goes through its `pending` map, in insertion order. States and
 //   transition updates are keyed by object (or transition), so a key that is already pending
 //   keeps its place and is written once, from the latest value, when the socket drains: the map
-//   never holds more than one entry per key. Messages (requests, answers, PONG, ...) get unique
-//   keys: they are bounded by the protocol's own exchanges, not by the publishing rate. Events
+//   never holds more than one entry per key. A PONG, and an ERROR refusing something sent unasked,
+//   are keyed too (the newest PONG; while congested, one such ERROR per code). Other messages (requests, answers)
+//   get unique keys: they are bounded by the protocol's own exchanges, not by the publishing rate. Events
 //   (unique types) never conflate, so while the socket is congested (its buffer at the threshold,
 //   or it is closing) at most `maxQueuedEvents` of them are pending: one more drops the oldest
 //   pending event (`eventsDropped` counts them), as a Java node does per link. Events queued while
@@ -465,6 +466,16 @@ export class EntanglementClient {
     this.#queue(conn, `m${conn.nextSlot++}`, { message });
   }
 
+  /**
+   * Queues an ERROR refusing something the peer sent unasked (no request id). It is informational:
+   * while the socket is congested a newer one replaces a pending one of its code, so a flood of
+   * refused messages costs one entry per code.
+   */
+  #refuseUnasked(conn, code, message) {
+    const slot = this.#congested(conn) ? `r${code}` : `m${conn.nextSlot++}`;
+    this.#queue(conn, slot, { message: { type: 'ERROR', inReplyTo: 0, code, message } });
+  }
+
   /** Queues a state of this client's object; an entry already pending for it keeps its place. */
   #queueState(conn, k) {
     this.#queue(conn, `s${k}`, { state: k });
@@ -653,7 +664,9 @@ export class EntanglementClient {
           new EntanglementError('NO_RESPONSE', 'a relay could not reach the owner'));
         break;
       case 'OWNER_REMOVED': this.#onOwnerRemoved(conn, m); break;
-      case 'PING': this.#send(conn, { type: 'PONG', nonce: m.nonce }); break;
+      // The newest PING's answer replaces a pending one: a PONG only answers the peer's probe,
+      // its newest PING.
+      case 'PING': this.#queue(conn, 'pong', { message: { type: 'PONG', nonce: m.nonce } }); break;
       case 'PONG': break; // its arrival already counts as life
       case 'GOAWAY': this.#lost(conn, `GOAWAY ${m.code}: ${m.message}`); break;
       case 'CATCH_UP': this.#onCatchUp(conn, m); break;
@@ -684,15 +697,12 @@ export class EntanglementClient {
   #onSync(conn, s) {
     const t = this.#types.get(s.objectType);
     if (!t) {
-      this.#send(conn, { type: 'ERROR', inReplyTo: 0, code: 'UNKNOWN_TYPE', message: `unknown type ${s.objectType}` });
+      this.#refuseUnasked(conn, 'UNKNOWN_TYPE', `unknown type ${s.objectType}`);
       return;
     }
     const refused = t.unique ? this.#applyEvent(s) : this.#applyState(conn, s);
     if (refused) {
-      this.#send(conn, {
-        type: 'ERROR', inReplyTo: 0, code: refused,
-        message: `${refused} for ${s.objectType}/${s.key} of owner ${s.owner}`,
-      });
+      this.#refuseUnasked(conn, refused, `${refused} for ${s.objectType}/${s.key} of owner ${s.owner}`);
     }
   }
 
@@ -748,7 +758,7 @@ export class EntanglementClient {
 
   #onOwnerRemoved(conn, m) {
     if (m.owner === this.#ownerId) {
-      this.#send(conn, { type: 'ERROR', inReplyTo: 0, code: 'BAD_OWNER', message: `${m.owner} is local to ${this.#nodeId}` });
+      this.#refuseUnasked(conn, 'BAD_OWNER', `${m.owner} is local to ${this.#nodeId}`);
       return;
     }
     const known = this.#removedOwners.get(m.owner);
@@ -1310,7 +1320,7 @@ export class EntanglementClient {
    */
   #onTransition(conn, m) {
     if (!this.#types.has(m.objectType)) {
-      this.#send(conn, { type: 'ERROR', inReplyTo: 0, code: 'UNKNOWN_TYPE', message: `unknown type ${m.objectType}` });
+      this.#refuseUnasked(conn, 'UNKNOWN_TYPE', `unknown type ${m.objectType}`);
       return;
     }
     if (this.#endedTransitions.has(m.transitionId) || m.origin === this.#nodeId) return;

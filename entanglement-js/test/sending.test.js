@@ -181,6 +181,29 @@ test('a closing socket takes no more writes: events wait for it at most maxQueue
   assert.equal(client.eventsDropped, 97);
 });
 
+test('a congested socket keeps one PONG, the newest, and one refusal per code, however many PINGs and refused states arrive', async () => {
+  const { client, clock, sockets } = newClient({ highWaterMark: 1000, drainIntervalMs: 10 });
+  const socket = await connected(client, sockets);
+  socket.clearSent();
+  socket.bufferedAmount = 5000;
+  for (let i = 0; i < 100; i++) {
+    socket.receive({ type: 'PING', nonce: i });
+    socket.receive({
+      type: 'SYNC', objectType: 'Nope', key: `k${i}`, owner: 'owner-x', epoch: 1, serial: 1,
+      committedAt: 0, deleted: false, attributes: {},
+    });
+    socket.receive({ type: 'OWNER_REMOVED', owner: 'owner-js', epoch: 1 }); // its own: BAD_OWNER
+  }
+  await settle();
+  socket.bufferedAmount = 0;
+  clock.advance(10);
+  assert.deepEqual(socket.sent, [
+    { type: 'PONG', nonce: 99 },
+    { type: 'ERROR', inReplyTo: 0, code: 'UNKNOWN_TYPE', message: 'unknown type Nope' },
+    { type: 'ERROR', inReplyTo: 0, code: 'BAD_OWNER', message: 'owner-js is local to ' + client.nodeId },
+  ]);
+});
+
 test('maxQueuedEvents must be a positive integer', () => {
   assert.throws(() => newClient({ maxQueuedEvents: 0 }), /maxQueuedEvents/);
 });

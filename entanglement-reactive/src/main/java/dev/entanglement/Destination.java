@@ -82,11 +82,18 @@ final class Destination {
     /** This node's route table, computed for this peer at dequeue. */
     record Routes() implements Outbound {}
 
-    /** A message built in advance (responses, errors, control). */
+    /** A message built in advance (control, and replies that are no {@link Answer}). */
     record Control(Message message) implements Outbound {}
 
-    /** A frame built in advance (a RESPONSE around a state's frame). */
-    record Raw(byte[] frame) implements Outbound {}
+    /**
+     * An answer to something the peer sent: to a request (a RESPONSE, an ERROR or a NO_RESPONSE)
+     * or to a state (a WITHDRAW); counted in {@link #answersQueued} while it waits.
+     *
+     * @param message the answer, encoded at dequeue; null if {@code frame} is
+     * @param frame the answer's frame built in advance (a RESPONSE around a state's frame); null if
+     *     {@code message} is
+     */
+    record Answer(@Nullable Message message, byte @Nullable [] frame) implements Outbound {}
 
     /**
      * An event (a value of a unique type), its frame built once for every link and relayed
@@ -145,11 +152,18 @@ final class Destination {
   final java.util.LinkedHashSet<QueueKey> queuedEvents = new java.util.LinkedHashSet<>();
   /** Events dropped from {@link #queue} unsent, the oldest first, to keep to that limit. */
   long eventsDropped;
+  /**
+   * The {@link Outbound.Answer} entries in {@link #queue}: at most the node's limit of queued
+   * answers ({@code Limits#queuedAnswers}), past which the engine refuses the peer (see {@code
+   * Engine.answer}).
+   */
+  int answersQueued;
 
   /** Empties {@link #queue}, its index too (see {@link CoalescingQueue#clear}). */
   void clearQueue() {
     queue.clear();
     queuedEvents.clear();
+    answersQueued = 0;
   }
   /**
    * What the peer holds, per object; a state this link is the {@link StoredState#holder} of stands

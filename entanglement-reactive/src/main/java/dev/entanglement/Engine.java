@@ -229,6 +229,8 @@ final class Engine {
    * end it.
    */
   static final Duration CLOSE_GRACE = Duration.ofSeconds(1);
+  /** The queue key of a link's PONG: one waits at most, the newest. */
+  private static final QueueKey PONG = new QueueKey(Lane.CONTROL, "pong");
   /** The code of the GOAWAY a closing node sends on each link. */
   static final String GOAWAY_SHUTDOWN = "SHUTDOWN";
   /** Longest text of an ERROR answering a peer's request. */
@@ -2354,8 +2356,9 @@ final class Engine {
       }
     } else if (o instanceof Outbound.Control c) {
       return codec.encode(c.message());
-    } else if (o instanceof Outbound.Raw r) {
-      return r.frame();
+    } else if (o instanceof Outbound.Answer a) {
+      d.answersQueued--;
+      return a.frame() != null ? a.frame() : codec.encode(a.message());
     } else if (o instanceof Outbound.Event e) {
       d.queuedEvents.remove(e.key());
       return e.frame();
@@ -2493,10 +2496,11 @@ final class Engine {
     return codec.encode(m);
   }
 
-  private void offer(Destination d, QueueKey key, int priority, Outbound entry) {
+  /** Returns whether {@code entry} was queued (merged or not): false once the link is ending. */
+  private boolean offer(Destination d, QueueKey key, int priority, Outbound entry) {
     if (d.goingAway || d.passedOver) {
       discard(entry);
-      return;
+      return false;
     }
     updatesOffered++;
     boolean state = key.lane() == Lane.STATE;
@@ -2509,6 +2513,7 @@ final class Engine {
         d.updatesCoalesced++;
       }
     }
+    return true;
   }
 
   /**
@@ -2592,21 +2597,53 @@ final class Engine {
     drainsDeferred.clear();
   }
 
+  /** Sends a control message of this node's own accord (a keepalive PING, a TRANSITION_END). */
   private void sendControl(Destination d, Message m, int priority) {
-    send(d, priority, new Outbound.Control(m));
+    if (!d.closed) {
+      offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, new Outbound.Control(m));
+      drain(d);
+    }
   }
 
-  /** Sends an encoded control frame (such as a RESPONSE built around a state's frame). */
-  private void sendFrame(Destination d, byte[] frame) {
-    send(d, 0, new Outbound.Raw(frame));
-  }
-
-  private void send(Destination d, int priority, Outbound o) {
-    if (d.closed) {
+  /**
+   * Queues an answer to what the peer sent, counted in {@link Destination#answersQueued}. One more
+   * than {@link Limits#queuedAnswers} refuses the peer, in a task of its own (an answer may be
+   * queued from deep inside another link's ending), unless the peer has read enough of them by
+   * then. Answers never coalesce, so this bound is what keeps a peer that asks and never reads from
+   * growing its link's queue.
+   */
+  private void answer(Destination d, int priority, Outbound.Answer a) {
+    if (d.closed || !offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, a)) {
       return;
     }
-    offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, o);
+    if (++d.answersQueued == limits.queuedAnswers() + 1) {
+      serial.execute(() -> {
+        if (d.answersQueued > limits.queuedAnswers()) {
+          protocolError(d, ErrorCode.LIMIT_EXCEEDED, "more than " + limits.queuedAnswers() + " answers unread");
+        }
+      });
+    }
     drain(d);
+  }
+
+  private void answer(Destination d, int priority, Message m) {
+    answer(d, priority, new Outbound.Answer(m, null));
+  }
+
+  /**
+   * Sends an ERROR. In reply to a request ({@code inReplyTo} not 0) it is an {@linkplain #answer
+   * answer}. Without one it refuses something the peer sent unasked (a state, a transition, an
+   * owner's removal): informational, so it replaces a waiting ERROR of its code, and a peer that
+   * floods refused messages and reads nothing costs one entry per code.
+   */
+  private void sendError(Destination d, long inReplyTo, ErrorCode code, String message) {
+    Message.Error e = new Message.Error(inReplyTo, code.wire(), message);
+    if (inReplyTo != 0) {
+      answer(d, 0, e);
+    } else if (!d.closed) {
+      offer(d, new QueueKey(Lane.CONTROL, code), 0, new Outbound.Control(e));
+      drain(d);
+    }
   }
 
   /**
@@ -2790,8 +2827,7 @@ final class Engine {
       return false;
     }
     log.warn("node {}: refused an oversize {} from {}", nodeId, m.type(), d.peer);
-    sendControl(d, new Message.Error(inReplyTo, ErrorCode.LIMIT_EXCEEDED.wire(),
-        "object larger than " + limits.maxObjectSize() + " bytes"), 0);
+    sendError(d, inReplyTo, ErrorCode.LIMIT_EXCEEDED, "object larger than " + limits.maxObjectSize() + " bytes");
     return true;
   }
 
@@ -2844,7 +2880,10 @@ final class Engine {
     } else if (m instanceof Message.Watermark w) {
       onWatermark(d, w);
     } else if (m instanceof Message.Ping p) {
-      sendControl(d, new Message.Pong(p.nonce()), 0);
+      // The newest PING's answer replaces a waiting one: a PONG's one use is to answer a probe,
+      // and the peer's probe is its newest PING.
+      offer(d, PONG, 0, new Outbound.Control(new Message.Pong(p.nonce())));
+      drain(d);
     } else if (m instanceof Message.Pong p) {
       if (d.probed != null && p.nonce() == d.probeNonce) {
         d.acknowledged = d.probed;
@@ -2961,7 +3000,7 @@ final class Engine {
   private void onSync(Destination d, Message.Sync s, byte[] frame, @Nullable Object bound) {
     TypeBinding<?> b = types.get(s.objectType());
     if (b == null) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(s.objectType())), 0);
+      sendError(d, 0, ErrorCode.UNKNOWN_TYPE, "unknown type " + brief(s.objectType()));
       return;
     }
     if (b.type().isUnique()) {
@@ -2993,7 +3032,7 @@ final class Engine {
   private void refuse(Destination d, ErrorCode code, Message.Sync s) {
     String message =
         code + " for " + brief(s.objectType()) + "/" + brief(s.key()) + " of owner " + brief(s.owner());
-    sendControl(d, new Message.Error(0, code.wire(), message), 0);
+    sendError(d, 0, code, message);
   }
 
   /**
@@ -3035,7 +3074,7 @@ final class Engine {
     if (deletedWhileThePeerWasAway(from, owner, v) && objects.get(key) == null && !dropped.containsKey(key)) {
       // Not refused either (no refusal may hold the watermark down for it): withdrawn, so that
       // the peer drops it too, whatever this node's watermark covers.
-      sendControl(from, new Message.Withdraw(s.objectType(), s.key(), s.owner(), s.epoch(), s.serial()), 1);
+      answer(from, 1, new Message.Withdraw(s.objectType(), s.key(), s.owner(), s.epoch(), s.serial()));
       return null;
     }
     if (!announces && !routes.onPath(from, owner)) {
@@ -3261,8 +3300,8 @@ final class Engine {
   private void inboundRequest(
       Destination d, long requestId, String type, JsonNode attributes, RequestFactory factory) {
     if (d.requestsPending >= limits.pendingRequestsPerPeer()) {
-      sendControl(d, new Message.Error(requestId, ErrorCode.LIMIT_EXCEEDED.wire(),
-          "more than " + limits.pendingRequestsPerPeer() + " requests pending"), 0);
+      sendError(d, requestId, ErrorCode.LIMIT_EXCEEDED,
+          "more than " + limits.pendingRequestsPerPeer() + " requests pending");
       return;
     }
     RelayObligation ob = relayObligation(d, requestId);
@@ -3392,7 +3431,7 @@ final class Engine {
   private void onOwnerRemoved(Destination d, Message.OwnerRemoved m) {
     OwnerId owner = OwnerId.of(m.owner());
     if (localOwners.containsKey(owner)) {
-      sendControl(d, new Message.Error(0, ErrorCode.BAD_OWNER.wire(), owner + " is local to " + nodeId), 0);
+      sendError(d, 0, ErrorCode.BAD_OWNER, owner + " is local to " + nodeId);
       return;
     }
     Long known = removedOwners.get(owner);
@@ -3402,8 +3441,7 @@ final class Engine {
     // The policy's word, not the path: the owner is gone, and its removal reaches later neighbours
     // from any node that learnt it (attachNow), so no path leads to it any more.
     if (!routeAllowedFrom(d, owner)) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(),
-          d.peer + " may not remove owner " + brief(m.owner())), 0);
+      sendError(d, 0, ErrorCode.UNAUTHORIZED, d.peer + " may not remove owner " + brief(m.owner()));
       return;
     }
     purgeOwner(owner, m.epoch(), d);
@@ -4066,7 +4104,7 @@ final class Engine {
   private void onTransition(Destination d, Message.Transition t) {
     TypeBinding<?> b = types.get(t.objectType());
     if (b == null) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNKNOWN_TYPE.wire(), "unknown type " + brief(t.objectType())), 0);
+      sendError(d, 0, ErrorCode.UNKNOWN_TYPE, "unknown type " + brief(t.objectType()));
       return;
     }
     if (endedTransitions.containsKey(t.transitionId())) {
@@ -4089,13 +4127,12 @@ final class Engine {
     }
     if (!listenAllowed(d.peer, Operation.TRANSITION, b, key, owner)
         || !(t.attributes() instanceof ObjectNode attrs)) {
-      sendControl(d, new Message.Error(0, ErrorCode.UNAUTHORIZED.wire(), "transition refused"), 0);
+      sendError(d, 0, ErrorCode.UNAUTHORIZED, "transition refused");
       return;
     }
     if (!d.transitionsReceived.contains(t.transitionId())
         && d.transitionsReceived.size() >= limits.transitionsPerPeer()) {
-      sendControl(d, new Message.Error(0, ErrorCode.LIMIT_EXCEEDED.wire(),
-          "more than " + limits.transitionsPerPeer() + " transitions active"), 0);
+      sendError(d, 0, ErrorCode.LIMIT_EXCEEDED, "more than " + limits.transitionsPerPeer() + " transitions active");
       return;
     }
     if (open != null && open.seq >= t.seq()) {
@@ -4670,13 +4707,13 @@ final class Engine {
         }
         if (!sendAllowed(from.peer, state)) {
           // Committed, but the requester may not see the state: an answer that reveals none of it.
-          sendControl(from, new Message.Error(inReplyTo, ErrorCode.WITHHELD.wire(), WITHHELD_TEXT), 0);
+          sendError(from, inReplyTo, ErrorCode.WITHHELD, WITHHELD_TEXT);
           return;
         }
         // A state this node held already was not applied, nor noted by willAnswer.
         noteHolds(from, state.key(), state);
         // Around the version's SYNC frame, encoded once for the flood and for this answer.
-        sendFrame(from, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded)));
+        answer(from, 0, new Outbound.Answer(null, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded))));
       }
     }
 
@@ -4685,7 +4722,7 @@ final class Engine {
       if (finish()) {
         released(this);
         // The text may quote the request (keys, transition ids) or come from another node.
-        sendControl(from, new Message.Error(inReplyTo, code.wire(), oneLine(message, ERROR_TEXT_CHARS)), 0);
+        sendError(from, inReplyTo, code, oneLine(message, ERROR_TEXT_CHARS));
       }
     }
 
@@ -4693,7 +4730,7 @@ final class Engine {
     void failed(ErrorCode code, String message) {
       if (finish()) {
         released(this);
-        sendControl(from, new Message.NoResponse(inReplyTo), 0);
+        answer(from, 0, new Message.NoResponse(inReplyTo));
       }
     }
   }

@@ -371,6 +371,7 @@ public final class EntanglementNode {
     private int inboundRate;
     private int inboundBurst;
     private int queuedEvents = Limits.DEFAULT_QUEUED_EVENTS;
+    private int queuedAnswers = Limits.DEFAULT_QUEUED_ANSWERS;
     private @Nullable Long epoch;
     private dev.entanglement.store.@Nullable StateStore store;
 
@@ -527,6 +528,27 @@ public final class EntanglementNode {
     }
 
     /**
+     * The most answers that may wait for one link: RESPONSEs, ERRORs and NO_RESPONSEs to its
+     * requests, and WITHDRAWs of states it sent. A peer reads what it is sent; answers wait only
+     * while it reads more slowly than it asks. One more answer than this refuses the peer with
+     * {@link ErrorCode#LIMIT_EXCEEDED}: its link closes (a peer that reads nothing never gets the
+     * ERROR, and its link closes after a grace period), its requests end, and its answers are
+     * dropped. A dialling peer reconnects with backoff.
+     *
+     * <p>Other replies never count and wait at most one each: a PONG answers the newest PING, and
+     * an ERROR for something the peer sent unasked (a refused state or transition) replaces a
+     * waiting one of its code. So a peer that floods PINGs or refused states and reads nothing
+     * costs a few entries, and a neighbour whose states the policy refuses is never closed for
+     * it. Memory per link is at most about this many answers (each a frame, about 100 bytes to an
+     * object's size). Default 4,096: four times the {@linkplain #maxPendingRequestsPerPeer pending
+     * requests}.
+     */
+    public Builder maxQueuedAnswers(int answers) {
+      this.queuedAnswers = atLeastOne(answers);
+      return this;
+    }
+
+    /**
      * Paces the frames this node reads from each link to at most {@code messagesPerSecond} on
      * average, with bursts of up to {@code burst} frames at once: over any interval of {@code t}
      * seconds a link delivers at most {@code burst + messagesPerSecond * t} frames. Excess is not
@@ -582,7 +604,8 @@ public final class EntanglementNode {
                   maxObjectSize,
                   inboundRate,
                   inboundBurst,
-                  queuedEvents),
+                  queuedEvents,
+                  queuedAnswers),
               store));
     }
 

@@ -12,7 +12,8 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * Resource limits a node applies to each peer, and to the objects it publishes or accepts; see
  * {@link EntanglementNode.Builder} for their meaning and defaults. Excess is refused with {@link
  * ErrorCode#LIMIT_EXCEEDED}, never queued, except: the inbound rate is applied as backpressure (see
- * {@link InboundLimiter}), and an event beyond the queued events makes room by dropping the oldest.
+ * {@link InboundLimiter}), an event beyond the queued events makes room by dropping the oldest, and
+ * a peer that leaves more than the queued answers unread is refused as a whole (its link closes).
  *
  * @param pendingRequestsPerPeer requests (PROPOSE, CREATE) from one link not answered yet
  * @param transitionsPerPeer active transitions whose updates one link sent
@@ -24,6 +25,9 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * @param queuedEvents events (values of unique types) that may wait for one link, or for one
  *     watcher; the oldest is dropped to make room for a newer one (not refused: see {@link
  *     EntanglementNode.Builder#maxQueuedEvents})
+ * @param queuedAnswers answers (RESPONSE, an ERROR or NO_RESPONSE to a request, WITHDRAW) that may
+ *     wait for one link; one more refuses the peer (see {@link
+ *     EntanglementNode.Builder#maxQueuedAnswers})
  */
 record Limits(
     int pendingRequestsPerPeer,
@@ -31,17 +35,20 @@ record Limits(
     int maxObjectSize,
     int inboundRate,
     int inboundBurst,
-    int queuedEvents) {
+    int queuedEvents,
+    int queuedAnswers) {
   static final int DEFAULT_PENDING_REQUESTS_PER_PEER = 1_024;
   static final int DEFAULT_TRANSITIONS_PER_PEER = 1_024;
   static final int DEFAULT_MAX_OBJECT_SIZE = 256 * 1024;
   static final int DEFAULT_QUEUED_EVENTS = 1_024;
+  static final int DEFAULT_QUEUED_ANSWERS = 4_096;
 
   /** Counts the bytes of an encoding without keeping them (the CBOR of the wire). */
   private static final ObjectMapper CBOR = CBORMapper.builder().build();
 
   Limits {
-    if (pendingRequestsPerPeer < 1 || transitionsPerPeer < 1 || maxObjectSize < 1 || queuedEvents < 1) {
+    if (pendingRequestsPerPeer < 1 || transitionsPerPeer < 1 || maxObjectSize < 1 || queuedEvents < 1
+        || queuedAnswers < 1) {
       throw new IllegalArgumentException("limits must be positive");
     }
     if (inboundRate < 0 || (inboundRate > 0 && inboundBurst < 1)) {

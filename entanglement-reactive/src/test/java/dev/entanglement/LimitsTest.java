@@ -39,7 +39,7 @@ class LimitsTest {
       JsonNode tree = randomTree(r, 3);
       int actual = CBOR.writeValueAsBytes(tree).length;
       int max = Math.max(1, actual + r.nextInt(-8, 9));
-      Limits limits = new Limits(1, 1, max, 0, 0, 1);
+      Limits limits = new Limits(1, 1, max, 0, 0, 1, 1);
       if (actual > max) {
         EntanglementException e =
             assertThrows(EntanglementException.class, () -> limits.checkObjectSize(tree, "it"));
@@ -54,7 +54,7 @@ class LimitsTest {
   void bigNumbersAreCountedByEncoding() {
     ObjectNode tree = NODES.objectNode().put("n", new java.math.BigDecimal("1e-400"));
     assertTrue(Limits.sizeBound(tree, 100) > 100);
-    new Limits(1, 1, 100, 0, 0, 1).checkObjectSize(tree, "it"); // small once encoded
+    new Limits(1, 1, 100, 0, 0, 1, 1).checkObjectSize(tree, "it"); // small once encoded
   }
 
   private static JsonNode randomTree(SplittableRandom r, int depth) {

@@ -47,8 +47,11 @@ class WireBehaviourTest {
     boolean closed;
 
     RawPeer(TestMesh mesh, String node, String peerName) {
-      connection = LocalTransport.builder().scheduler(mesh.clock).build()
-          .connect(PeerId.of(node), PeerId.of(peerName));
+      this(mesh, node, peerName, LocalTransport.builder().scheduler(mesh.clock).build());
+    }
+
+    RawPeer(TestMesh mesh, String node, String peerName, LocalTransport transport) {
+      connection = transport.connect(PeerId.of(node), PeerId.of(peerName));
       mesh.get(node).attach(connection.a()).subscribe();
       connection.b().receive().subscribe(f -> received.add(CODEC.decode(f)));
       connection.b().send(out.asFlux()).subscribe();
@@ -1864,6 +1867,82 @@ class WireBehaviourTest {
       assertEquals(0, peerStats(a, "fast").eventsDropped());
       assertEquals(after.eventsDropped(), a.stats().eventsDropped());
       assertEquals(1.0, mesh.get("slow").get(CURSOR, "c").orElseThrow().value().x());
+    }
+  }
+
+  @Test
+  @DisplayName("queued answers: a peer that reads nothing costs one PONG and one ERROR per code for its PINGs and refused states, and is refused once its unread answers pass the bound")
+  void unreadAnswersAreBounded() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(16));
+      ManualTransport transport = new ManualTransport(f -> {}); // never asks for a frame
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      Link link = manualLink(in, transport);
+      a.attach(link).subscribe();
+      in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
+      mesh.settle();
+      int handshake = peerStats(a, "x").queueDepth();
+      ObjectNode attrs = JSON.valueToTree(new Cursor("k", 1, 1));
+      for (int i = 0; i < 1_000; i++) {
+        in.tryEmitNext(CODEC.encode(new Message.Ping(i)));
+        in.tryEmitNext(CODEC.encode(new Message.Sync("Unknown", "k" + i, "owner-x", 1, 1, 0, false, attrs)));
+        in.tryEmitNext(CODEC.encode(sync("k" + i, "owner-a", 1, i))); // a's own owner: BAD_OWNER
+      }
+      mesh.settle();
+      assertEquals(handshake + 3, peerStats(a, "x").queueDepth(), "a PONG, an UNKNOWN_TYPE, a BAD_OWNER");
+
+      for (int i = 1; i <= 16; i++) { // each answered at once: UNKNOWN_TYPE, in reply to its request
+        in.tryEmitNext(CODEC.encode(new Message.Propose(i, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a",
+            true, attrs, null, 0)));
+      }
+      mesh.advance(Engine.CLOSE_GRACE.multipliedBy(2));
+      assertFalse(link.isDisposed(), "16 answers unread: within the bound");
+      assertEquals(handshake + 3 + 16, peerStats(a, "x").queueDepth());
+
+      in.tryEmitNext(CODEC.encode(new Message.Propose(17, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a",
+          true, attrs, null, 0)));
+      mesh.advance(Engine.CLOSE_GRACE);
+      assertTrue(link.isDisposed(), "refused at the 17th, and closed without its ERROR, which it never asked for");
+      assertFalse(a.isConnected(PeerId.of("x")));
+      assertEquals(0, transport.framesOut);
+    }
+  }
+
+  @Test
+  @DisplayName("queued answers: a peer that reads gets every answer, however many it asks for; a slow one that asks faster than it reads is refused with LIMIT_EXCEEDED")
+  void answersToAReadingPeer() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(8));
+      ObjectNode attrs = JSON.valueToTree(new Cursor("k", 1, 1));
+      RawPeer fast = new RawPeer(mesh, "a", "fast");
+      fast.send(hello("fast", "owner-fast"));
+      for (int i = 1; i <= 200; i++) {
+        fast.send(new Message.Propose(i, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a", true, attrs, null, 0));
+      }
+      mesh.settle();
+      assertEquals(java.util.stream.LongStream.rangeClosed(1, 200).boxed().toList(),
+          fast.of(Message.Error.class).stream().map(Message.Error::inReplyTo).toList());
+      assertTrue(a.isConnected(PeerId.of("fast")));
+
+      // A peer that asks for 50 answers at once and reads them only later.
+      List<byte[]> out = new ArrayList<>();
+      ManualTransport transport = new ManualTransport(out::add);
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      attachWithOneUnitLeft(mesh, a, transport, in);
+      out.clear();
+      for (int i = 1; i <= 50; i++) {
+        in.tryEmitNext(CODEC.encode(
+            new Message.Propose(i, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a", true, attrs, null, 0)));
+      }
+      mesh.settle();
+      transport.request(100);
+      mesh.settle();
+      List<Message> got = out.stream().filter(f -> f.length > 0).map(CODEC::decode).toList();
+      assertEquals(new Message.Error(1, "UNKNOWN_TYPE", "unknown type Unknown"), got.get(0), "the unit left");
+      assertEquals(new Message.Error(0, "LIMIT_EXCEEDED", "more than 8 answers unread"), got.get(1), "then its last");
+      assertEquals(2, got.size());
+      assertTrue(transport.completed, "its frames end: its transport closes it");
+      assertTrue(a.isConnected(PeerId.of("fast")), "other links unaffected");
     }
   }
 
