@@ -34,7 +34,9 @@ import tools.jackson.databind.node.ObjectNode;
  *   <li>{@code held} is what the peer holds according to what was sent to it or received from it; a
  *       state is not sent to a peer that holds that version or a newer one;
  *   <li>every id in {@code outstanding} names a request sent on this link and not yet answered; on
- *       close, or once the link is passed over, each of their obligations is ended explicitly.
+ *       close, or once the link is passed over, each of their obligations is ended explicitly. An
+ *       id whose obligations all timed out leaves at the sweep that ended them: its late answer, if
+ *       it comes, is taken as the SYNC the owner will not send.
  * </ul>
  */
 final class Destination {

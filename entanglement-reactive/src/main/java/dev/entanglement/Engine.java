@@ -2770,7 +2770,7 @@ final class Engine {
         stateFrame = frame;
       } else if (frame.length > 0 && frame[0] == MessageType.RESPONSE.code()) {
         FrameCodec.BoundResponse b =
-            codec.decodeResponse(frame, d.outstanding::containsKey,
+            codec.decodeResponse(frame, id -> id > 0 && id < d.nextRequestId,
                 (type, key, owner) -> attributeReader(d, type, key, owner));
         m = b.response();
         bound = b.value();
@@ -3374,6 +3374,16 @@ final class Engine {
       Destination d, Message.Response r, byte @Nullable [] stateFrame, @Nullable Object bound) {
     List<Obligation> obs = d.outstanding.remove(r.inReplyTo());
     if (obs == null) {
+      // A late answer to a request given up on (timed out, see sweepDeadlines): the owner counts
+      // its state as delivered and sends no SYNC of that version, so it is taken as one. An answer
+      // to no request this link carried is ignored.
+      TypeBinding<?> b = types.get(r.state().objectType());
+      if (r.inReplyTo() > 0 && r.inReplyTo() < d.nextRequestId && b != null && !b.type().isUnique()) {
+        ErrorCode refused = applyState(d, b, r.state(), stateFrame, bound, List.of());
+        if (refused != null) {
+          refuse(d, refused, r.state());
+        }
+      }
       return;
     }
     TypeBinding<?> b = types.get(r.state().objectType());
@@ -4627,6 +4637,13 @@ final class Engine {
     for (Obligation o : expired) {
       fail(o, ErrorCode.TIMEOUT, "no answer in " + timeouts.request());
     }
+    if (!expired.isEmpty()) {
+      // Requests no one waits for any more: a late RESPONSE is taken as a SYNC (onResponse), so
+      // a peer that never answers does not grow the record for the link's life.
+      for (Destination d : destinations) {
+        d.outstanding.values().removeIf(Engine::allDone);
+      }
+    }
     // Not in deadline order: a proposal offered again keeps the deadline of its first offer.
     List<Proposal<?>> late = new ArrayList<>();
     decisionDeadlines.forEach((p, deadline) -> {
@@ -4638,6 +4655,15 @@ final class Engine {
       decisionDeadlines.remove(p);
       p.reject(ErrorCode.TIMEOUT, "the owner did not decide in time");
     }
+  }
+
+  private static boolean allDone(List<Obligation> obligations) {
+    for (Obligation o : obligations) {
+      if (!o.isDone()) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private void fail(Obligation o, ErrorCode code, String message) {

@@ -21,7 +21,8 @@ import java.time.Duration;
  * @param stalenessP99 99th percentile of the same
  * @param queueDepth entries waiting in the outbound queue to this peer now (at most one per
  *     object, whatever the update rate)
- * @param pendingRequests proposals, creates and deletes sent on this link and not yet answered
+ * @param pendingRequests proposals, creates and deletes sent on this link, not yet answered and
+ *     not timed out
  * @param activeTransitions transitions started by the peer's node that this node tracks now
  * @param inboundPauses times this node stopped reading the link because the peer was over the
  *     inbound rate ({@link EntanglementNode.Builder#maxInboundRate}); 0 without a rate

@@ -2019,6 +2019,36 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("a request that timed out leaves the link's record of requests; its late RESPONSE is taken as the SYNC the owner will not send")
+  void aTimedOutRequestLeavesTheRecord() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.requestTimeout(Duration.ofSeconds(5)));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(sync("c", "owner-x", 1, 1));
+      mesh.settle();
+      List<Object> outcomes = new CopyOnWriteArrayList<>();
+      for (int i = 0; i < 3; i++) {
+        a.propose(CURSOR, "c", Map.of("x", 10.0 + i)).subscribe(outcomes::add, outcomes::add);
+        mesh.settle(); // each its own PROPOSE: the one before it has left the queue
+      }
+      List<Message.Propose> asked = x.of(Message.Propose.class);
+      assertEquals(3, asked.size());
+      assertEquals(3, peerStats(a, "x").pendingRequests());
+
+      mesh.advance(Duration.ofSeconds(6)); // x answers none of them
+      assertEquals(3, outcomes.size());
+      outcomes.forEach(o -> assertEquals(ErrorCode.TIMEOUT, assertInstanceOf(EntanglementException.class, o).code()));
+      assertEquals(0, peerStats(a, "x").pendingRequests(), "given up on: no longer recorded");
+
+      x.send(new Message.Response(asked.get(2).requestId(), sync("c", "owner-x", 2, 12)));
+      mesh.settle();
+      assertEquals(12.0, x(mesh, "c"), "the late answer's state, applied");
+      assertEquals(3, outcomes.size(), "and no outcome a second time");
+    }
+  }
+
+  @Test
   @DisplayName("a peer that never says HELLO is dropped after the handshake timeout")
   void handshakeTimeout() {
     try (TestMesh mesh = new TestMesh()) {
