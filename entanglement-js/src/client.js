@@ -23,9 +23,10 @@
 // - Everything sent on a socket goes through its `pending` map, in insertion order. States and
 //   transition updates are keyed by object (or transition), so a key that is already pending
 //   keeps its place and is written once, from the latest value, when the socket drains: the map
-//   never holds more than one entry per key. A PONG, and an ERROR refusing something sent unasked,
-//   are keyed too (the newest PONG; while congested, one such ERROR per code). Other messages (requests, answers)
-//   get unique keys: they are bounded by the protocol's own exchanges, not by the publishing rate. Events
+//   never holds more than one entry per key. The keepalive PING, the PONG and an ERROR refusing
+//   something sent unasked are keyed too (the newest PING and PONG; while congested, one such
+//   ERROR per code). Other messages (requests, answers) get unique keys: they are bounded by the
+//   protocol's own exchanges, not by the publishing rate. Events
 //   (unique types) never conflate, so while the socket is congested (its buffer at the threshold,
 //   or it is closing) at most `maxQueuedEvents` of them are pending: one more drops the oldest
 //   pending event (`eventsDropped` counts them), as a Java node does per link. Events queued while
@@ -395,7 +396,7 @@ export class EntanglementClient {
         this.#lost(conn, `peer silent for ${silent} ms`);
         return;
       }
-      this.#send(conn, { type: 'PING', nonce: this.#clock.now() });
+      this.#queue(conn, 'ping', { message: { type: 'PING', nonce: this.#clock.now() } }); // the newest waits
       this.#keepAlive(conn);
     });
   }

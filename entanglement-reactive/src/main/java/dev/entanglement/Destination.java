@@ -155,11 +155,15 @@ final class Destination {
   /** Events dropped from {@link #queue} unsent, the oldest first, to keep to that limit. */
   long eventsDropped;
   /**
-   * The {@link Outbound.Answer} entries in {@link #queue}: at most the node's limit of queued
-   * answers ({@code Limits#queuedAnswers}), past which the engine refuses the peer (see {@code
-   * Engine.answer}).
+   * The {@link Outbound.Answer} entries in {@link #queue}. Past the node's limit of queued answers
+   * ({@code Limits#queuedAnswers}) the link is watched, and a peer that reads none of them is
+   * refused (see {@code Engine.answer}).
    */
   int answersQueued;
+  /** The pending check of a link past the bound of queued answers, or null. */
+  reactor.core.@Nullable Disposable unreadAnswersCheck;
+  /** {@link #framesSent} when that check was armed: unchanged at the check, the peer read nothing. */
+  long framesSentWhenWatched;
 
   /** Empties {@link #queue}, its index too (see {@link CoalescingQueue#clear}). */
   void clearQueue() {
@@ -265,7 +269,10 @@ final class Destination {
   final java.util.Set<ObjectKey> withdrawn = new java.util.HashSet<>();
   /** The last watermark sent to the peer, per owner. */
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
-  /** Keys received from the peer per owner, until the peer's first watermark for that owner. */
+  /**
+   * Keys received from the peer per owner, until the peer's first watermark for that owner: of
+   * objects this node holds with that owner, so at most one per object held.
+   */
   final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
 
   /** States of {@link #refusedOnRoute} kept per link at most: 4,096 (the oldest go first). */

@@ -206,7 +206,10 @@ final class Engine {
    * offered every state the policy shows it. Bounded; in memory only.
    */
   private final Map<PeerId, Destination.Offered> offeredAtDetach = lru(PEERS_REMEMBERED);
-  /** The nonce of the last probe (see {@link Destination#probed}); negative, unlike keepalive's. */
+  /**
+   * The nonce of the last PING, a probe's (see {@link Destination#probed}) or a keepalive's: each
+   * lower than the one before, so a PONG to a later PING answers an earlier probe as well.
+   */
   private long probes;
   private long nextDestinationOrder;
   private boolean closed;
@@ -229,8 +232,15 @@ final class Engine {
    * end it.
    */
   static final Duration CLOSE_GRACE = Duration.ofSeconds(1);
+  /**
+   * How many times {@link Limits#queuedAnswers} answers a peer that reads may leave unread before it
+   * is refused: 16.
+   */
+  static final int UNREAD_ANSWERS_FACTOR = 16;
   /** The queue key of a link's PONG: one waits at most, the newest. */
   private static final QueueKey PONG = new QueueKey(Lane.CONTROL, "pong");
+  /** The queue key of a link's keepalive PING: one waits at most, the newest. */
+  private static final QueueKey KEEPALIVE_PING = new QueueKey(Lane.CONTROL, "ping");
   /** The code of the GOAWAY a closing node sends on each link. */
   static final String GOAWAY_SHUTDOWN = "SHUTDOWN";
   /** Longest text of an ERROR answering a peer's request. */
@@ -1186,7 +1196,9 @@ final class Engine {
       for (Outbound o; (o = d.queue.poll()) != null; ) {
         queued.add(o);
       }
+      int answers = d.answersQueued;
       d.clearQueue();
+      d.answersQueued = answers; // queued again below
       // Queued again in the order they would have gone, at one priority: nothing merges into
       // them from now on. Straight into the queue: they are no new updates to count.
       queued.add(new Outbound.Control(
@@ -2186,7 +2198,9 @@ final class Engine {
       detach(d);
       return;
     }
-    sendControl(d, new Message.Ping(scheduler.now(TimeUnit.MILLISECONDS)), 0);
+    // One waits at most: a newer keepalive replaces one a peer that does not read left waiting.
+    offer(d, KEEPALIVE_PING, 0, new Outbound.Control(new Message.Ping(--probes)));
+    drain(d);
   }
 
   private void detach(Destination d) {
@@ -2198,6 +2212,9 @@ final class Engine {
     d.inbound.stop();
     if (d.watermarkFlush != null) {
       d.watermarkFlush.dispose();
+    }
+    if (d.unreadAnswersCheck != null) {
+      d.unreadAnswersCheck.dispose();
     }
     destinations.remove(d);
     if (d.everHolder) {
@@ -2597,7 +2614,7 @@ final class Engine {
     drainsDeferred.clear();
   }
 
-  /** Sends a control message of this node's own accord (a keepalive PING, a TRANSITION_END). */
+  /** Sends a control message of this node's own accord (a TRANSITION_END). */
   private void sendControl(Destination d, Message m, int priority) {
     if (!d.closed) {
       offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, new Outbound.Control(m));
@@ -2606,24 +2623,61 @@ final class Engine {
   }
 
   /**
-   * Queues an answer to what the peer sent, counted in {@link Destination#answersQueued}. One more
-   * than {@link Limits#queuedAnswers} refuses the peer, in a task of its own (an answer may be
-   * queued from deep inside another link's ending), unless the peer has read enough of them by
-   * then. Answers never coalesce, so this bound is what keeps a peer that asks and never reads from
-   * growing its link's queue.
+   * Queues an answer to what the peer sent, counted in {@link Destination#answersQueued}. Answers
+   * never coalesce, so these bounds are what keep a peer that asks and does not read from growing
+   * its link's queue:
+   *
+   * <ul>
+   *   <li>past {@link Limits#queuedAnswers}, the link is watched: a peer whose link takes no frame
+   *       for a keepalive interval while it stays past the bound reads nothing, and is refused; one
+   *       that reads, however slowly (a paced reader, a slow link, answers larger than the
+   *       requests), is not;
+   *   <li>past {@value #UNREAD_ANSWERS_FACTOR} times that, the peer is refused at once, reading or
+   *       not.
+   * </ul>
+   *
+   * <p>A refusal runs in a task of its own: an answer may be queued from deep inside another link's
+   * ending.
    */
   private void answer(Destination d, int priority, Outbound.Answer a) {
     if (d.closed || !offer(d, new QueueKey(Lane.UNIQUE, new Object()), priority, a)) {
       return;
     }
-    if (++d.answersQueued == limits.queuedAnswers() + 1) {
-      serial.execute(() -> {
-        if (d.answersQueued > limits.queuedAnswers()) {
-          protocolError(d, ErrorCode.LIMIT_EXCEEDED, "more than " + limits.queuedAnswers() + " answers unread");
-        }
-      });
+    long queued = ++d.answersQueued;
+    if (queued > limits.queuedAnswers()) {
+      if (queued == (long) UNREAD_ANSWERS_FACTOR * limits.queuedAnswers() + 1) {
+        serial.execute(() -> refuseUnread(d));
+      } else if (d.unreadAnswersCheck == null) {
+        watchUnreadAnswers(d);
+      }
     }
     drain(d);
+  }
+
+  /** Checks {@code d} again a keepalive interval from now (see {@link #answer}). */
+  private void watchUnreadAnswers(Destination d) {
+    d.framesSentWhenWatched = d.framesSent;
+    d.unreadAnswersCheck =
+        scheduler.schedule(
+            () -> serial.execute(() -> {
+              d.unreadAnswersCheck = null;
+              if (d.closed || d.answersQueued <= limits.queuedAnswers()) {
+                return;
+              }
+              if (d.framesSent == d.framesSentWhenWatched) {
+                refuseUnread(d);
+              } else {
+                watchUnreadAnswers(d); // it reads: still past the bound, so watched on
+              }
+            }),
+            timeouts.keepAlive().toNanos(),
+            TimeUnit.NANOSECONDS);
+  }
+
+  private void refuseUnread(Destination d) {
+    if (!d.closed) {
+      protocolError(d, ErrorCode.LIMIT_EXCEEDED, "more than " + limits.queuedAnswers() + " answers unread");
+    }
   }
 
   private void answer(Destination d, int priority, Message m) {
@@ -2880,12 +2934,15 @@ final class Engine {
     } else if (m instanceof Message.Watermark w) {
       onWatermark(d, w);
     } else if (m instanceof Message.Ping p) {
-      // The newest PING's answer replaces a waiting one: a PONG's one use is to answer a probe,
-      // and the peer's probe is its newest PING.
+      // The newest PING's answer replaces a waiting one: a PONG to a PING says that every frame
+      // sent before that PING was read, which is all a prober learns from it (a PONG to a later
+      // PING acknowledges an earlier probe too, see the PONG below).
       offer(d, PONG, 0, new Outbound.Control(new Message.Pong(p.nonce())));
       drain(d);
     } else if (m instanceof Message.Pong p) {
-      if (d.probed != null && p.nonce() == d.probeNonce) {
+      // This node's nonces fall PING after PING: this PONG answers the probe or a later PING, and
+      // a peer may answer only the newest of the PINGs waiting for it.
+      if (d.probed != null && p.nonce() <= d.probeNonce) {
         d.acknowledged = d.probed;
         d.probed = null;
         scheduleWatermarkFlush(d);
@@ -3056,9 +3113,16 @@ final class Engine {
       return null;
     }
     // Sent in the peer's catch-up, refused (on route or by policy) or not: the peer holds it, so
-    // the end of a full resync must not take it for gone.
-    if (!from.caughtUp.contains(owner)) {
-      from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
+    // the end of a full resync must not take an object of it this node holds for gone. Recorded
+    // only for such objects, held now or applied below: keys the peer makes up cost nothing.
+    // (One refused now and received from elsewhere later is recorded when its kept refusal is
+    // applied again, see applyRefusedNowOnPath, before the peer's first watermark can count.)
+    boolean inCatchUp = !from.caughtUp.contains(owner);
+    if (inCatchUp) {
+      StoredState held = objects.get(key);
+      if (held != null && held.owner().equals(owner)) {
+        seenInCatchUp(from, owner, key);
+      }
     }
     // A neighbour that announces the owner was let speak for it then, and is on its path: one
     // table lookup for the common case, on every state received.
@@ -3148,6 +3212,9 @@ final class Engine {
       makeHolder(st, from, v);
     }
     putState(st, null);
+    if (inCatchUp) {
+      seenInCatchUp(from, owner, key);
+    }
     if (!dropped.isEmpty()) {
       dropped.remove(key);
     }
@@ -3167,6 +3234,10 @@ final class Engine {
       drain(from);
     }
     return null;
+  }
+
+  private static void seenInCatchUp(Destination from, OwnerId owner, ObjectKey key) {
+    from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
   }
 
   private void onEvent(Destination d, TypeBinding<?> b, Message.Sync s, byte[] frame) {

@@ -528,20 +528,23 @@ public final class EntanglementNode {
     }
 
     /**
-     * The most answers that may wait for one link: RESPONSEs, ERRORs and NO_RESPONSEs to its
-     * requests, and WITHDRAWs of states it sent. A peer reads what it is sent; answers wait only
-     * while it reads more slowly than it asks. One more answer than this refuses the peer with
-     * {@link ErrorCode#LIMIT_EXCEEDED}: its link closes (a peer that reads nothing never gets the
-     * ERROR, and its link closes after a grace period), its requests end, and its answers are
-     * dropped. A dialling peer reconnects with backoff.
+     * How many answers may wait for one link before the node checks that its peer reads them:
+     * RESPONSEs, ERRORs and NO_RESPONSEs to its requests, and WITHDRAWs of states it sent. Answers
+     * wait only while the peer reads more slowly than it asks. Past this bound the link is
+     * watched: if it takes no frame for a {@linkplain #keepAlive keepalive interval} while still
+     * past it, the peer reads nothing, and is refused with {@link ErrorCode#LIMIT_EXCEEDED}: its
+     * link closes (a peer that reads nothing never gets the ERROR, and its link closes a second
+     * later), its requests end, and its answers are dropped. A dialling peer reconnects with
+     * backoff. A peer that reads, however slowly (it paces its reading, its link is slow, the
+     * answers are larger than its requests), is refused only past 16 times this bound.
      *
-     * <p>Other replies never count and wait at most one each: a PONG answers the newest PING, and
-     * an ERROR for something the peer sent unasked (a refused state or transition) replaces a
-     * waiting one of its code. So a peer that floods PINGs or refused states and reads nothing
-     * costs a few entries, and a neighbour whose states the policy refuses is never closed for
-     * it. Memory per link is at most about this many answers (each a frame, about 100 bytes to an
-     * object's size). Default 4,096: four times the {@linkplain #maxPendingRequestsPerPeer pending
-     * requests}.
+     * <p>Other replies never count and wait at most one each: a PONG answers the newest PING, a
+     * keepalive PING replaces a waiting one, and an ERROR for something the peer sent unasked (a
+     * refused state or transition) replaces a waiting one of its code. So a peer that floods PINGs
+     * or refused states and reads nothing costs a few entries, and a neighbour whose states the
+     * policy refuses is never closed for it. Memory per link is at most 16 times this many answers;
+     * a RESPONSE holds its committed object's frame, so that is up to as many objects. Default
+     * 4,096: four times the {@linkplain #maxPendingRequestsPerPeer pending requests}.
      */
     public Builder maxQueuedAnswers(int answers) {
       this.queuedAnswers = atLeastOne(answers);

@@ -13,7 +13,8 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  * {@link EntanglementNode.Builder} for their meaning and defaults. Excess is refused with {@link
  * ErrorCode#LIMIT_EXCEEDED}, never queued, except: the inbound rate is applied as backpressure (see
  * {@link InboundLimiter}), an event beyond the queued events makes room by dropping the oldest, and
- * a peer that leaves more than the queued answers unread is refused as a whole (its link closes).
+ * a peer that leaves more than the queued answers unread and reads none of them is refused as a
+ * whole (its link closes).
  *
  * @param pendingRequestsPerPeer requests (PROPOSE, CREATE) from one link not answered yet
  * @param transitionsPerPeer active transitions whose updates one link sent
@@ -26,7 +27,7 @@ import tools.jackson.dataformat.cbor.CBORMapper;
  *     watcher; the oldest is dropped to make room for a newer one (not refused: see {@link
  *     EntanglementNode.Builder#maxQueuedEvents})
  * @param queuedAnswers answers (RESPONSE, an ERROR or NO_RESPONSE to a request, WITHDRAW) that may
- *     wait for one link; one more refuses the peer (see {@link
+ *     wait for one link before the node checks that the peer reads them (see {@link
  *     EntanglementNode.Builder#maxQueuedAnswers})
  */
 record Limits(

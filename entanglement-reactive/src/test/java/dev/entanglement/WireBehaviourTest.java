@@ -629,6 +629,26 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("the catch-up record keeps only keys of objects the node holds: states of an owner the peer is off the path of, under keys it makes up, cost nothing")
+  void catchUpRecordKeepsHeldObjectsOnly() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      RawPeer peer = new RawPeer(mesh, "a", "x");
+      peer.send(hello("x", "owner-x"));
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      y.send(hello("y", "owner-q"));
+      for (int i = 0; i < 1_000; i++) {
+        peer.send(sync("made-up-" + i, "owner-q", 1, i)); // x is off owner-q's path, through y: refused
+      }
+      peer.send(sync("c", "owner-x", 1, 1)); // applied: recorded
+      mesh.settle();
+      assertEquals(1, a.engine.keysAwaitingWatermark());
+      assertEquals(1.0, x(mesh, "c"));
+      assertNull(x(mesh, "made-up-0"));
+    }
+  }
+
+  @Test
   @DisplayName("a replayed old version is ignored and the sender is brought up to date")
   void replayIgnored() {
     try (TestMesh mesh = new TestMesh()) {
@@ -997,10 +1017,15 @@ class WireBehaviourTest {
 
   private static dev.entanglement.transport.Link manualLink(
       Sinks.Many<byte[]> in, org.reactivestreams.Subscriber<byte[]> transport) {
+    return manualLink("x", in, transport);
+  }
+
+  private static dev.entanglement.transport.Link manualLink(
+      String remote, Sinks.Many<byte[]> in, org.reactivestreams.Subscriber<byte[]> transport) {
     Sinks.Empty<Void> closed = Sinks.empty();
     return new dev.entanglement.transport.Link() {
       public PeerId remote() {
-        return PeerId.of("x");
+        return PeerId.of(remote);
       }
 
       public reactor.core.publisher.Flux<byte[]> receive() {
@@ -1870,11 +1895,16 @@ class WireBehaviourTest {
     }
   }
 
+  private static Message.Propose unknownTypeProposal(long requestId) {
+    return new Message.Propose(requestId, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a", true,
+        JSON.valueToTree(new Cursor("k", 1, 1)), null, 0);
+  }
+
   @Test
-  @DisplayName("queued answers: a peer that reads nothing costs one PONG and one ERROR per code for its PINGs and refused states, and is refused once its unread answers pass the bound")
+  @DisplayName("queued answers: a peer that reads nothing costs one PONG and one ERROR per code for its PINGs and refused states, and is refused a keepalive interval after its unread answers pass the bound")
   void unreadAnswersAreBounded() {
     try (TestMesh mesh = new TestMesh()) {
-      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(16));
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(16).keepAlive(Duration.ofSeconds(15)));
       ManualTransport transport = new ManualTransport(f -> {}); // never asks for a frame
       Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
       Link link = manualLink(in, transport);
@@ -1892,57 +1922,239 @@ class WireBehaviourTest {
       assertEquals(handshake + 3, peerStats(a, "x").queueDepth(), "a PONG, an UNKNOWN_TYPE, a BAD_OWNER");
 
       for (int i = 1; i <= 16; i++) { // each answered at once: UNKNOWN_TYPE, in reply to its request
-        in.tryEmitNext(CODEC.encode(new Message.Propose(i, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a",
-            true, attrs, null, 0)));
+        in.tryEmitNext(CODEC.encode(unknownTypeProposal(i)));
       }
-      mesh.advance(Engine.CLOSE_GRACE.multipliedBy(2));
+      mesh.advance(Duration.ofSeconds(30));
       assertFalse(link.isDisposed(), "16 answers unread: within the bound");
-      assertEquals(handshake + 3 + 16, peerStats(a, "x").queueDepth());
+      // (and its keepalive PINGs, two by now: one waits)
+      assertEquals(handshake + 3 + 16 + 1, peerStats(a, "x").queueDepth(), "and a keepalive PING");
 
-      in.tryEmitNext(CODEC.encode(new Message.Propose(17, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a",
-          true, attrs, null, 0)));
-      mesh.advance(Engine.CLOSE_GRACE);
-      assertTrue(link.isDisposed(), "refused at the 17th, and closed without its ERROR, which it never asked for");
+      in.tryEmitNext(CODEC.encode(unknownTypeProposal(17)));
+      mesh.advance(Duration.ofSeconds(15).minusMillis(1));
+      assertFalse(link.isDisposed(), "past the bound: watched for a keepalive interval");
+      mesh.advance(Duration.ofMillis(1).plus(Engine.CLOSE_GRACE));
+      assertTrue(link.isDisposed(), "it read nothing: refused, and closed without its ERROR, which it never asked for");
       assertFalse(a.isConnected(PeerId.of("x")));
       assertEquals(0, transport.framesOut);
     }
   }
 
   @Test
-  @DisplayName("queued answers: a peer that reads gets every answer, however many it asks for; a slow one that asks faster than it reads is refused with LIMIT_EXCEEDED")
+  @DisplayName("queued answers: past sixteen times the bound a peer is refused at once, without the keepalive interval's wait")
+  void unreadAnswersPastTheHardBound() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(4));
+      ManualTransport transport = new ManualTransport(f -> {});
+      Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
+      Link link = manualLink(in, transport);
+      a.attach(link).subscribe();
+      in.tryEmitNext(CODEC.encode(hello("x", "owner-x")));
+      for (int i = 1; i <= Engine.UNREAD_ANSWERS_FACTOR * 4; i++) {
+        in.tryEmitNext(CODEC.encode(unknownTypeProposal(i)));
+      }
+      mesh.advance(Engine.CLOSE_GRACE);
+      assertFalse(link.isDisposed(), "64 answers: watched, not refused yet");
+      in.tryEmitNext(CODEC.encode(unknownTypeProposal(65)));
+      mesh.advance(Engine.CLOSE_GRACE);
+      assertTrue(link.isDisposed(), "the 65th: refused at once");
+    }
+  }
+
+  @Test
+  @DisplayName("queued answers: a peer that reads gets every answer, however many it asks for and however slowly it reads; once it stops reading past the bound it is refused with LIMIT_EXCEEDED")
   void answersToAReadingPeer() {
     try (TestMesh mesh = new TestMesh()) {
-      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(8));
-      ObjectNode attrs = JSON.valueToTree(new Cursor("k", 1, 1));
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(8).keepAlive(Duration.ofSeconds(15)));
       RawPeer fast = new RawPeer(mesh, "a", "fast");
       fast.send(hello("fast", "owner-fast"));
       for (int i = 1; i <= 200; i++) {
-        fast.send(new Message.Propose(i, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a", true, attrs, null, 0));
+        fast.send(unknownTypeProposal(i));
       }
       mesh.settle();
       assertEquals(java.util.stream.LongStream.rangeClosed(1, 200).boxed().toList(),
           fast.of(Message.Error.class).stream().map(Message.Error::inReplyTo).toList());
-      assertTrue(a.isConnected(PeerId.of("fast")));
 
-      // A peer that asks for 50 answers at once and reads them only later.
+      // A peer that asks for 50 answers at once and reads one every 5 s.
       List<byte[]> out = new ArrayList<>();
       ManualTransport transport = new ManualTransport(out::add);
       Sinks.Many<byte[]> in = Sinks.many().unicast().onBackpressureBuffer();
       attachWithOneUnitLeft(mesh, a, transport, in);
       out.clear();
       for (int i = 1; i <= 50; i++) {
-        in.tryEmitNext(CODEC.encode(
-            new Message.Propose(i, Message.ProposalKind.UPDATE, "Unknown", "k", "owner-a", true, attrs, null, 0)));
+        in.tryEmitNext(CODEC.encode(unknownTypeProposal(i)));
       }
-      mesh.settle();
+      for (int i = 0; i < 100; i++) {
+        mesh.advance(Duration.ofSeconds(5));
+        in.tryEmitNext(CODEC.encode(new Message.Ping(i))); // not silent
+        transport.request(1);
+        mesh.settle();
+      }
+      List<Long> answered = out.stream().filter(f -> f.length > 0).map(CODEC::decode)
+          .filter(m -> m instanceof Message.Error).map(m -> ((Message.Error) m).inReplyTo()).toList();
+      assertEquals(java.util.stream.LongStream.rangeClosed(1, 50).boxed().toList(), answered);
+      assertTrue(a.isConnected(PeerId.of("x")), "read slowly, never refused");
+
+      // Then it stops reading.
+      out.clear();
+      for (int i = 51; i <= 70; i++) {
+        in.tryEmitNext(CODEC.encode(unknownTypeProposal(i)));
+      }
+      mesh.advance(Duration.ofMillis(15_500)); // refused; its ERROR waits a second at most
       transport.request(100);
       mesh.settle();
-      List<Message> got = out.stream().filter(f -> f.length > 0).map(CODEC::decode).toList();
-      assertEquals(new Message.Error(1, "UNKNOWN_TYPE", "unknown type Unknown"), got.get(0), "the unit left");
-      assertEquals(new Message.Error(0, "LIMIT_EXCEEDED", "more than 8 answers unread"), got.get(1), "then its last");
-      assertEquals(2, got.size());
+      List<Message> got = out.stream().filter(f -> f.length > 0).map(CODEC::decode)
+          .filter(m -> !(m instanceof Message.Ping)).toList();
+      assertEquals(List.of(new Message.Error(0, "LIMIT_EXCEEDED", "more than 8 answers unread")), got,
+          "the refusal, alone: the answers were dropped with it");
       assertTrue(transport.completed, "its frames end: its transport closes it");
-      assertTrue(a.isConnected(PeerId.of("fast")), "other links unaffected");
+    }
+  }
+
+  record Doc(String id, String body, double x) {}
+
+  static final SyncType<Doc> DOC = SyncType.of("Doc", Doc.class, Doc::id);
+
+  @Test
+  @DisplayName("queued answers: a proposer whose answers are larger than its requests (partial updates of large objects) is not refused, on a link slower for them")
+  void largeAnswersToAReadingProposer() {
+    try (TestMesh mesh = new TestMesh()) {
+      Registry reg = Registry.builder("docs").type(DOC).build();
+      EntanglementNode a = mesh.node("a", reg, b -> b.maxQueuedAnswers(64));
+      EntanglementNode p = mesh.node("p", reg, b -> {});
+      String body = "x".repeat(2_000);
+      everyProposalCommits(mesh, a, p, DOC, i -> new Doc("d" + i, body, 0), "d",
+          LocalTransport.builder().scheduler(mesh.clock).bandwidth(1_000_000).build());
+    }
+  }
+
+  @Test
+  @DisplayName("queued answers: a proposer that paces its own reading (maxInboundRate) is not refused")
+  void answersToAPacedReader() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(64));
+      EntanglementNode p = mesh.node("p", b -> b.maxInboundRate(100, 100));
+      everyProposalCommits(mesh, a, p, CURSOR, i -> new Cursor("c" + i, 0, 0), "c",
+          LocalTransport.builder().scheduler(mesh.clock).build());
+    }
+  }
+
+  /**
+   * Publishes 1,000 objects on {@code a} (keys {@code prefix + i}), links {@code p} to it, and has
+   * {@code p} propose {@code x = 1} on each at once: every proposal commits, and the link stays.
+   */
+  private static <T> void everyProposalCommits(TestMesh mesh, EntanglementNode a, EntanglementNode p,
+      SyncType<T> type, java.util.function.IntFunction<T> object, String prefix, LocalTransport link) {
+    int n = 1_000;
+    for (int i = 0; i < n; i++) {
+      a.publish(object.apply(i)).block();
+    }
+    mesh.connect("a", "p", link);
+    mesh.advance(Duration.ofSeconds(60));
+    assertTrue(p.get(type, prefix + (n - 1)).isPresent(), "synced");
+    a.proposals(type).subscribe(Proposal::commit);
+    List<Object> outcomes = new CopyOnWriteArrayList<>();
+    for (int i = 0; i < n; i++) {
+      p.propose(type, prefix + i, Map.of("x", 1.0)).subscribe(outcomes::add, outcomes::add);
+    }
+    mesh.advance(Duration.ofSeconds(60));
+    assertEquals(n, outcomes.size());
+    assertEquals(List.of(), outcomes.stream().filter(o -> !(o instanceof Outcome.Committed)).limit(1).toList());
+    assertTrue(a.isConnected(PeerId.of("p")));
+  }
+
+  /**
+   * A node's outbound side that forwards each frame to the peer and records it; while shut, it
+   * holds frames back and asks for no more (a stalled path).
+   */
+  private static final class Gate extends reactor.core.publisher.BaseSubscriber<byte[]> {
+    final Sinks.Many<byte[]> to;
+    final List<Message> seen = new ArrayList<>();
+    final List<byte[]> held = new ArrayList<>();
+    boolean shut;
+
+    Gate(Sinks.Many<byte[]> to) {
+      this.to = to;
+    }
+
+    @Override
+    protected void hookOnSubscribe(org.reactivestreams.Subscription s) {
+      s.request(1);
+    }
+
+    @Override
+    protected void hookOnNext(byte[] f) {
+      if (f.length > 0) {
+        seen.add(CODEC.decode(f));
+      }
+      if (shut) {
+        held.add(f);
+      } else {
+        to.tryEmitNext(f);
+        request(1);
+      }
+    }
+
+    void open() {
+      shut = false;
+      held.forEach(to::tryEmitNext);
+      held.clear();
+      request(1);
+    }
+
+    List<Long> probeNonces() {
+      return seen.stream().filter(m -> m instanceof Message.Ping).map(m -> ((Message.Ping) m).nonce()).toList();
+    }
+  }
+
+  private static List<Long> pongs(Gate gate) {
+    return gate.seen.stream().filter(m -> m instanceof Message.Pong).map(m -> ((Message.Pong) m).nonce()).toList();
+  }
+
+  @Test
+  @DisplayName("a PONG that answers a keepalive PING sent after a probe acknowledges the probe too: the peer may answer only the newest PING waiting, and probing goes on")
+  void aPongToALaterPingAcknowledgesTheProbe() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", x -> x.keepAlive(Duration.ofSeconds(5)));
+      EntanglementNode b = mesh.node("b", x -> x.keepAlive(Duration.ofSeconds(5)));
+      Sinks.Many<byte[]> toA = Sinks.many().unicast().onBackpressureBuffer();
+      Sinks.Many<byte[]> toB = Sinks.many().unicast().onBackpressureBuffer();
+      Gate aToB = new Gate(toB);
+      Gate bToA = new Gate(toA);
+      a.attach(manualLink("b", toA, aToB)).subscribe();
+      b.attach(manualLink("a", toB, bToA)).subscribe();
+      mesh.advance(Duration.ofSeconds(3));
+      a.publish(new Cursor("c0", 0, 0)).block();
+      mesh.advance(Duration.ofSeconds(3));
+      assertFalse(aToB.probeNonces().isEmpty(), "a probes b");
+
+      bToA.shut = true; // b's frames to a stall: a frame or two it hands over are held
+      int pongsBefore = pongs(bToA).size();
+      int pingsBefore = aToB.probeNonces().size();
+      b.publish(new Cursor("b0", 0, 0)).block();
+      mesh.settle();
+      a.publish(new Cursor("c1", 1, 0)).block();
+      mesh.advance(Duration.ofMillis(1_500)); // a's probe goes out
+      mesh.advance(Duration.ofSeconds(5)); // and keepalive PINGs after it
+      bToA.open();
+      mesh.advance(Duration.ofSeconds(1));
+      List<Long> stalled = aToB.probeNonces().subList(pingsBefore, aToB.probeNonces().size());
+      List<Long> answered = pongs(bToA).subList(pongsBefore, pongs(bToA).size());
+      assertTrue(answered.size() < stalled.size(), "PINGs " + stalled + ", PONGs " + answered + ": some replaced");
+      assertEquals(stalled.get(stalled.size() - 1), answered.get(answered.size() - 1), "the newest answered");
+
+      // Probing goes on: a probe follows each change (at most one a second), where a keepalive
+      // PING comes every 5 s. Were the probe never taken as acknowledged, no other would follow.
+      int mark = aToB.probeNonces().size();
+      for (int i = 2; i < 10; i++) {
+        a.publish(new Cursor("c" + i, i, 0)).block();
+        mesh.advance(Duration.ofMillis(1_100));
+      }
+      int pings = aToB.probeNonces().size() - mark;
+      assertTrue(pings >= 6, pings + " PINGs in 8.8 s: probes stopped");
+      List<Long> nonces = aToB.probeNonces();
+      for (int i = 1; i < nonces.size(); i++) {
+        assertTrue(nonces.get(i) < nonces.get(i - 1), "every PING's nonce below the one before: " + nonces);
+      }
     }
   }
 
