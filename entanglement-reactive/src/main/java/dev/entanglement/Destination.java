@@ -270,10 +270,20 @@ final class Destination {
   /** The last watermark sent to the peer, per owner. */
   final Map<OwnerId, Version> sentWatermarks = new HashMap<>();
   /**
-   * Keys received from the peer per owner, until the peer's first watermark for that owner: of
-   * objects this node holds with that owner, so at most one per object held.
+   * Keys received from the peer per owner, until the peer's first watermark for that owner; at most
+   * as many in all as the node holds objects, plus {@link #CATCH_UP_RECORD_SLACK}.
    */
   final Map<OwnerId, java.util.Set<ObjectKey>> catchUpSeen = new HashMap<>();
+  /** The keys in {@link #catchUpSeen}. */
+  long catchUpSeenKeys;
+  /**
+   * Whether the record outgrew its bound and was given up: from then on nothing is recorded, and a
+   * full resync on this link drops nothing (objects deleted while the peer was away may stay).
+   */
+  boolean catchUpRecordGivenUp;
+
+  /** Keys a catch-up may record beyond the node's number of objects: 4,096. */
+  static final int CATCH_UP_RECORD_SLACK = 4_096;
 
   /** States of {@link #refusedOnRoute} kept per link at most: 4,096 (the oldest go first). */
   static final int REFUSED_ON_ROUTE_KEPT = 4_096;

@@ -237,6 +237,12 @@ final class Engine {
    * is refused: 16.
    */
   static final int UNREAD_ANSWERS_FACTOR = 16;
+  /**
+   * How long a link past the bound of queued answers may take no frame before its peer is taken
+   * for one that reads nothing: 15 s, the default keepalive interval (and not the configured one,
+   * which may be off or short).
+   */
+  static final Duration UNREAD_ANSWERS_WATCH = Duration.ofSeconds(15);
   /** The queue key of a link's PONG: one waits at most, the newest. */
   private static final QueueKey PONG = new QueueKey(Lane.CONTROL, "pong");
   /** The queue key of a link's keepalive PING: one waits at most, the newest. */
@@ -2629,7 +2635,7 @@ final class Engine {
    *
    * <ul>
    *   <li>past {@link Limits#queuedAnswers}, the link is watched: a peer whose link takes no frame
-   *       for a keepalive interval while it stays past the bound reads nothing, and is refused; one
+   *       for {@link #UNREAD_ANSWERS_WATCH} while it stays past the bound reads nothing, and is refused; one
    *       that reads, however slowly (a paced reader, a slow link, answers larger than the
    *       requests), is not;
    *   <li>past {@value #UNREAD_ANSWERS_FACTOR} times that, the peer is refused at once, reading or
@@ -2646,7 +2652,11 @@ final class Engine {
     long queued = ++d.answersQueued;
     if (queued > limits.queuedAnswers()) {
       if (queued == (long) UNREAD_ANSWERS_FACTOR * limits.queuedAnswers() + 1) {
-        serial.execute(() -> refuseUnread(d));
+        serial.execute(() -> {
+          if (d.answersQueued > (long) UNREAD_ANSWERS_FACTOR * limits.queuedAnswers()) {
+            refuseUnread(d);
+          }
+        });
       } else if (d.unreadAnswersCheck == null) {
         watchUnreadAnswers(d);
       }
@@ -2654,24 +2664,28 @@ final class Engine {
     drain(d);
   }
 
-  /** Checks {@code d} again a keepalive interval from now (see {@link #answer}). */
+  /** Checks {@code d} again {@link #UNREAD_ANSWERS_WATCH} from now (see {@link #answer}). */
   private void watchUnreadAnswers(Destination d) {
     d.framesSentWhenWatched = d.framesSent;
-    d.unreadAnswersCheck =
-        scheduler.schedule(
-            () -> serial.execute(() -> {
-              d.unreadAnswersCheck = null;
-              if (d.closed || d.answersQueued <= limits.queuedAnswers()) {
-                return;
-              }
-              if (d.framesSent == d.framesSentWhenWatched) {
-                refuseUnread(d);
-              } else {
-                watchUnreadAnswers(d); // it reads: still past the bound, so watched on
-              }
-            }),
-            timeouts.keepAlive().toNanos(),
-            TimeUnit.NANOSECONDS);
+    try {
+      d.unreadAnswersCheck =
+          scheduler.schedule(
+              () -> serial.execute(() -> {
+                d.unreadAnswersCheck = null;
+                if (d.closed || d.answersQueued <= limits.queuedAnswers()) {
+                  return;
+                }
+                if (d.framesSent == d.framesSentWhenWatched) {
+                  refuseUnread(d);
+                } else {
+                  watchUnreadAnswers(d); // it reads: still past the bound, so watched on
+                }
+              }),
+              UNREAD_ANSWERS_WATCH.toNanos(),
+              TimeUnit.NANOSECONDS);
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // the node's scheduler is shutting down, and the link with it
+    }
   }
 
   private void refuseUnread(Destination d) {
@@ -3113,16 +3127,9 @@ final class Engine {
       return null;
     }
     // Sent in the peer's catch-up, refused (on route or by policy) or not: the peer holds it, so
-    // the end of a full resync must not take an object of it this node holds for gone. Recorded
-    // only for such objects, held now or applied below: keys the peer makes up cost nothing.
-    // (One refused now and received from elsewhere later is recorded when its kept refusal is
-    // applied again, see applyRefusedNowOnPath, before the peer's first watermark can count.)
-    boolean inCatchUp = !from.caughtUp.contains(owner);
-    if (inCatchUp) {
-      StoredState held = objects.get(key);
-      if (held != null && held.owner().equals(owner)) {
-        seenInCatchUp(from, owner, key);
-      }
+    // the end of a full resync must not take it for gone.
+    if (!from.caughtUp.contains(owner)) {
+      seenInCatchUp(from, owner, key);
     }
     // A neighbour that announces the owner was let speak for it then, and is on its path: one
     // table lookup for the common case, on every state received.
@@ -3212,9 +3219,6 @@ final class Engine {
       makeHolder(st, from, v);
     }
     putState(st, null);
-    if (inCatchUp) {
-      seenInCatchUp(from, owner, key);
-    }
     if (!dropped.isEmpty()) {
       dropped.remove(key);
     }
@@ -3236,8 +3240,25 @@ final class Engine {
     return null;
   }
 
-  private static void seenInCatchUp(Destination from, OwnerId owner, ObjectKey key) {
-    from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key);
+  /**
+   * Records a key the peer's catch-up sent. The keys are the peer's to choose, so the record of a
+   * link holds at most as many as this node holds objects, plus {@link
+   * Destination#CATCH_UP_RECORD_SLACK}: one more gives the record up (see {@link
+   * Destination#catchUpRecordGivenUp}), since keeping an object that was deleted is the safe
+   * failure, and dropping one the peer holds is not.
+   */
+  private void seenInCatchUp(Destination from, OwnerId owner, ObjectKey key) {
+    if (from.catchUpRecordGivenUp) {
+      return;
+    }
+    if (from.catchUpSeen.computeIfAbsent(owner, o -> new java.util.HashSet<>()).add(key)
+        && ++from.catchUpSeenKeys > (long) objects.size() + Destination.CATCH_UP_RECORD_SLACK) {
+      log.info("node {}: {}'s catch-up sent more keys than this node holds objects, plus {}; its full "
+          + "resyncs on this link drop nothing", nodeId, from.peer, Destination.CATCH_UP_RECORD_SLACK);
+      from.catchUpRecordGivenUp = true;
+      from.catchUpSeen.clear();
+      from.catchUpSeenKeys = 0;
+    }
   }
 
   private void onEvent(Destination d, TypeBinding<?> b, Message.Sync s, byte[] frame) {
@@ -3788,13 +3809,16 @@ final class Engine {
     // peer was off the owner's path.
     d.caughtUp.add(owner);
     java.util.Set<ObjectKey> seen = d.catchUpSeen.remove(owner);
+    if (seen != null) {
+      d.catchUpSeenKeys -= seen.size();
+    }
     // A state of the owner refused from the peer on route and not received since keeps the
     // watermark below it (belowRefused), whoever sends the watermark.
     if (!speaksFor(d, owner)) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());
-    if (w.full()) {
+    if (w.full() && !d.catchUpRecordGivenUp) {
       for (StoredState st : List.copyOf(objects.values())) {
         if (st.owner().equals(owner) && st.version().compareTo(v) <= 0
             && (seen == null || !seen.contains(st.key()))) {

@@ -531,8 +531,8 @@ public final class EntanglementNode {
      * How many answers may wait for one link before the node checks that its peer reads them:
      * RESPONSEs, ERRORs and NO_RESPONSEs to its requests, and WITHDRAWs of states it sent. Answers
      * wait only while the peer reads more slowly than it asks. Past this bound the link is
-     * watched: if it takes no frame for a {@linkplain #keepAlive keepalive interval} while still
-     * past it, the peer reads nothing, and is refused with {@link ErrorCode#LIMIT_EXCEEDED}: its
+     * watched: if it takes no frame for 15 s while still past it, the peer reads nothing, and is
+     * refused with {@link ErrorCode#LIMIT_EXCEEDED}: its
      * link closes (a peer that reads nothing never gets the ERROR, and its link closes a second
      * later), its requests end, and its answers are dropped. A dialling peer reconnects with
      * backoff. A peer that reads, however slowly (it paces its reading, its link is slow, the

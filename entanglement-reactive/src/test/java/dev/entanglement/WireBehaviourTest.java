@@ -629,22 +629,81 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("the catch-up record keeps only keys of objects the node holds: states of an owner the peer is off the path of, under keys it makes up, cost nothing")
-  void catchUpRecordKeepsHeldObjectsOnly() {
+  @DisplayName("the catch-up record is bounded by the objects the node holds (+ 4,096): past it, it is given up, and a full resync on that link drops nothing")
+  void catchUpRecordIsBounded() {
     try (TestMesh mesh = new TestMesh()) {
       EntanglementNode a = mesh.node("a");
-      RawPeer peer = new RawPeer(mesh, "a", "x");
-      peer.send(hello("x", "owner-x"));
+      RawPeer first = new RawPeer(mesh, "a", "x");
+      first.send(hello("x", "owner-x"));
+      first.send(sync("old", "owner-x", 1, 1));
+      first.send(new Message.Watermark("owner-x", 1, 1, true));
+      mesh.settle();
+      RawPeer x = new RawPeer(mesh, "a", "x"); // replaces the first link: a new catch-up
+      x.send(hello("x", "owner-x"));
       RawPeer y = new RawPeer(mesh, "a", "y");
       y.send(hello("y", "owner-q"));
-      for (int i = 0; i < 1_000; i++) {
-        peer.send(sync("made-up-" + i, "owner-q", 1, i)); // x is off owner-q's path, through y: refused
+      for (int i = 0; i <= 1 + Destination.CATCH_UP_RECORD_SLACK; i++) {
+        x.send(sync("made-up-" + i, "owner-q", 1, i)); // x is off owner-q's path, through y: refused
       }
-      peer.send(sync("c", "owner-x", 1, 1)); // applied: recorded
       mesh.settle();
-      assertEquals(1, a.engine.keysAwaitingWatermark());
-      assertEquals(1.0, x(mesh, "c"));
-      assertNull(x(mesh, "made-up-0"));
+      assertEquals(0, a.engine.keysAwaitingWatermark(), "given up, not grown");
+      x.send(new Message.Watermark("owner-x", 1, 2, true)); // "old" not sent again: deleted?
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "old"), "kept: the record that could tell was given up");
+    }
+  }
+
+  @Test
+  @DisplayName("a full resync keeps a key whose refusal on route was evicted (past 4,096 kept) and that came from another neighbour since")
+  void aFullResyncKeepsAKeyWhoseRefusalWasEvicted() {
+    try (TestMesh mesh = new TestMesh()) {
+      mesh.node("a");
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      RawPeer y = new RawPeer(mesh, "a", "y");
+      y.send(hello("y", "owner-q"));
+      int n = Destination.REFUSED_ON_ROUTE_KEPT + 4;
+      for (int i = 0; i < n; i++) {
+        x.send(sync("k" + i, "owner-q", i + 1, i)); // x off owner-q's path: refused, kept (oldest evicted)
+      }
+      y.send(sync("k0", "owner-q", 1, 0)); // y on the path: applied
+      mesh.settle();
+      assertEquals(0.0, x(mesh, "k0"));
+      x.send(new Message.Routes(Map.of("owner-q", 1))); // x now on the path too
+      x.send(new Message.Watermark("owner-q", 1, n, true)); // the end of x's full resync
+      mesh.settle();
+      assertEquals(0.0, x(mesh, "k0"), "x sent k0: it is not gone");
+    }
+  }
+
+  @Test
+  @DisplayName("a full resync keeps a key the listen policy refused from its sender before the node held it, and that came from another neighbour since")
+  void aFullResyncKeepsAKeyThePolicyRefusedBeforeItWasHeld() {
+    try (TestMesh mesh = new TestMesh()) {
+      Policy refuseK2FromZ = new Policy() {
+        @Override
+        public boolean shouldListen(PeerId sender, Operation op, SyncType<?> type, ObjectKey key, OwnerId owner) {
+          return !(sender.equals(PeerId.of("z")) && key.key().equals("k2"));
+        }
+      };
+      mesh.node("a", b -> b.peerPolicy(refuseK2FromZ));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      x.send(new Message.CatchUp(List.of()));
+      RawPeer z = new RawPeer(mesh, "a", "z");
+      z.send(hello("z"));
+      z.send(new Message.Routes(Map.of("owner-x", 1)));
+      z.send(sync("k1", "owner-x", 1, 1));
+      z.send(sync("k2", "owner-x", 2, 2)); // refused by a's policy; a does not hold k2 yet
+      mesh.settle();
+      x.send(sync("k1", "owner-x", 1, 1));
+      x.send(sync("k2", "owner-x", 2, 2)); // applied from x
+      mesh.settle();
+      assertEquals(2.0, x(mesh, "k2"));
+      z.send(new Message.Watermark("owner-x", 1, 2, true)); // the end of z's full resync of owner-x
+      mesh.settle();
+      assertEquals(1.0, x(mesh, "k1"));
+      assertEquals(2.0, x(mesh, "k2"), "z sent k2: it is not gone");
     }
   }
 
@@ -2028,11 +2087,12 @@ class WireBehaviourTest {
   }
 
   @Test
-  @DisplayName("queued answers: a proposer that paces its own reading (maxInboundRate) is not refused")
+  @DisplayName("queued answers: a proposer that paces its own reading (maxInboundRate) is not refused, keepalive off or not")
   void answersToAPacedReader() {
     try (TestMesh mesh = new TestMesh()) {
-      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(64));
-      EntanglementNode p = mesh.node("p", b -> b.maxInboundRate(100, 100));
+      // Keepalive off: the watch does not follow its interval.
+      EntanglementNode a = mesh.node("a", b -> b.maxQueuedAnswers(64).keepAlive(Duration.ZERO));
+      EntanglementNode p = mesh.node("p", b -> b.maxInboundRate(100, 100).keepAlive(Duration.ZERO));
       everyProposalCommits(mesh, a, p, CURSOR, i -> new Cursor("c" + i, 0, 0), "c",
           LocalTransport.builder().scheduler(mesh.clock).build());
     }
