@@ -1298,6 +1298,18 @@ final class Engine {
   }
 
   /**
+   * Owners whose first watermark ended a link's catch-up, over every link ({@link
+   * Destination#caughtUp}). For tests, which read it while the engine is idle.
+   */
+  int ownersCaughtUp() {
+    int owners = 0;
+    for (Destination d : destinations) {
+      owners += d.caughtUp.size();
+    }
+    return owners;
+  }
+
+  /**
    * Whether the engine takes the link to {@code peer} to hold {@code v} of {@code key} or a newer
    * version: in the link's table, or as the holder of the key's state (held or dropped). For tests,
    * which read it while the engine is idle.
@@ -3805,16 +3817,20 @@ final class Engine {
     OwnerId owner = OwnerId.of(w.owner());
     // The peer's first watermark of an owner ends its catch-up of that owner, adopted or not: the
     // keys it sent meanwhile are recorded for that watermark only. Ended only on adoption, the
-    // record would grow by every key of the owner the link brought, for the link's life, while the
-    // peer was off the owner's path.
-    d.caughtUp.add(owner);
+    // record would grow by every key of the owner the link brought while the peer was off the
+    // owner's path. Not for an owner it neither sent a state of nor speaks for: the peer chooses
+    // those names, and recording their keys, should states follow, ends at its next watermark.
     java.util.Set<ObjectKey> seen = d.catchUpSeen.remove(owner);
     if (seen != null) {
       d.catchUpSeenKeys -= seen.size();
     }
+    boolean spokenFor = speaksFor(d, owner);
+    if (seen != null || spokenFor) {
+      d.caughtUp.add(owner);
+    }
     // A state of the owner refused from the peer on route and not received since keeps the
     // watermark below it (belowRefused), whoever sends the watermark.
-    if (!speaksFor(d, owner)) {
+    if (!spokenFor) {
       return;
     }
     Version v = new Version(w.epoch(), w.serial());

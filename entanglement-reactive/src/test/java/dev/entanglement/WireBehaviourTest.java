@@ -664,6 +664,27 @@ class WireBehaviourTest {
   }
 
   @Test
+  @DisplayName("watermarks of owners a peer neither speaks for nor sent a state of leave no record on its link")
+  void watermarksOfOwnersNotSpokenForLeaveNoRecord() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a", b -> b.peerPolicy(new Policy() {
+        @Override
+        public boolean shouldAcceptRoute(PeerId neighbour, OwnerId owner) {
+          return owner.equals(OwnerId.of("owner-x"));
+        }
+      }));
+      RawPeer x = new RawPeer(mesh, "a", "x");
+      x.send(hello("x", "owner-x"));
+      for (int i = 0; i < 1_000; i++) {
+        x.send(new Message.Watermark("made-up-" + i, 1, 1, false));
+      }
+      x.send(new Message.Watermark("owner-x", 1, 1, false));
+      mesh.settle();
+      assertEquals(1, a.engine.ownersCaughtUp(), "owner-x only");
+    }
+  }
+
+  @Test
   @DisplayName("a full resync keeps a key whose refusal on route was evicted (past 4,096 kept) and that came from another neighbour since")
   void aFullResyncKeepsAKeyWhoseRefusalWasEvicted() {
     try (TestMesh mesh = new TestMesh()) {
