@@ -665,8 +665,8 @@ export class EntanglementClient {
           new EntanglementError('NO_RESPONSE', 'a relay could not reach the owner'));
         break;
       case 'OWNER_REMOVED': this.#onOwnerRemoved(conn, m); break;
-      // The newest PING's answer replaces a pending one: a PONG only answers the peer's probe,
-      // its newest PING.
+      // The newest PING's answer replaces a pending one: a PONG tells the peer that what it sent
+      // before that PING was read, so the newest tells it all (PROTOCOL.md §3).
       case 'PING': this.#queue(conn, 'pong', { message: { type: 'PONG', nonce: m.nonce } }); break;
       case 'PONG': break; // its arrival already counts as life
       case 'GOAWAY': this.#lost(conn, `GOAWAY ${m.code}: ${m.message}`); break;

@@ -162,7 +162,7 @@ final class Destination {
   int answersQueued;
   /** The pending check of a link past the bound of queued answers, or null. */
   reactor.core.@Nullable Disposable unreadAnswersCheck;
-  /** {@link #framesSent} when that check was armed: unchanged at the check, the peer read nothing. */
+  /** {@link #framesSent} when that check was armed; the same at the check: it read nothing. */
   long framesSentWhenWatched;
 
   /** Empties {@link #queue}, its index too (see {@link CoalescingQueue#clear}). */

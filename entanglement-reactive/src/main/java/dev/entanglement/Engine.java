@@ -2647,9 +2647,9 @@ final class Engine {
    *
    * <ul>
    *   <li>past {@link Limits#queuedAnswers}, the link is watched: a peer whose link takes no frame
-   *       for {@link #UNREAD_ANSWERS_WATCH} while it stays past the bound reads nothing, and is refused; one
-   *       that reads, however slowly (a paced reader, a slow link, answers larger than the
-   *       requests), is not;
+   *       for {@link #UNREAD_ANSWERS_WATCH} while it stays past the bound reads nothing, and is
+   *       refused; one that reads, however slowly (a paced reader, a slow link, answers larger than
+   *       the requests), is not;
    *   <li>past {@value #UNREAD_ANSWERS_FACTOR} times that, the peer is refused at once, reading or
    *       not.
    * </ul>
@@ -4850,7 +4850,8 @@ final class Engine {
         // A state this node held already was not applied, nor noted by willAnswer.
         noteHolds(from, state.key(), state);
         // Around the version's SYNC frame, encoded once for the flood and for this answer.
-        answer(from, 0, new Outbound.Answer(null, codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded))));
+        byte[] response = codec.encodeResponse(inReplyTo, state.frame(codec, json, statesEncoded));
+        answer(from, 0, new Outbound.Answer(null, response));
       }
     }
 
