@@ -721,6 +721,13 @@ final class Engine {
    */
   static final int PUBLISH_WINDOW = 256;
 
+  /**
+   * Sources being pulled with their values published at once ({@code PublishAll.pull}): their
+   * commits leave the links' drains for the end of the pull, as a backlog of tasks leaves them for
+   * the end of the turn.
+   */
+  private int publishingInline;
+
   Mono<Void> publishAll(@Nullable SyncType<?> declared, OwnerId owner, Publisher<?> values) {
     return Mono.create(sink -> {
       PublishAll p = new PublishAll(declared, owner, sink);
@@ -740,6 +747,15 @@ final class Engine {
    * source's signals only submit tasks, in order, to the engine's executor; the counters, every
    * {@code request} and the end are touched there alone, so requests are serialized and a
    * synchronous source is pulled on the engine's own thread.
+   *
+   * <p>A value handed over on the engine's thread while it requests ({@link #pulling}: a
+   * synchronous source) is published at once, not queued as a task of its own, unless values the
+   * source handed over before are still queued ({@link #queued}), which it then follows. Commits
+   * made meanwhile request nothing; what they free is requested by a task of its own ({@link
+   * #pullCommitted}), so one task publishes at most a window of the source. Each value published
+   * at once counts against the executor's batch ({@link SerialExecutor#charge}), so a thread that
+   * runs the engine's turn, an application's or an event loop, is held as long as for that many
+   * tasks, and other work goes on between.
    */
   private final class PublishAll extends BaseSubscriber<Object> {
     private final @Nullable SyncType<?> declared;
@@ -747,9 +763,19 @@ final class Engine {
     private final MonoSink<Void> sink;
     /** Values committed since the last request; requested again in halves of the window. */
     private int committedSinceRequest;
+    /** Values published at once, as handed over while pulling; on the engine's thread. */
+    private long publishedInline;
     private boolean done;
     /** The source completed: {@code done}, the end waiting for the store to write every value. */
     private boolean sourceCompleted;
+    /**
+     * The engine's thread while it is in {@link #request}, else null. Written there alone: another
+     * thread never reads itself here, however stale its view.
+     */
+    private @Nullable Thread pulling;
+    /** Values handed over and queued as tasks of their own, not yet run; any thread. */
+    private final java.util.concurrent.atomic.AtomicInteger queued =
+        new java.util.concurrent.atomic.AtomicInteger();
 
     PublishAll(@Nullable SyncType<?> declared, OwnerId owner, MonoSink<Void> sink) {
       this.declared = declared;
@@ -763,44 +789,84 @@ final class Engine {
         if (closed) {
           endClosed();
         } else if (!done) {
-          request(PUBLISH_WINDOW);
+          pull(PUBLISH_WINDOW);
         }
       });
+    }
+
+    /** On the engine's thread: requests {@code n} values, publishing at once those handed over now. */
+    private void pull(int n) {
+      pulling = Thread.currentThread();
+      publishingInline++;
+      long before = publishedInline;
+      try {
+        request(n);
+      } finally {
+        pulling = null;
+        publishingInline--;
+        serial.charge((int) (publishedInline - before));
+      }
+      // What the values changed leaves as one run per link, as at a turn's end; a turn of many
+      // pulls would otherwise send nothing until it ends.
+      drainDeferred();
+      if (!done && committedSinceRequest >= PUBLISH_WINDOW / 2) {
+        serial.execute(this::pullCommitted);
+      }
+    }
+
+    /** Requests again what was committed while the source was pulled. */
+    private void pullCommitted() {
+      if (!done && committedSinceRequest > 0) {
+        int n = committedSinceRequest;
+        committedSinceRequest = 0;
+        pull(n);
+      }
     }
 
     @Override
     protected void hookOnNext(Object value) {
+      if (pulling == Thread.currentThread() && queued.get() == 0) {
+        publishedInline++;
+        publishValue(value);
+        return;
+      }
       // Handed over on an application thread (an asynchronous source), it is ordered like a
       // publish's own task with that thread's later publishes of the object.
+      queued.incrementAndGet();
       queueOn(() -> keyFor(declared, value), () -> {
-        if (done) {
-          return;
-        }
-        if (closed) {
-          endClosed();
-          return;
-        }
-        try {
-          publishNow(declared, null, owner, value, s -> committed(), e -> {
-            if (!done) {
-              end(notWritten(e));
-            } else if (sourceCompleted) {
-              // The end waits for the store: this failure comes first, and a later success is void.
-              sink.error(notWritten(e));
-            }
-          });
-        } catch (RuntimeException e) {
-          end(e);
-        }
+        queued.decrementAndGet();
+        publishValue(value);
       });
     }
 
-    /** A value is committed (durable, with a store): the window moves on. */
+    private void publishValue(Object value) {
+      if (done) {
+        return;
+      }
+      if (closed) {
+        endClosed();
+        return;
+      }
+      try {
+        publishNow(declared, null, owner, value, s -> committed(), e -> {
+          if (!done) {
+            end(notWritten(e));
+          } else if (sourceCompleted) {
+            // The end waits for the store: this failure comes first, and a later success is void.
+            sink.error(notWritten(e));
+          }
+        });
+      } catch (RuntimeException e) {
+        end(e);
+      }
+    }
+
+    /** A value is committed (durable, with a store): the window moves on (see {@link #pull}). */
     private void committed() {
-      if (!done && ++committedSinceRequest >= PUBLISH_WINDOW / 2) {
+      if (!done && ++committedSinceRequest >= PUBLISH_WINDOW / 2 && pulling == null) {
         int n = committedSinceRequest;
         committedSinceRequest = 0;
-        request(n);
+        pull(n);
       }
     }
 
@@ -2592,7 +2658,7 @@ final class Engine {
     // One queue key and entry, immutable, shared by every destination's queue.
     QueueKey queueKey = new QueueKey(Lane.STATE, st.key());
     Outbound.State entry = new Outbound.State(st.key(), st);
-    boolean backlog = serial.hasWaiting();
+    boolean backlog = publishingInline > 0 || serial.hasWaiting();
     for (Destination d : destinations) {
       if (d != except) {
         st.retainFrame(); // released when d's entry is sent, replaced or dropped

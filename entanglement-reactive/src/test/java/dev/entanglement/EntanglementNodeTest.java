@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.entanglement.TestMesh.Cursor;
+import dev.entanglement.internal.SerialExecutor;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -108,6 +109,61 @@ class EntanglementNodeTest {
       assertEquals(10_000, committed.get());
       assertTrue(maxAhead.get() <= Engine.PUBLISH_WINDOW, "requested ahead: " + maxAhead.get());
       assertTrue(maxAhead.get() > 0);
+    }
+  }
+
+  @Test
+  void aSynchronousSourceHoldsTheSubscribingThreadForAboutABatch_theRestRunsOnTheScheduler() {
+    reactor.core.scheduler.Scheduler engineThread = Schedulers.newSingle("engine-continuation");
+    EntanglementNode a =
+        EntanglementNode.builder().id("a").registry(TestMesh.registry()).scheduler(engineThread).build();
+    try {
+      Thread caller = Thread.currentThread();
+      AtomicLong onCaller = new AtomicLong();
+      AtomicLong committed = new AtomicLong();
+      a.watchAll(CURSOR).subscribe(s -> {
+        committed.incrementAndGet();
+        if (Thread.currentThread() == caller) {
+          onCaller.incrementAndGet();
+        }
+      });
+      // Idle: this thread runs the engine's turn, which pulls the source and publishes what it
+      // hands over at once; each value counts as a task against the turn's batch.
+      StepVerifier.create(a.publishAll(CURSOR, Flux.range(0, 10_000).map(i -> new Cursor("c" + i, i, 0))))
+          .expectComplete()
+          .verify(java.time.Duration.ofSeconds(30));
+      assertEquals(10_000, committed.get());
+      assertTrue(onCaller.get() > 0);
+      assertTrue(onCaller.get() <= SerialExecutor.DEFAULT_BATCH + Engine.PUBLISH_WINDOW,
+          "published on the subscribing thread: " + onCaller.get());
+    } finally {
+      a.close().block();
+      engineThread.dispose();
+    }
+  }
+
+  @Test
+  void valuesPulledOnTheEngineFollowTheSourcesValuesStillQueued() {
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      Sinks.Many<Cursor> values = Sinks.many().unicast().onBackpressureBuffer();
+      AtomicBoolean completed = new AtomicBoolean();
+      a.publishAll(CURSOR, values.asFlux()).subscribe(null, e -> {}, () -> completed.set(true));
+      int n = Engine.PUBLISH_WINDOW + 44;
+      whileBusy(a, () -> {
+        // Handed over while the engine is busy: the window's worth is queued, one task each, and
+        // the rest waits in the source until the engine requests more, having committed half the
+        // window. The source then hands it over on the engine's thread, while the other half is
+        // still queued: it must follow that half, not overtake it.
+        for (int i = 1; i <= n; i++) {
+          values.tryEmitNext(new Cursor("c1", i, i));
+        }
+        values.tryEmitComplete();
+      });
+      mesh.settle();
+      assertTrue(completed.get());
+      assertEquals(new Cursor("c1", n, n), a.get(CURSOR, "c1").orElseThrow().value());
+      assertEquals(n, a.get(CURSOR, "c1").orElseThrow().version().serial());
     }
   }
 

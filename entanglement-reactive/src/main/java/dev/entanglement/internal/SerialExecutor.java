@@ -51,6 +51,11 @@ public final class SerialExecutor implements Executor {
    * {@code wip} above 0, so {@code wip} orders it between threads.
    */
   private boolean lastUrgent;
+  /**
+   * Units of work the running task declared beyond itself ({@link #charge}); touched only by the
+   * thread that holds {@code wip} above 0, and taken into the turn's count after each task.
+   */
+  private int charged;
 
   /** Drains on the submitting thread only, without bound (a continuation is never needed). */
   public SerialExecutor(Consumer<Throwable> onError) {
@@ -97,6 +102,18 @@ public final class SerialExecutor implements Executor {
   }
 
   /**
+   * Counts {@code units} more tasks against the running turn's batch: a task that did the work of
+   * many (published a run of values) lets its turn hand off as soon as that many tasks would have.
+   * Only from a task of this executor.
+   */
+  public void charge(int units) {
+    if (units < 0) {
+      throw new IllegalArgumentException("units must not be negative: " + units);
+    }
+    charged += units;
+  }
+
+  /**
    * Whether a task submitted now would be queued rather than run at once: some thread is running
    * the executor's tasks. Any thread; by the time the caller acts on it, it may have changed.
    */
@@ -109,10 +126,11 @@ public final class SerialExecutor implements Executor {
       // Idle: the task runs at once and is never enqueued (see the state machine above).
       lastUrgent = lane == urgent;
       run(task);
+      int ran = plusUnits(1);
       run(turnEnd);
       int missed = wip.decrementAndGet();
       if (missed != 0) {
-        drain(missed, 1);
+        drain(missed, ran);
       }
       return;
     }
@@ -129,6 +147,13 @@ public final class SerialExecutor implements Executor {
     } catch (Throwable t) {
       onError.accept(t);
     }
+  }
+
+  /** {@code ran} plus the units charged since, which it takes; saturates at the int range. */
+  private int plusUnits(int ran) {
+    long sum = (long) ran + charged;
+    charged = 0;
+    return (int) Math.min(sum, Integer.MAX_VALUE);
   }
 
   /** The next task: urgent first, unless the last one was urgent and an ordinary one waits. */
@@ -173,7 +198,7 @@ public final class SerialExecutor implements Executor {
           break;
         }
         run(r);
-        ran++;
+        ran = plusUnits(ran + 1);
         ranSinceEnd = true;
       }
       missed = wip.addAndGet(-missed);

@@ -2,6 +2,7 @@ package dev.entanglement.internal;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
@@ -270,6 +271,36 @@ class SerialExecutorTest {
     }
     assertTrue(handedOff.isEmpty());
     assertEquals(List.of(0, 1, 2, 3), log);
+    assertTrue(errors.isEmpty());
+  }
+
+  @Test
+  void unitsATaskChargesCountAgainstTheBatch_onTheSubmitterAndTheContinuation() {
+    java.util.ArrayDeque<Runnable> handedOff = new java.util.ArrayDeque<>();
+    SerialExecutor batched = new SerialExecutor(4, handedOff::add, () -> {}, errors::add);
+    List<Integer> log = new ArrayList<>();
+    batched.execute(
+        () -> {
+          for (int i = 1; i <= 5; i++) {
+            int n = i;
+            batched.execute(() -> {
+              log.add(n);
+              batched.charge(n == 3 ? 2 : 0); // the work of three tasks
+            });
+          }
+          log.add(0);
+          batched.charge(1); // the work of two
+        });
+    // 2 units, then 1, then 3: the batch of 4 is spent after the second task queued.
+    assertEquals(List.of(0, 1, 2), log, "the submitter's turn counts the units charged");
+    assertEquals(1, handedOff.size());
+    handedOff.poll().run(); // 3 units, then 4 reaches the batch of 4 with 5 waiting
+    assertEquals(List.of(0, 1, 2, 3, 4), log);
+    assertEquals(1, handedOff.size(), "the continuation's turn counts them too");
+    handedOff.poll().run();
+    assertEquals(List.of(0, 1, 2, 3, 4, 5), log);
+    assertTrue(handedOff.isEmpty());
+    assertThrows(IllegalArgumentException.class, () -> batched.charge(-1));
     assertTrue(errors.isEmpty());
   }
 
