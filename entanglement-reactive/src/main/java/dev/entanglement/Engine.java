@@ -750,7 +750,8 @@ final class Engine {
    *
    * <p>A value handed over on the engine's thread while it requests ({@link #pulling}: a
    * synchronous source) is published at once, not queued as a task of its own, unless values the
-   * source handed over before are still queued ({@link #queued}), which it then follows. Commits
+   * source handed over before are still queued ({@link #queued}), which it then follows (in
+   * groups, whose objects are looked up together first: {@link #publishPulled}). Commits
    * made meanwhile request nothing; what they free is requested by a task of its own ({@link
    * #pullCommitted}), so one task publishes at most a window of the source. Each value published
    * at once counts against the executor's batch ({@link SerialExecutor#charge}), so a thread that
@@ -765,6 +766,11 @@ final class Engine {
     private int committedSinceRequest;
     /** Values published at once, as handed over while pulling; on the engine's thread. */
     private long publishedInline;
+    /**
+     * Values handed over while pulling and not yet published: up to {@link #PREFETCH_GROUP}, whose
+     * objects are then looked up together ({@link #publishPulled}). On the engine's thread.
+     */
+    private final List<Object> pulled = new ArrayList<>();
     private boolean done;
     /** The source completed: {@code done}, the end waiting for the store to write every value. */
     private boolean sourceCompleted;
@@ -800,7 +806,11 @@ final class Engine {
       publishingInline++;
       long before = publishedInline;
       try {
-        request(n);
+        try {
+          request(n);
+        } finally {
+          publishPulled(); // still pulling: their commits request nothing
+        }
       } finally {
         pulling = null;
         publishingInline--;
@@ -827,7 +837,10 @@ final class Engine {
     protected void hookOnNext(Object value) {
       if (pulling == Thread.currentThread() && queued.get() == 0) {
         publishedInline++;
-        publishValue(value);
+        pulled.add(value);
+        if (pulled.size() >= PREFETCH_GROUP) {
+          publishPulled();
+        }
         return;
       }
       // Handed over on an application thread (an asynchronous source), it is ordered like a
@@ -837,6 +850,35 @@ final class Engine {
         queued.decrementAndGet();
         publishValue(value);
       });
+    }
+
+    /**
+     * Publishes the values {@link #pulled} holds, in order, once the objects they are versions of
+     * were looked up together ({@link ObjectTable#prefetch}): on a node of many objects each lookup
+     * is a cache miss, and misses issued together overlap, where a publish at a time waits for each.
+     */
+    private void publishPulled() {
+      int n = pulled.size();
+      if (n > 1) {
+        int[] keyHashCodes = new int[n];
+        int keys = 0;
+        for (int i = 0; i < n; i++) {
+          ObjectKey key = keyFor(declared, pulled.get(i));
+          if (key != null) {
+            keyHashCodes[keys++] = key.hashCode();
+          }
+        }
+        if (keys > 1) {
+          objects.prefetch(keyHashCodes, keys);
+        }
+      }
+      try {
+        for (int i = 0; i < pulled.size(); i++) {
+          publishValue(pulled.get(i));
+        }
+      } finally {
+        pulled.clear();
+      }
     }
 
     private void publishValue(Object value) {
@@ -2840,6 +2882,7 @@ final class Engine {
         receiveBurst(d);
       }
     } else {
+      d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
       receive(d, frame);
     }
   }
@@ -2857,6 +2900,7 @@ final class Engine {
     if (n == 0) {
       return;
     }
+    d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS); // one clock read a burst
     try {
       for (int i = 0; i < n && d.takesFrames(); i++) {
         if (i % PREFETCH_GROUP == 0 && n - i > 1) {
@@ -2903,7 +2947,6 @@ final class Engine {
     framesReceived.incrementAndGet();
     d.framesReceived++;
     d.bytesReceived += frame.length;
-    d.lastReceivedNanos = scheduler.now(TimeUnit.NANOSECONDS);
     Message m;
     Object bound = null;
     byte[] stateFrame = null;

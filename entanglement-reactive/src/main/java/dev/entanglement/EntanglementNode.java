@@ -143,8 +143,11 @@ public final class EntanglementNode {
    * #publish} calls holds its latest value per object in the node). Values a source emits on an
    * application's thread keep their order with that thread's later operations on the object, as
    * publishes do; a synchronous source is pulled on the engine's thread, in no order with the
-   * application's other operations. A synchronous source is pulled on the engine's own thread. Versions of
-   * one object coalesce on every link as for {@code publish}.
+   * application's other operations, and its values are committed as they are handed over, with no
+   * task or {@code Mono} each: for a stream of values this costs less per value than a {@code
+   * publish} call each (docs/BENCHMARKS.md, B2). Each such value counts as one of the engine's
+   * tasks, so a thread that runs the engine's turn is held no longer than for as many tasks.
+   * Versions of one object coalesce on every link as for {@code publish}.
    *
    * @return completes once the source completed and every value is committed (durable, with a
    *     store); fails with the first value that cannot be published, as {@code publish} would

@@ -12,6 +12,8 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import reactor.core.Disposable;
 import dev.entanglement.store.InMemoryStateStore;
 import dev.entanglement.store.StateStore;
@@ -164,6 +166,45 @@ class EntanglementNodeTest {
       assertTrue(completed.get());
       assertEquals(new Cursor("c1", n, n), a.get(CURSOR, "c1").orElseThrow().value());
       assertEquals(n, a.get(CURSOR, "c1").orElseThrow().version().serial());
+    }
+  }
+
+  @ParameterizedTest(name = "seed {0}")
+  @ValueSource(longs = {1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233})
+  void everyValueOfASourceIsCommittedOnceInItsOrder_howeverItIsHandedOver(long seed) {
+    java.util.Random random = new java.util.Random(seed);
+    try (TestMesh mesh = new TestMesh()) {
+      EntanglementNode a = mesh.node("a");
+      Sinks.Many<Cursor> values = Sinks.many().unicast().onBackpressureBuffer();
+      AtomicBoolean completed = new AtomicBoolean();
+      a.publishAll(CURSOR, values.asFlux()).subscribe(null, e -> {}, () -> completed.set(true));
+      // The position (from 1) of each key's last value: its version's serial, if every value
+      // before it was committed once, in the source's order.
+      java.util.Map<String, Integer> last = new java.util.HashMap<>();
+      int[] emitted = {0};
+      Runnable emitSome = () -> {
+        for (int i = random.nextInt(300); i > 0; i--) {
+          String key = "k" + random.nextInt(5);
+          int n = ++emitted[0];
+          last.put(key, n);
+          values.tryEmitNext(new Cursor(key, n, n));
+        }
+      };
+      for (int step = random.nextInt(20) + 10; step > 0; step--) {
+        switch (random.nextInt(3)) {
+          case 0 -> emitSome.run(); // on an idle engine: run at once, or buffered past the window
+          case 1 -> whileBusy(a, emitSome); // queued behind the busy engine, or buffered
+          default -> mesh.settle(); // pulls on the engine what the source buffered
+        }
+      }
+      values.tryEmitComplete();
+      mesh.settle();
+      assertTrue(completed.get());
+      last.forEach((key, n) -> {
+        Snapshot<Cursor> s = a.get(CURSOR, key).orElseThrow();
+        assertEquals(new Cursor(key, n, n), s.value(), key);
+        assertEquals((long) n, s.version().serial(), key);
+      });
     }
   }
 
